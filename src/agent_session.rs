@@ -1,0 +1,377 @@
+//! The AgentSession actor: one per agent console socket.
+//!
+//! The first frame must be `auth` with a valid agent token; after that the
+//! agent can watch visitors of its group, look them up, invoke functions and
+//! send signals. The session closes itself with `token_expired` the moment
+//! its token expires.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, StreamHandler, WrapFuture};
+use actix_web::web;
+use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::ids::{VisitorId, VisitorKey};
+use crate::invoke::{self, check_invoke, InvokeOutcome};
+use crate::origin::RequestOrigin;
+use crate::protocol::{check_request_id, parse_frame, AgentInbound, ServerFrame};
+use crate::registry::{Lookup, Unwatch, UnwatchAll, VisitorEvent, Watch, WatcherId};
+use crate::state::AppState;
+use crate::token::AgentClaims;
+use crate::ws_support::{
+    close_for_protocol_error, close_on_shutdown, fail_and_close, send_error, start_heartbeat,
+    Assembled, MessageAssembler,
+};
+
+/// Invokes, signals and lookups one agent socket may have in flight.
+pub const MAX_IN_FLIGHT_PER_AGENT: usize = 1024;
+
+static NEXT_WATCHER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One agent socket.
+pub struct AgentSession {
+    app: web::Data<AppState>,
+    origin: RequestOrigin,
+    watcher_id: WatcherId,
+    claims: Option<AgentClaims>,
+    last_heard: Instant,
+    watching: HashSet<VisitorId>,
+    in_flight: usize,
+    assembler: MessageAssembler,
+}
+
+impl AgentSession {
+    pub fn new(app: web::Data<AppState>, origin: RequestOrigin) -> Self {
+        let limit = app.config.presence.max_message_bytes;
+        Self {
+            app,
+            origin,
+            watcher_id: NEXT_WATCHER_ID.fetch_add(1, Ordering::Relaxed),
+            claims: None,
+            last_heard: Instant::now(),
+            watching: HashSet::new(),
+            in_flight: 0,
+            assembler: MessageAssembler::new(limit),
+        }
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
+        let frame = parse_frame::<AgentInbound>(text);
+        let Some(claims) = self.claims.clone() else {
+            return match frame {
+                Ok(AgentInbound::Auth { token }) => self.auth(&token, ctx),
+                Ok(_) => fail_and_close(ctx, CloseCode::Policy, "auth_required", "the first frame must be auth"),
+                Err(e) => fail_and_close(ctx, CloseCode::Policy, e.code, &e.message),
+            };
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => return send_error(ctx, None, e.code, &e.message),
+        };
+        match frame {
+            AgentInbound::Auth { .. } => {
+                send_error(ctx, None, "already_authenticated", "auth was already received")
+            }
+            AgentInbound::Watch { visitorid } => self.watch(&claims, &visitorid, ctx),
+            AgentInbound::Unwatch { visitorid } => {
+                if let Ok(visitor) = VisitorId::parse(&visitorid) {
+                    if self.watching.remove(&visitor) {
+                        self.app.registry.do_send(Unwatch {
+                            key: VisitorKey::new(claims.groupid, visitor),
+                            watcher: self.watcher_id,
+                        });
+                    }
+                }
+            }
+            AgentInbound::Invoke { id, visitorid, func, args, timeout_ms } => {
+                self.invoke(&claims, id, &visitorid, func, args, timeout_ms, ctx)
+            }
+            AgentInbound::Signal { id, visitorid, data } => {
+                self.signal(&claims, id, &visitorid, data, ctx)
+            }
+            AgentInbound::Lookup { id, visitorid } => self.lookup(&claims, id, &visitorid, ctx),
+        }
+    }
+
+    fn auth(&mut self, token: &str, ctx: &mut WebsocketContext<Self>) {
+        let checked = (|| {
+            let claims = self
+                .app
+                .tokens
+                .verify(token)
+                .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+            let group = self
+                .app
+                .config
+                .group(claims.groupid)
+                .ok_or_else(|| ApiError::unauthorized("the token's group no longer exists"))?;
+            if !group.presence {
+                return Err(ApiError::PresenceNotSubscribed(group.id));
+            }
+            self.app.origins.check_group(group.id, &self.origin)?;
+            Ok(claims)
+        })();
+        let claims = match checked {
+            Ok(claims) => claims,
+            Err(e) => return fail_and_close(ctx, CloseCode::Policy, e.code(), &e.to_string()),
+        };
+        ctx.text(
+            ServerFrame::Ready {
+                groupid: claims.groupid,
+                username: &claims.sub,
+                expires: claims.exp,
+            }
+            .to_text(),
+        );
+        let left = Duration::from_secs(self.app.tokens.seconds_left(&claims));
+        ctx.run_later(left, |_, ctx| {
+            fail_and_close(ctx, CloseCode::Policy, "token_expired", "the agent token has expired");
+        });
+        self.claims = Some(claims);
+    }
+
+    /// Validates a visitor id from a frame, answering an error frame if bad.
+    fn visitor_key(
+        &self,
+        claims: &AgentClaims,
+        id: Option<&str>,
+        visitorid: &str,
+        ctx: &mut WebsocketContext<Self>,
+    ) -> Option<VisitorKey> {
+        match VisitorId::parse(visitorid) {
+            Ok(visitor) => Some(VisitorKey::new(claims.groupid, visitor)),
+            Err(message) => {
+                send_error(ctx, id, "bad_request", &message);
+                None
+            }
+        }
+    }
+
+    /// Reserves an in-flight slot, or answers `too_many_pending`.
+    fn reserve(&mut self, id: Option<&str>, ctx: &mut WebsocketContext<Self>) -> bool {
+        if self.in_flight >= MAX_IN_FLIGHT_PER_AGENT {
+            let e = ApiError::TooManyPending(MAX_IN_FLIGHT_PER_AGENT);
+            send_error(ctx, id, e.code(), &e.to_string());
+            return false;
+        }
+        self.in_flight += 1;
+        true
+    }
+
+    fn watch(&mut self, claims: &AgentClaims, visitorid: &str, ctx: &mut WebsocketContext<Self>) {
+        let Some(key) = self.visitor_key(claims, None, visitorid, ctx) else {
+            return;
+        };
+        let limit = self.app.config.presence.max_watches_per_agent;
+        if !self.watching.contains(&key.visitor) && self.watching.len() >= limit {
+            return send_error(
+                ctx,
+                None,
+                "too_many_watches",
+                &format!("at most {limit} visitors can be watched per socket"),
+            );
+        }
+        self.watching.insert(key.visitor.clone());
+        self.app.registry.do_send(Watch {
+            key,
+            watcher: self.watcher_id,
+            events: ctx.address().recipient(),
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn invoke(
+        &mut self,
+        claims: &AgentClaims,
+        id: String,
+        visitorid: &str,
+        func: String,
+        args: Value,
+        timeout_ms: Option<u64>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        if let Err(e) = check_request_id(&id) {
+            return send_error(ctx, None, e.code, &e.message);
+        }
+        let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
+            return;
+        };
+        let timeout_ms = match check_invoke(&func, timeout_ms, &self.app.config.presence) {
+            Ok(t) => t,
+            Err(e) => return send_error(ctx, Some(&id), e.code(), &e.to_string()),
+        };
+        if !self.reserve(Some(&id), ctx) {
+            return;
+        }
+        let registry = self.app.registry.clone();
+        let fut = async move { invoke::invoke(&registry, key, func, args, timeout_ms).await };
+        ctx.spawn(fut.into_actor(self).map(move |outcome, session, ctx| {
+            session.in_flight -= 1;
+            let frame = match &outcome {
+                Ok(InvokeOutcome::Ok { value, .. }) => ServerFrame::Result {
+                    id: &id,
+                    ok: true,
+                    value: Some(value),
+                    error: None,
+                },
+                Ok(InvokeOutcome::Failed { error, .. }) => ServerFrame::Result {
+                    id: &id,
+                    ok: false,
+                    value: None,
+                    error: Some(error),
+                },
+                Err(e) => return send_error(ctx, Some(&id), e.code(), &e.to_string()),
+            };
+            ctx.text(frame.to_text());
+        }));
+    }
+
+    fn signal(
+        &mut self,
+        claims: &AgentClaims,
+        id: Option<String>,
+        visitorid: &str,
+        data: Value,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        if let Some(id) = &id {
+            if let Err(e) = check_request_id(id) {
+                return send_error(ctx, None, e.code, &e.message);
+            }
+        }
+        let Some(key) = self.visitor_key(claims, id.as_deref(), visitorid, ctx) else {
+            return;
+        };
+        if !self.reserve(id.as_deref(), ctx) {
+            return;
+        }
+        let registry = self.app.registry.clone();
+        let config = self.app.config.clone();
+        let fut = async move { invoke::signal(&registry, key, data, &config.presence).await };
+        ctx.spawn(fut.into_actor(self).map(move |result, session, ctx| {
+            session.in_flight -= 1;
+            match (result, id) {
+                (Ok(()), Some(id)) => ctx.text(ServerFrame::SignalSent { id: &id }.to_text()),
+                (Ok(()), None) => {}
+                (Err(e), id) => send_error(ctx, id.as_deref(), e.code(), &e.to_string()),
+            }
+        }));
+    }
+
+    fn lookup(&mut self, claims: &AgentClaims, id: String, visitorid: &str, ctx: &mut WebsocketContext<Self>) {
+        if let Err(e) = check_request_id(&id) {
+            return send_error(ctx, None, e.code, &e.message);
+        }
+        let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
+            return;
+        };
+        if !self.reserve(Some(&id), ctx) {
+            return;
+        }
+        ctx.spawn(self.app.registry.send(Lookup { key }).into_actor(self).map(
+            move |state, session, ctx| {
+                session.in_flight -= 1;
+                match state.map(|s| serde_json::to_value(s)) {
+                    Ok(Ok(visitor)) => ctx.text(ServerFrame::Lookup { id: &id, visitor: &visitor }.to_text()),
+                    _ => send_error(ctx, Some(&id), "internal", "the registry is unavailable"),
+                }
+            },
+        ));
+    }
+
+    fn on_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
+        if self.claims.is_none() {
+            fail_and_close(ctx, CloseCode::Policy, "auth_required", "the first frame must be an auth text frame");
+        } else {
+            send_error(ctx, None, "binary_not_supported", "frames must be JSON text");
+        }
+    }
+}
+
+impl Actor for AgentSession {
+    type Context = WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let presence = &self.app.config.presence;
+        start_heartbeat(ctx, presence.ping_interval(), presence.client_timeout(), |s: &Self| {
+            s.last_heard
+        });
+        ctx.run_later(presence.hello_timeout(), |session, ctx| {
+            if session.claims.is_none() {
+                fail_and_close(ctx, CloseCode::Policy, "auth_timeout", "no auth within presence.hello_timeout_ms");
+            }
+        });
+        close_on_shutdown(ctx, self.app.shutdown.clone());
+    }
+
+    fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
+        if !self.watching.is_empty() {
+            self.app.registry.do_send(UnwatchAll {
+                watcher: self.watcher_id,
+            });
+            self.watching.clear();
+        }
+        actix::Running::Stop
+    }
+}
+
+impl Handler<VisitorEvent> for AgentSession {
+    type Result = ();
+
+    fn handle(&mut self, event: VisitorEvent, ctx: &mut Self::Context) {
+        // Events still queued for a visitor just unwatched are dropped.
+        if !self.watching.iter().any(|v| v.as_str() == event.state.visitorid) {
+            return;
+        }
+        ctx.text(
+            ServerFrame::Visitor {
+                event: event.kind.as_str(),
+                visitorid: &event.state.visitorid,
+                online: event.state.online,
+                connections: event.state.connections,
+                data: &event.state.data,
+            }
+            .to_text(),
+        );
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for AgentSession {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        let msg = match msg {
+            Ok(msg) => msg,
+            Err(err) => return close_for_protocol_error(ctx, &err),
+        };
+        match msg {
+            ws::Message::Text(text) => self.on_text(&text, ctx),
+            ws::Message::Continuation(item) => match self.assembler.push(item) {
+                Assembled::Incomplete => {}
+                Assembled::Text(text) => self.on_text(&text, ctx),
+                Assembled::Binary(_) => self.on_binary(ctx),
+                Assembled::TooLarge => fail_and_close(
+                    ctx,
+                    CloseCode::Size,
+                    "message_too_large",
+                    "the message exceeds presence.max_message_bytes",
+                ),
+                Assembled::Invalid(why) => fail_and_close(ctx, CloseCode::Protocol, "bad_frame", why),
+            },
+            ws::Message::Binary(_) => self.on_binary(ctx),
+            ws::Message::Ping(payload) => ctx.pong(&payload),
+            ws::Message::Pong(_) | ws::Message::Nop => {}
+            ws::Message::Close(reason) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,94 @@
+//! The command line: `serve` (the default) and operator tools.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::password::{hash_password, MAX_PASSWORD_BYTES};
+
+/// The demo config `cargo run` starts with.
+pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
+
+#[derive(Debug, Parser)]
+#[command(name = "presence-server", version, about = "Actor-based real-time presence server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default, with config/default.toml).
+    Serve {
+        /// TOML config file; PRESENCE__SECTION__KEY variables override it.
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Read a password on stdin and print its argon2id PHC string.
+    HashPassword,
+    /// Load and validate a config file, then exit.
+    CheckConfig {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+}
+
+impl Cli {
+    /// The command to run; `serve` with the demo config when none is given.
+    pub fn command(self) -> Command {
+        self.command.unwrap_or(Command::Serve {
+            config: PathBuf::from(DEFAULT_CONFIG_PATH),
+        })
+    }
+}
+
+/// `hash-password`: one line (or all) of stdin, without the trailing newline.
+pub fn hash_password_from(mut input: impl Read) -> Result<String, String> {
+    let mut raw = String::new();
+    input
+        .by_ref()
+        .take(MAX_PASSWORD_BYTES as u64 + 2)
+        .read_to_string(&mut raw)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    let password = raw.strip_suffix('\n').unwrap_or(&raw);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return Err("empty password".into());
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(format!("password longer than {MAX_PASSWORD_BYTES} bytes"));
+    }
+    hash_password(password).map_err(|e| e.to_string())
+}
+
+/// `check-config`.
+pub fn check_config(path: &std::path::Path) -> Result<Config, String> {
+    Config::load(path).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_password_strips_the_newline() {
+        let phc = hash_password_from("s3cret\n".as_bytes()).expect("hash");
+        let checker = crate::password::PasswordChecker::new().expect("checker");
+        assert!(checker.check("s3cret", Some(&phc)));
+    }
+
+    #[test]
+    fn hash_password_refuses_empty_and_huge_input() {
+        assert!(hash_password_from("\n".as_bytes()).is_err());
+        let huge = "x".repeat(MAX_PASSWORD_BYTES + 1);
+        assert!(hash_password_from(huge.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn no_subcommand_means_serve_the_demo_config() {
+        let cli = Cli::parse_from(["presence-server"]);
+        assert!(matches!(cli.command(), Command::Serve { config } if config == PathBuf::from(DEFAULT_CONFIG_PATH)));
+    }
+}

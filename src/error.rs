@@ -1,0 +1,162 @@
+//! The one error type of the HTTP and WebSocket APIs: each variant has a
+//! stable code that clients match on, and a status, mapped to HTTP here and
+//! nowhere else. Over HTTP it becomes `{"error": code, "message": text}`; over
+//! a socket it becomes an error frame with the same code.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// Everything a client can be told went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    BadDuration(String),
+    #[error("{0}")]
+    BadCredentialsForm(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("the username or password is wrong")]
+    InvalidCredentials,
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("the token is for group {token}, not group {path}")]
+    WrongGroup { token: u64, path: u64 },
+    #[error("origin {0:?} is not allowed for this group")]
+    OriginNotAllowed(String),
+    #[error("group {0} does not subscribe to Presence")]
+    PresenceNotSubscribed(u64),
+    #[error("group {0} does not exist")]
+    UnknownGroup(u64),
+    #[error("{0}")]
+    VisitorNotPresent(String),
+    #[error("no such resource")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("the visitor already has {0} invokes awaiting a result")]
+    TooManyPending(usize),
+    #[error("the visitor did not answer within {0} ms")]
+    InvokeTimeout(u64),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::BadDuration(_) => "bad_duration",
+            ApiError::BadCredentialsForm(_) => "bad_credentials_form",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::WrongGroup { .. } => "wrong_group",
+            ApiError::OriginNotAllowed(_) => "origin_not_allowed",
+            ApiError::PresenceNotSubscribed(_) => "presence_not_subscribed",
+            ApiError::UnknownGroup(_) => "unknown_group",
+            ApiError::VisitorNotPresent(_) => "visitor_not_present",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::TooManyPending(_) => "too_many_pending",
+            ApiError::InvokeTimeout(_) => "invoke_timeout",
+            ApiError::ShuttingDown => "shutting_down",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::BadDuration(_) | ApiError::BadCredentialsForm(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::InvalidCredentials | ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::WrongGroup { .. }
+            | ApiError::OriginNotAllowed(_)
+            | ApiError::PresenceNotSubscribed(_) => StatusCode::FORBIDDEN,
+            ApiError::UnknownGroup(_) | ApiError::VisitorNotPresent(_) | ApiError::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooManyPending(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::InvokeTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+        }
+    }
+
+    /// The standard "visitor is not online" error.
+    pub fn not_present() -> Self {
+        ApiError::VisitorNotPresent("the visitor is not online".to_owned())
+    }
+
+    /// The standard "bad token" error; the reason is for the client, never
+    /// the token itself.
+    pub fn unauthorized(reason: impl Into<String>) -> Self {
+        ApiError::Unauthorized(reason.into())
+    }
+}
+
+/// `{"error": code, "message": text}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: &'static str,
+    pub message: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status());
+        if matches!(self, ApiError::Unauthorized(_) | ApiError::InvalidCredentials) {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"presence\""),
+            ));
+        }
+        response.json(self.body())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses_match_the_published_contract() {
+        let cases = [
+            (ApiError::not_present(), 404, "visitor_not_present"),
+            (ApiError::InvokeTimeout(5), 504, "invoke_timeout"),
+            (ApiError::TooManyPending(64), 429, "too_many_pending"),
+            (ApiError::unauthorized("x"), 401, "unauthorized"),
+            (ApiError::WrongGroup { token: 1, path: 2 }, 403, "wrong_group"),
+            (ApiError::BadRequest("x".into()), 400, "bad_request"),
+            (ApiError::OriginNotAllowed("o".into()), 403, "origin_not_allowed"),
+            (ApiError::PresenceNotSubscribed(7), 403, "presence_not_subscribed"),
+            (ApiError::BadDuration("x".into()), 400, "bad_duration"),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!(err.status().as_u16(), status, "{code}");
+            assert_eq!(err.code(), code);
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The HTTP surface: routes, JSON error handling for extractor failures, and
+//! the WebSocket upgrade endpoints.
+
+mod agent_auth;
+mod auth_api;
+mod presence_api;
+mod sockets;
+
+use actix_web::{web, HttpResponse};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub use agent_auth::AgentAuth;
+
+/// Registers every route on an app.
+pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
+    let body_limit = app.config.presence.max_message_bytes;
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(body_limit)
+            .error_handler(|err, _| json_error(err).into()),
+    )
+    .app_data(web::PathConfig::default().error_handler(|err, _| {
+        ApiError::BadRequest(format!("bad path: {err}")).into()
+    }))
+    .app_data(web::QueryConfig::default().error_handler(|err, _| {
+        ApiError::BadRequest(format!("bad query: {err}")).into()
+    }))
+    .service(resource("/healthz").route(web::get().to(healthz)))
+    .service(resource("/auth/token").route(web::post().to(auth_api::issue_token)))
+    .service(resource("/visitor/ws").route(web::get().to(sockets::visitor_socket)))
+    .service(resource("/agent/ws").route(web::get().to(sockets::agent_socket)))
+    .service(
+        resource("/presence/{groupid}/visitors/{visitorid}")
+            .route(web::get().to(presence_api::lookup)),
+    )
+    .service(
+        resource("/presence/{groupid}/visitors/{visitorid}/invoke")
+            .route(web::post().to(presence_api::invoke)),
+    )
+    .service(
+        resource("/presence/{groupid}/visitors/{visitorid}/signal")
+            .route(web::post().to(presence_api::signal)),
+    );
+}
+
+/// A resource whose unmatched methods get a JSON 405.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async { ApiError::MethodNotAllowed.error_response_owned() }))
+}
+
+/// The JSON 404 for unknown paths.
+pub async fn not_found() -> HttpResponse {
+    ApiError::NotFound.error_response_owned()
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError;
+    match err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::PayloadTooLarge(format!("the body is too large: {err}"))
+        }
+        other => ApiError::BadRequest(format!("bad JSON body: {other}")),
+    }
+}
+
+trait IntoResponse {
+    fn error_response_owned(self) -> HttpResponse;
+}
+
+impl IntoResponse for ApiError {
+    fn error_response_owned(self) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}

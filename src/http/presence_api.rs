@@ -1,0 +1,84 @@
+//! The agent REST API: look up a visitor, invoke a function in its browser,
+//! send it a signal.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::AgentAuth;
+use crate::error::ApiError;
+use crate::ids::{GroupId, VisitorId, VisitorKey};
+use crate::invoke::{self, check_invoke};
+use crate::registry::Lookup;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct VisitorPath {
+    groupid: GroupId,
+    visitorid: String,
+}
+
+impl VisitorPath {
+    fn key(&self, app: &AppState, auth: &AgentAuth) -> Result<VisitorKey, ApiError> {
+        auth.for_group(app, self.groupid)?;
+        let visitor = VisitorId::parse(&self.visitorid).map_err(ApiError::BadRequest)?;
+        Ok(VisitorKey::new(self.groupid, visitor))
+    }
+}
+
+/// `GET /presence/{groupid}/visitors/{visitorid}`
+pub async fn lookup(
+    app: web::Data<AppState>,
+    auth: AgentAuth,
+    path: web::Path<VisitorPath>,
+) -> Result<HttpResponse, ApiError> {
+    let key = path.key(&app, &auth)?;
+    let state = app
+        .registry
+        .send(Lookup { key })
+        .await
+        .map_err(|_| ApiError::Internal("the registry is unavailable".into()))?;
+    Ok(HttpResponse::Ok().json(state))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeBody {
+    func: String,
+    #[serde(default)]
+    args: Value,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// `POST /presence/{groupid}/visitors/{visitorid}/invoke`
+pub async fn invoke(
+    app: web::Data<AppState>,
+    auth: AgentAuth,
+    path: web::Path<VisitorPath>,
+    body: web::Json<InvokeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let key = path.key(&app, &auth)?;
+    let body = body.into_inner();
+    let timeout_ms = check_invoke(&body.func, body.timeout_ms, &app.config.presence)?;
+    let outcome = invoke::invoke(&app.registry, key, body.func, body.args, timeout_ms).await?;
+    Ok(HttpResponse::Ok().json(outcome))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalBody {
+    data: Value,
+}
+
+/// `POST /presence/{groupid}/visitors/{visitorid}/signal`
+pub async fn signal(
+    app: web::Data<AppState>,
+    auth: AgentAuth,
+    path: web::Path<VisitorPath>,
+    body: web::Json<SignalBody>,
+) -> Result<HttpResponse, ApiError> {
+    let key = path.key(&app, &auth)?;
+    invoke::signal(&app.registry, key, body.into_inner().data, &app.config.presence).await?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"delivered": true})))
+}

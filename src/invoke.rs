@@ -1,0 +1,162 @@
+//! Invokes and signals in flight: the request an agent makes, the outcome a
+//! visitor returns, and the one place that waits for it with a deadline.
+//!
+//! The waiter owns the timeout: it gives up at the deadline and answers
+//! `invoke_timeout`, whatever happens downstream. Everything downstream
+//! (registry, visitor session) only has to drop or answer the responder.
+
+use actix::Addr;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::time::{Duration, Instant};
+
+use crate::config::{valid_function_name, PresenceConfig};
+use crate::error::ApiError;
+use crate::ids::VisitorKey;
+use crate::registry::{Invoke, Registry, Signal};
+
+/// What the visitor's function returned.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum InvokeOutcome {
+    /// `{"ok": true, "value": ...}`
+    Ok { ok: bool, value: Value },
+    /// `{"ok": false, "error": "..."}`
+    Failed { ok: bool, error: String },
+}
+
+impl InvokeOutcome {
+    pub fn success(value: Value) -> Self {
+        InvokeOutcome::Ok { ok: true, value }
+    }
+    pub fn failure(error: String) -> Self {
+        InvokeOutcome::Failed { ok: false, error }
+    }
+}
+
+/// Where the outcome of an invoke goes.
+pub type InvokeResponder = oneshot::Sender<Result<InvokeOutcome, ApiError>>;
+/// Where the outcome of a signal goes.
+pub type SignalResponder = oneshot::Sender<Result<(), ApiError>>;
+
+/// An invoke on its way to a visitor.
+#[derive(Debug)]
+pub struct InvokeRequest {
+    pub func: String,
+    pub args: Value,
+    pub deadline: Instant,
+    pub timeout_ms: u64,
+    pub responder: InvokeResponder,
+}
+
+/// A signal on its way to a visitor.
+#[derive(Debug)]
+pub struct SignalRequest {
+    pub data: Value,
+    pub responder: SignalResponder,
+}
+
+/// Checks an invoke's function name and timeout, returning the timeout.
+pub fn check_invoke(
+    func: &str,
+    timeout_ms: Option<u64>,
+    config: &PresenceConfig,
+) -> Result<u64, ApiError> {
+    if !valid_function_name(func) {
+        return Err(ApiError::BadRequest(
+            "func must be 1 to 128 characters from A-Z a-z 0-9 . _ $".to_owned(),
+        ));
+    }
+    let timeout_ms = timeout_ms.unwrap_or(config.invoke_timeout_ms);
+    if timeout_ms == 0 || timeout_ms > config.max_invoke_timeout_ms {
+        return Err(ApiError::BadRequest(format!(
+            "timeout_ms must be 1 to {}",
+            config.max_invoke_timeout_ms
+        )));
+    }
+    Ok(timeout_ms)
+}
+
+/// Sends an invoke through the registry and waits for its outcome until the
+/// deadline.
+pub async fn invoke(
+    registry: &Addr<Registry>,
+    key: VisitorKey,
+    func: String,
+    args: Value,
+    timeout_ms: u64,
+) -> Result<InvokeOutcome, ApiError> {
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    let (responder, outcome) = oneshot::channel();
+    registry.do_send(Invoke {
+        key,
+        request: InvokeRequest {
+            func,
+            args,
+            deadline,
+            timeout_ms,
+            responder,
+        },
+    });
+    match tokio::time::timeout_at(deadline, outcome).await {
+        Ok(Ok(result)) => result,
+        // The responder was dropped unanswered: the connection it was bound
+        // to went away.
+        Ok(Err(_)) => Err(ApiError::VisitorNotPresent(
+            "the visitor's connection closed before it answered".to_owned(),
+        )),
+        Err(_) => Err(ApiError::InvokeTimeout(timeout_ms)),
+    }
+}
+
+/// Sends a signal through the registry and waits until it is handed to a
+/// visitor connection (or refused). Bounded by the visitor grace period plus
+/// the default invoke timeout, so it never hangs.
+pub async fn signal(
+    registry: &Addr<Registry>,
+    key: VisitorKey,
+    data: Value,
+    config: &PresenceConfig,
+) -> Result<(), ApiError> {
+    let (responder, delivered) = oneshot::channel();
+    registry.do_send(Signal {
+        key,
+        request: SignalRequest { data, responder },
+    });
+    let limit = config.reconnect_grace() + Duration::from_millis(config.invoke_timeout_ms);
+    match tokio::time::timeout(limit, delivered).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) | Err(_) => Err(ApiError::not_present()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn outcomes_serialise_as_documented() {
+        assert_eq!(
+            serde_json::to_value(InvokeOutcome::success(json!(5))).expect("json"),
+            json!({"ok": true, "value": 5})
+        );
+        assert_eq!(
+            serde_json::to_value(InvokeOutcome::failure("no".into())).expect("json"),
+            json!({"ok": false, "error": "no"})
+        );
+    }
+
+    #[test]
+    fn checks_function_names_and_timeouts() {
+        let config = PresenceConfig::default();
+        assert_eq!(check_invoke("GLANCE.Cobrowse.start", None, &config), Ok(config.invoke_timeout_ms));
+        assert_eq!(check_invoke("$x_1", Some(5), &config), Ok(5));
+        assert!(check_invoke("", None, &config).is_err());
+        assert!(check_invoke("alert(1)", None, &config).is_err());
+        assert!(check_invoke(&"a".repeat(129), None, &config).is_err());
+        assert!(check_invoke("f", Some(0), &config).is_err());
+        assert!(check_invoke("f", Some(config.max_invoke_timeout_ms + 1), &config).is_err());
+    }
+}

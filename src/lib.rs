@@ -1,0 +1,194 @@
+//! presence-server: an actor-based real-time presence server.
+//!
+//! Visitor browsers hold one WebSocket each ([`visitor_session`]); agent
+//! consoles authenticate with short-lived tokens ([`token`]) and reach
+//! visitors through the REST API ([`http`]) or their own socket
+//! ([`agent_session`]). The [`registry`] actor routes every command by
+//! (group, visitor). Durable state lives in sled behind [`store`].
+//!
+//! [`run`] starts the server on a listener, so tests can start it on port 0.
+
+#![forbid(unsafe_code)]
+
+pub mod agent_session;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod invoke;
+pub mod origin;
+pub mod password;
+pub mod presence_data;
+pub mod protocol;
+pub mod registry;
+pub mod shutdown;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod token;
+pub mod visitor_session;
+pub mod ws_support;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use actix_web::dev::ServerHandle;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::origin::OriginPolicy;
+use crate::password::PasswordChecker;
+use crate::registry::{Registry, RegistryStats, Stats};
+use crate::state::AppState;
+use crate::store::{Store, StoreError};
+use crate::token::TokenService;
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot open the data directory: {0}")]
+    Store(#[from] StoreError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("password hashing: {0}")]
+    Password(String),
+}
+
+/// Binds the configured address with the configured listen backlog.
+pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
+    let addr = config.server.bind_addr()?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(config.server.backlog.min(i32::MAX as u32) as i32)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// A started server.
+pub struct RunningServer {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    app: web::Data<AppState>,
+}
+
+/// Starts the server on `listener` with the system clock. Must be called
+/// inside an actix system (`#[actix_web::main]` or `#[actix_web::test]`).
+pub async fn run(config: Config, listener: TcpListener) -> Result<RunningServer, ServerError> {
+    run_with_clock(config, listener, Arc::new(SystemClock)).await
+}
+
+/// Starts the server with an injected wall clock (tests drive token expiry
+/// and key ages with it).
+pub async fn run_with_clock(
+    config: Config,
+    listener: TcpListener,
+    clock: SharedClock,
+) -> Result<RunningServer, ServerError> {
+    config.validate()?;
+    ids::check_random_source()?;
+    let config = Arc::new(config);
+    let store = Arc::new(Store::open(&config.server.data_dir)?);
+    let tokens = Arc::new(TokenService::new(&store, clock.clone(), config.auth.token_max_secs)?);
+    let passwords = Arc::new(PasswordChecker::new().map_err(|e| ServerError::Password(e.to_string()))?);
+    let registry = Registry::new(Arc::new(config.presence.clone()), clock.clone()).start();
+    let origins = web::Data::new(OriginPolicy::from_config(&config));
+    let app = web::Data::new(AppState {
+        config: config.clone(),
+        registry,
+        tokens,
+        origins: origins.clone().into_inner(),
+        passwords,
+        store,
+        clock,
+        shutdown: CancellationToken::new(),
+    });
+
+    let workers = config.server.worker_count();
+    // actix-web counts connections per worker; the config counts per server.
+    let per_worker = config.server.max_connections.div_ceil(workers).max(1);
+    let addr = listener.local_addr()?;
+    let factory_app = app.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(factory_app.clone())
+            .app_data(origins.clone())
+            .wrap(from_fn(origin::cors))
+            .wrap(from_fn(telemetry::log_requests))
+            .configure(|cfg| http::configure(cfg, &factory_app))
+            .default_service(web::to(http::not_found))
+    })
+    .workers(workers)
+    .max_connections(per_worker)
+    .backlog(config.server.backlog)
+    .shutdown_timeout(config.server.shutdown_timeout_secs)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    let task = tokio::task::spawn_local(server);
+    tracing::info!(%addr, workers, max_connections = config.server.max_connections, "listening");
+    Ok(RunningServer {
+        addr,
+        handle,
+        task,
+        app,
+    })
+}
+
+impl RunningServer {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The token service, to mint or inspect tokens in-process.
+    pub fn tokens(&self) -> Arc<TokenService> {
+        self.app.tokens.clone()
+    }
+
+    /// Live visitors, connections and watches.
+    pub async fn stats(&self) -> Option<RegistryStats> {
+        self.app.registry.send(Stats).await.ok()
+    }
+
+    /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> Result<(), ServerError> {
+        shutdown::wait_for_signal().await;
+        self.shutdown().await
+    }
+
+    /// Graceful shutdown: stop accepting, close every socket with 1001, let
+    /// in-flight requests finish (up to `shutdown_timeout_secs`), flush
+    /// sled.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        tracing::info!("shutting down");
+        let stopped = self.handle.stop(true);
+        self.app.shutdown.cancel();
+        let budget = Duration::from_secs(self.app.config.server.shutdown_timeout_secs + 5);
+        if tokio::time::timeout(budget, stopped).await.is_err() {
+            tracing::warn!("workers did not stop in time");
+        }
+        match self.task.await {
+            Ok(result) => result?,
+            Err(e) => tracing::warn!(error = %e, "server task ended abnormally"),
+        }
+        self.app.store.flush()?;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}

@@ -1,0 +1,54 @@
+//! The `presence-server` binary: parses the command line and hands over to
+//! the library. All logic lives in `lib.rs` so tests can start the server.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use presence_server::cli::{self, Cli, Command};
+use presence_server::config::Config;
+
+fn main() -> ExitCode {
+    match Cli::parse().command() {
+        Command::Serve { config } => serve(&config),
+        Command::HashPassword => match cli::hash_password_from(std::io::stdin()) {
+            Ok(phc) => {
+                println!("{phc}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::CheckConfig { config } => match cli::check_config(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+    }
+}
+
+fn serve(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => return fail(&e.to_string()),
+    };
+    presence_server::telemetry::init(config.server.log_format);
+    let result = actix_web::rt::System::new().block_on(async move {
+        let listener = presence_server::bind(&config)?;
+        presence_server::run(config, listener).await?.run_until_signal().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            fail(&e.to_string())
+        }
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("presence-server: {message}");
+    ExitCode::FAILURE
+}

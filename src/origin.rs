@@ -1,0 +1,265 @@
+//! Origin whitelisting and CORS.
+//!
+//! Browsers send `Origin` on cross-site requests and on every WebSocket
+//! handshake. A request with an Origin must match, exactly on scheme, host
+//! and port, an origin the group lists; `null` never matches. Requests
+//! without an Origin (servers, load tests) are not browsers and pass.
+//!
+//! Before the group is known (preflights, socket handshakes) the union of all
+//! groups' lists applies; once it is known, the group's own list does.
+
+use std::collections::{HashMap, HashSet};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse, ResponseError};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::ids::GroupId;
+
+/// Normalises an origin to the form browsers send (`scheme://host[:port]`,
+/// lowercase, default port dropped). `None` if it is not an http(s) origin:
+/// `null`, paths, queries, credentials and other schemes are all refused.
+pub fn normalize_origin(raw: &str) -> Option<String> {
+    if raw.eq_ignore_ascii_case("null") {
+        return None;
+    }
+    let url = url::Url::parse(raw).ok()?;
+    let bare = url.path() == "/" && !raw.ends_with('/');
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host().is_none()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !bare
+    {
+        return None;
+    }
+    Some(url.origin().ascii_serialization())
+}
+
+/// The Origin a request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestOrigin {
+    /// No Origin header: not a browser request.
+    Absent,
+    /// A well-formed origin, normalised.
+    Valid(String),
+    /// An Origin header that is not a usable origin (`null`, garbage).
+    Invalid(String),
+}
+
+impl RequestOrigin {
+    /// Reads the Origin header.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        match headers.get(header::ORIGIN) {
+            None => RequestOrigin::Absent,
+            Some(value) => {
+                let raw = value.to_str().unwrap_or("").to_owned();
+                match normalize_origin(&raw) {
+                    Some(normal) => RequestOrigin::Valid(normal),
+                    None => RequestOrigin::Invalid(raw),
+                }
+            }
+        }
+    }
+}
+
+/// Which origins may call which group.
+#[derive(Debug, Default)]
+pub struct OriginPolicy {
+    per_group: HashMap<GroupId, HashSet<String>>,
+    union: HashSet<String>,
+}
+
+impl OriginPolicy {
+    /// Builds the policy from validated config.
+    pub fn from_config(config: &Config) -> Self {
+        let mut policy = OriginPolicy::default();
+        for group in &config.groups {
+            let set: HashSet<String> = group
+                .origins
+                .iter()
+                .filter_map(|o| normalize_origin(o))
+                .collect();
+            policy.union.extend(set.iter().cloned());
+            policy.per_group.insert(group.id, set);
+        }
+        policy
+    }
+
+    /// Whether any group allows the origin (before the group is known).
+    pub fn allowed_anywhere(&self, origin: &RequestOrigin) -> bool {
+        match origin {
+            RequestOrigin::Absent => true,
+            RequestOrigin::Valid(o) => self.union.contains(o),
+            RequestOrigin::Invalid(_) => false,
+        }
+    }
+
+    /// Whether `group` allows the origin.
+    pub fn allowed_for_group(&self, group: GroupId, origin: &RequestOrigin) -> bool {
+        match origin {
+            RequestOrigin::Absent => true,
+            RequestOrigin::Valid(o) => self
+                .per_group
+                .get(&group)
+                .is_some_and(|set| set.contains(o)),
+            RequestOrigin::Invalid(_) => false,
+        }
+    }
+
+    /// `Ok` if `group` allows the origin, else `origin_not_allowed`.
+    pub fn check_group(&self, group: GroupId, origin: &RequestOrigin) -> Result<(), ApiError> {
+        if self.allowed_for_group(group, origin) {
+            Ok(())
+        } else {
+            Err(ApiError::OriginNotAllowed(display(origin)))
+        }
+    }
+}
+
+fn display(origin: &RequestOrigin) -> String {
+    match origin {
+        RequestOrigin::Absent => String::new(),
+        RequestOrigin::Valid(o) | RequestOrigin::Invalid(o) => o.clone(),
+    }
+}
+
+const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+const ALLOW_HEADERS: &str = "Authorization, Content-Type";
+const PREFLIGHT_MAX_AGE: &str = "600";
+
+/// CORS and the first Origin gate, as `actix_web::middleware::from_fn`.
+///
+/// - Preflights get the CORS headers if the origin is whitelisted anywhere,
+///   else 403 `origin_not_allowed`.
+/// - Other requests from an origin no group lists get 403 before routing; a
+///   WebSocket handshake is refused here, before the upgrade.
+/// - Every response carries `Vary: Origin`; `Access-Control-Allow-Origin`
+///   echoes the origin only when it is whitelisted.
+pub async fn cors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let policy = req
+        .app_data::<web::Data<OriginPolicy>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("origin policy missing".into()))?;
+    let origin = RequestOrigin::from_headers(req.headers());
+    let allowed = policy.allowed_anywhere(&origin);
+    let is_preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+
+    if is_preflight || !allowed {
+        let mut response = if !allowed {
+            ApiError::OriginNotAllowed(display(&origin)).error_response()
+        } else {
+            let mut ok = HttpResponse::NoContent().finish();
+            let headers = ok.headers_mut();
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(ALLOW_METHODS),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(ALLOW_HEADERS),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static(PREFLIGHT_MAX_AGE),
+            );
+            ok
+        };
+        decorate(response.headers_mut(), &origin, allowed);
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+
+    let mut response = next.call(req).await?;
+    decorate(response.headers_mut(), &origin, allowed);
+    Ok(response.map_into_left_body())
+}
+
+fn decorate(headers: &mut HeaderMap, origin: &RequestOrigin, allowed: bool) {
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let (RequestOrigin::Valid(o), true) = (origin, allowed) {
+        if let Ok(value) = HeaderValue::from_str(o) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_like_browsers() {
+        assert_eq!(normalize_origin("http://localhost:8080").as_deref(), Some("http://localhost:8080"));
+        assert_eq!(normalize_origin("HTTPS://Example.COM").as_deref(), Some("https://example.com"));
+        assert_eq!(normalize_origin("https://example.com:443").as_deref(), Some("https://example.com"));
+    }
+
+    #[test]
+    fn refuses_things_that_are_not_origins() {
+        for bad in [
+            "null",
+            "NULL",
+            "",
+            "example.com",
+            "ftp://example.com",
+            "http://example.com/",
+            "http://example.com/path",
+            "http://user@example.com",
+            "http://example.com?x=1",
+            "file:///etc/passwd",
+        ] {
+            assert_eq!(normalize_origin(bad), None, "{bad}");
+        }
+    }
+
+    fn policy() -> OriginPolicy {
+        let config = Config::from_toml_str(
+            r#"
+            [[groups]]
+            id = 1
+            name = "a"
+            origins = ["https://a.example"]
+            [[groups]]
+            id = 2
+            name = "b"
+            origins = ["https://b.example:8443"]
+            "#,
+        )
+        .expect("config");
+        OriginPolicy::from_config(&config)
+    }
+
+    #[test]
+    fn group_lists_are_exact_and_separate() {
+        let p = policy();
+        let a = RequestOrigin::Valid("https://a.example".into());
+        assert!(p.allowed_for_group(1, &a));
+        assert!(!p.allowed_for_group(2, &a));
+        assert!(p.allowed_anywhere(&a));
+        for near_miss in [
+            "https://a.example.evil.com",
+            "https://evil-a.example",
+            "http://a.example",
+            "https://a.example:444",
+            "https://b.example",
+        ] {
+            let o = RequestOrigin::Valid(near_miss.into());
+            assert!(!p.allowed_anywhere(&o), "{near_miss}");
+        }
+        assert!(!p.allowed_anywhere(&RequestOrigin::Invalid("null".into())));
+        assert!(p.allowed_for_group(1, &RequestOrigin::Absent));
+    }
+}

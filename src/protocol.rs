@@ -1,0 +1,244 @@
+//! The JSON frames of the visitor and agent sockets, in one place so that
+//! the wire contract can be read, and changed, as a whole.
+//!
+//! Inbound frames are parsed in two steps, first as JSON, then by `type`, so
+//! a client is told precisely whether its frame was not JSON
+//! (`malformed_json`), had an unknown type (`unknown_type`) or had bad fields
+//! (`bad_frame`).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::GroupId;
+
+/// Longest client-chosen request id (`id` of agent frames).
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A frame the server could not use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FrameError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A family of inbound frames, tagged by `type`.
+pub trait InboundFrame: DeserializeOwned {
+    /// The `type` values this family accepts.
+    const TYPES: &'static [&'static str];
+}
+
+/// Parses an inbound text frame.
+pub fn parse_frame<F: InboundFrame>(text: &str) -> Result<F, FrameError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| FrameError::new("malformed_json", format!("frame is not valid JSON: {e}")))?;
+    let kind = match value.get("type") {
+        Some(Value::String(kind)) => kind.clone(),
+        Some(_) => return Err(FrameError::new("bad_frame", "`type` must be a string")),
+        None if value.is_object() => {
+            return Err(FrameError::new("bad_frame", "frame has no `type`"))
+        }
+        None => return Err(FrameError::new("bad_frame", "frame must be a JSON object")),
+    };
+    if !F::TYPES.contains(&kind.as_str()) {
+        return Err(FrameError::new(
+            "unknown_type",
+            format!("unknown frame type {kind:?}; expected one of {}", F::TYPES.join(", ")),
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| FrameError::new("bad_frame", format!("bad {kind} frame: {e}")))
+}
+
+/// Frames a visitor sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum VisitorInbound {
+    Hello {
+        groupid: GroupId,
+        visitorid: String,
+        #[serde(default)]
+        data: Option<Value>,
+    },
+    Presence {
+        data: Value,
+    },
+    Result {
+        id: String,
+        ok: bool,
+        #[serde(default)]
+        value: Value,
+        #[serde(default)]
+        error: Option<String>,
+    },
+}
+
+impl InboundFrame for VisitorInbound {
+    const TYPES: &'static [&'static str] = &["hello", "presence", "result"];
+}
+
+/// Frames an agent sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentInbound {
+    Auth {
+        token: String,
+    },
+    Watch {
+        visitorid: String,
+    },
+    Unwatch {
+        visitorid: String,
+    },
+    Invoke {
+        id: String,
+        visitorid: String,
+        func: String,
+        #[serde(default)]
+        args: Value,
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
+    Signal {
+        #[serde(default)]
+        id: Option<String>,
+        visitorid: String,
+        #[serde(default)]
+        data: Value,
+    },
+    Lookup {
+        id: String,
+        visitorid: String,
+    },
+}
+
+impl InboundFrame for AgentInbound {
+    const TYPES: &'static [&'static str] =
+        &["auth", "watch", "unwatch", "invoke", "signal", "lookup"];
+}
+
+/// Checks a client-chosen request id.
+pub fn check_request_id(id: &str) -> Result<(), FrameError> {
+    if id.is_empty() || id.len() > MAX_REQUEST_ID_LEN {
+        return Err(FrameError::new(
+            "bad_frame",
+            format!("id must be 1 to {MAX_REQUEST_ID_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Frames the server sends, on either socket.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    Welcome {
+        visitorid: &'a str,
+        connection: &'a str,
+    },
+    Invoke {
+        id: &'a str,
+        func: &'a str,
+        args: &'a Value,
+    },
+    Signal {
+        data: &'a Value,
+    },
+    Ready {
+        groupid: GroupId,
+        username: &'a str,
+        expires: u64,
+    },
+    Visitor {
+        event: &'a str,
+        visitorid: &'a str,
+        online: bool,
+        connections: usize,
+        data: &'a Value,
+    },
+    Result {
+        id: &'a str,
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        value: Option<&'a Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
+    },
+    SignalSent {
+        id: &'a str,
+    },
+    Lookup {
+        id: &'a str,
+        #[serde(flatten)]
+        visitor: &'a Value,
+    },
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        code: &'a str,
+        message: &'a str,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// The frame as JSON text.
+    pub fn to_text(&self) -> String {
+        // Serialising these plain structs of strings, numbers and JSON values
+        // cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"unserialisable frame"}"#.to_owned()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tells_malformed_unknown_and_bad_frames_apart() {
+        let err = |t: &str| parse_frame::<VisitorInbound>(t).expect_err(t).code;
+        assert_eq!(err("{not json"), "malformed_json");
+        assert_eq!(err(r#"{"type":"dance"}"#), "unknown_type");
+        assert_eq!(err(r#"{"type":"hello"}"#), "bad_frame");
+        assert_eq!(err(r#"{"type":7}"#), "bad_frame");
+        assert_eq!(err(r#"[1,2]"#), "bad_frame");
+        assert_eq!(err(r#"{"no":"type"}"#), "bad_frame");
+    }
+
+    #[test]
+    fn parses_hello_and_results() {
+        let hello: VisitorInbound =
+            parse_frame(r#"{"type":"hello","groupid":72,"visitorid":"v","data":{"url":"/"}}"#)
+                .expect("hello");
+        assert!(matches!(hello, VisitorInbound::Hello { groupid: 72, .. }));
+        let result: VisitorInbound =
+            parse_frame(r#"{"type":"result","id":"1","ok":false,"error":"nope"}"#).expect("result");
+        assert!(matches!(result, VisitorInbound::Result { ok: false, .. }));
+    }
+
+    #[test]
+    fn server_frames_have_the_documented_shape() {
+        let args = json!({"a": 1});
+        let text = ServerFrame::Invoke { id: "1", func: "showTerms", args: &args }.to_text();
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).expect("json"),
+            json!({"type":"invoke","id":"1","func":"showTerms","args":{"a":1}})
+        );
+        let text = ServerFrame::Error { id: None, code: "x", message: "y" }.to_text();
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).expect("json"),
+            json!({"type":"error","code":"x","message":"y"})
+        );
+    }
+}

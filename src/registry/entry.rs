@@ -1,0 +1,87 @@
+//! The registry's record of one visitor: its live connections ordered by
+//! activity, its merged presence data, and, between its last socket closing
+//! and the grace period ending, the commands waiting for it to come back.
+
+use actix::dev::SendError;
+use actix::Recipient;
+
+use crate::presence_data::PresenceData;
+use crate::visitor_session::VisitorCommand;
+
+/// One visitor socket the registry can route to.
+pub struct LiveConnection {
+    pub id: String,
+    pub commands: Recipient<VisitorCommand>,
+}
+
+/// Commands parked while a visitor is between sockets.
+pub struct Grace {
+    pub generation: u64,
+    pub parked: Vec<VisitorCommand>,
+}
+
+pub struct VisitorEntry {
+    /// Live sockets; the last is the most recently active one.
+    pub connections: Vec<LiveConnection>,
+    pub data: PresenceData,
+    pub connected_at_ms: u64,
+    /// Set while no socket is live but the visitor is still present.
+    pub grace: Option<Grace>,
+}
+
+/// What happened to a routed command.
+pub enum Routed {
+    Delivered,
+    /// No live connection accepted it; the command comes back.
+    NoConnection(VisitorCommand),
+}
+
+impl VisitorEntry {
+    pub fn new(connection: LiveConnection, data: PresenceData, now_ms: u64) -> Self {
+        Self {
+            connections: vec![connection],
+            data,
+            connected_at_ms: now_ms,
+            grace: None,
+        }
+    }
+
+    /// Marks a connection as the most recently active. Returns false if it
+    /// is not one of ours.
+    pub fn touch(&mut self, connection_id: &str) -> bool {
+        match self.connections.iter().position(|c| c.id == connection_id) {
+            Some(pos) => {
+                let conn = self.connections.remove(pos);
+                self.connections.push(conn);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn remove(&mut self, connection_id: &str) -> bool {
+        let before = self.connections.len();
+        self.connections.retain(|c| c.id != connection_id);
+        before != self.connections.len()
+    }
+
+    /// Hands `command` to the most recently active connection, dropping any
+    /// connection whose actor has already stopped and trying the next.
+    pub fn route(&mut self, mut command: VisitorCommand) -> Routed {
+        while let Some(conn) = self.connections.last() {
+            match conn.commands.try_send(command) {
+                Ok(()) => return Routed::Delivered,
+                Err(SendError::Full(back)) => {
+                    // A busy mailbox still takes messages past its soft cap.
+                    conn.commands.do_send(back);
+                    return Routed::Delivered;
+                }
+                Err(SendError::Closed(back)) => {
+                    command = back;
+                    self.connections.pop();
+                }
+            }
+        }
+        Routed::NoConnection(command)
+    }
+}

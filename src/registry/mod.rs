@@ -1,0 +1,427 @@
+//! The registry actor: the one place that knows which visitor sockets are
+//! live, routes agent commands to them by (group, visitor), and tells
+//! watching agents when a visitor comes, goes or changes page.
+//!
+//! Everything reaches it as a message, so a later multi-node directory can
+//! sit behind the same messages without the session actors changing.
+//!
+//! Page navigation closes a socket and opens another a moment later. When a
+//! visitor's last socket closes, the visitor stays present for
+//! `reconnect_grace_ms`: commands for it are parked and delivered to the new
+//! socket, and watchers hear `disconnected` only if the grace period ends
+//! with no reconnect.
+
+mod entry;
+mod watchers;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult, Recipient};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clock::SharedClock;
+use crate::config::PresenceConfig;
+use crate::error::ApiError;
+use crate::ids::{GroupId, VisitorKey};
+use crate::invoke::{InvokeRequest, SignalRequest};
+use crate::presence_data::PresenceData;
+use crate::visitor_session::VisitorCommand;
+
+use entry::{Grace, Routed, VisitorEntry};
+pub use entry::LiveConnection;
+pub use watchers::WatcherId;
+use watchers::Watchers;
+
+/// Mailbox size; `send` callers wait (back-pressure) beyond it.
+const MAILBOX_CAPACITY: usize = 65_536;
+
+/// The routing registry.
+pub struct Registry {
+    config: Arc<PresenceConfig>,
+    clock: SharedClock,
+    visitors: HashMap<VisitorKey, VisitorEntry>,
+    watchers: Watchers,
+    next_generation: u64,
+}
+
+impl Registry {
+    pub fn new(config: Arc<PresenceConfig>, clock: SharedClock) -> Self {
+        Self {
+            config,
+            clock,
+            visitors: HashMap::new(),
+            watchers: Watchers::default(),
+            next_generation: 0,
+        }
+    }
+
+    fn lookup(&self, key: &VisitorKey) -> VisitorState {
+        match self.visitors.get(key) {
+            Some(entry) => VisitorState {
+                groupid: key.group,
+                visitorid: key.visitor.as_str().to_owned(),
+                online: true,
+                connections: entry.connections.len(),
+                data: entry.data.to_value(),
+                connected_at: Some(entry.connected_at_ms),
+            },
+            None => VisitorState::offline(key),
+        }
+    }
+
+    fn notify(&self, key: &VisitorKey, kind: EventKind) {
+        let event = VisitorEvent {
+            kind,
+            state: self.lookup(key),
+        };
+        self.watchers.notify(key, &event);
+    }
+
+    /// Begins the grace period of a visitor with no live socket.
+    fn start_grace(&mut self, key: &VisitorKey, ctx: &mut Context<Self>) {
+        let Some(entry) = self.visitors.get_mut(key) else {
+            return;
+        };
+        if entry.grace.is_some() {
+            return;
+        }
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        entry.grace = Some(Grace {
+            generation,
+            parked: Vec::new(),
+        });
+        let key = key.clone();
+        ctx.run_later(self.config.reconnect_grace(), move |registry, _| {
+            registry.end_grace(&key, generation);
+        });
+    }
+
+    /// The grace period ended: if the visitor did not come back, it is gone.
+    fn end_grace(&mut self, key: &VisitorKey, generation: u64) {
+        let expired = self.visitors.get(key).is_some_and(|entry| {
+            entry.connections.is_empty()
+                && entry.grace.as_ref().is_some_and(|g| g.generation == generation)
+        });
+        if !expired {
+            return;
+        }
+        if let Some(entry) = self.visitors.remove(key) {
+            for command in entry.grace.map(|g| g.parked).unwrap_or_default() {
+                command.fail(ApiError::VisitorNotPresent(
+                    "the visitor went offline before the command could be delivered".to_owned(),
+                ));
+            }
+        }
+        self.notify(key, EventKind::Disconnected);
+    }
+
+    fn route(&mut self, key: &VisitorKey, command: VisitorCommand, ctx: &mut Context<Self>) {
+        let Some(entry) = self.visitors.get_mut(key) else {
+            command.fail(ApiError::not_present());
+            return;
+        };
+        match entry.route(command) {
+            Routed::Delivered => {}
+            Routed::NoConnection(command) => {
+                // Either already in grace, or every connection turned out
+                // stopped: park until the visitor comes back or grace ends.
+                self.start_grace(key, ctx);
+                if let Some(grace) = self.visitors.get_mut(key).and_then(|e| e.grace.as_mut()) {
+                    grace.parked.push(command);
+                }
+            }
+        }
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+/// The lookup document of a visitor, as REST and the agent socket show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VisitorState {
+    pub groupid: GroupId,
+    pub visitorid: String,
+    pub online: bool,
+    pub connections: usize,
+    pub data: Value,
+    /// Unix ms of the start of this online period.
+    pub connected_at: Option<u64>,
+}
+
+impl VisitorState {
+    fn offline(key: &VisitorKey) -> Self {
+        Self {
+            groupid: key.group,
+            visitorid: key.visitor.as_str().to_owned(),
+            online: false,
+            connections: 0,
+            data: Value::Object(Default::default()),
+            connected_at: None,
+        }
+    }
+}
+
+/// What changed about a watched visitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The current state, sent once when a watch begins.
+    State,
+    Connected,
+    Disconnected,
+    Presence,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::State => "state",
+            EventKind::Connected => "connected",
+            EventKind::Disconnected => "disconnected",
+            EventKind::Presence => "presence",
+        }
+    }
+}
+
+/// Sent to watching agent sessions.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct VisitorEvent {
+    pub kind: EventKind,
+    pub state: VisitorState,
+}
+
+/// A visitor socket said hello. Answers an error if the merged presence data
+/// would be too large.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Connect {
+    pub key: VisitorKey,
+    pub connection: LiveConnection,
+    pub data: PresenceData,
+}
+
+impl Handler<Connect> for Registry {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: Connect, _ctx: &mut Self::Context) -> Self::Result {
+        let now = self.clock.now_ms();
+        let Some(entry) = self.visitors.get_mut(&msg.key) else {
+            self.visitors.insert(
+                msg.key.clone(),
+                VisitorEntry::new(msg.connection, msg.data, now),
+            );
+            self.notify(&msg.key, EventKind::Connected);
+            return Ok(());
+        };
+        let (merged, changed) = entry.data.merged(&msg.data)?;
+        entry.data = merged;
+        entry.connections.push(msg.connection);
+        if let Some(grace) = entry.grace.take() {
+            for command in grace.parked {
+                if let Routed::NoConnection(command) = entry.route(command) {
+                    command.fail(ApiError::not_present());
+                }
+            }
+        }
+        if changed {
+            self.notify(&msg.key, EventKind::Presence);
+        }
+        Ok(())
+    }
+}
+
+/// A visitor socket closed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub key: VisitorKey,
+    pub connection_id: String,
+}
+
+impl Handler<Disconnect> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
+        let Some(entry) = self.visitors.get_mut(&msg.key) else {
+            return;
+        };
+        if entry.remove(&msg.connection_id) && entry.connections.is_empty() {
+            if self.config.reconnect_grace_ms == 0 {
+                self.next_generation += 1;
+                let generation = self.next_generation;
+                entry.grace = Some(Grace {
+                    generation,
+                    parked: Vec::new(),
+                });
+                self.end_grace(&msg.key, generation);
+            } else {
+                self.start_grace(&msg.key, ctx);
+            }
+        }
+    }
+}
+
+/// A visitor socket published presence data; it becomes the most recently
+/// active connection.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct PresenceUpdate {
+    pub key: VisitorKey,
+    pub connection_id: String,
+    pub data: PresenceData,
+}
+
+impl Handler<PresenceUpdate> for Registry {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: PresenceUpdate, _ctx: &mut Self::Context) -> Self::Result {
+        let Some(entry) = self.visitors.get_mut(&msg.key) else {
+            return Err("the connection is not registered".to_owned());
+        };
+        if !entry.touch(&msg.connection_id) {
+            return Err("the connection is not registered".to_owned());
+        }
+        let (merged, changed) = entry.data.merged(&msg.data)?;
+        entry.data = merged;
+        if changed {
+            self.notify(&msg.key, EventKind::Presence);
+        }
+        Ok(())
+    }
+}
+
+/// Route an invoke to the visitor's most recently active connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Invoke {
+    pub key: VisitorKey,
+    pub request: InvokeRequest,
+}
+
+impl Handler<Invoke> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Invoke, ctx: &mut Self::Context) {
+        self.route(&msg.key, VisitorCommand::Invoke(msg.request), ctx);
+    }
+}
+
+/// Route a signal to the visitor's most recently active connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Signal {
+    pub key: VisitorKey,
+    pub request: SignalRequest,
+}
+
+impl Handler<Signal> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Signal, ctx: &mut Self::Context) {
+        self.route(&msg.key, VisitorCommand::Signal(msg.request), ctx);
+    }
+}
+
+/// The visitor's current state.
+#[derive(Message)]
+#[rtype(result = "VisitorState")]
+pub struct Lookup {
+    pub key: VisitorKey,
+}
+
+impl Handler<Lookup> for Registry {
+    type Result = MessageResult<Lookup>;
+
+    fn handle(&mut self, msg: Lookup, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.lookup(&msg.key))
+    }
+}
+
+/// Start watching a visitor; the current state arrives first, as an event,
+/// so it is ordered with the events that follow.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Watch {
+    pub key: VisitorKey,
+    pub watcher: WatcherId,
+    pub events: Recipient<VisitorEvent>,
+}
+
+impl Handler<Watch> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Watch, _ctx: &mut Self::Context) {
+        msg.events.do_send(VisitorEvent {
+            kind: EventKind::State,
+            state: self.lookup(&msg.key),
+        });
+        self.watchers.add(msg.key, msg.watcher, msg.events);
+    }
+}
+
+/// Stop watching one visitor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unwatch {
+    pub key: VisitorKey,
+    pub watcher: WatcherId,
+}
+
+impl Handler<Unwatch> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unwatch, _ctx: &mut Self::Context) {
+        self.watchers.remove(&msg.key, msg.watcher);
+    }
+}
+
+/// An agent socket went away: drop all its watches.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnwatchAll {
+    pub watcher: WatcherId,
+}
+
+impl Handler<UnwatchAll> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnwatchAll, _ctx: &mut Self::Context) {
+        self.watchers.remove_all(msg.watcher);
+    }
+}
+
+/// Counts for health and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RegistryStats {
+    pub visitors: usize,
+    pub connections: usize,
+    pub watches: usize,
+}
+
+#[derive(Message)]
+#[rtype(result = "RegistryStats")]
+pub struct Stats;
+
+impl Handler<Stats> for Registry {
+    type Result = MessageResult<Stats>;
+
+    fn handle(&mut self, _msg: Stats, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(RegistryStats {
+            visitors: self.visitors.len(),
+            connections: self.visitors.values().map(|e| e.connections.len()).sum(),
+            watches: self.watchers.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

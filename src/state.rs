@@ -1,0 +1,27 @@
+//! What every handler and socket actor shares: config, registry address,
+//! token service, origin policy, store, clock and the shutdown signal.
+
+use std::sync::Arc;
+
+use actix::Addr;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::origin::OriginPolicy;
+use crate::password::PasswordChecker;
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::token::TokenService;
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Addr<Registry>,
+    pub tokens: Arc<TokenService>,
+    pub origins: Arc<OriginPolicy>,
+    pub passwords: Arc<PasswordChecker>,
+    pub store: Arc<Store>,
+    pub clock: SharedClock,
+    /// Cancelled when shutdown begins; sockets then close with 1001.
+    pub shutdown: CancellationToken,
+}

@@ -1,0 +1,135 @@
+//! Durable state in sled. This is the only module that touches sled; every
+//! other module goes through the typed methods here, each bound to a named
+//! tree. Writes that a client will be told about are flushed before the
+//! method returns, so acknowledged data survives a crash.
+//!
+//! Trees:
+//! - `signing_keys`: the agent-token key ring, `kid` → [`StoredSigningKey`].
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the key-ring tree.
+const TREE_SIGNING_KEYS: &str = "signing_keys";
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record in tree {tree}: {reason}")]
+    Corrupt { tree: &'static str, reason: String },
+}
+
+/// A signing key as persisted. The secret is stored raw: the data directory
+/// is as sensitive as the config file and must be protected the same way.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub secret: Vec<u8>,
+    pub created_at_ms: u64,
+}
+
+impl std::fmt::Debug for StoredSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSigningKey")
+            .field("kid", &self.kid)
+            .field("secret", &"[REDACTED]")
+            .field("created_at_ms", &self.created_at_ms)
+            .finish()
+    }
+}
+
+/// The embedded database and its named trees.
+pub struct Store {
+    db: sled::Db,
+    signing_keys: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`. Fails if another process
+    /// holds it.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        let signing_keys = db.open_tree(TREE_SIGNING_KEYS)?;
+        Ok(Self { db, signing_keys })
+    }
+
+    /// Every stored signing key, in no particular order.
+    pub fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        self.signing_keys
+            .iter()
+            .values()
+            .map(|value| {
+                let value = value?;
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                    tree: TREE_SIGNING_KEYS,
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Persists a signing key and flushes it to disk before returning.
+    pub fn put_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(key).map_err(|e| StoreError::Corrupt {
+            tree: TREE_SIGNING_KEYS,
+            reason: e.to_string(),
+        })?;
+        self.signing_keys.insert(key.kid.as_bytes(), bytes)?;
+        self.signing_keys.flush()?;
+        Ok(())
+    }
+
+    /// Deletes a signing key and flushes.
+    pub fn remove_signing_key(&self, kid: &str) -> Result<(), StoreError> {
+        self.signing_keys.remove(kid.as_bytes())?;
+        self.signing_keys.flush()?;
+        Ok(())
+    }
+
+    /// Flushes every tree; called on shutdown.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signing_keys_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = StoredSigningKey {
+            kid: "k1".into(),
+            secret: vec![7; 32],
+            created_at_ms: 42,
+        };
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store.put_signing_key(&key).expect("put");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let keys = store.signing_keys().expect("read");
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].kid, "k1");
+        assert_eq!(keys[0].secret, vec![7; 32]);
+        store.remove_signing_key("k1").expect("remove");
+        assert!(store.signing_keys().expect("read").is_empty());
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret() {
+        let key = StoredSigningKey {
+            kid: "k1".into(),
+            secret: b"super-secret-bytes".to_vec(),
+            created_at_ms: 1,
+        };
+        let shown = format!("{key:?}");
+        assert!(!shown.contains("115"), "{shown}");
+        assert!(shown.contains("REDACTED"));
+    }
+}

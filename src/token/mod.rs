@@ -1,0 +1,185 @@
+//! Agent tokens: HS256 JWTs that the authorization side issues and the
+//! presence side verifies on every REST request and agent socket.
+//!
+//! This module knows nothing of HTTP or WebSockets: transports call
+//! [`TokenService::verify`] and get typed [`AgentClaims`] or a
+//! [`TokenError`], as Centrifugo keeps token checks apart from transports.
+
+mod keyring;
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::SharedClock;
+use crate::config::Role;
+use crate::ids::{random_id, GroupId};
+use crate::store::{Store, StoreError};
+
+pub use keyring::{KeyRing, SigningKey};
+
+/// `iss` of every agent token.
+pub const ISSUER: &str = "presence-server";
+/// `aud` of every agent token.
+pub const AUDIENCE: &str = "presence";
+/// Clock skew tolerated on `exp` and `iat`, in seconds.
+pub const LEEWAY_SECS: u64 = 5;
+/// Longest token string accepted; anything longer is refused unparsed.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
+/// The claims of an agent token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The agent's username.
+    pub sub: String,
+    pub groupid: GroupId,
+    pub role: Role,
+    pub iat: u64,
+    pub exp: u64,
+    pub jti: String,
+}
+
+/// Why a token was refused. The text is safe to show a client: it never
+/// contains the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token is not signed with HS256")]
+    WrongAlgorithm,
+    #[error("the token's signing key is unknown")]
+    UnknownKey,
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    #[error("the token's claims are missing or invalid")]
+    BadClaims,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
+    #[error("the token's lifetime exceeds the maximum")]
+    LifetimeTooLong,
+}
+
+/// A freshly issued token and its claims.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    pub claims: AgentClaims,
+}
+
+/// Issues and verifies agent tokens against the key ring.
+pub struct TokenService {
+    keys: KeyRing,
+    clock: SharedClock,
+    max_lifetime_secs: u64,
+}
+
+impl TokenService {
+    /// Loads the key ring from the store (creating a first key if needed).
+    pub fn new(store: &Store, clock: SharedClock, max_lifetime_secs: u64) -> Result<Self, StoreError> {
+        let keys = KeyRing::load_or_create(store, &clock)?;
+        Ok(Self {
+            keys,
+            clock,
+            max_lifetime_secs,
+        })
+    }
+
+    /// The key ring.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// Issues a token for `username` in `group`, valid for `lifetime_secs`
+    /// (already checked by the caller against the configured range).
+    pub fn issue(
+        &self,
+        username: &str,
+        group: GroupId,
+        role: Role,
+        lifetime_secs: u64,
+    ) -> Result<IssuedToken, TokenError> {
+        let iat = self.clock.now_secs();
+        let claims = AgentClaims {
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            sub: username.to_owned(),
+            groupid: group,
+            role,
+            iat,
+            exp: iat + lifetime_secs,
+            jti: random_id(16),
+        };
+        let token = self.sign(&claims)?;
+        Ok(IssuedToken { token, claims })
+    }
+
+    /// Signs any claims with the current key and its `kid`. Issuance uses it
+    /// with [`AgentClaims`]; tests use it to craft tokens the verifier must
+    /// refuse (too long a lifetime, missing claims).
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
+        let key = self.keys.current();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|_| TokenError::Malformed)
+    }
+
+    /// Verifies a token: algorithm pinned to HS256, known `kid`, signature,
+    /// required `exp iat iss aud sub`, issuer and audience, `exp` and `iat`
+    /// within [`LEEWAY_SECS`] of now, and `exp - iat` within the maximum.
+    pub fn verify(&self, token: &str) -> Result<AgentClaims, TokenError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::HS256 {
+            return Err(TokenError::WrongAlgorithm);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = self.keys.get(&kid).ok_or(TokenError::UnknownKey)?;
+
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        // Time is checked below against the injectable clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let data = jsonwebtoken::decode::<AgentClaims>(token, &key.decoding, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
+                jsonwebtoken::errors::ErrorKind::Base64(_)
+                | jsonwebtoken::errors::ErrorKind::InvalidToken
+                | jsonwebtoken::errors::ErrorKind::Utf8(_) => TokenError::Malformed,
+                _ => TokenError::BadClaims,
+            })?;
+        let claims = data.claims;
+        let now = self.clock.now_secs();
+        if claims.exp.saturating_add(LEEWAY_SECS) <= now {
+            return Err(TokenError::Expired);
+        }
+        if claims.iat > now.saturating_add(LEEWAY_SECS) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if claims.exp < claims.iat || claims.exp - claims.iat > self.max_lifetime_secs {
+            return Err(TokenError::LifetimeTooLong);
+        }
+        Ok(claims)
+    }
+
+    /// Seconds until `claims` expire (zero if already past).
+    pub fn seconds_left(&self, claims: &AgentClaims) -> u64 {
+        claims.exp.saturating_sub(self.clock.now_secs())
+    }
+}
+
+/// Shared handle to the token service.
+pub type SharedTokens = Arc<TokenService>;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,398 @@
+//! The VisitorSession actor: one per visitor browser socket.
+//!
+//! It waits for `hello`, registers with the registry, then carries invokes
+//! and signals down to the browser and results back up. It owns the
+//! invokes in flight on its socket, bounded by `max_pending_invokes`, and
+//! fails them at once if the socket closes, since their results can no
+//! longer arrive (invokes are delivered at most once).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, Message, SpawnHandle,
+    StreamHandler, WrapFuture,
+};
+use actix_web::web;
+use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::ids::{random_id, VisitorId, VisitorKey};
+use crate::invoke::{InvokeOutcome, InvokeRequest, InvokeResponder, SignalRequest};
+use crate::origin::RequestOrigin;
+use crate::presence_data::PresenceData;
+use crate::protocol::{parse_frame, ServerFrame, VisitorInbound};
+use crate::registry::{Connect, Disconnect, LiveConnection, PresenceUpdate};
+use crate::state::AppState;
+use crate::ws_support::{
+    close_for_protocol_error, close_on_shutdown, fail_and_close, send_error, start_heartbeat,
+    Assembled, MessageAssembler,
+};
+
+/// What the registry asks of a visitor connection.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum VisitorCommand {
+    Invoke(InvokeRequest),
+    Signal(SignalRequest),
+}
+
+impl VisitorCommand {
+    /// Answers the command's waiter with `error`.
+    pub fn fail(self, error: ApiError) {
+        // A waiter that already gave up has dropped its receiver; nothing to do.
+        match self {
+            VisitorCommand::Invoke(request) => {
+                let _ = request.responder.send(Err(error));
+            }
+            VisitorCommand::Signal(request) => {
+                let _ = request.responder.send(Err(error));
+            }
+        }
+    }
+}
+
+enum Phase {
+    AwaitingHello,
+    /// Hello accepted; waiting for the registry to register us.
+    Joining(VisitorKey),
+    Live(VisitorKey),
+    Left,
+}
+
+struct PendingInvoke {
+    responder: InvokeResponder,
+    timer: SpawnHandle,
+}
+
+/// One visitor socket.
+pub struct VisitorSession {
+    app: web::Data<AppState>,
+    origin: RequestOrigin,
+    connection_id: String,
+    phase: Phase,
+    last_heard: Instant,
+    pending: HashMap<String, PendingInvoke>,
+    next_invoke: u64,
+    assembler: MessageAssembler,
+}
+
+impl VisitorSession {
+    pub fn new(app: web::Data<AppState>, origin: RequestOrigin) -> Self {
+        let limit = app.config.presence.max_message_bytes;
+        Self {
+            app,
+            origin,
+            connection_id: random_id(12),
+            phase: Phase::AwaitingHello,
+            last_heard: Instant::now(),
+            pending: HashMap::new(),
+            next_invoke: 0,
+            assembler: MessageAssembler::new(limit),
+        }
+    }
+
+    /// Deregisters from the registry (once) and fails invokes in flight.
+    fn leave(&mut self) {
+        let phase = std::mem::replace(&mut self.phase, Phase::Left);
+        if let Phase::Joining(key) | Phase::Live(key) = phase {
+            self.app.registry.do_send(Disconnect {
+                key,
+                connection_id: self.connection_id.clone(),
+            });
+        }
+        for (_, pending) in self.pending.drain() {
+            let _ = pending.responder.send(Err(ApiError::VisitorNotPresent(
+                "the visitor's connection closed before it answered".to_owned(),
+            )));
+        }
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
+        let frame = parse_frame::<VisitorInbound>(text);
+        match (&self.phase, frame) {
+            (Phase::AwaitingHello, Ok(VisitorInbound::Hello { groupid, visitorid, data })) => {
+                self.hello(groupid, &visitorid, data, ctx)
+            }
+            (Phase::AwaitingHello, Ok(_)) => fail_and_close(
+                ctx,
+                CloseCode::Policy,
+                "hello_required",
+                "the first frame must be hello",
+            ),
+            (Phase::AwaitingHello, Err(e)) => {
+                fail_and_close(ctx, CloseCode::Policy, e.code, &e.message)
+            }
+            (_, Err(e)) => send_error(ctx, None, e.code, &e.message),
+            (_, Ok(VisitorInbound::Hello { .. })) => {
+                send_error(ctx, None, "already_joined", "hello was already received")
+            }
+            (Phase::Live(key), Ok(VisitorInbound::Presence { data })) => {
+                let key = key.clone();
+                self.presence(key, data, ctx)
+            }
+            (Phase::Live(_), Ok(VisitorInbound::Result { id, ok, value, error })) => {
+                self.result(&id, ok, value, error, ctx)
+            }
+            (_, Ok(_)) => send_error(ctx, None, "not_ready", "the connection is not registered yet"),
+        }
+    }
+
+    fn hello(
+        &mut self,
+        groupid: u64,
+        visitorid: &str,
+        data: Option<Value>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        let checked = (|| {
+            let group = self
+                .app
+                .config
+                .group(groupid)
+                .ok_or(("unknown_group", format!("group {groupid} does not exist")))?;
+            if !group.presence {
+                return Err((
+                    "presence_not_subscribed",
+                    format!("group {groupid} does not subscribe to Presence"),
+                ));
+            }
+            self.app
+                .origins
+                .check_group(groupid, &self.origin)
+                .map_err(|e| (e.code(), e.to_string()))?;
+            let visitor = VisitorId::parse(visitorid).map_err(|m| ("bad_visitor_id", m))?;
+            let data = PresenceData::from_value(data.unwrap_or(Value::Object(Default::default())))
+                .map_err(|m| ("bad_presence_data", m))?;
+            Ok((VisitorKey::new(groupid, visitor), data))
+        })();
+        let (key, data) = match checked {
+            Ok(ok) => ok,
+            Err((code, message)) => {
+                return fail_and_close(ctx, CloseCode::Policy, code, &message);
+            }
+        };
+        self.phase = Phase::Joining(key.clone());
+        let connect = Connect {
+            key: key.clone(),
+            connection: LiveConnection {
+                id: self.connection_id.clone(),
+                commands: ctx.address().recipient(),
+            },
+            data,
+        };
+        // `wait` holds other frames back until the registry has answered, so
+        // nothing is handled half-registered.
+        ctx.wait(self.app.registry.send(connect).into_actor(self).map(
+            move |reply, session, ctx| match reply {
+                Ok(Ok(())) => {
+                    session.phase = Phase::Live(key.clone());
+                    ctx.text(
+                        ServerFrame::Welcome {
+                            visitorid: key.visitor.as_str(),
+                            connection: &session.connection_id,
+                        }
+                        .to_text(),
+                    );
+                }
+                Ok(Err(message)) => {
+                    fail_and_close(ctx, CloseCode::Policy, "bad_presence_data", &message)
+                }
+                Err(_) => fail_and_close(
+                    ctx,
+                    CloseCode::Error,
+                    "internal",
+                    "the registry is unavailable",
+                ),
+            },
+        ));
+    }
+
+    fn presence(&mut self, key: VisitorKey, data: Value, ctx: &mut WebsocketContext<Self>) {
+        let data = match PresenceData::from_value(data) {
+            Ok(data) => data,
+            Err(message) => return send_error(ctx, None, "bad_presence_data", &message),
+        };
+        let update = PresenceUpdate {
+            key,
+            connection_id: self.connection_id.clone(),
+            data,
+        };
+        ctx.spawn(self.app.registry.send(update).into_actor(self).map(
+            |reply, _session, ctx| match reply {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => send_error(ctx, None, "bad_presence_data", &message),
+                Err(_) => send_error(ctx, None, "internal", "the registry is unavailable"),
+            },
+        ));
+    }
+
+    fn result(
+        &mut self,
+        id: &str,
+        ok: bool,
+        value: Value,
+        error: Option<String>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        let Some(pending) = self.pending.remove(id) else {
+            return send_error(
+                ctx,
+                None,
+                "unknown_invoke",
+                &format!("no invoke with id {:?} is awaiting a result", truncate(id)),
+            );
+        };
+        ctx.cancel_future(pending.timer);
+        let outcome = if ok {
+            InvokeOutcome::success(value)
+        } else {
+            InvokeOutcome::failure(error.unwrap_or_else(|| "the function failed".to_owned()))
+        };
+        // The waiter may have given up at its deadline; that is fine.
+        let _ = pending.responder.send(Ok(outcome));
+    }
+
+    fn deliver_invoke(&mut self, request: InvokeRequest, ctx: &mut WebsocketContext<Self>) {
+        if request.responder.is_closed() {
+            return;
+        }
+        if !matches!(self.phase, Phase::Live(_)) {
+            let _ = request.responder.send(Err(ApiError::not_present()));
+            return;
+        }
+        let limit = self.app.config.presence.max_pending_invokes;
+        if self.pending.len() >= limit {
+            let _ = request.responder.send(Err(ApiError::TooManyPending(limit)));
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if request.deadline <= now {
+            let _ = request
+                .responder
+                .send(Err(ApiError::InvokeTimeout(request.timeout_ms)));
+            return;
+        }
+        self.next_invoke += 1;
+        let id = self.next_invoke.to_string();
+        ctx.text(
+            ServerFrame::Invoke {
+                id: &id,
+                func: &request.func,
+                args: &request.args,
+            }
+            .to_text(),
+        );
+        let timeout_ms = request.timeout_ms;
+        let timer_id = id.clone();
+        let timer = ctx.run_later(request.deadline - now, move |session, _| {
+            if let Some(pending) = session.pending.remove(&timer_id) {
+                let _ = pending.responder.send(Err(ApiError::InvokeTimeout(timeout_ms)));
+            }
+        });
+        self.pending.insert(
+            id,
+            PendingInvoke {
+                responder: request.responder,
+                timer,
+            },
+        );
+    }
+}
+
+fn truncate(id: &str) -> String {
+    id.chars().take(64).collect()
+}
+
+impl Actor for VisitorSession {
+    type Context = WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let presence = &self.app.config.presence;
+        start_heartbeat(ctx, presence.ping_interval(), presence.client_timeout(), |s: &Self| {
+            s.last_heard
+        });
+        ctx.run_later(presence.hello_timeout(), |session, ctx| {
+            if matches!(session.phase, Phase::AwaitingHello) {
+                fail_and_close(
+                    ctx,
+                    CloseCode::Policy,
+                    "hello_timeout",
+                    "no hello within presence.hello_timeout_ms",
+                );
+            }
+        });
+        close_on_shutdown(ctx, self.app.shutdown.clone());
+    }
+
+    fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
+        self.leave();
+        actix::Running::Stop
+    }
+}
+
+impl Handler<VisitorCommand> for VisitorSession {
+    type Result = ();
+
+    fn handle(&mut self, command: VisitorCommand, ctx: &mut Self::Context) {
+        match command {
+            VisitorCommand::Invoke(request) => self.deliver_invoke(request, ctx),
+            VisitorCommand::Signal(request) => {
+                if matches!(self.phase, Phase::Live(_)) {
+                    ctx.text(ServerFrame::Signal { data: &request.data }.to_text());
+                    let _ = request.responder.send(Ok(()));
+                } else {
+                    let _ = request.responder.send(Err(ApiError::not_present()));
+                }
+            }
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSession {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        let msg = match msg {
+            Ok(msg) => msg,
+            Err(err) => return close_for_protocol_error(ctx, &err),
+        };
+        match msg {
+            ws::Message::Text(text) => self.on_text(&text, ctx),
+            ws::Message::Continuation(item) => match self.assembler.push(item) {
+                Assembled::Incomplete => {}
+                Assembled::Text(text) => self.on_text(&text, ctx),
+                Assembled::Binary(_) => self.on_binary(ctx),
+                Assembled::TooLarge => fail_and_close(
+                    ctx,
+                    CloseCode::Size,
+                    "message_too_large",
+                    "the message exceeds presence.max_message_bytes",
+                ),
+                Assembled::Invalid(why) => fail_and_close(ctx, CloseCode::Protocol, "bad_frame", why),
+            },
+            ws::Message::Binary(_) => self.on_binary(ctx),
+            ws::Message::Ping(payload) => ctx.pong(&payload),
+            ws::Message::Pong(_) | ws::Message::Nop => {}
+            ws::Message::Close(reason) => {
+                self.leave();
+                ctx.close(reason);
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl VisitorSession {
+    fn on_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
+        if matches!(self.phase, Phase::AwaitingHello) {
+            fail_and_close(ctx, CloseCode::Policy, "hello_required", "the first frame must be a hello text frame");
+        } else {
+            send_error(ctx, None, "binary_not_supported", "frames must be JSON text");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Plumbing shared by the visitor and agent socket actors: reassembling
+//! fragmented messages under the size cap, and sending error frames and
+//! close frames the same way on both sockets.
+
+use actix::{Actor, ActorContext, AsyncContext};
+use actix_web::web::{Bytes, BytesMut};
+use actix_http::ws::Item;
+use actix_web_actors::ws::{self, CloseCode, CloseReason, WebsocketContext};
+
+use crate::protocol::ServerFrame;
+
+/// A whole message put back together from continuation frames.
+pub enum Assembled {
+    /// More fragments are needed.
+    Incomplete,
+    Text(String),
+    Binary(Bytes),
+    /// The message grew past the cap: close with 1009.
+    TooLarge,
+    /// Fragments out of order or invalid UTF-8: close with 1002/1007.
+    Invalid(&'static str),
+}
+
+/// Collects continuation frames into one message of at most `limit` bytes.
+pub struct MessageAssembler {
+    limit: usize,
+    buffer: Option<(bool, BytesMut)>,
+}
+
+impl MessageAssembler {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            buffer: None,
+        }
+    }
+
+    /// Feeds one continuation item.
+    pub fn push(&mut self, item: Item) -> Assembled {
+        let (first, is_text, bytes, last) = match item {
+            Item::FirstText(b) => (true, true, b, false),
+            Item::FirstBinary(b) => (true, false, b, false),
+            Item::Continue(b) => (false, false, b, false),
+            Item::Last(b) => (false, false, b, true),
+        };
+        if first {
+            if self.buffer.is_some() {
+                self.buffer = None;
+                return Assembled::Invalid("a new message began before the last one ended");
+            }
+            self.buffer = Some((is_text, BytesMut::new()));
+        }
+        let Some((is_text, buf)) = self.buffer.as_mut() else {
+            return Assembled::Invalid("continuation frame without a first frame");
+        };
+        if buf.len() + bytes.len() > self.limit {
+            self.buffer = None;
+            return Assembled::TooLarge;
+        }
+        buf.extend_from_slice(&bytes);
+        if !last {
+            return Assembled::Incomplete;
+        }
+        let is_text = *is_text;
+        let Some((_, whole)) = self.buffer.take() else {
+            return Assembled::Invalid("continuation frame without a first frame");
+        };
+        if is_text {
+            match String::from_utf8(whole.to_vec()) {
+                Ok(text) => Assembled::Text(text),
+                Err(_) => Assembled::Invalid("text message is not valid UTF-8"),
+            }
+        } else {
+            Assembled::Binary(whole.freeze())
+        }
+    }
+}
+
+/// Sends an error frame, keeping the socket open.
+pub fn send_error<A>(ctx: &mut WebsocketContext<A>, id: Option<&str>, code: &str, message: &str)
+where
+    A: Actor<Context = WebsocketContext<A>>,
+{
+    ctx.text(
+        ServerFrame::Error { id, code, message }.to_text(),
+    );
+}
+
+/// Sends an error frame, then closes with `close_code` and stops the actor.
+pub fn fail_and_close<A>(ctx: &mut WebsocketContext<A>, close_code: CloseCode, code: &str, message: &str)
+where
+    A: Actor<Context = WebsocketContext<A>>,
+{
+    send_error(ctx, None, code, message);
+    close(ctx, close_code, code);
+}
+
+/// Closes with a code and a short reason, and stops the actor.
+pub fn close<A>(ctx: &mut WebsocketContext<A>, code: CloseCode, reason: &str)
+where
+    A: Actor<Context = WebsocketContext<A>>,
+{
+    // Close reasons must fit a control frame (125 bytes with the code).
+    let description: String = reason.chars().take(100).collect();
+    ctx.close(Some(CloseReason {
+        code,
+        description: Some(description),
+    }));
+    ctx.stop();
+}
+
+/// Maps a transport-level protocol error to its close code.
+pub fn close_for_protocol_error<A>(ctx: &mut WebsocketContext<A>, err: &ws::ProtocolError)
+where
+    A: Actor<Context = WebsocketContext<A>>,
+{
+    match err {
+        ws::ProtocolError::Overflow => fail_and_close(
+            ctx,
+            CloseCode::Size,
+            "message_too_large",
+            "the message exceeds presence.max_message_bytes",
+        ),
+        other => close(ctx, CloseCode::Protocol, &format!("protocol error: {other}")),
+    }
+}
+
+/// Starts the shared heartbeat: ping every `interval`, and close with 1008
+/// once nothing has been heard for `timeout`. `last_heard` reads the actor's
+/// clock of the last inbound frame.
+pub fn start_heartbeat<A>(
+    ctx: &mut WebsocketContext<A>,
+    interval: std::time::Duration,
+    timeout: std::time::Duration,
+    last_heard: fn(&A) -> std::time::Instant,
+) where
+    A: Actor<Context = WebsocketContext<A>>,
+{
+    ctx.run_interval(interval, move |actor, ctx| {
+        if last_heard(actor).elapsed() >= timeout {
+            fail_and_close(
+                ctx,
+                CloseCode::Policy,
+                "heartbeat_timeout",
+                "no frame or pong was received within presence.client_timeout_ms",
+            );
+        } else {
+            ctx.ping(b"");
+        }
+    });
+}
+
+/// Closes the socket with 1001 when the server begins shutting down.
+pub fn close_on_shutdown<A>(ctx: &mut WebsocketContext<A>, shutdown: tokio_util::sync::CancellationToken)
+where
+    A: Actor<Context = WebsocketContext<A>>,
+{
+    use actix::fut::wrap_future;
+    use actix::ActorFutureExt;
+    ctx.spawn(
+        wrap_future::<_, A>(shutdown.cancelled_owned())
+            .map(|_, _actor, ctx: &mut WebsocketContext<A>| close(ctx, CloseCode::Away, "server shutting down")),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reassembles_text_within_the_limit() {
+        let mut a = MessageAssembler::new(10);
+        assert!(matches!(a.push(Item::FirstText(Bytes::from_static(b"he"))), Assembled::Incomplete));
+        assert!(matches!(a.push(Item::Continue(Bytes::from_static(b"ll"))), Assembled::Incomplete));
+        match a.push(Item::Last(Bytes::from_static(b"o"))) {
+            Assembled::Text(t) => assert_eq!(t, "hello"),
+            _ => panic!("expected text"),
+        }
+    }
+
+    #[test]
+    fn refuses_oversize_and_orphan_fragments() {
+        let mut a = MessageAssembler::new(4);
+        assert!(matches!(a.push(Item::FirstText(Bytes::from_static(b"abc"))), Assembled::Incomplete));
+        assert!(matches!(a.push(Item::Last(Bytes::from_static(b"de"))), Assembled::TooLarge));
+        assert!(matches!(a.push(Item::Continue(Bytes::from_static(b"x"))), Assembled::Invalid(_)));
+        assert!(matches!(a.push(Item::FirstText(Bytes::from_static(b"a"))), Assembled::Incomplete));
+        assert!(matches!(a.push(Item::FirstText(Bytes::from_static(b"b"))), Assembled::Invalid(_)));
+    }
+}
