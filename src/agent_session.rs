@@ -23,8 +23,8 @@ use crate::registry::{Lookup, Unwatch, UnwatchAll, VisitorEvent, Watch, WatcherI
 use crate::state::AppState;
 use crate::token::AgentClaims;
 use crate::ws_support::{
-    close_for_protocol_error, close_on_shutdown, fail_and_close, send_error, start_heartbeat,
-    Assembled, MessageAssembler,
+    close_on_shutdown, dispatch, fail_and_close, send_error, start_heartbeat, MessageAssembler,
+    TextSocket,
 };
 
 /// Invokes, signals and lookups one agent socket may have in flight.
@@ -59,7 +59,7 @@ impl AgentSession {
         }
     }
 
-    fn on_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
+    fn handle_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
         let frame = parse_frame::<AgentInbound>(text);
         let Some(claims) = self.claims.clone() else {
             return match frame {
@@ -283,7 +283,7 @@ impl AgentSession {
         ));
     }
 
-    fn on_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
+    fn handle_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
         if self.claims.is_none() {
             fail_and_close(ctx, CloseCode::Policy, "auth_required", "the first frame must be an auth text frame");
         } else {
@@ -340,35 +340,27 @@ impl Handler<VisitorEvent> for AgentSession {
     }
 }
 
+impl TextSocket for AgentSession {
+    fn assembler(&mut self) -> &mut MessageAssembler {
+        &mut self.assembler
+    }
+
+    fn heard(&mut self) {
+        self.last_heard = Instant::now();
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
+        self.handle_text(text, ctx)
+    }
+
+    fn on_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
+        self.handle_binary(ctx)
+    }
+}
+
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for AgentSession {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        self.last_heard = Instant::now();
-        let msg = match msg {
-            Ok(msg) => msg,
-            Err(err) => return close_for_protocol_error(ctx, &err),
-        };
-        match msg {
-            ws::Message::Text(text) => self.on_text(&text, ctx),
-            ws::Message::Continuation(item) => match self.assembler.push(item) {
-                Assembled::Incomplete => {}
-                Assembled::Text(text) => self.on_text(&text, ctx),
-                Assembled::Binary(_) => self.on_binary(ctx),
-                Assembled::TooLarge => fail_and_close(
-                    ctx,
-                    CloseCode::Size,
-                    "message_too_large",
-                    "the message exceeds presence.max_message_bytes",
-                ),
-                Assembled::Invalid(why) => fail_and_close(ctx, CloseCode::Protocol, "bad_frame", why),
-            },
-            ws::Message::Binary(_) => self.on_binary(ctx),
-            ws::Message::Ping(payload) => ctx.pong(&payload),
-            ws::Message::Pong(_) | ws::Message::Nop => {}
-            ws::Message::Close(reason) => {
-                ctx.close(reason);
-                ctx.stop();
-            }
-        }
+        dispatch(self, msg, ctx)
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {

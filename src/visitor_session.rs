@@ -26,8 +26,8 @@ use crate::protocol::{parse_frame, ServerFrame, VisitorInbound};
 use crate::registry::{Connect, Disconnect, LiveConnection, PresenceUpdate};
 use crate::state::AppState;
 use crate::ws_support::{
-    close_for_protocol_error, close_on_shutdown, fail_and_close, send_error, start_heartbeat,
-    Assembled, MessageAssembler,
+    close_on_shutdown, dispatch, fail_and_close, send_error, start_heartbeat, MessageAssembler,
+    TextSocket,
 };
 
 /// What the registry asks of a visitor connection.
@@ -109,7 +109,7 @@ impl VisitorSession {
         }
     }
 
-    fn on_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
+    fn handle_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
         let frame = parse_frame::<VisitorInbound>(text);
         match (&self.phase, frame) {
             (Phase::AwaitingHello, Ok(VisitorInbound::Hello { groupid, visitorid, data })) => {
@@ -350,36 +350,33 @@ impl Handler<VisitorCommand> for VisitorSession {
     }
 }
 
+impl TextSocket for VisitorSession {
+    fn assembler(&mut self) -> &mut MessageAssembler {
+        &mut self.assembler
+    }
+
+    fn heard(&mut self) {
+        self.last_heard = Instant::now();
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
+        self.handle_text(text, ctx)
+    }
+
+    fn on_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
+        self.handle_binary(ctx)
+    }
+
+    fn on_peer_close(&mut self) {
+        // Deregister before the close is answered, so a client that has seen
+        // the close knows the registry has too.
+        self.leave();
+    }
+}
+
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSession {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        self.last_heard = Instant::now();
-        let msg = match msg {
-            Ok(msg) => msg,
-            Err(err) => return close_for_protocol_error(ctx, &err),
-        };
-        match msg {
-            ws::Message::Text(text) => self.on_text(&text, ctx),
-            ws::Message::Continuation(item) => match self.assembler.push(item) {
-                Assembled::Incomplete => {}
-                Assembled::Text(text) => self.on_text(&text, ctx),
-                Assembled::Binary(_) => self.on_binary(ctx),
-                Assembled::TooLarge => fail_and_close(
-                    ctx,
-                    CloseCode::Size,
-                    "message_too_large",
-                    "the message exceeds presence.max_message_bytes",
-                ),
-                Assembled::Invalid(why) => fail_and_close(ctx, CloseCode::Protocol, "bad_frame", why),
-            },
-            ws::Message::Binary(_) => self.on_binary(ctx),
-            ws::Message::Ping(payload) => ctx.pong(&payload),
-            ws::Message::Pong(_) | ws::Message::Nop => {}
-            ws::Message::Close(reason) => {
-                self.leave();
-                ctx.close(reason);
-                ctx.stop();
-            }
-        }
+        dispatch(self, msg, ctx)
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
@@ -388,7 +385,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSession {
 }
 
 impl VisitorSession {
-    fn on_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
+    fn handle_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
         if matches!(self.phase, Phase::AwaitingHello) {
             fail_and_close(ctx, CloseCode::Policy, "hello_required", "the first frame must be a hello text frame");
         } else {

@@ -76,6 +76,58 @@ impl MessageAssembler {
     }
 }
 
+/// A JSON-text socket actor, as the shared frame dispatch sees it.
+pub trait TextSocket: Actor<Context = WebsocketContext<Self>> {
+    /// Reassembles fragmented messages for this socket.
+    fn assembler(&mut self) -> &mut MessageAssembler;
+    /// Records that the peer was heard from (for the heartbeat).
+    fn heard(&mut self);
+    /// A whole text message arrived.
+    fn on_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>);
+    /// A whole binary message arrived.
+    fn on_binary(&mut self, ctx: &mut WebsocketContext<Self>);
+    /// The peer closed; runs before the close is answered.
+    fn on_peer_close(&mut self) {}
+}
+
+/// Handles one inbound WebSocket message the same way on every socket:
+/// size and protocol errors close, pings are answered, fragments are
+/// reassembled, and whole messages go to the actor.
+pub fn dispatch<A: TextSocket>(
+    actor: &mut A,
+    msg: Result<ws::Message, ws::ProtocolError>,
+    ctx: &mut WebsocketContext<A>,
+) {
+    actor.heard();
+    let msg = match msg {
+        Ok(msg) => msg,
+        Err(err) => return close_for_protocol_error(ctx, &err),
+    };
+    match msg {
+        ws::Message::Text(text) => actor.on_text(&text, ctx),
+        ws::Message::Continuation(item) => match actor.assembler().push(item) {
+            Assembled::Incomplete => {}
+            Assembled::Text(text) => actor.on_text(&text, ctx),
+            Assembled::Binary(_) => actor.on_binary(ctx),
+            Assembled::TooLarge => fail_and_close(
+                ctx,
+                CloseCode::Size,
+                "message_too_large",
+                "the message exceeds presence.max_message_bytes",
+            ),
+            Assembled::Invalid(why) => fail_and_close(ctx, CloseCode::Protocol, "bad_frame", why),
+        },
+        ws::Message::Binary(_) => actor.on_binary(ctx),
+        ws::Message::Ping(payload) => ctx.pong(&payload),
+        ws::Message::Pong(_) | ws::Message::Nop => {}
+        ws::Message::Close(reason) => {
+            actor.on_peer_close();
+            ctx.close(reason);
+            ctx.stop();
+        }
+    }
+}
+
 /// Sends an error frame, keeping the socket open.
 pub fn send_error<A>(ctx: &mut WebsocketContext<A>, id: Option<&str>, code: &str, message: &str)
 where
@@ -110,7 +162,7 @@ where
 }
 
 /// Maps a transport-level protocol error to its close code.
-pub fn close_for_protocol_error<A>(ctx: &mut WebsocketContext<A>, err: &ws::ProtocolError)
+fn close_for_protocol_error<A>(ctx: &mut WebsocketContext<A>, err: &ws::ProtocolError)
 where
     A: Actor<Context = WebsocketContext<A>>,
 {

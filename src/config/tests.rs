@@ -1,0 +1,119 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[[groups]]
+id = 72
+name = "demo"
+presence = true
+api_key = "an-api-key-of-16+"
+origins = ["http://localhost:8080"]
+visitor_identity_secret = "a-visitor-identity-secret-of-32-bytes!"
+
+[[groups.users]]
+username = "fred.demo"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0sm0Ac1JDsZ8ya3Ny2ZjGMtVRP3yT9TrZYyRXp6DsJc"
+"#;
+
+fn error_key(toml: &str) -> String {
+    Config::from_toml_str(toml).expect_err("must be refused").key
+}
+
+#[test]
+fn the_shipped_demo_config_is_valid() {
+    let config = Config::from_toml_str(include_str!("../../config/default.toml")).expect("valid");
+    let group = config.group(72).expect("group 72");
+    assert!(group.presence);
+    assert_eq!(group.users.len(), 2);
+    assert_eq!(config.presence.ping_interval_ms * 2 <= config.presence.client_timeout_ms, true);
+}
+
+#[test]
+fn defaults_fill_what_the_file_leaves_out() {
+    let config = Config::from_toml_str(MINIMAL).expect("valid");
+    assert_eq!(config.server.bind, "127.0.0.1:8080");
+    assert_eq!(config.presence.hello_timeout_ms, 10_000);
+    assert_eq!(config.presence.max_pending_invokes, 64);
+    assert_eq!(config.auth.token_max_secs, 7200);
+    assert_eq!(config.groups[0].invoke_allow, vec!["*".to_owned()]);
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("presence.toml", &format!("[server]\nbind = \"127.0.0.1:9000\"\n{MINIMAL}"))?;
+        jail.set_env("PRESENCE__SERVER__BIND", "127.0.0.1:9100");
+        jail.set_env("PRESENCE__PRESENCE__INVOKE_TIMEOUT_MS", "2500");
+        let config = Config::load(Path::new("presence.toml")).expect("valid");
+        assert_eq!(config.server.bind, "127.0.0.1:9100");
+        assert_eq!(config.presence.invoke_timeout_ms, 2500);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_environment_value_names_its_key() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("presence.toml", MINIMAL)?;
+        jail.set_env("PRESENCE__PRESENCE__HELLO_TIMEOUT_MS", "soon");
+        let err = Config::load(Path::new("presence.toml")).expect_err("refused");
+        assert_eq!(err.key, "presence.hello_timeout_ms", "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let err = Config::load(Path::new("/nonexistent/presence.toml")).expect_err("refused");
+    assert!(err.to_string().contains("not found"), "{err}");
+}
+
+#[test]
+fn validation_errors_name_the_offending_key() {
+    let cases = [
+        (format!("[server]\nbind = \"nope\"\n{MINIMAL}"), "server.bind"),
+        (format!("[server]\npublic_url = \"ftp://x\"\n{MINIMAL}"), "server.public_url"),
+        (
+            format!("[presence]\nping_interval_ms = 40000\nclient_timeout_ms = 60000\n{MINIMAL}"),
+            "presence.ping_interval_ms",
+        ),
+        (format!("[presence]\nmax_message_bytes = 10\n{MINIMAL}"), "presence.max_message_bytes"),
+        (format!("[auth]\ntoken_max_secs = 7201\n{MINIMAL}"), "auth.token_max_secs"),
+        (format!("[auth]\ntoken_default_secs = 30\n{MINIMAL}"), "auth.token_default_secs"),
+        (MINIMAL.replace("http://localhost:8080", "null"), "groups[0].origins[0]"),
+        (MINIMAL.replace("http://localhost:8080", "http://localhost:8080/"), "groups[0].origins[0]"),
+        (MINIMAL.replace("http://localhost:8080", "HTTP://LOCALHOST:8080"), "groups[0].origins[0]"),
+        (MINIMAL.replace("$argon2id$", "$argon2i$"), "groups[0].users[0].password_hash"),
+        (MINIMAL.replace("password_hash = \"$argon2id", "password_hash = \"x$argon2id"), "groups[0].users[0].password_hash"),
+        (MINIMAL.replace("fred.demo", "fred demo"), "groups[0].users[0].username"),
+        (MINIMAL.replace("an-api-key-of-16+", "short"), "groups[0].api_key"),
+        (format!("{MINIMAL}\n[[groups]]\nid = 72\nname = \"dup\"\n"), "groups[1].id"),
+        (MINIMAL.replace("presence = true", "presence = true\ninvoke_allow = [\"show terms\"]"), "groups[0].invoke_allow[0]"),
+        (
+            MINIMAL.replace("presence = true", "presence = true\nrequire_visitor_identity = true").replace(
+                "visitor_identity_secret = \"a-visitor-identity-secret-of-32-bytes!\"",
+                "",
+            ),
+            "groups[0].require_visitor_identity",
+        ),
+        ("[server]\n".to_owned(), "groups"),
+    ];
+    for (toml, key) in cases {
+        assert_eq!(error_key(&toml), key, "{toml}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused_not_ignored() {
+    let err = Config::from_toml_str(&format!("[server]\nbindd = \"x\"\n{MINIMAL}")).expect_err("refused");
+    assert!(err.to_string().contains("bindd"), "{err}");
+}
+
+#[test]
+fn debug_output_never_shows_secrets() {
+    let config = Config::from_toml_str(MINIMAL).expect("valid");
+    let shown = format!("{config:?}");
+    for secret in ["an-api-key-of-16+", "a-visitor-identity-secret-of-32-bytes!", "c29tZXNhbHRzb21lc2FsdA"] {
+        assert!(!shown.contains(secret), "{secret} leaked into Debug");
+    }
+    assert!(shown.contains("fred.demo"));
+}

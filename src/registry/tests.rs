@@ -1,0 +1,189 @@
+use std::time::Duration;
+
+use actix::{Actor, Addr, Context, Handler};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::clock::SystemClock;
+use crate::ids::VisitorId;
+use crate::invoke::InvokeRequest;
+
+/// Stands in for a visitor socket: forwards each command to the test.
+struct ConnectionProbe {
+    name: &'static str,
+    seen: mpsc::UnboundedSender<(&'static str, VisitorCommand)>,
+}
+
+impl Actor for ConnectionProbe {
+    type Context = Context<Self>;
+}
+
+impl Handler<VisitorCommand> for ConnectionProbe {
+    type Result = ();
+    fn handle(&mut self, command: VisitorCommand, _: &mut Self::Context) {
+        let _ = self.seen.send((self.name, command));
+    }
+}
+
+/// Stands in for an agent socket: forwards each event to the test.
+struct WatcherProbe(mpsc::UnboundedSender<VisitorEvent>);
+
+impl Actor for WatcherProbe {
+    type Context = Context<Self>;
+}
+
+impl Handler<VisitorEvent> for WatcherProbe {
+    type Result = ();
+    fn handle(&mut self, event: VisitorEvent, _: &mut Self::Context) {
+        let _ = self.0.send(event);
+    }
+}
+
+fn registry(grace_ms: u64) -> Addr<Registry> {
+    let config = PresenceConfig {
+        reconnect_grace_ms: grace_ms,
+        ..PresenceConfig::default()
+    };
+    Registry::new(Arc::new(config), Arc::new(SystemClock)).start()
+}
+
+fn key() -> VisitorKey {
+    VisitorKey::new(72, VisitorId::parse("v-1").expect("id"))
+}
+
+fn data(value: serde_json::Value) -> PresenceData {
+    PresenceData::from_value(value).expect("data")
+}
+
+async fn connect(
+    registry: &Addr<Registry>,
+    name: &'static str,
+    seen: &mpsc::UnboundedSender<(&'static str, VisitorCommand)>,
+) -> Addr<ConnectionProbe> {
+    let probe = ConnectionProbe { name, seen: seen.clone() }.start();
+    registry
+        .send(Connect {
+            key: key(),
+            connection: LiveConnection {
+                id: name.to_owned(),
+                commands: probe.clone().recipient(),
+            },
+            data: data(json!({"url": format!("/{name}")})),
+        })
+        .await
+        .expect("mailbox")
+        .expect("connect");
+    probe
+}
+
+fn invoke(registry: &Addr<Registry>) -> oneshot::Receiver<Result<crate::invoke::InvokeOutcome, ApiError>> {
+    let (responder, outcome) = oneshot::channel();
+    registry.do_send(Invoke {
+        key: key(),
+        request: InvokeRequest {
+            func: "f".into(),
+            args: json!(null),
+            deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+            timeout_ms: 30_000,
+            responder,
+        },
+    });
+    outcome
+}
+
+async fn watch(registry: &Addr<Registry>) -> mpsc::UnboundedReceiver<VisitorEvent> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let probe = WatcherProbe(tx).start();
+    registry.do_send(Watch {
+        key: key(),
+        watcher: 1,
+        events: probe.recipient(),
+    });
+    let first = rx.recv().await.expect("state event");
+    assert_eq!(first.kind, EventKind::State);
+    rx
+}
+
+#[actix::test]
+async fn an_offline_visitor_fails_at_once() {
+    let registry = registry(5_000);
+    let outcome = invoke(&registry).await.expect("answered");
+    assert_eq!(outcome.expect_err("offline").code(), "visitor_not_present");
+}
+
+#[actix::test]
+async fn invokes_go_to_the_most_recently_active_tab() {
+    let registry = registry(5_000);
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let _a = connect(&registry, "a", &seen_tx).await;
+    let _b = connect(&registry, "b", &seen_tx).await;
+    let _pending = invoke(&registry);
+    assert_eq!(seen.recv().await.expect("routed").0, "b");
+
+    registry
+        .send(PresenceUpdate {
+            key: key(),
+            connection_id: "a".into(),
+            data: data(json!({"url": "/a2"})),
+        })
+        .await
+        .expect("mailbox")
+        .expect("update");
+    let _pending = invoke(&registry);
+    assert_eq!(seen.recv().await.expect("routed").0, "a");
+    let state = registry.send(Lookup { key: key() }).await.expect("lookup");
+    assert_eq!(state.connections, 2);
+    assert_eq!(state.data, json!({"url": "/a2"}));
+}
+
+#[actix::test]
+async fn commands_wait_out_a_page_navigation() {
+    let registry = registry(60_000);
+    let mut events = watch(&registry).await;
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let _a = connect(&registry, "a", &seen_tx).await;
+    assert_eq!(events.recv().await.expect("event").kind, EventKind::Connected);
+    registry.do_send(Disconnect {
+        key: key(),
+        connection_id: "a".into(),
+    });
+    let outcome = invoke(&registry);
+    let state = registry.send(Lookup { key: key() }).await.expect("lookup");
+    assert!(state.online, "still present during the grace period");
+    assert_eq!(state.connections, 0);
+
+    let _b = connect(&registry, "b", &seen_tx).await;
+    let (name, command) = seen.recv().await.expect("delivered after reconnect");
+    assert_eq!(name, "b");
+    let VisitorCommand::Invoke(request) = command else {
+        panic!("expected an invoke")
+    };
+    request
+        .responder
+        .send(Ok(crate::invoke::InvokeOutcome::success(json!(1))))
+        .expect("waiter");
+    assert!(outcome.await.expect("answered").is_ok());
+    // The navigation produced one presence event (new url) and no
+    // disconnected/connected pair.
+    assert_eq!(events.recv().await.expect("event").kind, EventKind::Presence);
+}
+
+#[actix::test]
+async fn the_grace_period_ending_fails_parked_commands_and_tells_watchers() {
+    let registry = registry(20);
+    let mut events = watch(&registry).await;
+    let (seen_tx, _seen) = mpsc::unbounded_channel();
+    let _a = connect(&registry, "a", &seen_tx).await;
+    assert_eq!(events.recv().await.expect("event").kind, EventKind::Connected);
+    registry.do_send(Disconnect {
+        key: key(),
+        connection_id: "a".into(),
+    });
+    let outcome = invoke(&registry);
+    let err = outcome.await.expect("answered").expect_err("gone");
+    assert_eq!(err.code(), "visitor_not_present");
+    let event = events.recv().await.expect("event");
+    assert_eq!(event.kind, EventKind::Disconnected);
+    assert!(!event.state.online);
+}

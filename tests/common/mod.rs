@@ -1,0 +1,372 @@
+//! Test harness: starts the real server on 127.0.0.1:0 with a temporary
+//! data directory, and speaks real HTTP and WebSocket to it.
+//!
+//! Every wait here is for an event (a frame, a response, a close), bounded
+//! by [`WAIT`] only so that a broken server fails the test instead of
+//! hanging it. Nothing sleeps to synchronise.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix_codec::Framed;
+use awc::ws::{CloseCode, Codec, Frame, Message};
+use awc::BoxedSocket;
+use futures_util::{SinkExt, StreamExt};
+use presence_server::clock::{ManualClock, SharedClock, SystemClock};
+use presence_server::config::{Config, Role};
+use presence_server::RunningServer;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// Upper bound on any single wait; generous so slow CI never flakes.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The password of every test user.
+pub const PASSWORD: &str = "test-pass-123";
+/// An origin group 72 allows.
+pub const ORIGIN_72: &str = "http://allowed.test";
+/// An origin only group 73 allows.
+pub const ORIGIN_73: &str = "https://other.test:8443";
+
+fn password_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| presence_server::password::hash_password(PASSWORD).expect("hash"))
+}
+
+/// The base test config: group 72 (Presence, two users), group 73 (Presence,
+/// another origin) and group 74 (no Presence).
+pub fn config(data_dir: &std::path::Path) -> Config {
+    let hash = password_hash();
+    let toml = format!(
+        r#"
+[server]
+bind = "127.0.0.1:0"
+data_dir = "{dir}"
+workers = 2
+shutdown_timeout_secs = 5
+
+[presence]
+hello_timeout_ms = 10000
+ping_interval_ms = 10000
+client_timeout_ms = 30000
+reconnect_grace_ms = 10000
+
+[[groups]]
+id = 72
+name = "demo"
+presence = true
+origins = ["{ORIGIN_72}", "http://localhost:8080"]
+
+[[groups.users]]
+username = "fred.demo"
+password_hash = "{hash}"
+partner_user_id = "fred"
+name = "Fred Agent"
+
+[[groups.users]]
+username = "ada.admin"
+password_hash = "{hash}"
+role = "administrator"
+
+[[groups]]
+id = 73
+name = "other"
+presence = true
+origins = ["{ORIGIN_73}"]
+
+[[groups.users]]
+username = "olga"
+password_hash = "{hash}"
+
+[[groups]]
+id = 74
+name = "no-presence"
+presence = false
+origins = ["http://nopresence.test"]
+
+[[groups.users]]
+username = "nick"
+password_hash = "{hash}"
+"#,
+        dir = data_dir.display()
+    );
+    Config::from_toml_str(&toml).expect("test config")
+}
+
+/// A running server and its data directory.
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub addr: SocketAddr,
+    pub dir: Arc<TempDir>,
+    pub http: awc::Client,
+}
+
+impl TestServer {
+    /// Starts with the base config.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the base config adjusted by `tune`.
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        Self::start_in(dir, tune, Arc::new(SystemClock)).await
+    }
+
+    /// Starts on an existing data directory (for restart tests).
+    pub async fn start_in(
+        dir: Arc<TempDir>,
+        tune: impl FnOnce(&mut Config),
+        clock: SharedClock,
+    ) -> Self {
+        if std::env::var_os("RUST_LOG").is_some() {
+            presence_server::telemetry::init(presence_server::config::LogFormat::Text);
+        }
+        let mut config = config(dir.path());
+        tune(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let server = presence_server::run_with_clock(config, listener, clock)
+            .await
+            .expect("server starts");
+        let addr = server.local_addr();
+        let http = awc::Client::builder().timeout(WAIT).finish();
+        Self {
+            server: Some(server),
+            addr,
+            dir,
+            http,
+        }
+    }
+
+    /// Starts with a manual clock.
+    pub async fn start_with_clock(clock: Arc<ManualClock>) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        Self::start_in(dir, |_| {}, clock).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn running(&self) -> &RunningServer {
+        self.server.as_ref().expect("server running")
+    }
+
+    /// Graceful shutdown.
+    pub async fn shutdown(mut self) -> Arc<TempDir> {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+        self.dir.clone()
+    }
+
+    /// A token minted in-process (skips argon2; for tests about other things).
+    pub fn token(&self, username: &str, group: u64) -> String {
+        self.running()
+            .tokens()
+            .issue(username, group, Role::Agent, 3600)
+            .expect("issue")
+            .token
+    }
+
+    /// `POST` JSON with an optional bearer token and Origin.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        origin: Option<&str>,
+        body: &Value,
+    ) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path));
+        if let Some(token) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        if let Some(origin) = origin {
+            req = req.insert_header(("Origin", origin));
+        }
+        let mut resp = req.send_json(body).await.expect("response");
+        let status = resp.status().as_u16();
+        let bytes = resp.body().limit(1 << 20).await.expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// `GET` with an optional bearer token and Origin.
+    pub async fn get(&self, path: &str, token: Option<&str>, origin: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(token) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        if let Some(origin) = origin {
+            req = req.insert_header(("Origin", origin));
+        }
+        let mut resp = req.send().await.expect("response");
+        let status = resp.status().as_u16();
+        let bytes = resp.body().limit(1 << 20).await.expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Invokes over REST.
+    pub async fn invoke(&self, token: &str, visitor: &str, body: Value) -> (u16, Value) {
+        self.post(&format!("/presence/72/visitors/{visitor}/invoke"), Some(token), None, &body)
+            .await
+    }
+
+    /// Opens a socket at `path` (optionally with an Origin).
+    pub async fn socket(&self, path: &str, origin: Option<&str>) -> Result<WsClient, awc::error::WsClientError> {
+        let mut req = self
+            .http
+            .ws(format!("ws://{}{}", self.addr, path))
+            .max_frame_size(4 << 20);
+        if let Some(origin) = origin {
+            req = req.origin(origin);
+        }
+        let (_resp, framed) = req.connect().await?;
+        Ok(WsClient { framed })
+    }
+
+    /// A visitor socket that has said hello and been welcomed.
+    pub async fn visitor(&self, id: &str, data: Value) -> WsClient {
+        let mut ws = self.socket("/visitor/ws", None).await.expect("connect");
+        ws.send(json!({"type": "hello", "groupid": 72, "visitorid": id, "data": data}))
+            .await;
+        let welcome = ws.recv().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        assert_eq!(welcome["visitorid"], id);
+        ws
+    }
+
+    /// An agent socket that has authenticated.
+    pub async fn agent(&self, token: &str) -> WsClient {
+        let mut ws = self.socket("/agent/ws", None).await.expect("connect");
+        ws.send(json!({"type": "auth", "token": token})).await;
+        let ready = ws.recv().await;
+        assert_eq!(ready["type"], "ready", "{ready}");
+        ws
+    }
+}
+
+/// A WebSocket test client.
+pub struct WsClient {
+    framed: Framed<BoxedSocket, Codec>,
+}
+
+/// How a socket ended.
+#[derive(Debug)]
+pub struct Closed {
+    /// Error frames received before the close.
+    pub errors: Vec<Value>,
+    pub code: Option<CloseCode>,
+}
+
+impl WsClient {
+    pub async fn send(&mut self, frame: Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.framed
+            .send(Message::Text(text.to_owned().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_message(&mut self, message: Message) {
+        self.framed.send(message).await.expect("send");
+    }
+
+    async fn next_frame(&mut self) -> Option<Frame> {
+        tokio::time::timeout(WAIT, self.framed.next())
+            .await
+            .expect("timed out waiting for a frame")
+            .map(|f| f.expect("frame"))
+    }
+
+    /// The next JSON text frame, answering pings on the way.
+    pub async fn recv(&mut self) -> Value {
+        let wait = async {
+            loop {
+                match self.framed.next().await.map(|f| f.expect("frame")) {
+                    Some(Frame::Text(bytes)) => {
+                        return serde_json::from_slice(&bytes).expect("json frame")
+                    }
+                    Some(Frame::Ping(p)) => self.framed.send(Message::Pong(p)).await.expect("pong"),
+                    Some(Frame::Pong(_)) => {}
+                    other => panic!("expected a text frame, got {other:?}"),
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, wait)
+            .await
+            .expect("timed out waiting for a text frame")
+    }
+
+    /// Waits for the next ping and answers it.
+    pub async fn next_ping(&mut self) {
+        loop {
+            match self.next_frame().await {
+                Some(Frame::Ping(p)) => {
+                    self.framed.send(Message::Pong(p)).await.expect("pong");
+                    return;
+                }
+                Some(Frame::Pong(_)) => {}
+                other => panic!("expected a ping, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the server closes, without answering pings; returns the
+    /// error frames seen and the close code.
+    pub async fn closed(&mut self) -> Closed {
+        tokio::time::timeout(WAIT, self.closed_inner())
+            .await
+            .expect("timed out waiting for the close")
+    }
+
+    async fn closed_inner(&mut self) -> Closed {
+        let mut errors = Vec::new();
+        loop {
+            match self.next_frame().await {
+                Some(Frame::Text(bytes)) => {
+                    let v: Value = serde_json::from_slice(&bytes).expect("json frame");
+                    if v["type"] == "error" {
+                        errors.push(v);
+                    }
+                }
+                Some(Frame::Close(reason)) => {
+                    return Closed {
+                        errors,
+                        code: reason.map(|r| r.code),
+                    }
+                }
+                Some(_) => {}
+                None => return Closed { errors, code: None },
+            }
+        }
+    }
+
+    /// Closes from the client side and waits for the server's answer.
+    pub async fn close(mut self) {
+        self.framed
+            .send(Message::Close(Some(CloseCode::Normal.into())))
+            .await
+            .expect("send close");
+        loop {
+            match self.next_frame().await {
+                Some(Frame::Close(_)) | None => return,
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// Asserts that `closed` ended with `code` after an error frame `error`.
+pub fn assert_closed(closed: &Closed, code: CloseCode, error: &str) {
+    assert_eq!(closed.code, Some(code), "{closed:?}");
+    assert!(
+        closed.errors.iter().any(|e| e["code"] == error),
+        "expected an error frame {error:?}, got {closed:?}"
+    );
+}
