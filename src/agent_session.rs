@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, StreamHandler, WrapFuture};
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, StreamHandler, WrapFuture,
+};
 use actix_web::web;
 use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
 use serde_json::Value;
@@ -64,7 +66,12 @@ impl AgentSession {
         let Some(claims) = self.claims.clone() else {
             return match frame {
                 Ok(AgentInbound::Auth { token }) => self.auth(&token, ctx),
-                Ok(_) => fail_and_close(ctx, CloseCode::Policy, "auth_required", "the first frame must be auth"),
+                Ok(_) => fail_and_close(
+                    ctx,
+                    CloseCode::Policy,
+                    "auth_required",
+                    "the first frame must be auth",
+                ),
                 Err(e) => fail_and_close(ctx, CloseCode::Policy, e.code, &e.message),
             };
         };
@@ -73,9 +80,12 @@ impl AgentSession {
             Err(e) => return send_error(ctx, None, e.code, &e.message),
         };
         match frame {
-            AgentInbound::Auth { .. } => {
-                send_error(ctx, None, "already_authenticated", "auth was already received")
-            }
+            AgentInbound::Auth { .. } => send_error(
+                ctx,
+                None,
+                "already_authenticated",
+                "auth was already received",
+            ),
             AgentInbound::Watch { visitorid } => self.watch(&claims, &visitorid, ctx),
             AgentInbound::Unwatch { visitorid } => {
                 if let Ok(visitor) = VisitorId::parse(&visitorid) {
@@ -87,12 +97,18 @@ impl AgentSession {
                     }
                 }
             }
-            AgentInbound::Invoke { id, visitorid, func, args, timeout_ms } => {
-                self.invoke(&claims, id, &visitorid, func, args, timeout_ms, ctx)
-            }
-            AgentInbound::Signal { id, visitorid, data } => {
-                self.signal(&claims, id, &visitorid, data, ctx)
-            }
+            AgentInbound::Invoke {
+                id,
+                visitorid,
+                func,
+                args,
+                timeout_ms,
+            } => self.invoke(&claims, id, &visitorid, func, args, timeout_ms, ctx),
+            AgentInbound::Signal {
+                id,
+                visitorid,
+                data,
+            } => self.signal(&claims, id, &visitorid, data, ctx),
             AgentInbound::Lookup { id, visitorid } => self.lookup(&claims, id, &visitorid, ctx),
         }
     }
@@ -129,7 +145,12 @@ impl AgentSession {
         );
         let left = Duration::from_secs(self.app.tokens.seconds_left(&claims));
         ctx.run_later(left, |_, ctx| {
-            fail_and_close(ctx, CloseCode::Policy, "token_expired", "the agent token has expired");
+            fail_and_close(
+                ctx,
+                CloseCode::Policy,
+                "token_expired",
+                "the agent token has expired",
+            );
         });
         self.claims = Some(claims);
     }
@@ -262,7 +283,13 @@ impl AgentSession {
         }));
     }
 
-    fn lookup(&mut self, claims: &AgentClaims, id: String, visitorid: &str, ctx: &mut WebsocketContext<Self>) {
+    fn lookup(
+        &mut self,
+        claims: &AgentClaims,
+        id: String,
+        visitorid: &str,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
         if let Err(e) = check_request_id(&id) {
             return send_error(ctx, None, e.code, &e.message);
         }
@@ -275,8 +302,14 @@ impl AgentSession {
         ctx.spawn(self.app.registry.send(Lookup { key }).into_actor(self).map(
             move |state, session, ctx| {
                 session.in_flight -= 1;
-                match state.map(|s| serde_json::to_value(s)) {
-                    Ok(Ok(visitor)) => ctx.text(ServerFrame::Lookup { id: &id, visitor: &visitor }.to_text()),
+                match state.map(serde_json::to_value) {
+                    Ok(Ok(visitor)) => ctx.text(
+                        ServerFrame::Lookup {
+                            id: &id,
+                            visitor: &visitor,
+                        }
+                        .to_text(),
+                    ),
                     _ => send_error(ctx, Some(&id), "internal", "the registry is unavailable"),
                 }
             },
@@ -285,9 +318,19 @@ impl AgentSession {
 
     fn handle_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
         if self.claims.is_none() {
-            fail_and_close(ctx, CloseCode::Policy, "auth_required", "the first frame must be an auth text frame");
+            fail_and_close(
+                ctx,
+                CloseCode::Policy,
+                "auth_required",
+                "the first frame must be an auth text frame",
+            );
         } else {
-            send_error(ctx, None, "binary_not_supported", "frames must be JSON text");
+            send_error(
+                ctx,
+                None,
+                "binary_not_supported",
+                "frames must be JSON text",
+            );
         }
     }
 }
@@ -297,12 +340,20 @@ impl Actor for AgentSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let presence = &self.app.config.presence;
-        start_heartbeat(ctx, presence.ping_interval(), presence.client_timeout(), |s: &Self| {
-            s.last_heard
-        });
+        start_heartbeat(
+            ctx,
+            presence.ping_interval(),
+            presence.client_timeout(),
+            |s: &Self| s.last_heard,
+        );
         ctx.run_later(presence.hello_timeout(), |session, ctx| {
             if session.claims.is_none() {
-                fail_and_close(ctx, CloseCode::Policy, "auth_timeout", "no auth within presence.hello_timeout_ms");
+                fail_and_close(
+                    ctx,
+                    CloseCode::Policy,
+                    "auth_timeout",
+                    "no auth within presence.hello_timeout_ms",
+                );
             }
         });
         close_on_shutdown(ctx, self.app.shutdown.clone());
@@ -324,7 +375,11 @@ impl Handler<VisitorEvent> for AgentSession {
 
     fn handle(&mut self, event: VisitorEvent, ctx: &mut Self::Context) {
         // Events still queued for a visitor just unwatched are dropped.
-        if !self.watching.iter().any(|v| v.as_str() == event.state.visitorid) {
+        if !self
+            .watching
+            .iter()
+            .any(|v| v.as_str() == event.state.visitorid)
+        {
             return;
         }
         ctx.text(

@@ -12,7 +12,11 @@ use crate::password::{hash_password, MAX_PASSWORD_BYTES};
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
 
 #[derive(Debug, Parser)]
-#[command(name = "presence-server", version, about = "Actor-based real-time presence server")]
+#[command(
+    name = "presence-server",
+    version,
+    about = "Actor-based real-time presence server"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -89,6 +93,8 @@ mod tests {
     #[test]
     fn no_subcommand_means_serve_the_demo_config() {
         let cli = Cli::parse_from(["presence-server"]);
-        assert!(matches!(cli.command(), Command::Serve { config } if config == PathBuf::from(DEFAULT_CONFIG_PATH)));
+        assert!(
+            matches!(cli.command(), Command::Serve { config } if config == std::path::Path::new(DEFAULT_CONFIG_PATH))
+        );
     }
 }

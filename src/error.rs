@@ -74,9 +74,9 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::BadDuration(_) | ApiError::BadCredentialsForm(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::BadRequest(_)
+            | ApiError::BadDuration(_)
+            | ApiError::BadCredentialsForm(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::InvalidCredentials | ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::WrongGroup { .. }
@@ -127,7 +127,10 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status());
-        if matches!(self, ApiError::Unauthorized(_) | ApiError::InvalidCredentials) {
+        if matches!(
+            self,
+            ApiError::Unauthorized(_) | ApiError::InvalidCredentials
+        ) {
             response.insert_header((
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"presence\""),
@@ -148,10 +151,22 @@ mod tests {
             (ApiError::InvokeTimeout(5), 504, "invoke_timeout"),
             (ApiError::TooManyPending(64), 429, "too_many_pending"),
             (ApiError::unauthorized("x"), 401, "unauthorized"),
-            (ApiError::WrongGroup { token: 1, path: 2 }, 403, "wrong_group"),
+            (
+                ApiError::WrongGroup { token: 1, path: 2 },
+                403,
+                "wrong_group",
+            ),
             (ApiError::BadRequest("x".into()), 400, "bad_request"),
-            (ApiError::OriginNotAllowed("o".into()), 403, "origin_not_allowed"),
-            (ApiError::PresenceNotSubscribed(7), 403, "presence_not_subscribed"),
+            (
+                ApiError::OriginNotAllowed("o".into()),
+                403,
+                "origin_not_allowed",
+            ),
+            (
+                ApiError::PresenceNotSubscribed(7),
+                403,
+                "presence_not_subscribed",
+            ),
             (ApiError::BadDuration("x".into()), 400, "bad_duration"),
         ];
         for (err, status, code) in cases {

@@ -103,7 +103,15 @@ mod tests {
     #[test]
     fn visitor_ids_reject_bad_characters_and_lengths() {
         let long = "a".repeat(MAX_VISITOR_ID_LEN + 1);
-        for bad in ["", "has space", "slash/", "é", "a\"b", "<script>", long.as_str()] {
+        for bad in [
+            "",
+            "has space",
+            "slash/",
+            "é",
+            "a\"b",
+            "<script>",
+            long.as_str(),
+        ] {
             assert!(VisitorId::parse(bad).is_err(), "{bad}");
         }
         assert!(VisitorId::parse(&"a".repeat(MAX_VISITOR_ID_LEN)).is_ok());
@@ -115,6 +123,8 @@ mod tests {
         let b = random_id(16);
         assert_ne!(a, b);
         assert_eq!(a.len(), 22);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     }
 }

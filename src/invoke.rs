@@ -151,7 +151,10 @@ mod tests {
     #[test]
     fn checks_function_names_and_timeouts() {
         let config = PresenceConfig::default();
-        assert_eq!(check_invoke("GLANCE.Cobrowse.start", None, &config), Ok(config.invoke_timeout_ms));
+        assert_eq!(
+            check_invoke("GLANCE.Cobrowse.start", None, &config),
+            Ok(config.invoke_timeout_ms)
+        );
         assert_eq!(check_invoke("$x_1", Some(5), &config), Ok(5));
         assert!(check_invoke("", None, &config).is_err());
         assert!(check_invoke("alert(1)", None, &config).is_err());

@@ -103,8 +103,13 @@ pub async fn run_with_clock(
     ids::check_random_source()?;
     let config = Arc::new(config);
     let store = Arc::new(Store::open(&config.server.data_dir)?);
-    let tokens = Arc::new(TokenService::new(&store, clock.clone(), config.auth.token_max_secs)?);
-    let passwords = Arc::new(PasswordChecker::new().map_err(|e| ServerError::Password(e.to_string()))?);
+    let tokens = Arc::new(TokenService::new(
+        &store,
+        clock.clone(),
+        config.auth.token_max_secs,
+    )?);
+    let passwords =
+        Arc::new(PasswordChecker::new().map_err(|e| ServerError::Password(e.to_string()))?);
     let registry = Registry::new(Arc::new(config.presence.clone()), clock.clone()).start();
     let origins = web::Data::new(OriginPolicy::from_config(&config));
     let app = web::Data::new(AppState {
@@ -173,8 +178,8 @@ impl RunningServer {
     }
 
     /// Graceful shutdown: stop accepting, close every socket with 1001, let
-    /// in-flight requests finish (up to `shutdown_timeout_secs`), flush
-    /// sled.
+    /// in-flight requests finish (up to `shutdown_timeout_secs`), flush and
+    /// close sled.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         tracing::info!("shutting down");
         let stopped = self.handle.stop(true);
@@ -187,7 +192,10 @@ impl RunningServer {
             Ok(result) => result?,
             Err(e) => tracing::warn!(error = %e, "server task ended abnormally"),
         }
-        self.app.store.flush()?;
+        // Flush and release the database now, rather than whenever the
+        // last worker lets go of the app state, so the data directory can be
+        // reopened at once (by a restart in the same process, or a test).
+        self.app.store.close()?;
         tracing::info!("shutdown complete");
         Ok(())
     }

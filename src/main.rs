@@ -37,7 +37,10 @@ fn serve(path: &std::path::Path) -> ExitCode {
     presence_server::telemetry::init(config.server.log_format);
     let result = actix_web::rt::System::new().block_on(async move {
         let listener = presence_server::bind(&config)?;
-        presence_server::run(config, listener).await?.run_until_signal().await
+        presence_server::run(config, listener)
+            .await?
+            .run_until_signal()
+            .await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

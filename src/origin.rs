@@ -142,7 +142,8 @@ const PREFLIGHT_MAX_AGE: &str = "600";
 /// - Other requests from an origin no group lists get 403 before routing; a
 ///   WebSocket handshake is refused here, before the upgrade.
 /// - Every response carries `Vary: Origin`; `Access-Control-Allow-Origin`
-///   echoes the origin only when it is whitelisted.
+///   echoes the origin only when it is whitelisted, and never on a response
+///   that refuses it for its group.
 pub async fn cors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -183,7 +184,17 @@ pub async fn cors(
     }
 
     let mut response = next.call(req).await?;
-    decorate(response.headers_mut(), &origin, allowed);
+    // A handler that refused the origin for its group must not echo it.
+    let refused_by_group = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+        .is_some_and(|e| matches!(e, ApiError::OriginNotAllowed(_)));
+    decorate(
+        response.headers_mut(),
+        &origin,
+        allowed && !refused_by_group,
+    );
     Ok(response.map_into_left_body())
 }
 
@@ -202,9 +213,18 @@ mod tests {
 
     #[test]
     fn normalises_like_browsers() {
-        assert_eq!(normalize_origin("http://localhost:8080").as_deref(), Some("http://localhost:8080"));
-        assert_eq!(normalize_origin("HTTPS://Example.COM").as_deref(), Some("https://example.com"));
-        assert_eq!(normalize_origin("https://example.com:443").as_deref(), Some("https://example.com"));
+        assert_eq!(
+            normalize_origin("http://localhost:8080").as_deref(),
+            Some("http://localhost:8080")
+        );
+        assert_eq!(
+            normalize_origin("HTTPS://Example.COM").as_deref(),
+            Some("https://example.com")
+        );
+        assert_eq!(
+            normalize_origin("https://example.com:443").as_deref(),
+            Some("https://example.com")
+        );
     }
 
     #[test]

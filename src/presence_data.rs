@@ -35,7 +35,9 @@ impl PresenceData {
     }
 
     fn check_size(&self) -> Result<(), String> {
-        let size = serde_json::to_vec(&self.0).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&self.0)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > MAX_PRESENCE_BYTES {
             return Err(format!(
                 "presence data is {size} bytes serialised; at most {MAX_PRESENCE_BYTES} allowed"
@@ -83,7 +85,14 @@ mod tests {
 
     #[test]
     fn rejects_nesting_bools_nulls_and_non_objects() {
-        for bad in [json!({"a": {"b": 1}}), json!({"a": true}), json!({"a": null}), json!([1]), json!("s"), json!({"a": [1]})] {
+        for bad in [
+            json!({"a": {"b": 1}}),
+            json!({"a": true}),
+            json!({"a": null}),
+            json!([1]),
+            json!("s"),
+            json!({"a": [1]}),
+        ] {
             assert!(PresenceData::from_value(bad.clone()).is_err(), "{bad}");
         }
     }

@@ -52,7 +52,10 @@ pub fn parse_frame<F: InboundFrame>(text: &str) -> Result<F, FrameError> {
     if !F::TYPES.contains(&kind.as_str()) {
         return Err(FrameError::new(
             "unknown_type",
-            format!("unknown frame type {kind:?}; expected one of {}", F::TYPES.join(", ")),
+            format!(
+                "unknown frame type {kind:?}; expected one of {}",
+                F::TYPES.join(", ")
+            ),
         ));
     }
     serde_json::from_value(value)
@@ -230,12 +233,22 @@ mod tests {
     #[test]
     fn server_frames_have_the_documented_shape() {
         let args = json!({"a": 1});
-        let text = ServerFrame::Invoke { id: "1", func: "showTerms", args: &args }.to_text();
+        let text = ServerFrame::Invoke {
+            id: "1",
+            func: "showTerms",
+            args: &args,
+        }
+        .to_text();
         assert_eq!(
             serde_json::from_str::<Value>(&text).expect("json"),
             json!({"type":"invoke","id":"1","func":"showTerms","args":{"a":1}})
         );
-        let text = ServerFrame::Error { id: None, code: "x", message: "y" }.to_text();
+        let text = ServerFrame::Error {
+            id: None,
+            code: "x",
+            message: "y",
+        }
+        .to_text();
         assert_eq!(
             serde_json::from_str::<Value>(&text).expect("json"),
             json!({"type":"error","code":"x","message":"y"})

@@ -7,6 +7,7 @@
 //! - `signing_keys`: the agent-token key ring, `kid` → [`StoredSigningKey`].
 
 use std::path::Path;
+use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("corrupt record in tree {tree}: {reason}")]
     Corrupt { tree: &'static str, reason: String },
+    #[error("the store is closed")]
+    Closed,
 }
 
 /// A signing key as persisted. The secret is stored raw: the data directory
@@ -41,10 +44,16 @@ impl std::fmt::Debug for StoredSigningKey {
     }
 }
 
-/// The embedded database and its named trees.
-pub struct Store {
+/// The open database and its named trees.
+struct Trees {
     db: sled::Db,
     signing_keys: sled::Tree,
+}
+
+/// The embedded database. [`Store::close`] releases it (and its directory
+/// lock) even while other parts of the server still hold the `Store`.
+pub struct Store {
+    trees: RwLock<Option<Trees>>,
 }
 
 impl Store {
@@ -53,47 +62,82 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(dir).open()?;
         let signing_keys = db.open_tree(TREE_SIGNING_KEYS)?;
-        Ok(Self { db, signing_keys })
+        Ok(Self {
+            trees: RwLock::new(Some(Trees { db, signing_keys })),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Trees) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        // A poisoned lock means a panic while holding it; sled itself stays
+        // consistent, so carry on with what is inside.
+        let guard = self.trees.read().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().map_or(Err(StoreError::Closed), f)
     }
 
     /// Every stored signing key, in no particular order.
     pub fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        self.signing_keys
-            .iter()
-            .values()
-            .map(|value| {
-                let value = value?;
-                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
-                    tree: TREE_SIGNING_KEYS,
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
+        self.with(|t| {
+            t.signing_keys
+                .iter()
+                .values()
+                .map(|value| decode(TREE_SIGNING_KEYS, &value?))
+                .collect()
+        })
     }
 
     /// Persists a signing key and flushes it to disk before returning.
     pub fn put_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(key).map_err(|e| StoreError::Corrupt {
-            tree: TREE_SIGNING_KEYS,
-            reason: e.to_string(),
-        })?;
-        self.signing_keys.insert(key.kid.as_bytes(), bytes)?;
-        self.signing_keys.flush()?;
-        Ok(())
+        let bytes = encode(TREE_SIGNING_KEYS, key)?;
+        self.with(|t| {
+            t.signing_keys.insert(key.kid.as_bytes(), bytes)?;
+            t.signing_keys.flush()?;
+            Ok(())
+        })
     }
 
     /// Deletes a signing key and flushes.
     pub fn remove_signing_key(&self, kid: &str) -> Result<(), StoreError> {
-        self.signing_keys.remove(kid.as_bytes())?;
-        self.signing_keys.flush()?;
-        Ok(())
+        self.with(|t| {
+            t.signing_keys.remove(kid.as_bytes())?;
+            t.signing_keys.flush()?;
+            Ok(())
+        })
     }
 
-    /// Flushes every tree; called on shutdown.
+    /// Flushes every tree.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.with(|t| {
+            t.db.flush()?;
+            Ok(())
+        })
+    }
+
+    /// Flushes and closes the database; later calls answer
+    /// [`StoreError::Closed`]. Called once, on shutdown.
+    pub fn close(&self) -> Result<(), StoreError> {
+        let mut guard = self.trees.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(trees) = guard.take() {
+            trees.db.flush()?;
+        }
         Ok(())
     }
+}
+
+fn encode<T: Serialize>(tree: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+        tree,
+        reason: e.to_string(),
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    tree: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        tree,
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -119,6 +163,16 @@ mod tests {
         assert_eq!(keys[0].secret, vec![7; 32]);
         store.remove_signing_key("k1").expect("remove");
         assert!(store.signing_keys().expect("read").is_empty());
+    }
+
+    #[test]
+    fn close_releases_the_directory_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = std::sync::Arc::new(Store::open(dir.path()).expect("open"));
+        let still_held = store.clone();
+        store.close().expect("close");
+        assert!(matches!(still_held.signing_keys(), Err(StoreError::Closed)));
+        Store::open(dir.path()).expect("reopens while the old handle lives");
     }
 
     #[test]

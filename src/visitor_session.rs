@@ -112,9 +112,14 @@ impl VisitorSession {
     fn handle_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
         let frame = parse_frame::<VisitorInbound>(text);
         match (&self.phase, frame) {
-            (Phase::AwaitingHello, Ok(VisitorInbound::Hello { groupid, visitorid, data })) => {
-                self.hello(groupid, &visitorid, data, ctx)
-            }
+            (
+                Phase::AwaitingHello,
+                Ok(VisitorInbound::Hello {
+                    groupid,
+                    visitorid,
+                    data,
+                }),
+            ) => self.hello(groupid, &visitorid, data, ctx),
             (Phase::AwaitingHello, Ok(_)) => fail_and_close(
                 ctx,
                 CloseCode::Policy,
@@ -132,10 +137,21 @@ impl VisitorSession {
                 let key = key.clone();
                 self.presence(key, data, ctx)
             }
-            (Phase::Live(_), Ok(VisitorInbound::Result { id, ok, value, error })) => {
-                self.result(&id, ok, value, error, ctx)
-            }
-            (_, Ok(_)) => send_error(ctx, None, "not_ready", "the connection is not registered yet"),
+            (
+                Phase::Live(_),
+                Ok(VisitorInbound::Result {
+                    id,
+                    ok,
+                    value,
+                    error,
+                }),
+            ) => self.result(&id, ok, value, error, ctx),
+            (_, Ok(_)) => send_error(
+                ctx,
+                None,
+                "not_ready",
+                "the connection is not registered yet",
+            ),
         }
     }
 
@@ -219,13 +235,15 @@ impl VisitorSession {
             connection_id: self.connection_id.clone(),
             data,
         };
-        ctx.spawn(self.app.registry.send(update).into_actor(self).map(
-            |reply, _session, ctx| match reply {
-                Ok(Ok(())) => {}
-                Ok(Err(message)) => send_error(ctx, None, "bad_presence_data", &message),
-                Err(_) => send_error(ctx, None, "internal", "the registry is unavailable"),
-            },
-        ));
+        ctx.spawn(
+            self.app.registry.send(update).into_actor(self).map(
+                |reply, _session, ctx| match reply {
+                    Ok(Ok(())) => {}
+                    Ok(Err(message)) => send_error(ctx, None, "bad_presence_data", &message),
+                    Err(_) => send_error(ctx, None, "internal", "the registry is unavailable"),
+                },
+            ),
+        );
     }
 
     fn result(
@@ -288,7 +306,9 @@ impl VisitorSession {
         let timer_id = id.clone();
         let timer = ctx.run_later(request.deadline - now, move |session, _| {
             if let Some(pending) = session.pending.remove(&timer_id) {
-                let _ = pending.responder.send(Err(ApiError::InvokeTimeout(timeout_ms)));
+                let _ = pending
+                    .responder
+                    .send(Err(ApiError::InvokeTimeout(timeout_ms)));
             }
         });
         self.pending.insert(
@@ -310,9 +330,12 @@ impl Actor for VisitorSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let presence = &self.app.config.presence;
-        start_heartbeat(ctx, presence.ping_interval(), presence.client_timeout(), |s: &Self| {
-            s.last_heard
-        });
+        start_heartbeat(
+            ctx,
+            presence.ping_interval(),
+            presence.client_timeout(),
+            |s: &Self| s.last_heard,
+        );
         ctx.run_later(presence.hello_timeout(), |session, ctx| {
             if matches!(session.phase, Phase::AwaitingHello) {
                 fail_and_close(
@@ -340,7 +363,12 @@ impl Handler<VisitorCommand> for VisitorSession {
             VisitorCommand::Invoke(request) => self.deliver_invoke(request, ctx),
             VisitorCommand::Signal(request) => {
                 if matches!(self.phase, Phase::Live(_)) {
-                    ctx.text(ServerFrame::Signal { data: &request.data }.to_text());
+                    ctx.text(
+                        ServerFrame::Signal {
+                            data: &request.data,
+                        }
+                        .to_text(),
+                    );
                     let _ = request.responder.send(Ok(()));
                 } else {
                     let _ = request.responder.send(Err(ApiError::not_present()));
@@ -387,9 +415,19 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSession {
 impl VisitorSession {
     fn handle_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
         if matches!(self.phase, Phase::AwaitingHello) {
-            fail_and_close(ctx, CloseCode::Policy, "hello_required", "the first frame must be a hello text frame");
+            fail_and_close(
+                ctx,
+                CloseCode::Policy,
+                "hello_required",
+                "the first frame must be a hello text frame",
+            );
         } else {
-            send_error(ctx, None, "binary_not_supported", "frames must be JSON text");
+            send_error(
+                ctx,
+                None,
+                "binary_not_supported",
+                "frames must be JSON text",
+            );
         }
     }
 }

@@ -3,8 +3,8 @@
 //! close frames the same way on both sockets.
 
 use actix::{Actor, ActorContext, AsyncContext};
-use actix_web::web::{Bytes, BytesMut};
 use actix_http::ws::Item;
+use actix_web::web::{Bytes, BytesMut};
 use actix_web_actors::ws::{self, CloseCode, CloseReason, WebsocketContext};
 
 use crate::protocol::ServerFrame;
@@ -133,14 +133,16 @@ pub fn send_error<A>(ctx: &mut WebsocketContext<A>, id: Option<&str>, code: &str
 where
     A: Actor<Context = WebsocketContext<A>>,
 {
-    ctx.text(
-        ServerFrame::Error { id, code, message }.to_text(),
-    );
+    ctx.text(ServerFrame::Error { id, code, message }.to_text());
 }
 
 /// Sends an error frame, then closes with `close_code` and stops the actor.
-pub fn fail_and_close<A>(ctx: &mut WebsocketContext<A>, close_code: CloseCode, code: &str, message: &str)
-where
+pub fn fail_and_close<A>(
+    ctx: &mut WebsocketContext<A>,
+    close_code: CloseCode,
+    code: &str,
+    message: &str,
+) where
     A: Actor<Context = WebsocketContext<A>>,
 {
     send_error(ctx, None, code, message);
@@ -173,7 +175,11 @@ where
             "message_too_large",
             "the message exceeds presence.max_message_bytes",
         ),
-        other => close(ctx, CloseCode::Protocol, &format!("protocol error: {other}")),
+        other => close(
+            ctx,
+            CloseCode::Protocol,
+            &format!("protocol error: {other}"),
+        ),
     }
 }
 
@@ -203,16 +209,19 @@ pub fn start_heartbeat<A>(
 }
 
 /// Closes the socket with 1001 when the server begins shutting down.
-pub fn close_on_shutdown<A>(ctx: &mut WebsocketContext<A>, shutdown: tokio_util::sync::CancellationToken)
-where
+pub fn close_on_shutdown<A>(
+    ctx: &mut WebsocketContext<A>,
+    shutdown: tokio_util::sync::CancellationToken,
+) where
     A: Actor<Context = WebsocketContext<A>>,
 {
     use actix::fut::wrap_future;
     use actix::ActorFutureExt;
-    ctx.spawn(
-        wrap_future::<_, A>(shutdown.cancelled_owned())
-            .map(|_, _actor, ctx: &mut WebsocketContext<A>| close(ctx, CloseCode::Away, "server shutting down")),
-    );
+    ctx.spawn(wrap_future::<_, A>(shutdown.cancelled_owned()).map(
+        |_, _actor, ctx: &mut WebsocketContext<A>| {
+            close(ctx, CloseCode::Away, "server shutting down")
+        },
+    ));
 }
 
 #[cfg(test)]
@@ -222,8 +231,14 @@ mod tests {
     #[test]
     fn reassembles_text_within_the_limit() {
         let mut a = MessageAssembler::new(10);
-        assert!(matches!(a.push(Item::FirstText(Bytes::from_static(b"he"))), Assembled::Incomplete));
-        assert!(matches!(a.push(Item::Continue(Bytes::from_static(b"ll"))), Assembled::Incomplete));
+        assert!(matches!(
+            a.push(Item::FirstText(Bytes::from_static(b"he"))),
+            Assembled::Incomplete
+        ));
+        assert!(matches!(
+            a.push(Item::Continue(Bytes::from_static(b"ll"))),
+            Assembled::Incomplete
+        ));
         match a.push(Item::Last(Bytes::from_static(b"o"))) {
             Assembled::Text(t) => assert_eq!(t, "hello"),
             _ => panic!("expected text"),
@@ -233,10 +248,25 @@ mod tests {
     #[test]
     fn refuses_oversize_and_orphan_fragments() {
         let mut a = MessageAssembler::new(4);
-        assert!(matches!(a.push(Item::FirstText(Bytes::from_static(b"abc"))), Assembled::Incomplete));
-        assert!(matches!(a.push(Item::Last(Bytes::from_static(b"de"))), Assembled::TooLarge));
-        assert!(matches!(a.push(Item::Continue(Bytes::from_static(b"x"))), Assembled::Invalid(_)));
-        assert!(matches!(a.push(Item::FirstText(Bytes::from_static(b"a"))), Assembled::Incomplete));
-        assert!(matches!(a.push(Item::FirstText(Bytes::from_static(b"b"))), Assembled::Invalid(_)));
+        assert!(matches!(
+            a.push(Item::FirstText(Bytes::from_static(b"abc"))),
+            Assembled::Incomplete
+        ));
+        assert!(matches!(
+            a.push(Item::Last(Bytes::from_static(b"de"))),
+            Assembled::TooLarge
+        ));
+        assert!(matches!(
+            a.push(Item::Continue(Bytes::from_static(b"x"))),
+            Assembled::Invalid(_)
+        ));
+        assert!(matches!(
+            a.push(Item::FirstText(Bytes::from_static(b"a"))),
+            Assembled::Incomplete
+        ));
+        assert!(matches!(
+            a.push(Item::FirstText(Bytes::from_static(b"b"))),
+            Assembled::Invalid(_)
+        ));
     }
 }

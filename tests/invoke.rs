@@ -12,7 +12,11 @@ async fn rest_invoke_round_trip_returns_the_visitors_value_and_errors() {
     let mut visitor = server.visitor("v-123", json!({"url":"/"})).await;
     let token = server.token("fred.demo", 72);
 
-    let call = server.invoke(&token, "v-123", json!({"func":"showTerms","args":{"lang":"en"},"timeout_ms":5000}));
+    let call = server.invoke(
+        &token,
+        "v-123",
+        json!({"func":"showTerms","args":{"lang":"en"},"timeout_ms":5000}),
+    );
     let answer = async {
         let invoke = visitor.recv().await;
         assert_eq!(invoke["type"], "invoke");
@@ -46,14 +50,23 @@ async fn agent_socket_invoke_round_trip() {
     let token = server.token("fred.demo", 72);
     let mut agent = server.agent(&token).await;
     agent
-        .send(json!({"type":"invoke","id":"r1","visitorid":"v-123","func":"showTerms","args":[1,2]}))
+        .send(
+            json!({"type":"invoke","id":"r1","visitorid":"v-123","func":"showTerms","args":[1,2]}),
+        )
         .await;
     let invoke = visitor.recv().await;
     assert_eq!(invoke["args"], json!([1, 2]));
-    visitor.send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"yes"})).await;
-    assert_eq!(agent.recv().await, json!({"type":"result","id":"r1","ok":true,"value":"yes"}));
+    visitor
+        .send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"yes"}))
+        .await;
+    assert_eq!(
+        agent.recv().await,
+        json!({"type":"result","id":"r1","ok":true,"value":"yes"})
+    );
 
-    agent.send(json!({"type":"invoke","id":"r2","visitorid":"nobody","func":"f"})).await;
+    agent
+        .send(json!({"type":"invoke","id":"r2","visitorid":"nobody","func":"f"}))
+        .await;
     let err = agent.recv().await;
     assert_eq!(err["type"], "error");
     assert_eq!(err["id"], "r2");
@@ -64,11 +77,19 @@ async fn agent_socket_invoke_round_trip() {
         .await;
     let _ignored = visitor.recv().await;
     let err = agent.recv().await;
-    assert_eq!((err["id"].clone(), err["code"].clone()), (json!("r3"), json!("invoke_timeout")));
+    assert_eq!(
+        (err["id"].clone(), err["code"].clone()),
+        (json!("r3"), json!("invoke_timeout"))
+    );
 
-    agent.send(json!({"type":"invoke","id":"r4","visitorid":"v-123","func":"bad name()"})).await;
+    agent
+        .send(json!({"type":"invoke","id":"r4","visitorid":"v-123","func":"bad name()"}))
+        .await;
     let err = agent.recv().await;
-    assert_eq!((err["id"].clone(), err["code"].clone()), (json!("r4"), json!("bad_request")));
+    assert_eq!(
+        (err["id"].clone(), err["code"].clone()),
+        (json!("r4"), json!("bad_request"))
+    );
 }
 
 #[actix_web::test]
@@ -86,7 +107,9 @@ async fn an_unanswered_invoke_times_out_with_504() {
     let server = TestServer::start().await;
     let mut visitor = server.visitor("v-1", json!({})).await;
     let token = server.token("fred.demo", 72);
-    let (status, body) = server.invoke(&token, "v-1", json!({"func":"f","timeout_ms":150})).await;
+    let (status, body) = server
+        .invoke(&token, "v-1", json!({"func":"f","timeout_ms":150}))
+        .await;
     assert_eq!(status, 504);
     assert_eq!(body["error"], "invoke_timeout");
     // A late result is harmless (it is dropped, or answered with an
@@ -94,13 +117,17 @@ async fn an_unanswered_invoke_times_out_with_504() {
     // and the socket stays usable.
     let late = visitor.recv().await;
     assert_eq!(late["type"], "invoke");
-    visitor.send(json!({"type":"result","id":late["id"],"ok":true})).await;
+    visitor
+        .send(json!({"type":"result","id":late["id"],"ok":true}))
+        .await;
     let call = server.invoke(&token, "v-1", json!({"func":"again"}));
     let answer = async {
         loop {
             let frame = visitor.recv().await;
             if frame["type"] == "invoke" {
-                visitor.send(json!({"type":"result","id":frame["id"],"ok":true,"value":2})).await;
+                visitor
+                    .send(json!({"type":"result","id":frame["id"],"ok":true,"value":2}))
+                    .await;
                 return;
             }
             assert_eq!(frame["code"], "unknown_invoke", "{frame}");
@@ -125,7 +152,9 @@ async fn the_pending_limit_answers_429() {
         assert_eq!(status, 429);
         assert_eq!(body["error"], "too_many_pending");
         for frame in [a, b] {
-            visitor.send(json!({"type":"result","id":frame["id"],"ok":true,"value":frame["func"]})).await;
+            visitor
+                .send(json!({"type":"result","id":frame["id"],"ok":true,"value":frame["func"]}))
+                .await;
         }
     };
     let ((s1, b1), (s2, b2), ()) = tokio::join!(first, second, drive);
@@ -146,24 +175,32 @@ async fn invokes_go_to_the_most_recently_active_tab() {
     assert_eq!(agent.recv().await["event"], "connected");
     let mut tab_b = server.visitor("v-1", json!({"url":"/b"})).await;
     assert_eq!(agent.recv().await["event"], "presence");
-    let (_, doc) = server.get("/presence/72/visitors/v-1", Some(&token), None).await;
+    let (_, doc) = server
+        .get("/presence/72/visitors/v-1", Some(&token), None)
+        .await;
     assert_eq!(doc["connections"], 2);
 
     let call = server.invoke(&token, "v-1", json!({"func":"whoami"}));
     let answer = async {
         let invoke = tab_b.recv().await;
-        tab_b.send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"b"})).await;
+        tab_b
+            .send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"b"}))
+            .await;
     };
     let ((_, body), ()) = tokio::join!(call, answer);
     assert_eq!(body["value"], "b");
 
     // Tab A becomes the most recently active by publishing presence.
-    tab_a.send(json!({"type":"presence","data":{"url":"/a2"}})).await;
+    tab_a
+        .send(json!({"type":"presence","data":{"url":"/a2"}}))
+        .await;
     assert_eq!(agent.recv().await["event"], "presence");
     let call = server.invoke(&token, "v-1", json!({"func":"whoami"}));
     let answer = async {
         let invoke = tab_a.recv().await;
-        tab_a.send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"a"})).await;
+        tab_a
+            .send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"a"}))
+            .await;
     };
     let ((_, body), ()) = tokio::join!(call, answer);
     assert_eq!(body["value"], "a");
@@ -173,7 +210,9 @@ async fn invokes_go_to_the_most_recently_active_tab() {
     let call = server.invoke(&token, "v-1", json!({"func":"whoami"}));
     let answer = async {
         let invoke = tab_b.recv().await;
-        tab_b.send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"b"})).await;
+        tab_b
+            .send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"b"}))
+            .await;
     };
     let ((_, body), ()) = tokio::join!(call, answer);
     assert_eq!(body["value"], "b");
@@ -187,13 +226,22 @@ async fn an_invoke_during_page_navigation_waits_for_the_new_socket() {
     visitor.close().await;
 
     let mut agent = server.agent(&token).await;
-    agent.send(json!({"type":"invoke","id":"r1","visitorid":"v-nav","func":"showMessage","args":"hi"})).await;
+    agent
+        .send(
+            json!({"type":"invoke","id":"r1","visitorid":"v-nav","func":"showMessage","args":"hi"}),
+        )
+        .await;
     // The lookup is handled after the invoke (same socket, same registry
     // mailbox), so once it answers the invoke is parked.
-    agent.send(json!({"type":"lookup","id":"l1","visitorid":"v-nav"})).await;
+    agent
+        .send(json!({"type":"lookup","id":"l1","visitorid":"v-nav"}))
+        .await;
     let lookup = agent.recv().await;
     assert_eq!(lookup["type"], "lookup");
-    assert_eq!(lookup["online"], true, "still present during the grace period: {lookup}");
+    assert_eq!(
+        lookup["online"], true,
+        "still present during the grace period: {lookup}"
+    );
     assert_eq!(lookup["connections"], 0);
 
     let mut next_page = server.socket("/visitor/ws", None).await.expect("connect");
@@ -203,8 +251,13 @@ async fn an_invoke_during_page_navigation_waits_for_the_new_socket() {
     assert_eq!(next_page.recv().await["type"], "welcome");
     let invoke = next_page.recv().await;
     assert_eq!(invoke["func"], "showMessage");
-    next_page.send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"shown"})).await;
-    assert_eq!(agent.recv().await, json!({"type":"result","id":"r1","ok":true,"value":"shown"}));
+    next_page
+        .send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"shown"}))
+        .await;
+    assert_eq!(
+        agent.recv().await,
+        json!({"type":"result","id":"r1","ok":true,"value":"shown"})
+    );
 }
 
 #[actix_web::test]
@@ -213,10 +266,17 @@ async fn a_parked_invoke_fails_when_the_grace_period_ends() {
     let token = server.token("fred.demo", 72);
     let visitor = server.visitor("v-gone", json!({})).await;
     visitor.close().await;
-    let (status, body) = server.invoke(&token, "v-gone", json!({"func":"f","timeout_ms":10000})).await;
+    let (status, body) = server
+        .invoke(&token, "v-gone", json!({"func":"f","timeout_ms":10000}))
+        .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"], "visitor_not_present");
-    assert!(body["message"].as_str().is_some_and(|m| m.contains("offline")), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("offline")),
+        "{body}"
+    );
 }
 
 #[actix_web::test]
@@ -240,18 +300,36 @@ async fn signals_are_delivered_with_202_or_refused_with_404() {
     let token = server.token("fred.demo", 72);
     let mut visitor = server.visitor("v-1", json!({})).await;
     let (status, _) = server
-        .post("/presence/72/visitors/v-1/signal", Some(&token), None, &json!({"data":{"note":"hello"}}))
+        .post(
+            "/presence/72/visitors/v-1/signal",
+            Some(&token),
+            None,
+            &json!({"data":{"note":"hello"}}),
+        )
         .await;
     assert_eq!(status, 202);
-    assert_eq!(visitor.recv().await, json!({"type":"signal","data":{"note":"hello"}}));
+    assert_eq!(
+        visitor.recv().await,
+        json!({"type":"signal","data":{"note":"hello"}})
+    );
 
     let (status, body) = server
-        .post("/presence/72/visitors/ghost/signal", Some(&token), None, &json!({"data":1}))
+        .post(
+            "/presence/72/visitors/ghost/signal",
+            Some(&token),
+            None,
+            &json!({"data":1}),
+        )
         .await;
-    assert_eq!((status, body["error"].clone()), (404, json!("visitor_not_present")));
+    assert_eq!(
+        (status, body["error"].clone()),
+        (404, json!("visitor_not_present"))
+    );
 
     let mut agent = server.agent(&token).await;
-    agent.send(json!({"type":"signal","id":"s1","visitorid":"v-1","data":[true]})).await;
+    agent
+        .send(json!({"type":"signal","id":"s1","visitorid":"v-1","data":[true]}))
+        .await;
     assert_eq!(visitor.recv().await, json!({"type":"signal","data":[true]}));
     assert_eq!(agent.recv().await, json!({"type":"signal_sent","id":"s1"}));
 }
@@ -278,7 +356,9 @@ async fn malformed_rest_bodies_get_400_with_a_json_error() {
     let (status, resp) = server.invoke(&token, "bad%20id", json!({"func":"f"})).await;
     assert_eq!((status, resp["error"].clone()), (400, json!("bad_request")));
 
-    let mut req = server.http.post(server.url("/presence/72/visitors/v-1/invoke"));
+    let mut req = server
+        .http
+        .post(server.url("/presence/72/visitors/v-1/invoke"));
     req = req.insert_header(("Authorization", format!("Bearer {token}")));
     let mut resp = req
         .insert_header(("Content-Type", "application/json"))
@@ -295,8 +375,13 @@ async fn unknown_paths_and_methods_get_json_errors() {
     let server = TestServer::start().await;
     let (status, body) = server.get("/nope", None, None).await;
     assert_eq!((status, body["error"].clone()), (404, json!("not_found")));
-    let (status, body) = server.get("/presence/72/visitors/v-1/invoke", None, None).await;
-    assert_eq!((status, body["error"].clone()), (405, json!("method_not_allowed")));
+    let (status, body) = server
+        .get("/presence/72/visitors/v-1/invoke", None, None)
+        .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (405, json!("method_not_allowed"))
+    );
     let (status, body) = server.get("/healthz", None, None).await;
     assert_eq!((status, body), (200, json!({"status":"ok"})));
 }

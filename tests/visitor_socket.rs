@@ -16,29 +16,60 @@ async fn hello_is_welcomed_with_a_connection_id() {
     let welcome = ws.recv().await;
     assert_eq!(welcome["type"], "welcome");
     assert_eq!(welcome["visitorid"], "fred@example.com");
-    assert!(welcome["connection"].as_str().is_some_and(|c| c.len() >= 8), "{welcome}");
+    assert!(
+        welcome["connection"].as_str().is_some_and(|c| c.len() >= 8),
+        "{welcome}"
+    );
 
     let token = server.token("fred.demo", 72);
-    let (status, doc) = server.get("/presence/72/visitors/fred@example.com", Some(&token), None).await;
+    let (status, doc) = server
+        .get("/presence/72/visitors/fred@example.com", Some(&token), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(doc["online"], true);
     assert_eq!(doc["connections"], 1);
     assert_eq!(doc["data"], json!({"url":"https://shop/","title":"Shop"}));
-    assert!(doc["connected_at"].as_u64().is_some_and(|ms| ms > 1_700_000_000_000));
+    assert!(doc["connected_at"]
+        .as_u64()
+        .is_some_and(|ms| ms > 1_700_000_000_000));
 }
 
 #[actix_web::test]
 async fn bad_hellos_get_an_error_frame_and_close_1008() {
     let server = TestServer::start().await;
     let cases = [
-        (json!({"type":"hello","groupid":999,"visitorid":"v"}), "unknown_group"),
-        (json!({"type":"hello","groupid":74,"visitorid":"v"}), "presence_not_subscribed"),
-        (json!({"type":"hello","groupid":72,"visitorid":"has space"}), "bad_visitor_id"),
-        (json!({"type":"hello","groupid":72,"visitorid":""}), "bad_visitor_id"),
-        (json!({"type":"hello","groupid":72,"visitorid":"x".repeat(129)}), "bad_visitor_id"),
-        (json!({"type":"hello","groupid":72,"visitorid":"v","data":{"nested":{"a":1}}}), "bad_presence_data"),
-        (json!({"type":"hello","groupid":72,"visitorid":"v","data":{"big":"x".repeat(5000)}}), "bad_presence_data"),
-        (json!({"type":"hello","groupid":"72","visitorid":"v"}), "bad_frame"),
+        (
+            json!({"type":"hello","groupid":999,"visitorid":"v"}),
+            "unknown_group",
+        ),
+        (
+            json!({"type":"hello","groupid":74,"visitorid":"v"}),
+            "presence_not_subscribed",
+        ),
+        (
+            json!({"type":"hello","groupid":72,"visitorid":"has space"}),
+            "bad_visitor_id",
+        ),
+        (
+            json!({"type":"hello","groupid":72,"visitorid":""}),
+            "bad_visitor_id",
+        ),
+        (
+            json!({"type":"hello","groupid":72,"visitorid":"x".repeat(129)}),
+            "bad_visitor_id",
+        ),
+        (
+            json!({"type":"hello","groupid":72,"visitorid":"v","data":{"nested":{"a":1}}}),
+            "bad_presence_data",
+        ),
+        (
+            json!({"type":"hello","groupid":72,"visitorid":"v","data":{"big":"x".repeat(5000)}}),
+            "bad_presence_data",
+        ),
+        (
+            json!({"type":"hello","groupid":"72","visitorid":"v"}),
+            "bad_frame",
+        ),
     ];
     for (hello, code) in cases {
         let mut ws = server.socket("/visitor/ws", None).await.expect("connect");
@@ -72,9 +103,15 @@ async fn malformed_frames_after_hello_get_errors_and_the_socket_stays_up() {
     for (text, code) in [
         ("{oops", "malformed_json"),
         (r#"{"type":"teleport"}"#, "unknown_type"),
-        (r#"{"type":"result","id":"nope","ok":true,"value":1}"#, "unknown_invoke"),
+        (
+            r#"{"type":"result","id":"nope","ok":true,"value":1}"#,
+            "unknown_invoke",
+        ),
         (r#"{"type":"presence","data":[1]}"#, "bad_presence_data"),
-        (r#"{"type":"hello","groupid":72,"visitorid":"v-1"}"#, "already_joined"),
+        (
+            r#"{"type":"hello","groupid":72,"visitorid":"v-1"}"#,
+            "already_joined",
+        ),
         (r#"{"type":"presence"}"#, "bad_frame"),
     ] {
         ws.send_text(text).await;
@@ -91,7 +128,8 @@ async fn malformed_frames_after_hello_get_errors_and_the_socket_stays_up() {
     let answer = async {
         let invoke = ws.recv().await;
         assert_eq!(invoke["type"], "invoke");
-        ws.send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"pong"})).await;
+        ws.send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"pong"}))
+            .await;
     };
     let ((status, body), ()) = tokio::join!(call, answer);
     assert_eq!((status, body), (200, json!({"ok":true,"value":"pong"})));
@@ -105,11 +143,14 @@ async fn presence_updates_merge_into_the_stored_data() {
     let mut agent = server.agent(&token).await;
     agent.send(json!({"type":"watch","visitorid":"v-1"})).await;
     assert_eq!(agent.recv().await["event"], "state");
-    ws.send(json!({"type":"presence","data":{"url":"/b","cart":3}})).await;
+    ws.send(json!({"type":"presence","data":{"url":"/b","cart":3}}))
+        .await;
     let event = agent.recv().await;
     assert_eq!(event["event"], "presence");
     assert_eq!(event["data"], json!({"url":"/b","title":"A","cart":3}));
-    let (_, doc) = server.get("/presence/72/visitors/v-1", Some(&token), None).await;
+    let (_, doc) = server
+        .get("/presence/72/visitors/v-1", Some(&token), None)
+        .await;
     assert_eq!(doc["data"], json!({"url":"/b","title":"A","cart":3}));
 }
 
@@ -117,7 +158,10 @@ async fn presence_updates_merge_into_the_stored_data() {
 async fn oversize_frames_close_with_1009() {
     let server = TestServer::start_with(|c| c.presence.max_message_bytes = 1024).await;
     let mut ws = server.visitor("v-1", json!({})).await;
-    let big = format!(r#"{{"type":"presence","data":{{"x":"{}"}}}}"#, "y".repeat(2000));
+    let big = format!(
+        r#"{{"type":"presence","data":{{"x":"{}"}}}}"#,
+        "y".repeat(2000)
+    );
     ws.send_text(&big).await;
     assert_closed(&ws.closed().await, CloseCode::Size, "message_too_large");
 
@@ -134,18 +178,30 @@ async fn fragmented_messages_are_reassembled_and_capped() {
     let mut ws = server.socket("/visitor/ws", None).await.expect("connect");
     let hello = r#"{"type":"hello","groupid":72,"visitorid":"frag"}"#;
     let (a, b) = hello.split_at(20);
-    ws.send_message(Message::Continuation(Item::FirstText(a.as_bytes().to_vec().into()))).await;
-    ws.send_message(Message::Continuation(Item::Last(b.as_bytes().to_vec().into()))).await;
+    ws.send_message(Message::Continuation(Item::FirstText(
+        a.as_bytes().to_vec().into(),
+    )))
+    .await;
+    ws.send_message(Message::Continuation(Item::Last(
+        b.as_bytes().to_vec().into(),
+    )))
+    .await;
     assert_eq!(ws.recv().await["type"], "welcome");
     let token = server.token("fred.demo", 72);
-    let (_, doc) = server.get("/presence/72/visitors/frag", Some(&token), None).await;
+    let (_, doc) = server
+        .get("/presence/72/visitors/frag", Some(&token), None)
+        .await;
     assert_eq!(doc["online"], true);
 
     // Fragments adding up past the cap close with 1009 even though each
     // fragment is small.
     let mut ws = server.visitor("frag2", json!({})).await;
-    ws.send_message(Message::Continuation(Item::FirstText(vec![b' '; 600].into()))).await;
-    ws.send_message(Message::Continuation(Item::Last(vec![b' '; 600].into()))).await;
+    ws.send_message(Message::Continuation(Item::FirstText(
+        vec![b' '; 600].into(),
+    )))
+    .await;
+    ws.send_message(Message::Continuation(Item::Last(vec![b' '; 600].into())))
+        .await;
     assert_closed(&ws.closed().await, CloseCode::Size, "message_too_large");
 }
 
@@ -170,7 +226,9 @@ async fn a_socket_that_never_answers_pings_is_dropped() {
     // The session deregistered before its close frame went out, so the
     // registry already counts no live connection (the visitor is in its
     // reconnect grace period).
-    let (_, doc) = server.get("/presence/72/visitors/v-1", Some(&token), None).await;
+    let (_, doc) = server
+        .get("/presence/72/visitors/v-1", Some(&token), None)
+        .await;
     assert_eq!(doc["connections"], 0, "{doc}");
 }
 
@@ -194,7 +252,8 @@ async fn a_socket_that_answers_pings_stays_up() {
         for _ in 0..10 {
             ws.next_ping().await;
         }
-        ws.send(json!({"type":"result","id":invoke["id"],"ok":true,"value":1})).await;
+        ws.send(json!({"type":"result","id":invoke["id"],"ok":true,"value":1}))
+            .await;
     };
     let ((status, body), ()) = tokio::join!(call, answer);
     assert_eq!((status, body), (200, json!({"ok":true,"value":1})));

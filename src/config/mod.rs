@@ -260,7 +260,11 @@ impl Config {
                 format!("config file {} not found", path.display()),
             ));
         }
-        Self::from_figment(Figment::new().merge(Toml::file_exact(path)).merge(env_layer()))
+        Self::from_figment(
+            Figment::new()
+                .merge(Toml::file_exact(path))
+                .merge(env_layer()),
+        )
     }
 
     /// Parses a TOML document (no environment layer) and validates it; for

@@ -1,3 +1,6 @@
+// figment::Jail's closures return figment's (large) error type by design.
+#![allow(clippy::result_large_err)]
+
 use super::*;
 
 const MINIMAL: &str = r#"
@@ -15,7 +18,9 @@ password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0sm0Ac1JD
 "#;
 
 fn error_key(toml: &str) -> String {
-    Config::from_toml_str(toml).expect_err("must be refused").key
+    Config::from_toml_str(toml)
+        .expect_err("must be refused")
+        .key
 }
 
 #[test]
@@ -24,7 +29,7 @@ fn the_shipped_demo_config_is_valid() {
     let group = config.group(72).expect("group 72");
     assert!(group.presence);
     assert_eq!(group.users.len(), 2);
-    assert_eq!(config.presence.ping_interval_ms * 2 <= config.presence.client_timeout_ms, true);
+    assert!(config.presence.ping_interval_ms * 2 <= config.presence.client_timeout_ms);
 }
 
 #[test]
@@ -40,7 +45,10 @@ fn defaults_fill_what_the_file_leaves_out() {
 #[test]
 fn environment_overrides_the_file() {
     figment::Jail::expect_with(|jail| {
-        jail.create_file("presence.toml", &format!("[server]\nbind = \"127.0.0.1:9000\"\n{MINIMAL}"))?;
+        jail.create_file(
+            "presence.toml",
+            &format!("[server]\nbind = \"127.0.0.1:9000\"\n{MINIMAL}"),
+        )?;
         jail.set_env("PRESENCE__SERVER__BIND", "127.0.0.1:9100");
         jail.set_env("PRESENCE__PRESENCE__INVOKE_TIMEOUT_MS", "2500");
         let config = Config::load(Path::new("presence.toml")).expect("valid");
@@ -70,29 +78,82 @@ fn a_missing_file_is_an_error() {
 #[test]
 fn validation_errors_name_the_offending_key() {
     let cases = [
-        (format!("[server]\nbind = \"nope\"\n{MINIMAL}"), "server.bind"),
-        (format!("[server]\npublic_url = \"ftp://x\"\n{MINIMAL}"), "server.public_url"),
+        (
+            format!("[server]\nbind = \"nope\"\n{MINIMAL}"),
+            "server.bind",
+        ),
+        (
+            format!("[server]\npublic_url = \"ftp://x\"\n{MINIMAL}"),
+            "server.public_url",
+        ),
         (
             format!("[presence]\nping_interval_ms = 40000\nclient_timeout_ms = 60000\n{MINIMAL}"),
             "presence.ping_interval_ms",
         ),
-        (format!("[presence]\nmax_message_bytes = 10\n{MINIMAL}"), "presence.max_message_bytes"),
-        (format!("[auth]\ntoken_max_secs = 7201\n{MINIMAL}"), "auth.token_max_secs"),
-        (format!("[auth]\ntoken_default_secs = 30\n{MINIMAL}"), "auth.token_default_secs"),
-        (MINIMAL.replace("http://localhost:8080", "null"), "groups[0].origins[0]"),
-        (MINIMAL.replace("http://localhost:8080", "http://localhost:8080/"), "groups[0].origins[0]"),
-        (MINIMAL.replace("http://localhost:8080", "HTTP://LOCALHOST:8080"), "groups[0].origins[0]"),
-        (MINIMAL.replace("$argon2id$", "$argon2i$"), "groups[0].users[0].password_hash"),
-        (MINIMAL.replace("password_hash = \"$argon2id", "password_hash = \"x$argon2id"), "groups[0].users[0].password_hash"),
-        (MINIMAL.replace("fred.demo", "fred demo"), "groups[0].users[0].username"),
-        (MINIMAL.replace("an-api-key-of-16+", "short"), "groups[0].api_key"),
-        (format!("{MINIMAL}\n[[groups]]\nid = 72\nname = \"dup\"\n"), "groups[1].id"),
-        (MINIMAL.replace("presence = true", "presence = true\ninvoke_allow = [\"show terms\"]"), "groups[0].invoke_allow[0]"),
         (
-            MINIMAL.replace("presence = true", "presence = true\nrequire_visitor_identity = true").replace(
-                "visitor_identity_secret = \"a-visitor-identity-secret-of-32-bytes!\"",
-                "",
+            format!("[presence]\nmax_message_bytes = 10\n{MINIMAL}"),
+            "presence.max_message_bytes",
+        ),
+        (
+            format!("[auth]\ntoken_max_secs = 7201\n{MINIMAL}"),
+            "auth.token_max_secs",
+        ),
+        (
+            format!("[auth]\ntoken_default_secs = 30\n{MINIMAL}"),
+            "auth.token_default_secs",
+        ),
+        (
+            MINIMAL.replace("http://localhost:8080", "null"),
+            "groups[0].origins[0]",
+        ),
+        (
+            MINIMAL.replace("http://localhost:8080", "http://localhost:8080/"),
+            "groups[0].origins[0]",
+        ),
+        (
+            MINIMAL.replace("http://localhost:8080", "HTTP://LOCALHOST:8080"),
+            "groups[0].origins[0]",
+        ),
+        (
+            MINIMAL.replace("$argon2id$", "$argon2i$"),
+            "groups[0].users[0].password_hash",
+        ),
+        (
+            MINIMAL.replace(
+                "password_hash = \"$argon2id",
+                "password_hash = \"x$argon2id",
             ),
+            "groups[0].users[0].password_hash",
+        ),
+        (
+            MINIMAL.replace("fred.demo", "fred demo"),
+            "groups[0].users[0].username",
+        ),
+        (
+            MINIMAL.replace("an-api-key-of-16+", "short"),
+            "groups[0].api_key",
+        ),
+        (
+            format!("{MINIMAL}\n[[groups]]\nid = 72\nname = \"dup\"\n"),
+            "groups[1].id",
+        ),
+        (
+            MINIMAL.replace(
+                "presence = true",
+                "presence = true\ninvoke_allow = [\"show terms\"]",
+            ),
+            "groups[0].invoke_allow[0]",
+        ),
+        (
+            MINIMAL
+                .replace(
+                    "presence = true",
+                    "presence = true\nrequire_visitor_identity = true",
+                )
+                .replace(
+                    "visitor_identity_secret = \"a-visitor-identity-secret-of-32-bytes!\"",
+                    "",
+                ),
             "groups[0].require_visitor_identity",
         ),
         ("[server]\n".to_owned(), "groups"),
@@ -104,7 +165,8 @@ fn validation_errors_name_the_offending_key() {
 
 #[test]
 fn unknown_keys_are_refused_not_ignored() {
-    let err = Config::from_toml_str(&format!("[server]\nbindd = \"x\"\n{MINIMAL}")).expect_err("refused");
+    let err =
+        Config::from_toml_str(&format!("[server]\nbindd = \"x\"\n{MINIMAL}")).expect_err("refused");
     assert!(err.to_string().contains("bindd"), "{err}");
 }
 
@@ -112,7 +174,11 @@ fn unknown_keys_are_refused_not_ignored() {
 fn debug_output_never_shows_secrets() {
     let config = Config::from_toml_str(MINIMAL).expect("valid");
     let shown = format!("{config:?}");
-    for secret in ["an-api-key-of-16+", "a-visitor-identity-secret-of-32-bytes!", "c29tZXNhbHRzb21lc2FsdA"] {
+    for secret in [
+        "an-api-key-of-16+",
+        "a-visitor-identity-secret-of-32-bytes!",
+        "c29tZXNhbHRzb21lc2FsdA",
+    ] {
         assert!(!shown.contains(secret), "{secret} leaked into Debug");
     }
     assert!(shown.contains("fred.demo"));

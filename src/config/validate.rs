@@ -77,12 +77,20 @@ fn validate_server(config: &Config) -> Result<(), ConfigError> {
         "must be an http or https URL with a host",
     )?;
     check(
-        server.data_dir.as_os_str().len() > 0,
+        !server.data_dir.as_os_str().is_empty(),
         "server.data_dir",
         "must not be empty",
     )?;
-    check(server.workers <= 1024, "server.workers", "must be at most 1024 (0 = one per core)")?;
-    check(server.max_connections >= 1, "server.max_connections", "must be at least 1")?;
+    check(
+        server.workers <= 1024,
+        "server.workers",
+        "must be at most 1024 (0 = one per core)",
+    )?;
+    check(
+        server.max_connections >= 1,
+        "server.max_connections",
+        "must be at least 1",
+    )?;
     check(server.backlog >= 1, "server.backlog", "must be at least 1")?;
     check(
         (1..=30).contains(&server.shutdown_timeout_secs),
@@ -93,8 +101,16 @@ fn validate_server(config: &Config) -> Result<(), ConfigError> {
 
 fn validate_presence(config: &Config) -> Result<(), ConfigError> {
     let p = &config.presence;
-    check(p.hello_timeout_ms >= 1, "presence.hello_timeout_ms", "must be at least 1")?;
-    check(p.ping_interval_ms >= 1, "presence.ping_interval_ms", "must be at least 1")?;
+    check(
+        p.hello_timeout_ms >= 1,
+        "presence.hello_timeout_ms",
+        "must be at least 1",
+    )?;
+    check(
+        p.ping_interval_ms >= 1,
+        "presence.ping_interval_ms",
+        "must be at least 1",
+    )?;
     check(
         p.ping_interval_ms.saturating_mul(2) <= p.client_timeout_ms,
         "presence.ping_interval_ms",
@@ -148,7 +164,10 @@ fn validate_auth(config: &Config) -> Result<(), ConfigError> {
     check(
         (MIN_TOKEN_SECS..=a.token_max_secs).contains(&a.token_default_secs),
         "auth.token_default_secs",
-        format!("must be {MIN_TOKEN_SECS} to auth.token_max_secs ({})", a.token_max_secs),
+        format!(
+            "must be {MIN_TOKEN_SECS} to auth.token_max_secs ({})",
+            a.token_max_secs
+        ),
     )?;
     check(
         (60..=86_400).contains(&a.key_rotation_secs),
@@ -158,11 +177,19 @@ fn validate_auth(config: &Config) -> Result<(), ConfigError> {
 }
 
 fn validate_groups(config: &Config) -> Result<(), ConfigError> {
-    check(!config.groups.is_empty(), "groups", "at least one [[groups]] entry is required")?;
+    check(
+        !config.groups.is_empty(),
+        "groups",
+        "at least one [[groups]] entry is required",
+    )?;
     let mut ids = HashSet::new();
     for (i, group) in config.groups.iter().enumerate() {
         let at = |key: &str| format!("groups[{i}].{key}");
-        check(ids.insert(group.id), at("id"), format!("duplicate group id {}", group.id))?;
+        check(
+            ids.insert(group.id),
+            at("id"),
+            format!("duplicate group id {}", group.id),
+        )?;
         check(group.id >= 1, at("id"), "must be a positive integer")?;
         check(
             !group.name.trim().is_empty() && group.name.len() <= 128,
@@ -179,12 +206,10 @@ fn validate_groups(config: &Config) -> Result<(), ConfigError> {
                         format!("write the origin exactly as browsers send it: {normal:?}"),
                     ))
                 }
-                None => {
-                    return Err(ConfigError::new(
-                        key,
-                        "must be scheme://host[:port] with http or https, no path, and never \"null\"",
-                    ))
-                }
+                None => return Err(ConfigError::new(
+                    key,
+                    "must be scheme://host[:port] with http or https, no path, and never \"null\"",
+                )),
             }
         }
         for (j, pattern) in group.invoke_allow.iter().enumerate() {
@@ -234,7 +259,10 @@ fn validate_users(i: usize, group: &super::GroupConfig) -> Result<(), ConfigErro
         )?;
         if let Some(hash) = &user.password_hash {
             let parsed = PasswordHash::new(hash.expose_secret()).map_err(|_| {
-                ConfigError::new(at("password_hash"), "not a PHC string (see `presence-server hash-password`)")
+                ConfigError::new(
+                    at("password_hash"),
+                    "not a PHC string (see `presence-server hash-password`)",
+                )
             })?;
             check(
                 parsed.algorithm.as_str() == "argon2id",
@@ -250,7 +278,11 @@ fn validate_users(i: usize, group: &super::GroupConfig) -> Result<(), ConfigErro
             )?;
         }
         if let Some(name) = &user.name {
-            check(name.chars().count() <= 128, at("name"), "must be at most 128 characters")?;
+            check(
+                name.chars().count() <= 128,
+                at("name"),
+                "must be at most 128 characters",
+            )?;
         }
     }
     Ok(())

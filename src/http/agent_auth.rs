@@ -57,14 +57,21 @@ fn extract(req: &HttpRequest) -> Result<AgentAuth, ApiError> {
 impl AgentAuth {
     /// Checks that the token may act on `group`: same group, the group
     /// still has Presence, and the request's Origin is on its list.
-    pub fn for_group<'a>(&self, app: &'a AppState, group: GroupId) -> Result<&'a GroupConfig, ApiError> {
+    pub fn for_group<'a>(
+        &self,
+        app: &'a AppState,
+        group: GroupId,
+    ) -> Result<&'a GroupConfig, ApiError> {
         if self.claims.groupid != group {
             return Err(ApiError::WrongGroup {
                 token: self.claims.groupid,
                 path: group,
             });
         }
-        let config = app.config.group(group).ok_or(ApiError::UnknownGroup(group))?;
+        let config = app
+            .config
+            .group(group)
+            .ok_or(ApiError::UnknownGroup(group))?;
         if !config.presence {
             return Err(ApiError::PresenceNotSubscribed(group));
         }

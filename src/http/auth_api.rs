@@ -38,7 +38,9 @@ enum Credentials {
 impl Credentials {
     fn parse(value: Value) -> Result<Self, ApiError> {
         let Value::Object(map) = value else {
-            return Err(ApiError::BadCredentialsForm("credentials must be an object".into()));
+            return Err(ApiError::BadCredentialsForm(
+                "credentials must be an object".into(),
+            ));
         };
         let mut keys: Vec<&str> = map.keys().map(String::as_str).collect();
         keys.sort_unstable();
@@ -46,7 +48,9 @@ impl Credentials {
             ["password", "username"] => {
                 let field = |name: &str| match map.get(name) {
                     Some(Value::String(s)) => Ok(s.clone()),
-                    _ => Err(ApiError::BadCredentialsForm(format!("credentials.{name} must be a string"))),
+                    _ => Err(ApiError::BadCredentialsForm(format!(
+                        "credentials.{name} must be a string"
+                    ))),
                 };
                 let username = field("username")?;
                 let password = field("password")?;

@@ -21,12 +21,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
             .limit(body_limit)
             .error_handler(|err, _| json_error(err).into()),
     )
-    .app_data(web::PathConfig::default().error_handler(|err, _| {
-        ApiError::BadRequest(format!("bad path: {err}")).into()
-    }))
-    .app_data(web::QueryConfig::default().error_handler(|err, _| {
-        ApiError::BadRequest(format!("bad query: {err}")).into()
-    }))
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| ApiError::BadRequest(format!("bad path: {err}")).into()),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::BadRequest(format!("bad query: {err}")).into()),
+    )
     .service(resource("/healthz").route(web::get().to(healthz)))
     .service(resource("/auth/token").route(web::post().to(auth_api::issue_token)))
     .service(resource("/visitor/ws").route(web::get().to(sockets::visitor_socket)))
@@ -47,7 +49,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
 
 /// A resource whose unmatched methods get a JSON 405.
 fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(|| async { ApiError::MethodNotAllowed.error_response_owned() }))
+    web::resource(path).default_service(web::to(|| async {
+        ApiError::MethodNotAllowed.error_response_owned()
+    }))
 }
 
 /// The JSON 404 for unknown paths.

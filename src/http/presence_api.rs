@@ -79,6 +79,12 @@ pub async fn signal(
     body: web::Json<SignalBody>,
 ) -> Result<HttpResponse, ApiError> {
     let key = path.key(&app, &auth)?;
-    invoke::signal(&app.registry, key, body.into_inner().data, &app.config.presence).await?;
+    invoke::signal(
+        &app.registry,
+        key,
+        body.into_inner().data,
+        &app.config.presence,
+    )
+    .await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({"delivered": true})))
 }

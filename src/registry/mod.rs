@@ -29,8 +29,8 @@ use crate::invoke::{InvokeRequest, SignalRequest};
 use crate::presence_data::PresenceData;
 use crate::visitor_session::VisitorCommand;
 
-use entry::{Grace, Routed, VisitorEntry};
 pub use entry::LiveConnection;
+use entry::{Grace, Routed, VisitorEntry};
 pub use watchers::WatcherId;
 use watchers::Watchers;
 
@@ -103,7 +103,10 @@ impl Registry {
     fn end_grace(&mut self, key: &VisitorKey, generation: u64) {
         let expired = self.visitors.get(key).is_some_and(|entry| {
             entry.connections.is_empty()
-                && entry.grace.as_ref().is_some_and(|g| g.generation == generation)
+                && entry
+                    .grace
+                    .as_ref()
+                    .is_some_and(|g| g.generation == generation)
         });
         if !expired {
             return;

@@ -61,7 +61,11 @@ async fn connect(
     name: &'static str,
     seen: &mpsc::UnboundedSender<(&'static str, VisitorCommand)>,
 ) -> Addr<ConnectionProbe> {
-    let probe = ConnectionProbe { name, seen: seen.clone() }.start();
+    let probe = ConnectionProbe {
+        name,
+        seen: seen.clone(),
+    }
+    .start();
     registry
         .send(Connect {
             key: key(),
@@ -77,7 +81,9 @@ async fn connect(
     probe
 }
 
-fn invoke(registry: &Addr<Registry>) -> oneshot::Receiver<Result<crate::invoke::InvokeOutcome, ApiError>> {
+fn invoke(
+    registry: &Addr<Registry>,
+) -> oneshot::Receiver<Result<crate::invoke::InvokeOutcome, ApiError>> {
     let (responder, outcome) = oneshot::channel();
     registry.do_send(Invoke {
         key: key(),
@@ -143,7 +149,10 @@ async fn commands_wait_out_a_page_navigation() {
     let mut events = watch(&registry).await;
     let (seen_tx, mut seen) = mpsc::unbounded_channel();
     let _a = connect(&registry, "a", &seen_tx).await;
-    assert_eq!(events.recv().await.expect("event").kind, EventKind::Connected);
+    assert_eq!(
+        events.recv().await.expect("event").kind,
+        EventKind::Connected
+    );
     registry.do_send(Disconnect {
         key: key(),
         connection_id: "a".into(),
@@ -166,7 +175,10 @@ async fn commands_wait_out_a_page_navigation() {
     assert!(outcome.await.expect("answered").is_ok());
     // The navigation produced one presence event (new url) and no
     // disconnected/connected pair.
-    assert_eq!(events.recv().await.expect("event").kind, EventKind::Presence);
+    assert_eq!(
+        events.recv().await.expect("event").kind,
+        EventKind::Presence
+    );
 }
 
 #[actix::test]
@@ -175,7 +187,10 @@ async fn the_grace_period_ending_fails_parked_commands_and_tells_watchers() {
     let mut events = watch(&registry).await;
     let (seen_tx, _seen) = mpsc::unbounded_channel();
     let _a = connect(&registry, "a", &seen_tx).await;
-    assert_eq!(events.recv().await.expect("event").kind, EventKind::Connected);
+    assert_eq!(
+        events.recv().await.expect("event").kind,
+        EventKind::Connected
+    );
     registry.do_send(Disconnect {
         key: key(),
         connection_id: "a".into(),

@@ -80,7 +80,11 @@ pub struct TokenService {
 
 impl TokenService {
     /// Loads the key ring from the store (creating a first key if needed).
-    pub fn new(store: &Store, clock: SharedClock, max_lifetime_secs: u64) -> Result<Self, StoreError> {
+    pub fn new(
+        store: &Store,
+        clock: SharedClock,
+        max_lifetime_secs: u64,
+    ) -> Result<Self, StoreError> {
         let keys = KeyRing::load_or_create(store, &clock)?;
         Ok(Self {
             keys,
@@ -149,15 +153,16 @@ impl TokenService {
         // Time is checked below against the injectable clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
-        let data = jsonwebtoken::decode::<AgentClaims>(token, &key.decoding, &validation)
-            .map_err(|e| match e.kind() {
+        let data = jsonwebtoken::decode::<AgentClaims>(token, &key.decoding, &validation).map_err(
+            |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
                 jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
                 jsonwebtoken::errors::ErrorKind::Base64(_)
                 | jsonwebtoken::errors::ErrorKind::InvalidToken
                 | jsonwebtoken::errors::ErrorKind::Utf8(_) => TokenError::Malformed,
                 _ => TokenError::BadClaims,
-            })?;
+            },
+        )?;
         let claims = data.claims;
         let now = self.clock.now_secs();
         if claims.exp.saturating_add(LEEWAY_SECS) <= now {

@@ -50,19 +50,28 @@ fn sign_with(header: serde_json::Value, claims: &serde_json::Value, secret: &[u8
 #[test]
 fn issued_tokens_verify_with_their_claims() {
     let f = fixture();
-    let issued = f.service.issue("fred.demo", 72, Role::Agent, 3600).expect("issue");
+    let issued = f
+        .service
+        .issue("fred.demo", 72, Role::Agent, 3600)
+        .expect("issue");
     let claims = f.service.verify(&issued.token).expect("verify");
     assert_eq!(claims, issued.claims);
     assert_eq!(claims.exp - claims.iat, 3600);
     let header = jsonwebtoken::decode_header(&issued.token).expect("header");
     assert_eq!(header.alg, Algorithm::HS256);
-    assert_eq!(header.kid.as_deref(), Some(f.service.keys().current().kid.as_str()));
+    assert_eq!(
+        header.kid.as_deref(),
+        Some(f.service.keys().current().kid.as_str())
+    );
 }
 
 #[test]
 fn expiry_allows_five_seconds_of_leeway_and_no_more() {
     let f = fixture();
-    let issued = f.service.issue("fred.demo", 72, Role::Agent, 60).expect("issue");
+    let issued = f
+        .service
+        .issue("fred.demo", 72, Role::Agent, 60)
+        .expect("issue");
     f.clock.advance(Duration::from_secs(60 + LEEWAY_SECS - 1));
     assert!(f.service.verify(&issued.token).is_ok());
     f.clock.advance(Duration::from_secs(1));
@@ -95,7 +104,10 @@ fn every_required_claim_is_required() {
         let mut claims = claims_json(&f);
         claims.as_object_mut().expect("object").remove(missing);
         let token = f.service.sign(&claims).expect("sign");
-        assert!(f.service.verify(&token).is_err(), "token without {missing} accepted");
+        assert!(
+            f.service.verify(&token).is_err(),
+            "token without {missing} accepted"
+        );
     }
 }
 
@@ -106,7 +118,11 @@ fn wrong_issuer_or_audience_is_refused() {
         let mut claims = claims_json(&f);
         claims[claim] = json!(value);
         let token = f.service.sign(&claims).expect("sign");
-        assert_eq!(f.service.verify(&token), Err(TokenError::BadClaims), "{claim}");
+        assert_eq!(
+            f.service.verify(&token),
+            Err(TokenError::BadClaims),
+            "{claim}"
+        );
     }
 }
 
@@ -115,7 +131,11 @@ fn unknown_or_missing_kid_is_refused() {
     let f = fixture();
     let claims = claims_json(&f);
     let secret = [1u8; 32];
-    let unknown = sign_with(json!({"alg": "HS256", "typ": "JWT", "kid": "nope"}), &claims, &secret);
+    let unknown = sign_with(
+        json!({"alg": "HS256", "typ": "JWT", "kid": "nope"}),
+        &claims,
+        &secret,
+    );
     assert_eq!(f.service.verify(&unknown), Err(TokenError::UnknownKey));
     let none = sign_with(json!({"alg": "HS256", "typ": "JWT"}), &claims, &secret);
     assert_eq!(f.service.verify(&none), Err(TokenError::UnknownKey));
@@ -125,7 +145,11 @@ fn unknown_or_missing_kid_is_refused() {
 fn a_known_kid_with_a_forged_signature_is_refused() {
     let f = fixture();
     let kid = f.service.keys().current().kid.clone();
-    let forged = sign_with(json!({"alg": "HS256", "typ": "JWT", "kid": kid}), &claims_json(&f), &[9u8; 32]);
+    let forged = sign_with(
+        json!({"alg": "HS256", "typ": "JWT", "kid": kid}),
+        &claims_json(&f),
+        &[9u8; 32],
+    );
     assert_eq!(f.service.verify(&forged), Err(TokenError::BadSignature));
 }
 
@@ -135,7 +159,11 @@ fn other_algorithms_and_alg_none_are_refused() {
     let kid = f.service.keys().current().kid.clone();
     let claims = claims_json(&f);
     for alg in ["none", "HS512", "RS256", "ES256"] {
-        let token = sign_with(json!({"alg": alg, "typ": "JWT", "kid": kid}), &claims, &[0u8; 32]);
+        let token = sign_with(
+            json!({"alg": alg, "typ": "JWT", "kid": kid}),
+            &claims,
+            &[0u8; 32],
+        );
         assert!(f.service.verify(&token).is_err(), "alg {alg} accepted");
     }
     let unsigned = {
@@ -164,7 +192,10 @@ fn the_key_ring_survives_a_restart() {
     let token = {
         let store = Store::open(dir.path()).expect("store");
         let service = TokenService::new(&store, clock.clone(), 7200).expect("service");
-        service.issue("fred.demo", 72, Role::Agent, 600).expect("issue").token
+        service
+            .issue("fred.demo", 72, Role::Agent, 600)
+            .expect("issue")
+            .token
     };
     let store = Store::open(dir.path()).expect("reopen");
     let service = TokenService::new(&store, clock, 7200).expect("service");

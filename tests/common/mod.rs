@@ -190,7 +190,10 @@ impl TestServer {
         let mut resp = req.send_json(body).await.expect("response");
         let status = resp.status().as_u16();
         let bytes = resp.body().limit(1 << 20).await.expect("body");
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// `GET` with an optional bearer token and Origin.
@@ -205,17 +208,29 @@ impl TestServer {
         let mut resp = req.send().await.expect("response");
         let status = resp.status().as_u16();
         let bytes = resp.body().limit(1 << 20).await.expect("body");
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// Invokes over REST.
     pub async fn invoke(&self, token: &str, visitor: &str, body: Value) -> (u16, Value) {
-        self.post(&format!("/presence/72/visitors/{visitor}/invoke"), Some(token), None, &body)
-            .await
+        self.post(
+            &format!("/presence/72/visitors/{visitor}/invoke"),
+            Some(token),
+            None,
+            &body,
+        )
+        .await
     }
 
     /// Opens a socket at `path` (optionally with an Origin).
-    pub async fn socket(&self, path: &str, origin: Option<&str>) -> Result<WsClient, awc::error::WsClientError> {
+    pub async fn socket(
+        &self,
+        path: &str,
+        origin: Option<&str>,
+    ) -> Result<WsClient, awc::error::WsClientError> {
         let mut req = self
             .http
             .ws(format!("ws://{}{}", self.addr, path))
