@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, StreamHandler, WrapFuture,
@@ -25,7 +25,7 @@ use crate::registry::{Lookup, Unwatch, UnwatchAll, VisitorEvent, Watch, WatcherI
 use crate::state::AppState;
 use crate::token::AgentClaims;
 use crate::ws_support::{
-    close_on_shutdown, dispatch, fail_and_close, send_error, start_heartbeat, MessageAssembler,
+    close_on_shutdown, dispatch, fail_and_close, send_error, start_heartbeat, SocketLink,
     TextSocket,
 };
 
@@ -40,10 +40,9 @@ pub struct AgentSession {
     origin: RequestOrigin,
     watcher_id: WatcherId,
     claims: Option<AgentClaims>,
-    last_heard: Instant,
+    link: SocketLink,
     watching: HashSet<VisitorId>,
     in_flight: usize,
-    assembler: MessageAssembler,
 }
 
 impl AgentSession {
@@ -54,62 +53,9 @@ impl AgentSession {
             origin,
             watcher_id: NEXT_WATCHER_ID.fetch_add(1, Ordering::Relaxed),
             claims: None,
-            last_heard: Instant::now(),
+            link: SocketLink::new(limit),
             watching: HashSet::new(),
             in_flight: 0,
-            assembler: MessageAssembler::new(limit),
-        }
-    }
-
-    fn handle_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
-        let frame = parse_frame::<AgentInbound>(text);
-        let Some(claims) = self.claims.clone() else {
-            return match frame {
-                Ok(AgentInbound::Auth { token }) => self.auth(&token, ctx),
-                Ok(_) => fail_and_close(
-                    ctx,
-                    CloseCode::Policy,
-                    "auth_required",
-                    "the first frame must be auth",
-                ),
-                Err(e) => fail_and_close(ctx, CloseCode::Policy, e.code, &e.message),
-            };
-        };
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(e) => return send_error(ctx, None, e.code, &e.message),
-        };
-        match frame {
-            AgentInbound::Auth { .. } => send_error(
-                ctx,
-                None,
-                "already_authenticated",
-                "auth was already received",
-            ),
-            AgentInbound::Watch { visitorid } => self.watch(&claims, &visitorid, ctx),
-            AgentInbound::Unwatch { visitorid } => {
-                if let Ok(visitor) = VisitorId::parse(&visitorid) {
-                    if self.watching.remove(&visitor) {
-                        self.app.registry.do_send(Unwatch {
-                            key: VisitorKey::new(claims.groupid, visitor),
-                            watcher: self.watcher_id,
-                        });
-                    }
-                }
-            }
-            AgentInbound::Invoke {
-                id,
-                visitorid,
-                func,
-                args,
-                timeout_ms,
-            } => self.invoke(&claims, id, &visitorid, func, args, timeout_ms, ctx),
-            AgentInbound::Signal {
-                id,
-                visitorid,
-                data,
-            } => self.signal(&claims, id, &visitorid, data, ctx),
-            AgentInbound::Lookup { id, visitorid } => self.lookup(&claims, id, &visitorid, ctx),
         }
     }
 
@@ -315,24 +261,6 @@ impl AgentSession {
             },
         ));
     }
-
-    fn handle_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
-        if self.claims.is_none() {
-            fail_and_close(
-                ctx,
-                CloseCode::Policy,
-                "auth_required",
-                "the first frame must be an auth text frame",
-            );
-        } else {
-            send_error(
-                ctx,
-                None,
-                "binary_not_supported",
-                "frames must be JSON text",
-            );
-        }
-    }
 }
 
 impl Actor for AgentSession {
@@ -340,12 +268,7 @@ impl Actor for AgentSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let presence = &self.app.config.presence;
-        start_heartbeat(
-            ctx,
-            presence.ping_interval(),
-            presence.client_timeout(),
-            |s: &Self| s.last_heard,
-        );
+        start_heartbeat(ctx, presence.ping_interval(), presence.client_timeout());
         ctx.run_later(presence.hello_timeout(), |session, ctx| {
             if session.claims.is_none() {
                 fail_and_close(
@@ -396,20 +319,78 @@ impl Handler<VisitorEvent> for AgentSession {
 }
 
 impl TextSocket for AgentSession {
-    fn assembler(&mut self) -> &mut MessageAssembler {
-        &mut self.assembler
-    }
-
-    fn heard(&mut self) {
-        self.last_heard = Instant::now();
+    fn link(&mut self) -> &mut SocketLink {
+        &mut self.link
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
-        self.handle_text(text, ctx)
+        let frame = parse_frame::<AgentInbound>(text);
+        let Some(claims) = self.claims.clone() else {
+            return match frame {
+                Ok(AgentInbound::Auth { token }) => self.auth(&token, ctx),
+                Ok(_) => fail_and_close(
+                    ctx,
+                    CloseCode::Policy,
+                    "auth_required",
+                    "the first frame must be auth",
+                ),
+                Err(e) => fail_and_close(ctx, CloseCode::Policy, e.code, &e.message),
+            };
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => return send_error(ctx, None, e.code, &e.message),
+        };
+        match frame {
+            AgentInbound::Auth { .. } => send_error(
+                ctx,
+                None,
+                "already_authenticated",
+                "auth was already received",
+            ),
+            AgentInbound::Watch { visitorid } => self.watch(&claims, &visitorid, ctx),
+            AgentInbound::Unwatch { visitorid } => {
+                if let Ok(visitor) = VisitorId::parse(&visitorid) {
+                    if self.watching.remove(&visitor) {
+                        self.app.registry.do_send(Unwatch {
+                            key: VisitorKey::new(claims.groupid, visitor),
+                            watcher: self.watcher_id,
+                        });
+                    }
+                }
+            }
+            AgentInbound::Invoke {
+                id,
+                visitorid,
+                func,
+                args,
+                timeout_ms,
+            } => self.invoke(&claims, id, &visitorid, func, args, timeout_ms, ctx),
+            AgentInbound::Signal {
+                id,
+                visitorid,
+                data,
+            } => self.signal(&claims, id, &visitorid, data, ctx),
+            AgentInbound::Lookup { id, visitorid } => self.lookup(&claims, id, &visitorid, ctx),
+        }
     }
 
     fn on_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
-        self.handle_binary(ctx)
+        if self.claims.is_none() {
+            fail_and_close(
+                ctx,
+                CloseCode::Policy,
+                "auth_required",
+                "the first frame must be an auth text frame",
+            );
+        } else {
+            send_error(
+                ctx,
+                None,
+                "binary_not_supported",
+                "frames must be JSON text",
+            );
+        }
     }
 }
 

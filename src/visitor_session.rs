@@ -7,7 +7,6 @@
 //! longer arrive (invokes are delivered at most once).
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, Message, SpawnHandle,
@@ -26,7 +25,7 @@ use crate::protocol::{parse_frame, ServerFrame, VisitorInbound};
 use crate::registry::{Connect, Disconnect, LiveConnection, PresenceUpdate};
 use crate::state::AppState;
 use crate::ws_support::{
-    close_on_shutdown, dispatch, fail_and_close, send_error, start_heartbeat, MessageAssembler,
+    close_on_shutdown, dispatch, fail_and_close, send_error, start_heartbeat, SocketLink,
     TextSocket,
 };
 
@@ -72,10 +71,9 @@ pub struct VisitorSession {
     origin: RequestOrigin,
     connection_id: String,
     phase: Phase,
-    last_heard: Instant,
+    link: SocketLink,
     pending: HashMap<String, PendingInvoke>,
     next_invoke: u64,
-    assembler: MessageAssembler,
 }
 
 impl VisitorSession {
@@ -86,10 +84,9 @@ impl VisitorSession {
             origin,
             connection_id: random_id(12),
             phase: Phase::AwaitingHello,
-            last_heard: Instant::now(),
+            link: SocketLink::new(limit),
             pending: HashMap::new(),
             next_invoke: 0,
-            assembler: MessageAssembler::new(limit),
         }
     }
 
@@ -106,52 +103,6 @@ impl VisitorSession {
             let _ = pending.responder.send(Err(ApiError::VisitorNotPresent(
                 "the visitor's connection closed before it answered".to_owned(),
             )));
-        }
-    }
-
-    fn handle_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
-        let frame = parse_frame::<VisitorInbound>(text);
-        match (&self.phase, frame) {
-            (
-                Phase::AwaitingHello,
-                Ok(VisitorInbound::Hello {
-                    groupid,
-                    visitorid,
-                    data,
-                }),
-            ) => self.hello(groupid, &visitorid, data, ctx),
-            (Phase::AwaitingHello, Ok(_)) => fail_and_close(
-                ctx,
-                CloseCode::Policy,
-                "hello_required",
-                "the first frame must be hello",
-            ),
-            (Phase::AwaitingHello, Err(e)) => {
-                fail_and_close(ctx, CloseCode::Policy, e.code, &e.message)
-            }
-            (_, Err(e)) => send_error(ctx, None, e.code, &e.message),
-            (_, Ok(VisitorInbound::Hello { .. })) => {
-                send_error(ctx, None, "already_joined", "hello was already received")
-            }
-            (Phase::Live(key), Ok(VisitorInbound::Presence { data })) => {
-                let key = key.clone();
-                self.presence(key, data, ctx)
-            }
-            (
-                Phase::Live(_),
-                Ok(VisitorInbound::Result {
-                    id,
-                    ok,
-                    value,
-                    error,
-                }),
-            ) => self.result(&id, ok, value, error, ctx),
-            (_, Ok(_)) => send_error(
-                ctx,
-                None,
-                "not_ready",
-                "the connection is not registered yet",
-            ),
         }
     }
 
@@ -330,12 +281,7 @@ impl Actor for VisitorSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let presence = &self.app.config.presence;
-        start_heartbeat(
-            ctx,
-            presence.ping_interval(),
-            presence.client_timeout(),
-            |s: &Self| s.last_heard,
-        );
+        start_heartbeat(ctx, presence.ping_interval(), presence.client_timeout());
         ctx.run_later(presence.hello_timeout(), |session, ctx| {
             if matches!(session.phase, Phase::AwaitingHello) {
                 fail_and_close(
@@ -379,20 +325,72 @@ impl Handler<VisitorCommand> for VisitorSession {
 }
 
 impl TextSocket for VisitorSession {
-    fn assembler(&mut self) -> &mut MessageAssembler {
-        &mut self.assembler
-    }
-
-    fn heard(&mut self) {
-        self.last_heard = Instant::now();
+    fn link(&mut self) -> &mut SocketLink {
+        &mut self.link
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
-        self.handle_text(text, ctx)
+        let frame = parse_frame::<VisitorInbound>(text);
+        match (&self.phase, frame) {
+            (
+                Phase::AwaitingHello,
+                Ok(VisitorInbound::Hello {
+                    groupid,
+                    visitorid,
+                    data,
+                }),
+            ) => self.hello(groupid, &visitorid, data, ctx),
+            (Phase::AwaitingHello, Ok(_)) => fail_and_close(
+                ctx,
+                CloseCode::Policy,
+                "hello_required",
+                "the first frame must be hello",
+            ),
+            (Phase::AwaitingHello, Err(e)) => {
+                fail_and_close(ctx, CloseCode::Policy, e.code, &e.message)
+            }
+            (_, Err(e)) => send_error(ctx, None, e.code, &e.message),
+            (_, Ok(VisitorInbound::Hello { .. })) => {
+                send_error(ctx, None, "already_joined", "hello was already received")
+            }
+            (Phase::Live(key), Ok(VisitorInbound::Presence { data })) => {
+                let key = key.clone();
+                self.presence(key, data, ctx)
+            }
+            (
+                Phase::Live(_),
+                Ok(VisitorInbound::Result {
+                    id,
+                    ok,
+                    value,
+                    error,
+                }),
+            ) => self.result(&id, ok, value, error, ctx),
+            (_, Ok(_)) => send_error(
+                ctx,
+                None,
+                "not_ready",
+                "the connection is not registered yet",
+            ),
+        }
     }
 
     fn on_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
-        self.handle_binary(ctx)
+        if matches!(self.phase, Phase::AwaitingHello) {
+            fail_and_close(
+                ctx,
+                CloseCode::Policy,
+                "hello_required",
+                "the first frame must be a hello text frame",
+            );
+        } else {
+            send_error(
+                ctx,
+                None,
+                "binary_not_supported",
+                "frames must be JSON text",
+            );
+        }
     }
 
     fn on_peer_close(&mut self) {
@@ -412,22 +410,4 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSession {
     }
 }
 
-impl VisitorSession {
-    fn handle_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
-        if matches!(self.phase, Phase::AwaitingHello) {
-            fail_and_close(
-                ctx,
-                CloseCode::Policy,
-                "hello_required",
-                "the first frame must be a hello text frame",
-            );
-        } else {
-            send_error(
-                ctx,
-                None,
-                "binary_not_supported",
-                "frames must be JSON text",
-            );
-        }
-    }
-}
+impl VisitorSession {}

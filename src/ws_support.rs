@@ -76,12 +76,27 @@ impl MessageAssembler {
     }
 }
 
+/// What every socket actor tracks about its link: when the peer was last
+/// heard from (for the heartbeat), and fragments being reassembled.
+pub struct SocketLink {
+    last_heard: std::time::Instant,
+    assembler: MessageAssembler,
+}
+
+impl SocketLink {
+    /// A link whose messages may be at most `max_message_bytes`.
+    pub fn new(max_message_bytes: usize) -> Self {
+        Self {
+            last_heard: std::time::Instant::now(),
+            assembler: MessageAssembler::new(max_message_bytes),
+        }
+    }
+}
+
 /// A JSON-text socket actor, as the shared frame dispatch sees it.
 pub trait TextSocket: Actor<Context = WebsocketContext<Self>> {
-    /// Reassembles fragmented messages for this socket.
-    fn assembler(&mut self) -> &mut MessageAssembler;
-    /// Records that the peer was heard from (for the heartbeat).
-    fn heard(&mut self);
+    /// The actor's link state.
+    fn link(&mut self) -> &mut SocketLink;
     /// A whole text message arrived.
     fn on_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>);
     /// A whole binary message arrived.
@@ -98,14 +113,14 @@ pub fn dispatch<A: TextSocket>(
     msg: Result<ws::Message, ws::ProtocolError>,
     ctx: &mut WebsocketContext<A>,
 ) {
-    actor.heard();
+    actor.link().last_heard = std::time::Instant::now();
     let msg = match msg {
         Ok(msg) => msg,
         Err(err) => return close_for_protocol_error(ctx, &err),
     };
     match msg {
         ws::Message::Text(text) => actor.on_text(&text, ctx),
-        ws::Message::Continuation(item) => match actor.assembler().push(item) {
+        ws::Message::Continuation(item) => match actor.link().assembler.push(item) {
             Assembled::Incomplete => {}
             Assembled::Text(text) => actor.on_text(&text, ctx),
             Assembled::Binary(_) => actor.on_binary(ctx),
@@ -184,18 +199,14 @@ where
 }
 
 /// Starts the shared heartbeat: ping every `interval`, and close with 1008
-/// once nothing has been heard for `timeout`. `last_heard` reads the actor's
-/// clock of the last inbound frame.
-pub fn start_heartbeat<A>(
+/// once nothing has been heard for `timeout`.
+pub fn start_heartbeat<A: TextSocket>(
     ctx: &mut WebsocketContext<A>,
     interval: std::time::Duration,
     timeout: std::time::Duration,
-    last_heard: fn(&A) -> std::time::Instant,
-) where
-    A: Actor<Context = WebsocketContext<A>>,
-{
+) {
     ctx.run_interval(interval, move |actor, ctx| {
-        if last_heard(actor).elapsed() >= timeout {
+        if actor.link().last_heard.elapsed() >= timeout {
             fail_and_close(
                 ctx,
                 CloseCode::Policy,

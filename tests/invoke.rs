@@ -17,16 +17,10 @@ async fn rest_invoke_round_trip_returns_the_visitors_value_and_errors() {
         "v-123",
         json!({"func":"showTerms","args":{"lang":"en"},"timeout_ms":5000}),
     );
-    let answer = async {
-        let invoke = visitor.recv().await;
-        assert_eq!(invoke["type"], "invoke");
-        assert_eq!(invoke["func"], "showTerms");
-        assert_eq!(invoke["args"], json!({"lang":"en"}));
-        visitor
-            .send(json!({"type":"result","id":invoke["id"],"ok":true,"value":{"accepted":true}}))
-            .await;
-    };
-    let ((status, body), ()) = tokio::join!(call, answer);
+    let answer = visitor.answer(json!({"accepted":true}));
+    let ((status, body), invoke) = tokio::join!(call, answer);
+    assert_eq!(invoke["func"], "showTerms");
+    assert_eq!(invoke["args"], json!({"lang":"en"}));
     assert_eq!(status, 200);
     assert_eq!(body, json!({"ok":true,"value":{"accepted":true}}));
 
@@ -181,13 +175,8 @@ async fn invokes_go_to_the_most_recently_active_tab() {
     assert_eq!(doc["connections"], 2);
 
     let call = server.invoke(&token, "v-1", json!({"func":"whoami"}));
-    let answer = async {
-        let invoke = tab_b.recv().await;
-        tab_b
-            .send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"b"}))
-            .await;
-    };
-    let ((_, body), ()) = tokio::join!(call, answer);
+    let answer = tab_b.answer(json!("b"));
+    let ((_, body), _) = tokio::join!(call, answer);
     assert_eq!(body["value"], "b");
 
     // Tab A becomes the most recently active by publishing presence.
@@ -196,25 +185,15 @@ async fn invokes_go_to_the_most_recently_active_tab() {
         .await;
     assert_eq!(agent.recv().await["event"], "presence");
     let call = server.invoke(&token, "v-1", json!({"func":"whoami"}));
-    let answer = async {
-        let invoke = tab_a.recv().await;
-        tab_a
-            .send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"a"}))
-            .await;
-    };
-    let ((_, body), ()) = tokio::join!(call, answer);
+    let answer = tab_a.answer(json!("a"));
+    let ((_, body), _) = tokio::join!(call, answer);
     assert_eq!(body["value"], "a");
 
     // Closing a tab leaves the other reachable, with no offline event.
     tab_a.close().await;
     let call = server.invoke(&token, "v-1", json!({"func":"whoami"}));
-    let answer = async {
-        let invoke = tab_b.recv().await;
-        tab_b
-            .send(json!({"type":"result","id":invoke["id"],"ok":true,"value":"b"}))
-            .await;
-    };
-    let ((_, body), ()) = tokio::join!(call, answer);
+    let answer = tab_b.answer(json!("b"));
+    let ((_, body), _) = tokio::join!(call, answer);
     assert_eq!(body["value"], "b");
 }
 

@@ -318,6 +318,16 @@ impl WsClient {
             .expect("timed out waiting for a text frame")
     }
 
+    /// Receives the next frame, which must be an invoke, answers it with
+    /// `ok:true` and `value`, and returns the invoke.
+    pub async fn answer(&mut self, value: Value) -> Value {
+        let invoke = self.recv().await;
+        assert_eq!(invoke["type"], "invoke", "{invoke}");
+        self.send(json!({"type": "result", "id": invoke["id"], "ok": true, "value": value}))
+            .await;
+        invoke
+    }
+
     /// Waits for the next ping and answers it.
     pub async fn next_ping(&mut self) {
         loop {
