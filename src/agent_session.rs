@@ -25,12 +25,15 @@ use crate::registry::{Lookup, Unwatch, UnwatchAll, VisitorEvent, Watch, WatcherI
 use crate::state::AppState;
 use crate::token::AgentClaims;
 use crate::ws_support::{
-    close_on_shutdown, dispatch, fail_and_close, send_error, start_heartbeat, SocketLink,
+    close_on_shutdown, dispatch, fail_and_close, reject, send_error, start_heartbeat, SocketLink,
     TextSocket,
 };
 
 /// Invokes, signals and lookups one agent socket may have in flight.
 pub const MAX_IN_FLIGHT_PER_AGENT: usize = 1024;
+
+/// Event mailbox room beyond two events per watch.
+const EVENT_MAILBOX_SLACK: usize = 256;
 
 static NEXT_WATCHER_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -103,7 +106,7 @@ impl AgentSession {
 
     /// Validates a visitor id from a frame, answering an error frame if bad.
     fn visitor_key(
-        &self,
+        &mut self,
         claims: &AgentClaims,
         id: Option<&str>,
         visitorid: &str,
@@ -112,7 +115,7 @@ impl AgentSession {
         match VisitorId::parse(visitorid) {
             Ok(visitor) => Some(VisitorKey::new(claims.groupid, visitor)),
             Err(message) => {
-                send_error(ctx, id, "bad_request", &message);
+                reject(self, ctx, id, "bad_request", &message);
                 None
             }
         }
@@ -135,7 +138,8 @@ impl AgentSession {
         };
         let limit = self.app.config.presence.max_watches_per_agent;
         if !self.watching.contains(&key.visitor) && self.watching.len() >= limit {
-            return send_error(
+            return reject(
+                self,
                 ctx,
                 None,
                 "too_many_watches",
@@ -162,14 +166,14 @@ impl AgentSession {
         ctx: &mut WebsocketContext<Self>,
     ) {
         if let Err(e) = check_request_id(&id) {
-            return send_error(ctx, None, e.code, &e.message);
+            return reject(self, ctx, None, e.code, &e.message);
         }
         let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
             return;
         };
         let timeout_ms = match check_invoke(&func, timeout_ms, &self.app.config.presence) {
             Ok(t) => t,
-            Err(e) => return send_error(ctx, Some(&id), e.code(), &e.to_string()),
+            Err(e) => return reject(self, ctx, Some(&id), e.code(), &e.to_string()),
         };
         if !self.reserve(Some(&id), ctx) {
             return;
@@ -207,7 +211,7 @@ impl AgentSession {
     ) {
         if let Some(id) = &id {
             if let Err(e) = check_request_id(id) {
-                return send_error(ctx, None, e.code, &e.message);
+                return reject(self, ctx, None, e.code, &e.message);
             }
         }
         let Some(key) = self.visitor_key(claims, id.as_deref(), visitorid, ctx) else {
@@ -237,7 +241,7 @@ impl AgentSession {
         ctx: &mut WebsocketContext<Self>,
     ) {
         if let Err(e) = check_request_id(&id) {
-            return send_error(ctx, None, e.code, &e.message);
+            return reject(self, ctx, None, e.code, &e.message);
         }
         let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
             return;
@@ -268,6 +272,9 @@ impl Actor for AgentSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let presence = &self.app.config.presence;
+        // Room for a state event per watch plus bursts; an agent that stops
+        // reading fills it and the registry drops its watches.
+        ctx.set_mailbox_capacity(EVENT_MAILBOX_SLACK + 2 * presence.max_watches_per_agent);
         start_heartbeat(ctx, presence.ping_interval(), presence.client_timeout());
         ctx.run_later(presence.hello_timeout(), |session, ctx| {
             if session.claims.is_none() {
@@ -339,10 +346,20 @@ impl TextSocket for AgentSession {
         };
         let frame = match frame {
             Ok(frame) => frame,
-            Err(e) => return send_error(ctx, None, e.code, &e.message),
+            Err(e) => {
+                // The agent socket speaks REST's codes: a frame it cannot
+                // read is a bad request.
+                let code = if e.code == "unknown_type" {
+                    e.code
+                } else {
+                    "bad_request"
+                };
+                return reject(self, ctx, e.id.as_deref(), code, &e.message);
+            }
         };
         match frame {
-            AgentInbound::Auth { .. } => send_error(
+            AgentInbound::Auth { .. } => reject(
+                self,
                 ctx,
                 None,
                 "already_authenticated",
@@ -350,10 +367,12 @@ impl TextSocket for AgentSession {
             ),
             AgentInbound::Watch { visitorid } => self.watch(&claims, &visitorid, ctx),
             AgentInbound::Unwatch { visitorid } => {
-                if let Ok(visitor) = VisitorId::parse(&visitorid) {
-                    if self.watching.remove(&visitor) {
+                // Unwatching a visitor not watched is a no-op, like a
+                // repeated DELETE.
+                if let Some(key) = self.visitor_key(&claims, None, &visitorid, ctx) {
+                    if self.watching.remove(&key.visitor) {
                         self.app.registry.do_send(Unwatch {
-                            key: VisitorKey::new(claims.groupid, visitor),
+                            key,
                             watcher: self.watcher_id,
                         });
                     }
@@ -384,7 +403,8 @@ impl TextSocket for AgentSession {
                 "the first frame must be an auth text frame",
             );
         } else {
-            send_error(
+            reject(
+                self,
                 ctx,
                 None,
                 "binary_not_supported",

@@ -43,6 +43,8 @@ pub enum ApiError {
     InvokeTimeout(u64),
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("the server is busy; retry shortly")]
+    Busy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -67,6 +69,7 @@ impl ApiError {
             ApiError::TooManyPending(_) => "too_many_pending",
             ApiError::InvokeTimeout(_) => "invoke_timeout",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::Busy => "server_busy",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -88,7 +91,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyPending(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::InvokeTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShuttingDown | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -40,6 +40,14 @@ impl VisitorId {
     }
 }
 
+/// Lets sets of ids be searched by `&str`; the derived `Hash` and `Eq` are
+/// the inner string's, so this is consistent.
+impl std::borrow::Borrow<str> for VisitorId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for VisitorId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -123,6 +123,15 @@ pub async fn run_with_clock(
         shutdown: CancellationToken::new(),
     });
 
+    #[cfg(target_os = "linux")]
+    {
+        // Backstop for peers that stop reading: a socket actor only runs
+        // while its output can be written, so the kernel drops connections
+        // whose data (or zero-window probes) go unacknowledged this long.
+        // Accepted sockets inherit it from the listener.
+        socket2::SockRef::from(&listener)
+            .set_tcp_user_timeout(Some(config.presence.client_timeout()))?;
+    }
     let workers = config.server.worker_count();
     // actix-web counts connections per worker; the config counts per server.
     let per_worker = config.server.max_connections.div_ceil(workers).max(1);
@@ -184,7 +193,9 @@ impl RunningServer {
         tracing::info!("shutting down");
         let stopped = self.handle.stop(true);
         self.app.shutdown.cancel();
-        let budget = Duration::from_secs(self.app.config.server.shutdown_timeout_secs + 5);
+        // Validation caps shutdown_timeout_secs at 25, so this stays under
+        // the 30 s an orchestrator allows between SIGTERM and SIGKILL.
+        let budget = Duration::from_secs(self.app.config.server.shutdown_timeout_secs + 3);
         if tokio::time::timeout(budget, stopped).await.is_err() {
             tracing::warn!("workers did not stop in time");
         }

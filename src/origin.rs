@@ -131,6 +131,18 @@ fn display(origin: &RequestOrigin) -> String {
     }
 }
 
+/// The health check, exempt from the Origin gate.
+const HEALTH_PATH: &str = "/healthz";
+
+/// The group a `/presence/{groupid}/...` path names.
+fn path_group(path: &str) -> Option<GroupId> {
+    path.strip_prefix("/presence/")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
 const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 const ALLOW_HEADERS: &str = "Authorization, Content-Type";
 const PREFLIGHT_MAX_AGE: &str = "600";
@@ -153,7 +165,18 @@ pub async fn cors(
         .cloned()
         .ok_or_else(|| ApiError::Internal("origin policy missing".into()))?;
     let origin = RequestOrigin::from_headers(req.headers());
-    let allowed = policy.allowed_anywhere(&origin);
+    // Where the path names the group, its own list decides; elsewhere the
+    // union of all groups' lists.
+    let allowed = match path_group(req.path()) {
+        Some(group) => policy.allowed_for_group(group, &origin),
+        None => policy.allowed_anywhere(&origin),
+    };
+    if req.path() == HEALTH_PATH {
+        // Liveness is public and carries no data; never gate it on Origin.
+        let mut response = next.call(req).await?;
+        decorate(response.headers_mut(), &origin, false);
+        return Ok(response.map_into_left_body());
+    }
     let is_preflight = req.method() == Method::OPTIONS
         && req
             .headers()
@@ -260,6 +283,14 @@ mod tests {
         )
         .expect("config");
         OriginPolicy::from_config(&config)
+    }
+
+    #[test]
+    fn presence_paths_name_their_group() {
+        assert_eq!(path_group("/presence/72/visitors/v-1"), Some(72));
+        assert_eq!(path_group("/presence/72"), Some(72));
+        assert_eq!(path_group("/presence/x/visitors"), None);
+        assert_eq!(path_group("/auth/token"), None);
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 pub struct FrameError {
     pub code: &'static str,
     pub message: String,
+    /// The frame's `id`, when it had a usable one, so the error can be
+    /// matched to the request.
+    pub id: Option<String>,
 }
 
 impl FrameError {
@@ -27,7 +30,17 @@ impl FrameError {
         Self {
             code,
             message: message.into(),
+            id: None,
         }
+    }
+
+    fn with_id(mut self, frame: &Value) -> Self {
+        self.id = frame
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| check_request_id(id).is_ok())
+            .map(str::to_owned);
+        self
     }
 }
 
@@ -56,10 +69,13 @@ pub fn parse_frame<F: InboundFrame>(text: &str) -> Result<F, FrameError> {
                 "unknown frame type {kind:?}; expected one of {}",
                 F::TYPES.join(", ")
             ),
-        ));
+        )
+        .with_id(&value));
     }
-    serde_json::from_value(value)
-        .map_err(|e| FrameError::new("bad_frame", format!("bad {kind} frame: {e}")))
+    let id_source = value.clone();
+    serde_json::from_value(value).map_err(|e| {
+        FrameError::new("bad_frame", format!("bad {kind} frame: {e}")).with_id(&id_source)
+    })
 }
 
 /// Frames a visitor sends.
@@ -89,8 +105,8 @@ impl InboundFrame for VisitorInbound {
     const TYPES: &'static [&'static str] = &["hello", "presence", "result"];
 }
 
-/// Frames an agent sends.
-#[derive(Debug, Deserialize)]
+/// Frames an agent sends. `Debug` redacts the token of `auth`.
+#[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentInbound {
     Auth {
@@ -122,6 +138,35 @@ pub enum AgentInbound {
         id: String,
         visitorid: String,
     },
+}
+
+impl std::fmt::Debug for AgentInbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentInbound::Auth { .. } => f.write_str("Auth { token: [REDACTED] }"),
+            AgentInbound::Watch { visitorid } => write!(f, "Watch {{ visitorid: {visitorid:?} }}"),
+            AgentInbound::Unwatch { visitorid } => {
+                write!(f, "Unwatch {{ visitorid: {visitorid:?} }}")
+            }
+            AgentInbound::Invoke {
+                id,
+                visitorid,
+                func,
+                ..
+            } => {
+                write!(
+                    f,
+                    "Invoke {{ id: {id:?}, visitorid: {visitorid:?}, func: {func:?} }}"
+                )
+            }
+            AgentInbound::Signal { id, visitorid, .. } => {
+                write!(f, "Signal {{ id: {id:?}, visitorid: {visitorid:?} }}")
+            }
+            AgentInbound::Lookup { id, visitorid } => {
+                write!(f, "Lookup {{ id: {id:?}, visitorid: {visitorid:?} }}")
+            }
+        }
+    }
 }
 
 impl InboundFrame for AgentInbound {
@@ -220,6 +265,14 @@ mod tests {
     }
 
     #[test]
+    fn errors_carry_the_frames_id() {
+        let err = parse_frame::<AgentInbound>(r#"{"type":"invoke","id":"r9"}"#).expect_err("bad");
+        assert_eq!((err.code, err.id.as_deref()), ("bad_frame", Some("r9")));
+        let err = parse_frame::<AgentInbound>(r#"{"type":"nope","id":7}"#).expect_err("bad");
+        assert_eq!((err.code, err.id), ("unknown_type", None));
+    }
+
+    #[test]
     fn parses_hello_and_results() {
         let hello: VisitorInbound =
             parse_frame(r#"{"type":"hello","groupid":72,"visitorid":"v","data":{"url":"/"}}"#)
@@ -228,6 +281,13 @@ mod tests {
         let result: VisitorInbound =
             parse_frame(r#"{"type":"result","id":"1","ok":false,"error":"nope"}"#).expect("result");
         assert!(matches!(result, VisitorInbound::Result { ok: false, .. }));
+    }
+
+    #[test]
+    fn debug_never_shows_an_auth_token() {
+        let frame: AgentInbound =
+            parse_frame(r#"{"type":"auth","token":"eyJ.secret.sig"}"#).expect("auth");
+        assert!(!format!("{frame:?}").contains("secret"));
     }
 
     #[test]

@@ -60,7 +60,13 @@ impl Store {
     /// Opens (or creates) the database in `dir`. Fails if another process
     /// holds it.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
+        // No periodic background flush: every write a client is told about
+        // is flushed explicitly, and without the flusher thread nothing
+        // outlives `close()`, so the directory lock is released at once.
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()?;
         let signing_keys = db.open_tree(TREE_SIGNING_KEYS)?;
         Ok(Self {
             trees: RwLock::new(Some(Trees { db, signing_keys })),

@@ -25,7 +25,7 @@ use crate::protocol::{parse_frame, ServerFrame, VisitorInbound};
 use crate::registry::{Connect, Disconnect, LiveConnection, PresenceUpdate};
 use crate::state::AppState;
 use crate::ws_support::{
-    close_on_shutdown, dispatch, fail_and_close, send_error, start_heartbeat, SocketLink,
+    close_on_shutdown, dispatch, fail_and_close, reject, send_error, start_heartbeat, SocketLink,
     TextSocket,
 };
 
@@ -179,7 +179,7 @@ impl VisitorSession {
     fn presence(&mut self, key: VisitorKey, data: Value, ctx: &mut WebsocketContext<Self>) {
         let data = match PresenceData::from_value(data) {
             Ok(data) => data,
-            Err(message) => return send_error(ctx, None, "bad_presence_data", &message),
+            Err(message) => return reject(self, ctx, None, "bad_presence_data", &message),
         };
         let update = PresenceUpdate {
             key,
@@ -188,9 +188,9 @@ impl VisitorSession {
         };
         ctx.spawn(
             self.app.registry.send(update).into_actor(self).map(
-                |reply, _session, ctx| match reply {
+                |reply, session, ctx| match reply {
                     Ok(Ok(())) => {}
-                    Ok(Err(message)) => send_error(ctx, None, "bad_presence_data", &message),
+                    Ok(Err(message)) => reject(session, ctx, None, "bad_presence_data", &message),
                     Err(_) => send_error(ctx, None, "internal", "the registry is unavailable"),
                 },
             ),
@@ -206,7 +206,8 @@ impl VisitorSession {
         ctx: &mut WebsocketContext<Self>,
     ) {
         let Some(pending) = self.pending.remove(id) else {
-            return send_error(
+            return reject(
+                self,
                 ctx,
                 None,
                 "unknown_invoke",
@@ -281,6 +282,10 @@ impl Actor for VisitorSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let presence = &self.app.config.presence;
+        // Commands queue here before they become pending invokes; bounding
+        // the queue at the pending limit turns a stalled client into 429s
+        // instead of unbounded memory.
+        ctx.set_mailbox_capacity(presence.max_pending_invokes);
         start_heartbeat(ctx, presence.ping_interval(), presence.client_timeout());
         ctx.run_later(presence.hello_timeout(), |session, ctx| {
             if matches!(session.phase, Phase::AwaitingHello) {
@@ -349,10 +354,14 @@ impl TextSocket for VisitorSession {
             (Phase::AwaitingHello, Err(e)) => {
                 fail_and_close(ctx, CloseCode::Policy, e.code, &e.message)
             }
-            (_, Err(e)) => send_error(ctx, None, e.code, &e.message),
-            (_, Ok(VisitorInbound::Hello { .. })) => {
-                send_error(ctx, None, "already_joined", "hello was already received")
-            }
+            (_, Err(e)) => reject(self, ctx, None, e.code, &e.message),
+            (_, Ok(VisitorInbound::Hello { .. })) => reject(
+                self,
+                ctx,
+                None,
+                "already_joined",
+                "hello was already received",
+            ),
             (Phase::Live(key), Ok(VisitorInbound::Presence { data })) => {
                 let key = key.clone();
                 self.presence(key, data, ctx)
@@ -366,7 +375,8 @@ impl TextSocket for VisitorSession {
                     error,
                 }),
             ) => self.result(&id, ok, value, error, ctx),
-            (_, Ok(_)) => send_error(
+            (_, Ok(_)) => reject(
+                self,
                 ctx,
                 None,
                 "not_ready",
@@ -384,7 +394,8 @@ impl TextSocket for VisitorSession {
                 "the first frame must be a hello text frame",
             );
         } else {
-            send_error(
+            reject(
+                self,
                 ctx,
                 None,
                 "binary_not_supported",

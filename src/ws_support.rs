@@ -81,15 +81,58 @@ impl MessageAssembler {
 pub struct SocketLink {
     last_heard: std::time::Instant,
     assembler: MessageAssembler,
+    /// Start of the current error-budget window, and errors sent in it.
+    error_window: (std::time::Instant, u32),
 }
+
+/// Error frames a client may provoke per [`ERROR_WINDOW`] before it is
+/// disconnected: answering garbage must not become an amplifier, nor fill
+/// the send buffer of a client that does not read.
+pub const ERROR_BUDGET: u32 = 20;
+/// The error-budget window.
+pub const ERROR_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl SocketLink {
     /// A link whose messages may be at most `max_message_bytes`.
     pub fn new(max_message_bytes: usize) -> Self {
+        let now = std::time::Instant::now();
         Self {
-            last_heard: std::time::Instant::now(),
+            last_heard: now,
             assembler: MessageAssembler::new(max_message_bytes),
+            error_window: (now, 0),
         }
+    }
+
+    /// Counts one client error; false once the budget is spent.
+    fn spend_error(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if now.duration_since(self.error_window.0) >= ERROR_WINDOW {
+            self.error_window = (now, 0);
+        }
+        self.error_window.1 += 1;
+        self.error_window.1 <= ERROR_BUDGET
+    }
+}
+
+/// Answers a client's mistake with an error frame, keeping the socket open
+/// until the client has made more than [`ERROR_BUDGET`] mistakes in
+/// [`ERROR_WINDOW`]; then closes with 1008 `too_many_errors`.
+pub fn reject<A: TextSocket>(
+    actor: &mut A,
+    ctx: &mut WebsocketContext<A>,
+    id: Option<&str>,
+    code: &str,
+    message: &str,
+) {
+    if actor.link().spend_error() {
+        send_error(ctx, id, code, message);
+    } else {
+        fail_and_close(
+            ctx,
+            CloseCode::Policy,
+            "too_many_errors",
+            "too many bad frames; closing",
+        );
     }
 }
 

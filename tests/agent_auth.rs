@@ -310,10 +310,31 @@ async fn agent_socket_refuses_bad_tokens_with_1008() {
     claims["iat"] = json!(claims["iat"].as_u64().expect("iat") - 200);
     let expired = tokens.sign(&claims).expect("sign");
     let no_presence = server.token("nick", 74);
+    let header = jsonwebtoken::decode_header(&good).expect("header");
+    let fresh: Value = {
+        use base64::Engine as _;
+        let payload = good.split('.').nth(1).expect("payload");
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .expect("b64"),
+        )
+        .expect("claims")
+    };
+    let signed_with = |kid: Option<String>, secret: &[u8]| {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = kid;
+        jsonwebtoken::encode(&h, &fresh, &jsonwebtoken::EncodingKey::from_secret(secret))
+            .expect("encode")
+    };
+    let wrong_key = signed_with(header.kid.clone(), b"not-the-server-key-at-all-32byte");
+    let unknown_kid = signed_with(Some("made-up".into()), b"not-the-server-key-at-all-32byte");
     for (token, code) in [
         ("junk".to_owned(), "unauthorized"),
         (expired, "unauthorized"),
         (format!("{good}x"), "unauthorized"),
+        (wrong_key, "unauthorized"),
+        (unknown_kid, "unauthorized"),
         (no_presence, "presence_not_subscribed"),
     ] {
         let mut ws = server.socket("/agent/ws", None).await.expect("connect");

@@ -61,6 +61,18 @@ async fn rest_refuses_foreign_and_near_miss_origins() {
             .await;
         assert_eq!(body["error"], "origin_not_allowed", "{origin}");
     }
+    // Where the path names a group, another group's origin is refused
+    // before anything else, so no response (not even a 401) echoes it.
+    let resp = server
+        .http
+        .get(server.url("/presence/72/visitors/v-1"))
+        .insert_header(("Origin", ORIGIN_73))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(resp.status().as_u16(), 403);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+
     // Token issuance checks the group's list too.
     let (status, body) = server
         .post(
@@ -195,4 +207,11 @@ async fn after_hello_the_groups_own_list_applies() {
         .expect("handshake");
     agent.send(json!({"type":"auth","token":token})).await;
     assert_eq!(agent.recv().await["type"], "ready");
+}
+
+#[actix_web::test]
+async fn health_is_never_gated_on_origin() {
+    let server = TestServer::start().await;
+    let (status, _) = server.get("/healthz", None, Some("http://evil.test")).await;
+    assert_eq!(status, 200);
 }

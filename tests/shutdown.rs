@@ -69,6 +69,8 @@ password_hash = "{hash}"
     let mut child = Command::new(env!("CARGO_BIN_EXE_presence-server"))
         .args(["serve", "--config"])
         .arg(&config_path)
+        // Log everything, request logs included, so a leaked token would show.
+        .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

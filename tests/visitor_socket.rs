@@ -253,3 +253,22 @@ async fn a_socket_that_answers_pings_stays_up() {
     let ((status, body), ()) = tokio::join!(call, answer);
     assert_eq!((status, body), (200, json!({"ok":true,"value":1})));
 }
+
+#[actix_web::test]
+async fn a_flood_of_bad_frames_is_cut_off() {
+    let server = TestServer::start().await;
+    let mut ws = server.visitor("v-1", json!({})).await;
+    // Sent without reading a single reply: the server must not keep
+    // answering garbage (an amplifier that would also fill the send buffer
+    // of a client that does not read).
+    for _ in 0..(presence_server::ws_support::ERROR_BUDGET + 5) {
+        ws.send_text("not json").await;
+    }
+    let closed = ws.closed().await;
+    assert_closed(&closed, CloseCode::Policy, "too_many_errors");
+    assert_eq!(
+        closed.errors.len() as u32,
+        presence_server::ws_support::ERROR_BUDGET + 1,
+        "exactly the budget of error frames, then the closing one"
+    );
+}

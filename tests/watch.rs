@@ -126,3 +126,65 @@ async fn watch_limits_and_bad_ids_get_error_frames() {
         (Some("lookup"), Some("l1"), Some(false))
     );
 }
+
+#[actix_web::test]
+async fn agent_frames_get_rest_codes_with_their_id() {
+    let server = TestServer::start().await;
+    let token = server.token("fred.demo", 72);
+    let mut agent = server.agent(&token).await;
+    agent
+        .send(json!({"type":"invoke","id":"r1","visitorid":"v-1"}))
+        .await;
+    let err = agent.recv().await;
+    assert_eq!(
+        (err["id"].as_str(), err["code"].as_str()),
+        (Some("r1"), Some("bad_request")),
+        "{err}"
+    );
+    agent.send_text("{broken").await;
+    assert_eq!(agent.recv().await["code"], "bad_request");
+    agent
+        .send(json!({"type":"unwatch","visitorid":"no spaces allowed"}))
+        .await;
+    assert_eq!(agent.recv().await["code"], "bad_request");
+    agent
+        .send(json!({"type":"invoke","id":"x".repeat(129),"visitorid":"v-1","func":"f"}))
+        .await;
+    assert_eq!(agent.recv().await["code"], "bad_request");
+}
+
+#[actix_web::test]
+async fn agent_sockets_share_the_size_limit_heartbeat_and_error_budget() {
+    use awc::ws::CloseCode;
+    let server = TestServer::start_with(|c| {
+        c.presence.max_message_bytes = 1024;
+        c.presence.ping_interval_ms = 50;
+        c.presence.client_timeout_ms = 200;
+    })
+    .await;
+    let token = server.token("fred.demo", 72);
+
+    let mut agent = server.agent(&token).await;
+    agent
+        .send_text(&format!(
+            r#"{{"type":"lookup","id":"{}"}}"#,
+            "x".repeat(2000)
+        ))
+        .await;
+    common::assert_closed(&agent.closed().await, CloseCode::Size, "message_too_large");
+
+    let mut agent = server.agent(&token).await;
+    common::assert_closed(
+        &agent.closed().await,
+        CloseCode::Policy,
+        "heartbeat_timeout",
+    );
+
+    let mut agent = server.agent(&token).await;
+    for _ in 0..(presence_server::ws_support::ERROR_BUDGET + 1) {
+        agent
+            .send(json!({"type":"watch","visitorid":"bad id"}))
+            .await;
+    }
+    common::assert_closed(&agent.closed().await, CloseCode::Policy, "too_many_errors");
+}

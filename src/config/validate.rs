@@ -93,9 +93,9 @@ fn validate_server(config: &Config) -> Result<(), ConfigError> {
     )?;
     check(server.backlog >= 1, "server.backlog", "must be at least 1")?;
     check(
-        (1..=30).contains(&server.shutdown_timeout_secs),
+        (1..=25).contains(&server.shutdown_timeout_secs),
         "server.shutdown_timeout_secs",
-        "must be 1 to 30",
+        "must be 1 to 25, so shutdown always completes within 30 s",
     )
 }
 

@@ -10,7 +10,7 @@ use crate::config::{Role, MIN_TOKEN_SECS};
 use crate::error::ApiError;
 use crate::ids::GroupId;
 use crate::origin::RequestOrigin;
-use crate::password::MAX_PASSWORD_BYTES;
+use crate::password::{CheckError, MAX_PASSWORD_BYTES};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -94,11 +94,15 @@ pub async fn issue_token(
     let hash = user
         .and_then(|u| u.password_hash.as_ref())
         .map(|h| h.expose_secret().to_owned());
-    let checker = app.passwords.clone();
-    // argon2 is deliberately slow: keep it off the async workers.
-    let matches = web::block(move || checker.check(&password, hash.as_deref()))
+    let matches = app
+        .passwords
+        .clone()
+        .check_off_thread(password, hash)
         .await
-        .map_err(|_| ApiError::Internal("password check failed".into()))?;
+        .map_err(|e| match e {
+            CheckError::Busy => ApiError::Busy,
+            CheckError::Failed => ApiError::Internal("password check failed".into()),
+        })?;
     let user = match (matches, user) {
         (true, Some(user)) => user,
         _ => {

@@ -32,6 +32,9 @@ pub struct VisitorEntry {
 /// What happened to a routed command.
 pub enum Routed {
     Delivered,
+    /// The most recent connection's mailbox is full: it is not keeping up
+    /// (or its client stopped reading). The command comes back.
+    Busy(VisitorCommand),
     /// No live connection accepted it; the command comes back.
     NoConnection(VisitorCommand),
 }
@@ -67,15 +70,13 @@ impl VisitorEntry {
 
     /// Hands `command` to the most recently active connection, dropping any
     /// connection whose actor has already stopped and trying the next.
+    /// Session mailboxes are bounded, so a stalled client cannot make
+    /// commands pile up without limit.
     pub fn route(&mut self, mut command: VisitorCommand) -> Routed {
         while let Some(conn) = self.connections.last() {
             match conn.commands.try_send(command) {
                 Ok(()) => return Routed::Delivered,
-                Err(SendError::Full(back)) => {
-                    // A busy mailbox still takes messages past its soft cap.
-                    conn.commands.do_send(back);
-                    return Routed::Delivered;
-                }
+                Err(SendError::Full(back)) => return Routed::Busy(back),
                 Err(SendError::Closed(back)) => {
                     command = back;
                     self.connections.pop();

@@ -71,12 +71,18 @@ impl Registry {
         }
     }
 
-    fn notify(&self, key: &VisitorKey, kind: EventKind) {
+    fn notify(&mut self, key: &VisitorKey, kind: EventKind) {
         let event = VisitorEvent {
             kind,
             state: self.lookup(key),
         };
-        self.watchers.notify(key, &event);
+        for stalled in self.watchers.notify(key, &event) {
+            tracing::warn!(
+                watcher = stalled,
+                "dropping the watches of an agent socket that stopped reading"
+            );
+            self.watchers.remove_all(stalled);
+        }
     }
 
     /// Begins the grace period of a visitor with no live socket.
@@ -126,14 +132,18 @@ impl Registry {
             command.fail(ApiError::not_present());
             return;
         };
+        let limit = self.config.max_pending_invokes;
         match entry.route(command) {
             Routed::Delivered => {}
+            Routed::Busy(command) => command.fail(ApiError::TooManyPending(limit)),
             Routed::NoConnection(command) => {
                 // Either already in grace, or every connection turned out
                 // stopped: park until the visitor comes back or grace ends.
                 self.start_grace(key, ctx);
-                if let Some(grace) = self.visitors.get_mut(key).and_then(|e| e.grace.as_mut()) {
-                    grace.parked.push(command);
+                match self.visitors.get_mut(key).and_then(|e| e.grace.as_mut()) {
+                    Some(grace) if grace.parked.len() < limit => grace.parked.push(command),
+                    Some(_) => command.fail(ApiError::TooManyPending(limit)),
+                    None => command.fail(ApiError::not_present()),
                 }
             }
         }
@@ -229,9 +239,12 @@ impl Handler<Connect> for Registry {
         entry.data = merged;
         entry.connections.push(msg.connection);
         if let Some(grace) = entry.grace.take() {
+            let limit = self.config.max_pending_invokes;
             for command in grace.parked {
-                if let Routed::NoConnection(command) = entry.route(command) {
-                    command.fail(ApiError::not_present());
+                match entry.route(command) {
+                    Routed::Delivered => {}
+                    Routed::Busy(command) => command.fail(ApiError::TooManyPending(limit)),
+                    Routed::NoConnection(command) => command.fail(ApiError::not_present()),
                 }
             }
         }
@@ -363,11 +376,14 @@ impl Handler<Watch> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Watch, _ctx: &mut Self::Context) {
-        msg.events.do_send(VisitorEvent {
+        let state = VisitorEvent {
             kind: EventKind::State,
             state: self.lookup(&msg.key),
-        });
-        self.watchers.add(msg.key, msg.watcher, msg.events);
+        };
+        // A socket whose mailbox is already full gets no new watch.
+        if msg.events.try_send(state).is_ok() {
+            self.watchers.add(msg.key, msg.watcher, msg.events);
+        }
     }
 }
 

@@ -40,9 +40,31 @@ impl Handler<VisitorEvent> for WatcherProbe {
     }
 }
 
+/// A visitor connection that never handles its mailbox, as when the
+/// client stopped reading and its session cannot run.
+struct StalledConnection;
+
+impl Actor for StalledConnection {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(2);
+        ctx.wait(actix::fut::wrap_future(std::future::pending::<()>()));
+    }
+}
+
+impl Handler<VisitorCommand> for StalledConnection {
+    type Result = ();
+    fn handle(&mut self, _: VisitorCommand, _: &mut Self::Context) {}
+}
+
 fn registry(grace_ms: u64) -> Addr<Registry> {
+    registry_with(grace_ms, PresenceConfig::default().max_pending_invokes)
+}
+
+fn registry_with(grace_ms: u64, max_pending_invokes: usize) -> Addr<Registry> {
     let config = PresenceConfig {
         reconnect_grace_ms: grace_ms,
+        max_pending_invokes,
         ..PresenceConfig::default()
     };
     Registry::new(Arc::new(config), Arc::new(SystemClock)).start()
@@ -201,4 +223,49 @@ async fn the_grace_period_ending_fails_parked_commands_and_tells_watchers() {
     let event = events.recv().await.expect("event");
     assert_eq!(event.kind, EventKind::Disconnected);
     assert!(!event.state.online);
+}
+
+#[actix::test]
+async fn a_stalled_connection_gets_429_instead_of_an_unbounded_queue() {
+    let registry = registry(5_000);
+    let stalled = StalledConnection.start();
+    registry
+        .send(Connect {
+            key: key(),
+            connection: LiveConnection {
+                id: "stalled".into(),
+                commands: stalled.clone().recipient(),
+            },
+            data: PresenceData::default(),
+        })
+        .await
+        .expect("mailbox")
+        .expect("connect");
+    let mut refused = None;
+    for _ in 0..10 {
+        let outcome = invoke(&registry);
+        // Queued invokes never answer; a refused one answers at once.
+        let lookup = registry.send(Lookup { key: key() }).await.expect("lookup");
+        assert!(lookup.online);
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_millis(0), outcome).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert_eq!(refused.map(|e| e.code()), Some("too_many_pending"));
+}
+
+#[actix::test]
+async fn parked_commands_are_capped_at_the_pending_limit() {
+    let registry = registry_with(60_000, 2);
+    let (seen_tx, _seen) = mpsc::unbounded_channel();
+    let _a = connect(&registry, "a", &seen_tx).await;
+    registry.do_send(Disconnect {
+        key: key(),
+        connection_id: "a".into(),
+    });
+    let _first = invoke(&registry);
+    let _second = invoke(&registry);
+    let third = invoke(&registry).await.expect("answered at once");
+    assert_eq!(third.expect_err("over the cap").code(), "too_many_pending");
 }

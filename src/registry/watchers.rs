@@ -48,13 +48,19 @@ impl Watchers {
         }
     }
 
-    /// Sends `event` to everyone watching `key`.
-    pub fn notify(&self, key: &VisitorKey, event: &VisitorEvent) {
+    /// Sends `event` to everyone watching `key`. Returns the watchers whose
+    /// mailbox is full (an agent socket that stopped reading) or closed:
+    /// they should be dropped, not buffered for without limit.
+    pub fn notify(&self, key: &VisitorKey, event: &VisitorEvent) -> Vec<WatcherId> {
+        let mut stalled = Vec::new();
         if let Some(map) = self.by_visitor.get(key) {
-            for recipient in map.values() {
-                recipient.do_send(event.clone());
+            for (id, recipient) in map {
+                if recipient.try_send(event.clone()).is_err() {
+                    stalled.push(*id);
+                }
             }
         }
+        stalled
     }
 
     /// Number of (watcher, visitor) pairs.

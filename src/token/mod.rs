@@ -65,10 +65,19 @@ pub enum TokenError {
 }
 
 /// A freshly issued token and its claims.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IssuedToken {
     pub token: String,
     pub claims: AgentClaims,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &"[REDACTED]")
+            .field("claims", &self.claims)
+            .finish()
+    }
 }
 
 /// Issues and verifies agent tokens against the key ring.
