@@ -166,7 +166,7 @@ impl AgentSession {
         ctx: &mut WebsocketContext<Self>,
     ) {
         if let Err(e) = check_request_id(&id) {
-            return reject(self, ctx, None, e.code, &e.message);
+            return reject(self, ctx, None, "bad_request", &e.message);
         }
         let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
             return;
@@ -211,7 +211,7 @@ impl AgentSession {
     ) {
         if let Some(id) = &id {
             if let Err(e) = check_request_id(id) {
-                return reject(self, ctx, None, e.code, &e.message);
+                return reject(self, ctx, None, "bad_request", &e.message);
             }
         }
         let Some(key) = self.visitor_key(claims, id.as_deref(), visitorid, ctx) else {
@@ -241,7 +241,7 @@ impl AgentSession {
         ctx: &mut WebsocketContext<Self>,
     ) {
         if let Err(e) = check_request_id(&id) {
-            return reject(self, ctx, None, e.code, &e.message);
+            return reject(self, ctx, None, "bad_request", &e.message);
         }
         let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
             return;
