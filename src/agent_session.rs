@@ -21,7 +21,7 @@ use crate::ids::{VisitorId, VisitorKey};
 use crate::invoke::{self, check_invoke, InvokeOutcome};
 use crate::origin::RequestOrigin;
 use crate::protocol::{check_request_id, parse_frame, AgentInbound, ServerFrame};
-use crate::registry::{Lookup, Unwatch, UnwatchAll, VisitorEvent, Watch, WatcherId};
+use crate::registry::{Unwatch, UnwatchAll, VisitorEvent, Watch, WatcherId};
 use crate::state::AppState;
 use crate::token::AgentClaims;
 use crate::ws_support::{
@@ -147,7 +147,7 @@ impl AgentSession {
             );
         }
         self.watching.insert(key.visitor.clone());
-        self.app.registry.do_send(Watch {
+        self.app.registry.addr().do_send(Watch {
             key,
             watcher: self.watcher_id,
             events: ctx.address().recipient(),
@@ -246,24 +246,16 @@ impl AgentSession {
         let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
             return;
         };
-        if !self.reserve(Some(&id), ctx) {
-            return;
-        }
-        ctx.spawn(self.app.registry.send(Lookup { key }).into_actor(self).map(
-            move |state, session, ctx| {
-                session.in_flight -= 1;
-                match state.map(serde_json::to_value) {
-                    Ok(Ok(visitor)) => ctx.text(
-                        ServerFrame::Lookup {
-                            id: &id,
-                            visitor: &visitor,
-                        }
-                        .to_text(),
-                    ),
-                    _ => send_error(ctx, Some(&id), "internal", "the registry is unavailable"),
+        match serde_json::to_value(self.app.registry.lookup(&key)) {
+            Ok(visitor) => ctx.text(
+                ServerFrame::Lookup {
+                    id: &id,
+                    visitor: &visitor,
                 }
-            },
-        ));
+                .to_text(),
+            ),
+            Err(_) => send_error(ctx, Some(&id), "internal", "lookup failed"),
+        }
     }
 }
 
@@ -291,7 +283,7 @@ impl Actor for AgentSession {
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
         if !self.watching.is_empty() {
-            self.app.registry.do_send(UnwatchAll {
+            self.app.registry.addr().do_send(UnwatchAll {
                 watcher: self.watcher_id,
             });
             self.watching.clear();
@@ -371,7 +363,7 @@ impl TextSocket for AgentSession {
                 // repeated DELETE.
                 if let Some(key) = self.visitor_key(&claims, None, &visitorid, ctx) {
                     if self.watching.remove(&key.visitor) {
-                        self.app.registry.do_send(Unwatch {
+                        self.app.registry.addr().do_send(Unwatch {
                             key,
                             watcher: self.watcher_id,
                         });

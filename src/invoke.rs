@@ -5,7 +5,6 @@
 //! `invoke_timeout`, whatever happens downstream. Everything downstream
 //! (registry, visitor session) only has to drop or answer the responder.
 
-use actix::Addr;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -14,7 +13,8 @@ use tokio::time::{Duration, Instant};
 use crate::config::{valid_function_name, PresenceConfig};
 use crate::error::ApiError;
 use crate::ids::VisitorKey;
-use crate::registry::{Invoke, Registry, Signal};
+use crate::registry::RegistryHandle;
+use crate::visitor_session::VisitorCommand;
 
 /// What the visitor's function returned.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -81,7 +81,7 @@ pub fn check_invoke(
 /// Sends an invoke through the registry and waits for its outcome until the
 /// deadline.
 pub async fn invoke(
-    registry: &Addr<Registry>,
+    registry: &RegistryHandle,
     key: VisitorKey,
     func: String,
     args: Value,
@@ -89,16 +89,16 @@ pub async fn invoke(
 ) -> Result<InvokeOutcome, ApiError> {
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
     let (responder, outcome) = oneshot::channel();
-    registry.do_send(Invoke {
+    registry.route(
         key,
-        request: InvokeRequest {
+        VisitorCommand::Invoke(InvokeRequest {
             func,
             args,
             deadline,
             timeout_ms,
             responder,
-        },
-    });
+        }),
+    );
     match tokio::time::timeout_at(deadline, outcome).await {
         Ok(Ok(result)) => result,
         // The responder was dropped unanswered: the connection it was bound
@@ -114,16 +114,16 @@ pub async fn invoke(
 /// visitor connection (or refused). Bounded by the visitor grace period plus
 /// the default invoke timeout, so it never hangs.
 pub async fn signal(
-    registry: &Addr<Registry>,
+    registry: &RegistryHandle,
     key: VisitorKey,
     data: Value,
     config: &PresenceConfig,
 ) -> Result<(), ApiError> {
     let (responder, delivered) = oneshot::channel();
-    registry.do_send(Signal {
+    registry.route(
         key,
-        request: SignalRequest { data, responder },
-    });
+        VisitorCommand::Signal(SignalRequest { data, responder }),
+    );
     let limit = config.reconnect_grace() + Duration::from_millis(config.invoke_timeout_ms);
     match tokio::time::timeout(limit, delivered).await {
         Ok(Ok(result)) => result,

@@ -35,7 +35,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -45,7 +44,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::origin::OriginPolicy;
 use crate::password::PasswordChecker;
-use crate::registry::{Registry, RegistryStats, Stats};
+use crate::registry::{RegistryHandle, RegistryStats, Stats};
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 use crate::token::TokenService;
@@ -110,7 +109,7 @@ pub async fn run_with_clock(
     )?);
     let passwords =
         Arc::new(PasswordChecker::new().map_err(|e| ServerError::Password(e.to_string()))?);
-    let registry = Registry::new(Arc::new(config.presence.clone()), clock.clone()).start();
+    let registry = RegistryHandle::start(Arc::new(config.presence.clone()), clock.clone());
     let origins = web::Data::new(OriginPolicy::from_config(&config));
     let app = web::Data::new(AppState {
         config: config.clone(),
@@ -177,7 +176,7 @@ impl RunningServer {
 
     /// Live visitors, connections and watches.
     pub async fn stats(&self) -> Option<RegistryStats> {
-        self.app.registry.send(Stats).await.ok()
+        self.app.registry.addr().send(Stats).await.ok()
     }
 
     /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.

@@ -3,20 +3,19 @@
 
 use std::sync::Arc;
 
-use actix::Addr;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::origin::OriginPolicy;
 use crate::password::PasswordChecker;
-use crate::registry::Registry;
+use crate::registry::RegistryHandle;
 use crate::store::Store;
 use crate::token::TokenService;
 
 pub struct AppState {
     pub config: Arc<Config>,
-    pub registry: Addr<Registry>,
+    pub registry: RegistryHandle,
     pub tokens: Arc<TokenService>,
     pub origins: Arc<OriginPolicy>,
     pub passwords: Arc<PasswordChecker>,

@@ -63,10 +63,7 @@ impl Store {
         // No periodic background flush: every write a client is told about
         // is flushed explicitly, and without the flusher thread nothing
         // outlives `close()`, so the directory lock is released at once.
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .open()?;
+        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
         let signing_keys = db.open_tree(TREE_SIGNING_KEYS)?;
         Ok(Self {
             trees: RwLock::new(Some(Trees { db, signing_keys })),

@@ -7,6 +7,8 @@
 //! longer arrive (invokes are delivered at most once).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, Message, SpawnHandle,
@@ -70,6 +72,8 @@ pub struct VisitorSession {
     app: web::Data<AppState>,
     origin: RequestOrigin,
     connection_id: String,
+    /// Shared with the registry's routing snapshots; cleared on leaving.
+    open: Arc<AtomicBool>,
     phase: Phase,
     link: SocketLink,
     pending: HashMap<String, PendingInvoke>,
@@ -83,6 +87,7 @@ impl VisitorSession {
             app,
             origin,
             connection_id: random_id(12),
+            open: Arc::new(AtomicBool::new(true)),
             phase: Phase::AwaitingHello,
             link: SocketLink::new(limit),
             pending: HashMap::new(),
@@ -92,9 +97,12 @@ impl VisitorSession {
 
     /// Deregisters from the registry (once) and fails invokes in flight.
     fn leave(&mut self) {
+        // First stop being a routing target, so nothing new is written to a
+        // socket that is closing.
+        self.open.store(false, Ordering::Release);
         let phase = std::mem::replace(&mut self.phase, Phase::Left);
         if let Phase::Joining(key) | Phase::Live(key) = phase {
-            self.app.registry.do_send(Disconnect {
+            self.app.registry.addr().do_send(Disconnect {
                 key,
                 connection_id: self.connection_id.clone(),
             });
@@ -146,12 +154,13 @@ impl VisitorSession {
             connection: LiveConnection {
                 id: self.connection_id.clone(),
                 commands: ctx.address().recipient(),
+                open: self.open.clone(),
             },
             data,
         };
         // `wait` holds other frames back until the registry has answered, so
         // nothing is handled half-registered.
-        ctx.wait(self.app.registry.send(connect).into_actor(self).map(
+        ctx.wait(self.app.registry.addr().send(connect).into_actor(self).map(
             move |reply, session, ctx| match reply {
                 Ok(Ok(())) => {
                     session.phase = Phase::Live(key.clone());
@@ -186,15 +195,13 @@ impl VisitorSession {
             connection_id: self.connection_id.clone(),
             data,
         };
-        ctx.spawn(
-            self.app.registry.send(update).into_actor(self).map(
-                |reply, session, ctx| match reply {
-                    Ok(Ok(())) => {}
-                    Ok(Err(message)) => reject(session, ctx, None, "bad_presence_data", &message),
-                    Err(_) => send_error(ctx, None, "internal", "the registry is unavailable"),
-                },
-            ),
-        );
+        ctx.spawn(self.app.registry.addr().send(update).into_actor(self).map(
+            |reply, session, ctx| match reply {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => reject(session, ctx, None, "bad_presence_data", &message),
+                Err(_) => send_error(ctx, None, "internal", "the registry is unavailable"),
+            },
+        ));
     }
 
     fn result(

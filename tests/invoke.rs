@@ -210,8 +210,11 @@ async fn an_invoke_during_page_navigation_waits_for_the_new_socket() {
             json!({"type":"invoke","id":"r1","visitorid":"v-nav","func":"showMessage","args":"hi"}),
         )
         .await;
-    // The lookup is handled after the invoke (same socket, same registry
-    // mailbox), so once it answers the invoke is parked.
+    // The closed socket stopped counting before its close frame went out;
+    // the visitor is still present, in its grace period. The invoke was
+    // handed to the registry before this lookup was read, and the new
+    // page's hello reaches the registry after it, so the invoke is parked
+    // and then delivered.
     agent
         .send(json!({"type":"lookup","id":"l1","visitorid":"v-nav"}))
         .await;

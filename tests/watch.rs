@@ -65,8 +65,8 @@ async fn unwatch_stops_events_and_watches_stay_in_the_agents_group() {
     agent.send(json!({"type":"watch","visitorid":"b"})).await;
     assert_eq!(agent.recv().await["visitorid"], "b");
     agent.send(json!({"type":"unwatch","visitorid":"a"})).await;
-    // Frames are handled in order, and the registry's mailbox is FIFO, so
-    // once this lookup answers, the unwatch has reached the registry.
+    // Frames are handled in order: once this lookup answers, the unwatch is
+    // in the registry's mailbox, ahead of the hello below (FIFO).
     agent
         .send(json!({"type":"lookup","id":"sync","visitorid":"a"}))
         .await;

@@ -9,7 +9,6 @@ use super::AgentAuth;
 use crate::error::ApiError;
 use crate::ids::{GroupId, VisitorId, VisitorKey};
 use crate::invoke::{self, check_invoke};
-use crate::registry::Lookup;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -33,11 +32,7 @@ pub async fn lookup(
     path: web::Path<VisitorPath>,
 ) -> Result<HttpResponse, ApiError> {
     let key = path.key(&app, &auth)?;
-    let state = app
-        .registry
-        .send(Lookup { key })
-        .await
-        .map_err(|_| ApiError::Internal("the registry is unavailable".into()))?;
+    let state = app.registry.lookup(&key);
     Ok(HttpResponse::Ok().json(state))
 }
 

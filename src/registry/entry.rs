@@ -2,6 +2,9 @@
 //! activity, its merged presence data, and, between its last socket closing
 //! and the grace period ending, the commands waiting for it to come back.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use actix::dev::SendError;
 use actix::Recipient;
 
@@ -9,9 +12,19 @@ use crate::presence_data::PresenceData;
 use crate::visitor_session::VisitorCommand;
 
 /// One visitor socket the registry can route to.
+#[derive(Clone)]
 pub struct LiveConnection {
     pub id: String,
     pub commands: Recipient<VisitorCommand>,
+    /// Cleared by the session the moment it starts closing.
+    pub open: Arc<AtomicBool>,
+}
+
+impl LiveConnection {
+    /// Whether the session still accepts commands.
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
 }
 
 /// Commands parked while a visitor is between sockets.
@@ -74,6 +87,11 @@ impl VisitorEntry {
     /// commands pile up without limit.
     pub fn route(&mut self, mut command: VisitorCommand) -> Routed {
         while let Some(conn) = self.connections.last() {
+            if !conn.is_open() {
+                // Closing: its Disconnect is on the way. Never write to it.
+                self.connections.pop();
+                continue;
+            }
             match conn.commands.try_send(command) {
                 Ok(()) => return Routed::Delivered,
                 Err(SendError::Full(back)) => return Routed::Busy(back),

@@ -2,8 +2,10 @@
 //! live, routes agent commands to them by (group, visitor), and tells
 //! watching agents when a visitor comes, goes or changes page.
 //!
-//! Everything reaches it as a message, so a later multi-node directory can
-//! sit behind the same messages without the session actors changing.
+//! Everything reaches it as a message, and it is the only writer of the
+//! published [`directory::Directory`] that [`RegistryHandle`] reads to route
+//! commands to live visitors without a mailbox hop. A later multi-node
+//! directory can sit behind the handle without the session actors changing.
 //!
 //! Page navigation closes a socket and opens another a moment later. When a
 //! visitor's last socket closes, the visitor stays present for
@@ -11,7 +13,9 @@
 //! socket, and watchers hear `disconnected` only if the grace period ends
 //! with no reconnect.
 
+mod directory;
 mod entry;
+mod handle;
 mod watchers;
 
 use std::collections::HashMap;
@@ -25,12 +29,13 @@ use crate::clock::SharedClock;
 use crate::config::PresenceConfig;
 use crate::error::ApiError;
 use crate::ids::{GroupId, VisitorKey};
-use crate::invoke::{InvokeRequest, SignalRequest};
 use crate::presence_data::PresenceData;
 use crate::visitor_session::VisitorCommand;
 
+use directory::Directory;
 pub use entry::LiveConnection;
 use entry::{Grace, Routed, VisitorEntry};
+pub use handle::RegistryHandle;
 pub use watchers::WatcherId;
 use watchers::Watchers;
 
@@ -44,31 +49,33 @@ pub struct Registry {
     visitors: HashMap<VisitorKey, VisitorEntry>,
     watchers: Watchers,
     next_generation: u64,
+    directory: Arc<Directory>,
 }
 
 impl Registry {
-    pub fn new(config: Arc<PresenceConfig>, clock: SharedClock) -> Self {
+    fn new(config: Arc<PresenceConfig>, clock: SharedClock, directory: Arc<Directory>) -> Self {
         Self {
             config,
             clock,
             visitors: HashMap::new(),
             watchers: Watchers::default(),
             next_generation: 0,
+            directory,
         }
     }
 
     fn lookup(&self, key: &VisitorKey) -> VisitorState {
         match self.visitors.get(key) {
-            Some(entry) => VisitorState {
-                groupid: key.group,
-                visitorid: key.visitor.as_str().to_owned(),
-                online: true,
-                connections: entry.connections.len(),
-                data: entry.data.to_value(),
-                connected_at: Some(entry.connected_at_ms),
-            },
+            Some(entry) => directory::Published::from(entry).state(key),
             None => VisitorState::offline(key),
         }
+    }
+
+    /// Publishes the visitor's current entry (or its absence). Called after
+    /// every change and before any event about it, so an agent that saw an
+    /// event finds the directory at least as new.
+    fn publish(&self, key: &VisitorKey) {
+        self.directory.publish(key, self.visitors.get(key));
     }
 
     fn notify(&mut self, key: &VisitorKey, kind: EventKind) {
@@ -124,6 +131,7 @@ impl Registry {
                 ));
             }
         }
+        self.publish(key);
         self.notify(key, EventKind::Disconnected);
     }
 
@@ -147,6 +155,8 @@ impl Registry {
                 }
             }
         }
+        // Routing may have dropped closing connections.
+        self.publish(key);
     }
 }
 
@@ -171,7 +181,8 @@ pub struct VisitorState {
 }
 
 impl VisitorState {
-    fn offline(key: &VisitorKey) -> Self {
+    /// The document of a visitor who is not present.
+    pub fn offline(key: &VisitorKey) -> Self {
         Self {
             groupid: key.group,
             visitorid: key.visitor.as_str().to_owned(),
@@ -232,6 +243,7 @@ impl Handler<Connect> for Registry {
                 msg.key.clone(),
                 VisitorEntry::new(msg.connection, msg.data, now),
             );
+            self.publish(&msg.key);
             self.notify(&msg.key, EventKind::Connected);
             return Ok(());
         };
@@ -248,6 +260,7 @@ impl Handler<Connect> for Registry {
                 }
             }
         }
+        self.publish(&msg.key);
         if changed {
             self.notify(&msg.key, EventKind::Presence);
         }
@@ -283,6 +296,7 @@ impl Handler<Disconnect> for Registry {
                 self.start_grace(&msg.key, ctx);
             }
         }
+        self.publish(&msg.key);
     }
 }
 
@@ -308,6 +322,7 @@ impl Handler<PresenceUpdate> for Registry {
         }
         let (merged, changed) = entry.data.merged(&msg.data)?;
         entry.data = merged;
+        self.publish(&msg.key);
         if changed {
             self.notify(&msg.key, EventKind::Presence);
         }
@@ -315,35 +330,21 @@ impl Handler<PresenceUpdate> for Registry {
     }
 }
 
-/// Route an invoke to the visitor's most recently active connection.
+/// Route a command to the visitor's most recently active connection, or
+/// park it while the visitor is between sockets. [`RegistryHandle::route`]
+/// sends this whenever it cannot deliver directly.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Invoke {
+pub struct Route {
     pub key: VisitorKey,
-    pub request: InvokeRequest,
+    pub command: VisitorCommand,
 }
 
-impl Handler<Invoke> for Registry {
+impl Handler<Route> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: Invoke, ctx: &mut Self::Context) {
-        self.route(&msg.key, VisitorCommand::Invoke(msg.request), ctx);
-    }
-}
-
-/// Route a signal to the visitor's most recently active connection.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Signal {
-    pub key: VisitorKey,
-    pub request: SignalRequest,
-}
-
-impl Handler<Signal> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: Signal, ctx: &mut Self::Context) {
-        self.route(&msg.key, VisitorCommand::Signal(msg.request), ctx);
+    fn handle(&mut self, msg: Route, ctx: &mut Self::Context) {
+        self.route(&msg.key, msg.command, ctx);
     }
 }
 

@@ -67,7 +67,12 @@ fn registry_with(grace_ms: u64, max_pending_invokes: usize) -> Addr<Registry> {
         max_pending_invokes,
         ..PresenceConfig::default()
     };
-    Registry::new(Arc::new(config), Arc::new(SystemClock)).start()
+    Registry::new(
+        Arc::new(config),
+        Arc::new(SystemClock),
+        Arc::new(Directory::default()),
+    )
+    .start()
 }
 
 fn key() -> VisitorKey {
@@ -94,6 +99,7 @@ async fn connect(
             connection: LiveConnection {
                 id: name.to_owned(),
                 commands: probe.clone().recipient(),
+                open: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             },
             data: data(json!({"url": format!("/{name}")})),
         })
@@ -107,15 +113,15 @@ fn invoke(
     registry: &Addr<Registry>,
 ) -> oneshot::Receiver<Result<crate::invoke::InvokeOutcome, ApiError>> {
     let (responder, outcome) = oneshot::channel();
-    registry.do_send(Invoke {
+    registry.do_send(Route {
         key: key(),
-        request: InvokeRequest {
+        command: VisitorCommand::Invoke(InvokeRequest {
             func: "f".into(),
             args: json!(null),
             deadline: tokio::time::Instant::now() + Duration::from_secs(30),
             timeout_ms: 30_000,
             responder,
-        },
+        }),
     });
     outcome
 }
@@ -235,6 +241,7 @@ async fn a_stalled_connection_gets_429_instead_of_an_unbounded_queue() {
             connection: LiveConnection {
                 id: "stalled".into(),
                 commands: stalled.clone().recipient(),
+                open: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             },
             data: PresenceData::default(),
         })
@@ -268,4 +275,56 @@ async fn parked_commands_are_capped_at_the_pending_limit() {
     let _second = invoke(&registry);
     let third = invoke(&registry).await.expect("answered at once");
     assert_eq!(third.expect_err("over the cap").code(), "too_many_pending");
+}
+
+#[actix::test]
+async fn the_handle_routes_through_the_directory_and_skips_closing_sockets() {
+    let handle = RegistryHandle::start(Arc::new(PresenceConfig::default()), Arc::new(SystemClock));
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let (a, b) = ("a", "b");
+    let mut flags = Vec::new();
+    for name in [a, b] {
+        let probe = ConnectionProbe {
+            name,
+            seen: seen_tx.clone(),
+        }
+        .start();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        flags.push(open.clone());
+        handle
+            .addr()
+            .send(Connect {
+                key: key(),
+                connection: LiveConnection {
+                    id: name.into(),
+                    commands: probe.recipient(),
+                    open,
+                },
+                data: PresenceData::default(),
+            })
+            .await
+            .expect("mailbox")
+            .expect("connect");
+    }
+    assert_eq!(handle.lookup(&key()).connections, 2);
+    let send = |handle: &RegistryHandle| {
+        let (responder, _outcome) = oneshot::channel();
+        handle.route(
+            key(),
+            VisitorCommand::Signal(crate::invoke::SignalRequest {
+                data: json!(1),
+                responder,
+            }),
+        );
+    };
+    send(&handle);
+    assert_eq!(seen.recv().await.expect("routed").0, "b");
+    // b starts closing: it stops counting and stops being a target at once,
+    // before the registry hears of it.
+    flags[1].store(false, std::sync::atomic::Ordering::Release);
+    assert_eq!(handle.lookup(&key()).connections, 1);
+    send(&handle);
+    assert_eq!(seen.recv().await.expect("routed").0, "a");
+    let offline = VisitorKey::new(72, VisitorId::parse("nobody").expect("id"));
+    assert!(!handle.lookup(&offline).online);
 }

@@ -1,0 +1,69 @@
+//! The registry's interface to the rest of the server. Handlers and session
+//! actors hold a [`RegistryHandle`], never the registry's state: it routes a
+//! command straight to a live visitor connection found in the published
+//! [`Directory`], and hands everything else (visitors between sockets,
+//! stale snapshots, offline visitors) to the registry actor, which decides.
+//! A multi-node directory slots in here without touching the sessions.
+
+use std::sync::Arc;
+
+use actix::dev::SendError;
+use actix::{Actor, Addr};
+
+use super::directory::Directory;
+use super::{Registry, Route, VisitorState};
+use crate::clock::SharedClock;
+use crate::config::PresenceConfig;
+use crate::error::ApiError;
+use crate::ids::VisitorKey;
+use crate::visitor_session::VisitorCommand;
+
+/// A cheap, cloneable handle on the registry.
+#[derive(Clone)]
+pub struct RegistryHandle {
+    addr: Addr<Registry>,
+    directory: Arc<Directory>,
+    max_pending_invokes: usize,
+}
+
+impl RegistryHandle {
+    /// Starts the registry actor on the current arbiter.
+    pub fn start(config: Arc<PresenceConfig>, clock: SharedClock) -> Self {
+        let directory = Arc::new(Directory::default());
+        let max_pending_invokes = config.max_pending_invokes;
+        let addr = Registry::new(config, clock, directory.clone()).start();
+        Self {
+            addr,
+            directory,
+            max_pending_invokes,
+        }
+    }
+
+    /// The actor, for the messages sessions send it (connect, watch, ...).
+    pub fn addr(&self) -> &Addr<Registry> {
+        &self.addr
+    }
+
+    /// The visitor's lookup document.
+    pub fn lookup(&self, key: &VisitorKey) -> VisitorState {
+        self.directory
+            .get(key)
+            .map_or_else(|| VisitorState::offline(key), |p| p.state(key))
+    }
+
+    /// Routes a command to the visitor's most recently active connection.
+    pub fn route(&self, key: VisitorKey, mut command: VisitorCommand) {
+        if let Some(target) = self.directory.get(&key).and_then(|p| p.target().cloned()) {
+            match target.commands.try_send(command) {
+                Ok(()) => return,
+                Err(SendError::Full(back)) => {
+                    return back.fail(ApiError::TooManyPending(self.max_pending_invokes))
+                }
+                // The session stopped since the snapshot: let the registry,
+                // which will hear of it, decide.
+                Err(SendError::Closed(back)) => command = back,
+            }
+        }
+        self.addr.do_send(Route { key, command });
+    }
+}
