@@ -12,6 +12,21 @@ use presence_server::clock::{Clock, ManualClock};
 use presence_server::token::{AUDIENCE, ISSUER};
 use serde_json::{json, Value};
 
+async fn login(server: &TestServer, body: Value) -> (u16, Value) {
+    server.post("/auth/token", None, None, &body).await
+}
+
+/// The claims of a token, decoded without verification (to re-sign
+/// variations of them).
+fn claims_of(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("b64");
+    serde_json::from_slice(&bytes).expect("claims")
+}
+
 fn password_login(group: u64, username: &str, password: &str) -> Value {
     json!({"groupid": group, "credentials": {"username": username, "password": password}})
 }
@@ -41,14 +56,7 @@ async fn a_password_login_returns_a_working_token() {
         .await;
     assert_eq!(status, 200);
 
-    let (_, admin) = server
-        .post(
-            "/auth/token",
-            None,
-            None,
-            &password_login(72, "ada.admin", PASSWORD),
-        )
-        .await;
+    let (_, admin) = login(&server, password_login(72, "ada.admin", PASSWORD)).await;
     assert_eq!(admin["role"], "administrator");
     let claims = server
         .running()
@@ -61,30 +69,9 @@ async fn a_password_login_returns_a_working_token() {
 #[actix_web::test]
 async fn wrong_credentials_look_the_same_whether_or_not_the_user_exists() {
     let server = TestServer::start().await;
-    let (s1, wrong_password) = server
-        .post(
-            "/auth/token",
-            None,
-            None,
-            &password_login(72, "fred.demo", "nope"),
-        )
-        .await;
-    let (s2, no_such_user) = server
-        .post(
-            "/auth/token",
-            None,
-            None,
-            &password_login(72, "nobody", "nope"),
-        )
-        .await;
-    let (s3, other_group_user) = server
-        .post(
-            "/auth/token",
-            None,
-            None,
-            &password_login(72, "olga", PASSWORD),
-        )
-        .await;
+    let (s1, wrong_password) = login(&server, password_login(72, "fred.demo", "nope")).await;
+    let (s2, no_such_user) = login(&server, password_login(72, "nobody", "nope")).await;
+    let (s3, other_group_user) = login(&server, password_login(72, "olga", PASSWORD)).await;
     assert_eq!((s1, s2, s3), (401, 401, 401));
     assert_eq!(wrong_password, no_such_user);
     assert_eq!(wrong_password, other_group_user);
@@ -176,16 +163,7 @@ async fn rest_refuses_missing_malformed_forged_and_wrong_key_tokens() {
     let tampered = String::from_utf8(tampered).expect("ascii");
 
     let header = jsonwebtoken::decode_header(&good).expect("header");
-    let claims: Value = {
-        use base64::Engine as _;
-        let payload = good.split('.').nth(1).expect("payload");
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .expect("b64"),
-        )
-        .expect("claims")
-    };
+    let claims: Value = claims_of(&good);
     let wrong_key = {
         let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
         h.kid = header.kid.clone();
@@ -296,31 +274,13 @@ async fn agent_socket_refuses_bad_tokens_with_1008() {
     let server = TestServer::start().await;
     let tokens = server.running().tokens();
     let good = server.token("fred.demo", 72);
-    let mut claims: Value = {
-        use base64::Engine as _;
-        let payload = good.split('.').nth(1).expect("payload");
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .expect("b64"),
-        )
-        .expect("claims")
-    };
+    let mut claims: Value = claims_of(&good);
     claims["exp"] = json!(claims["iat"].as_u64().expect("iat") - 100);
     claims["iat"] = json!(claims["iat"].as_u64().expect("iat") - 200);
     let expired = tokens.sign(&claims).expect("sign");
     let no_presence = server.token("nick", 74);
     let header = jsonwebtoken::decode_header(&good).expect("header");
-    let fresh: Value = {
-        use base64::Engine as _;
-        let payload = good.split('.').nth(1).expect("payload");
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .expect("b64"),
-        )
-        .expect("claims")
-    };
+    let fresh: Value = claims_of(&good);
     let signed_with = |kid: Option<String>, secret: &[u8]| {
         let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
         h.kid = kid;
