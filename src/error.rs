@@ -29,6 +29,8 @@ pub enum ApiError {
     OriginNotAllowed(String),
     #[error("group {0} does not subscribe to Presence")]
     PresenceNotSubscribed(u64),
+    #[error("the agent is not a member of group {0}")]
+    NotAMember(u64),
     #[error("group {0} does not exist")]
     UnknownGroup(u64),
     #[error("{0}")]
@@ -62,6 +64,7 @@ impl ApiError {
             ApiError::WrongGroup { .. } => "wrong_group",
             ApiError::OriginNotAllowed(_) => "origin_not_allowed",
             ApiError::PresenceNotSubscribed(_) => "presence_not_subscribed",
+            ApiError::NotAMember(_) => "not_a_member",
             ApiError::UnknownGroup(_) => "unknown_group",
             ApiError::VisitorNotPresent(_) => "visitor_not_present",
             ApiError::NotFound => "not_found",
@@ -84,7 +87,8 @@ impl ApiError {
             ApiError::InvalidCredentials | ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::WrongGroup { .. }
             | ApiError::OriginNotAllowed(_)
-            | ApiError::PresenceNotSubscribed(_) => StatusCode::FORBIDDEN,
+            | ApiError::PresenceNotSubscribed(_)
+            | ApiError::NotAMember(_) => StatusCode::FORBIDDEN,
             ApiError::UnknownGroup(_) | ApiError::VisitorNotPresent(_) | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
             }

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent_session;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -40,6 +41,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::origin::OriginPolicy;
@@ -116,7 +118,12 @@ pub async fn run_with_clock(
         registry,
         tokens,
         origins: origins.clone().into_inner(),
-        passwords,
+        auth: Arc::new(Authenticator::new(
+            config.clone(),
+            passwords,
+            store.clone(),
+            clock.clone(),
+        )),
         store,
         clock,
         shutdown: CancellationToken::new(),

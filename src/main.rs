@@ -19,6 +19,24 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::LoginKey {
+            config,
+            group,
+            puid,
+            ttl,
+        } => {
+            use presence_server::clock::{Clock, SystemClock};
+            let result = Config::load(&config)
+                .map_err(|e| e.to_string())
+                .and_then(|c| cli::login_key(&c, group, &puid, ttl, SystemClock.now_secs()));
+            match result {
+                Ok(key) => {
+                    println!("{key}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Command::CheckConfig { config } => match cli::check_config(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::origin::OriginPolicy;
-use crate::password::PasswordChecker;
 use crate::registry::RegistryHandle;
 use crate::store::Store;
 use crate::token::TokenService;
@@ -18,7 +18,7 @@ pub struct AppState {
     pub registry: RegistryHandle,
     pub tokens: Arc<TokenService>,
     pub origins: Arc<OriginPolicy>,
-    pub passwords: Arc<PasswordChecker>,
+    pub auth: Arc<Authenticator>,
     pub store: Arc<Store>,
     pub clock: SharedClock,
     /// Cancelled when shutdown begins; sockets then close with 1001.

@@ -5,6 +5,7 @@
 //!
 //! Trees:
 //! - `signing_keys`: the agent-token key ring, `kid` → [`StoredSigningKey`].
+//! - `sessions`: website sessions, SHA-256 of the id → [`StoredSession`].
 
 use std::path::Path;
 use std::sync::RwLock;
@@ -13,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 /// Name of the key-ring tree.
 const TREE_SIGNING_KEYS: &str = "signing_keys";
+/// Name of the website-session tree.
+const TREE_SESSIONS: &str = "sessions";
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +47,19 @@ impl std::fmt::Debug for StoredSigningKey {
     }
 }
 
+/// A website session as persisted (under a hash of its id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSession {
+    pub username: String,
+    pub created_at: u64,
+    pub last_used: u64,
+}
+
 /// The open database and its named trees.
 struct Trees {
     db: sled::Db,
     signing_keys: sled::Tree,
+    sessions: sled::Tree,
 }
 
 /// The embedded database. [`Store::close`] releases it (and its directory
@@ -65,8 +77,13 @@ impl Store {
         // outlives `close()`, so the directory lock is released at once.
         let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
         let signing_keys = db.open_tree(TREE_SIGNING_KEYS)?;
+        let sessions = db.open_tree(TREE_SESSIONS)?;
         Ok(Self {
-            trees: RwLock::new(Some(Trees { db, signing_keys })),
+            trees: RwLock::new(Some(Trees {
+                db,
+                signing_keys,
+                sessions,
+            })),
         })
     }
 
@@ -104,6 +121,52 @@ impl Store {
             t.signing_keys.remove(kid.as_bytes())?;
             t.signing_keys.flush()?;
             Ok(())
+        })
+    }
+
+    /// The session stored under `key` (a hash of its id).
+    pub fn session(&self, key: &[u8]) -> Result<Option<StoredSession>, StoreError> {
+        self.with(|t| {
+            t.sessions
+                .get(key)?
+                .map(|v| decode(TREE_SESSIONS, &v))
+                .transpose()
+        })
+    }
+
+    /// Writes a session and flushes: the client is about to be told.
+    pub fn put_session(&self, key: &[u8], session: &StoredSession) -> Result<(), StoreError> {
+        let bytes = encode(TREE_SESSIONS, session)?;
+        self.with(|t| {
+            t.sessions.insert(key, bytes)?;
+            t.sessions.flush()?;
+            Ok(())
+        })
+    }
+
+    /// Deletes a session and flushes; true if it existed.
+    pub fn remove_session(&self, key: &[u8]) -> Result<bool, StoreError> {
+        self.with(|t| {
+            let existed = t.sessions.remove(key)?.is_some();
+            t.sessions.flush()?;
+            Ok(existed)
+        })
+    }
+
+    /// Deletes sessions last used before `cutoff` (Unix seconds).
+    pub fn remove_sessions_idle_since(&self, cutoff: u64) -> Result<usize, StoreError> {
+        self.with(|t| {
+            let mut removed = 0;
+            for item in t.sessions.iter() {
+                let (key, value) = item?;
+                let session: StoredSession = decode(TREE_SESSIONS, &value)?;
+                if session.last_used < cutoff {
+                    t.sessions.remove(key)?;
+                    removed += 1;
+                }
+            }
+            t.sessions.flush()?;
+            Ok(removed)
         })
     }
 

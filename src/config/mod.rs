@@ -171,6 +171,10 @@ pub struct AuthConfig {
     pub token_max_secs: u64,
     /// How often the signing key rotates.
     pub key_rotation_secs: u64,
+    /// How far in the future a login key's `exp` may lie.
+    pub login_key_max_future_secs: u64,
+    /// A website session ends after this long unused.
+    pub session_idle_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -179,6 +183,8 @@ impl Default for AuthConfig {
             token_default_secs: 3600,
             token_max_secs: 7200,
             key_rotation_secs: 7200,
+            login_key_max_future_secs: 86_400,
+            session_idle_secs: 43_200,
         }
     }
 }

@@ -173,6 +173,16 @@ fn validate_auth(config: &Config) -> Result<(), ConfigError> {
         (60..=86_400).contains(&a.key_rotation_secs),
         "auth.key_rotation_secs",
         "must be 60 to 86400",
+    )?;
+    check(
+        (60..=30 * 86_400).contains(&a.login_key_max_future_secs),
+        "auth.login_key_max_future_secs",
+        "must be 60 to 2592000",
+    )?;
+    check(
+        (60..=30 * 86_400).contains(&a.session_idle_secs),
+        "auth.session_idle_secs",
+        "must be 60 to 2592000",
     )
 }
 

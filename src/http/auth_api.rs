@@ -1,17 +1,22 @@
-//! `POST /auth/token`: the authorization service's issuing endpoint. It
-//! checks agent credentials and returns a short-lived agent token.
+//! The authorization endpoints: `POST /auth/token` issues agent tokens for
+//! any credential kind; `POST /auth/login` and `/auth/logout` manage
+//! website sessions (`gssnid`).
 
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::Credentials;
 use crate::config::{Role, MIN_TOKEN_SECS};
 use crate::error::ApiError;
 use crate::ids::GroupId;
 use crate::origin::RequestOrigin;
-use crate::password::{CheckError, MAX_PASSWORD_BYTES};
+use crate::password::MAX_PASSWORD_BYTES;
 use crate::state::AppState;
+
+/// Name of the website-session cookie.
+pub const SESSION_COOKIE: &str = "gssnid";
 
 #[derive(Deserialize)]
 pub struct TokenRequest {
@@ -28,44 +33,6 @@ struct TokenResponse<'a> {
     groupid: GroupId,
     username: &'a str,
     role: Role,
-}
-
-/// The credential forms `/auth/token` accepts.
-enum Credentials {
-    Password { username: String, password: String },
-}
-
-impl Credentials {
-    fn parse(value: Value) -> Result<Self, ApiError> {
-        let Value::Object(map) = value else {
-            return Err(ApiError::BadCredentialsForm(
-                "credentials must be an object".into(),
-            ));
-        };
-        let mut keys: Vec<&str> = map.keys().map(String::as_str).collect();
-        keys.sort_unstable();
-        match keys.as_slice() {
-            ["password", "username"] => {
-                let field = |name: &str| match map.get(name) {
-                    Some(Value::String(s)) => Ok(s.clone()),
-                    _ => Err(ApiError::BadCredentialsForm(format!(
-                        "credentials.{name} must be a string"
-                    ))),
-                };
-                let username = field("username")?;
-                let password = field("password")?;
-                if password.len() > MAX_PASSWORD_BYTES || username.len() > MAX_PASSWORD_BYTES {
-                    return Err(ApiError::BadRequest(format!(
-                        "username and password must be at most {MAX_PASSWORD_BYTES} bytes"
-                    )));
-                }
-                Ok(Credentials::Password { username, password })
-            }
-            _ => Err(ApiError::BadCredentialsForm(
-                "credentials must be {\"username\", \"password\"}".into(),
-            )),
-        }
-    }
 }
 
 /// `POST /auth/token`
@@ -88,26 +55,19 @@ pub async fn issue_token(
             "duration must be {MIN_TOKEN_SECS} to {max} seconds"
         )));
     }
-    let Credentials::Password { username, password } = Credentials::parse(body.credentials)?;
-
-    let user = group.users.iter().find(|u| u.username == username);
-    let hash = user
-        .and_then(|u| u.password_hash.as_ref())
-        .map(|h| h.expose_secret().to_owned());
-    let matches = app
-        .passwords
-        .clone()
-        .check_off_thread(password, hash)
-        .await
-        .map_err(|e| match e {
-            CheckError::Busy => ApiError::Busy,
-            CheckError::Failed => ApiError::Internal("password check failed".into()),
-        })?;
-    let user = match (matches, user) {
-        (true, Some(user)) => user,
-        _ => {
-            tracing::info!(group = group.id, "token refused: invalid credentials");
-            return Err(ApiError::InvalidCredentials);
+    let cookie = req.cookie(SESSION_COOKIE);
+    let credentials = Credentials::parse(&body.credentials, cookie.as_ref().map(|c| c.value()))?;
+    let kind = credentials.kind();
+    let agent = match app.auth.authenticate(group, credentials).await {
+        Ok(agent) => agent,
+        Err(failure) => {
+            tracing::info!(
+                group = group.id,
+                credential = kind.as_str(),
+                reason = failure.reason,
+                "token refused"
+            );
+            return Err(failure.error);
         }
     };
     if !group.presence {
@@ -115,11 +75,12 @@ pub async fn issue_token(
     }
     let issued = app
         .tokens
-        .issue(&user.username, group.id, user.role, lifetime)
+        .issue(&agent.username, group.id, agent.role, lifetime)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     tracing::info!(
         group = group.id,
-        username = %user.username,
+        username = %agent.username,
+        credential = kind.as_str(),
         jti = %issued.claims.jti,
         exp = issued.claims.exp,
         "token issued"
@@ -128,7 +89,85 @@ pub async fn issue_token(
         token: &issued.token,
         expires: issued.claims.exp,
         groupid: group.id,
-        username: &user.username,
-        role: user.role,
+        username: &agent.username,
+        role: agent.role,
     }))
+}
+
+#[derive(Deserialize)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+/// `POST /auth/login`: starts a website session.
+pub async fn login(
+    app: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let LoginRequest { username, password } = body.into_inner();
+    if username.len() > MAX_PASSWORD_BYTES || password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "username and password must be at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    if let Err(failure) = app.auth.check_password(&username, password, None).await {
+        tracing::info!(reason = failure.reason, "login refused");
+        return Err(failure.error);
+    }
+    let session = app
+        .auth
+        .sessions()
+        .create(&username)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    tracing::info!(username = %username, "website session started");
+    let cookie = session_cookie(&app, session.id.clone(), app.auth.sessions().idle_secs());
+    Ok(HttpResponse::Ok()
+        .cookie(cookie)
+        .json(serde_json::json!({"gssnid": session.id, "expires": session.expires})))
+}
+
+#[derive(Deserialize, Default)]
+pub struct LogoutRequest {
+    #[serde(default)]
+    gssnid: Option<String>,
+}
+
+/// `POST /auth/logout`: ends the session named in the body or the cookie.
+pub async fn logout(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    body: Option<web::Json<LogoutRequest>>,
+) -> Result<HttpResponse, ApiError> {
+    let from_body = body.and_then(|b| b.into_inner().gssnid);
+    let id = from_body.or_else(|| req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()));
+    let Some(id) = id else {
+        return Err(ApiError::BadRequest(
+            "no gssnid in the body or cookie".into(),
+        ));
+    };
+    if id.len() <= MAX_PASSWORD_BYTES {
+        app.auth
+            .sessions()
+            .end(&id)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    // Ending an unknown session is not an error: the outcome is the same.
+    Ok(HttpResponse::NoContent()
+        .cookie(session_cookie(&app, String::new(), 0))
+        .finish())
+}
+
+/// The session cookie: HttpOnly, SameSite=Lax, Secure on https.
+fn session_cookie(app: &AppState, value: String, max_age_secs: u64) -> Cookie<'static> {
+    let secure = app.config.server.public_url.starts_with("https://");
+    Cookie::build(SESSION_COOKIE, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(CookieDuration::seconds(
+            max_age_secs.min(i64::MAX as u64) as i64
+        ))
+        .finish()
 }

@@ -31,6 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
     )
     .service(resource("/healthz").route(web::get().to(healthz)))
     .service(resource("/auth/token").route(web::post().to(auth_api::issue_token)))
+    .service(resource("/auth/login").route(web::post().to(auth_api::login)))
+    .service(resource("/auth/logout").route(web::post().to(auth_api::logout)))
     .service(resource("/visitor/ws").route(web::get().to(sockets::visitor_socket)))
     .service(resource("/agent/ws").route(web::get().to(sockets::agent_socket)))
     .service(

@@ -30,14 +30,19 @@ pub const PASSWORD: &str = "test-pass-123";
 pub const ORIGIN_72: &str = "http://allowed.test";
 /// An origin only group 73 allows.
 pub const ORIGIN_73: &str = "https://other.test:8443";
+/// Login-key secrets of groups 72, 73 and 74.
+pub const API_KEY_72: &str = "api-key-of-group-72";
+pub const API_KEY_73: &str = "api-key-of-group-73";
+pub const API_KEY_74: &str = "api-key-of-group-74";
 
 fn password_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| presence_server::password::hash_password(PASSWORD).expect("hash"))
 }
 
-/// The base test config: group 72 (Presence, two users), group 73 (Presence,
-/// another origin) and group 74 (no Presence).
+/// The base test config: group 72 (Presence: fred.demo, ada.admin, multi),
+/// group 73 (Presence, another origin: olga, multi) and group 74 (no
+/// Presence: nick). `multi` belongs to 72 and 73.
 pub fn config(data_dir: &std::path::Path) -> Config {
     let hash = password_hash();
     let toml = format!(
@@ -58,6 +63,7 @@ reconnect_grace_ms = 10000
 id = 72
 name = "demo"
 presence = true
+api_key = "{API_KEY_72}"
 origins = ["{ORIGIN_72}", "http://localhost:8080"]
 
 [[groups.users]]
@@ -71,25 +77,40 @@ username = "ada.admin"
 password_hash = "{hash}"
 role = "administrator"
 
+[[groups.users]]
+username = "multi"
+password_hash = "{hash}"
+partner_user_id = "multi-72"
+
 [[groups]]
 id = 73
 name = "other"
 presence = true
+api_key = "{API_KEY_73}"
 origins = ["{ORIGIN_73}"]
 
 [[groups.users]]
 username = "olga"
 password_hash = "{hash}"
+partner_user_id = "olga"
+
+[[groups.users]]
+username = "multi"
+password_hash = "{hash}"
+partner_user_id = "multi-73"
+role = "administrator"
 
 [[groups]]
 id = 74
 name = "no-presence"
 presence = false
+api_key = "{API_KEY_74}"
 origins = ["http://nopresence.test"]
 
 [[groups.users]]
 username = "nick"
 password_hash = "{hash}"
+partner_user_id = "nick"
 "#,
         dir = data_dir.display()
     );

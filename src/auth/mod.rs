@@ -1,0 +1,264 @@
+//! The authorization service: checks agent credentials of every kind and
+//! says who the agent is. Issuing the token, and the signing keys, live
+//! elsewhere (`token`); this module never sees a key.
+//!
+//! A token is always for the one group named in the request. Credentials
+//! are checked first; only then is membership of that group checked, so
+//! `not_a_member` (403) is never an oracle for someone without valid
+//! credentials.
+
+pub mod credentials;
+pub mod login_key;
+pub mod sessions;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+
+use crate::clock::SharedClock;
+use crate::config::{Config, GroupConfig, Role, UserConfig};
+use crate::error::ApiError;
+use crate::ids::GroupId;
+use crate::password::{CheckError, PasswordChecker};
+use crate::store::Store;
+
+pub use credentials::{CredentialKind, Credentials};
+pub use sessions::Sessions;
+
+/// Who presented valid credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub username: String,
+    pub role: Role,
+    pub kind: CredentialKind,
+}
+
+/// A refused attempt: what the client is told, and, for the audit log
+/// only, why (never a secret).
+#[derive(Debug, Clone)]
+pub struct AuthFailure {
+    pub error: ApiError,
+    pub reason: &'static str,
+    pub username: Option<String>,
+}
+
+impl AuthFailure {
+    fn invalid(reason: &'static str, username: Option<&str>) -> Self {
+        Self {
+            error: ApiError::InvalidCredentials,
+            reason,
+            username: username.map(str::to_owned),
+        }
+    }
+}
+
+/// Where a username appears: (group id, index in that group's users).
+type Records = Vec<(GroupId, usize)>;
+
+/// Checks credentials against the configured users.
+pub struct Authenticator {
+    config: Arc<Config>,
+    passwords: Arc<PasswordChecker>,
+    sessions: Sessions,
+    clock: SharedClock,
+    by_username: HashMap<String, Records>,
+}
+
+impl Authenticator {
+    pub fn new(
+        config: Arc<Config>,
+        passwords: Arc<PasswordChecker>,
+        store: Arc<Store>,
+        clock: SharedClock,
+    ) -> Self {
+        let mut by_username: HashMap<String, Records> = HashMap::new();
+        for group in &config.groups {
+            for (i, user) in group.users.iter().enumerate() {
+                by_username
+                    .entry(user.username.clone())
+                    .or_default()
+                    .push((group.id, i));
+            }
+        }
+        let sessions = Sessions::new(store, clock.clone(), config.auth.session_idle_secs);
+        Self {
+            config,
+            passwords,
+            sessions,
+            clock,
+            by_username,
+        }
+    }
+
+    /// Website sessions.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    fn user(&self, group: GroupId, index: usize) -> Option<(&GroupConfig, &UserConfig)> {
+        let group = self.config.group(group)?;
+        Some((group, group.users.get(index)?))
+    }
+
+    /// The record to check a credential against: the user's record in
+    /// `group` if it has one, else its first record anywhere.
+    fn preferred_record(
+        &self,
+        username: &str,
+        group: GroupId,
+    ) -> Option<(&GroupConfig, &UserConfig)> {
+        let records = self.by_username.get(username)?;
+        let (g, i) = records
+            .iter()
+            .find(|(g, _)| *g == group)
+            .or_else(|| records.first())?;
+        self.user(*g, *i)
+    }
+
+    /// Checks a username and password (no group membership check).
+    pub async fn check_password(
+        &self,
+        username: &str,
+        password: String,
+        group: Option<GroupId>,
+    ) -> Result<(), AuthFailure> {
+        let record = match group {
+            Some(g) => self.preferred_record(username, g),
+            None => self.by_username.get(username).and_then(|records| {
+                records
+                    .iter()
+                    .filter_map(|(g, i)| self.user(*g, *i))
+                    .find(|(_, u)| u.password_hash.is_some())
+            }),
+        };
+        let hash = record
+            .and_then(|(_, u)| u.password_hash.as_ref())
+            .map(|h| h.expose_secret().to_owned());
+        let known = hash.is_some();
+        let matches = self
+            .passwords
+            .clone()
+            .check_off_thread(password, hash)
+            .await
+            .map_err(|e| AuthFailure {
+                error: match e {
+                    CheckError::Busy => ApiError::Busy,
+                    CheckError::Failed => ApiError::Internal("password check failed".into()),
+                },
+                reason: "password_check_unavailable",
+                username: Some(username.to_owned()),
+            })?;
+        match (known, matches) {
+            (true, true) => Ok(()),
+            (true, false) => Err(AuthFailure::invalid("wrong_password", Some(username))),
+            (false, _) => Err(AuthFailure::invalid("unknown_user", Some(username))),
+        }
+    }
+
+    /// Checks `credentials` and that the agent belongs to `group`.
+    pub async fn authenticate(
+        &self,
+        group: &GroupConfig,
+        credentials: Credentials,
+    ) -> Result<Authenticated, AuthFailure> {
+        let kind = credentials.kind();
+        let username = match credentials {
+            Credentials::Password { username, password } => {
+                self.check_password(&username, password, Some(group.id))
+                    .await?;
+                username
+            }
+            Credentials::PartnerLoginKey {
+                partner_id,
+                partner_user_id,
+                login_key,
+            } => {
+                let partner = self
+                    .config
+                    .group(partner_id)
+                    .ok_or_else(|| AuthFailure::invalid("unknown_partner", None))?;
+                let user = partner
+                    .users
+                    .iter()
+                    .find(|u| u.partner_user_id.as_deref() == Some(partner_user_id.as_str()));
+                self.check_login_key(
+                    partner,
+                    &partner_user_id,
+                    &login_key,
+                    user.map(|u| u.username.as_str()),
+                )?;
+                let user = user.ok_or_else(|| AuthFailure::invalid("unknown_user", None))?;
+                user.username.clone()
+            }
+            Credentials::UsernameLoginKey {
+                username,
+                login_key,
+            } => {
+                let (home, user) = self
+                    .preferred_record(&username, group.id)
+                    .ok_or_else(|| AuthFailure::invalid("unknown_user", Some(&username)))?;
+                let puid = user
+                    .partner_user_id
+                    .as_deref()
+                    .ok_or_else(|| AuthFailure::invalid("no_partner_user_id", Some(&username)))?;
+                self.check_login_key(home, puid, &login_key, Some(&username))?;
+                username
+            }
+            Credentials::Session { session_id } => self
+                .sessions
+                .touch(&session_id)
+                .map_err(|e| AuthFailure {
+                    error: ApiError::Internal(e.to_string()),
+                    reason: "session_store_failed",
+                    username: None,
+                })?
+                .ok_or_else(|| AuthFailure::invalid("unknown_or_expired_session", None))?,
+        };
+        let member = group.users.iter().find(|u| u.username == username);
+        let Some(member) = member else {
+            return Err(AuthFailure {
+                error: ApiError::NotAMember(group.id),
+                reason: "not_a_member",
+                username: Some(username),
+            });
+        };
+        Ok(Authenticated {
+            username,
+            role: member.role,
+            kind,
+        })
+    }
+
+    fn check_login_key(
+        &self,
+        partner: &GroupConfig,
+        partner_user_id: &str,
+        key: &str,
+        username: Option<&str>,
+    ) -> Result<(), AuthFailure> {
+        let api_key = partner
+            .api_key
+            .as_ref()
+            .ok_or_else(|| AuthFailure::invalid("partner_has_no_api_key", username))?;
+        login_key::verify(
+            key,
+            api_key.expose_secret().as_bytes(),
+            partner.id,
+            partner_user_id,
+            self.clock.now_secs(),
+            self.config.auth.login_key_max_future_secs,
+        )
+        .map_err(|e| {
+            AuthFailure::invalid(
+                match e {
+                    login_key::LoginKeyError::Malformed => "login_key_malformed",
+                    login_key::LoginKeyError::Expired => "login_key_expired",
+                    login_key::LoginKeyError::TooFarInFuture => "login_key_too_far_in_future",
+                    login_key::LoginKeyError::BadSignature => "login_key_bad_signature",
+                },
+                username,
+            )
+        })
+    }
+}
