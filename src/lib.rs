@@ -16,6 +16,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod housekeeping;
 pub mod http;
 pub mod ids;
 pub mod invoke;
@@ -36,6 +37,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Actor;
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -105,12 +107,27 @@ pub async fn run_with_clock(
     let config = Arc::new(config);
     let store = Arc::new(Store::open(&config.server.data_dir)?);
     let tokens = Arc::new(TokenService::new(
-        &store,
+        store.clone(),
         clock.clone(),
+        config.auth.key_rotation_secs,
         config.auth.token_max_secs,
     )?);
     let passwords =
         Arc::new(PasswordChecker::new().map_err(|e| ServerError::Password(e.to_string()))?);
+    let auth = Arc::new(Authenticator::new(
+        config.clone(),
+        passwords,
+        store.clone(),
+        clock.clone(),
+    ));
+    // Rotate or purge at once if the ring is overdue (after downtime).
+    housekeeping::run_once(&tokens, &auth)?;
+    housekeeping::Housekeeper::new(
+        tokens.clone(),
+        auth.clone(),
+        housekeeping::interval(config.auth.key_rotation_secs),
+    )
+    .start();
     let registry = RegistryHandle::start(Arc::new(config.presence.clone()), clock.clone());
     let origins = web::Data::new(OriginPolicy::from_config(&config));
     let app = web::Data::new(AppState {
@@ -118,12 +135,7 @@ pub async fn run_with_clock(
         registry,
         tokens,
         origins: origins.clone().into_inner(),
-        auth: Arc::new(Authenticator::new(
-            config.clone(),
-            passwords,
-            store.clone(),
-            clock.clone(),
-        )),
+        auth,
         store,
         clock,
         shutdown: CancellationToken::new(),
@@ -179,6 +191,12 @@ impl RunningServer {
     /// The token service, to mint or inspect tokens in-process.
     pub fn tokens(&self) -> Arc<TokenService> {
         self.app.tokens.clone()
+    }
+
+    /// Runs a housekeeping pass now (key rotation and purge, session sweep),
+    /// as the timer would; tests call it after moving the clock.
+    pub fn housekeeping(&self) -> Result<housekeeping::Housekeeping, ServerError> {
+        Ok(housekeeping::run_once(&self.app.tokens, &self.app.auth)?)
     }
 
     /// Live visitors, connections and watches.

@@ -1,16 +1,21 @@
-//! The HS256 key ring: every key that may still verify a live token, indexed
-//! by `kid`, plus the one that signs new tokens.
+//! The HS256 key ring, on the presence side: it generates signing keys,
+//! rotates them every `key_rotation_secs`, keeps every key that may still
+//! verify a live token, and purges the rest.
+//!
+//! A key retired at time R can have signed tokens until R, which live at
+//! most `token_max_secs`, so it is kept until R + `token_max_secs` +
+//! leeway. Every change is written through to [`Store`] (flushed) before it
+//! takes effect, so a restart mid-rotation keeps every live token valid.
 //!
 //! Verification looks keys up in a [`DashMap`], so the per-request hot path
-//! never waits on a lock held by issuance or rotation. The ring is loaded
-//! from, and written through to, [`Store`], so a restart keeps every issued
-//! token valid.
+//! never waits on a lock held by issuance or rotation.
 
 use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 
+use super::LEEWAY_SECS;
 use crate::clock::SharedClock;
 use crate::ids::{fill_random, random_id};
 use crate::store::{Store, StoreError, StoredSigningKey};
@@ -37,19 +42,43 @@ impl SigningKey {
     }
 }
 
+/// What issuance needs from key generation: the key to sign with now. The
+/// in-process implementation is the [`KeyRing`]; when the authorization
+/// service runs as its own process, a client of the presence side's
+/// internal endpoint implements it instead.
+pub trait SigningKeySource: Send + Sync {
+    fn signing_key(&self) -> Arc<SigningKey>;
+}
+
+/// What one maintenance pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KeyMaintenance {
+    pub rotated_to: Option<String>,
+    pub purged: Vec<String>,
+}
+
 /// Keys by `kid`, and the current signer.
 pub struct KeyRing {
     by_kid: DashMap<String, Arc<SigningKey>>,
     current: RwLock<Arc<SigningKey>>,
+    store: Arc<Store>,
+    clock: SharedClock,
+    rotation_secs: u64,
+    token_max_secs: u64,
 }
 
 impl KeyRing {
     /// Loads the persisted ring, creating (and persisting) a first key when
     /// the store holds none. The newest key signs.
-    pub fn load_or_create(store: &Store, clock: &SharedClock) -> Result<Self, StoreError> {
+    pub fn load_or_create(
+        store: Arc<Store>,
+        clock: SharedClock,
+        rotation_secs: u64,
+        token_max_secs: u64,
+    ) -> Result<Self, StoreError> {
         let mut stored = store.signing_keys()?;
         if stored.is_empty() {
-            let key = generate(clock);
+            let key = generate(&clock);
             store.put_signing_key(&key)?;
             stored.push(key);
         }
@@ -61,7 +90,6 @@ impl KeyRing {
             by_kid.insert(key.kid.clone(), key.clone());
             newest = Some(key);
         }
-        // `stored` is non-empty here, so `newest` is set.
         let current = newest.ok_or_else(|| StoreError::Corrupt {
             tree: "signing_keys",
             reason: "no key after creation".into(),
@@ -69,6 +97,10 @@ impl KeyRing {
         Ok(Self {
             by_kid,
             current: RwLock::new(current),
+            store,
+            clock,
+            rotation_secs,
+            token_max_secs,
         })
     }
 
@@ -95,6 +127,53 @@ impl KeyRing {
     /// Whether the ring is empty (never true after construction).
     pub fn is_empty(&self) -> bool {
         self.by_kid.is_empty()
+    }
+
+    /// Rotates if the current key is `key_rotation_secs` old, then purges
+    /// keys that can no longer have live tokens. Called by the maintenance
+    /// actor, and by tests after moving the clock.
+    pub fn maintain(&self) -> Result<KeyMaintenance, StoreError> {
+        let now_ms = self.clock.now_ms();
+        let mut done = KeyMaintenance::default();
+        if now_ms.saturating_sub(self.current().created_at_ms) >= self.rotation_secs * 1000 {
+            let stored = generate(&self.clock);
+            // Durable before anyone signs with it.
+            self.store.put_signing_key(&stored)?;
+            let key = Arc::new(SigningKey::from_stored(&stored));
+            self.by_kid.insert(key.kid.clone(), key.clone());
+            *self
+                .current
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = key;
+            done.rotated_to = Some(stored.kid);
+        }
+        done.purged = self.purge(now_ms)?;
+        Ok(done)
+    }
+
+    /// Removes keys retired more than `token_max_secs` + leeway ago.
+    fn purge(&self, now_ms: u64) -> Result<Vec<String>, StoreError> {
+        let mut keys: Vec<Arc<SigningKey>> =
+            self.by_kid.iter().map(|e| e.value().clone()).collect();
+        keys.sort_by_key(|k| k.created_at_ms);
+        let keep_ms = (self.token_max_secs + LEEWAY_SECS) * 1000;
+        let mut purged = Vec::new();
+        // A key retires when its successor is created.
+        for pair in keys.windows(2) {
+            let (old, successor) = (&pair[0], &pair[1]);
+            if successor.created_at_ms.saturating_add(keep_ms) < now_ms {
+                self.store.remove_signing_key(&old.kid)?;
+                self.by_kid.remove(&old.kid);
+                purged.push(old.kid.clone());
+            }
+        }
+        Ok(purged)
+    }
+}
+
+impl SigningKeySource for KeyRing {
+    fn signing_key(&self) -> Arc<SigningKey> {
+        self.current()
     }
 }
 

@@ -17,7 +17,7 @@ use crate::config::Role;
 use crate::ids::{random_id, GroupId};
 use crate::store::{Store, StoreError};
 
-pub use keyring::{KeyRing, SigningKey};
+pub use keyring::{KeyMaintenance, KeyRing, SigningKey, SigningKeySource};
 
 /// `iss` of every agent token.
 pub const ISSUER: &str = "presence-server";
@@ -80,22 +80,32 @@ impl std::fmt::Debug for IssuedToken {
     }
 }
 
-/// Issues and verifies agent tokens against the key ring.
+/// Issues agent tokens with keys from a [`SigningKeySource`], and verifies
+/// them against the key ring.
 pub struct TokenService {
-    keys: KeyRing,
+    keys: Arc<KeyRing>,
+    signer: Arc<dyn SigningKeySource>,
     clock: SharedClock,
     max_lifetime_secs: u64,
 }
 
 impl TokenService {
-    /// Loads the key ring from the store (creating a first key if needed).
+    /// Loads the key ring from the store (creating a first key if needed);
+    /// issuance signs with the ring's current key.
     pub fn new(
-        store: &Store,
+        store: Arc<Store>,
         clock: SharedClock,
+        rotation_secs: u64,
         max_lifetime_secs: u64,
     ) -> Result<Self, StoreError> {
-        let keys = KeyRing::load_or_create(store, &clock)?;
+        let keys = Arc::new(KeyRing::load_or_create(
+            store,
+            clock.clone(),
+            rotation_secs,
+            max_lifetime_secs,
+        )?);
         Ok(Self {
+            signer: keys.clone(),
             keys,
             clock,
             max_lifetime_secs,
@@ -135,7 +145,7 @@ impl TokenService {
     /// with [`AgentClaims`]; tests use it to craft tokens the verifier must
     /// refuse (too long a lifetime, missing claims).
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
-        let key = self.keys.current();
+        let key = self.signer.signing_key();
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(key.kid.clone());
         jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|_| TokenError::Malformed)

@@ -4,6 +4,9 @@ use super::*;
 use crate::clock::{Clock, ManualClock};
 use serde_json::json;
 
+/// Rotation period of the fixtures, in seconds.
+const ROTATION: u64 = 600;
+
 struct Fixture {
     _dir: tempfile::TempDir,
     clock: Arc<ManualClock>,
@@ -12,9 +15,9 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("store");
+    let store = Arc::new(Store::open(dir.path()).expect("store"));
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let service = TokenService::new(&store, clock.clone(), 7200).expect("service");
+    let service = TokenService::new(store, clock.clone(), ROTATION, 7200).expect("service");
     Fixture {
         _dir: dir,
         clock,
@@ -186,19 +189,64 @@ fn garbage_and_oversize_tokens_are_malformed() {
 }
 
 #[test]
-fn the_key_ring_survives_a_restart() {
+fn rotation_keeps_old_tokens_valid_until_their_key_is_purged_and_survives_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let clock: SharedClock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let token = {
-        let store = Store::open(dir.path()).expect("store");
-        let service = TokenService::new(&store, clock.clone(), 7200).expect("service");
-        service
-            .issue("fred.demo", 72, Role::Agent, 600)
-            .expect("issue")
-            .token
+    let manual = Arc::new(ManualClock::new(1_800_000_000_000));
+    let clock: SharedClock = manual.clone();
+    let open = |clock: &SharedClock| {
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        TokenService::new(store, clock.clone(), ROTATION, 7200).expect("service")
     };
-    let store = Store::open(dir.path()).expect("reopen");
-    let service = TokenService::new(&store, clock, 7200).expect("service");
-    assert_eq!(service.keys().len(), 1);
-    assert!(service.verify(&token).is_ok());
+
+    let service = open(&clock);
+    let first_kid = service.keys().current().kid.clone();
+    let old = service
+        .issue("fred.demo", 72, Role::Agent, 3600)
+        .expect("issue")
+        .token;
+    assert_eq!(
+        service.keys().maintain().expect("maintain"),
+        KeyMaintenance::default(),
+        "not due yet"
+    );
+
+    manual.advance(Duration::from_secs(ROTATION));
+    let done = service.keys().maintain().expect("maintain");
+    let second_kid = done.rotated_to.clone().expect("rotated");
+    assert_ne!(second_kid, first_kid);
+    assert!(done.purged.is_empty());
+    let new = service
+        .issue("fred.demo", 72, Role::Agent, 3600)
+        .expect("issue")
+        .token;
+    assert_eq!(
+        jsonwebtoken::decode_header(&new).expect("header").kid,
+        Some(second_kid.clone())
+    );
+    assert!(service.verify(&old).is_ok(), "the old key still verifies");
+    assert!(service.verify(&new).is_ok());
+    drop(service);
+
+    // A restart mid-rotation keeps both keys and both tokens.
+    let service = open(&clock);
+    assert_eq!(service.keys().len(), 2);
+    assert_eq!(service.keys().current().kid, second_kid);
+    assert!(service.verify(&old).is_ok());
+    assert!(service.verify(&new).is_ok());
+
+    // The first key retired at rotation; tokens it signed live at most
+    // token_max_secs (+ leeway) after that. Just before, it is still kept.
+    manual.advance(Duration::from_secs(7200 + LEEWAY_SECS));
+    let done = service.keys().maintain().expect("maintain");
+    assert!(done.purged.is_empty(), "{done:?}");
+    manual.advance(Duration::from_secs(1));
+    let done = service.keys().maintain().expect("maintain");
+    assert_eq!(done.purged, vec![first_kid]);
+    assert_eq!(service.verify(&old), Err(TokenError::UnknownKey));
+    drop(service);
+
+    // The purge is durable too.
+    let service = open(&clock);
+    assert_eq!(service.verify(&old), Err(TokenError::UnknownKey));
+    assert!(service.keys().get(&second_kid).is_some());
 }
