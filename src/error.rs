@@ -31,6 +31,8 @@ pub enum ApiError {
     PresenceNotSubscribed(u64),
     #[error("the agent is not a member of group {0}")]
     NotAMember(u64),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("group {0} does not exist")]
     UnknownGroup(u64),
     #[error("{0}")]
@@ -65,6 +67,7 @@ impl ApiError {
             ApiError::OriginNotAllowed(_) => "origin_not_allowed",
             ApiError::PresenceNotSubscribed(_) => "presence_not_subscribed",
             ApiError::NotAMember(_) => "not_a_member",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::UnknownGroup(_) => "unknown_group",
             ApiError::VisitorNotPresent(_) => "visitor_not_present",
             ApiError::NotFound => "not_found",
@@ -88,7 +91,8 @@ impl ApiError {
             ApiError::WrongGroup { .. }
             | ApiError::OriginNotAllowed(_)
             | ApiError::PresenceNotSubscribed(_)
-            | ApiError::NotAMember(_) => StatusCode::FORBIDDEN,
+            | ApiError::NotAMember(_)
+            | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UnknownGroup(_) | ApiError::VisitorNotPresent(_) | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
             }

@@ -1,5 +1,5 @@
-//! Periodic housekeeping: signing-key rotation and purge, and sweeping idle
-//! website sessions. The `Housekeeper` actor runs a pass on a timer; the
+//! Periodic housekeeping: signing-key rotation and purge, sweeping idle
+//! website sessions, and deleting audit records past retention. The `Housekeeper` actor runs a pass on a timer; the
 //! same pass is callable directly, so tests drive it after moving the
 //! injectable clock instead of waiting for the timer.
 
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use actix::{Actor, AsyncContext, Context};
 
+use crate::audit::Audit;
 use crate::auth::Authenticator;
 use crate::store::StoreError;
 use crate::token::{KeyMaintenance, TokenService};
@@ -17,22 +18,33 @@ use crate::token::{KeyMaintenance, TokenService};
 pub struct Housekeeping {
     pub keys: KeyMaintenance,
     pub sessions_swept: usize,
+    pub audit_swept: usize,
 }
 
-/// Runs one pass.
-pub fn run_once(tokens: &TokenService, auth: &Authenticator) -> Result<Housekeeping, StoreError> {
-    let keys = tokens.keys().maintain()?;
-    if let Some(kid) = &keys.rotated_to {
-        tracing::info!(%kid, "signing key rotated");
+/// The services housekeeping tends.
+#[derive(Clone)]
+pub struct Chores {
+    pub tokens: Arc<TokenService>,
+    pub auth: Arc<Authenticator>,
+    pub audit: Arc<Audit>,
+}
+
+impl Chores {
+    /// Runs one pass.
+    pub fn run_once(&self) -> Result<Housekeeping, StoreError> {
+        let keys = self.tokens.keys().maintain()?;
+        if let Some(kid) = &keys.rotated_to {
+            tracing::info!(%kid, "signing key rotated");
+        }
+        for kid in &keys.purged {
+            tracing::info!(%kid, "retired signing key purged");
+        }
+        Ok(Housekeeping {
+            keys,
+            sessions_swept: self.auth.sessions().sweep()?,
+            audit_swept: self.audit.sweep()?,
+        })
     }
-    for kid in &keys.purged {
-        tracing::info!(%kid, "retired signing key purged");
-    }
-    let sessions_swept = auth.sessions().sweep()?;
-    Ok(Housekeeping {
-        keys,
-        sessions_swept,
-    })
 }
 
 /// How often the timer runs: often enough that rotation is never more than
@@ -43,18 +55,13 @@ pub fn interval(key_rotation_secs: u64) -> Duration {
 
 /// The timer actor.
 pub struct Housekeeper {
-    tokens: Arc<TokenService>,
-    auth: Arc<Authenticator>,
+    chores: Chores,
     every: Duration,
 }
 
 impl Housekeeper {
-    pub fn new(tokens: Arc<TokenService>, auth: Arc<Authenticator>, every: Duration) -> Self {
-        Self {
-            tokens,
-            auth,
-            every,
-        }
+    pub fn new(chores: Chores, every: Duration) -> Self {
+        Self { chores, every }
     }
 }
 
@@ -63,7 +70,7 @@ impl Actor for Housekeeper {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.every, |keeper, _| {
-            if let Err(e) = run_once(&keeper.tokens, &keeper.auth) {
+            if let Err(e) = keeper.chores.run_once() {
                 tracing::error!(error = %e, "housekeeping failed; retrying next pass");
             }
         });

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent_session;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;
@@ -43,6 +44,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::Audit;
 use crate::auth::Authenticator;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
@@ -120,11 +122,20 @@ pub async fn run_with_clock(
         store.clone(),
         clock.clone(),
     ));
+    let audit = Arc::new(Audit::new(
+        store.clone(),
+        clock.clone(),
+        config.auth.audit_retention_days,
+    ));
+    let chores = housekeeping::Chores {
+        tokens: tokens.clone(),
+        auth: auth.clone(),
+        audit: audit.clone(),
+    };
     // Rotate or purge at once if the ring is overdue (after downtime).
-    housekeeping::run_once(&tokens, &auth)?;
+    chores.run_once()?;
     housekeeping::Housekeeper::new(
-        tokens.clone(),
-        auth.clone(),
+        chores.clone(),
         housekeeping::interval(config.auth.key_rotation_secs),
     )
     .start();
@@ -136,6 +147,8 @@ pub async fn run_with_clock(
         tokens,
         origins: origins.clone().into_inner(),
         auth,
+        audit,
+        chores,
         store,
         clock,
         shutdown: CancellationToken::new(),
@@ -196,7 +209,7 @@ impl RunningServer {
     /// Runs a housekeeping pass now (key rotation and purge, session sweep),
     /// as the timer would; tests call it after moving the clock.
     pub fn housekeeping(&self) -> Result<housekeeping::Housekeeping, ServerError> {
-        Ok(housekeeping::run_once(&self.app.tokens, &self.app.auth)?)
+        Ok(self.app.chores.run_once()?)
     }
 
     /// Live visitors, connections and watches.

@@ -134,9 +134,11 @@ fn display(origin: &RequestOrigin) -> String {
 /// The health check, exempt from the Origin gate.
 const HEALTH_PATH: &str = "/healthz";
 
-/// The group a `/presence/{groupid}/...` path names.
+/// The group a `/presence/{groupid}/...` or `/admin/{groupid}/...` path
+/// names.
 fn path_group(path: &str) -> Option<GroupId> {
-    path.strip_prefix("/presence/")?
+    path.strip_prefix("/presence/")
+        .or_else(|| path.strip_prefix("/admin/"))?
         .split('/')
         .next()?
         .parse()
@@ -290,6 +292,7 @@ mod tests {
         assert_eq!(path_group("/presence/72/visitors/v-1"), Some(72));
         assert_eq!(path_group("/presence/72"), Some(72));
         assert_eq!(path_group("/presence/x/visitors"), None);
+        assert_eq!(path_group("/admin/73/audit"), Some(73));
         assert_eq!(path_group("/auth/token"), None);
     }
 

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::Audit;
 use crate::auth::Authenticator;
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::housekeeping::Chores;
 use crate::origin::OriginPolicy;
 use crate::registry::RegistryHandle;
 use crate::store::Store;
@@ -19,6 +21,8 @@ pub struct AppState {
     pub tokens: Arc<TokenService>,
     pub origins: Arc<OriginPolicy>,
     pub auth: Arc<Authenticator>,
+    pub audit: Arc<Audit>,
+    pub chores: Chores,
     pub store: Arc<Store>,
     pub clock: SharedClock,
     /// Cancelled when shutdown begins; sockets then close with 1001.

@@ -6,6 +6,8 @@
 //! Trees:
 //! - `signing_keys`: the agent-token key ring, `kid` → [`StoredSigningKey`].
 //! - `sessions`: website sessions, SHA-256 of the id → [`StoredSession`].
+//! - `audit`: token audit records, big-endian ms timestamp + 8 random bytes
+//!   → JSON record, so a range scan walks them in time order.
 
 use std::path::Path;
 use std::sync::RwLock;
@@ -16,6 +18,8 @@ use serde::{Deserialize, Serialize};
 const TREE_SIGNING_KEYS: &str = "signing_keys";
 /// Name of the website-session tree.
 const TREE_SESSIONS: &str = "sessions";
+/// Name of the audit tree.
+const TREE_AUDIT: &str = "audit";
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +64,7 @@ struct Trees {
     db: sled::Db,
     signing_keys: sled::Tree,
     sessions: sled::Tree,
+    audit: sled::Tree,
 }
 
 /// The embedded database. [`Store::close`] releases it (and its directory
@@ -78,11 +83,13 @@ impl Store {
         let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
         let signing_keys = db.open_tree(TREE_SIGNING_KEYS)?;
         let sessions = db.open_tree(TREE_SESSIONS)?;
+        let audit = db.open_tree(TREE_AUDIT)?;
         Ok(Self {
             trees: RwLock::new(Some(Trees {
                 db,
                 signing_keys,
                 sessions,
+                audit,
             })),
         })
     }
@@ -166,6 +173,57 @@ impl Store {
                 }
             }
             t.sessions.flush()?;
+            Ok(removed)
+        })
+    }
+
+    /// Appends an audit record under `key` and flushes before returning.
+    pub fn put_audit<T: Serialize>(&self, key: &[u8], record: &T) -> Result<(), StoreError> {
+        let bytes = encode(TREE_AUDIT, record)?;
+        self.with(|t| {
+            t.audit.insert(key, bytes)?;
+            t.audit.flush()?;
+            Ok(())
+        })
+    }
+
+    /// Walks audit records with `lower <= key < upper` newest first, keeping
+    /// those `keep` accepts, until `limit` are kept.
+    pub fn audit_newest_first<T: serde::de::DeserializeOwned>(
+        &self,
+        lower: &[u8],
+        upper: &[u8],
+        limit: usize,
+        mut keep: impl FnMut(&T) -> bool,
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        self.with(|t| {
+            let mut out = Vec::new();
+            if lower >= upper {
+                return Ok(out);
+            }
+            for item in t.audit.range(lower..upper).rev() {
+                let (key, value) = item?;
+                let record: T = decode(TREE_AUDIT, &value)?;
+                if keep(&record) {
+                    out.push((key.to_vec(), record));
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Deletes audit records with keys before `cutoff`; returns how many.
+    pub fn remove_audit_before(&self, cutoff: &[u8]) -> Result<usize, StoreError> {
+        self.with(|t| {
+            let mut removed = 0;
+            for key in t.audit.range(..cutoff).keys() {
+                t.audit.remove(key?)?;
+                removed += 1;
+            }
+            t.audit.flush()?;
             Ok(removed)
         })
     }

@@ -175,6 +175,8 @@ pub struct AuthConfig {
     pub login_key_max_future_secs: u64,
     /// A website session ends after this long unused.
     pub session_idle_secs: u64,
+    /// Audit records older than this are deleted.
+    pub audit_retention_days: u64,
 }
 
 impl Default for AuthConfig {
@@ -185,6 +187,7 @@ impl Default for AuthConfig {
             key_rotation_secs: 7200,
             login_key_max_future_secs: 86_400,
             session_idle_secs: 43_200,
+            audit_retention_days: 90,
         }
     }
 }

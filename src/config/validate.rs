@@ -183,6 +183,11 @@ fn validate_auth(config: &Config) -> Result<(), ConfigError> {
         (60..=30 * 86_400).contains(&a.session_idle_secs),
         "auth.session_idle_secs",
         "must be 60 to 2592000",
+    )?;
+    check(
+        (1..=3650).contains(&a.audit_retention_days),
+        "auth.audit_retention_days",
+        "must be 1 to 3650",
     )
 }
 

@@ -7,7 +7,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 
-use crate::config::GroupConfig;
+use crate::config::{GroupConfig, Role};
 use crate::error::ApiError;
 use crate::ids::GroupId;
 use crate::origin::RequestOrigin;
@@ -76,6 +76,22 @@ impl AgentAuth {
             return Err(ApiError::PresenceNotSubscribed(group));
         }
         app.origins.check_group(group, &self.origin)?;
+        Ok(config)
+    }
+
+    /// As [`AgentAuth::for_group`], and the token must be an
+    /// administrator's.
+    pub fn require_admin<'a>(
+        &self,
+        app: &'a AppState,
+        group: GroupId,
+    ) -> Result<&'a GroupConfig, ApiError> {
+        let config = self.for_group(app, group)?;
+        if self.claims.role != Role::Administrator {
+            return Err(ApiError::Forbidden(
+                "this needs an administrator token of the group".into(),
+            ));
+        }
         Ok(config)
     }
 }

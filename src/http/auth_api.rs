@@ -7,7 +7,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::Credentials;
+use crate::audit::{AuditRecord, Outcome};
+use crate::auth::{CredentialKind, Credentials};
 use crate::config::{Role, MIN_TOKEN_SECS};
 use crate::error::ApiError;
 use crate::ids::GroupId;
@@ -27,56 +28,114 @@ pub struct TokenRequest {
 }
 
 #[derive(Serialize)]
-struct TokenResponse<'a> {
-    token: &'a str,
+struct TokenResponse {
+    token: String,
     expires: u64,
     groupid: GroupId,
-    username: &'a str,
+    username: String,
     role: Role,
 }
 
-/// `POST /auth/token`
+/// A refused attempt: the client's error and the audit reason.
+type Refusal = (ApiError, String);
+
+fn refuse(error: ApiError) -> Refusal {
+    let reason = error.code().to_owned();
+    (error, reason)
+}
+
+/// The client's address and user agent, for audit records.
+fn client_of(req: &HttpRequest) -> (Option<String>, Option<&str>) {
+    (
+        req.peer_addr().map(|a| a.ip().to_string()),
+        req.headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// `POST /auth/token`. Every outcome is written to the audit log before
+/// the client hears it; if an issued token cannot be recorded, it is not
+/// handed out.
 pub async fn issue_token(
     app: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    let (remote, user_agent) = client_of(&req);
+    let mut record =
+        AuditRecord::new(Outcome::Refused, app.audit.now_ms()).from_client(remote, user_agent);
+    record.groupid = Some(body.groupid);
+    match attempt(&app, &req, body, &mut record).await {
+        Ok(response) => {
+            record.outcome = Outcome::Issued;
+            app.audit
+                .record(&record)
+                .map_err(|e| ApiError::Internal(format!("audit log unavailable: {e}")))?;
+            Ok(HttpResponse::Ok().json(response))
+        }
+        Err((error, reason)) => {
+            record.reason = Some(reason);
+            if let Err(e) = app.audit.record(&record) {
+                tracing::error!(error = %e, "could not record a refused token request");
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn attempt(
+    app: &AppState,
+    req: &HttpRequest,
+    body: TokenRequest,
+    record: &mut AuditRecord,
+) -> Result<TokenResponse, Refusal> {
     let group = app
         .config
         .group(body.groupid)
-        .ok_or(ApiError::UnknownGroup(body.groupid))?;
+        .ok_or_else(|| refuse(ApiError::UnknownGroup(body.groupid)))?;
     app.origins
-        .check_group(group.id, &RequestOrigin::from_headers(req.headers()))?;
+        .check_group(group.id, &RequestOrigin::from_headers(req.headers()))
+        .map_err(refuse)?;
     let max = app.config.auth.token_max_secs;
     let lifetime = body.duration.unwrap_or(app.config.auth.token_default_secs);
     if !(MIN_TOKEN_SECS..=max).contains(&lifetime) {
-        return Err(ApiError::BadDuration(format!(
+        return Err(refuse(ApiError::BadDuration(format!(
             "duration must be {MIN_TOKEN_SECS} to {max} seconds"
-        )));
+        ))));
     }
     let cookie = req.cookie(SESSION_COOKIE);
-    let credentials = Credentials::parse(&body.credentials, cookie.as_ref().map(|c| c.value()))?;
+    let credentials = Credentials::parse(&body.credentials, cookie.as_ref().map(|c| c.value()))
+        .map_err(refuse)?;
     let kind = credentials.kind();
-    let agent = match app.auth.authenticate(group, credentials).await {
-        Ok(agent) => agent,
-        Err(failure) => {
+    record.credential = Some(kind);
+    let agent = app
+        .auth
+        .authenticate(group, credentials)
+        .await
+        .map_err(|failure| {
+            record.username = failure.username.clone();
             tracing::info!(
                 group = group.id,
                 credential = kind.as_str(),
                 reason = failure.reason,
                 "token refused"
             );
-            return Err(failure.error);
-        }
-    };
+            (failure.error, failure.reason.to_owned())
+        })?;
+    record.username = Some(agent.username.clone());
+    record.role = Some(agent.role);
     if !group.presence {
-        return Err(ApiError::PresenceNotSubscribed(group.id));
+        return Err(refuse(ApiError::PresenceNotSubscribed(group.id)));
     }
     let issued = app
         .tokens
         .issue(&agent.username, group.id, agent.role, lifetime)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| refuse(ApiError::Internal(e.to_string())))?;
+    record.jti = Some(issued.claims.jti.clone());
+    record.iat = Some(issued.claims.iat);
+    record.exp = Some(issued.claims.exp);
     tracing::info!(
         group = group.id,
         username = %agent.username,
@@ -85,13 +144,13 @@ pub async fn issue_token(
         exp = issued.claims.exp,
         "token issued"
     );
-    Ok(HttpResponse::Ok().json(TokenResponse {
-        token: &issued.token,
+    Ok(TokenResponse {
+        token: issued.token,
         expires: issued.claims.exp,
         groupid: group.id,
-        username: &agent.username,
+        username: agent.username,
         role: agent.role,
-    }))
+    })
 }
 
 #[derive(Deserialize)]
@@ -103,6 +162,7 @@ pub struct LoginRequest {
 /// `POST /auth/login`: starts a website session.
 pub async fn login(
     app: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { username, password } = body.into_inner();
@@ -113,6 +173,15 @@ pub async fn login(
     }
     if let Err(failure) = app.auth.check_password(&username, password, None).await {
         tracing::info!(reason = failure.reason, "login refused");
+        let (remote, user_agent) = client_of(&req);
+        let mut record =
+            AuditRecord::new(Outcome::Refused, app.audit.now_ms()).from_client(remote, user_agent);
+        record.username = Some(username);
+        record.credential = Some(CredentialKind::Password);
+        record.reason = Some(format!("login: {}", failure.reason));
+        if let Err(e) = app.audit.record(&record) {
+            tracing::error!(error = %e, "could not record a refused login");
+        }
         return Err(failure.error);
     }
     let session = app

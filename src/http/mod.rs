@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, JSON error handling for extractor failures, and
 //! the WebSocket upgrade endpoints.
 
+mod admin_api;
 mod agent_auth;
 mod auth_api;
 mod presence_api;
@@ -35,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
     .service(resource("/auth/logout").route(web::post().to(auth_api::logout)))
     .service(resource("/visitor/ws").route(web::get().to(sockets::visitor_socket)))
     .service(resource("/agent/ws").route(web::get().to(sockets::agent_socket)))
+    .service(resource("/admin/{groupid}/audit").route(web::get().to(admin_api::audit)))
     .service(
         resource("/presence/{groupid}/visitors/{visitorid}")
             .route(web::get().to(presence_api::lookup)),
