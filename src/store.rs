@@ -77,10 +77,7 @@ impl Store {
     /// Opens (or creates) the database in `dir`. Fails if another process
     /// holds it.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        // No periodic background flush: every write a client is told about
-        // is flushed explicitly, and without the flusher thread nothing
-        // outlives `close()`, so the directory lock is released at once.
-        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
+        let db = open_db(dir)?;
         let signing_keys = db.open_tree(TREE_SIGNING_KEYS)?;
         let sessions = db.open_tree(TREE_SESSIONS)?;
         let audit = db.open_tree(TREE_AUDIT)?;
@@ -244,6 +241,34 @@ impl Store {
             trees.db.flush()?;
         }
         Ok(())
+    }
+}
+
+/// How long [`Store::open`] waits for a directory lock that is being
+/// released.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Opens sled in `dir`.
+///
+/// No periodic background flush: every write a client is told about is
+/// flushed explicitly. sled releases its directory lock when its last
+/// internal handle drops, which its I/O threads can delay by a moment after
+/// a close in the same process (a restart in tests or an embedding host);
+/// sled offers no event for it, so a held lock is retried for up to
+/// [`LOCK_WAIT`]. Another live process holding the directory still fails.
+fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new().path(dir).flush_every_ms(None).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(LOCK_RETRY);
+            }
+            other => return Ok(other?),
+        }
     }
 }
 
