@@ -5,15 +5,17 @@
 //! send signals. The session closes itself with `token_expired` the moment
 //! its token expires.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, StreamHandler, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, Message, Recipient, StreamHandler,
+    WrapFuture,
 };
 use actix_web::web;
 use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
+use dashmap::DashMap;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -31,6 +33,47 @@ use crate::ws_support::{
 
 /// Invokes, signals and lookups one agent socket may have in flight.
 pub const MAX_IN_FLIGHT_PER_AGENT: usize = 1024;
+
+/// Tells a session its token was revoked.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct TokenRevoked;
+
+/// Live agent sockets by the `jti` of their token, so a revocation can
+/// close them at once.
+#[derive(Default)]
+pub struct LiveAgents {
+    by_jti: DashMap<String, HashMap<WatcherId, Recipient<TokenRevoked>>>,
+}
+
+impl LiveAgents {
+    fn register(&self, jti: &str, session: WatcherId, recipient: Recipient<TokenRevoked>) {
+        self.by_jti
+            .entry(jti.to_owned())
+            .or_default()
+            .insert(session, recipient);
+    }
+
+    fn unregister(&self, jti: &str, session: WatcherId) {
+        self.by_jti.remove_if_mut(jti, |_, sessions| {
+            sessions.remove(&session);
+            sessions.is_empty()
+        });
+    }
+
+    /// Tells every socket using `jti` to close; returns how many.
+    pub fn revoke(&self, jti: &str) -> usize {
+        self.by_jti
+            .remove(jti)
+            .map(|(_, sessions)| {
+                for recipient in sessions.values() {
+                    recipient.do_send(TokenRevoked);
+                }
+                sessions.len()
+            })
+            .unwrap_or(0)
+    }
+}
 
 /// Event mailbox room beyond two events per watch.
 const EVENT_MAILBOX_SLACK: usize = 256;
@@ -92,6 +135,22 @@ impl AgentSession {
             }
             .to_text(),
         );
+        self.app
+            .live_agents
+            .register(&claims.jti, self.watcher_id, ctx.address().recipient());
+        // A revocation that raced this auth has already swept the index:
+        // check the denylist once more now that we are findable.
+        if self.app.tokens.revocations().is_revoked(&claims.jti) {
+            self.app
+                .live_agents
+                .unregister(&claims.jti, self.watcher_id);
+            return fail_and_close(
+                ctx,
+                CloseCode::Policy,
+                "token_revoked",
+                "the agent token was revoked",
+            );
+        }
         let left = Duration::from_secs(self.app.tokens.seconds_left(&claims));
         ctx.run_later(left, |_, ctx| {
             fail_and_close(
@@ -282,6 +341,11 @@ impl Actor for AgentSession {
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
+        if let Some(claims) = &self.claims {
+            self.app
+                .live_agents
+                .unregister(&claims.jti, self.watcher_id);
+        }
         if !self.watching.is_empty() {
             self.app.registry.addr().do_send(UnwatchAll {
                 watcher: self.watcher_id,
@@ -289,6 +353,19 @@ impl Actor for AgentSession {
             self.watching.clear();
         }
         actix::Running::Stop
+    }
+}
+
+impl Handler<TokenRevoked> for AgentSession {
+    type Result = ();
+
+    fn handle(&mut self, _: TokenRevoked, ctx: &mut Self::Context) {
+        fail_and_close(
+            ctx,
+            CloseCode::Policy,
+            "token_revoked",
+            "the agent token was revoked",
+        );
     }
 }
 

@@ -39,6 +39,8 @@ pub enum ApiError {
     VisitorNotPresent(String),
     #[error("no such resource")]
     NotFound,
+    #[error("no live token has this jti")]
+    UnknownToken,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("the visitor already has {0} invokes awaiting a result")]
@@ -71,6 +73,7 @@ impl ApiError {
             ApiError::UnknownGroup(_) => "unknown_group",
             ApiError::VisitorNotPresent(_) => "visitor_not_present",
             ApiError::NotFound => "not_found",
+            ApiError::UnknownToken => "unknown_token",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooManyPending(_) => "too_many_pending",
             ApiError::InvokeTimeout(_) => "invoke_timeout",
@@ -93,9 +96,10 @@ impl ApiError {
             | ApiError::PresenceNotSubscribed(_)
             | ApiError::NotAMember(_)
             | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::UnknownGroup(_) | ApiError::VisitorNotPresent(_) | ApiError::NotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::UnknownGroup(_)
+            | ApiError::VisitorNotPresent(_)
+            | ApiError::NotFound
+            | ApiError::UnknownToken => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyPending(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::InvokeTimeout(_) => StatusCode::GATEWAY_TIMEOUT,

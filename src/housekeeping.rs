@@ -19,6 +19,7 @@ pub struct Housekeeping {
     pub keys: KeyMaintenance,
     pub sessions_swept: usize,
     pub audit_swept: usize,
+    pub expired_tokens_forgotten: usize,
 }
 
 /// The services housekeeping tends.
@@ -43,6 +44,10 @@ impl Chores {
             keys,
             sessions_swept: self.auth.sessions().sweep()?,
             audit_swept: self.audit.sweep()?,
+            expired_tokens_forgotten: self
+                .tokens
+                .revocations()
+                .purge(self.audit.now_ms() / 1000)?,
         })
     }
 }

@@ -148,6 +148,7 @@ pub async fn run_with_clock(
         origins: origins.clone().into_inner(),
         auth,
         audit,
+        live_agents: Arc::default(),
         chores,
         store,
         clock,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::agent_session::LiveAgents;
 use crate::audit::Audit;
 use crate::auth::Authenticator;
 use crate::clock::SharedClock;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub origins: Arc<OriginPolicy>,
     pub auth: Arc<Authenticator>,
     pub audit: Arc<Audit>,
+    /// Agent sockets by token id, for revocation.
+    pub live_agents: Arc<LiveAgents>,
     pub chores: Chores,
     pub store: Arc<Store>,
     pub clock: SharedClock,

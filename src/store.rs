@@ -8,6 +8,8 @@
 //! - `sessions`: website sessions, SHA-256 of the id → [`StoredSession`].
 //! - `audit`: token audit records, big-endian ms timestamp + 8 random bytes
 //!   → JSON record, so a range scan walks them in time order.
+//! - `issued_tokens`: `jti` → [`IssuedToken`] (owner), until the token expires.
+//! - `revoked_tokens`: `jti` → big-endian `exp`, the denylist.
 
 use std::path::Path;
 use std::sync::RwLock;
@@ -20,6 +22,18 @@ const TREE_SIGNING_KEYS: &str = "signing_keys";
 const TREE_SESSIONS: &str = "sessions";
 /// Name of the audit tree.
 const TREE_AUDIT: &str = "audit";
+/// Name of the issued-token index.
+const TREE_ISSUED: &str = "issued_tokens";
+/// Name of the denylist.
+const TREE_REVOKED: &str = "revoked_tokens";
+
+/// Who a token was issued to, kept until it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedToken {
+    pub sub: String,
+    pub groupid: u64,
+    pub exp: u64,
+}
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +79,8 @@ struct Trees {
     signing_keys: sled::Tree,
     sessions: sled::Tree,
     audit: sled::Tree,
+    issued: sled::Tree,
+    revoked: sled::Tree,
 }
 
 /// The embedded database. [`Store::close`] releases it (and its directory
@@ -81,12 +97,16 @@ impl Store {
         let signing_keys = db.open_tree(TREE_SIGNING_KEYS)?;
         let sessions = db.open_tree(TREE_SESSIONS)?;
         let audit = db.open_tree(TREE_AUDIT)?;
+        let issued = db.open_tree(TREE_ISSUED)?;
+        let revoked = db.open_tree(TREE_REVOKED)?;
         Ok(Self {
             trees: RwLock::new(Some(Trees {
                 db,
                 signing_keys,
                 sessions,
                 audit,
+                issued,
+                revoked,
             })),
         })
     }
@@ -221,6 +241,84 @@ impl Store {
                 removed += 1;
             }
             t.audit.flush()?;
+            Ok(removed)
+        })
+    }
+
+    /// Records who a token was issued to, flushed.
+    pub fn put_issued(&self, jti: &str, token: &IssuedToken) -> Result<(), StoreError> {
+        let bytes = encode(TREE_ISSUED, token)?;
+        self.with(|t| {
+            t.issued.insert(jti.as_bytes(), bytes)?;
+            t.issued.flush()?;
+            Ok(())
+        })
+    }
+
+    /// Who a token was issued to, if it is still indexed.
+    pub fn issued(&self, jti: &str) -> Result<Option<IssuedToken>, StoreError> {
+        self.with(|t| {
+            t.issued
+                .get(jti.as_bytes())?
+                .map(|v| decode(TREE_ISSUED, &v))
+                .transpose()
+        })
+    }
+
+    /// Adds a token to the denylist until `exp`, flushed.
+    pub fn put_revoked(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
+        self.with(|t| {
+            t.revoked.insert(jti.as_bytes(), &exp.to_be_bytes())?;
+            t.revoked.flush()?;
+            Ok(())
+        })
+    }
+
+    /// The whole denylist, `(jti, exp)`.
+    pub fn revoked(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with(|t| {
+            t.revoked
+                .iter()
+                .map(|item| {
+                    let (k, v) = item?;
+                    let exp = <[u8; 8]>::try_from(v.as_ref()).map_err(|_| StoreError::Corrupt {
+                        tree: TREE_REVOKED,
+                        reason: "exp is not 8 bytes".into(),
+                    })?;
+                    Ok((
+                        String::from_utf8_lossy(&k).into_owned(),
+                        u64::from_be_bytes(exp),
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    /// Drops index and denylist entries of tokens expired before `now`
+    /// (Unix seconds); returns how many.
+    pub fn remove_expired_tokens(&self, now: u64) -> Result<usize, StoreError> {
+        self.with(|t| {
+            let mut removed = 0;
+            for item in t.issued.iter() {
+                let (key, value) = item?;
+                let token: IssuedToken = decode(TREE_ISSUED, &value)?;
+                if token.exp < now {
+                    t.issued.remove(key)?;
+                    removed += 1;
+                }
+            }
+            for item in t.revoked.iter() {
+                let (key, value) = item?;
+                let exp = <[u8; 8]>::try_from(value.as_ref())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                if exp < now {
+                    t.revoked.remove(key)?;
+                    removed += 1;
+                }
+            }
+            t.issued.flush()?;
+            t.revoked.flush()?;
             Ok(removed)
         })
     }

@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::AgentAuth;
 use crate::audit::{AuditRecord, Outcome};
 use crate::auth::{CredentialKind, Credentials};
 use crate::config::{Role, MIN_TOKEN_SECS};
@@ -239,4 +240,63 @@ fn session_cookie(app: &AppState, value: String, max_age_secs: u64) -> Cookie<'s
             max_age_secs.min(i64::MAX as u64) as i64
         ))
         .finish()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    jti: String,
+}
+
+/// `POST /auth/revoke`: the token's own user, or an administrator of its
+/// group, denylists it until it expires; sockets using it close at once.
+pub async fn revoke(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    auth: AgentAuth,
+    body: web::Json<RevokeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let jti = body.into_inner().jti;
+    if jti.is_empty() || jti.len() > 128 {
+        return Err(ApiError::BadRequest(
+            "jti must be 1 to 128 characters".into(),
+        ));
+    }
+    let caller = &auth.claims;
+    app.origins.check_group(caller.groupid, &auth.origin)?;
+    let owner = app
+        .tokens
+        .revocations()
+        .owner(&jti)
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or(ApiError::UnknownToken)?;
+    let same_user = caller.sub == owner.sub && caller.groupid == owner.groupid;
+    let group_admin = caller.role == Role::Administrator && caller.groupid == owner.groupid;
+    if !(same_user || group_admin) {
+        return Err(ApiError::Forbidden(
+            "only the token's user or an administrator of its group may revoke it".into(),
+        ));
+    }
+    app.tokens
+        .revocations()
+        .revoke(&jti, owner.exp)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (remote, user_agent) = client_of(&req);
+    let mut record =
+        AuditRecord::new(Outcome::Revoked, app.audit.now_ms()).from_client(remote, user_agent);
+    record.groupid = Some(owner.groupid);
+    record.username = Some(owner.sub.clone());
+    record.jti = Some(jti.clone());
+    record.exp = Some(owner.exp);
+    record.reason = Some(format!("revoked by {}", caller.sub));
+    app.audit
+        .record(&record)
+        .map_err(|e| ApiError::Internal(format!("audit log unavailable: {e}")))?;
+    let sockets_closed = app.live_agents.revoke(&jti);
+    tracing::info!(%jti, by = %caller.sub, sockets_closed, "token revoked");
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "revoked": jti,
+        "until": owner.exp,
+        "sockets_closed": sockets_closed,
+    })))
 }

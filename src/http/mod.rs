@@ -34,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
     .service(resource("/auth/token").route(web::post().to(auth_api::issue_token)))
     .service(resource("/auth/login").route(web::post().to(auth_api::login)))
     .service(resource("/auth/logout").route(web::post().to(auth_api::logout)))
+    .service(resource("/auth/revoke").route(web::post().to(auth_api::revoke)))
     .service(resource("/visitor/ws").route(web::get().to(sockets::visitor_socket)))
     .service(resource("/agent/ws").route(web::get().to(sockets::agent_socket)))
     .service(resource("/admin/{groupid}/audit").route(web::get().to(admin_api::audit)))

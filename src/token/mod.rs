@@ -6,6 +6,7 @@
 //! [`TokenError`], as Centrifugo keeps token checks apart from transports.
 
 mod keyring;
+mod revocation;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use crate::ids::{random_id, GroupId};
 use crate::store::{Store, StoreError};
 
 pub use keyring::{KeyMaintenance, KeyRing, SigningKey, SigningKeySource};
+pub use revocation::Revocations;
 
 /// `iss` of every agent token.
 pub const ISSUER: &str = "presence-server";
@@ -62,6 +64,10 @@ pub enum TokenError {
     IssuedInFuture,
     #[error("the token's lifetime exceeds the maximum")]
     LifetimeTooLong,
+    #[error("the token has been revoked")]
+    Revoked,
+    #[error("the token could not be recorded")]
+    Unrecorded,
 }
 
 /// A freshly issued token and its claims.
@@ -85,6 +91,7 @@ impl std::fmt::Debug for IssuedToken {
 pub struct TokenService {
     keys: Arc<KeyRing>,
     signer: Arc<dyn SigningKeySource>,
+    revocations: Revocations,
     clock: SharedClock,
     max_lifetime_secs: u64,
 }
@@ -98,6 +105,7 @@ impl TokenService {
         rotation_secs: u64,
         max_lifetime_secs: u64,
     ) -> Result<Self, StoreError> {
+        let revocations = Revocations::load(store.clone())?;
         let keys = Arc::new(KeyRing::load_or_create(
             store,
             clock.clone(),
@@ -107,6 +115,7 @@ impl TokenService {
         Ok(Self {
             signer: keys.clone(),
             keys,
+            revocations,
             clock,
             max_lifetime_secs,
         })
@@ -115,6 +124,11 @@ impl TokenService {
     /// The key ring.
     pub fn keys(&self) -> &KeyRing {
         &self.keys
+    }
+
+    /// The denylist and the index of issued tokens.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
     }
 
     /// Issues a token for `username` in `group`, valid for `lifetime_secs`
@@ -138,6 +152,17 @@ impl TokenService {
             jti: random_id(16),
         };
         let token = self.sign(&claims)?;
+        // Index the owner first, so the token can always be revoked.
+        self.revocations
+            .record_issued(
+                &claims.jti,
+                &crate::store::IssuedToken {
+                    sub: claims.sub.clone(),
+                    groupid: claims.groupid,
+                    exp: claims.exp,
+                },
+            )
+            .map_err(|_| TokenError::Unrecorded)?;
         Ok(IssuedToken { token, claims })
     }
 
@@ -192,6 +217,9 @@ impl TokenService {
         }
         if claims.exp < claims.iat || claims.exp - claims.iat > self.max_lifetime_secs {
             return Err(TokenError::LifetimeTooLong);
+        }
+        if self.revocations.is_revoked(&claims.jti) {
+            return Err(TokenError::Revoked);
         }
         Ok(claims)
     }
