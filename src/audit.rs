@@ -25,6 +25,8 @@ pub enum Outcome {
     Issued,
     Refused,
     Revoked,
+    /// An account or client was locked after too many failures.
+    Lockout,
 }
 
 /// One audit record.

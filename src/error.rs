@@ -45,6 +45,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the visitor already has {0} invokes awaiting a result")]
     TooManyPending(usize),
+    #[error("too many failed attempts; retry in {0} s")]
+    TooManyAttempts(u64),
     #[error("the visitor did not answer within {0} ms")]
     InvokeTimeout(u64),
     #[error("the server is shutting down")]
@@ -76,6 +78,7 @@ impl ApiError {
             ApiError::UnknownToken => "unknown_token",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooManyPending(_) => "too_many_pending",
+            ApiError::TooManyAttempts(_) => "too_many_attempts",
             ApiError::InvokeTimeout(_) => "invoke_timeout",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Busy => "server_busy",
@@ -101,7 +104,9 @@ impl ApiError {
             | ApiError::NotFound
             | ApiError::UnknownToken => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::TooManyPending(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyPending(_) | ApiError::TooManyAttempts(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::InvokeTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::ShuttingDown | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -151,6 +156,15 @@ impl ResponseError for ApiError {
                 HeaderValue::from_static("Bearer realm=\"presence\""),
             ));
         }
+        match self {
+            ApiError::Busy | ApiError::ShuttingDown => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            ApiError::TooManyAttempts(secs) => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from(*secs)));
+            }
+            _ => {}
+        }
         response.json(self.body())
     }
 }
@@ -158,6 +172,20 @@ impl ResponseError for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_accompanies_429_and_503() {
+        let resp = ApiError::TooManyAttempts(42).error_response();
+        assert_eq!(
+            resp.headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"42"[..])
+        );
+        let resp = ApiError::Busy.error_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(resp.headers().contains_key(header::RETRY_AFTER));
+    }
 
     #[test]
     fn codes_and_statuses_match_the_published_contract() {

@@ -1,5 +1,6 @@
 //! Periodic housekeeping: signing-key rotation and purge, sweeping idle
-//! website sessions, and deleting audit records past retention. The `Housekeeper` actor runs a pass on a timer; the
+//! website sessions and stale failed-attempt counters, deleting audit
+//! records past retention, and forgetting expired revocations. The `Housekeeper` actor runs a pass on a timer; the
 //! same pass is callable directly, so tests drive it after moving the
 //! injectable clock instead of waiting for the timer.
 
@@ -18,6 +19,7 @@ use crate::token::{KeyMaintenance, TokenService};
 pub struct Housekeeping {
     pub keys: KeyMaintenance,
     pub sessions_swept: usize,
+    pub lockout_keys_swept: usize,
     pub audit_swept: usize,
     pub expired_tokens_forgotten: usize,
 }
@@ -43,6 +45,7 @@ impl Chores {
         Ok(Housekeeping {
             keys,
             sessions_swept: self.auth.sessions().sweep()?,
+            lockout_keys_swept: self.auth.lockout().sweep(),
             audit_swept: self.audit.sweep()?,
             expired_tokens_forgotten: self
                 .tokens

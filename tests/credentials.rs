@@ -48,7 +48,7 @@ fn assert_refused(got: (u16, Value), status: u16, code: &str, what: &str) {
 
 #[actix_web::test]
 async fn partner_login_keys() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(common::without_lockout).await;
     let good = key(API_KEY_72, 72, "fred", now() + 600);
     let (status, body) = token(
         &server,
@@ -153,7 +153,7 @@ async fn partner_login_keys() {
 
 #[actix_web::test]
 async fn username_login_keys() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(common::without_lockout).await;
     let good = key(API_KEY_72, 72, "fred", now() + 600);
     let (status, body) = token(&server, 72, json!({"username":"fred.demo","loginkey":good})).await;
     assert_eq!(

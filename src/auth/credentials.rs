@@ -125,6 +125,30 @@ impl Credentials {
         Ok(())
     }
 
+    /// The username the credential claims, where it names one.
+    pub fn claimed_username(&self) -> Option<&str> {
+        match self {
+            Credentials::Password { username, .. }
+            | Credentials::UsernameLoginKey { username, .. } => Some(username),
+            _ => None,
+        }
+    }
+
+    /// The account an attempt counts against for lockout; sessions (256
+    /// random bits) have none.
+    pub fn account(&self) -> Option<String> {
+        match self {
+            Credentials::Password { username, .. }
+            | Credentials::UsernameLoginKey { username, .. } => Some(username.clone()),
+            Credentials::PartnerLoginKey {
+                partner_id,
+                partner_user_id,
+                ..
+            } => Some(format!("partner:{partner_id}:{partner_user_id}")),
+            Credentials::Session { .. } => None,
+        }
+    }
+
     pub fn kind(&self) -> CredentialKind {
         match self {
             Credentials::Password { .. } => CredentialKind::Password,

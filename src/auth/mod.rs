@@ -8,6 +8,7 @@
 //! credentials.
 
 pub mod credentials;
+pub mod lockout;
 pub mod login_key;
 pub mod sessions;
 
@@ -24,6 +25,7 @@ use crate::password::{CheckError, PasswordChecker};
 use crate::store::Store;
 
 pub use credentials::{CredentialKind, Credentials};
+pub use lockout::{Locked, Lockout};
 pub use sessions::Sessions;
 
 /// Who presented valid credentials.
@@ -61,6 +63,7 @@ pub struct Authenticator {
     config: Arc<Config>,
     passwords: Arc<PasswordChecker>,
     sessions: Sessions,
+    lockout: Lockout,
     clock: SharedClock,
     by_username: HashMap<String, Records>,
 }
@@ -82,10 +85,17 @@ impl Authenticator {
             }
         }
         let sessions = Sessions::new(store, clock.clone(), config.auth.session_idle_secs);
+        let lockout = Lockout::new(
+            clock.clone(),
+            config.auth.lockout_failures,
+            config.auth.lockout_client_failures,
+            config.auth.lockout_window_secs,
+        );
         Self {
             config,
             passwords,
             sessions,
+            lockout,
             clock,
             by_username,
         }
@@ -94,6 +104,11 @@ impl Authenticator {
     /// Website sessions.
     pub fn sessions(&self) -> &Sessions {
         &self.sessions
+    }
+
+    /// Failed-attempt limits.
+    pub fn lockout(&self) -> &Lockout {
+        &self.lockout
     }
 
     fn user(&self, group: GroupId, index: usize) -> Option<(&GroupConfig, &UserConfig)> {

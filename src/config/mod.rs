@@ -177,6 +177,13 @@ pub struct AuthConfig {
     pub session_idle_secs: u64,
     /// Audit records older than this are deleted.
     pub audit_retention_days: u64,
+    /// Failed attempts per account within `lockout_window_secs` before it
+    /// is locked.
+    pub lockout_failures: usize,
+    /// Failed attempts per client IP within the window before it is locked.
+    pub lockout_client_failures: usize,
+    /// The failed-attempt window.
+    pub lockout_window_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -188,6 +195,9 @@ impl Default for AuthConfig {
             login_key_max_future_secs: 86_400,
             session_idle_secs: 43_200,
             audit_retention_days: 90,
+            lockout_failures: 5,
+            lockout_client_failures: 20,
+            lockout_window_secs: 900,
         }
     }
 }

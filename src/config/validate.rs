@@ -188,6 +188,21 @@ fn validate_auth(config: &Config) -> Result<(), ConfigError> {
         (1..=3650).contains(&a.audit_retention_days),
         "auth.audit_retention_days",
         "must be 1 to 3650",
+    )?;
+    check(
+        (1..=1000).contains(&a.lockout_failures),
+        "auth.lockout_failures",
+        "must be 1 to 1000",
+    )?;
+    check(
+        (a.lockout_failures..=100_000).contains(&a.lockout_client_failures),
+        "auth.lockout_client_failures",
+        "must be auth.lockout_failures to 100000",
+    )?;
+    check(
+        (1..=86_400).contains(&a.lockout_window_secs),
+        "auth.lockout_window_secs",
+        "must be 1 to 86400",
     )
 }
 

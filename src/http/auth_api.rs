@@ -55,6 +55,44 @@ fn client_of(req: &HttpRequest) -> (Option<String>, Option<&str>) {
     )
 }
 
+/// Refuses an attempt from a locked account or client before any
+/// credential work.
+fn check_lockout(
+    app: &AppState,
+    account: Option<&str>,
+    client: Option<&str>,
+) -> Result<(), Refusal> {
+    app.auth.lockout().check(account, client).map_err(|locked| {
+        (
+            ApiError::TooManyAttempts(locked.retry_after_secs),
+            format!("locked_out ({})", locked.what),
+        )
+    })
+}
+
+/// Counts a failed attempt; if it locks the account or client, writes a
+/// lockout record to the audit log.
+fn note_failure(app: &AppState, base: &AuditRecord, account: Option<&str>, client: Option<&str>) {
+    for what in app.auth.lockout().fail(account, client) {
+        let mut record = base.clone();
+        record.outcome = Outcome::Lockout;
+        record.at = app.audit.now_ms();
+        let limit = if what == "account" {
+            app.config.auth.lockout_failures
+        } else {
+            app.config.auth.lockout_client_failures
+        };
+        record.reason = Some(format!(
+            "{what} locked after {limit} failures in {} s",
+            app.config.auth.lockout_window_secs
+        ));
+        tracing::warn!(what, account = account.unwrap_or(""), "lockout");
+        if let Err(e) = app.audit.record(&record) {
+            tracing::error!(error = %e, "could not record a lockout");
+        }
+    }
+}
+
 /// `POST /auth/token`. Every outcome is written to the audit log before
 /// the client hears it; if an issued token cannot be recorded, it is not
 /// handed out.
@@ -111,20 +149,28 @@ async fn attempt(
         .map_err(refuse)?;
     let kind = credentials.kind();
     record.credential = Some(kind);
-    let agent = app
-        .auth
-        .authenticate(group, credentials)
-        .await
-        .map_err(|failure| {
-            record.username = failure.username.clone();
+    let account = credentials.account();
+    record.username = credentials.claimed_username().map(str::to_owned);
+    let client = record.remote.clone();
+    check_lockout(app, account.as_deref(), client.as_deref())?;
+    let agent = match app.auth.authenticate(group, credentials).await {
+        Ok(agent) => agent,
+        Err(failure) => {
+            if failure.username.is_some() {
+                record.username = failure.username.clone();
+            }
             tracing::info!(
                 group = group.id,
                 credential = kind.as_str(),
                 reason = failure.reason,
                 "token refused"
             );
-            (failure.error, failure.reason.to_owned())
-        })?;
+            if failure.error == ApiError::InvalidCredentials {
+                note_failure(app, record, account.as_deref(), client.as_deref());
+            }
+            return Err((failure.error, failure.reason.to_owned()));
+        }
+    };
     record.username = Some(agent.username.clone());
     record.role = Some(agent.role);
     if !group.presence {
@@ -172,16 +218,27 @@ pub async fn login(
             "username and password must be at most {MAX_PASSWORD_BYTES} bytes"
         )));
     }
+    let (remote, user_agent) = client_of(&req);
+    let mut record =
+        AuditRecord::new(Outcome::Refused, app.audit.now_ms()).from_client(remote, user_agent);
+    record.username = Some(username.clone());
+    record.credential = Some(CredentialKind::Password);
+    let client = record.remote.clone();
+    if let Err((error, reason)) = check_lockout(&app, Some(&username), client.as_deref()) {
+        record.reason = Some(format!("login: {reason}"));
+        if let Err(e) = app.audit.record(&record) {
+            tracing::error!(error = %e, "could not record a refused login");
+        }
+        return Err(error);
+    }
     if let Err(failure) = app.auth.check_password(&username, password, None).await {
         tracing::info!(reason = failure.reason, "login refused");
-        let (remote, user_agent) = client_of(&req);
-        let mut record =
-            AuditRecord::new(Outcome::Refused, app.audit.now_ms()).from_client(remote, user_agent);
-        record.username = Some(username);
-        record.credential = Some(CredentialKind::Password);
         record.reason = Some(format!("login: {}", failure.reason));
         if let Err(e) = app.audit.record(&record) {
             tracing::error!(error = %e, "could not record a refused login");
+        }
+        if failure.error == ApiError::InvalidCredentials {
+            note_failure(&app, &record, Some(&username), client.as_deref());
         }
         return Err(failure.error);
     }

@@ -117,6 +117,13 @@ partner_user_id = "nick"
     Config::from_toml_str(&toml).expect("test config")
 }
 
+/// Raises the failed-attempt limits, for tests that fail on purpose many
+/// times and are not about lockout.
+pub fn without_lockout(config: &mut Config) {
+    config.auth.lockout_failures = 1000;
+    config.auth.lockout_client_failures = 100_000;
+}
+
 /// A running server and its data directory.
 pub struct TestServer {
     pub server: Option<RunningServer>,
@@ -189,6 +196,15 @@ impl TestServer {
         self.running()
             .tokens()
             .issue(username, group, Role::Agent, 3600)
+            .expect("issue")
+            .token
+    }
+
+    /// An administrator token minted in-process.
+    pub fn admin_token(&self, username: &str, group: u64) -> String {
+        self.running()
+            .tokens()
+            .issue(username, group, Role::Administrator, 3600)
             .expect("issue")
             .token
     }
