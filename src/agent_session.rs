@@ -127,14 +127,6 @@ impl AgentSession {
             Ok(claims) => claims,
             Err(e) => return fail_and_close(ctx, CloseCode::Policy, e.code(), &e.to_string()),
         };
-        ctx.text(
-            ServerFrame::Ready {
-                groupid: claims.groupid,
-                username: &claims.sub,
-                expires: claims.exp,
-            }
-            .to_text(),
-        );
         self.app
             .live_agents
             .register(&claims.jti, self.watcher_id, ctx.address().recipient());
@@ -151,6 +143,14 @@ impl AgentSession {
                 "the agent token was revoked",
             );
         }
+        ctx.text(
+            ServerFrame::Ready {
+                groupid: claims.groupid,
+                username: &claims.sub,
+                expires: claims.exp,
+            }
+            .to_text(),
+        );
         let left = Duration::from_secs(self.app.tokens.seconds_left(&claims));
         ctx.run_later(left, |_, ctx| {
             fail_and_close(

@@ -270,6 +270,10 @@ async fn website_sessions_issue_tokens_by_body_or_cookie() {
         !cookie.secure().unwrap_or(false),
         "http public_url: not Secure"
     );
+    assert!(
+        cookie.max_age().is_none(),
+        "no fixed Max-Age: the server's idle timeout, extended on use, decides"
+    );
     let body: Value = resp.json().await.expect("json");
     let gssnid = body["gssnid"].as_str().expect("gssnid").to_owned();
     assert_eq!(cookie.value(), gssnid);
@@ -383,4 +387,102 @@ async fn session_cookies_are_secure_on_https() {
         .expect("login");
     let cookie = resp.cookie("gssnid").expect("cookie");
     assert_eq!(cookie.secure(), Some(true));
+}
+
+#[actix_web::test]
+async fn a_partners_key_never_signs_into_another_group() {
+    let server = TestServer::start().await;
+    // "multi" is an agent in 72 and an administrator in 73. Group 72's
+    // partner may vouch for it in 72, and nowhere else.
+    let k72 = key(API_KEY_72, 72, "multi-72", now() + 600);
+    let (status, body) = token(
+        &server,
+        72,
+        json!({"partnerid":72,"partneruserid":"multi-72","loginkey":k72}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("agent")),
+        "{body}"
+    );
+    assert_refused(
+        token(
+            &server,
+            73,
+            json!({"partnerid":72,"partneruserid":"multi-72","loginkey":k72}),
+        )
+        .await,
+        403,
+        "not_a_member",
+        "cross-tenant partner key",
+    );
+    // Nor through the username form: in 73 the key must be 73's.
+    assert_refused(
+        token(&server, 73, json!({"username":"multi","loginkey":k72})).await,
+        401,
+        "invalid_credentials",
+        "username form with another group's key",
+    );
+    let k73 = key(API_KEY_73, 73, "multi-73", now() + 600);
+    let (status, body) = token(&server, 73, json!({"username":"multi","loginkey":k73})).await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("administrator")),
+        "{body}"
+    );
+}
+
+#[actix_web::test]
+async fn token_request_fields_get_their_own_codes() {
+    let server = TestServer::start().await;
+    let creds = json!({"username":"fred.demo","password":PASSWORD});
+    for duration in [
+        json!(-1),
+        json!("3600"),
+        json!(59.5),
+        json!(1e20),
+        json!(59),
+        json!(7201),
+        json!(true),
+    ] {
+        let (status, body) = server
+            .post(
+                "/auth/token",
+                None,
+                None,
+                &json!({"groupid":72,"duration":duration,"credentials":creds}),
+            )
+            .await;
+        assert_refused((status, body), 400, "bad_duration", &duration.to_string());
+    }
+    let (status, body) = server
+        .post("/auth/token", None, None, &json!({"groupid":72}))
+        .await;
+    assert_refused(
+        (status, body),
+        400,
+        "bad_credentials_form",
+        "missing credentials",
+    );
+    let big = "k".repeat(2000);
+    assert_refused(
+        token(&server, 72, json!({"username":"fred.demo","loginkey":big})).await,
+        400,
+        "bad_request",
+        "oversized login key",
+    );
+    // Refusals are audited too.
+    let admin = server.admin_token("ada.admin", 72);
+    let (_, page) = server.get("/admin/72/audit", Some(&admin), None).await;
+    let reasons: Vec<&str> = page["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"bad_duration") && reasons.contains(&"bad_credentials_form"),
+        "{reasons:?}"
+    );
 }

@@ -103,29 +103,51 @@ async fn one_client_failing_across_accounts_is_locked() {
 }
 
 #[actix_web::test]
-async fn website_logins_share_the_limits() {
+async fn website_logins_share_the_limits_and_show_in_the_groups_audit() {
     let server = TestServer::start().await;
+    let login = |pw: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .post(
+                    "/auth/login",
+                    None,
+                    None,
+                    &json!({"username":"fred.demo","password":pw}),
+                )
+                .await
+        }
+    };
     for _ in 0..5 {
-        let (status, _) = server
-            .post(
-                "/auth/login",
-                None,
-                None,
-                &json!({"username":"fred.demo","password":"wrong"}),
-            )
-            .await;
-        assert_eq!(status, 401);
+        assert_eq!(login("wrong").await.0, 401);
     }
-    let (status, body) = server
-        .post(
-            "/auth/login",
-            None,
-            None,
-            &json!({"username":"fred.demo","password":PASSWORD}),
-        )
-        .await;
+    let (status, body) = login(PASSWORD).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (429, Some("too_many_attempts"))
+    );
+    let admin = server.admin_token("ada.admin", 72);
+    let (_, page) = server
+        .get("/admin/72/audit?username=fred.demo", Some(&admin), None)
+        .await;
+    let records = page["records"].as_array().expect("records");
+    assert_eq!(
+        records.iter().filter(|r| r["outcome"] == "lockout").count(),
+        1,
+        "exactly one lockout record: {page}"
+    );
+}
+
+#[actix_web::test]
+async fn concurrent_guesses_cannot_overrun_the_limit() {
+    let server = TestServer::start().await;
+    let guesses = (0..12).map(|_| attempt(&server, password("fred.demo", "wrong")));
+    let results = futures_util::future::join_all(guesses).await;
+    let unauthorized = results.iter().filter(|(s, _, _)| *s == 401).count();
+    let locked = results.iter().filter(|(s, _, _)| *s == 429).count();
+    assert_eq!(
+        (unauthorized, locked),
+        (5, 7),
+        "only 5 guesses may be checked"
     );
 }

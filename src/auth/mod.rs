@@ -5,7 +5,8 @@
 //! A token is always for the one group named in the request. Credentials
 //! are checked first; only then is membership of that group checked, so
 //! `not_a_member` (403) is never an oracle for someone without valid
-//! credentials.
+//! credentials. A login key is signed by one group's `api_key` and is a
+//! credential for that group only.
 
 pub mod credentials;
 pub mod lockout;
@@ -111,6 +112,14 @@ impl Authenticator {
         &self.lockout
     }
 
+    /// The groups a username belongs to.
+    pub fn groups_of(&self, username: &str) -> Vec<GroupId> {
+        self.by_username
+            .get(username)
+            .map(|records| records.iter().map(|(g, _)| *g).collect())
+            .unwrap_or_default()
+    }
+
     fn user(&self, group: GroupId, index: usize) -> Option<(&GroupConfig, &UserConfig)> {
         let group = self.config.group(group)?;
         Some((group, group.users.get(index)?))
@@ -204,6 +213,16 @@ impl Authenticator {
                     user.map(|u| u.username.as_str()),
                 )?;
                 let user = user.ok_or_else(|| AuthFailure::invalid("unknown_user", None))?;
+                // A partner's key speaks only for its own group: it must not
+                // let one tenant sign its users into another tenant's group
+                // (with that group's role), even under a shared username.
+                if partner.id != group.id {
+                    return Err(AuthFailure {
+                        error: ApiError::NotAMember(group.id),
+                        reason: "login_key_for_another_group",
+                        username: Some(user.username.clone()),
+                    });
+                }
                 user.username.clone()
             }
             Credentials::UsernameLoginKey {

@@ -46,9 +46,11 @@ pub async fn audit(
         limit,
         cursor: params.cursor,
     };
-    let page = app
-        .audit
-        .query(group, &query)
+    // The scan reads sled: keep it off the request threads.
+    let audit = app.audit.clone();
+    let page = web::block(move || audit.query(group, &query))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or_else(|| ApiError::BadRequest("cursor is not one this server issued".into()))?;
     Ok(HttpResponse::Ok().json(page))

@@ -1,6 +1,10 @@
 //! The authorization endpoints: `POST /auth/token` issues agent tokens for
 //! any credential kind; `POST /auth/login` and `/auth/logout` manage
-//! website sessions (`gssnid`).
+//! website sessions (`gssnid`); `POST /auth/revoke` denylists a token.
+//!
+//! Every token request that parses as JSON is audited: issued tokens before
+//! they are handed out, refusals with their reason. Audit writes (fsyncs)
+//! run on the blocking pool, off the request threads.
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -9,6 +13,7 @@ use serde_json::Value;
 
 use super::AgentAuth;
 use crate::audit::{AuditRecord, Outcome};
+use crate::auth::lockout::Attempt;
 use crate::auth::{CredentialKind, Credentials};
 use crate::config::{Role, MIN_TOKEN_SECS};
 use crate::error::ApiError;
@@ -20,12 +25,15 @@ use crate::state::AppState;
 /// Name of the website-session cookie.
 pub const SESSION_COOKIE: &str = "gssnid";
 
+/// The body of `POST /auth/token`. `duration` and `credentials` are checked
+/// by hand so that each gets its own error code (and an audit record).
 #[derive(Deserialize)]
 pub struct TokenRequest {
     groupid: GroupId,
     #[serde(default)]
-    duration: Option<u64>,
-    credentials: Value,
+    duration: Option<Value>,
+    #[serde(default)]
+    credentials: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -55,14 +63,30 @@ fn client_of(req: &HttpRequest) -> (Option<String>, Option<&str>) {
     )
 }
 
-/// Refuses an attempt from a locked account or client before any
-/// credential work.
-fn check_lockout(
+/// Writes audit records on the blocking pool.
+async fn write_audit(app: &AppState, records: Vec<AuditRecord>) -> Result<(), ApiError> {
+    let audit = app.audit.clone();
+    web::block(move || records.iter().try_for_each(|r| audit.record(r)))
+        .await
+        .map_err(|e| ApiError::Internal(format!("audit log unavailable: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("audit log unavailable: {e}")))
+}
+
+/// Writes audit records for a refusal; a failure to write is logged, and
+/// the refusal stands.
+async fn write_refusal_audit(app: &AppState, records: Vec<AuditRecord>) {
+    if let Err(e) = write_audit(app, records).await {
+        tracing::error!(error = %e, "could not record a refused attempt");
+    }
+}
+
+/// Starts a lockout-counted attempt, or refuses it while locked.
+fn begin_attempt(
     app: &AppState,
     account: Option<&str>,
     client: Option<&str>,
-) -> Result<(), Refusal> {
-    app.auth.lockout().check(account, client).map_err(|locked| {
+) -> Result<Attempt, Refusal> {
+    app.auth.lockout().begin(account, client).map_err(|locked| {
         (
             ApiError::TooManyAttempts(locked.retry_after_secs),
             format!("locked_out ({})", locked.what),
@@ -70,31 +94,32 @@ fn check_lockout(
     })
 }
 
-/// Counts a failed attempt; if it locks the account or client, writes a
-/// lockout record to the audit log.
-fn note_failure(app: &AppState, base: &AuditRecord, account: Option<&str>, client: Option<&str>) {
-    for what in app.auth.lockout().fail(account, client) {
-        let mut record = base.clone();
-        record.outcome = Outcome::Lockout;
-        record.at = app.audit.now_ms();
-        let limit = if what == "account" {
-            app.config.auth.lockout_failures
-        } else {
-            app.config.auth.lockout_client_failures
-        };
-        record.reason = Some(format!(
-            "{what} locked after {limit} failures in {} s",
-            app.config.auth.lockout_window_secs
-        ));
-        tracing::warn!(what, account = account.unwrap_or(""), "lockout");
-        if let Err(e) = app.audit.record(&record) {
-            tracing::error!(error = %e, "could not record a lockout");
-        }
-    }
+/// Settles a failed attempt; returns the lockout records it causes.
+fn failed_attempt(app: &AppState, attempt: Attempt, base: &AuditRecord) -> Vec<AuditRecord> {
+    app.auth
+        .lockout()
+        .failed(attempt)
+        .into_iter()
+        .map(|what| {
+            let limit = if what == "account" {
+                app.config.auth.lockout_failures
+            } else {
+                app.config.auth.lockout_client_failures
+            };
+            tracing::warn!(what, "lockout");
+            let mut record = base.clone();
+            record.outcome = Outcome::Lockout;
+            record.at = app.audit.now_ms();
+            record.reason = Some(format!(
+                "{what} locked after {limit} failures in {} s",
+                app.config.auth.lockout_window_secs
+            ));
+            record
+        })
+        .collect()
 }
 
-/// `POST /auth/token`. Every outcome is written to the audit log before
-/// the client hears it; if an issued token cannot be recorded, it is not
+/// `POST /auth/token`. If an issued token cannot be recorded, it is not
 /// handed out.
 pub async fn issue_token(
     app: web::Data<AppState>,
@@ -106,21 +131,38 @@ pub async fn issue_token(
     let mut record =
         AuditRecord::new(Outcome::Refused, app.audit.now_ms()).from_client(remote, user_agent);
     record.groupid = Some(body.groupid);
-    match attempt(&app, &req, body, &mut record).await {
+    let mut extra = Vec::new();
+    match attempt(&app, &req, body, &mut record, &mut extra).await {
         Ok(response) => {
             record.outcome = Outcome::Issued;
-            app.audit
-                .record(&record)
-                .map_err(|e| ApiError::Internal(format!("audit log unavailable: {e}")))?;
+            write_audit(&app, vec![record]).await?;
             Ok(HttpResponse::Ok().json(response))
         }
         Err((error, reason)) => {
             record.reason = Some(reason);
-            if let Err(e) = app.audit.record(&record) {
-                tracing::error!(error = %e, "could not record a refused token request");
-            }
+            extra.insert(0, record);
+            write_refusal_audit(&app, extra).await;
             Err(error)
         }
+    }
+}
+
+fn duration_of(app: &AppState, duration: Option<Value>) -> Result<u64, ApiError> {
+    let max = app.config.auth.token_max_secs;
+    let bad = || {
+        ApiError::BadDuration(format!(
+            "duration must be an integer from {MIN_TOKEN_SECS} to {max} seconds"
+        ))
+    };
+    let secs = match duration {
+        None | Some(Value::Null) => app.config.auth.token_default_secs,
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(bad)?,
+        Some(_) => return Err(bad()),
+    };
+    if (MIN_TOKEN_SECS..=max).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(bad())
     }
 }
 
@@ -129,6 +171,7 @@ async fn attempt(
     req: &HttpRequest,
     body: TokenRequest,
     record: &mut AuditRecord,
+    extra: &mut Vec<AuditRecord>,
 ) -> Result<TokenResponse, Refusal> {
     let group = app
         .config
@@ -137,24 +180,23 @@ async fn attempt(
     app.origins
         .check_group(group.id, &RequestOrigin::from_headers(req.headers()))
         .map_err(refuse)?;
-    let max = app.config.auth.token_max_secs;
-    let lifetime = body.duration.unwrap_or(app.config.auth.token_default_secs);
-    if !(MIN_TOKEN_SECS..=max).contains(&lifetime) {
-        return Err(refuse(ApiError::BadDuration(format!(
-            "duration must be {MIN_TOKEN_SECS} to {max} seconds"
-        ))));
-    }
+    let lifetime = duration_of(app, body.duration).map_err(refuse)?;
     let cookie = req.cookie(SESSION_COOKIE);
-    let credentials = Credentials::parse(&body.credentials, cookie.as_ref().map(|c| c.value()))
+    let credentials = body
+        .credentials
+        .ok_or_else(|| ApiError::BadCredentialsForm("credentials are required".into()))
+        .and_then(|value| Credentials::parse(&value, cookie.as_ref().map(|c| c.value())))
         .map_err(refuse)?;
     let kind = credentials.kind();
     record.credential = Some(kind);
-    let account = credentials.account();
     record.username = credentials.claimed_username().map(str::to_owned);
-    let client = record.remote.clone();
-    check_lockout(app, account.as_deref(), client.as_deref())?;
+    let account = credentials.account();
+    let attempt = begin_attempt(app, account.as_deref(), record.remote.as_deref())?;
     let agent = match app.auth.authenticate(group, credentials).await {
-        Ok(agent) => agent,
+        Ok(agent) => {
+            app.auth.lockout().succeeded(attempt);
+            agent
+        }
         Err(failure) => {
             if failure.username.is_some() {
                 record.username = failure.username.clone();
@@ -166,7 +208,10 @@ async fn attempt(
                 "token refused"
             );
             if failure.error == ApiError::InvalidCredentials {
-                note_failure(app, record, account.as_deref(), client.as_deref());
+                extra.extend(failed_attempt(app, attempt, record));
+            } else {
+                // Not a guess (busy, not a member...): it does not count.
+                app.auth.lockout().succeeded(attempt);
             }
             return Err((failure.error, failure.reason.to_owned()));
         }
@@ -206,6 +251,24 @@ pub struct LoginRequest {
     password: String,
 }
 
+/// Copies of a login record for each group the username belongs to, so
+/// each group's administrators see it (one group-less record for unknown
+/// names).
+fn per_group(app: &AppState, record: &AuditRecord, username: &str) -> Vec<AuditRecord> {
+    let groups = app.auth.groups_of(username);
+    if groups.is_empty() {
+        return vec![record.clone()];
+    }
+    groups
+        .into_iter()
+        .map(|g| {
+            let mut r = record.clone();
+            r.groupid = Some(g);
+            r
+        })
+        .collect()
+}
+
 /// `POST /auth/login`: starts a website session.
 pub async fn login(
     app: web::Data<AppState>,
@@ -223,34 +286,37 @@ pub async fn login(
         AuditRecord::new(Outcome::Refused, app.audit.now_ms()).from_client(remote, user_agent);
     record.username = Some(username.clone());
     record.credential = Some(CredentialKind::Password);
-    let client = record.remote.clone();
-    if let Err((error, reason)) = check_lockout(&app, Some(&username), client.as_deref()) {
-        record.reason = Some(format!("login: {reason}"));
-        if let Err(e) = app.audit.record(&record) {
-            tracing::error!(error = %e, "could not record a refused login");
+    let attempt = match begin_attempt(&app, Some(&username), record.remote.as_deref()) {
+        Ok(attempt) => attempt,
+        Err((error, reason)) => {
+            record.reason = Some(format!("login: {reason}"));
+            write_refusal_audit(&app, per_group(&app, &record, &username)).await;
+            return Err(error);
         }
-        return Err(error);
-    }
+    };
     if let Err(failure) = app.auth.check_password(&username, password, None).await {
         tracing::info!(reason = failure.reason, "login refused");
         record.reason = Some(format!("login: {}", failure.reason));
-        if let Err(e) = app.audit.record(&record) {
-            tracing::error!(error = %e, "could not record a refused login");
-        }
+        let mut records = per_group(&app, &record, &username);
         if failure.error == ApiError::InvalidCredentials {
-            note_failure(&app, &record, Some(&username), client.as_deref());
+            for lockout in failed_attempt(&app, attempt, &record) {
+                records.extend(per_group(&app, &lockout, &username));
+            }
+        } else {
+            app.auth.lockout().succeeded(attempt);
         }
+        write_refusal_audit(&app, records).await;
         return Err(failure.error);
     }
+    app.auth.lockout().succeeded(attempt);
     let session = app
         .auth
         .sessions()
         .create(&username)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     tracing::info!(username = %username, "website session started");
-    let cookie = session_cookie(&app, session.id.clone(), app.auth.sessions().idle_secs());
     Ok(HttpResponse::Ok()
-        .cookie(cookie)
+        .cookie(session_cookie(&app, session.id.clone(), None))
         .json(serde_json::json!({"gssnid": session.id, "expires": session.expires})))
 }
 
@@ -281,22 +347,25 @@ pub async fn logout(
     }
     // Ending an unknown session is not an error: the outcome is the same.
     Ok(HttpResponse::NoContent()
-        .cookie(session_cookie(&app, String::new(), 0))
+        .cookie(session_cookie(&app, String::new(), Some(0)))
         .finish())
 }
 
-/// The session cookie: HttpOnly, SameSite=Lax, Secure on https.
-fn session_cookie(app: &AppState, value: String, max_age_secs: u64) -> Cookie<'static> {
+/// The session cookie: HttpOnly, SameSite=Lax, Secure on https. It has no
+/// Max-Age (the server's idle timeout, extended on each use, decides), except
+/// `Some(0)` to delete it.
+fn session_cookie(app: &AppState, value: String, max_age_secs: Option<i64>) -> Cookie<'static> {
     let secure = app.config.server.public_url.starts_with("https://");
-    Cookie::build(SESSION_COOKIE, value)
+    let mut cookie = Cookie::build(SESSION_COOKIE, value)
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(secure)
-        .max_age(CookieDuration::seconds(
-            max_age_secs.min(i64::MAX as u64) as i64
-        ))
-        .finish()
+        .finish();
+    if let Some(secs) = max_age_secs {
+        cookie.set_max_age(CookieDuration::seconds(secs));
+    }
+    cookie
 }
 
 #[derive(Deserialize)]
@@ -338,6 +407,8 @@ pub async fn revoke(
         .revocations()
         .revoke(&jti, owner.exp)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Denied from here on: close its sockets before anything that can fail.
+    let sockets_closed = app.live_agents.revoke(&jti);
     let (remote, user_agent) = client_of(&req);
     let mut record =
         AuditRecord::new(Outcome::Revoked, app.audit.now_ms()).from_client(remote, user_agent);
@@ -346,10 +417,7 @@ pub async fn revoke(
     record.jti = Some(jti.clone());
     record.exp = Some(owner.exp);
     record.reason = Some(format!("revoked by {}", caller.sub));
-    app.audit
-        .record(&record)
-        .map_err(|e| ApiError::Internal(format!("audit log unavailable: {e}")))?;
-    let sockets_closed = app.live_agents.revoke(&jti);
+    write_audit(&app, vec![record]).await?;
     tracing::info!(%jti, by = %caller.sub, sockets_closed, "token revoked");
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "revoked": jti,
