@@ -151,3 +151,22 @@ async fn pages_filter_and_survive_a_restart() {
     let (_, swept) = audit(&server, &admin, "?username=fred.demo").await;
     assert_eq!(swept["records"].as_array().expect("records").len(), 0);
 }
+
+#[actix_web::test]
+async fn refusal_reasons_do_not_reveal_other_groups_users() {
+    let server = TestServer::start().await;
+    // olga exists only in group 73; "ghost" nowhere. Asked for group 72,
+    // both read the same in 72's audit log.
+    login(&server, 72, "olga", "wrong").await;
+    login(&server, 72, "ghost", "wrong").await;
+    login(&server, 72, "fred.demo", "wrong").await;
+    let admin = admin_token(&server).await;
+    for (user, reason) in [
+        ("olga", "invalid_credentials"),
+        ("ghost", "invalid_credentials"),
+        ("fred.demo", "wrong_password"),
+    ] {
+        let (_, page) = audit(&server, &admin, &format!("?username={user}")).await;
+        assert_eq!(page["records"][0]["reason"], reason, "{user}: {page}");
+    }
+}

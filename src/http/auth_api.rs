@@ -207,13 +207,24 @@ async fn attempt(
                 reason = failure.reason,
                 "token refused"
             );
+            // This group's administrators read the reason: for a name that
+            // is not in their group, do not tell whether it exists elsewhere.
+            let member = record
+                .username
+                .as_deref()
+                .is_some_and(|u| group.users.iter().any(|m| m.username == u));
+            let reason = if failure.error == ApiError::InvalidCredentials && !member {
+                "invalid_credentials"
+            } else {
+                failure.reason
+            };
             if failure.error == ApiError::InvalidCredentials {
                 extra.extend(failed_attempt(app, attempt, record));
             } else {
                 // Not a guess (busy, not a member...): it does not count.
                 app.auth.lockout().succeeded(attempt);
             }
-            return Err((failure.error, failure.reason.to_owned()));
+            return Err((failure.error, reason.to_owned()));
         }
     };
     record.username = Some(agent.username.clone());
