@@ -230,7 +230,13 @@ impl AgentSession {
         let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
             return;
         };
-        let timeout_ms = match check_invoke(&func, timeout_ms, &self.app.config.presence) {
+        let allow = self
+            .app
+            .config
+            .group(claims.groupid)
+            .map(|g| g.invoke_allow.as_slice())
+            .unwrap_or_default();
+        let timeout_ms = match check_invoke(&func, timeout_ms, &self.app.config.presence, allow) {
             Ok(t) => t,
             Err(e) => return reject(self, ctx, Some(&id), e.code(), &e.to_string()),
         };

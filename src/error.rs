@@ -33,6 +33,8 @@ pub enum ApiError {
     NotAMember(u64),
     #[error("{0}")]
     Forbidden(String),
+    #[error("function {0:?} is not in the group's invoke_allow list")]
+    FunctionNotAllowed(String),
     #[error("group {0} does not exist")]
     UnknownGroup(u64),
     #[error("{0}")]
@@ -72,6 +74,7 @@ impl ApiError {
             ApiError::PresenceNotSubscribed(_) => "presence_not_subscribed",
             ApiError::NotAMember(_) => "not_a_member",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::FunctionNotAllowed(_) => "function_not_allowed",
             ApiError::UnknownGroup(_) => "unknown_group",
             ApiError::VisitorNotPresent(_) => "visitor_not_present",
             ApiError::NotFound => "not_found",
@@ -98,7 +101,8 @@ impl ApiError {
             | ApiError::OriginNotAllowed(_)
             | ApiError::PresenceNotSubscribed(_)
             | ApiError::NotAMember(_)
-            | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            | ApiError::Forbidden(_)
+            | ApiError::FunctionNotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::UnknownGroup(_)
             | ApiError::VisitorNotPresent(_)
             | ApiError::NotFound

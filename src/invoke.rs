@@ -57,16 +57,30 @@ pub struct SignalRequest {
     pub responder: SignalResponder,
 }
 
-/// Checks an invoke's function name and timeout, returning the timeout.
+/// Whether the group's `invoke_allow` list permits `func`: an exact name, or
+/// a prefix ending in `*` (`["*"]` allows every function). Case-sensitive.
+pub fn function_allowed(allow: &[String], func: &str) -> bool {
+    allow.iter().any(|pattern| match pattern.strip_suffix('*') {
+        Some(prefix) => func.starts_with(prefix),
+        None => pattern == func,
+    })
+}
+
+/// Checks an invoke's function name (syntax, then the group's allow-list)
+/// and timeout, returning the timeout.
 pub fn check_invoke(
     func: &str,
     timeout_ms: Option<u64>,
     config: &PresenceConfig,
+    allow: &[String],
 ) -> Result<u64, ApiError> {
     if !valid_function_name(func) {
         return Err(ApiError::BadRequest(
             "func must be 1 to 128 characters from A-Z a-z 0-9 . _ $".to_owned(),
         ));
+    }
+    if !function_allowed(allow, func) {
+        return Err(ApiError::FunctionNotAllowed(func.to_owned()));
     }
     let timeout_ms = timeout_ms.unwrap_or(config.invoke_timeout_ms);
     if timeout_ms == 0 || timeout_ms > config.max_invoke_timeout_ms {
@@ -148,18 +162,64 @@ mod tests {
         );
     }
 
+    fn all() -> Vec<String> {
+        vec!["*".to_owned()]
+    }
+
+    #[test]
+    fn allow_lists_match_exact_names_and_prefixes_only() {
+        let allow: Vec<String> = ["showTerms", "GLANCE.Cobrowse.Visitor.*", "$x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for ok in [
+            "showTerms",
+            "GLANCE.Cobrowse.Visitor.start",
+            "GLANCE.Cobrowse.Visitor.",
+            "$x",
+        ] {
+            assert!(function_allowed(&allow, ok), "{ok}");
+        }
+        for refused in [
+            "showterms",
+            "showTerms2",
+            "xshowTerms",
+            "GLANCE.Cobrowse.VisitorX",
+            "GLANCE.Cobrowse.Visitor",
+            "GLANCE.Cobrowse.Agent.start",
+            "$",
+            "",
+        ] {
+            assert!(!function_allowed(&allow, refused), "{refused}");
+        }
+        assert!(function_allowed(&all(), "anything.at_all"));
+        assert!(!function_allowed(&[], "showTerms"));
+        let config = PresenceConfig::default();
+        assert_eq!(
+            check_invoke("openPage", None, &config, &allow).map_err(|e| e.code()),
+            Err("function_not_allowed")
+        );
+        assert_eq!(
+            check_invoke("bad name", None, &config, &allow).map_err(|e| e.code()),
+            Err("bad_request"),
+            "syntax is checked first"
+        );
+    }
+
     #[test]
     fn checks_function_names_and_timeouts() {
         let config = PresenceConfig::default();
         assert_eq!(
-            check_invoke("GLANCE.Cobrowse.start", None, &config),
+            check_invoke("GLANCE.Cobrowse.start", None, &config, &all()),
             Ok(config.invoke_timeout_ms)
         );
-        assert_eq!(check_invoke("$x_1", Some(5), &config), Ok(5));
-        assert!(check_invoke("", None, &config).is_err());
-        assert!(check_invoke("alert(1)", None, &config).is_err());
-        assert!(check_invoke(&"a".repeat(129), None, &config).is_err());
-        assert!(check_invoke("f", Some(0), &config).is_err());
-        assert!(check_invoke("f", Some(config.max_invoke_timeout_ms + 1), &config).is_err());
+        assert_eq!(check_invoke("$x_1", Some(5), &config, &all()), Ok(5));
+        assert!(check_invoke("", None, &config, &all()).is_err());
+        assert!(check_invoke("alert(1)", None, &config, &all()).is_err());
+        assert!(check_invoke(&"a".repeat(129), None, &config, &all()).is_err());
+        assert!(check_invoke("f", Some(0), &config, &all()).is_err());
+        assert!(
+            check_invoke("f", Some(config.max_invoke_timeout_ms + 1), &config, &all()).is_err()
+        );
     }
 }

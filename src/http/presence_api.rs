@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::AgentAuth;
+use crate::config::GroupConfig;
 use crate::error::ApiError;
 use crate::ids::{GroupId, VisitorId, VisitorKey};
 use crate::invoke::{self, check_invoke};
@@ -18,10 +19,15 @@ pub struct VisitorPath {
 }
 
 impl VisitorPath {
-    fn key(&self, app: &AppState, auth: &AgentAuth) -> Result<VisitorKey, ApiError> {
-        auth.for_group(app, self.groupid)?;
+    /// Authorises the request for the path's group and parses the visitor.
+    fn key<'a>(
+        &self,
+        app: &'a AppState,
+        auth: &AgentAuth,
+    ) -> Result<(VisitorKey, &'a GroupConfig), ApiError> {
+        let group = auth.for_group(app, self.groupid)?;
         let visitor = VisitorId::parse(&self.visitorid).map_err(ApiError::BadRequest)?;
-        Ok(VisitorKey::new(self.groupid, visitor))
+        Ok((VisitorKey::new(self.groupid, visitor), group))
     }
 }
 
@@ -31,7 +37,7 @@ pub async fn lookup(
     auth: AgentAuth,
     path: web::Path<VisitorPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = path.key(&app, &auth)?;
+    let (key, _) = path.key(&app, &auth)?;
     let state = app.registry.lookup(&key);
     Ok(HttpResponse::Ok().json(state))
 }
@@ -53,9 +59,14 @@ pub async fn invoke(
     path: web::Path<VisitorPath>,
     body: web::Json<InvokeBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = path.key(&app, &auth)?;
+    let (key, group) = path.key(&app, &auth)?;
     let body = body.into_inner();
-    let timeout_ms = check_invoke(&body.func, body.timeout_ms, &app.config.presence)?;
+    let timeout_ms = check_invoke(
+        &body.func,
+        body.timeout_ms,
+        &app.config.presence,
+        &group.invoke_allow,
+    )?;
     let outcome = invoke::invoke(&app.registry, key, body.func, body.args, timeout_ms).await?;
     Ok(HttpResponse::Ok().json(outcome))
 }
@@ -73,7 +84,7 @@ pub async fn signal(
     path: web::Path<VisitorPath>,
     body: web::Json<SignalBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = path.key(&app, &auth)?;
+    let (key, _) = path.key(&app, &auth)?;
     invoke::signal(
         &app.registry,
         key,
