@@ -394,6 +394,8 @@ impl Handler<VisitorEvent> for AgentSession {
                 online: event.state.online,
                 connections: event.state.connections,
                 data: &event.state.data,
+                verified: event.state.verified,
+                identity: event.state.identity.as_ref(),
             }
             .to_text(),
         );

@@ -31,6 +31,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod token;
+pub mod visitor_identity;
 pub mod visitor_session;
 pub mod ws_support;
 

@@ -87,6 +87,9 @@ pub enum VisitorInbound {
         visitorid: String,
         #[serde(default)]
         data: Option<Value>,
+        /// A signed visitor identity token.
+        #[serde(default)]
+        identity: Option<String>,
     },
     Presence {
         data: Value,
@@ -212,6 +215,9 @@ pub enum ServerFrame<'a> {
         online: bool,
         connections: usize,
         data: &'a Value,
+        verified: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        identity: Option<&'a Value>,
     },
     Result {
         id: &'a str,

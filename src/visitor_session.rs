@@ -18,6 +18,7 @@ use actix_web::web;
 use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
 use serde_json::Value;
 
+use crate::config::GroupConfig;
 use crate::error::ApiError;
 use crate::ids::{random_id, VisitorId, VisitorKey};
 use crate::invoke::{InvokeOutcome, InvokeRequest, InvokeResponder, SignalRequest};
@@ -26,10 +27,12 @@ use crate::presence_data::PresenceData;
 use crate::protocol::{parse_frame, ServerFrame, VisitorInbound};
 use crate::registry::{Connect, Disconnect, LiveConnection, PresenceUpdate};
 use crate::state::AppState;
+use crate::visitor_identity::{self, IdentityError};
 use crate::ws_support::{
     close_on_shutdown, dispatch, fail_and_close, reject, send_error, start_heartbeat, SocketLink,
     TextSocket,
 };
+use secrecy::ExposeSecret;
 
 /// What the registry asks of a visitor connection.
 #[derive(Debug, Message)]
@@ -114,11 +117,48 @@ impl VisitorSession {
         }
     }
 
+    /// Checks the hello's identity token against the group's rules: a
+    /// present token must verify (never a silent downgrade), and a group
+    /// that requires one refuses hellos without.
+    fn check_identity(
+        &self,
+        group: &GroupConfig,
+        visitor: &str,
+        token: Option<&str>,
+    ) -> Result<Option<Value>, (&'static str, String)> {
+        let Some(token) = token else {
+            if group.require_visitor_identity {
+                return Err((
+                    "identity_required",
+                    "this group requires a visitor identity token".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let invalid = |e: IdentityError| ("identity_invalid", e.to_string());
+        let (Some(secret), Some(issuer)) = (
+            &group.visitor_identity_secret,
+            &group.visitor_identity_issuer,
+        ) else {
+            return Err(invalid(IdentityError::NotConfigured));
+        };
+        visitor_identity::verify(
+            token,
+            secret.expose_secret().as_bytes(),
+            issuer,
+            visitor,
+            self.app.clock.now_secs(),
+        )
+        .map(Some)
+        .map_err(invalid)
+    }
+
     fn hello(
         &mut self,
         groupid: u64,
         visitorid: &str,
         data: Option<Value>,
+        identity: Option<&str>,
         ctx: &mut WebsocketContext<Self>,
     ) {
         let checked = (|| {
@@ -140,9 +180,10 @@ impl VisitorSession {
             let visitor = VisitorId::parse(visitorid).map_err(|m| ("bad_visitor_id", m))?;
             let data = PresenceData::from_value(data.unwrap_or(Value::Object(Default::default())))
                 .map_err(|m| ("bad_presence_data", m))?;
-            Ok((VisitorKey::new(groupid, visitor), data))
+            let identity = self.check_identity(group, visitor.as_str(), identity)?;
+            Ok((VisitorKey::new(groupid, visitor), data, identity))
         })();
-        let (key, data) = match checked {
+        let (key, data, identity) = match checked {
             Ok(ok) => ok,
             Err((code, message)) => {
                 return fail_and_close(ctx, CloseCode::Policy, code, &message);
@@ -155,6 +196,7 @@ impl VisitorSession {
                 id: self.connection_id.clone(),
                 commands: ctx.address().recipient(),
                 open: self.open.clone(),
+                identity: identity.map(Arc::new),
             },
             data,
         };
@@ -350,8 +392,9 @@ impl TextSocket for VisitorSession {
                     groupid,
                     visitorid,
                     data,
+                    identity,
                 }),
-            ) => self.hello(groupid, &visitorid, data, ctx),
+            ) => self.hello(groupid, &visitorid, data, identity.as_deref(), ctx),
             (Phase::AwaitingHello, Ok(_)) => fail_and_close(
                 ctx,
                 CloseCode::Policy,

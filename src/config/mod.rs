@@ -242,6 +242,9 @@ pub struct GroupConfig {
     pub require_confirmation: bool,
     #[serde(default)]
     pub visitor_identity_secret: Option<SecretString>,
+    /// The `iss` of this group's visitor identity tokens (public).
+    #[serde(default)]
+    pub visitor_identity_issuer: Option<String>,
     #[serde(default)]
     pub require_visitor_identity: bool,
     #[serde(default)]

@@ -11,6 +11,7 @@ presence = true
 api_key = "an-api-key-of-16+"
 origins = ["http://localhost:8080"]
 visitor_identity_secret = "a-visitor-identity-secret-of-32-bytes!"
+visitor_identity_issuer = "shop.example"
 
 [[groups.users]]
 username = "fred.demo"

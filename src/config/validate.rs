@@ -268,6 +268,18 @@ fn validate_groups(config: &Config) -> Result<(), ConfigError> {
             at("require_visitor_identity"),
             "needs visitor_identity_secret",
         )?;
+        check(
+            group.visitor_identity_secret.is_none() || group.visitor_identity_issuer.is_some(),
+            at("visitor_identity_issuer"),
+            "is required with visitor_identity_secret",
+        )?;
+        if let Some(issuer) = &group.visitor_identity_issuer {
+            check(
+                (1..=256).contains(&issuer.len()) && issuer != crate::token::ISSUER,
+                at("visitor_identity_issuer"),
+                "must be 1 to 256 characters and not the agent-token issuer",
+            )?;
+        }
         validate_users(i, group)?;
     }
     Ok(())

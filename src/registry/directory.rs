@@ -35,7 +35,11 @@ impl Published {
 
     /// The lookup document. A present visitor with no open connection is in
     /// its reconnect grace period: still online.
+    ///
+    /// `verified` and `identity` describe the connection commands would go
+    /// to: the browser that would run an invoke is the one that matters.
     pub fn state(&self, key: &VisitorKey) -> VisitorState {
+        let identity = self.target().and_then(|c| c.identity.as_deref().cloned());
         VisitorState {
             groupid: key.group,
             visitorid: key.visitor.as_str().to_owned(),
@@ -43,6 +47,8 @@ impl Published {
             connections: self.connections.iter().filter(|c| c.is_open()).count(),
             data: self.data.clone(),
             connected_at: Some(self.connected_at_ms),
+            verified: identity.is_some(),
+            identity,
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct LiveConnection {
     pub commands: Recipient<VisitorCommand>,
     /// Cleared by the session the moment it starts closing.
     pub open: Arc<AtomicBool>,
+    /// Custom claims of the visitor identity token this socket presented.
+    pub identity: Option<Arc<serde_json::Value>>,
 }
 
 impl LiveConnection {

@@ -178,6 +178,12 @@ pub struct VisitorState {
     pub data: Value,
     /// Unix ms of the start of this online period.
     pub connected_at: Option<u64>,
+    /// Whether the connection commands go to presented a valid identity
+    /// token.
+    pub verified: bool,
+    /// That token's custom claims.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Value>,
 }
 
 impl VisitorState {
@@ -190,6 +196,8 @@ impl VisitorState {
             connections: 0,
             data: Value::Object(Default::default()),
             connected_at: None,
+            verified: false,
+            identity: None,
         }
     }
 }

@@ -100,6 +100,7 @@ async fn connect(
                 id: name.to_owned(),
                 commands: probe.clone().recipient(),
                 open: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                identity: None,
             },
             data: data(json!({"url": format!("/{name}")})),
         })
@@ -242,6 +243,7 @@ async fn a_stalled_connection_gets_429_instead_of_an_unbounded_queue() {
                 id: "stalled".into(),
                 commands: stalled.clone().recipient(),
                 open: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                identity: None,
             },
             data: PresenceData::default(),
         })
@@ -299,6 +301,7 @@ async fn the_handle_routes_through_the_directory_and_skips_closing_sockets() {
                     id: name.into(),
                     commands: probe.recipient(),
                     open,
+                    identity: None,
                 },
                 data: PresenceData::default(),
             })

@@ -34,6 +34,11 @@ pub const ORIGIN_73: &str = "https://other.test:8443";
 pub const API_KEY_72: &str = "api-key-of-group-72";
 pub const API_KEY_73: &str = "api-key-of-group-73";
 pub const API_KEY_74: &str = "api-key-of-group-74";
+/// Visitor identity secrets and issuers of groups 72 and 73.
+pub const IDENTITY_SECRET_72: &str = "identity-secret-of-group-72-0123456789";
+pub const IDENTITY_SECRET_73: &str = "identity-secret-of-group-73-0123456789";
+pub const IDENTITY_ISSUER_72: &str = "shop-72.example";
+pub const IDENTITY_ISSUER_73: &str = "shop-73.example";
 
 fn password_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
@@ -64,6 +69,8 @@ id = 72
 name = "demo"
 presence = true
 api_key = "{API_KEY_72}"
+visitor_identity_secret = "{IDENTITY_SECRET_72}"
+visitor_identity_issuer = "{IDENTITY_ISSUER_72}"
 origins = ["{ORIGIN_72}", "http://localhost:8080"]
 
 [[groups.users]]
@@ -87,6 +94,8 @@ id = 73
 name = "other"
 presence = true
 api_key = "{API_KEY_73}"
+visitor_identity_secret = "{IDENTITY_SECRET_73}"
+visitor_identity_issuer = "{IDENTITY_ISSUER_73}"
 origins = ["{ORIGIN_73}"]
 
 [[groups.users]]
