@@ -43,6 +43,8 @@ pub enum ApiError {
     NotFound,
     #[error("no live token has this jti")]
     UnknownToken,
+    #[error("no visitor holds this session key")]
+    SessionKeyNotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("the visitor already has {0} invokes awaiting a result")]
@@ -79,6 +81,7 @@ impl ApiError {
             ApiError::VisitorNotPresent(_) => "visitor_not_present",
             ApiError::NotFound => "not_found",
             ApiError::UnknownToken => "unknown_token",
+            ApiError::SessionKeyNotFound => "session_key_not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooManyPending(_) => "too_many_pending",
             ApiError::TooManyAttempts(_) => "too_many_attempts",
@@ -106,7 +109,8 @@ impl ApiError {
             ApiError::UnknownGroup(_)
             | ApiError::VisitorNotPresent(_)
             | ApiError::NotFound
-            | ApiError::UnknownToken => StatusCode::NOT_FOUND,
+            | ApiError::UnknownToken
+            | ApiError::SessionKeyNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyPending(_) | ApiError::TooManyAttempts(_) => {
                 StatusCode::TOO_MANY_REQUESTS

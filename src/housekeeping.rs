@@ -10,7 +10,8 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context};
 
 use crate::audit::Audit;
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Lockout};
+use crate::session_keys::SessionKeys;
 use crate::store::StoreError;
 use crate::token::{KeyMaintenance, TokenService};
 
@@ -20,6 +21,7 @@ pub struct Housekeeping {
     pub keys: KeyMaintenance,
     pub sessions_swept: usize,
     pub lockout_keys_swept: usize,
+    pub session_keys_swept: usize,
     pub audit_swept: usize,
     pub expired_tokens_forgotten: usize,
 }
@@ -30,6 +32,8 @@ pub struct Chores {
     pub tokens: Arc<TokenService>,
     pub auth: Arc<Authenticator>,
     pub audit: Arc<Audit>,
+    pub session_keys: Arc<SessionKeys>,
+    pub session_key_misses: Arc<Lockout>,
 }
 
 impl Chores {
@@ -45,7 +49,8 @@ impl Chores {
         Ok(Housekeeping {
             keys,
             sessions_swept: self.auth.sessions().sweep()?,
-            lockout_keys_swept: self.auth.lockout().sweep(),
+            lockout_keys_swept: self.auth.lockout().sweep() + self.session_key_misses.sweep(),
+            session_keys_swept: self.session_keys.sweep(),
             audit_swept: self.audit.sweep()?,
             expired_tokens_forgotten: self
                 .tokens

@@ -26,6 +26,7 @@ pub mod password;
 pub mod presence_data;
 pub mod protocol;
 pub mod registry;
+pub mod session_keys;
 pub mod shutdown;
 pub mod state;
 pub mod store;
@@ -46,7 +47,12 @@ use actix_web::{web, App, HttpServer};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::Audit;
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Lockout};
+use crate::session_keys::SessionKeys;
+
+/// Session-key lookups that may miss per token, and per client, each minute
+/// (a 6-digit space must not be enumerable).
+pub const SESSION_KEY_MISSES_PER_MINUTE: usize = 10;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::origin::OriginPolicy;
@@ -128,10 +134,22 @@ pub async fn run_with_clock(
         clock.clone(),
         config.auth.audit_retention_days,
     ));
+    let session_keys = Arc::new(SessionKeys::new(
+        clock.clone(),
+        config.presence.session_key_ttl_secs,
+    ));
+    let session_key_misses = Arc::new(Lockout::new(
+        clock.clone(),
+        SESSION_KEY_MISSES_PER_MINUTE,
+        SESSION_KEY_MISSES_PER_MINUTE,
+        60,
+    ));
     let chores = housekeeping::Chores {
         tokens: tokens.clone(),
         auth: auth.clone(),
         audit: audit.clone(),
+        session_keys: session_keys.clone(),
+        session_key_misses: session_key_misses.clone(),
     };
     // Rotate or purge at once if the ring is overdue (after downtime).
     chores.run_once()?;
@@ -150,6 +168,8 @@ pub async fn run_with_clock(
         auth,
         audit,
         live_agents: Arc::default(),
+        session_keys,
+        session_key_misses,
         chores,
         store,
         clock,

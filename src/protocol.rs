@@ -102,10 +102,12 @@ pub enum VisitorInbound {
         #[serde(default)]
         error: Option<String>,
     },
+    /// Ask for a session key to read out to an agent.
+    SessionKey {},
 }
 
 impl InboundFrame for VisitorInbound {
-    const TYPES: &'static [&'static str] = &["hello", "presence", "result"];
+    const TYPES: &'static [&'static str] = &["hello", "presence", "result", "session_key"];
 }
 
 /// Frames an agent sends. `Debug` redacts the token of `auth`.
@@ -229,6 +231,10 @@ pub enum ServerFrame<'a> {
     },
     SignalSent {
         id: &'a str,
+    },
+    SessionKey {
+        key: &'a str,
+        expires: u64,
     },
     Lookup {
         id: &'a str,

@@ -425,6 +425,23 @@ impl TextSocket for VisitorSession {
                     error,
                 }),
             ) => self.result(&id, ok, value, error, ctx),
+            (Phase::Live(key), Ok(VisitorInbound::SessionKey {})) => {
+                match self.app.session_keys.issue(key) {
+                    Some(code) => ctx.text(
+                        ServerFrame::SessionKey {
+                            key: &code.key,
+                            expires: code.expires,
+                        }
+                        .to_text(),
+                    ),
+                    None => send_error(
+                        ctx,
+                        None,
+                        "session_keys_exhausted",
+                        "no free session key right now; retry shortly",
+                    ),
+                }
+            }
             (_, Ok(_)) => reject(
                 self,
                 ctx,

@@ -128,6 +128,8 @@ pub struct PresenceConfig {
     pub reconnect_grace_ms: u64,
     /// Visitors one agent socket may watch at once.
     pub max_watches_per_agent: usize,
+    /// How long a visitor's session key lives.
+    pub session_key_ttl_secs: u64,
 }
 
 impl Default for PresenceConfig {
@@ -142,6 +144,7 @@ impl Default for PresenceConfig {
             max_pending_invokes: 64,
             reconnect_grace_ms: 5_000,
             max_watches_per_agent: 1_000,
+            session_key_ttl_secs: 1_200,
         }
     }
 }

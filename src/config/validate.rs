@@ -151,6 +151,11 @@ fn validate_presence(config: &Config) -> Result<(), ConfigError> {
         p.max_watches_per_agent >= 1,
         "presence.max_watches_per_agent",
         "must be at least 1",
+    )?;
+    check(
+        (60..=86_400).contains(&p.session_key_ttl_secs),
+        "presence.session_key_ttl_secs",
+        "must be 60 to 86400",
     )
 }
 

@@ -47,6 +47,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
             .route(web::post().to(presence_api::invoke)),
     )
     .service(
+        resource("/presence/{groupid}/sessions/{key}")
+            .route(web::get().to(presence_api::find_session)),
+    )
+    .service(
         resource("/presence/{groupid}/visitors/{visitorid}/signal")
             .route(web::post().to(presence_api::signal)),
     );

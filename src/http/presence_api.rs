@@ -1,7 +1,7 @@
 //! The agent REST API: look up a visitor, invoke a function in its browser,
 //! send it a signal.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -10,6 +10,7 @@ use crate::config::GroupConfig;
 use crate::error::ApiError;
 use crate::ids::{GroupId, VisitorId, VisitorKey};
 use crate::invoke::{self, check_invoke};
+use crate::session_keys;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -69,6 +70,43 @@ pub async fn invoke(
     )?;
     let outcome = invoke::invoke(&app.registry, key, body.func, body.args, timeout_ms).await?;
     Ok(HttpResponse::Ok().json(outcome))
+}
+
+#[derive(Deserialize)]
+pub struct SessionPath {
+    groupid: GroupId,
+    key: String,
+}
+
+/// `GET /presence/{groupid}/sessions/{key}`: the visitor holding a session
+/// key. Misses are limited per token and per client, so the 6-digit space
+/// cannot be walked.
+pub async fn find_session(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    auth: AgentAuth,
+    path: web::Path<SessionPath>,
+) -> Result<HttpResponse, ApiError> {
+    auth.for_group(&app, path.groupid)?;
+    let client = req.peer_addr().map(|a| a.ip().to_string());
+    let token = format!("jti:{}", auth.claims.jti);
+    let attempt = app
+        .session_key_misses
+        .begin(Some(&token), client.as_deref())
+        .map_err(|locked| ApiError::TooManyAttempts(locked.retry_after_secs))?;
+    let found = session_keys::well_formed(&path.key)
+        .then(|| app.session_keys.find(path.groupid, &path.key))
+        .flatten();
+    match found {
+        Some(visitor) => {
+            app.session_key_misses.succeeded(attempt);
+            Ok(HttpResponse::Ok().json(app.registry.lookup(&visitor)))
+        }
+        None => {
+            let _ = app.session_key_misses.failed(attempt);
+            Err(ApiError::SessionKeyNotFound)
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,150 @@
+//! Session keys: a visitor reads a code to the agent, who finds it with it.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::TestServer;
+use presence_server::clock::ManualClock;
+use serde_json::json;
+
+async fn ask_key(visitor: &mut common::WsClient) -> String {
+    visitor.send(json!({"type":"session_key"})).await;
+    let frame = visitor.recv().await;
+    assert_eq!(frame["type"], "session_key", "{frame}");
+    let key = frame["key"].as_str().expect("key").to_owned();
+    assert!(
+        key.len() == 6 && key.bytes().all(|b| b.is_ascii_digit()),
+        "{key}"
+    );
+    key
+}
+
+#[actix_web::test]
+async fn an_agent_finds_the_visitor_by_its_key_until_it_expires() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let server = TestServer::start_with_clock(clock.clone()).await;
+    let token = server.token("fred.demo", 72);
+    let visitor = server.visitor("v-123", json!({"url":"/checkout"})).await;
+    let mut visitor = visitor;
+    let key = ask_key(&mut visitor).await;
+
+    let (status, doc) = server
+        .get(&format!("/presence/72/sessions/{key}"), Some(&token), None)
+        .await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(
+        (doc["visitorid"].as_str(), doc["online"].as_bool()),
+        (Some("v-123"), Some(true))
+    );
+    assert_eq!(doc["data"]["url"], "/checkout");
+
+    // It survives a page navigation.
+    visitor.close().await;
+    let _next = server.visitor("v-123", json!({"url":"/next"})).await;
+    let (status, _) = server
+        .get(&format!("/presence/72/sessions/{key}"), Some(&token), None)
+        .await;
+    assert_eq!(status, 200);
+
+    // Another group's agent cannot use it.
+    let other = server.token("olga", 73);
+    let (status, body) = server
+        .get(&format!("/presence/72/sessions/{key}"), Some(&other), None)
+        .await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("wrong_group")));
+    let (status, body) = server
+        .get(&format!("/presence/73/sessions/{key}"), Some(&other), None)
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("session_key_not_found"))
+    );
+
+    clock.advance(Duration::from_secs(1200));
+    let (status, body) = server
+        .get(&format!("/presence/72/sessions/{key}"), Some(&token), None)
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("session_key_not_found")),
+        "expired"
+    );
+}
+
+#[actix_web::test]
+async fn misses_are_limited_per_token_and_per_client() {
+    let server = TestServer::start().await;
+    let token = server.token("fred.demo", 72);
+    let mut visitor = server.visitor("v-1", json!({})).await;
+    let key = ask_key(&mut visitor).await;
+    let miss = if key == "000000" { "000001" } else { "000000" };
+
+    for i in 0..10 {
+        // Hits do not count against the limit.
+        let (status, _) = server
+            .get(&format!("/presence/72/sessions/{key}"), Some(&token), None)
+            .await;
+        assert_eq!(status, 200, "hit before miss {i}");
+        let probe = if i % 3 == 0 {
+            "12ab56".to_owned()
+        } else {
+            miss.to_owned()
+        };
+        let (status, _) = server
+            .get(
+                &format!("/presence/72/sessions/{probe}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, 404, "miss {i}");
+    }
+    // Ten misses in the minute: the next lookup is refused, hit or miss.
+    let mut resp = server
+        .http
+        .get(server.url(&format!("/presence/72/sessions/{miss}")))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(resp.status().as_u16(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "too_many_attempts");
+    // A fresh token from the same client is limited too (per IP), even for
+    // a key that exists.
+    let fresh = server.token("ada.admin", 72);
+    let (status, _) = server
+        .get(&format!("/presence/72/sessions/{key}"), Some(&fresh), None)
+        .await;
+    assert_eq!(status, 429);
+}
+
+#[actix_web::test]
+async fn a_new_key_replaces_the_old_one() {
+    let server = TestServer::start().await;
+    let token = server.token("fred.demo", 72);
+    let mut visitor = server.visitor("v-1", json!({})).await;
+    let first = ask_key(&mut visitor).await;
+    let second = ask_key(&mut visitor).await;
+    let (status, _) = server
+        .get(
+            &format!("/presence/72/sessions/{second}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    if first != second {
+        let (status, _) = server
+            .get(
+                &format!("/presence/72/sessions/{first}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, 404);
+    }
+}
