@@ -11,13 +11,8 @@ async fn rest_allows_the_groups_origins_and_echoes_them() {
     let server = TestServer::start().await;
     let token = server.token("fred.demo", 72);
     let resp = server
-        .http
-        .get(server.url("/presence/72/visitors/v-1"))
-        .insert_header(("Authorization", format!("Bearer {token}")))
-        .insert_header(("Origin", ORIGIN_72))
-        .send()
-        .await
-        .expect("response");
+        .get_response("/presence/72/visitors/v-1", Some(&token), Some(ORIGIN_72))
+        .await;
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(
         resp.headers()
@@ -43,13 +38,8 @@ async fn rest_refuses_foreign_and_near_miss_origins() {
         ORIGIN_73, // allowed for group 73, not for 72
     ] {
         let resp = server
-            .http
-            .get(server.url("/presence/72/visitors/v-1"))
-            .insert_header(("Authorization", format!("Bearer {token}")))
-            .insert_header(("Origin", origin))
-            .send()
-            .await
-            .expect("response");
+            .get_response("/presence/72/visitors/v-1", Some(&token), Some(origin))
+            .await;
         assert_eq!(resp.status().as_u16(), 403, "{origin}");
         assert!(
             resp.headers().get("access-control-allow-origin").is_none(),
@@ -64,12 +54,8 @@ async fn rest_refuses_foreign_and_near_miss_origins() {
     // Where the path names a group, another group's origin is refused
     // before anything else, so no response (not even a 401) echoes it.
     let resp = server
-        .http
-        .get(server.url("/presence/72/visitors/v-1"))
-        .insert_header(("Origin", ORIGIN_73))
-        .send()
-        .await
-        .expect("response");
+        .get_response("/presence/72/visitors/v-1", None, Some(ORIGIN_73))
+        .await;
     assert_eq!(resp.status().as_u16(), 403);
     assert!(resp.headers().get("access-control-allow-origin").is_none());
 
@@ -93,12 +79,8 @@ async fn requests_without_an_origin_are_allowed() {
     let server = TestServer::start().await;
     let token = server.token("fred.demo", 72);
     let resp = server
-        .http
-        .get(server.url("/presence/72/visitors/v-1"))
-        .insert_header(("Authorization", format!("Bearer {token}")))
-        .send()
-        .await
-        .expect("response");
+        .get_response("/presence/72/visitors/v-1", Some(&token), None)
+        .await;
     assert_eq!(resp.status().as_u16(), 200);
     assert!(resp.headers().get("access-control-allow-origin").is_none());
     assert_eq!(resp.headers().get("vary").expect("vary"), "Origin");

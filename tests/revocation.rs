@@ -85,20 +85,8 @@ async fn only_the_user_or_a_group_administrator_may_revoke() {
 
     let (status, _) = revoke(&server, &ada, &fred_jti).await;
     assert_eq!(status, 200, "the group's administrator can");
-    assert_eq!(
-        server
-            .get("/presence/72/visitors/v-1", Some(&fred), None)
-            .await
-            .0,
-        401
-    );
-    assert_eq!(
-        server
-            .get("/presence/72/visitors/v-1", Some(&ada), None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(server.status("/presence/72/visitors/v-1", &fred).await, 401);
+    assert_eq!(server.status("/presence/72/visitors/v-1", &ada).await, 200);
 
     let (_, page) = server
         .get("/admin/72/audit?username=fred.demo", Some(&ada), None)
@@ -124,18 +112,6 @@ async fn the_denylist_survives_a_restart() {
         std::sync::Arc::new(presence_server::clock::SystemClock),
     )
     .await;
-    assert_eq!(
-        server
-            .get("/presence/72/visitors/v-1", Some(&fred), None)
-            .await
-            .0,
-        401
-    );
-    assert_eq!(
-        server
-            .get("/presence/72/visitors/v-1", Some(&keep), None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(server.status("/presence/72/visitors/v-1", &fred).await, 401);
+    assert_eq!(server.status("/presence/72/visitors/v-1", &keep).await, 200);
 }

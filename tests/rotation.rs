@@ -47,14 +47,14 @@ async fn rotation_keeps_live_tokens_across_restarts_and_purges_old_keys() {
     assert_ne!(kid(&old), kid(&new));
     // The old token was issued with a 2 h lifetime and it is now at its
     // end, inside the leeway: still accepted, by the old key.
-    assert_eq!(server.get(lookup, Some(&old), None).await.0, 200);
-    assert_eq!(server.get(lookup, Some(&new), None).await.0, 200);
+    assert_eq!(server.status(lookup, &old).await, 200);
+    assert_eq!(server.status(lookup, &new).await, 200);
 
     // A restart (same data, same clock) keeps both keys.
     let dir = server.shutdown().await;
     let server = TestServer::start_in(dir, |_| {}, clock.clone()).await;
-    assert_eq!(server.get(lookup, Some(&old), None).await.0, 200);
-    assert_eq!(server.get(lookup, Some(&new), None).await.0, 200);
+    assert_eq!(server.status(lookup, &old).await, 200);
+    assert_eq!(server.status(lookup, &new).await, 200);
 
     // Past retirement + token_max_secs + leeway the old key is purged.
     clock.advance(Duration::from_secs(7200 + 6));
@@ -65,5 +65,5 @@ async fn rotation_keeps_live_tokens_across_restarts_and_purges_old_keys() {
         tokens.verify(&old),
         Err(presence_server::token::TokenError::UnknownKey)
     );
-    assert_eq!(server.get(lookup, Some(&old), None).await.0, 401);
+    assert_eq!(server.status(lookup, &old).await, 401);
 }

@@ -103,12 +103,8 @@ async fn misses_are_limited_per_token_and_per_client() {
     }
     // Ten misses in the minute: the next lookup is refused, hit or miss.
     let mut resp = server
-        .http
-        .get(server.url(&format!("/presence/72/sessions/{miss}")))
-        .insert_header(("Authorization", format!("Bearer {token}")))
-        .send()
-        .await
-        .expect("response");
+        .get_response(&format!("/presence/72/sessions/{miss}"), Some(&token), None)
+        .await;
     assert_eq!(resp.status().as_u16(), 429);
     assert!(resp.headers().contains_key("retry-after"));
     let body: serde_json::Value = resp.json().await.expect("json");

@@ -56,7 +56,7 @@ fn refuse(error: ApiError) -> Refusal {
 /// The client's address and user agent, for audit records.
 fn client_of(req: &HttpRequest) -> (Option<String>, Option<&str>) {
     (
-        req.peer_addr().map(|a| a.ip().to_string()),
+        super::client_ip(req),
         req.headers()
             .get(actix_web::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),

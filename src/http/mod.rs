@@ -7,7 +7,7 @@ mod auth_api;
 mod presence_api;
 mod sockets;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -59,13 +59,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
 /// A resource whose unmatched methods get a JSON 405.
 fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(|| async {
-        ApiError::MethodNotAllowed.error_response_owned()
+        ApiError::MethodNotAllowed.error_response()
     }))
 }
 
 /// The JSON 404 for unknown paths.
 pub async fn not_found() -> HttpResponse {
-    ApiError::NotFound.error_response_owned()
+    ApiError::NotFound.error_response()
 }
 
 async fn healthz() -> HttpResponse {
@@ -82,12 +82,7 @@ fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
     }
 }
 
-trait IntoResponse {
-    fn error_response_owned(self) -> HttpResponse;
-}
-
-impl IntoResponse for ApiError {
-    fn error_response_owned(self) -> HttpResponse {
-        actix_web::ResponseError::error_response(&self)
-    }
+/// The client's IP address, for audit records and per-client limits.
+pub(crate) fn client_ip(req: &HttpRequest) -> Option<String> {
+    req.peer_addr().map(|a| a.ip().to_string())
 }

@@ -88,7 +88,7 @@ pub async fn find_session(
     path: web::Path<SessionPath>,
 ) -> Result<HttpResponse, ApiError> {
     auth.for_group(&app, path.groupid)?;
-    let client = req.peer_addr().map(|a| a.ip().to_string());
+    let client = super::client_ip(&req);
     let token = format!("jti:{}", auth.claims.jti);
     let attempt = app
         .session_key_misses

@@ -127,6 +127,13 @@ fn invoke(
     outcome
 }
 
+fn disconnect(registry: &Addr<Registry>, connection: &str) {
+    registry.do_send(Disconnect {
+        key: key(),
+        connection_id: connection.to_owned(),
+    });
+}
+
 async fn watch(registry: &Addr<Registry>) -> mpsc::UnboundedReceiver<VisitorEvent> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let probe = WatcherProbe(tx).start();
@@ -182,10 +189,7 @@ async fn commands_wait_out_a_page_navigation() {
         events.recv().await.expect("event").kind,
         EventKind::Connected
     );
-    registry.do_send(Disconnect {
-        key: key(),
-        connection_id: "a".into(),
-    });
+    disconnect(&registry, "a");
     let outcome = invoke(&registry);
     let state = registry.send(Lookup { key: key() }).await.expect("lookup");
     assert!(state.online, "still present during the grace period");
@@ -220,10 +224,7 @@ async fn the_grace_period_ending_fails_parked_commands_and_tells_watchers() {
         events.recv().await.expect("event").kind,
         EventKind::Connected
     );
-    registry.do_send(Disconnect {
-        key: key(),
-        connection_id: "a".into(),
-    });
+    disconnect(&registry, "a");
     let outcome = invoke(&registry);
     let err = outcome.await.expect("answered").expect_err("gone");
     assert_eq!(err.code(), "visitor_not_present");
@@ -269,10 +270,7 @@ async fn parked_commands_are_capped_at_the_pending_limit() {
     let registry = registry_with(60_000, 2);
     let (seen_tx, _seen) = mpsc::unbounded_channel();
     let _a = connect(&registry, "a", &seen_tx).await;
-    registry.do_send(Disconnect {
-        key: key(),
-        connection_id: "a".into(),
-    });
+    disconnect(&registry, "a");
     let _first = invoke(&registry);
     let _second = invoke(&registry);
     let third = invoke(&registry).await.expect("answered at once");

@@ -242,8 +242,14 @@ impl TestServer {
         )
     }
 
-    /// `GET` with an optional bearer token and Origin.
-    pub async fn get(&self, path: &str, token: Option<&str>, origin: Option<&str>) -> (u16, Value) {
+    /// `GET` with an optional bearer token and Origin; the raw response,
+    /// for tests that read headers.
+    pub async fn get_response(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        origin: Option<&str>,
+    ) -> awc::ClientResponse<actix_web::dev::Decompress<actix_http::Payload>> {
         let mut req = self.http.get(self.url(path));
         if let Some(token) = token {
             req = req.insert_header(("Authorization", format!("Bearer {token}")));
@@ -251,13 +257,26 @@ impl TestServer {
         if let Some(origin) = origin {
             req = req.insert_header(("Origin", origin));
         }
-        let mut resp = req.send().await.expect("response");
+        req.send().await.expect("response")
+    }
+
+    /// `GET` with an optional bearer token and Origin.
+    pub async fn get(&self, path: &str, token: Option<&str>, origin: Option<&str>) -> (u16, Value) {
+        let mut resp = self.get_response(path, token, origin).await;
         let status = resp.status().as_u16();
         let bytes = resp.body().limit(1 << 20).await.expect("body");
         (
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    /// The status of a `GET` with a bearer token.
+    pub async fn status(&self, path: &str, token: &str) -> u16 {
+        self.get_response(path, Some(token), None)
+            .await
+            .status()
+            .as_u16()
     }
 
     /// Invokes over REST.
