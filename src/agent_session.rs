@@ -5,19 +5,18 @@
 //! send signals. The session closes itself with `token_expired` the moment
 //! its token expires.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, Message, Recipient, StreamHandler,
-    WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, Message, StreamHandler, WrapFuture,
 };
 use actix_web::web;
 use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
-use dashmap::DashMap;
 use serde_json::Value;
 
+use crate::confirmation::{card_for, ConfirmOptions, ConfirmationStatus};
 use crate::error::ApiError;
 use crate::ids::{VisitorId, VisitorKey};
 use crate::invoke::{self, check_invoke, InvokeOutcome};
@@ -39,40 +38,14 @@ pub const MAX_IN_FLIGHT_PER_AGENT: usize = 1024;
 #[rtype(result = "()")]
 pub struct TokenRevoked;
 
-/// Live agent sockets by the `jti` of their token, so a revocation can
-/// close them at once.
-#[derive(Default)]
-pub struct LiveAgents {
-    by_jti: DashMap<String, HashMap<WatcherId, Recipient<TokenRevoked>>>,
-}
-
-impl LiveAgents {
-    fn register(&self, jti: &str, session: WatcherId, recipient: Recipient<TokenRevoked>) {
-        self.by_jti
-            .entry(jti.to_owned())
-            .or_default()
-            .insert(session, recipient);
-    }
-
-    fn unregister(&self, jti: &str, session: WatcherId) {
-        self.by_jti.remove_if_mut(jti, |_, sessions| {
-            sessions.remove(&session);
-            sessions.is_empty()
-        });
-    }
-
-    /// Tells every socket using `jti` to close; returns how many.
-    pub fn revoke(&self, jti: &str) -> usize {
-        self.by_jti
-            .remove(jti)
-            .map(|(_, sessions)| {
-                for recipient in sessions.values() {
-                    recipient.do_send(TokenRevoked);
-                }
-                sessions.len()
-            })
-            .unwrap_or(0)
-    }
+/// Tells a session how a confirmation prompt its agent started ended.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ConfirmationSettled {
+    pub visitorid: String,
+    /// The confirmation id.
+    pub id: String,
+    pub status: ConfirmationStatus,
 }
 
 /// Event mailbox room beyond two events per watch.
@@ -127,15 +100,22 @@ impl AgentSession {
             Ok(claims) => claims,
             Err(e) => return fail_and_close(ctx, CloseCode::Policy, e.code(), &e.to_string()),
         };
-        self.app
-            .live_agents
-            .register(&claims.jti, self.watcher_id, ctx.address().recipient());
+        self.app.live_agents.register(
+            &claims.jti,
+            claims.groupid,
+            &claims.sub,
+            self.watcher_id,
+            ctx.address(),
+        );
         // A revocation that raced this auth has already swept the index:
         // check the denylist once more now that we are findable.
         if self.app.tokens.revocations().is_revoked(&claims.jti) {
-            self.app
-                .live_agents
-                .unregister(&claims.jti, self.watcher_id);
+            self.app.live_agents.unregister(
+                &claims.jti,
+                claims.groupid,
+                &claims.sub,
+                self.watcher_id,
+            );
             return fail_and_close(
                 ctx,
                 CloseCode::Policy,
@@ -230,13 +210,19 @@ impl AgentSession {
         let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
             return;
         };
-        let allow = self
-            .app
-            .config
-            .group(claims.groupid)
-            .map(|g| g.invoke_allow.as_slice())
-            .unwrap_or_default();
-        let timeout_ms = match check_invoke(&func, timeout_ms, &self.app.config.presence, allow) {
+        let checked = self.app.group(claims.groupid).and_then(|group| {
+            let timeout_ms = check_invoke(
+                &func,
+                timeout_ms,
+                &self.app.config.presence,
+                &group.invoke_allow,
+            )?;
+            self.app
+                .confirmations
+                .check_gate(group, &key, &claims.sub)?;
+            Ok(timeout_ms)
+        });
+        let timeout_ms = match checked {
             Ok(t) => t,
             Err(e) => return reject(self, ctx, Some(&id), e.code(), &e.to_string()),
         };
@@ -282,6 +268,13 @@ impl AgentSession {
         let Some(key) = self.visitor_key(claims, id.as_deref(), visitorid, ctx) else {
             return;
         };
+        let gate = self
+            .app
+            .group(claims.groupid)
+            .and_then(|group| self.app.confirmations.check_gate(group, &key, &claims.sub));
+        if let Err(e) = gate {
+            return reject(self, ctx, id.as_deref(), e.code(), &e.to_string());
+        }
         if !self.reserve(id.as_deref(), ctx) {
             return;
         }
@@ -311,7 +304,7 @@ impl AgentSession {
         let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
             return;
         };
-        match serde_json::to_value(self.app.registry.lookup(&key)) {
+        match serde_json::to_value(self.app.visitor_view(&key, &claims.sub)) {
             Ok(visitor) => ctx.text(
                 ServerFrame::Lookup {
                     id: &id,
@@ -321,6 +314,62 @@ impl AgentSession {
             ),
             Err(_) => send_error(ctx, Some(&id), "internal", "lookup failed"),
         }
+    }
+}
+
+impl AgentSession {
+    /// Starts a confirmation prompt; the answer to read out comes back as a
+    /// `confirm` frame, the outcome later as a `confirmation` frame.
+    fn confirm(
+        &mut self,
+        claims: &AgentClaims,
+        id: String,
+        visitorid: &str,
+        options: ConfirmOptions,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        if let Err(e) = check_request_id(&id) {
+            return reject(self, ctx, None, "bad_request", &e.message);
+        }
+        let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
+            return;
+        };
+        let card = self
+            .app
+            .group(claims.groupid)
+            .and_then(|group| card_for(group, &claims.sub, options.agent));
+        let card = match card {
+            Ok(card) => card,
+            Err(e) => return reject(self, ctx, Some(&id), e.code(), &e.to_string()),
+        };
+        if !self.reserve(Some(&id), ctx) {
+            return;
+        }
+        let confirmations = self.app.confirmations.clone();
+        let agent = claims.sub.clone();
+        let visitorid = visitorid.to_owned();
+        let fut = async move {
+            confirmations
+                .start(key, &agent, card, options.choices)
+                .await
+        };
+        ctx.spawn(fut.into_actor(self).map(move |started, session, ctx| {
+            session.in_flight -= 1;
+            match started {
+                Ok(started) => ctx.text(
+                    ServerFrame::ConfirmStarted {
+                        id: &id,
+                        visitorid: &visitorid,
+                        confirmation: &started.confirmation,
+                        answer: &started.answer,
+                        choices: &started.choices,
+                        expires: started.expires,
+                    }
+                    .to_text(),
+                ),
+                Err(e) => send_error(ctx, Some(&id), e.code(), &e.to_string()),
+            }
+        }));
     }
 }
 
@@ -348,9 +397,12 @@ impl Actor for AgentSession {
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
         if let Some(claims) = &self.claims {
-            self.app
-                .live_agents
-                .unregister(&claims.jti, self.watcher_id);
+            self.app.live_agents.unregister(
+                &claims.jti,
+                claims.groupid,
+                &claims.sub,
+                self.watcher_id,
+            );
         }
         if !self.watching.is_empty() {
             self.app.registry.addr().do_send(UnwatchAll {
@@ -375,18 +427,33 @@ impl Handler<TokenRevoked> for AgentSession {
     }
 }
 
+impl Handler<ConfirmationSettled> for AgentSession {
+    type Result = ();
+
+    fn handle(&mut self, settled: ConfirmationSettled, ctx: &mut Self::Context) {
+        ctx.text(
+            ServerFrame::Confirmation {
+                visitorid: &settled.visitorid,
+                id: &settled.id,
+                status: settled.status.as_str(),
+            }
+            .to_text(),
+        );
+    }
+}
+
 impl Handler<VisitorEvent> for AgentSession {
     type Result = ();
 
     fn handle(&mut self, event: VisitorEvent, ctx: &mut Self::Context) {
         // Events still queued for a visitor just unwatched are dropped.
-        if !self
-            .watching
-            .iter()
-            .any(|v| v.as_str() == event.state.visitorid)
-        {
+        let Some(visitor) = self.watching.get(event.state.visitorid.as_str()) else {
             return;
-        }
+        };
+        let confirmed = self.claims.as_ref().is_some_and(|claims| {
+            let key = VisitorKey::new(event.state.groupid, visitor.clone());
+            self.app.confirmations.shows_confirmed(&key, &claims.sub)
+        });
         ctx.text(
             ServerFrame::Visitor {
                 event: event.kind.as_str(),
@@ -396,6 +463,7 @@ impl Handler<VisitorEvent> for AgentSession {
                 data: &event.state.data,
                 verified: event.state.verified,
                 identity: event.state.identity.as_ref(),
+                confirmed,
             }
             .to_text(),
         );
@@ -468,6 +536,18 @@ impl TextSocket for AgentSession {
                 data,
             } => self.signal(&claims, id, &visitorid, data, ctx),
             AgentInbound::Lookup { id, visitorid } => self.lookup(&claims, id, &visitorid, ctx),
+            AgentInbound::Confirm {
+                id,
+                visitorid,
+                choices,
+                agent,
+            } => self.confirm(
+                &claims,
+                id,
+                &visitorid,
+                ConfirmOptions { choices, agent },
+                ctx,
+            ),
         }
     }
 

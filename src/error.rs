@@ -35,6 +35,14 @@ pub enum ApiError {
     Forbidden(String),
     #[error("function {0:?} is not in the group's invoke_allow list")]
     FunctionNotAllowed(String),
+    #[error("this group requires a live confirmation of the visitor by this agent")]
+    ConfirmationRequired,
+    #[error("no such confirmation for this visitor and agent")]
+    ConfirmationNotFound,
+    #[error("the confirmation was already settled: {0}")]
+    ConfirmationSettled(String),
+    #[error("the visitor already has {0} confirmation prompts open")]
+    TooManyPrompts(usize),
     #[error("group {0} does not exist")]
     UnknownGroup(u64),
     #[error("{0}")]
@@ -77,6 +85,10 @@ impl ApiError {
             ApiError::NotAMember(_) => "not_a_member",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::FunctionNotAllowed(_) => "function_not_allowed",
+            ApiError::ConfirmationRequired => "confirmation_required",
+            ApiError::ConfirmationNotFound => "confirmation_not_found",
+            ApiError::ConfirmationSettled(_) => "confirmation_settled",
+            ApiError::TooManyPrompts(_) => "too_many_pending",
             ApiError::UnknownGroup(_) => "unknown_group",
             ApiError::VisitorNotPresent(_) => "visitor_not_present",
             ApiError::NotFound => "not_found",
@@ -105,16 +117,19 @@ impl ApiError {
             | ApiError::PresenceNotSubscribed(_)
             | ApiError::NotAMember(_)
             | ApiError::Forbidden(_)
-            | ApiError::FunctionNotAllowed(_) => StatusCode::FORBIDDEN,
+            | ApiError::FunctionNotAllowed(_)
+            | ApiError::ConfirmationRequired => StatusCode::FORBIDDEN,
             ApiError::UnknownGroup(_)
             | ApiError::VisitorNotPresent(_)
             | ApiError::NotFound
             | ApiError::UnknownToken
-            | ApiError::SessionKeyNotFound => StatusCode::NOT_FOUND,
+            | ApiError::SessionKeyNotFound
+            | ApiError::ConfirmationNotFound => StatusCode::NOT_FOUND,
+            ApiError::ConfirmationSettled(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::TooManyPending(_) | ApiError::TooManyAttempts(_) => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::TooManyPending(_)
+            | ApiError::TooManyPrompts(_)
+            | ApiError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::InvokeTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::ShuttingDown | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -219,6 +234,18 @@ mod tests {
                 "presence_not_subscribed",
             ),
             (ApiError::BadDuration("x".into()), 400, "bad_duration"),
+            (ApiError::ConfirmationRequired, 403, "confirmation_required"),
+            (
+                ApiError::ConfirmationNotFound,
+                404,
+                "confirmation_not_found",
+            ),
+            (
+                ApiError::ConfirmationSettled("confirmed".into()),
+                409,
+                "confirmation_settled",
+            ),
+            (ApiError::TooManyPrompts(8), 429, "too_many_pending"),
         ];
         for (err, status, code) in cases {
             assert_eq!(err.status().as_u16(), status, "{code}");

@@ -1,6 +1,7 @@
 //! Periodic housekeeping: signing-key rotation and purge, sweeping idle
 //! website sessions and stale failed-attempt counters, deleting audit
-//! records past retention, and forgetting expired revocations. The `Housekeeper` actor runs a pass on a timer; the
+//! records past retention, forgetting expired revocations, and dropping
+//! ended confirmations. The `Housekeeper` actor runs a pass on a timer; the
 //! same pass is callable directly, so tests drive it after moving the
 //! injectable clock instead of waiting for the timer.
 
@@ -11,6 +12,7 @@ use actix::{Actor, AsyncContext, Context};
 
 use crate::audit::Audit;
 use crate::auth::{Authenticator, Lockout};
+use crate::confirmation::Confirmations;
 use crate::session_keys::SessionKeys;
 use crate::store::StoreError;
 use crate::token::{KeyMaintenance, TokenService};
@@ -24,6 +26,7 @@ pub struct Housekeeping {
     pub session_keys_swept: usize,
     pub audit_swept: usize,
     pub expired_tokens_forgotten: usize,
+    pub confirmations_swept: usize,
 }
 
 /// The services housekeeping tends.
@@ -34,6 +37,7 @@ pub struct Chores {
     pub audit: Arc<Audit>,
     pub session_keys: Arc<SessionKeys>,
     pub session_key_misses: Arc<Lockout>,
+    pub confirmations: Arc<Confirmations>,
 }
 
 impl Chores {
@@ -56,6 +60,7 @@ impl Chores {
                 .tokens
                 .revocations()
                 .purge(self.audit.now_ms() / 1000)?,
+            confirmations_swept: self.confirmations.sweep()?,
         })
     }
 }

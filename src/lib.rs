@@ -16,11 +16,13 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod confirmation;
 pub mod error;
 pub mod housekeeping;
 pub mod http;
 pub mod ids;
 pub mod invoke;
+pub mod live_agents;
 pub mod origin;
 pub mod password;
 pub mod presence_data;
@@ -144,12 +146,23 @@ pub async fn run_with_clock(
         SESSION_KEY_MISSES_PER_MINUTE,
         60,
     ));
+    let registry = RegistryHandle::start(Arc::new(config.presence.clone()), clock.clone());
+    let live_agents = Arc::new(live_agents::LiveAgents::default());
+    let confirmations = confirmation::Confirmations::new(
+        store.clone(),
+        clock.clone(),
+        registry.clone(),
+        live_agents.clone(),
+        &config.presence,
+    );
+    confirmations.resume().await?;
     let chores = housekeeping::Chores {
         tokens: tokens.clone(),
         auth: auth.clone(),
         audit: audit.clone(),
         session_keys: session_keys.clone(),
         session_key_misses: session_key_misses.clone(),
+        confirmations: confirmations.clone(),
     };
     // Rotate or purge at once if the ring is overdue (after downtime).
     chores.run_once()?;
@@ -158,7 +171,6 @@ pub async fn run_with_clock(
         housekeeping::interval(config.auth.key_rotation_secs),
     )
     .start();
-    let registry = RegistryHandle::start(Arc::new(config.presence.clone()), clock.clone());
     let origins = web::Data::new(OriginPolicy::from_config(&config));
     let app = web::Data::new(AppState {
         config: config.clone(),
@@ -167,7 +179,8 @@ pub async fn run_with_clock(
         origins: origins.clone().into_inner(),
         auth,
         audit,
-        live_agents: Arc::default(),
+        live_agents,
+        confirmations,
         session_keys,
         session_key_misses,
         chores,

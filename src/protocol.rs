@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::GroupId;
+use crate::store::AgentCard;
 
 /// Longest client-chosen request id (`id` of agent frames).
 pub const MAX_REQUEST_ID_LEN: usize = 128;
@@ -104,10 +105,21 @@ pub enum VisitorInbound {
     },
     /// Ask for a session key to read out to an agent.
     SessionKey {},
+    /// The button pressed in a confirmation prompt; `null` declines.
+    ConfirmAnswer {
+        id: String,
+        choice: Option<String>,
+    },
 }
 
 impl InboundFrame for VisitorInbound {
-    const TYPES: &'static [&'static str] = &["hello", "presence", "result", "session_key"];
+    const TYPES: &'static [&'static str] = &[
+        "hello",
+        "presence",
+        "result",
+        "session_key",
+        "confirm_answer",
+    ];
 }
 
 /// Frames an agent sends. `Debug` redacts the token of `auth`.
@@ -143,6 +155,15 @@ pub enum AgentInbound {
         id: String,
         visitorid: String,
     },
+    /// Start a confirmation prompt.
+    Confirm {
+        id: String,
+        visitorid: String,
+        #[serde(default)]
+        choices: Option<usize>,
+        #[serde(default)]
+        agent: Option<AgentCard>,
+    },
 }
 
 impl std::fmt::Debug for AgentInbound {
@@ -170,13 +191,17 @@ impl std::fmt::Debug for AgentInbound {
             AgentInbound::Lookup { id, visitorid } => {
                 write!(f, "Lookup {{ id: {id:?}, visitorid: {visitorid:?} }}")
             }
+            AgentInbound::Confirm { id, visitorid, .. } => {
+                write!(f, "Confirm {{ id: {id:?}, visitorid: {visitorid:?} }}")
+            }
         }
     }
 }
 
 impl InboundFrame for AgentInbound {
-    const TYPES: &'static [&'static str] =
-        &["auth", "watch", "unwatch", "invoke", "signal", "lookup"];
+    const TYPES: &'static [&'static str] = &[
+        "auth", "watch", "unwatch", "invoke", "signal", "lookup", "confirm",
+    ];
 }
 
 /// Checks a client-chosen request id.
@@ -220,6 +245,8 @@ pub enum ServerFrame<'a> {
         verified: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         identity: Option<&'a Value>,
+        /// Whether the receiving agent holds a live confirmation.
+        confirmed: bool,
     },
     Result {
         id: &'a str,
@@ -240,6 +267,35 @@ pub enum ServerFrame<'a> {
         id: &'a str,
         #[serde(flatten)]
         visitor: &'a Value,
+    },
+    /// To a visitor: a confirmation prompt to show.
+    #[serde(rename = "confirm")]
+    ConfirmPrompt {
+        id: &'a str,
+        choices: &'a [String],
+        agent: &'a AgentCard,
+        expires: u64,
+    },
+    /// To a visitor: a prompt ended; close its dialog.
+    ConfirmClosed {
+        id: &'a str,
+        status: &'a str,
+    },
+    /// To an agent: the prompt it started, with the answer to read out.
+    #[serde(rename = "confirm")]
+    ConfirmStarted {
+        id: &'a str,
+        visitorid: &'a str,
+        confirmation: &'a str,
+        answer: &'a str,
+        choices: &'a [String],
+        expires: u64,
+    },
+    /// To an agent: how its prompt ended.
+    Confirmation {
+        visitorid: &'a str,
+        id: &'a str,
+        status: &'a str,
     },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -6,7 +6,7 @@
 //! fails them at once if the socket closes, since their results can no
 //! longer arrive (invokes are delivered at most once).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
 use serde_json::Value;
 
 use crate::config::GroupConfig;
+use crate::confirmation::{ConfirmationStatus, Prompt};
 use crate::error::ApiError;
 use crate::ids::{random_id, VisitorId, VisitorKey};
 use crate::invoke::{InvokeOutcome, InvokeRequest, InvokeResponder, SignalRequest};
@@ -40,6 +41,13 @@ use secrecy::ExposeSecret;
 pub enum VisitorCommand {
     Invoke(InvokeRequest),
     Signal(SignalRequest),
+    /// Show a confirmation prompt.
+    Prompt(Arc<Prompt>),
+    /// A confirmation prompt ended; close it.
+    PromptClosed {
+        id: String,
+        status: ConfirmationStatus,
+    },
 }
 
 impl VisitorCommand {
@@ -53,6 +61,7 @@ impl VisitorCommand {
             VisitorCommand::Signal(request) => {
                 let _ = request.responder.send(Err(error));
             }
+            VisitorCommand::Prompt(_) | VisitorCommand::PromptClosed { .. } => {}
         }
     }
 }
@@ -81,6 +90,9 @@ pub struct VisitorSession {
     link: SocketLink,
     pending: HashMap<String, PendingInvoke>,
     next_invoke: u64,
+    /// Confirmation prompts this socket is showing, so one that arrives
+    /// both by broadcast and on joining is shown once.
+    prompts: HashSet<String>,
 }
 
 impl VisitorSession {
@@ -95,6 +107,7 @@ impl VisitorSession {
             link: SocketLink::new(limit),
             pending: HashMap::new(),
             next_invoke: 0,
+            prompts: HashSet::new(),
         }
     }
 
@@ -213,6 +226,10 @@ impl VisitorSession {
                         }
                         .to_text(),
                     );
+                    // A prompt opened on the previous page shows again.
+                    for prompt in session.app.confirmations.prompts_for(&key) {
+                        session.show_prompt(&prompt, ctx);
+                    }
                 }
                 Ok(Err(message)) => {
                     fail_and_close(ctx, CloseCode::Policy, "bad_presence_data", &message)
@@ -322,6 +339,71 @@ impl VisitorSession {
     }
 }
 
+impl VisitorSession {
+    fn show_prompt(&mut self, prompt: &Prompt, ctx: &mut WebsocketContext<Self>) {
+        if matches!(self.phase, Phase::Live(_)) && self.prompts.insert(prompt.id.clone()) {
+            ctx.text(
+                ServerFrame::ConfirmPrompt {
+                    id: &prompt.id,
+                    choices: &prompt.choices,
+                    agent: &prompt.card,
+                    expires: prompt.expires,
+                }
+                .to_text(),
+            );
+        }
+    }
+
+    fn close_prompt(
+        &mut self,
+        id: &str,
+        status: ConfirmationStatus,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        if self.prompts.remove(id) {
+            ctx.text(
+                ServerFrame::ConfirmClosed {
+                    id,
+                    status: status.as_str(),
+                }
+                .to_text(),
+            );
+        }
+    }
+
+    /// Settles a prompt with the visitor's button. The outcome reaches this
+    /// socket (and the visitor's other tabs) as `confirm_closed`.
+    fn confirm_answer(
+        &mut self,
+        key: VisitorKey,
+        id: String,
+        choice: Option<String>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        if !self.prompts.contains(&id) {
+            return reject(
+                self,
+                ctx,
+                None,
+                "confirmation_not_found",
+                &format!("no confirmation prompt {:?} is open here", truncate(&id)),
+            );
+        }
+        let confirmations = self.app.confirmations.clone();
+        let fut = async move {
+            confirmations
+                .answer(key, id.clone(), choice)
+                .await
+                .map_err(|e| (id, e))
+        };
+        ctx.spawn(fut.into_actor(self).map(|outcome, _, ctx| {
+            if let Err((id, e)) = outcome {
+                send_error(ctx, Some(&id), e.code(), &e.to_string());
+            }
+        }));
+    }
+}
+
 fn truncate(id: &str) -> String {
     id.chars().take(64).collect()
 }
@@ -374,6 +456,8 @@ impl Handler<VisitorCommand> for VisitorSession {
                     let _ = request.responder.send(Err(ApiError::not_present()));
                 }
             }
+            VisitorCommand::Prompt(prompt) => self.show_prompt(&prompt, ctx),
+            VisitorCommand::PromptClosed { id, status } => self.close_prompt(&id, status, ctx),
         }
     }
 }
@@ -442,6 +526,10 @@ impl TextSocket for VisitorSession {
                     ),
                 }
             }
+            (Phase::Live(key), Ok(VisitorInbound::ConfirmAnswer { id, choice })) => {
+                let key = key.clone();
+                self.confirm_answer(key, id, choice, ctx)
+            }
             (_, Ok(_)) => reject(
                 self,
                 ctx,
@@ -487,5 +575,3 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSession {
         ctx.stop();
     }
 }
-
-impl VisitorSession {}

@@ -15,13 +15,13 @@ async fn watch_reports_state_then_connected_presence_and_disconnected() {
         .await;
     assert_eq!(
         agent.recv().await,
-        json!({"type":"visitor","event":"state","visitorid":"v-123","online":false,"connections":0,"data":{},"verified":false})
+        json!({"type":"visitor","event":"state","visitorid":"v-123","online":false,"connections":0,"data":{},"verified":false,"confirmed":false})
     );
 
     let mut visitor = server.visitor("v-123", json!({"url":"/home"})).await;
     assert_eq!(
         agent.recv().await,
-        json!({"type":"visitor","event":"connected","visitorid":"v-123","online":true,"connections":1,"data":{"url":"/home"},"verified":false})
+        json!({"type":"visitor","event":"connected","visitorid":"v-123","online":true,"connections":1,"data":{"url":"/home"},"verified":false,"confirmed":false})
     );
     visitor
         .send(json!({"type":"presence","data":{"url":"/cart"}}))

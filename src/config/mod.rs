@@ -130,6 +130,10 @@ pub struct PresenceConfig {
     pub max_watches_per_agent: usize,
     /// How long a visitor's session key lives.
     pub session_key_ttl_secs: u64,
+    /// How long a correct confirmation answer lets its agent invoke.
+    pub confirmation_ttl_secs: u64,
+    /// How long a visitor has to answer a confirmation prompt.
+    pub confirm_timeout_ms: u64,
 }
 
 impl Default for PresenceConfig {
@@ -145,6 +149,8 @@ impl Default for PresenceConfig {
             reconnect_grace_ms: 5_000,
             max_watches_per_agent: 1_000,
             session_key_ttl_secs: 1_200,
+            confirmation_ttl_secs: 3_600,
+            confirm_timeout_ms: 120_000,
         }
     }
 }
@@ -161,6 +167,9 @@ impl PresenceConfig {
     }
     pub fn reconnect_grace(&self) -> Duration {
         Duration::from_millis(self.reconnect_grace_ms)
+    }
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.confirm_timeout_ms)
     }
 }
 

@@ -39,6 +39,8 @@ fn defaults_fill_what_the_file_leaves_out() {
     assert_eq!(config.server.bind, "127.0.0.1:8080");
     assert_eq!(config.presence.hello_timeout_ms, 10_000);
     assert_eq!(config.presence.max_pending_invokes, 64);
+    assert_eq!(config.presence.confirmation_ttl_secs, 3600);
+    assert_eq!(config.presence.confirm_timeout_ms, 120_000);
     assert_eq!(config.auth.token_max_secs, 7200);
     assert_eq!(config.groups[0].invoke_allow, vec!["*".to_owned()]);
 }
@@ -94,6 +96,14 @@ fn validation_errors_name_the_offending_key() {
         (
             format!("[presence]\nmax_message_bytes = 10\n{MINIMAL}"),
             "presence.max_message_bytes",
+        ),
+        (
+            format!("[presence]\nconfirmation_ttl_secs = 59\n{MINIMAL}"),
+            "presence.confirmation_ttl_secs",
+        ),
+        (
+            format!("[presence]\nconfirm_timeout_ms = 600001\n{MINIMAL}"),
+            "presence.confirm_timeout_ms",
         ),
         (
             format!("[auth]\ntoken_max_secs = 7201\n{MINIMAL}"),

@@ -156,6 +156,16 @@ fn validate_presence(config: &Config) -> Result<(), ConfigError> {
         (60..=86_400).contains(&p.session_key_ttl_secs),
         "presence.session_key_ttl_secs",
         "must be 60 to 86400",
+    )?;
+    check(
+        (60..=86_400).contains(&p.confirmation_ttl_secs),
+        "presence.confirmation_ttl_secs",
+        "must be 60 to 86400",
+    )?;
+    check(
+        (100..=600_000).contains(&p.confirm_timeout_ms),
+        "presence.confirm_timeout_ms",
+        "must be 100 to 600000",
     )
 }
 

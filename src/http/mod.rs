@@ -22,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
             .limit(body_limit)
             .error_handler(|err, _| json_error(err).into()),
     )
+    .app_data(web::PayloadConfig::new(body_limit))
     .app_data(
         web::PathConfig::default()
             .error_handler(|err, _| ApiError::BadRequest(format!("bad path: {err}")).into()),
@@ -53,6 +54,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
     .service(
         resource("/presence/{groupid}/visitors/{visitorid}/signal")
             .route(web::post().to(presence_api::signal)),
+    )
+    .service(
+        resource("/presence/{groupid}/visitors/{visitorid}/confirm")
+            .route(web::post().to(presence_api::start_confirmation))
+            .route(web::delete().to(presence_api::end_confirmation)),
+    )
+    .service(
+        resource("/presence/{groupid}/visitors/{visitorid}/confirm/{cid}")
+            .route(web::get().to(presence_api::confirmation_status)),
     );
 }
 

@@ -1,5 +1,5 @@
 //! The agent REST API: look up a visitor, invoke a function in its browser,
-//! send it a signal.
+//! send it a signal, confirm it is the person on the phone.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::AgentAuth;
 use crate::config::GroupConfig;
+use crate::confirmation::{card_for, ConfirmOptions};
 use crate::error::ApiError;
 use crate::ids::{GroupId, VisitorId, VisitorKey};
 use crate::invoke::{self, check_invoke};
@@ -39,8 +40,7 @@ pub async fn lookup(
     path: web::Path<VisitorPath>,
 ) -> Result<HttpResponse, ApiError> {
     let (key, _) = path.key(&app, &auth)?;
-    let state = app.registry.lookup(&key);
-    Ok(HttpResponse::Ok().json(state))
+    Ok(HttpResponse::Ok().json(app.visitor_view(&key, &auth.claims.sub)))
 }
 
 #[derive(Deserialize)]
@@ -68,6 +68,8 @@ pub async fn invoke(
         &app.config.presence,
         &group.invoke_allow,
     )?;
+    app.confirmations
+        .check_gate(group, &key, &auth.claims.sub)?;
     let outcome = invoke::invoke(&app.registry, key, body.func, body.args, timeout_ms).await?;
     Ok(HttpResponse::Ok().json(outcome))
 }
@@ -100,7 +102,7 @@ pub async fn find_session(
     match found {
         Some(visitor) => {
             app.session_key_misses.succeeded(attempt);
-            Ok(HttpResponse::Ok().json(app.registry.lookup(&visitor)))
+            Ok(HttpResponse::Ok().json(app.visitor_view(&visitor, &auth.claims.sub)))
         }
         None => {
             let _ = app.session_key_misses.failed(attempt);
@@ -122,7 +124,9 @@ pub async fn signal(
     path: web::Path<VisitorPath>,
     body: web::Json<SignalBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (key, _) = path.key(&app, &auth)?;
+    let (key, group) = path.key(&app, &auth)?;
+    app.confirmations
+        .check_gate(group, &key, &auth.claims.sub)?;
     invoke::signal(
         &app.registry,
         key,
@@ -131,4 +135,80 @@ pub async fn signal(
     )
     .await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({"delivered": true})))
+}
+
+/// `POST /presence/{groupid}/visitors/{visitorid}/confirm`: shows the
+/// visitor a prompt and answers the agent with the button to read out.
+pub async fn start_confirmation(
+    app: web::Data<AppState>,
+    auth: AgentAuth,
+    path: web::Path<VisitorPath>,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> Result<HttpResponse, ApiError> {
+    let (key, group) = path.key(&app, &auth)?;
+    let body = body.map_err(|e| match e.as_response_error().status_code().as_u16() {
+        413 => ApiError::PayloadTooLarge(format!("the body is too large: {e}")),
+        _ => ApiError::BadRequest(format!("cannot read the body: {e}")),
+    })?;
+    // The body is optional, but one that is sent must be right: a typo must
+    // not silently become the defaults.
+    let options: ConfirmOptions = if body.iter().all(u8::is_ascii_whitespace) {
+        ConfirmOptions::default()
+    } else {
+        let bad = |e: serde_json::Error| ApiError::BadRequest(format!("bad confirm body: {e}"));
+        match serde_json::from_slice(&body).map_err(bad)? {
+            object @ Value::Object(_) => serde_json::from_value(object).map_err(bad)?,
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "the body must be a JSON object".into(),
+                ))
+            }
+        }
+    };
+    let card = card_for(group, &auth.claims.sub, options.agent)?;
+    let started = app
+        .confirmations
+        .start(key, &auth.claims.sub, card, options.choices)
+        .await?;
+    Ok(HttpResponse::Created().json(started))
+}
+
+/// `DELETE /presence/{groupid}/visitors/{visitorid}/confirm`: ends this
+/// agent's prompt and confirmation of the visitor.
+pub async fn end_confirmation(
+    app: web::Data<AppState>,
+    auth: AgentAuth,
+    path: web::Path<VisitorPath>,
+) -> Result<HttpResponse, ApiError> {
+    let (key, _) = path.key(&app, &auth)?;
+    let visitorid = key.visitor.as_str().to_owned();
+    let ended = app.confirmations.cancel(key, &auth.claims.sub).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"visitorid": visitorid, "ended": ended})))
+}
+
+#[derive(Deserialize)]
+pub struct ConfirmationPath {
+    groupid: GroupId,
+    visitorid: String,
+    cid: String,
+}
+
+/// `GET /presence/{groupid}/visitors/{visitorid}/confirm/{cid}`: the
+/// outcome, for agents that poll instead of holding a socket.
+pub async fn confirmation_status(
+    app: web::Data<AppState>,
+    auth: AgentAuth,
+    path: web::Path<ConfirmationPath>,
+) -> Result<HttpResponse, ApiError> {
+    let path = path.into_inner();
+    let visitor = VisitorPath {
+        groupid: path.groupid,
+        visitorid: path.visitorid,
+    };
+    let (key, _) = visitor.key(&app, &auth)?;
+    let view = app
+        .confirmations
+        .view(key, &auth.claims.sub, path.cid)
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
 }

@@ -33,6 +33,11 @@ impl Published {
         self.connections.iter().rev().find(|c| c.is_open())
     }
 
+    /// Every open connection (each of the visitor's tabs).
+    pub fn open_connections(&self) -> impl Iterator<Item = &LiveConnection> {
+        self.connections.iter().filter(|c| c.is_open())
+    }
+
     /// The lookup document. A present visitor with no open connection is in
     /// its reconnect grace period: still online.
     ///

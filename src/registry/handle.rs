@@ -51,6 +51,18 @@ impl RegistryHandle {
             .map_or_else(|| VisitorState::offline(key), |p| p.state(key))
     }
 
+    /// Sends a command to every open connection of the visitor (each tab
+    /// shows a confirmation prompt). A visitor between sockets gets nothing
+    /// here; its next socket asks for what it should show.
+    pub fn broadcast(&self, key: &VisitorKey, command: impl Fn() -> VisitorCommand) {
+        if let Some(published) = self.directory.get(key) {
+            for connection in published.open_connections() {
+                // Rare and small, so past the mailbox bound rather than lost.
+                connection.commands.do_send(command());
+            }
+        }
+    }
+
     /// Routes a command to the visitor's most recently active connection.
     pub fn route(&self, key: VisitorKey, mut command: VisitorCommand) {
         if let Some(target) = self.directory.get(&key).and_then(|p| p.target().cloned()) {

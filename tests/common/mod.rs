@@ -242,6 +242,23 @@ impl TestServer {
         )
     }
 
+    /// `DELETE` with a bearer token.
+    pub async fn delete(&self, path: &str, token: &str) -> (u16, Value) {
+        let mut resp = self
+            .http
+            .delete(self.url(path))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .send()
+            .await
+            .expect("response");
+        let status = resp.status().as_u16();
+        let bytes = resp.body().limit(1 << 20).await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
     /// `GET` with an optional bearer token and Origin; the raw response,
     /// for tests that read headers.
     pub async fn get_response(

@@ -10,6 +10,9 @@
 //!   → JSON record, so a range scan walks them in time order.
 //! - `issued_tokens`: `jti` → [`IssuedToken`] (owner), until the token expires.
 //! - `revoked_tokens`: `jti` → big-endian `exp`, the denylist.
+//! - `confirmations`: confirmation id → [`ConfirmationRecord`].
+//! - `confirmation_grants`: `group/visitor/agent` → [`ConfirmationGrant`],
+//!   the live confirmed pairs the invoke gate reads.
 
 use std::path::Path;
 use std::sync::RwLock;
@@ -26,6 +29,15 @@ const TREE_AUDIT: &str = "audit";
 const TREE_ISSUED: &str = "issued_tokens";
 /// Name of the denylist.
 const TREE_REVOKED: &str = "revoked_tokens";
+/// Name of the confirmation-prompt tree.
+const TREE_CONFIRMATIONS: &str = "confirmations";
+/// Name of the confirmed-pair tree.
+const TREE_GRANTS: &str = "confirmation_grants";
+
+mod confirmations;
+pub use confirmations::{
+    grant_key, AgentCard, ConfirmationGrant, ConfirmationRecord, ConfirmationStatus, Settled,
+};
 
 /// Who a token was issued to, kept until it expires.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +93,8 @@ struct Trees {
     audit: sled::Tree,
     issued: sled::Tree,
     revoked: sled::Tree,
+    confirmations: sled::Tree,
+    grants: sled::Tree,
 }
 
 /// The embedded database. [`Store::close`] releases it (and its directory
@@ -99,6 +113,8 @@ impl Store {
         let audit = db.open_tree(TREE_AUDIT)?;
         let issued = db.open_tree(TREE_ISSUED)?;
         let revoked = db.open_tree(TREE_REVOKED)?;
+        let confirmations = db.open_tree(TREE_CONFIRMATIONS)?;
+        let grants = db.open_tree(TREE_GRANTS)?;
         Ok(Self {
             trees: RwLock::new(Some(Trees {
                 db,
@@ -107,6 +123,8 @@ impl Store {
                 audit,
                 issued,
                 revoked,
+                confirmations,
+                grants,
             })),
         })
     }
