@@ -22,8 +22,8 @@ use crate::ids::{VisitorId, VisitorKey};
 use crate::invoke::{self, check_invoke, InvokeOutcome};
 use crate::origin::RequestOrigin;
 use crate::protocol::{check_request_id, parse_frame, AgentInbound, ServerFrame};
-use crate::registry::{Unwatch, UnwatchAll, VisitorEvent, Watch, WatcherId};
-use crate::state::AppState;
+use crate::registry::{Unwatch, UnwatchAll, VisitorEvent, VisitorState, Watch, WatcherId};
+use crate::state::{in_scope, AppState};
 use crate::token::AgentClaims;
 use crate::ws_support::{
     close_on_shutdown, dispatch, fail_and_close, reject, send_error, start_heartbeat, SocketLink,
@@ -217,6 +217,7 @@ impl AgentSession {
                 &self.app.config.presence,
                 &group.invoke_allow,
             )?;
+            self.app.check_scope(claims, &key, Some(&func))?;
             self.app
                 .confirmations
                 .check_gate(group, &key, &claims.sub)?;
@@ -268,10 +269,10 @@ impl AgentSession {
         let Some(key) = self.visitor_key(claims, id.as_deref(), visitorid, ctx) else {
             return;
         };
-        let gate = self
-            .app
-            .group(claims.groupid)
-            .and_then(|group| self.app.confirmations.check_gate(group, &key, &claims.sub));
+        let gate = self.app.group(claims.groupid).and_then(|group| {
+            self.app.check_scope(claims, &key, None)?;
+            self.app.confirmations.check_gate(group, &key, &claims.sub)
+        });
         if let Err(e) = gate {
             return reject(self, ctx, id.as_deref(), e.code(), &e.to_string());
         }
@@ -304,7 +305,11 @@ impl AgentSession {
         let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
             return;
         };
-        match serde_json::to_value(self.app.visitor_view(&key, &claims.sub)) {
+        let view = match self.app.visitor_view(&key, claims) {
+            Ok(view) => view,
+            Err(e) => return send_error(ctx, Some(&id), e.code(), &e.to_string()),
+        };
+        match serde_json::to_value(view) {
             Ok(visitor) => ctx.text(
                 ServerFrame::Lookup {
                     id: &id,
@@ -334,10 +339,10 @@ impl AgentSession {
         let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
             return;
         };
-        let card = self
-            .app
-            .group(claims.groupid)
-            .and_then(|group| card_for(group, &claims.sub, options.agent));
+        let card = self.app.group(claims.groupid).and_then(|group| {
+            self.app.check_scope(claims, &key, None)?;
+            card_for(group, &claims.sub, claims.name.as_deref(), options.agent)
+        });
         let card = match card {
             Ok(card) => card,
             Err(e) => return reject(self, ctx, Some(&id), e.code(), &e.to_string()),
@@ -450,19 +455,27 @@ impl Handler<VisitorEvent> for AgentSession {
         let Some(visitor) = self.watching.get(event.state.visitorid.as_str()) else {
             return;
         };
-        let confirmed = self.claims.as_ref().is_some_and(|claims| {
-            let key = VisitorKey::new(event.state.groupid, visitor.clone());
-            self.app.confirmations.shows_confirmed(&key, &claims.sub)
-        });
+        let Some(claims) = &self.claims else {
+            return;
+        };
+        let key = VisitorKey::new(event.state.groupid, visitor.clone());
+        // A visitor outside the token's policy always looks offline.
+        let visible = in_scope(claims, &event.state);
+        let state = if visible {
+            event.state
+        } else {
+            VisitorState::offline(&key)
+        };
+        let confirmed = visible && self.app.confirmations.shows_confirmed(&key, &claims.sub);
         ctx.text(
             ServerFrame::Visitor {
                 event: event.kind.as_str(),
-                visitorid: &event.state.visitorid,
-                online: event.state.online,
-                connections: event.state.connections,
-                data: &event.state.data,
-                verified: event.state.verified,
-                identity: event.state.identity.as_ref(),
+                visitorid: &state.visitorid,
+                online: state.online,
+                connections: state.connections,
+                data: &state.data,
+                verified: state.verified,
+                identity: state.identity.as_ref(),
                 confirmed,
             }
             .to_text(),

@@ -35,6 +35,12 @@ pub enum ApiError {
     Forbidden(String),
     #[error("function {0:?} is not in the group's invoke_allow list")]
     FunctionNotAllowed(String),
+    #[error("this group does not accept the administrator role from SSO tokens")]
+    RoleNotAllowed,
+    #[error("the agent is not known to this group and auto-provisioning is off")]
+    UnknownAgent,
+    #[error("{0}")]
+    BadPolicy(String),
     #[error("this group requires a live confirmation of the visitor by this agent")]
     ConfirmationRequired,
     #[error("no such confirmation for this visitor and agent")]
@@ -86,6 +92,9 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::FunctionNotAllowed(_) => "function_not_allowed",
             ApiError::ConfirmationRequired => "confirmation_required",
+            ApiError::RoleNotAllowed => "role_not_allowed",
+            ApiError::UnknownAgent => "unknown_agent",
+            ApiError::BadPolicy(_) => "bad_policy",
             ApiError::ConfirmationNotFound => "confirmation_not_found",
             ApiError::ConfirmationSettled(_) => "confirmation_settled",
             ApiError::TooManyPrompts(_) => "too_many_pending",
@@ -109,7 +118,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_)
             | ApiError::BadDuration(_)
-            | ApiError::BadCredentialsForm(_) => StatusCode::BAD_REQUEST,
+            | ApiError::BadCredentialsForm(_)
+            | ApiError::BadPolicy(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::InvalidCredentials | ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::WrongGroup { .. }
@@ -118,7 +128,9 @@ impl ApiError {
             | ApiError::NotAMember(_)
             | ApiError::Forbidden(_)
             | ApiError::FunctionNotAllowed(_)
-            | ApiError::ConfirmationRequired => StatusCode::FORBIDDEN,
+            | ApiError::ConfirmationRequired
+            | ApiError::RoleNotAllowed
+            | ApiError::UnknownAgent => StatusCode::FORBIDDEN,
             ApiError::UnknownGroup(_)
             | ApiError::VisitorNotPresent(_)
             | ApiError::NotFound

@@ -59,7 +59,8 @@ impl Chores {
             expired_tokens_forgotten: self
                 .tokens
                 .revocations()
-                .purge(self.audit.now_ms() / 1000)?,
+                .purge(self.audit.now_ms() / 1000)?
+                + self.auth.forget_used_sso_tokens()?,
             confirmations_swept: self.confirmations.sweep()?,
         })
     }

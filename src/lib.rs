@@ -25,6 +25,7 @@ pub mod invoke;
 pub mod live_agents;
 pub mod origin;
 pub mod password;
+pub mod policy;
 pub mod presence_data;
 pub mod protocol;
 pub mod registry;
@@ -125,12 +126,10 @@ pub async fn run_with_clock(
     )?);
     let passwords =
         Arc::new(PasswordChecker::new().map_err(|e| ServerError::Password(e.to_string()))?);
-    let auth = Arc::new(Authenticator::new(
-        config.clone(),
-        passwords,
-        store.clone(),
-        clock.clone(),
-    ));
+    let auth = Arc::new(
+        Authenticator::new(config.clone(), passwords, store.clone(), clock.clone())
+            .map_err(|message| config::ConfigError::new("groups.sso", message))?,
+    );
     let audit = Arc::new(Audit::new(
         store.clone(),
         clock.clone(),

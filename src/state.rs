@@ -19,7 +19,7 @@ use crate::origin::OriginPolicy;
 use crate::registry::{RegistryHandle, VisitorState};
 use crate::session_keys::SessionKeys;
 use crate::store::Store;
-use crate::token::TokenService;
+use crate::token::{AgentClaims, TokenService};
 
 pub struct AppState {
     pub config: Arc<Config>,
@@ -58,11 +58,51 @@ impl AppState {
         self.config.group(id).ok_or(ApiError::UnknownGroup(id))
     }
 
-    /// The lookup document of `key` for the agent `username`.
-    pub fn visitor_view(&self, key: &VisitorKey, username: &str) -> VisitorView {
-        VisitorView {
-            state: self.registry.lookup(key),
-            confirmed: self.confirmations.shows_confirmed(key, username),
+    /// The lookup document of `key` as the token's agent may see it; a
+    /// visitor outside its policy reads as `visitor_not_present`.
+    pub fn visitor_view(
+        &self,
+        key: &VisitorKey,
+        claims: &AgentClaims,
+    ) -> Result<VisitorView, ApiError> {
+        let state = self.registry.lookup(key);
+        if !in_scope(claims, &state) {
+            return Err(ApiError::not_present());
+        }
+        Ok(VisitorView {
+            state,
+            confirmed: self.confirmations.shows_confirmed(key, &claims.sub),
+        })
+    }
+
+    /// The policy checks of a command: the visitor must be in the token's
+    /// scope (else it reads as not present, so agents cannot probe who is
+    /// online) and so must `func`, when there is one.
+    pub fn check_scope(
+        &self,
+        claims: &AgentClaims,
+        key: &VisitorKey,
+        func: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let Some(policy) = &claims.policy else {
+            return Ok(());
+        };
+        if !in_scope(claims, &self.registry.lookup(key)) {
+            return Err(ApiError::not_present());
+        }
+        match func {
+            Some(func) if !policy.allows_function(func) => {
+                Err(ApiError::FunctionNotAllowed(func.to_owned()))
+            }
+            _ => Ok(()),
         }
     }
+}
+
+/// Whether a token's policy (if any) reaches a visitor in `state`.
+pub fn in_scope(claims: &AgentClaims, state: &VisitorState) -> bool {
+    claims
+        .policy
+        .as_ref()
+        .is_none_or(|policy| policy.admits(&state.visitorid, state.online.then_some(&state.data)))
 }

@@ -34,6 +34,8 @@ pub async fn log_requests(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().clone();
+    // The path only, never the query: a console URL can carry a customer
+    // SSO token (`?jwt=`), which must never reach a log.
     let path = req.path().to_owned();
     let response = next.call(req).await?;
     let status = response.status().as_u16();

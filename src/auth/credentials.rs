@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use super::sso::MAX_SSO_TOKEN_BYTES;
 use crate::error::ApiError;
 use crate::password::MAX_PASSWORD_BYTES;
 
@@ -15,6 +16,8 @@ pub enum CredentialKind {
     PartnerLoginKey,
     UsernameLoginKey,
     Session,
+    /// A customer-signed SSO JWT.
+    Sso,
 }
 
 impl CredentialKind {
@@ -24,6 +27,7 @@ impl CredentialKind {
             CredentialKind::PartnerLoginKey => "partner_login_key",
             CredentialKind::UsernameLoginKey => "username_login_key",
             CredentialKind::Session => "session",
+            CredentialKind::Sso => "sso",
         }
     }
 }
@@ -45,6 +49,9 @@ pub enum Credentials {
     },
     Session {
         session_id: String,
+    },
+    Sso {
+        jwt: String,
     },
 }
 
@@ -85,6 +92,9 @@ impl Credentials {
             ["gssnid"] => Credentials::Session {
                 session_id: string(map, "gssnid")?,
             },
+            ["jwt"] => Credentials::Sso {
+                jwt: string(map, "jwt")?,
+            },
             [] => match session_cookie {
                 Some(cookie) => Credentials::Session {
                     session_id: cookie.to_owned(),
@@ -94,7 +104,7 @@ impl Credentials {
             _ => {
                 return Err(form_error(
                     "credentials must be one of {username,password}, \
-                     {partnerid,partneruserid,loginkey}, {username,loginkey} or {gssnid}",
+                     {partnerid,partneruserid,loginkey}, {username,loginkey}, {gssnid} or {jwt}",
                 ))
             }
         };
@@ -116,6 +126,14 @@ impl Credentials {
                 login_key,
             } => &[username, login_key],
             Credentials::Session { session_id } => &[session_id],
+            Credentials::Sso { jwt } => {
+                if jwt.len() > MAX_SSO_TOKEN_BYTES {
+                    return Err(ApiError::BadRequest(format!(
+                        "credentials.jwt must be at most {MAX_SSO_TOKEN_BYTES} bytes"
+                    )));
+                }
+                return Ok(());
+            }
         };
         if fields.iter().any(|f| f.len() > MAX_PASSWORD_BYTES) {
             return Err(ApiError::BadRequest(format!(
@@ -135,7 +153,8 @@ impl Credentials {
     }
 
     /// The account an attempt counts against for lockout; sessions (256
-    /// random bits) have none.
+    /// random bits) and SSO tokens (whose `sub` is unverified until the
+    /// signature checks, and must not lock the real agent out) have none.
     pub fn account(&self) -> Option<String> {
         match self {
             Credentials::Password { username, .. }
@@ -145,7 +164,7 @@ impl Credentials {
                 partner_user_id,
                 ..
             } => Some(format!("partner:{partner_id}:{partner_user_id}")),
-            Credentials::Session { .. } => None,
+            Credentials::Session { .. } | Credentials::Sso { .. } => None,
         }
     }
 
@@ -155,6 +174,7 @@ impl Credentials {
             Credentials::PartnerLoginKey { .. } => CredentialKind::PartnerLoginKey,
             Credentials::UsernameLoginKey { .. } => CredentialKind::UsernameLoginKey,
             Credentials::Session { .. } => CredentialKind::Session,
+            Credentials::Sso { .. } => CredentialKind::Sso,
         }
     }
 }
@@ -196,6 +216,7 @@ mod tests {
             Ok(CredentialKind::UsernameLoginKey)
         );
         assert_eq!(kind(json!({"gssnid":"s"})), Ok(CredentialKind::Session));
+        assert_eq!(kind(json!({"jwt":"a.b.c"})), Ok(CredentialKind::Sso));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod lockout;
 pub mod login_key;
 pub mod sessions;
+pub mod sso;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +24,9 @@ use crate::config::{Config, GroupConfig, Role, UserConfig};
 use crate::error::ApiError;
 use crate::ids::GroupId;
 use crate::password::{CheckError, PasswordChecker};
-use crate::store::Store;
+use crate::policy::Policy;
+use crate::store::{AgentRecord, AgentSource, Store};
+use sso::{SsoError, SsoVerifier};
 
 pub use credentials::{CredentialKind, Credentials};
 pub use lockout::{Locked, Lockout};
@@ -35,6 +38,10 @@ pub struct Authenticated {
     pub username: String,
     pub role: Role,
     pub kind: CredentialKind,
+    /// The name shown to visitors.
+    pub name: Option<String>,
+    /// An SSO token's scoping policy.
+    pub policy: Option<Policy>,
 }
 
 /// A refused attempt: what the client is told, and, for the audit log
@@ -67,6 +74,8 @@ pub struct Authenticator {
     lockout: Lockout,
     clock: SharedClock,
     by_username: HashMap<String, Records>,
+    store: Arc<Store>,
+    sso: HashMap<GroupId, SsoVerifier>,
 }
 
 impl Authenticator {
@@ -75,7 +84,8 @@ impl Authenticator {
         passwords: Arc<PasswordChecker>,
         store: Arc<Store>,
         clock: SharedClock,
-    ) -> Self {
+    ) -> Result<Self, String> {
+        let sso = SsoVerifier::for_groups(&config.groups, &config.server.public_url)?;
         let mut by_username: HashMap<String, Records> = HashMap::new();
         for group in &config.groups {
             for (i, user) in group.users.iter().enumerate() {
@@ -85,26 +95,37 @@ impl Authenticator {
                     .push((group.id, i));
             }
         }
-        let sessions = Sessions::new(store, clock.clone(), config.auth.session_idle_secs);
+        let sessions = Sessions::new(store.clone(), clock.clone(), config.auth.session_idle_secs);
         let lockout = Lockout::new(
             clock.clone(),
             config.auth.lockout_failures,
             config.auth.lockout_client_failures,
             config.auth.lockout_window_secs,
         );
-        Self {
+        Ok(Self {
             config,
             passwords,
             sessions,
             lockout,
             clock,
             by_username,
-        }
+            store,
+            sso,
+        })
     }
 
     /// Website sessions.
     pub fn sessions(&self) -> &Sessions {
         &self.sessions
+    }
+
+    /// Forgets used SSO token ids whose tokens have expired.
+    pub fn forget_used_sso_tokens(&self) -> Result<usize, crate::store::StoreError> {
+        self.store.remove_expired_sso_jtis(
+            self.clock
+                .now_secs()
+                .saturating_sub(crate::token::LEEWAY_SECS),
+        )
     }
 
     /// Failed-attempt limits.
@@ -239,6 +260,7 @@ impl Authenticator {
                 self.check_login_key(home, puid, &login_key, Some(&username))?;
                 username
             }
+            Credentials::Sso { jwt } => return self.single_sign_on(group, &jwt),
             Credentials::Session { session_id } => self
                 .sessions
                 .touch(&session_id)
@@ -257,10 +279,94 @@ impl Authenticator {
                 username: Some(username),
             });
         };
+        let seen = AgentRecord {
+            username: username.clone(),
+            name: member.name.clone(),
+            role: member.role,
+            source: AgentSource::Config,
+            first_seen: 0,
+            last_seen: 0,
+        };
+        self.store
+            .touch_agent(group.id, &seen, self.clock.now_secs())
+            .map_err(store_failure)?;
         Ok(Authenticated {
             username,
             role: member.role,
             kind,
+            name: member.name.clone(),
+            policy: None,
+        })
+    }
+
+    /// Checks a customer-signed SSO token for `group`: signature and claims,
+    /// then whether the agent is known or may be provisioned, then that the
+    /// token was not used before (last, so a refused token stays unused).
+    fn single_sign_on(&self, group: &GroupConfig, jwt: &str) -> Result<Authenticated, AuthFailure> {
+        let verifier = self
+            .sso
+            .get(&group.id)
+            .ok_or_else(|| AuthFailure::invalid("sso_not_configured", None))?;
+        let identity = verifier
+            .verify(jwt, self.clock.now_secs())
+            .map_err(|e| AuthFailure {
+                reason: e.reason(),
+                error: match e {
+                    SsoError::RoleNotAllowed => ApiError::RoleNotAllowed,
+                    SsoError::BadPolicy(message) => ApiError::BadPolicy(message),
+                    _ => ApiError::InvalidCredentials,
+                },
+                username: None,
+            })?;
+        let email = identity.email.clone();
+        let configured = group.users.iter().find(|u| u.username == email);
+        let known = configured.is_some()
+            || self
+                .store
+                .agent(group.id, &email)
+                .map_err(store_failure)?
+                .is_some();
+        if !known && !verifier.auto_provision {
+            return Err(AuthFailure {
+                error: ApiError::UnknownAgent,
+                reason: "unknown_agent",
+                username: Some(email),
+            });
+        }
+        if let Some(jti) = &identity.jti {
+            let fresh = self
+                .store
+                .claim_sso_jti(&format!("{}/{jti}", group.id), identity.exp)
+                .map_err(store_failure)?;
+            if !fresh {
+                return Err(AuthFailure::invalid("sso_replay", Some(&email)));
+            }
+        }
+        let name = identity
+            .display_name
+            .clone()
+            .or_else(|| configured.and_then(|u| u.name.clone()));
+        let record = AgentRecord {
+            username: email.clone(),
+            name: name.clone(),
+            role: identity.role,
+            source: if configured.is_some() {
+                AgentSource::Config
+            } else {
+                AgentSource::Sso
+            },
+            first_seen: 0,
+            last_seen: 0,
+        };
+        self.store
+            .touch_agent(group.id, &record, self.clock.now_secs())
+            .map_err(store_failure)?;
+        Ok(Authenticated {
+            username: email,
+            role: identity.role,
+            kind: CredentialKind::Sso,
+            name,
+            policy: identity.policy,
         })
     }
 
@@ -294,5 +400,13 @@ impl Authenticator {
                 username,
             )
         })
+    }
+}
+
+fn store_failure(e: crate::store::StoreError) -> AuthFailure {
+    AuthFailure {
+        error: ApiError::Internal(e.to_string()),
+        reason: "store_failed",
+        username: None,
     }
 }

@@ -8,6 +8,7 @@
 
 mod validate;
 
+pub(crate) use validate::{valid_allow_pattern, valid_username};
 pub use validate::{valid_function_name, HARD_TOKEN_MAX_SECS, MIN_TOKEN_SECS};
 
 use std::net::SocketAddr;
@@ -259,8 +260,48 @@ pub struct GroupConfig {
     pub visitor_identity_issuer: Option<String>,
     #[serde(default)]
     pub require_visitor_identity: bool,
+    /// Agent single sign-on with customer-signed JWTs.
+    #[serde(default)]
+    pub sso: Option<SsoConfig>,
     #[serde(default)]
     pub users: Vec<UserConfig>,
+}
+
+/// A signature algorithm a customer may sign SSO tokens with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SsoAlgorithm {
+    RS256,
+    ES256,
+}
+
+/// `[groups.sso]`: agent single sign-on. The customer signs a JWT per agent
+/// with its private key; only the public keys are configured here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsoConfig {
+    /// The `iss` the customer's tokens carry (its license key or account id).
+    pub issuer: String,
+    /// The `aud` they must carry; defaults to `server.public_url`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// PEM public keys, inline or as file paths; several allow rotation.
+    pub public_keys: Vec<String>,
+    #[serde(default = "default_sso_algorithms")]
+    pub algorithms: Vec<SsoAlgorithm>,
+    /// Whether a token's `role: "administrator"` is honoured.
+    #[serde(default)]
+    pub allow_admin_role: bool,
+    /// Whether an unknown `sub` becomes an agent of the group.
+    #[serde(default = "default_true")]
+    pub auto_provision: bool,
+}
+
+fn default_sso_algorithms() -> Vec<SsoAlgorithm> {
+    vec![SsoAlgorithm::RS256]
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_invoke_allow() -> Vec<String> {

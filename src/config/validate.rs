@@ -295,7 +295,42 @@ fn validate_groups(config: &Config) -> Result<(), ConfigError> {
                 "must be 1 to 256 characters and not the agent-token issuer",
             )?;
         }
+        if let Some(sso) = &group.sso {
+            validate_sso(i, sso)?;
+        }
         validate_users(i, group)?;
+    }
+    Ok(())
+}
+
+fn validate_sso(i: usize, sso: &super::SsoConfig) -> Result<(), ConfigError> {
+    let at = |key: &str| format!("groups[{i}].sso.{key}");
+    check(
+        (1..=256).contains(&sso.issuer.len()) && sso.issuer != crate::token::ISSUER,
+        at("issuer"),
+        "must be 1 to 256 characters and not the agent-token issuer",
+    )?;
+    if let Some(audience) = &sso.audience {
+        check(
+            (1..=256).contains(&audience.len()),
+            at("audience"),
+            "must be 1 to 256 characters",
+        )?;
+    }
+    check(
+        !sso.algorithms.is_empty(),
+        at("algorithms"),
+        "name at least one of RS256, ES256",
+    )?;
+    check(
+        (1..=8).contains(&sso.public_keys.len()),
+        at("public_keys"),
+        "list 1 to 8 PEM public keys (inline or file paths)",
+    )?;
+    for (j, source) in sso.public_keys.iter().enumerate() {
+        crate::auth::sso::load_public_key(source, &sso.algorithms).map_err(|message| {
+            ConfigError::new(format!("groups[{i}].sso.public_keys[{j}]"), message)
+        })?;
     }
     Ok(())
 }
@@ -345,7 +380,7 @@ fn validate_users(i: usize, group: &super::GroupConfig) -> Result<(), ConfigErro
     Ok(())
 }
 
-fn valid_username(name: &str) -> bool {
+pub(crate) fn valid_username(name: &str) -> bool {
     (1..=128).contains(&name.len())
         && name
             .chars()
@@ -360,7 +395,7 @@ pub fn valid_function_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "._$".contains(c))
 }
 
-fn valid_allow_pattern(pattern: &str) -> bool {
+pub(crate) fn valid_allow_pattern(pattern: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some("") => true,
         Some(prefix) => valid_function_name(prefix),

@@ -11,19 +11,24 @@ const MAX_CARD_NAME: usize = 100;
 const MAX_CARD_EMAIL: usize = 254;
 const MAX_CARD_PHONE: usize = 32;
 
-/// The card a visitor is shown: the agent's own choice, checked, or its
-/// configured display name (else its username).
+/// The card a visitor is shown: the agent's own choice, checked, or else
+/// the name its token carries, its configured display name, its username.
 pub fn card_for(
     group: &GroupConfig,
     username: &str,
+    token_name: Option<&str>,
     given: Option<AgentCard>,
 ) -> Result<AgentCard, ApiError> {
     let Some(card) = given else {
-        let name = group
-            .users
-            .iter()
-            .find(|u| u.username == username)
-            .and_then(|u| u.name.clone())
+        let name = token_name
+            .map(str::to_owned)
+            .or_else(|| {
+                group
+                    .users
+                    .iter()
+                    .find(|u| u.username == username)
+                    .and_then(|u| u.name.clone())
+            })
             .unwrap_or_else(|| username.to_owned());
         return Ok(AgentCard {
             name,

@@ -31,16 +31,23 @@ fn card(name: &str, email: Option<&str>, phone: Option<&str>) -> Option<AgentCar
 fn the_card_defaults_to_the_configured_name_then_the_username() {
     let g = group();
     assert_eq!(
-        card_for(&g, "fred.demo", None).expect("card").name,
+        card_for(&g, "fred.demo", None, None).expect("card").name,
         "Fred Agent"
     );
     assert_eq!(
-        card_for(&g, "nameless", None).expect("card").name,
+        card_for(&g, "nameless", None, None).expect("card").name,
         "nameless"
     );
     assert_eq!(
-        card_for(&g, "sso@x.test", None).expect("card").name,
+        card_for(&g, "sso@x.test", None, None).expect("card").name,
         "sso@x.test"
+    );
+    assert_eq!(
+        card_for(&g, "fred.demo", Some("Fred (SSO)"), None)
+            .expect("card")
+            .name,
+        "Fred (SSO)",
+        "the token's name wins"
     );
 }
 
@@ -50,6 +57,7 @@ fn a_given_card_is_checked() {
     let ok = card_for(
         &g,
         "fred.demo",
+        None,
         card(" Fred ", Some("f@x.test"), Some("+1 (555) 010-2")),
     );
     assert_eq!(ok.expect("card").name, "Fred");
@@ -67,7 +75,7 @@ fn a_given_card_is_checked() {
         card("Fred", None, Some(&"1".repeat(33))),
     ] {
         assert_eq!(
-            card_for(&g, "fred.demo", bad.clone()).map_err(|e| e.code()),
+            card_for(&g, "fred.demo", None, bad.clone()).map_err(|e| e.code()),
             Err("bad_request"),
             "{bad:?}"
         );

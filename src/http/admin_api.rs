@@ -1,13 +1,21 @@
-//! The administrator API: endpoints only a group's administrators may use.
+//! The administrator API: endpoints only a group's administrators may use
+//! (an agent token gets 403 `forbidden`): the token audit log, the online
+//! visitors, the group's agents, and revoking all of one agent's tokens.
 
-use actix_web::{web, HttpResponse};
-use serde::Deserialize;
+use std::collections::BTreeMap;
 
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::auth_api::{revoke_token, write_audit};
 use super::AgentAuth;
 use crate::audit::{Query, MAX_PAGE};
+use crate::config::{valid_username, Role};
 use crate::error::ApiError;
-use crate::ids::GroupId;
-use crate::state::AppState;
+use crate::ids::{GroupId, VisitorId, VisitorKey};
+use crate::state::{in_scope, AppState, VisitorView};
+use crate::store::AgentSource;
 
 /// Records per page when `limit` is not given.
 const DEFAULT_PAGE: usize = 100;
@@ -54,4 +62,212 @@ pub async fn audit(
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or_else(|| ApiError::BadRequest("cursor is not one this server issued".into()))?;
     Ok(HttpResponse::Ok().json(page))
+}
+
+/// Most visitors per page of the visitor list.
+const MAX_VISITOR_PAGE: usize = 1000;
+
+/// The query of the visitor list: `limit`, `cursor` and `data.<key>`
+/// filters; anything else is refused, not ignored.
+struct VisitorQuery {
+    limit: usize,
+    cursor: Option<String>,
+    data: BTreeMap<String, String>,
+}
+
+impl VisitorQuery {
+    fn parse(query: &str) -> Result<Self, ApiError> {
+        let bad = |m: String| ApiError::BadRequest(m);
+        let mut parsed = VisitorQuery {
+            limit: DEFAULT_PAGE,
+            cursor: None,
+            data: BTreeMap::new(),
+        };
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match name.as_ref() {
+                "limit" => {
+                    parsed.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_VISITOR_PAGE).contains(n))
+                        .ok_or_else(|| bad(format!("limit must be 1 to {MAX_VISITOR_PAGE}")))?;
+                }
+                "cursor" => {
+                    VisitorId::parse(&value)
+                        .map_err(|_| bad("cursor is not one this server issued".into()))?;
+                    parsed.cursor = Some(value.into_owned());
+                }
+                other => match other.strip_prefix("data.") {
+                    Some(key) if !key.is_empty() && parsed.data.len() < 16 => {
+                        parsed.data.insert(key.to_owned(), value.into_owned());
+                    }
+                    _ => return Err(bad(format!("unknown query parameter {other:?}"))),
+                },
+            }
+        }
+        Ok(parsed)
+    }
+
+    fn matches(&self, data: &Value) -> bool {
+        self.data.iter().all(|(key, wanted)| match data.get(key) {
+            Some(Value::String(s)) => s == wanted,
+            Some(Value::Number(n)) => n.to_string() == *wanted,
+            _ => false,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct VisitorPage {
+    visitors: Vec<VisitorView>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
+}
+
+/// `GET /presence/{groupid}/visitors?limit=&cursor=&data.<key>=<value>`:
+/// the group's online visitors in id order, a page at a time.
+pub async fn list_visitors(
+    app: web::Data<AppState>,
+    auth: AgentAuth,
+    req: HttpRequest,
+    group: web::Path<GroupId>,
+) -> Result<HttpResponse, ApiError> {
+    let group = group.into_inner();
+    auth.require_admin(&app, group)?;
+    let query = VisitorQuery::parse(req.query_string())?;
+    let claims = &auth.claims;
+    let (states, more) = app
+        .registry
+        .page(group, query.cursor.as_deref(), query.limit, |state| {
+            query.matches(&state.data) && in_scope(claims, state)
+        });
+    let next_cursor = more
+        .then(|| states.last().map(|s| s.visitorid.clone()))
+        .flatten();
+    let visitors = states
+        .into_iter()
+        .map(|state| {
+            let confirmed = VisitorId::parse(&state.visitorid).is_ok_and(|id| {
+                app.confirmations
+                    .shows_confirmed(&VisitorKey::new(group, id), &claims.sub)
+            });
+            VisitorView { state, confirmed }
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(VisitorPage {
+        visitors,
+        next_cursor,
+    }))
+}
+
+#[derive(Serialize)]
+struct AgentEntry {
+    username: String,
+    name: Option<String>,
+    role: Role,
+    source: AgentSource,
+    /// Unix seconds; `null` for a configured agent never seen.
+    first_seen: Option<u64>,
+    last_seen: Option<u64>,
+}
+
+/// `GET /admin/{groupid}/agents`: configured and provisioned agents, with
+/// when they were first and last issued a token.
+pub async fn list_agents(
+    app: web::Data<AppState>,
+    auth: AgentAuth,
+    group: web::Path<GroupId>,
+) -> Result<HttpResponse, ApiError> {
+    let group = group.into_inner();
+    let config = auth.require_admin(&app, group)?;
+    let store = app.store.clone();
+    let seen = web::block(move || store.agents(group))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut agents: BTreeMap<String, AgentEntry> = seen
+        .into_iter()
+        .map(|r| {
+            let entry = AgentEntry {
+                username: r.username.clone(),
+                name: r.name,
+                role: r.role,
+                source: r.source,
+                first_seen: Some(r.first_seen),
+                last_seen: Some(r.last_seen),
+            };
+            (r.username, entry)
+        })
+        .collect();
+    for user in &config.users {
+        let entry = agents
+            .entry(user.username.clone())
+            .or_insert_with(|| AgentEntry {
+                username: user.username.clone(),
+                name: None,
+                role: user.role,
+                source: AgentSource::Config,
+                first_seen: None,
+                last_seen: None,
+            });
+        // The config is the truth for configured agents.
+        entry.source = AgentSource::Config;
+        entry.role = user.role;
+        entry.name = user.name.clone().or(entry.name.take());
+    }
+    let agents: Vec<AgentEntry> = agents.into_values().collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "agents": agents })))
+}
+
+#[derive(Deserialize)]
+pub struct AgentPath {
+    groupid: GroupId,
+    username: String,
+}
+
+/// `POST /admin/{groupid}/agents/{username}/revoke`: denylists every live
+/// token of the agent in this group and closes its sockets.
+pub async fn revoke_agent(
+    app: web::Data<AppState>,
+    auth: AgentAuth,
+    req: HttpRequest,
+    path: web::Path<AgentPath>,
+) -> Result<HttpResponse, ApiError> {
+    let AgentPath { groupid, username } = path.into_inner();
+    let config = auth.require_admin(&app, groupid)?;
+    if !valid_username(&username) {
+        return Err(ApiError::BadRequest("not a valid username".into()));
+    }
+    let now = app.audit.now_ms() / 1000;
+    let tokens = app
+        .tokens
+        .revocations()
+        .live_tokens_of(groupid, &username, now)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let known = config.users.iter().any(|u| u.username == username)
+        || app
+            .store
+            .agent(groupid, &username)
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .is_some();
+    if !known && tokens.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    let mut sockets_closed = 0;
+    let mut records = Vec::with_capacity(tokens.len());
+    for (jti, owner) in &tokens {
+        let (closed, record) = revoke_token(&app, &req, jti, owner, &auth.claims.sub)?;
+        sockets_closed += closed;
+        records.push(record);
+    }
+    write_audit(&app, records).await?;
+    tracing::info!(
+        group = groupid, %username, tokens = tokens.len(), sockets_closed,
+        by = %auth.claims.sub, "agent revoked"
+    );
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "username": username,
+        "tokens_revoked": tokens.len(),
+        "sockets_closed": sockets_closed,
+    })))
 }

@@ -21,6 +21,7 @@ use crate::ids::GroupId;
 use crate::origin::RequestOrigin;
 use crate::password::MAX_PASSWORD_BYTES;
 use crate::state::AppState;
+use crate::store::IssuedToken as IssuedTokenOwner;
 
 /// Name of the website-session cookie.
 pub const SESSION_COOKIE: &str = "gssnid";
@@ -64,7 +65,7 @@ fn client_of(req: &HttpRequest) -> (Option<String>, Option<&str>) {
 }
 
 /// Writes audit records on the blocking pool.
-async fn write_audit(app: &AppState, records: Vec<AuditRecord>) -> Result<(), ApiError> {
+pub(super) async fn write_audit(app: &AppState, records: Vec<AuditRecord>) -> Result<(), ApiError> {
     let audit = app.audit.clone();
     web::block(move || records.iter().try_for_each(|r| audit.record(r)))
         .await
@@ -234,7 +235,14 @@ async fn attempt(
     }
     let issued = app
         .tokens
-        .issue(&agent.username, group.id, agent.role, lifetime)
+        .issue_scoped(
+            &agent.username,
+            group.id,
+            agent.role,
+            lifetime,
+            agent.name.clone(),
+            agent.policy.clone(),
+        )
         .map_err(|e| refuse(ApiError::Internal(e.to_string())))?;
     record.jti = Some(issued.claims.jti.clone());
     record.iat = Some(issued.claims.iat);
@@ -379,6 +387,32 @@ fn session_cookie(app: &AppState, value: String, max_age_secs: Option<i64>) -> C
     cookie
 }
 
+/// Denylists `jti` until it expires and closes the sockets using it; returns
+/// how many closed and the audit record to write.
+pub(super) fn revoke_token(
+    app: &AppState,
+    req: &HttpRequest,
+    jti: &str,
+    owner: &IssuedTokenOwner,
+    by: &str,
+) -> Result<(usize, AuditRecord), ApiError> {
+    app.tokens
+        .revocations()
+        .revoke(jti, owner.exp)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Denied from here on: close its sockets before anything that can fail.
+    let sockets_closed = app.live_agents.revoke(jti);
+    let (remote, user_agent) = client_of(req);
+    let mut record =
+        AuditRecord::new(Outcome::Revoked, app.audit.now_ms()).from_client(remote, user_agent);
+    record.groupid = Some(owner.groupid);
+    record.username = Some(owner.sub.clone());
+    record.jti = Some(jti.to_owned());
+    record.exp = Some(owner.exp);
+    record.reason = Some(format!("revoked by {by}"));
+    Ok((sockets_closed, record))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
@@ -414,20 +448,7 @@ pub async fn revoke(
             "only the token's user or an administrator of its group may revoke it".into(),
         ));
     }
-    app.tokens
-        .revocations()
-        .revoke(&jti, owner.exp)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    // Denied from here on: close its sockets before anything that can fail.
-    let sockets_closed = app.live_agents.revoke(&jti);
-    let (remote, user_agent) = client_of(&req);
-    let mut record =
-        AuditRecord::new(Outcome::Revoked, app.audit.now_ms()).from_client(remote, user_agent);
-    record.groupid = Some(owner.groupid);
-    record.username = Some(owner.sub.clone());
-    record.jti = Some(jti.clone());
-    record.exp = Some(owner.exp);
-    record.reason = Some(format!("revoked by {}", caller.sub));
+    let (sockets_closed, record) = revoke_token(&app, &req, &jti, &owner, &caller.sub)?;
     write_audit(&app, vec![record]).await?;
     tracing::info!(%jti, by = %caller.sub, sockets_closed, "token revoked");
     Ok(HttpResponse::Ok().json(serde_json::json!({

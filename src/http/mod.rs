@@ -39,6 +39,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
     .service(resource("/visitor/ws").route(web::get().to(sockets::visitor_socket)))
     .service(resource("/agent/ws").route(web::get().to(sockets::agent_socket)))
     .service(resource("/admin/{groupid}/audit").route(web::get().to(admin_api::audit)))
+    .service(resource("/admin/{groupid}/agents").route(web::get().to(admin_api::list_agents)))
+    .service(
+        resource("/admin/{groupid}/agents/{username}/revoke")
+            .route(web::post().to(admin_api::revoke_agent)),
+    )
+    .service(
+        resource("/presence/{groupid}/visitors").route(web::get().to(admin_api::list_visitors)),
+    )
     .service(
         resource("/presence/{groupid}/visitors/{visitorid}")
             .route(web::get().to(presence_api::lookup)),

@@ -40,7 +40,7 @@ pub async fn lookup(
     path: web::Path<VisitorPath>,
 ) -> Result<HttpResponse, ApiError> {
     let (key, _) = path.key(&app, &auth)?;
-    Ok(HttpResponse::Ok().json(app.visitor_view(&key, &auth.claims.sub)))
+    Ok(HttpResponse::Ok().json(app.visitor_view(&key, &auth.claims)?))
 }
 
 #[derive(Deserialize)]
@@ -68,6 +68,7 @@ pub async fn invoke(
         &app.config.presence,
         &group.invoke_allow,
     )?;
+    app.check_scope(&auth.claims, &key, Some(&body.func))?;
     app.confirmations
         .check_gate(group, &key, &auth.claims.sub)?;
     let outcome = invoke::invoke(&app.registry, key, body.func, body.args, timeout_ms).await?;
@@ -96,13 +97,15 @@ pub async fn find_session(
         .session_key_misses
         .begin(Some(&token), client.as_deref())
         .map_err(|locked| ApiError::TooManyAttempts(locked.retry_after_secs))?;
+    // A visitor outside the token's policy is a miss like any other.
     let found = session_keys::well_formed(&path.key)
         .then(|| app.session_keys.find(path.groupid, &path.key))
-        .flatten();
+        .flatten()
+        .and_then(|visitor| app.visitor_view(&visitor, &auth.claims).ok());
     match found {
-        Some(visitor) => {
+        Some(view) => {
             app.session_key_misses.succeeded(attempt);
-            Ok(HttpResponse::Ok().json(app.visitor_view(&visitor, &auth.claims.sub)))
+            Ok(HttpResponse::Ok().json(view))
         }
         None => {
             let _ = app.session_key_misses.failed(attempt);
@@ -125,6 +128,7 @@ pub async fn signal(
     body: web::Json<SignalBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (key, group) = path.key(&app, &auth)?;
+    app.check_scope(&auth.claims, &key, None)?;
     app.confirmations
         .check_gate(group, &key, &auth.claims.sub)?;
     invoke::signal(
@@ -165,7 +169,13 @@ pub async fn start_confirmation(
             }
         }
     };
-    let card = card_for(group, &auth.claims.sub, options.agent)?;
+    app.check_scope(&auth.claims, &key, None)?;
+    let card = card_for(
+        group,
+        &auth.claims.sub,
+        auth.claims.name.as_deref(),
+        options.agent,
+    )?;
     let started = app
         .confirmations
         .start(key, &auth.claims.sub, card, options.choices)

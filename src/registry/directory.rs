@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::entry::{LiveConnection, VisitorEntry};
 use super::VisitorState;
-use crate::ids::VisitorKey;
+use crate::ids::{GroupId, VisitorKey};
 
 /// What the directory knows of one present visitor.
 pub struct Published {
@@ -91,5 +91,36 @@ impl Directory {
     /// The snapshot of a present visitor.
     pub fn get(&self, key: &VisitorKey) -> Option<Arc<Published>> {
         self.visitors.get(key).map(|entry| entry.value().clone())
+    }
+
+    /// Present visitors of `group` with ids after `after`, in id order, that
+    /// `keep` accepts: at most `limit`, and whether more follow.
+    pub fn page(
+        &self,
+        group: GroupId,
+        after: Option<&str>,
+        limit: usize,
+        mut keep: impl FnMut(&VisitorState) -> bool,
+    ) -> (Vec<VisitorState>, bool) {
+        let mut candidates: Vec<(VisitorKey, Arc<Published>)> = self
+            .visitors
+            .iter()
+            .filter(|e| {
+                e.key().group == group && after.is_none_or(|a| e.key().visitor.as_str() > a)
+            })
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        candidates.sort_unstable_by(|a, b| a.0.visitor.cmp(&b.0.visitor));
+        let mut page = Vec::new();
+        for (key, published) in candidates {
+            let state = published.state(&key);
+            if keep(&state) {
+                if page.len() == limit {
+                    return (page, true);
+                }
+                page.push(state);
+            }
+        }
+        (page, false)
     }
 }

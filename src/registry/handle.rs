@@ -15,7 +15,7 @@ use super::{Registry, Route, VisitorState};
 use crate::clock::SharedClock;
 use crate::config::PresenceConfig;
 use crate::error::ApiError;
-use crate::ids::VisitorKey;
+use crate::ids::{GroupId, VisitorKey};
 use crate::visitor_session::VisitorCommand;
 
 /// A cheap, cloneable handle on the registry.
@@ -49,6 +49,17 @@ impl RegistryHandle {
         self.directory
             .get(key)
             .map_or_else(|| VisitorState::offline(key), |p| p.state(key))
+    }
+
+    /// A page of the group's present visitors (see [`Directory::page`]).
+    pub fn page(
+        &self,
+        group: GroupId,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl FnMut(&VisitorState) -> bool,
+    ) -> (Vec<VisitorState>, bool) {
+        self.directory.page(group, after, limit, keep)
     }
 
     /// Sends a command to every open connection of the visitor (each tab

@@ -13,6 +13,8 @@
 //! - `confirmations`: confirmation id → [`ConfirmationRecord`].
 //! - `confirmation_grants`: `group/visitor/agent` → [`ConfirmationGrant`],
 //!   the live confirmed pairs the invoke gate reads.
+//! - `agents`: `group/username` → [`AgentRecord`], agents seen or provisioned.
+//! - `sso_jtis`: `group/jti` → big-endian `exp`, SSO tokens already used.
 
 use std::path::Path;
 use std::sync::RwLock;
@@ -34,7 +36,14 @@ const TREE_CONFIRMATIONS: &str = "confirmations";
 /// Name of the confirmed-pair tree.
 const TREE_GRANTS: &str = "confirmation_grants";
 
+/// Name of the agent tree.
+const TREE_AGENTS: &str = "agents";
+/// Name of the used-SSO-token tree.
+const TREE_SSO_JTIS: &str = "sso_jtis";
+
+mod agents;
 mod confirmations;
+pub use agents::{AgentRecord, AgentSource};
 pub use confirmations::{
     grant_key, AgentCard, ConfirmationGrant, ConfirmationRecord, ConfirmationStatus, Settled,
 };
@@ -95,6 +104,8 @@ struct Trees {
     revoked: sled::Tree,
     confirmations: sled::Tree,
     grants: sled::Tree,
+    agents: sled::Tree,
+    sso_jtis: sled::Tree,
 }
 
 /// The embedded database. [`Store::close`] releases it (and its directory
@@ -115,6 +126,8 @@ impl Store {
         let revoked = db.open_tree(TREE_REVOKED)?;
         let confirmations = db.open_tree(TREE_CONFIRMATIONS)?;
         let grants = db.open_tree(TREE_GRANTS)?;
+        let agents = db.open_tree(TREE_AGENTS)?;
+        let sso_jtis = db.open_tree(TREE_SSO_JTIS)?;
         Ok(Self {
             trees: RwLock::new(Some(Trees {
                 db,
@@ -125,6 +138,8 @@ impl Store {
                 revoked,
                 confirmations,
                 grants,
+                agents,
+                sso_jtis,
             })),
         })
     }
@@ -280,6 +295,26 @@ impl Store {
                 .get(jti.as_bytes())?
                 .map(|v| decode(TREE_ISSUED, &v))
                 .transpose()
+        })
+    }
+
+    /// Every indexed token of `sub` in `groupid` that expires after `now`.
+    pub fn issued_to(
+        &self,
+        groupid: u64,
+        sub: &str,
+        now: u64,
+    ) -> Result<Vec<(String, IssuedToken)>, StoreError> {
+        self.with(|t| {
+            let mut out = Vec::new();
+            for item in t.issued.iter() {
+                let (key, value) = item?;
+                let token: IssuedToken = decode(TREE_ISSUED, &value)?;
+                if token.groupid == groupid && token.sub == sub && token.exp > now {
+                    out.push((String::from_utf8_lossy(&key).into_owned(), token));
+                }
+            }
+            Ok(out)
         })
     }
 

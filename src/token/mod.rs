@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::SharedClock;
 use crate::config::Role;
 use crate::ids::{random_id, GroupId};
+use crate::policy::Policy;
 use crate::store::{Store, StoreError};
 
 pub use keyring::{KeyMaintenance, KeyRing, SigningKey, SigningKeySource};
@@ -42,6 +43,12 @@ pub struct AgentClaims {
     pub iat: u64,
     pub exp: u64,
     pub jti: String,
+    /// The name shown to visitors, when the credential gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The SSO scoping policy, enforced on every request of this token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
 }
 
 /// Why a token was refused. The text is safe to show a client: it never
@@ -140,6 +147,19 @@ impl TokenService {
         role: Role,
         lifetime_secs: u64,
     ) -> Result<IssuedToken, TokenError> {
+        self.issue_scoped(username, group, role, lifetime_secs, None, None)
+    }
+
+    /// Issues a token carrying a display name and a scoping policy.
+    pub fn issue_scoped(
+        &self,
+        username: &str,
+        group: GroupId,
+        role: Role,
+        lifetime_secs: u64,
+        name: Option<String>,
+        policy: Option<Policy>,
+    ) -> Result<IssuedToken, TokenError> {
         let iat = self.clock.now_secs();
         let claims = AgentClaims {
             iss: ISSUER.to_owned(),
@@ -150,6 +170,8 @@ impl TokenService {
             iat,
             exp: iat + lifetime_secs,
             jti: random_id(16),
+            name,
+            policy,
         };
         let token = self.sign(&claims)?;
         // Index the owner first, so the token can always be revoked.

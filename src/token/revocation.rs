@@ -32,6 +32,17 @@ impl Revocations {
         self.store.issued(jti)
     }
 
+    /// The live tokens of `sub` in `groupid`, `(jti, owner)`.
+    pub fn live_tokens_of(
+        &self,
+        groupid: u64,
+        sub: &str,
+        now: u64,
+    ) -> Result<Vec<(String, IssuedToken)>, StoreError> {
+        self.store
+            .issued_to(groupid, sub, now.saturating_sub(LEEWAY_SECS))
+    }
+
     /// Denies `jti` until `exp`, durably, then in memory.
     pub fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
         self.store.put_revoked(jti, exp)?;
