@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod agent_auth;
+mod assets;
 mod auth_api;
 mod presence_api;
 mod sockets;
@@ -31,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
         web::QueryConfig::default()
             .error_handler(|err, _| ApiError::BadRequest(format!("bad query: {err}")).into()),
     )
+    .configure(assets::configure)
     .service(resource("/healthz").route(web::get().to(healthz)))
     .service(resource("/auth/token").route(web::post().to(auth_api::issue_token)))
     .service(resource("/auth/login").route(web::post().to(auth_api::login)))

@@ -288,6 +288,11 @@ impl TestServer {
         )
     }
 
+    /// The status of an unauthenticated `GET`.
+    pub async fn status_of(&self, path: &str) -> u16 {
+        self.get_response(path, None, None).await.status().as_u16()
+    }
+
     /// The status of a `GET` with a bearer token.
     pub async fn status(&self, path: &str, token: &str) -> u16 {
         self.get_response(path, Some(token), None)

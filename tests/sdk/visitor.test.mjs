@@ -1,0 +1,120 @@
+// Unit tests of the visitor SDK under Node's test runner:
+//   node --test tests/sdk/
+// The SDK is a plain browser script; it is loaded into a sandbox whose
+// WebSocket is a fake that records frames.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import vm from "node:vm";
+
+const source = readFileSync(new URL("../../src/web/sdk/presence-visitor.js", import.meta.url), "utf8");
+
+function load() {
+  const sockets = [];
+  class FakeSocket {
+    constructor(url) {
+      this.url = url;
+      this.sent = [];
+      this.readyState = 1;
+      sockets.push(this);
+    }
+    send(text) { this.sent.push(JSON.parse(text)); }
+    close() { this.readyState = 3; }
+  }
+  // Timers are looked up now, so a test can install mock timers first.
+  const sandbox = { WebSocket: FakeSocket, URL, setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout, console };
+  sandbox.window = sandbox;
+  vm.createContext(sandbox);
+  vm.runInContext(source, sandbox);
+  return { PresenceVisitor: sandbox.PresenceVisitor, sockets };
+}
+
+test("backoff is full jitter between 500 ms and 20 s", () => {
+  const { PresenceVisitor } = load();
+  const delay = PresenceVisitor.backoffDelay;
+  assert.equal(delay(0, () => 0), 500, "never below the floor");
+  assert.equal(delay(0, () => 0.999), 500);
+  assert.equal(delay(3, () => 0.5), 2000);
+  assert.equal(delay(10, () => 0.999999), 19999);
+  assert.equal(delay(1000, () => 0.999999), 19999, "capped at 20 s");
+  for (let attempt = 0; attempt < 40; attempt++) {
+    const d = delay(attempt);
+    assert.ok(d >= 500 && d <= 20000, `attempt ${attempt}: ${d}`);
+  }
+});
+
+test("presence data keeps only strings and finite numbers", () => {
+  const { PresenceVisitor } = load();
+  assert.deepEqual(
+    { ...PresenceVisitor.cleanData({ a: "x", b: 2, c: null, d: {}, e: NaN, f: true }) },
+    { a: "x", b: 2 },
+  );
+});
+
+test("the socket URL follows the server's scheme", () => {
+  const { PresenceVisitor } = load();
+  assert.equal(PresenceVisitor.socketUrl("https://p.example.com"), "wss://p.example.com/visitor/ws");
+  assert.equal(PresenceVisitor.socketUrl("http://127.0.0.1:8080/x"), "ws://127.0.0.1:8080/visitor/ws");
+});
+
+test("hello, registered functions, thrown errors and unknown functions", async () => {
+  const { PresenceVisitor, sockets } = load();
+  const v = new PresenceVisitor({ server: "http://s.test", groupid: 72, visitorid: "v-1", presence: false });
+  v.register("add", ({ a, b }) => a + b);
+  v.register("later", async () => "done");
+  v.register("fails", () => { throw new Error("nope"); });
+  v.connect();
+  const ws = sockets[0];
+  ws.onopen();
+  assert.deepEqual({ ...ws.sent[0], data: { ...ws.sent[0].data } },
+    { type: "hello", groupid: 72, visitorid: "v-1", data: {} });
+  let ready = 0;
+  v.onready = () => ready++;
+  ws.onmessage({ data: JSON.stringify({ type: "welcome", visitorid: "v-1", connection: "c" }) });
+  assert.equal(ready, 1);
+  const results = () => ws.sent.filter((f) => f.type === "result").map((f) => ({ ...f }));
+  ws.onmessage({ data: JSON.stringify({ type: "invoke", id: "1", func: "add", args: { a: 2, b: 3 } }) });
+  ws.onmessage({ data: JSON.stringify({ type: "invoke", id: "2", func: "later", args: null }) });
+  ws.onmessage({ data: JSON.stringify({ type: "invoke", id: "3", func: "fails", args: null }) });
+  ws.onmessage({ data: JSON.stringify({ type: "invoke", id: "4", func: "eval", args: "1" }) });
+  await new Promise((r) => setImmediate(r));
+  const byId = Object.fromEntries(results().map((r) => [r.id, r]));
+  assert.deepEqual(byId, {
+    1: { type: "result", id: "1", ok: true, value: 5 },
+    2: { type: "result", id: "2", ok: true, value: "done" },
+    3: { type: "result", id: "3", ok: false, error: "nope" },
+    4: { type: "result", id: "4", ok: false, error: "function eval is not registered" },
+  });
+});
+
+test("a closed socket reconnects with a fresh hello, except after 1008", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { PresenceVisitor, sockets } = load();
+  const v = new PresenceVisitor({ server: "http://s.test", groupid: 72, visitorid: "v-1", presence: false });
+  v.connect();
+  sockets[0].onopen();
+  sockets[0].onclose({ code: 1006, reason: "" });
+  t.mock.timers.tick(499);
+  assert.equal(sockets.length, 1, "not before the backoff");
+  t.mock.timers.tick(1);
+  assert.equal(sockets.length, 2, "reconnected after the first backoff (500 ms)");
+  sockets[1].onopen();
+  assert.equal(sockets[1].sent[0].type, "hello");
+  sockets[1].onclose({ code: 1008, reason: "identity_invalid" });
+  t.mock.timers.tick(60_000);
+  assert.equal(sockets.length, 2, "a policy close is final");
+  v.close();
+});
+
+test("a session key request resolves with the code", async () => {
+  const { PresenceVisitor, sockets } = load();
+  const v = new PresenceVisitor({ server: "http://s.test", groupid: 72, visitorid: "v-1", presence: false });
+  v.connect();
+  sockets[0].onopen();
+  sockets[0].onmessage({ data: JSON.stringify({ type: "welcome" }) });
+  const key = v.requestSessionKey();
+  assert.equal(sockets[0].sent.at(-1).type, "session_key");
+  sockets[0].onmessage({ data: JSON.stringify({ type: "session_key", key: "482913", expires: 1 }) });
+  assert.equal(await key, "482913");
+  v.close();
+});
