@@ -168,6 +168,23 @@ impl ApiError {
     }
 }
 
+/// Runs a fallible blocking call (a sled scan or flush, an fsync) on the
+/// blocking pool, off the async workers. Any failure, of the call or of the
+/// pool, is an internal error described as `what: cause`.
+pub async fn off_thread<T, E>(
+    what: &'static str,
+    call: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    actix_web::web::block(call)
+        .await
+        .map_err(|e| ApiError::Internal(format!("{what}: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("{what}: {e}")))
+}
+
 /// `{"error": code, "message": text}`.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {

@@ -128,6 +128,17 @@ impl Authenticator {
         )
     }
 
+    /// Whether `username` is an agent of `group`: configured, or seen
+    /// (provisioned) before.
+    pub fn knows(
+        &self,
+        group: &GroupConfig,
+        username: &str,
+    ) -> Result<bool, crate::store::StoreError> {
+        Ok(group.users.iter().any(|u| u.username == username)
+            || self.store.agent(group.id, username)?.is_some())
+    }
+
     /// Failed-attempt limits.
     pub fn lockout(&self) -> &Lockout {
         &self.lockout
@@ -320,12 +331,7 @@ impl Authenticator {
             })?;
         let email = identity.email.clone();
         let configured = group.users.iter().find(|u| u.username == email);
-        let known = configured.is_some()
-            || self
-                .store
-                .agent(group.id, &email)
-                .map_err(store_failure)?
-                .is_some();
+        let known = self.knows(group, &email).map_err(store_failure)?;
         if !known && !verifier.auto_provision {
             return Err(AuthFailure {
                 error: ApiError::UnknownAgent,

@@ -19,7 +19,6 @@ mod failures;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +28,7 @@ pub use failures::{FAILURE_LIMIT, FAILURE_WINDOW_MS, LOCK_MS};
 
 use crate::clock::SharedClock;
 use crate::config::{GroupConfig, PresenceConfig};
-use crate::error::ApiError;
+use crate::error::{off_thread, ApiError};
 use crate::ids::{random_id, VisitorKey};
 use crate::live_agents::LiveAgents;
 use crate::registry::RegistryHandle;
@@ -102,20 +101,13 @@ pub struct Confirmations {
     failures: FailureLock,
 }
 
-fn blocking_failed(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(format!("confirmation store: {e}"))
-}
-
 /// Runs a store call off the async workers (it may flush to disk).
 async fn on_store<T: Send + 'static>(
     store: &Arc<Store>,
     call: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let store = store.clone();
-    web::block(move || call(&store))
-        .await
-        .map_err(blocking_failed)?
-        .map_err(blocking_failed)
+    off_thread("confirmation store", move || call(&store)).await
 }
 
 impl Confirmations {
@@ -374,7 +366,7 @@ impl Confirmations {
         match self.is_confirmed(key, agent) {
             Ok(true) => Ok(()),
             Ok(false) => Err(ApiError::ConfirmationRequired),
-            Err(e) => Err(blocking_failed(e)),
+            Err(e) => Err(ApiError::Internal(format!("confirmation store: {e}"))),
         }
     }
 

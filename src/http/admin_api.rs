@@ -12,7 +12,7 @@ use super::auth_api::{revoke_token, write_audit};
 use super::AgentAuth;
 use crate::audit::{Query, MAX_PAGE};
 use crate::config::{valid_username, Role};
-use crate::error::ApiError;
+use crate::error::{off_thread, ApiError};
 use crate::ids::{GroupId, VisitorId, VisitorKey};
 use crate::state::{in_scope, AppState, VisitorView};
 use crate::store::AgentSource;
@@ -56,10 +56,8 @@ pub async fn audit(
     };
     // The scan reads sled: keep it off the request threads.
     let audit = app.audit.clone();
-    let page = web::block(move || audit.query(group, &query))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+    let page = off_thread("audit log", move || audit.query(group, &query))
+        .await?
         .ok_or_else(|| ApiError::BadRequest("cursor is not one this server issued".into()))?;
     Ok(HttpResponse::Ok().json(page))
 }
@@ -181,10 +179,7 @@ pub async fn list_agents(
     let group = group.into_inner();
     let config = auth.require_admin(&app, group)?;
     let store = app.store.clone();
-    let seen = web::block(move || store.agents(group))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let seen = off_thread("agent store", move || store.agents(group)).await?;
     let mut agents: BTreeMap<String, AgentEntry> = seen
         .into_iter()
         .map(|r| {
@@ -244,12 +239,10 @@ pub async fn revoke_agent(
         .revocations()
         .live_tokens_of(groupid, &username, now)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let known = config.users.iter().any(|u| u.username == username)
-        || app
-            .store
-            .agent(groupid, &username)
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .is_some();
+    let known = app
+        .auth
+        .knows(config, &username)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     if !known && tokens.is_empty() {
         return Err(ApiError::NotFound);
     }

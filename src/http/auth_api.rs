@@ -16,7 +16,7 @@ use crate::audit::{AuditRecord, Outcome};
 use crate::auth::lockout::Attempt;
 use crate::auth::{CredentialKind, Credentials};
 use crate::config::{Role, MIN_TOKEN_SECS};
-use crate::error::ApiError;
+use crate::error::{off_thread, ApiError};
 use crate::ids::GroupId;
 use crate::origin::RequestOrigin;
 use crate::password::MAX_PASSWORD_BYTES;
@@ -67,10 +67,10 @@ fn client_of(req: &HttpRequest) -> (Option<String>, Option<&str>) {
 /// Writes audit records on the blocking pool.
 pub(super) async fn write_audit(app: &AppState, records: Vec<AuditRecord>) -> Result<(), ApiError> {
     let audit = app.audit.clone();
-    web::block(move || records.iter().try_for_each(|r| audit.record(r)))
-        .await
-        .map_err(|e| ApiError::Internal(format!("audit log unavailable: {e}")))?
-        .map_err(|e| ApiError::Internal(format!("audit log unavailable: {e}")))
+    off_thread("audit log unavailable", move || {
+        records.iter().try_for_each(|r| audit.record(r))
+    })
+    .await
 }
 
 /// Writes audit records for a refusal; a failure to write is logged, and

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{decode, encode, Store, StoreError, TREE_AGENTS};
+use super::{decode, encode, remove_expired_before, Store, StoreError, TREE_AGENTS};
 use crate::config::Role;
 
 /// How an agent came to exist.
@@ -108,21 +108,7 @@ impl Store {
 
     /// Forgets SSO token ids whose tokens expired before `now`.
     pub fn remove_expired_sso_jtis(&self, now: u64) -> Result<usize, StoreError> {
-        self.with(|t| {
-            let mut removed = 0;
-            for item in t.sso_jtis.iter() {
-                let (key, value) = item?;
-                let exp = <[u8; 8]>::try_from(value.as_ref())
-                    .map(u64::from_be_bytes)
-                    .unwrap_or(0);
-                if exp < now {
-                    t.sso_jtis.remove(key)?;
-                    removed += 1;
-                }
-            }
-            t.sso_jtis.flush()?;
-            Ok(removed)
-        })
+        self.with(|t| remove_expired_before(&t.sso_jtis, now))
     }
 }
 

@@ -360,19 +360,8 @@ impl Store {
                     removed += 1;
                 }
             }
-            for item in t.revoked.iter() {
-                let (key, value) = item?;
-                let exp = <[u8; 8]>::try_from(value.as_ref())
-                    .map(u64::from_be_bytes)
-                    .unwrap_or(0);
-                if exp < now {
-                    t.revoked.remove(key)?;
-                    removed += 1;
-                }
-            }
             t.issued.flush()?;
-            t.revoked.flush()?;
-            Ok(removed)
+            Ok(removed + remove_expired_before(&t.revoked, now)?)
         })
     }
 
@@ -393,6 +382,25 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// In a tree whose values are big-endian `exp` (Unix seconds), deletes the
+/// entries that expired before `now` (an unreadable value counts as
+/// expired) and flushes; returns how many.
+fn remove_expired_before(tree: &sled::Tree, now: u64) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    for item in tree.iter() {
+        let (key, value) = item?;
+        let exp = <[u8; 8]>::try_from(value.as_ref())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        if exp < now {
+            tree.remove(key)?;
+            removed += 1;
+        }
+    }
+    tree.flush()?;
+    Ok(removed)
 }
 
 /// How long [`Store::open`] waits for a directory lock that is being
