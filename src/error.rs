@@ -51,6 +51,8 @@ pub enum ApiError {
     TooManyPrompts(usize),
     #[error("group {0} does not exist")]
     UnknownGroup(u64),
+    #[error("group {0} has no SSO sign-in page configured")]
+    SsoNotConfigured(u64),
     #[error("{0}")]
     VisitorNotPresent(String),
     #[error("no such resource")]
@@ -99,6 +101,7 @@ impl ApiError {
             ApiError::ConfirmationSettled(_) => "confirmation_settled",
             ApiError::TooManyPrompts(_) => "too_many_pending",
             ApiError::UnknownGroup(_) => "unknown_group",
+            ApiError::SsoNotConfigured(_) => "sso_not_configured",
             ApiError::VisitorNotPresent(_) => "visitor_not_present",
             ApiError::NotFound => "not_found",
             ApiError::UnknownToken => "unknown_token",
@@ -132,6 +135,7 @@ impl ApiError {
             | ApiError::RoleNotAllowed
             | ApiError::UnknownAgent => StatusCode::FORBIDDEN,
             ApiError::UnknownGroup(_)
+            | ApiError::SsoNotConfigured(_)
             | ApiError::VisitorNotPresent(_)
             | ApiError::NotFound
             | ApiError::UnknownToken
@@ -243,6 +247,7 @@ mod tests {
     fn codes_and_statuses_match_the_published_contract() {
         let cases = [
             (ApiError::not_present(), 404, "visitor_not_present"),
+            (ApiError::SsoNotConfigured(72), 404, "sso_not_configured"),
             (ApiError::InvokeTimeout(5), 504, "invoke_timeout"),
             (ApiError::TooManyPending(64), 429, "too_many_pending"),
             (ApiError::unauthorized("x"), 401, "unauthorized"),

@@ -164,6 +164,11 @@ pub enum AgentInbound {
         #[serde(default)]
         agent: Option<AgentCard>,
     },
+    /// Find the visitor holding a session key.
+    FindSession {
+        id: String,
+        key: String,
+    },
 }
 
 impl std::fmt::Debug for AgentInbound {
@@ -194,13 +199,21 @@ impl std::fmt::Debug for AgentInbound {
             AgentInbound::Confirm { id, visitorid, .. } => {
                 write!(f, "Confirm {{ id: {id:?}, visitorid: {visitorid:?} }}")
             }
+            AgentInbound::FindSession { id, .. } => write!(f, "FindSession {{ id: {id:?} }}"),
         }
     }
 }
 
 impl InboundFrame for AgentInbound {
     const TYPES: &'static [&'static str] = &[
-        "auth", "watch", "unwatch", "invoke", "signal", "lookup", "confirm",
+        "auth",
+        "watch",
+        "unwatch",
+        "invoke",
+        "signal",
+        "lookup",
+        "confirm",
+        "find_session",
     ];
 }
 
@@ -234,7 +247,12 @@ pub enum ServerFrame<'a> {
     Ready {
         groupid: GroupId,
         username: &'a str,
+        role: &'a str,
         expires: u64,
+        /// The `invoke_allow` patterns this token may use (group list
+        /// narrowed by the token's policy): a hint for consoles; every
+        /// invoke is still checked.
+        functions: &'a [String],
     },
     Visitor {
         event: &'a str,

@@ -14,6 +14,7 @@ use crate::confirmation::Confirmations;
 use crate::error::ApiError;
 use crate::housekeeping::Chores;
 use crate::ids::{GroupId, VisitorKey};
+use crate::invoke::function_allowed;
 use crate::live_agents::LiveAgents;
 use crate::origin::OriginPolicy;
 use crate::registry::{RegistryHandle, VisitorState};
@@ -96,6 +97,33 @@ impl AppState {
             }
             _ => Ok(()),
         }
+    }
+}
+
+impl AppState {
+    /// The `invoke_allow` patterns a token may use: the group's list, or
+    /// with a policy the patterns both lists allow. Patterns are compared
+    /// as names, so this is a hint for consoles; `check_invoke` and
+    /// `check_scope` remain the enforcement.
+    pub fn usable_functions(&self, claims: &AgentClaims) -> Vec<String> {
+        let Some(group) = self.config.group(claims.groupid) else {
+            return Vec::new();
+        };
+        let allow = &group.invoke_allow;
+        let Some(policy) = &claims.policy else {
+            return allow.clone();
+        };
+        let mut usable: Vec<String> = allow
+            .iter()
+            .filter(|pattern| policy.allows_function(pattern))
+            .cloned()
+            .collect();
+        for pattern in policy.functions.iter().flatten() {
+            if function_allowed(allow, pattern) && !usable.contains(pattern) {
+                usable.push(pattern.clone());
+            }
+        }
+        usable
     }
 }
 

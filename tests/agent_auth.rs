@@ -340,7 +340,8 @@ async fn the_ready_frame_names_the_agent_and_expiry() {
     ws.send(json!({"type":"auth","token":token})).await;
     assert_eq!(
         ws.recv().await,
-        json!({"type":"ready","groupid":72,"username":"fred.demo","expires":claims.exp})
+        json!({"type":"ready","groupid":72,"username":"fred.demo","role":"agent",
+               "expires":claims.exp,"functions":["*"]})
     );
     ws.send(json!({"type":"auth","token":token})).await;
     assert_eq!(ws.recv().await["code"], "already_authenticated");

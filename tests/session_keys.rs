@@ -144,3 +144,62 @@ async fn a_new_key_replaces_the_old_one() {
         assert_eq!(status, 404);
     }
 }
+
+#[actix_web::test]
+async fn the_agent_socket_finds_sessions_under_the_same_miss_limit() {
+    let server = TestServer::start().await;
+    let token = server.token("fred.demo", 72);
+    let mut visitor = server.visitor("v-9", json!({"url":"/help"})).await;
+    let key = ask_key(&mut visitor).await;
+    let miss = if key == "000000" { "000001" } else { "000000" };
+    let mut agent = server.agent(&token).await;
+
+    agent
+        .send(json!({"type":"find_session","id":"f1","key": key}))
+        .await;
+    let found = agent.recv().await;
+    assert_eq!(
+        (found["type"].as_str(), found["id"].as_str()),
+        (Some("lookup"), Some("f1")),
+        "{found}"
+    );
+    assert_eq!(
+        (found["visitorid"].as_str(), found["online"].as_bool()),
+        (Some("v-9"), Some(true))
+    );
+    assert_eq!(found["data"]["url"], "/help");
+
+    // Bad frames are bad requests that echo the id.
+    agent.send(json!({"type":"find_session","id":"f2"})).await;
+    let bad = agent.recv().await;
+    assert_eq!(
+        (bad["code"].as_str(), bad["id"].as_str()),
+        (Some("bad_request"), Some("f2"))
+    );
+
+    for i in 0..10 {
+        let probe = if i % 2 == 0 { miss } else { "12ab56" };
+        agent
+            .send(json!({"type":"find_session","id": format!("m{i}"),"key": probe}))
+            .await;
+        let frame = agent.recv().await;
+        assert_eq!(
+            (frame["code"].as_str(), frame["id"].as_str()),
+            (
+                Some("session_key_not_found"),
+                Some(format!("m{i}").as_str())
+            ),
+            "{frame}"
+        );
+    }
+    agent
+        .send(json!({"type":"find_session","id":"late","key": key}))
+        .await;
+    let limited = agent.recv().await;
+    assert_eq!(limited["code"], "too_many_attempts", "{limited}");
+    // The limit is the REST endpoint's: the same client is refused there.
+    let (status, _) = server
+        .get(&format!("/presence/72/sessions/{key}"), Some(&token), None)
+        .await;
+    assert_eq!(status, 429);
+}

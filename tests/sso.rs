@@ -45,6 +45,7 @@ fn with_sso(config: &mut Config) {
         algorithms: vec![SsoAlgorithm::RS256],
         allow_admin_role: false,
         auto_provision: true,
+        login_url: Some("https://idp.acme.test/presence?tenant=acme".into()),
     });
 }
 
@@ -610,4 +611,87 @@ async fn revoking_an_agent_ends_all_its_tokens_and_closes_its_sockets() {
         )
         .await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+}
+
+#[actix_web::test]
+async fn the_ready_frame_lists_only_the_functions_the_policy_allows() {
+    let server = TestServer::start_with(with_sso).await;
+    let token = token_for(&server, &scoped("scoped@acme.test")).await;
+    let mut ws = server.socket("/agent/ws", None).await.expect("connect");
+    ws.send(json!({"type": "auth", "token": token})).await;
+    let ready = ws.recv().await;
+    assert_eq!(
+        (ready["role"].as_str(), &ready["functions"]),
+        (Some("agent"), &json!(["showTerms"])),
+        "{ready}"
+    );
+}
+
+#[actix_web::test]
+async fn sso_sign_in_starts_at_the_customers_page_and_returns_to_the_console() {
+    let server = TestServer::start_with(with_sso).await;
+    let client = awc::Client::builder().disable_redirects().finish();
+    let start = |query: &str| {
+        let request = client.get(server.url(&format!("/auth/sso/72{query}")));
+        async move { request.send().await.expect("response") }
+    };
+    let resp = start("?return_to=%2Fconsole%2Fview%3Fgroupid%3D72%26visitorid%3Dv-1").await;
+    assert_eq!(resp.status().as_u16(), 302);
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("location");
+    let target = url::Url::parse(location).expect("absolute URL");
+    assert_eq!(
+        (target.host_str(), target.path()),
+        (Some("idp.acme.test"), "/presence")
+    );
+    let pairs: Vec<(String, String)> = target.query_pairs().into_owned().collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ("tenant".into(), "acme".into()),
+            ("groupid".into(), "72".into()),
+            (
+                "return_to".into(),
+                format!("{AUDIENCE}/console/view?groupid=72&visitorid=v-1")
+            ),
+        ]
+    );
+    // Without return_to the agent comes back to the console's home.
+    let resp = start("").await;
+    let location = resp.headers().get("location").expect("location");
+    assert!(
+        location
+            .to_str()
+            .expect("ascii")
+            .ends_with("return_to=http%3A%2F%2F127.0.0.1%3A8080%2Fconsole"),
+        "{location:?}"
+    );
+
+    // Never an open redirect, nor a redirect anywhere but the console.
+    for bad in [
+        "?return_to=https%3A%2F%2Fevil.example%2Fconsole",
+        "?return_to=%2F%2Fevil.example%2Fconsole",
+        "?return_to=%2Fadmin%2F72%2Faudit",
+        "?return_to=%2Fconsole%2F..%2Fadmin",
+        "?next=%2Fconsole",
+    ] {
+        let mut resp = start(bad).await;
+        assert_eq!(resp.status().as_u16(), 400, "{bad}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["error"], "bad_request", "{bad}");
+    }
+    // Group 73 has no SSO; group 99 does not exist.
+    let (status, body) = server.get("/auth/sso/73", None, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("sso_not_configured"))
+    );
+    let (status, body) = server.get("/auth/sso/99", None, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("unknown_group"))
+    );
 }

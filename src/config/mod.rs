@@ -294,6 +294,11 @@ pub struct SsoConfig {
     /// Whether an unknown `sub` becomes an agent of the group.
     #[serde(default = "default_true")]
     pub auto_provision: bool,
+    /// The customer's sign-in page. The console sends agents there (via
+    /// `GET /auth/sso/{groupid}`) with `groupid` and `return_to`; it signs a
+    /// JWT and redirects back to `return_to` with `&jwt=<token>` appended.
+    #[serde(default)]
+    pub login_url: Option<String>,
 }
 
 fn default_sso_algorithms() -> Vec<SsoAlgorithm> {

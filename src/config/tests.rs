@@ -194,3 +194,38 @@ fn debug_output_never_shows_secrets() {
     }
     assert!(shown.contains("fred.demo"));
 }
+
+#[test]
+fn an_sso_login_url_must_be_an_absolute_web_url() {
+    let key = format!(
+        "{}/tests/keys/group72-a.pub.pem",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let with_login_url = |url: &str| {
+        MINIMAL.replace(
+            "\n[[groups.users]]",
+            &format!(
+                "[groups.sso]\nissuer = \"acme\"\npublic_keys = [\"{key}\"]\nlogin_url = \"{url}\"\n\n[[groups.users]]"
+            ),
+        )
+    };
+    let config = Config::from_toml_str(&with_login_url("https://idp.example/login?t=1"))
+        .expect("an https URL is accepted");
+    let sso = config.groups[0].sso.as_ref().expect("sso");
+    assert_eq!(
+        sso.login_url.as_deref(),
+        Some("https://idp.example/login?t=1")
+    );
+    for bad in [
+        "javascript:alert(1)",
+        "/login",
+        "idp.example/login",
+        "ftp://idp.example/",
+    ] {
+        assert_eq!(
+            error_key(&with_login_url(bad)),
+            "groups[0].sso.login_url",
+            "{bad}"
+        );
+    }
+}

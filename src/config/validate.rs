@@ -327,6 +327,14 @@ fn validate_sso(i: usize, sso: &super::SsoConfig) -> Result<(), ConfigError> {
         at("public_keys"),
         "list 1 to 8 PEM public keys (inline or file paths)",
     )?;
+    if let Some(login_url) = &sso.login_url {
+        let parsed = url::Url::parse(login_url);
+        check(
+            parsed.is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.has_host()),
+            at("login_url"),
+            "must be an absolute http or https URL",
+        )?;
+    }
     for (j, source) in sso.public_keys.iter().enumerate() {
         crate::auth::sso::load_public_key(source, &sso.algorithms).map_err(|message| {
             ConfigError::new(format!("groups[{i}].sso.public_keys[{j}]"), message)

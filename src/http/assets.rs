@@ -1,5 +1,5 @@
-//! Static files served from the binary: the browser SDKs and the demo
-//! visitor page. They are embedded at compile time, so a deployment is one
+//! Static files served from the binary: the browser SDKs, the agent
+//! console and the demo visitor page. They are embedded at compile time, so a deployment is one
 //! file, and served with exact content types, `nosniff`, and (for pages) a
 //! Content-Security-Policy that allows no inline script.
 
@@ -22,11 +22,44 @@ const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 
+const CONSOLE_PAGE: &str = include_str!("../web/console/index.html");
+
 const ASSETS: &[Asset] = &[
     Asset {
         path: "/sdk/presence-visitor.js",
         content_type: JS,
         body: include_str!("../web/sdk/presence-visitor.js"),
+    },
+    Asset {
+        path: "/sdk/presence-agent.js",
+        content_type: JS,
+        body: include_str!("../web/sdk/presence-agent.js"),
+    },
+    // The console's deep links are one page that routes on its path.
+    Asset {
+        path: "/console",
+        content_type: HTML,
+        body: CONSOLE_PAGE,
+    },
+    Asset {
+        path: "/console/join",
+        content_type: HTML,
+        body: CONSOLE_PAGE,
+    },
+    Asset {
+        path: "/console/view",
+        content_type: HTML,
+        body: CONSOLE_PAGE,
+    },
+    Asset {
+        path: "/console/console.js",
+        content_type: JS,
+        body: include_str!("../web/console/console.js"),
+    },
+    Asset {
+        path: "/console/console.css",
+        content_type: CSS,
+        body: include_str!("../web/console/console.css"),
     },
     Asset {
         path: "/demo",
@@ -64,14 +97,12 @@ fn serve(asset: &'static Asset) -> HttpResponse {
         .insert_header((
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
-        ))
-        // Short-lived: SDK fixes reach every page within minutes.
-        .insert_header((
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=300"),
         ));
     if asset.content_type == HTML {
+        // Pages are never stored: a console URL may carry `?jwt=` until
+        // the page strips it.
         response
+            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .insert_header((
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(PAGE_CSP),
@@ -80,6 +111,12 @@ fn serve(asset: &'static Asset) -> HttpResponse {
                 header::REFERRER_POLICY,
                 HeaderValue::from_static("no-referrer"),
             ));
+    } else {
+        // Short-lived: SDK fixes reach every page within minutes.
+        response.insert_header((
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        ));
     }
     response.body(asset.body)
 }

@@ -7,6 +7,7 @@ mod assets;
 mod auth_api;
 mod presence_api;
 mod sockets;
+mod sso_start;
 
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
@@ -38,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
     .service(resource("/auth/login").route(web::post().to(auth_api::login)))
     .service(resource("/auth/logout").route(web::post().to(auth_api::logout)))
     .service(resource("/auth/revoke").route(web::post().to(auth_api::revoke)))
+    .service(resource("/auth/sso/{groupid}").route(web::get().to(sso_start::start)))
     .service(resource("/visitor/ws").route(web::get().to(sockets::visitor_socket)))
     .service(resource("/agent/ws").route(web::get().to(sockets::agent_socket)))
     .service(resource("/admin/{groupid}/audit").route(web::get().to(admin_api::audit)))

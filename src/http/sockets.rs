@@ -33,8 +33,12 @@ pub async fn agent_socket(
 ) -> Result<HttpResponse, ApiError> {
     let origin = RequestOrigin::from_headers(req.headers());
     let frame_size = app.config.presence.max_message_bytes;
-    ws::WsResponseBuilder::new(AgentSession::new(app, origin), &req, stream)
-        .frame_size(frame_size)
-        .start()
-        .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))
+    ws::WsResponseBuilder::new(
+        AgentSession::new(app, origin, super::client_ip(&req)),
+        &req,
+        stream,
+    )
+    .frame_size(frame_size)
+    .start()
+    .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))
 }

@@ -9,26 +9,23 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, Message, StreamHandler, WrapFuture,
-};
+use actix::{Actor, ActorContext, AsyncContext, Handler, Message, StreamHandler};
 use actix_web::web;
 use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
-use serde_json::Value;
 
-use crate::confirmation::{card_for, ConfirmOptions, ConfirmationStatus};
+use crate::confirmation::{ConfirmOptions, ConfirmationStatus};
 use crate::error::ApiError;
 use crate::ids::{VisitorId, VisitorKey};
-use crate::invoke::{self, check_invoke, InvokeOutcome};
 use crate::origin::RequestOrigin;
-use crate::protocol::{check_request_id, parse_frame, AgentInbound, ServerFrame};
-use crate::registry::{Unwatch, UnwatchAll, VisitorEvent, VisitorState, Watch, WatcherId};
+use crate::protocol::{parse_frame, AgentInbound, ServerFrame};
+use crate::registry::{Unwatch, UnwatchAll, VisitorEvent, VisitorState, WatcherId};
 use crate::state::{in_scope, AppState};
 use crate::token::AgentClaims;
 use crate::ws_support::{
-    close_on_shutdown, dispatch, fail_and_close, reject, send_error, start_heartbeat, SocketLink,
-    TextSocket,
+    close_on_shutdown, dispatch, fail_and_close, reject, start_heartbeat, SocketLink, TextSocket,
 };
+
+mod requests;
 
 /// Invokes, signals and lookups one agent socket may have in flight.
 pub const MAX_IN_FLIGHT_PER_AGENT: usize = 1024;
@@ -57,6 +54,8 @@ static NEXT_WATCHER_ID: AtomicU64 = AtomicU64::new(1);
 pub struct AgentSession {
     app: web::Data<AppState>,
     origin: RequestOrigin,
+    /// The peer's IP address, for per-client limits.
+    client: Option<String>,
     watcher_id: WatcherId,
     claims: Option<AgentClaims>,
     link: SocketLink,
@@ -65,11 +64,12 @@ pub struct AgentSession {
 }
 
 impl AgentSession {
-    pub fn new(app: web::Data<AppState>, origin: RequestOrigin) -> Self {
+    pub fn new(app: web::Data<AppState>, origin: RequestOrigin, client: Option<String>) -> Self {
         let limit = app.config.presence.max_message_bytes;
         Self {
             app,
             origin,
+            client,
             watcher_id: NEXT_WATCHER_ID.fetch_add(1, Ordering::Relaxed),
             claims: None,
             link: SocketLink::new(limit),
@@ -127,7 +127,9 @@ impl AgentSession {
             ServerFrame::Ready {
                 groupid: claims.groupid,
                 username: &claims.sub,
+                role: claims.role.as_str(),
                 expires: claims.exp,
+                functions: &self.app.usable_functions(&claims),
             }
             .to_text(),
         );
@@ -141,240 +143,6 @@ impl AgentSession {
             );
         });
         self.claims = Some(claims);
-    }
-
-    /// Validates a visitor id from a frame, answering an error frame if bad.
-    fn visitor_key(
-        &mut self,
-        claims: &AgentClaims,
-        id: Option<&str>,
-        visitorid: &str,
-        ctx: &mut WebsocketContext<Self>,
-    ) -> Option<VisitorKey> {
-        match VisitorId::parse(visitorid) {
-            Ok(visitor) => Some(VisitorKey::new(claims.groupid, visitor)),
-            Err(message) => {
-                reject(self, ctx, id, "bad_request", &message);
-                None
-            }
-        }
-    }
-
-    /// Reserves an in-flight slot, or answers `too_many_pending`.
-    fn reserve(&mut self, id: Option<&str>, ctx: &mut WebsocketContext<Self>) -> bool {
-        if self.in_flight >= MAX_IN_FLIGHT_PER_AGENT {
-            let e = ApiError::TooManyPending(MAX_IN_FLIGHT_PER_AGENT);
-            send_error(ctx, id, e.code(), &e.to_string());
-            return false;
-        }
-        self.in_flight += 1;
-        true
-    }
-
-    fn watch(&mut self, claims: &AgentClaims, visitorid: &str, ctx: &mut WebsocketContext<Self>) {
-        let Some(key) = self.visitor_key(claims, None, visitorid, ctx) else {
-            return;
-        };
-        let limit = self.app.config.presence.max_watches_per_agent;
-        if !self.watching.contains(&key.visitor) && self.watching.len() >= limit {
-            return reject(
-                self,
-                ctx,
-                None,
-                "too_many_watches",
-                &format!("at most {limit} visitors can be watched per socket"),
-            );
-        }
-        self.watching.insert(key.visitor.clone());
-        self.app.registry.addr().do_send(Watch {
-            key,
-            watcher: self.watcher_id,
-            events: ctx.address().recipient(),
-        });
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn invoke(
-        &mut self,
-        claims: &AgentClaims,
-        id: String,
-        visitorid: &str,
-        func: String,
-        args: Value,
-        timeout_ms: Option<u64>,
-        ctx: &mut WebsocketContext<Self>,
-    ) {
-        if let Err(e) = check_request_id(&id) {
-            return reject(self, ctx, None, "bad_request", &e.message);
-        }
-        let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
-            return;
-        };
-        let checked = self.app.group(claims.groupid).and_then(|group| {
-            let timeout_ms = check_invoke(
-                &func,
-                timeout_ms,
-                &self.app.config.presence,
-                &group.invoke_allow,
-            )?;
-            self.app.check_scope(claims, &key, Some(&func))?;
-            self.app
-                .confirmations
-                .check_gate(group, &key, &claims.sub)?;
-            Ok(timeout_ms)
-        });
-        let timeout_ms = match checked {
-            Ok(t) => t,
-            Err(e) => return reject(self, ctx, Some(&id), e.code(), &e.to_string()),
-        };
-        if !self.reserve(Some(&id), ctx) {
-            return;
-        }
-        let registry = self.app.registry.clone();
-        let fut = async move { invoke::invoke(&registry, key, func, args, timeout_ms).await };
-        ctx.spawn(fut.into_actor(self).map(move |outcome, session, ctx| {
-            session.in_flight -= 1;
-            let frame = match &outcome {
-                Ok(InvokeOutcome::Ok { value, .. }) => ServerFrame::Result {
-                    id: &id,
-                    ok: true,
-                    value: Some(value),
-                    error: None,
-                },
-                Ok(InvokeOutcome::Failed { error, .. }) => ServerFrame::Result {
-                    id: &id,
-                    ok: false,
-                    value: None,
-                    error: Some(error),
-                },
-                Err(e) => return send_error(ctx, Some(&id), e.code(), &e.to_string()),
-            };
-            ctx.text(frame.to_text());
-        }));
-    }
-
-    fn signal(
-        &mut self,
-        claims: &AgentClaims,
-        id: Option<String>,
-        visitorid: &str,
-        data: Value,
-        ctx: &mut WebsocketContext<Self>,
-    ) {
-        if let Some(id) = &id {
-            if let Err(e) = check_request_id(id) {
-                return reject(self, ctx, None, "bad_request", &e.message);
-            }
-        }
-        let Some(key) = self.visitor_key(claims, id.as_deref(), visitorid, ctx) else {
-            return;
-        };
-        let gate = self.app.group(claims.groupid).and_then(|group| {
-            self.app.check_scope(claims, &key, None)?;
-            self.app.confirmations.check_gate(group, &key, &claims.sub)
-        });
-        if let Err(e) = gate {
-            return reject(self, ctx, id.as_deref(), e.code(), &e.to_string());
-        }
-        if !self.reserve(id.as_deref(), ctx) {
-            return;
-        }
-        let registry = self.app.registry.clone();
-        let config = self.app.config.clone();
-        let fut = async move { invoke::signal(&registry, key, data, &config.presence).await };
-        ctx.spawn(fut.into_actor(self).map(move |result, session, ctx| {
-            session.in_flight -= 1;
-            match (result, id) {
-                (Ok(()), Some(id)) => ctx.text(ServerFrame::SignalSent { id: &id }.to_text()),
-                (Ok(()), None) => {}
-                (Err(e), id) => send_error(ctx, id.as_deref(), e.code(), &e.to_string()),
-            }
-        }));
-    }
-
-    fn lookup(
-        &mut self,
-        claims: &AgentClaims,
-        id: String,
-        visitorid: &str,
-        ctx: &mut WebsocketContext<Self>,
-    ) {
-        if let Err(e) = check_request_id(&id) {
-            return reject(self, ctx, None, "bad_request", &e.message);
-        }
-        let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
-            return;
-        };
-        let view = match self.app.visitor_view(&key, claims) {
-            Ok(view) => view,
-            Err(e) => return send_error(ctx, Some(&id), e.code(), &e.to_string()),
-        };
-        match serde_json::to_value(view) {
-            Ok(visitor) => ctx.text(
-                ServerFrame::Lookup {
-                    id: &id,
-                    visitor: &visitor,
-                }
-                .to_text(),
-            ),
-            Err(_) => send_error(ctx, Some(&id), "internal", "lookup failed"),
-        }
-    }
-}
-
-impl AgentSession {
-    /// Starts a confirmation prompt; the answer to read out comes back as a
-    /// `confirm` frame, the outcome later as a `confirmation` frame.
-    fn confirm(
-        &mut self,
-        claims: &AgentClaims,
-        id: String,
-        visitorid: &str,
-        options: ConfirmOptions,
-        ctx: &mut WebsocketContext<Self>,
-    ) {
-        if let Err(e) = check_request_id(&id) {
-            return reject(self, ctx, None, "bad_request", &e.message);
-        }
-        let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
-            return;
-        };
-        let card = self.app.group(claims.groupid).and_then(|group| {
-            self.app.check_scope(claims, &key, None)?;
-            card_for(group, &claims.sub, claims.name.as_deref(), options.agent)
-        });
-        let card = match card {
-            Ok(card) => card,
-            Err(e) => return reject(self, ctx, Some(&id), e.code(), &e.to_string()),
-        };
-        if !self.reserve(Some(&id), ctx) {
-            return;
-        }
-        let confirmations = self.app.confirmations.clone();
-        let agent = claims.sub.clone();
-        let visitorid = visitorid.to_owned();
-        let fut = async move {
-            confirmations
-                .start(key, &agent, card, options.choices)
-                .await
-        };
-        ctx.spawn(fut.into_actor(self).map(move |started, session, ctx| {
-            session.in_flight -= 1;
-            match started {
-                Ok(started) => ctx.text(
-                    ServerFrame::ConfirmStarted {
-                        id: &id,
-                        visitorid: &visitorid,
-                        confirmation: &started.confirmation,
-                        answer: &started.answer,
-                        choices: &started.choices,
-                        expires: started.expires,
-                    }
-                    .to_text(),
-                ),
-                Err(e) => send_error(ctx, Some(&id), e.code(), &e.to_string()),
-            }
-        }));
     }
 }
 
@@ -561,6 +329,7 @@ impl TextSocket for AgentSession {
                 ConfirmOptions { choices, agent },
                 ctx,
             ),
+            AgentInbound::FindSession { id, key } => self.find_session(&claims, id, &key, ctx),
         }
     }
 

@@ -1,0 +1,303 @@
+//! The request frames of an agent socket after `auth`: watch, invoke,
+//! signal, lookup, session-key search and confirmation prompts. Each
+//! request with an `id` is answered by a frame carrying it, or by an error
+//! frame echoing it.
+
+use actix::{ActorFutureExt, AsyncContext, WrapFuture};
+use actix_web_actors::ws::WebsocketContext;
+use serde_json::Value;
+
+use super::{AgentSession, MAX_IN_FLIGHT_PER_AGENT};
+use crate::confirmation::{card_for, ConfirmOptions};
+use crate::error::ApiError;
+use crate::ids::{VisitorId, VisitorKey};
+use crate::invoke::{self, check_invoke, InvokeOutcome};
+use crate::protocol::{check_request_id, ServerFrame};
+use crate::registry::Watch;
+use crate::session_keys;
+use crate::token::AgentClaims;
+use crate::ws_support::{reject, send_error};
+
+impl AgentSession {
+    /// Validates a visitor id from a frame, answering an error frame if bad.
+    pub(super) fn visitor_key(
+        &mut self,
+        claims: &AgentClaims,
+        id: Option<&str>,
+        visitorid: &str,
+        ctx: &mut WebsocketContext<Self>,
+    ) -> Option<VisitorKey> {
+        match VisitorId::parse(visitorid) {
+            Ok(visitor) => Some(VisitorKey::new(claims.groupid, visitor)),
+            Err(message) => {
+                reject(self, ctx, id, "bad_request", &message);
+                None
+            }
+        }
+    }
+
+    /// Reserves an in-flight slot, or answers `too_many_pending`.
+    fn reserve(&mut self, id: Option<&str>, ctx: &mut WebsocketContext<Self>) -> bool {
+        if self.in_flight >= MAX_IN_FLIGHT_PER_AGENT {
+            let e = ApiError::TooManyPending(MAX_IN_FLIGHT_PER_AGENT);
+            send_error(ctx, id, e.code(), &e.to_string());
+            return false;
+        }
+        self.in_flight += 1;
+        true
+    }
+
+    pub(super) fn watch(
+        &mut self,
+        claims: &AgentClaims,
+        visitorid: &str,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        let Some(key) = self.visitor_key(claims, None, visitorid, ctx) else {
+            return;
+        };
+        let limit = self.app.config.presence.max_watches_per_agent;
+        if !self.watching.contains(&key.visitor) && self.watching.len() >= limit {
+            return reject(
+                self,
+                ctx,
+                None,
+                "too_many_watches",
+                &format!("at most {limit} visitors can be watched per socket"),
+            );
+        }
+        self.watching.insert(key.visitor.clone());
+        self.app.registry.addr().do_send(Watch {
+            key,
+            watcher: self.watcher_id,
+            events: ctx.address().recipient(),
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn invoke(
+        &mut self,
+        claims: &AgentClaims,
+        id: String,
+        visitorid: &str,
+        func: String,
+        args: Value,
+        timeout_ms: Option<u64>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        if let Err(e) = check_request_id(&id) {
+            return reject(self, ctx, None, "bad_request", &e.message);
+        }
+        let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
+            return;
+        };
+        let checked = self.app.group(claims.groupid).and_then(|group| {
+            let timeout_ms = check_invoke(
+                &func,
+                timeout_ms,
+                &self.app.config.presence,
+                &group.invoke_allow,
+            )?;
+            self.app.check_scope(claims, &key, Some(&func))?;
+            self.app
+                .confirmations
+                .check_gate(group, &key, &claims.sub)?;
+            Ok(timeout_ms)
+        });
+        let timeout_ms = match checked {
+            Ok(t) => t,
+            Err(e) => return reject(self, ctx, Some(&id), e.code(), &e.to_string()),
+        };
+        if !self.reserve(Some(&id), ctx) {
+            return;
+        }
+        let registry = self.app.registry.clone();
+        let fut = async move { invoke::invoke(&registry, key, func, args, timeout_ms).await };
+        ctx.spawn(fut.into_actor(self).map(move |outcome, session, ctx| {
+            session.in_flight -= 1;
+            let frame = match &outcome {
+                Ok(InvokeOutcome::Ok { value, .. }) => ServerFrame::Result {
+                    id: &id,
+                    ok: true,
+                    value: Some(value),
+                    error: None,
+                },
+                Ok(InvokeOutcome::Failed { error, .. }) => ServerFrame::Result {
+                    id: &id,
+                    ok: false,
+                    value: None,
+                    error: Some(error),
+                },
+                Err(e) => return send_error(ctx, Some(&id), e.code(), &e.to_string()),
+            };
+            ctx.text(frame.to_text());
+        }));
+    }
+
+    pub(super) fn signal(
+        &mut self,
+        claims: &AgentClaims,
+        id: Option<String>,
+        visitorid: &str,
+        data: Value,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        if let Some(id) = &id {
+            if let Err(e) = check_request_id(id) {
+                return reject(self, ctx, None, "bad_request", &e.message);
+            }
+        }
+        let Some(key) = self.visitor_key(claims, id.as_deref(), visitorid, ctx) else {
+            return;
+        };
+        let gate = self.app.group(claims.groupid).and_then(|group| {
+            self.app.check_scope(claims, &key, None)?;
+            self.app.confirmations.check_gate(group, &key, &claims.sub)
+        });
+        if let Err(e) = gate {
+            return reject(self, ctx, id.as_deref(), e.code(), &e.to_string());
+        }
+        if !self.reserve(id.as_deref(), ctx) {
+            return;
+        }
+        let registry = self.app.registry.clone();
+        let config = self.app.config.clone();
+        let fut = async move { invoke::signal(&registry, key, data, &config.presence).await };
+        ctx.spawn(fut.into_actor(self).map(move |result, session, ctx| {
+            session.in_flight -= 1;
+            match (result, id) {
+                (Ok(()), Some(id)) => ctx.text(ServerFrame::SignalSent { id: &id }.to_text()),
+                (Ok(()), None) => {}
+                (Err(e), id) => send_error(ctx, id.as_deref(), e.code(), &e.to_string()),
+            }
+        }));
+    }
+
+    pub(super) fn lookup(
+        &mut self,
+        claims: &AgentClaims,
+        id: String,
+        visitorid: &str,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        if let Err(e) = check_request_id(&id) {
+            return reject(self, ctx, None, "bad_request", &e.message);
+        }
+        let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
+            return;
+        };
+        let view = match self.app.visitor_view(&key, claims) {
+            Ok(view) => view,
+            Err(e) => return send_error(ctx, Some(&id), e.code(), &e.to_string()),
+        };
+        match serde_json::to_value(view) {
+            Ok(visitor) => ctx.text(
+                ServerFrame::Lookup {
+                    id: &id,
+                    visitor: &visitor,
+                }
+                .to_text(),
+            ),
+            Err(_) => send_error(ctx, Some(&id), "internal", "lookup failed"),
+        }
+    }
+
+    /// Starts a confirmation prompt; the answer to read out comes back as a
+    /// `confirm` frame, the outcome later as a `confirmation` frame.
+    pub(super) fn confirm(
+        &mut self,
+        claims: &AgentClaims,
+        id: String,
+        visitorid: &str,
+        options: ConfirmOptions,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        if let Err(e) = check_request_id(&id) {
+            return reject(self, ctx, None, "bad_request", &e.message);
+        }
+        let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
+            return;
+        };
+        let card = self.app.group(claims.groupid).and_then(|group| {
+            self.app.check_scope(claims, &key, None)?;
+            card_for(group, &claims.sub, claims.name.as_deref(), options.agent)
+        });
+        let card = match card {
+            Ok(card) => card,
+            Err(e) => return reject(self, ctx, Some(&id), e.code(), &e.to_string()),
+        };
+        if !self.reserve(Some(&id), ctx) {
+            return;
+        }
+        let confirmations = self.app.confirmations.clone();
+        let agent = claims.sub.clone();
+        let visitorid = visitorid.to_owned();
+        let fut = async move {
+            confirmations
+                .start(key, &agent, card, options.choices)
+                .await
+        };
+        ctx.spawn(fut.into_actor(self).map(move |started, session, ctx| {
+            session.in_flight -= 1;
+            match started {
+                Ok(started) => ctx.text(
+                    ServerFrame::ConfirmStarted {
+                        id: &id,
+                        visitorid: &visitorid,
+                        confirmation: &started.confirmation,
+                        answer: &started.answer,
+                        choices: &started.choices,
+                        expires: started.expires,
+                    }
+                    .to_text(),
+                ),
+                Err(e) => send_error(ctx, Some(&id), e.code(), &e.to_string()),
+            }
+        }));
+    }
+
+    /// Finds the visitor holding a session key; answered like a lookup.
+    /// Misses count against the same per-token and per-client limit as
+    /// `GET /presence/{groupid}/sessions/{key}`.
+    pub(super) fn find_session(
+        &mut self,
+        claims: &AgentClaims,
+        id: String,
+        key: &str,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        if let Err(e) = check_request_id(&id) {
+            return reject(self, ctx, None, "bad_request", &e.message);
+        }
+        let token = format!("jti:{}", claims.jti);
+        let misses = &self.app.session_key_misses;
+        let attempt = match misses.begin(Some(&token), self.client.as_deref()) {
+            Ok(attempt) => attempt,
+            Err(locked) => {
+                let e = ApiError::TooManyAttempts(locked.retry_after_secs);
+                return send_error(ctx, Some(&id), e.code(), &e.to_string());
+            }
+        };
+        // A visitor outside the token's policy is a miss like any other.
+        let found = session_keys::well_formed(key)
+            .then(|| self.app.session_keys.find(claims.groupid, key))
+            .flatten()
+            .and_then(|visitor| self.app.visitor_view(&visitor, claims).ok());
+        let Some(view) = found else {
+            let _ = self.app.session_key_misses.failed(attempt);
+            let e = ApiError::SessionKeyNotFound;
+            return send_error(ctx, Some(&id), e.code(), &e.to_string());
+        };
+        self.app.session_key_misses.succeeded(attempt);
+        match serde_json::to_value(view) {
+            Ok(visitor) => ctx.text(
+                ServerFrame::Lookup {
+                    id: &id,
+                    visitor: &visitor,
+                }
+                .to_text(),
+            ),
+            Err(_) => send_error(ctx, Some(&id), "internal", "lookup failed"),
+        }
+    }
+}
