@@ -73,6 +73,8 @@ pub enum ApiError {
     ShuttingDown,
     #[error("the server is busy; retry shortly")]
     Busy,
+    #[error("the server holds its maximum of {0} connections; retry shortly")]
+    AtCapacity(usize),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -112,6 +114,7 @@ impl ApiError {
             ApiError::InvokeTimeout(_) => "invoke_timeout",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Busy => "server_busy",
+            ApiError::AtCapacity(_) => "at_capacity",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -147,7 +150,9 @@ impl ApiError {
             | ApiError::TooManyPrompts(_)
             | ApiError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::InvokeTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::ShuttingDown | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShuttingDown | ApiError::Busy | ApiError::AtCapacity(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -213,7 +218,7 @@ impl ResponseError for ApiError {
             ));
         }
         match self {
-            ApiError::Busy | ApiError::ShuttingDown => {
+            ApiError::Busy | ApiError::ShuttingDown | ApiError::AtCapacity(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             ApiError::TooManyAttempts(secs) => {
@@ -248,6 +253,7 @@ mod tests {
         let cases = [
             (ApiError::not_present(), 404, "visitor_not_present"),
             (ApiError::SsoNotConfigured(72), 404, "sso_not_configured"),
+            (ApiError::AtCapacity(3), 503, "at_capacity"),
             (ApiError::InvokeTimeout(5), 504, "invoke_timeout"),
             (ApiError::TooManyPending(64), 429, "too_many_pending"),
             (ApiError::unauthorized("x"), 401, "unauthorized"),

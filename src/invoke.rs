@@ -7,12 +7,15 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::Arc;
+
 use tokio::sync::oneshot;
 use tokio::time::{Duration, Instant};
 
 use crate::config::{valid_function_name, PresenceConfig};
 use crate::error::ApiError;
 use crate::ids::VisitorKey;
+use crate::metrics::Metrics;
 use crate::registry::RegistryHandle;
 use crate::visitor_session::VisitorCommand;
 
@@ -96,11 +99,13 @@ pub fn check_invoke(
 /// deadline.
 pub async fn invoke(
     registry: &RegistryHandle,
+    metrics: &Arc<Metrics>,
     key: VisitorKey,
     func: String,
     args: Value,
     timeout_ms: u64,
 ) -> Result<InvokeOutcome, ApiError> {
+    let timer = metrics.invoke_started();
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
     let (responder, outcome) = oneshot::channel();
     registry.route(
@@ -113,7 +118,7 @@ pub async fn invoke(
             responder,
         }),
     );
-    match tokio::time::timeout_at(deadline, outcome).await {
+    let result = match tokio::time::timeout_at(deadline, outcome).await {
         Ok(Ok(result)) => result,
         // The responder was dropped unanswered: the connection it was bound
         // to went away.
@@ -121,7 +126,9 @@ pub async fn invoke(
             "the visitor's connection closed before it answered".to_owned(),
         )),
         Err(_) => Err(ApiError::InvokeTimeout(timeout_ms)),
-    }
+    };
+    timer.finish(&result);
+    result
 }
 
 /// Sends a signal through the registry and waits until it is handed to a

@@ -13,6 +13,7 @@
 pub mod agent_session;
 pub mod audit;
 pub mod auth;
+pub mod capacity;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -23,6 +24,8 @@ pub mod http;
 pub mod ids;
 pub mod invoke;
 pub mod live_agents;
+pub mod metrics;
+mod metrics_server;
 pub mod origin;
 pub mod password;
 pub mod policy;
@@ -99,6 +102,7 @@ pub struct RunningServer {
     handle: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     app: web::Data<AppState>,
+    metrics_server: Option<metrics_server::MetricsServer>,
 }
 
 /// Starts the server on `listener` with the system clock. Must be called
@@ -145,6 +149,10 @@ pub async fn run_with_clock(
         SESSION_KEY_MISSES_PER_MINUTE,
         60,
     ));
+    let metrics = Arc::new(metrics::Metrics::new());
+    let file_limit = capacity::FileLimit::raise()?;
+    let socket_limit = config.server.max_connections.min(file_limit.socket_room());
+    let gate = capacity::ConnectionGate::new(socket_limit, metrics.clone());
     let registry = RegistryHandle::start(Arc::new(config.presence.clone()), clock.clone());
     let live_agents = Arc::new(live_agents::LiveAgents::default());
     let confirmations = confirmation::Confirmations::new(
@@ -152,6 +160,7 @@ pub async fn run_with_clock(
         clock.clone(),
         registry.clone(),
         live_agents.clone(),
+        metrics.clone(),
         &config.presence,
     );
     confirmations.resume().await?;
@@ -185,6 +194,8 @@ pub async fn run_with_clock(
         chores,
         store,
         clock,
+        metrics,
+        gate,
         shutdown: CancellationToken::new(),
     });
 
@@ -198,8 +209,11 @@ pub async fn run_with_clock(
             .set_tcp_user_timeout(Some(config.presence.client_timeout()))?;
     }
     let workers = config.server.worker_count();
-    // actix-web counts connections per worker; the config counts per server.
-    let per_worker = config.server.max_connections.div_ceil(workers).max(1);
+    // Sockets are capped exactly, across workers, by the gate (a clean 503
+    // at the limit). actix-web's own per-worker cap only stops accepting,
+    // leaving connections in the backlog, so it is set to what the file
+    // limit allows, as a backstop for plain HTTP connections.
+    let per_worker = file_limit.socket_room().max(1);
     let addr = listener.local_addr()?;
     let factory_app = app.clone();
     let server = HttpServer::new(move || {
@@ -220,12 +234,21 @@ pub async fn run_with_clock(
     .run();
     let handle = server.handle();
     let task = tokio::task::spawn_local(server);
-    tracing::info!(%addr, workers, max_connections = config.server.max_connections, "listening");
+    let metrics_server = metrics_server::start(&config, app.clone())?;
+    tracing::info!(
+        %addr,
+        workers,
+        max_connections = socket_limit,
+        open_file_limit = file_limit.soft,
+        metrics = ?metrics_server.as_ref().map(|m| m.addr),
+        "listening"
+    );
     Ok(RunningServer {
         addr,
         handle,
         task,
         app,
+        metrics_server,
     })
 }
 
@@ -233,6 +256,16 @@ impl RunningServer {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address `/metrics` is served on, if metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|m| m.addr)
+    }
+
+    /// WebSocket connections open now, and the most the server holds.
+    pub fn connections(&self) -> (usize, usize) {
+        (self.app.gate.open(), self.app.gate.limit())
     }
 
     /// The token service, to mint or inspect tokens in-process.
@@ -263,6 +296,9 @@ impl RunningServer {
     pub async fn shutdown(self) -> Result<(), ServerError> {
         tracing::info!("shutting down");
         let stopped = self.handle.stop(true);
+        if let Some(metrics) = &self.metrics_server {
+            metrics.handle.stop(false).await;
+        }
         self.app.shutdown.cancel();
         // Validation caps shutdown_timeout_secs at 25, so this stays under
         // the 30 s an orchestrator allows between SIGTERM and SIGKILL.

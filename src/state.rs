@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::Audit;
 use crate::auth::Authenticator;
 use crate::auth::Lockout;
+use crate::capacity::ConnectionGate;
 use crate::clock::SharedClock;
 use crate::config::{Config, GroupConfig};
 use crate::confirmation::Confirmations;
@@ -16,6 +17,7 @@ use crate::housekeeping::Chores;
 use crate::ids::{GroupId, VisitorKey};
 use crate::invoke::function_allowed;
 use crate::live_agents::LiveAgents;
+use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
 use crate::registry::{RegistryHandle, VisitorState};
 use crate::session_keys::SessionKeys;
@@ -40,6 +42,9 @@ pub struct AppState {
     pub chores: Chores,
     pub store: Arc<Store>,
     pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    /// Open WebSockets against the server's limit.
+    pub gate: Arc<ConnectionGate>,
     /// Cancelled when shutdown begins; sockets then close with 1001.
     pub shutdown: CancellationToken,
 }

@@ -18,6 +18,7 @@ use actix_web::web;
 use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
 use serde_json::Value;
 
+use crate::capacity::ConnectionPermit;
 use crate::config::GroupConfig;
 use crate::confirmation::{ConfirmationStatus, Prompt};
 use crate::error::ApiError;
@@ -93,10 +94,12 @@ pub struct VisitorSession {
     /// Confirmation prompts this socket is showing, so one that arrives
     /// both by broadcast and on joining is shown once.
     prompts: HashSet<String>,
+    /// This socket's slot under the connection limit.
+    permit: ConnectionPermit,
 }
 
 impl VisitorSession {
-    pub fn new(app: web::Data<AppState>, origin: RequestOrigin) -> Self {
+    pub fn new(app: web::Data<AppState>, origin: RequestOrigin, permit: ConnectionPermit) -> Self {
         let limit = app.config.presence.max_message_bytes;
         Self {
             app,
@@ -108,6 +111,7 @@ impl VisitorSession {
             pending: HashMap::new(),
             next_invoke: 0,
             prompts: HashSet::new(),
+            permit,
         }
     }
 
@@ -116,6 +120,7 @@ impl VisitorSession {
         // First stop being a routing target, so nothing new is written to a
         // socket that is closing.
         self.open.store(false, Ordering::Release);
+        self.permit.release();
         let phase = std::mem::replace(&mut self.phase, Phase::Left);
         if let Phase::Joining(key) | Phase::Live(key) = phase {
             self.app.registry.addr().do_send(Disconnect {

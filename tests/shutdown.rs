@@ -49,6 +49,7 @@ fn sigterm_stops_the_binary_gracefully_within_30_seconds() {
         r#"
 [server]
 bind = "127.0.0.1:0"
+metrics_bind = "127.0.0.1:0"
 data_dir = "{data}"
 log_format = "json"
 shutdown_timeout_secs = 10

@@ -13,6 +13,7 @@ use actix::{Actor, ActorContext, AsyncContext, Handler, Message, StreamHandler};
 use actix_web::web;
 use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
 
+use crate::capacity::ConnectionPermit;
 use crate::confirmation::{ConfirmOptions, ConfirmationStatus};
 use crate::error::ApiError;
 use crate::ids::{VisitorId, VisitorKey};
@@ -61,10 +62,17 @@ pub struct AgentSession {
     link: SocketLink,
     watching: HashSet<VisitorId>,
     in_flight: usize,
+    /// This socket's slot under the connection limit.
+    permit: ConnectionPermit,
 }
 
 impl AgentSession {
-    pub fn new(app: web::Data<AppState>, origin: RequestOrigin, client: Option<String>) -> Self {
+    pub fn new(
+        app: web::Data<AppState>,
+        origin: RequestOrigin,
+        client: Option<String>,
+        permit: ConnectionPermit,
+    ) -> Self {
         let limit = app.config.presence.max_message_bytes;
         Self {
             app,
@@ -75,16 +83,16 @@ impl AgentSession {
             link: SocketLink::new(limit),
             watching: HashSet::new(),
             in_flight: 0,
+            permit,
         }
     }
 
     fn auth(&mut self, token: &str, ctx: &mut WebsocketContext<Self>) {
         let checked = (|| {
-            let claims = self
-                .app
-                .tokens
-                .verify(token)
-                .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+            let claims = self.app.tokens.verify(token).map_err(|e| {
+                self.app.metrics.auth_failed(e.reason());
+                ApiError::unauthorized(e.to_string())
+            })?;
             let group = self
                 .app
                 .config
@@ -169,6 +177,7 @@ impl Actor for AgentSession {
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
+        self.permit.release();
         if let Some(claims) = &self.claims {
             self.app.live_agents.unregister(
                 &claims.jti,
@@ -331,6 +340,12 @@ impl TextSocket for AgentSession {
             ),
             AgentInbound::FindSession { id, key } => self.find_session(&claims, id, &key, ctx),
         }
+    }
+
+    fn on_peer_close(&mut self) {
+        // Give the slot back before the close is answered, so a client
+        // that saw the close can connect again at once.
+        self.permit.release();
     }
 
     fn on_binary(&mut self, ctx: &mut WebsocketContext<Self>) {

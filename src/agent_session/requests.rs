@@ -112,7 +112,9 @@ impl AgentSession {
             return;
         }
         let registry = self.app.registry.clone();
-        let fut = async move { invoke::invoke(&registry, key, func, args, timeout_ms).await };
+        let metrics = self.app.metrics.clone();
+        let fut =
+            async move { invoke::invoke(&registry, &metrics, key, func, args, timeout_ms).await };
         ctx.spawn(fut.into_actor(self).map(move |outcome, session, ctx| {
             session.in_flight -= 1;
             let frame = match &outcome {

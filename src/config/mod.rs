@@ -62,8 +62,12 @@ pub struct ServerConfig {
     pub public_url: String,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
-    /// Open connections the whole server accepts (not per worker).
+    /// WebSocket connections the whole server holds (not per worker);
+    /// also capped by the open-file limit less a reserve.
     pub max_connections: usize,
+    /// Where `/metrics` is served (Prometheus); empty turns it off. Keep it
+    /// on a private interface.
+    pub metrics_bind: String,
     /// Listen backlog of the socket.
     pub backlog: u32,
     /// How long a graceful shutdown waits for in-flight requests.
@@ -80,6 +84,7 @@ impl Default for ServerConfig {
             public_url: "http://127.0.0.1:8080".to_owned(),
             workers: 0,
             max_connections: 250_000,
+            metrics_bind: "127.0.0.1:9090".to_owned(),
             backlog: 2048,
             shutdown_timeout_secs: 20,
             log_format: LogFormat::Text,

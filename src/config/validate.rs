@@ -93,6 +93,12 @@ fn validate_server(config: &Config) -> Result<(), ConfigError> {
     )?;
     check(server.backlog >= 1, "server.backlog", "must be at least 1")?;
     check(
+        server.metrics_bind.is_empty()
+            || server.metrics_bind.parse::<std::net::SocketAddr>().is_ok(),
+        "server.metrics_bind",
+        "must be host:port (an IP address and port), or empty to turn metrics off",
+    )?;
+    check(
         (1..=25).contains(&server.shutdown_timeout_secs),
         "server.shutdown_timeout_secs",
         "must be 1 to 25, so shutdown always completes within 30 s",

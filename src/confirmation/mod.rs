@@ -31,6 +31,7 @@ use crate::config::{GroupConfig, PresenceConfig};
 use crate::error::{off_thread, ApiError};
 use crate::ids::{random_id, VisitorKey};
 use crate::live_agents::LiveAgents;
+use crate::metrics::Metrics;
 use crate::registry::RegistryHandle;
 use crate::store::{grant_key, ConfirmationGrant, ConfirmationRecord, Settled, Store, StoreError};
 pub use crate::store::{AgentCard, ConfirmationStatus};
@@ -93,6 +94,7 @@ pub struct Confirmations {
     clock: SharedClock,
     registry: RegistryHandle,
     agents: Arc<LiveAgents>,
+    metrics: Arc<Metrics>,
     ttl_secs: u64,
     timeout_ms: u64,
     /// Open prompts by visitor, so a new socket (a page navigation) shows
@@ -116,6 +118,7 @@ impl Confirmations {
         clock: SharedClock,
         registry: RegistryHandle,
         agents: Arc<LiveAgents>,
+        metrics: Arc<Metrics>,
         presence: &PresenceConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -123,6 +126,7 @@ impl Confirmations {
             clock,
             registry,
             agents,
+            metrics,
             ttl_secs: presence.confirmation_ttl_secs,
             timeout_ms: presence.confirm_timeout_ms,
             open: DashMap::new(),
@@ -434,6 +438,7 @@ impl Confirmations {
             confirmation = %record.id, visitor = %key, status = record.status.as_str(),
             "confirmation settled"
         );
+        self.metrics.confirmation_settled(record.status.as_str());
         self.agents.confirmation_settled(record);
         let (id, status) = (record.id.clone(), record.status);
         self.registry

@@ -44,10 +44,10 @@ fn extract(req: &HttpRequest) -> Result<AgentAuth, ApiError> {
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <token>`"))?;
-    let claims = app
-        .tokens
-        .verify(token.trim())
-        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let claims = app.tokens.verify(token.trim()).map_err(|e| {
+        app.metrics.auth_failed(e.reason());
+        ApiError::unauthorized(e.to_string())
+    })?;
     Ok(AgentAuth {
         claims,
         origin: RequestOrigin::from_headers(req.headers()),

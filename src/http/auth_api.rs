@@ -136,10 +136,13 @@ pub async fn issue_token(
     match attempt(&app, &req, body, &mut record, &mut extra).await {
         Ok(response) => {
             record.outcome = Outcome::Issued;
+            let credential = record.credential.map_or("unknown", CredentialKind::as_str);
             write_audit(&app, vec![record]).await?;
+            app.metrics.token_issued(credential);
             Ok(HttpResponse::Ok().json(response))
         }
         Err((error, reason)) => {
+            app.metrics.auth_failed(error.code());
             record.reason = Some(reason);
             extra.insert(0, record);
             write_refusal_audit(&app, extra).await;
@@ -308,6 +311,7 @@ pub async fn login(
     let attempt = match begin_attempt(&app, Some(&username), record.remote.as_deref()) {
         Ok(attempt) => attempt,
         Err((error, reason)) => {
+            app.metrics.auth_failed(error.code());
             record.reason = Some(format!("login: {reason}"));
             write_refusal_audit(&app, per_group(&app, &record, &username)).await;
             return Err(error);
@@ -315,6 +319,7 @@ pub async fn login(
     };
     if let Err(failure) = app.auth.check_password(&username, password, None).await {
         tracing::info!(reason = failure.reason, "login refused");
+        app.metrics.auth_failed(failure.error.code());
         record.reason = Some(format!("login: {}", failure.reason));
         let mut records = per_group(&app, &record, &username);
         if failure.error == ApiError::InvalidCredentials {

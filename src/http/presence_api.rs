@@ -71,7 +71,15 @@ pub async fn invoke(
     app.check_scope(&auth.claims, &key, Some(&body.func))?;
     app.confirmations
         .check_gate(group, &key, &auth.claims.sub)?;
-    let outcome = invoke::invoke(&app.registry, key, body.func, body.args, timeout_ms).await?;
+    let outcome = invoke::invoke(
+        &app.registry,
+        &app.metrics,
+        key,
+        body.func,
+        body.args,
+        timeout_ms,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(outcome))
 }
 

@@ -1,12 +1,15 @@
 //! The WebSocket upgrade endpoints. The Origin was already checked against
 //! every group's list by the CORS middleware; the session actors check it
-//! again against their own group once hello or auth names it.
+//! again against their own group once hello or auth names it. Each upgrade
+//! takes a slot from the connection gate first: at the limit it is a 503
+//! `at_capacity` before the upgrade.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
 use crate::agent_session::AgentSession;
 use crate::error::ApiError;
+use crate::metrics::SocketKind;
 use crate::origin::RequestOrigin;
 use crate::state::AppState;
 use crate::visitor_session::VisitorSession;
@@ -19,7 +22,8 @@ pub async fn visitor_socket(
 ) -> Result<HttpResponse, ApiError> {
     let origin = RequestOrigin::from_headers(req.headers());
     let frame_size = app.config.presence.max_message_bytes;
-    ws::WsResponseBuilder::new(VisitorSession::new(app, origin), &req, stream)
+    let permit = app.gate.admit(SocketKind::Visitor)?;
+    ws::WsResponseBuilder::new(VisitorSession::new(app, origin, permit), &req, stream)
         .frame_size(frame_size)
         .start()
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))
@@ -33,12 +37,10 @@ pub async fn agent_socket(
 ) -> Result<HttpResponse, ApiError> {
     let origin = RequestOrigin::from_headers(req.headers());
     let frame_size = app.config.presence.max_message_bytes;
-    ws::WsResponseBuilder::new(
-        AgentSession::new(app, origin, super::client_ip(&req)),
-        &req,
-        stream,
-    )
-    .frame_size(frame_size)
-    .start()
-    .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))
+    let permit = app.gate.admit(SocketKind::Agent)?;
+    let client = super::client_ip(&req);
+    ws::WsResponseBuilder::new(AgentSession::new(app, origin, client, permit), &req, stream)
+        .frame_size(frame_size)
+        .start()
+        .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))
 }

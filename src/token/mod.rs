@@ -77,6 +77,24 @@ pub enum TokenError {
     Unrecorded,
 }
 
+impl TokenError {
+    /// A stable name for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Malformed => "token_malformed",
+            TokenError::WrongAlgorithm => "token_wrong_algorithm",
+            TokenError::UnknownKey => "token_unknown_key",
+            TokenError::BadSignature => "token_bad_signature",
+            TokenError::BadClaims => "token_bad_claims",
+            TokenError::Expired => "token_expired",
+            TokenError::IssuedInFuture => "token_issued_in_future",
+            TokenError::LifetimeTooLong => "token_lifetime_too_long",
+            TokenError::Revoked => "token_revoked",
+            TokenError::Unrecorded => "token_unrecorded",
+        }
+    }
+}
+
 /// A freshly issued token and its claims.
 #[derive(Clone)]
 pub struct IssuedToken {

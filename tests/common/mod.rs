@@ -54,6 +54,7 @@ pub fn config(data_dir: &std::path::Path) -> Config {
         r#"
 [server]
 bind = "127.0.0.1:0"
+metrics_bind = "127.0.0.1:0"
 data_dir = "{dir}"
 workers = 2
 shutdown_timeout_secs = 5

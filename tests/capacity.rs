@@ -1,0 +1,73 @@
+//! The connection limit: at `max_connections` sockets a new upgrade gets a
+//! clean 503 before the upgrade, existing sockets and REST keep working, and
+//! a closed socket makes room at once.
+
+mod common;
+
+use common::TestServer;
+use serde_json::{json, Value};
+
+/// A WebSocket upgrade request, answered without upgrading when refused.
+async fn upgrade(server: &TestServer, path: &str) -> (u16, Option<String>, Value) {
+    let mut resp = server
+        .http
+        .get(server.url(path))
+        .insert_header(("connection", "Upgrade"))
+        .insert_header(("upgrade", "websocket"))
+        .insert_header(("sec-websocket-version", "13"))
+        .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="))
+        .send()
+        .await
+        .expect("response");
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (resp.status().as_u16(), retry_after, body)
+}
+
+#[actix_web::test]
+async fn sockets_beyond_the_limit_get_a_clean_503_and_room_comes_back() {
+    let server = TestServer::start_with(|c| c.server.max_connections = 3).await;
+    assert_eq!(server.running().connections(), (0, 3));
+    let token = server.token("fred.demo", 72);
+    let mut first = server.visitor("v-1", json!({})).await;
+    let second = server.visitor("v-2", json!({})).await;
+    let mut agent = server.agent(&token).await;
+    assert_eq!(server.running().connections(), (3, 3));
+
+    for path in ["/visitor/ws", "/agent/ws"] {
+        let (status, retry_after, body) = upgrade(&server, path).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(body["error"], "at_capacity", "{body}");
+        assert_eq!(retry_after.as_deref(), Some("1"));
+    }
+    let refused = server.socket("/visitor/ws", None).await;
+    assert!(refused.is_err(), "the client sees a refusal, not a hang");
+
+    // Existing sockets and REST keep working at the limit.
+    let (status, doc) = server
+        .get("/presence/72/visitors/v-1", Some(&token), None)
+        .await;
+    assert_eq!((status, doc["online"].as_bool()), (200, Some(true)));
+    let call = server.invoke(&token, "v-1", json!({"func": "ping"}));
+    let ((status, result), _) = tokio::join!(call, first.answer(json!("pong")));
+    assert_eq!((status, result["value"].as_str()), (200, Some("pong")));
+    agent
+        .send(json!({"type":"lookup","id":"l1","visitorid":"v-2"}))
+        .await;
+    assert_eq!(agent.recv().await["online"], true);
+
+    // A socket that closes makes room at once: its slot is given back
+    // before the close is answered.
+    second.close().await;
+    assert_eq!(server.running().connections(), (2, 3));
+    let _third = server.visitor("v-3", json!({})).await;
+    let (status, _, body) = upgrade(&server, "/visitor/ws").await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("at_capacity")));
+    agent.close().await;
+    let _agent_again = server.agent(&token).await;
+    assert_eq!(server.running().connections(), (3, 3));
+}
