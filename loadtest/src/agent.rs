@@ -1,0 +1,370 @@
+//! The agent scenario: a token once per token lifetime (password or login
+//! key), then invokes to random online visitors at this agent's share of
+//! the total rate, with a lookup and a signal every tenth tick. Over REST,
+//! or over one agent socket with `--agent-socket`.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use goose::prelude::*;
+use rand::Rng;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::options::Options;
+use crate::report::{lock, Stats};
+
+type AgentSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+static CONTEXT: OnceLock<(Arc<Options>, Arc<Stats>)> = OnceLock::new();
+
+/// The agent token this process's agents share, and when to renew it: one
+/// sign-in per token lifetime, as a console does, rather than one per
+/// simulated agent (which the account lockout would rightly refuse).
+static TOKEN: Mutex<Option<(String, Instant)>> = Mutex::const_new(None);
+
+pub fn configure(options: Arc<Options>, stats: Arc<Stats>) {
+    let _ = CONTEXT.set((options, stats));
+}
+
+fn context() -> &'static (Arc<Options>, Arc<Stats>) {
+    // Set in main before the attack starts.
+    CONTEXT
+        .get()
+        .expect("agent::configure runs before the attack")
+}
+
+pub fn scenario(agents: usize, options: &Options) -> Result<Scenario, GooseError> {
+    let name = if options.agent_socket {
+        "agent (socket)"
+    } else {
+        "agent (REST)"
+    };
+    Ok(scenario!(name)
+        .set_weight(agents)?
+        .register_transaction(transaction!(sign_in).set_on_start().set_name("token"))
+        .register_transaction(transaction!(tick).set_name("tick")))
+}
+
+#[derive(Clone)]
+struct Agent {
+    next_tick: Arc<Mutex<tokio::time::Instant>>,
+    ticks: Arc<std::sync::atomic::AtomicU64>,
+    socket: Arc<Mutex<Option<AgentSocket>>>,
+}
+
+/// A Glance login key for `puid`, valid for `ttl` seconds.
+fn login_key(api_key: &str, partner_id: u64, puid: &str, ttl: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    login_key_until(api_key, partner_id, puid, now + ttl)
+}
+
+/// The login key that expires at `exp` (Unix seconds).
+fn login_key_until(api_key: &str, partner_id: u64, puid: &str, exp: u64) -> String {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    // HMAC accepts keys of any length.
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(api_key.as_bytes()).expect("any key length");
+    mac.update(format!("{partner_id}{puid}1{exp}").as_bytes());
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("$1${exp}${}", &sig[..43])
+}
+
+async fn fetch_token(user: &mut GooseUser) -> Result<(String, Instant), String> {
+    let (options, _) = context();
+    let credentials = match &options.api_key {
+        Some(key) => json!({"partnerid": options.group, "partneruserid": options.partner_user_id,
+                            "loginkey": login_key(key, options.group, &options.partner_user_id, 600)}),
+        None => json!({"username": options.username, "password": options.password}),
+    };
+    let body = json!({"groupid": options.group, "duration": options.token_secs, "credentials": credentials});
+    let response = user
+        .post_json("/auth/token", &body)
+        .await
+        .map_err(|e| e.to_string())?;
+    let response = response.response.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let answer: Value = response.json().await.map_err(|e| e.to_string())?;
+    let token = answer["token"]
+        .as_str()
+        .ok_or_else(|| format!("token refused ({status}): {answer}"))?;
+    // Renew a minute before the end.
+    let renew_at =
+        Instant::now() + Duration::from_secs(options.token_secs.saturating_sub(60).max(1));
+    Ok((token.to_owned(), renew_at))
+}
+
+/// The shared token, fetched when there is none or it is due for renewal.
+/// A failure is counted once per attempt; the agent skips its tick.
+async fn shared_token(user: &mut GooseUser) -> Option<String> {
+    let (_, stats) = context();
+    let mut shared = TOKEN.lock().await;
+    if let Some((token, renew_at)) = shared.as_ref() {
+        if Instant::now() < *renew_at {
+            return Some(token.clone());
+        }
+    }
+    match fetch_token(user).await {
+        Ok(fresh) => {
+            let token = fresh.0.clone();
+            *shared = Some(fresh);
+            Some(token)
+        }
+        Err(e) => {
+            stats.error(format!("token: {e}"));
+            None
+        }
+    }
+}
+
+async fn open_agent_socket(options: &Options, token: &str) -> Result<AgentSocket, String> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(options.socket_url("/agent/ws"))
+        .await
+        .map_err(|e| e.to_string())?;
+    socket
+        .send(Message::text(
+            json!({"type": "auth", "token": token}).to_string(),
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    match socket.next().await {
+        Some(Ok(Message::Text(text))) if text.contains("\"ready\"") => Ok(socket),
+        other => Err(format!("agent auth failed: {other:?}")),
+    }
+}
+
+async fn sign_in(user: &mut GooseUser) -> TransactionResult {
+    let (options, stats) = context();
+    let token = shared_token(user).await.unwrap_or_default();
+    let socket = if options.agent_socket && !token.is_empty() {
+        match open_agent_socket(options, &token).await {
+            Ok(socket) => Some(socket),
+            Err(e) => {
+                stats.error(format!("agent socket: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    user.set_session_data(Agent {
+        next_tick: Arc::new(Mutex::new(tokio::time::Instant::now())),
+        ticks: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        socket: Arc::new(Mutex::new(socket)),
+    });
+    Ok(())
+}
+
+/// A visitor to act on: from the configured shards, or one welcomed here.
+fn pick_visitor(options: &Options, stats: &Stats) -> Option<String> {
+    let mut rng = rand::rng();
+    match options.target_shards {
+        Some(shards) if shards > 0 && options.target_per_shard > 0 => Some(format!(
+            "lt-{}-{}",
+            rng.random_range(0..shards),
+            rng.random_range(0..options.target_per_shard)
+        )),
+        _ => {
+            let online = lock(&stats.online);
+            (!online.is_empty()).then(|| online[rng.random_range(0..online.len())].clone())
+        }
+    }
+}
+
+async fn tick(user: &mut GooseUser) -> TransactionResult {
+    let (options, stats) = context();
+    let Some(agent) = user.get_session_data::<Agent>().cloned() else {
+        return Ok(());
+    };
+    {
+        // Fixed pacing per agent; after a stall, start again from now
+        // rather than bursting to catch up.
+        let mut next = agent.next_tick.lock().await;
+        tokio::time::sleep_until(*next).await;
+        let now = tokio::time::Instant::now();
+        *next = (*next + options.agent_period()).max(now);
+    }
+    let Some(token) = shared_token(user).await else {
+        return Ok(());
+    };
+    let Some(visitorid) = pick_visitor(options, stats) else {
+        return Ok(());
+    };
+    let n = agent
+        .ticks
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if options.agent_socket {
+        socket_invoke(&agent, &visitorid, n, stats).await;
+    } else {
+        rest_invoke(user, &token, &visitorid, stats).await?;
+        if n % 10 == 9 {
+            rest_side_requests(user, &token, options.group, &visitorid, stats).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn rest_invoke(
+    user: &mut GooseUser,
+    token: &str,
+    visitorid: &str,
+    stats: &Stats,
+) -> TransactionResult {
+    let (options, _) = context();
+    let path = format!("/presence/{}/visitors/{visitorid}/invoke", options.group);
+    let builder = user
+        .get_request_builder(&GooseMethod::Post, &path)?
+        .bearer_auth(token)
+        .json(&json!({"func": "showTerms", "args": {"n": 1}}));
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Post)
+        .path(path.as_str())
+        .name("invoke")
+        .set_request_builder(builder)
+        .build();
+    Stats::count(&stats.invokes_sent);
+    let started = Instant::now();
+    let response = user.request(request).await?;
+    classify_invoke(response.response, started, stats).await;
+    Ok(())
+}
+
+async fn classify_invoke(
+    response: Result<reqwest::Response, reqwest::Error>,
+    started: Instant,
+    stats: &Stats,
+) {
+    let response = match response {
+        Ok(response) => response,
+        Err(e) => {
+            Stats::count(&stats.lost);
+            stats.error(format!("transport: {e}"));
+            return;
+        }
+    };
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    stats.round_trip(started.elapsed());
+    match (status, body["ok"].as_bool()) {
+        (200, Some(true)) => Stats::count(&stats.invokes_ok),
+        (200, Some(false)) => Stats::count(&stats.invokes_failed_in_page),
+        _ => stats.error(format!(
+            "invoke:{status} {}",
+            body["error"].as_str().unwrap_or("(no JSON error)")
+        )),
+    }
+}
+
+async fn rest_side_requests(
+    user: &mut GooseUser,
+    token: &str,
+    group: u64,
+    visitorid: &str,
+    stats: &Stats,
+) -> TransactionResult {
+    let path = format!("/presence/{group}/visitors/{visitorid}");
+    let builder = user
+        .get_request_builder(&GooseMethod::Get, &path)?
+        .bearer_auth(token);
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Get)
+        .path(path.as_str())
+        .name("lookup")
+        .set_request_builder(builder)
+        .build();
+    Stats::count(&stats.lookups);
+    if let Ok(response) = user.request(request).await?.response {
+        if response.status().as_u16() != 200 {
+            stats.error(format!("lookup:{}", response.status().as_u16()));
+        }
+    }
+    let path = format!("/presence/{group}/visitors/{visitorid}/signal");
+    let builder = user
+        .get_request_builder(&GooseMethod::Post, &path)?
+        .bearer_auth(token)
+        .json(&json!({"data": {"hint": "load test"}}));
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Post)
+        .path(path.as_str())
+        .name("signal")
+        .set_request_builder(builder)
+        .build();
+    Stats::count(&stats.signals);
+    if let Ok(response) = user.request(request).await?.response {
+        let status = response.status().as_u16();
+        // 404 when the visitor is not online is a clean answer.
+        if status != 202 && status != 404 {
+            stats.error(format!("signal:{status}"));
+        }
+    }
+    Ok(())
+}
+
+async fn socket_invoke(agent: &Agent, visitorid: &str, n: u64, stats: &Stats) {
+    let mut guard = agent.socket.lock().await;
+    let Some(socket) = guard.as_mut() else {
+        return;
+    };
+    let id = format!("i{n}");
+    let frame = json!({"type": "invoke", "id": id, "visitorid": visitorid, "func": "showTerms", "args": {"n": 1}});
+    Stats::count(&stats.invokes_sent);
+    let started = Instant::now();
+    if let Err(e) = socket.send(Message::text(frame.to_string())).await {
+        Stats::count(&stats.lost);
+        stats.error(format!("agent socket send: {e}"));
+        *guard = None;
+        return;
+    }
+    let answer = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(message) = socket.next().await {
+            if let Ok(Message::Text(text)) = message {
+                let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if frame["id"] == id.as_str() {
+                    return Some(frame);
+                }
+            } else if message.is_err() {
+                return None;
+            }
+        }
+        None
+    })
+    .await;
+    match answer {
+        Ok(Some(frame)) => {
+            stats.round_trip(started.elapsed());
+            match (frame["type"].as_str(), frame["ok"].as_bool()) {
+                (Some("result"), Some(true)) => Stats::count(&stats.invokes_ok),
+                (Some("result"), Some(false)) => Stats::count(&stats.invokes_failed_in_page),
+                _ => stats.error(format!(
+                    "invoke:{}",
+                    frame["code"].as_str().unwrap_or("unknown")
+                )),
+            }
+        }
+        _ => {
+            Stats::count(&stats.lost);
+            stats.error("agent socket: no answer");
+            *guard = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_keys_match_the_documented_known_answer() {
+        assert_eq!(
+            login_key_until("demo-api-key-7f3a", 72, "fred", 1_767_225_600),
+            "$1$1767225600$8hwsGeuhRBzMKTqH9PMJpyyLPLqIrzocP1i6dh_DUjs"
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! What a run counts, and the summary printed at its end.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::options::Options;
+
+/// Counters shared by every simulated user of this process.
+pub struct Stats {
+    pub connects: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub navigations: AtomicU64,
+    pub invokes_served: AtomicU64,
+    pub invokes_sent: AtomicU64,
+    pub invokes_ok: AtomicU64,
+    /// The page's function answered `ok:false` (a result, not an error).
+    pub invokes_failed_in_page: AtomicU64,
+    /// Requests that got no answer at all (transport error, client timeout).
+    pub lost: AtomicU64,
+    pub lookups: AtomicU64,
+    pub signals: AtomicU64,
+    /// Clean error answers by code (status and JSON body).
+    pub errors: Mutex<BTreeMap<String, u64>>,
+    /// Agent-side invoke round trip, microseconds.
+    pub round_trip_us: Mutex<Histogram<u64>>,
+    /// First and last visitor connection of the ramp-up.
+    ramp: Mutex<(Option<Instant>, Option<Instant>)>,
+    /// Visitor ids welcomed by the server, for agents that pick locally.
+    pub online: Mutex<Vec<String>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            connects: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
+            navigations: AtomicU64::new(0),
+            invokes_served: AtomicU64::new(0),
+            invokes_sent: AtomicU64::new(0),
+            invokes_ok: AtomicU64::new(0),
+            invokes_failed_in_page: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            lookups: AtomicU64::new(0),
+            signals: AtomicU64::new(0),
+            errors: Mutex::new(BTreeMap::new()),
+            // 1 µs to 60 s, 3 significant figures: always valid bounds.
+            round_trip_us: Mutex::new(
+                Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+            ),
+            ramp: Mutex::new((None, None)),
+            online: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// Locks a mutex even if a panicking user poisoned it: the counts stay usable.
+pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Stats {
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A visitor's first connection (not a navigation's reconnect).
+    pub fn first_connect(&self, visitorid: &str) {
+        let now = Instant::now();
+        let mut ramp = lock(&self.ramp);
+        ramp.0.get_or_insert(now);
+        ramp.1 = Some(now);
+        drop(ramp);
+        lock(&self.online).push(visitorid.to_owned());
+    }
+
+    pub fn error(&self, code: impl Into<String>) {
+        *lock(&self.errors).entry(code.into()).or_default() += 1;
+    }
+
+    pub fn round_trip(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let _ = lock(&self.round_trip_us).record(micros.min(60_000_000));
+    }
+
+    /// Prints the summary; true when nothing failed or went unanswered.
+    pub fn print(&self, options: &Options) -> bool {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let connects = get(&self.connects);
+        let (first, last) = *lock(&self.ramp);
+        let setup_rate = match (first, last) {
+            (Some(a), Some(b)) if b > a => {
+                let firsts = lock(&self.online).len() as f64;
+                format!("{:.0}/s", firsts / (b - a).as_secs_f64())
+            }
+            _ => "n/a".to_owned(),
+        };
+        let hist = lock(&self.round_trip_us);
+        let errors = lock(&self.errors).clone();
+        let error_total: u64 = errors.values().sum();
+        let sent = get(&self.invokes_sent);
+        let answered = get(&self.invokes_ok) + get(&self.invokes_failed_in_page);
+        let lost = get(&self.lost);
+        println!("== presence loadtest summary (shard {})", options.shard);
+        println!("visitors: {} connects ({} first), {} connect failures, {} navigations, setup rate {setup_rate}",
+            connects, lock(&self.online).len(), get(&self.connect_failures), get(&self.navigations));
+        println!("visitor side: {} invokes served", get(&self.invokes_served));
+        println!(
+            "agents: {sent} invokes sent, {} ok, {} failed in the page, {} clean errors, {lost} lost; {} lookups, {} signals",
+            get(&self.invokes_ok),
+            get(&self.invokes_failed_in_page),
+            error_total,
+            get(&self.lookups),
+            get(&self.signals)
+        );
+        if !hist.is_empty() {
+            println!(
+                "invoke round trip (µs, agent side): p50 {} p90 {} p99 {} p99.9 {} max {} (n={})",
+                hist.value_at_quantile(0.50),
+                hist.value_at_quantile(0.90),
+                hist.value_at_quantile(0.99),
+                hist.value_at_quantile(0.999),
+                hist.max(),
+                hist.len()
+            );
+        }
+        for (code, count) in &errors {
+            println!("error {code}: {count}");
+        }
+        let unanswered = sent.saturating_sub(answered + invoke_errors(&errors) + lost);
+        if unanswered > 0 {
+            println!("invokes without any answer: {unanswered}");
+        }
+        error_total == 0 && lost == 0 && get(&self.connect_failures) == 0 && unanswered == 0
+    }
+}
+
+/// Errors counted against invokes (their keys start with `invoke:`).
+fn invoke_errors(errors: &BTreeMap<String, u64>) -> u64 {
+    errors
+        .iter()
+        .filter(|(code, _)| code.starts_with("invoke:"))
+        .map(|(_, n)| n)
+        .sum()
+}

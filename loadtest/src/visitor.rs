@@ -1,0 +1,262 @@
+//! The visitor scenario: one real WebSocket per goose user, hello, then
+//! answer every invoke, send presence now and then, and sometimes navigate
+//! (close and reconnect at once, as a page change does).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use goose::prelude::*;
+use rand::Rng;
+use serde_json::{json, Value};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::options::Options;
+use crate::report::Stats;
+
+type Socket = WebSocketStream<TcpStream>;
+
+static CONTEXT: OnceLock<(Arc<Options>, Arc<Stats>)> = OnceLock::new();
+static NEXT_VISITOR: AtomicUsize = AtomicUsize::new(0);
+static NEXT_SOURCE: AtomicUsize = AtomicUsize::new(0);
+
+/// How long one `serve` transaction listens before goose gets control back.
+const SERVE_SLICE: Duration = Duration::from_secs(1);
+
+pub fn configure(options: Arc<Options>, stats: Arc<Stats>) {
+    let _ = CONTEXT.set((options, stats));
+}
+
+fn context() -> &'static (Arc<Options>, Arc<Stats>) {
+    // Set in main before the attack starts.
+    CONTEXT
+        .get()
+        .expect("visitor::configure runs before the attack")
+}
+
+pub fn scenario(visitors: usize) -> Result<Scenario, GooseError> {
+    Ok(scenario!("visitor")
+        .set_weight(visitors)?
+        .register_transaction(transaction!(connect).set_on_start().set_name("connect"))
+        .register_transaction(transaction!(serve).set_name("serve")))
+}
+
+/// A visitor's socket and id, kept in the goose user's session data.
+#[derive(Clone)]
+struct Visitor {
+    id: String,
+    socket: Arc<Mutex<Option<Socket>>>,
+    next_presence: Arc<Mutex<Instant>>,
+}
+
+fn ws_config() -> WebSocketConfig {
+    // Small buffers: thousands of sockets per process.
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_write_buffer_size(64 * 1024)
+}
+
+/// Opens a socket from the next source address and says hello.
+async fn open(options: &Options, id: &str) -> Result<Socket, String> {
+    let url = options.socket_url("/visitor/ws");
+    let parsed = url::Url::parse(&url).map_err(|e| e.to_string())?;
+    let host = parsed.host_str().ok_or("no host")?.to_owned();
+    let port = parsed.port_or_known_default().ok_or("no port")?;
+    let remote: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("host did not resolve")?;
+    let sources = &options.source_addrs;
+    let source: IpAddr = sources[NEXT_SOURCE.fetch_add(1, Ordering::Relaxed) % sources.len()];
+    let tcp = if remote.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| e.to_string())?;
+    tcp.bind(SocketAddr::new(source, 0))
+        .map_err(|e| format!("bind {source}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let stream = tcp.connect(remote).await.map_err(|e| e.to_string())?;
+    let (mut socket, _) =
+        tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(ws_config()))
+            .await
+            .map_err(|e| e.to_string())?;
+    let hello = json!({"type": "hello", "groupid": options.group, "visitorid": id,
+                       "data": {"url": "https://shop.example/loadtest", "title": "load test"}});
+    socket
+        .send(Message::text(hello.to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => {
+                let frame: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                return match frame["type"].as_str() {
+                    Some("welcome") => Ok(socket),
+                    _ => Err(format!("hello refused: {frame}")),
+                };
+            }
+            Some(Ok(Message::Close(close))) => return Err(format!("closed on hello: {close:?}")),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("closed on hello".into()),
+        }
+    }
+}
+
+async fn connect(user: &mut GooseUser) -> TransactionResult {
+    let (options, stats) = context();
+    let n = NEXT_VISITOR.fetch_add(1, Ordering::Relaxed);
+    let id = format!("lt-{}-{n}", options.shard);
+    let started = Instant::now();
+    let opened = open(options, &id).await;
+    let ok = opened.is_ok();
+    user.record_custom_request_duration(
+        "WS",
+        "connect",
+        started.elapsed(),
+        ok,
+        None,
+        opened.as_ref().err().map(String::as_str),
+    )
+    .await?;
+    let socket = match opened {
+        Ok(socket) => {
+            Stats::count(&stats.connects);
+            stats.first_connect(&id);
+            Some(socket)
+        }
+        Err(e) => {
+            Stats::count(&stats.connect_failures);
+            stats.error(format!("connect: {e}"));
+            None
+        }
+    };
+    let first_presence = Instant::now() + jitter(options.presence_every_secs);
+    user.set_session_data(Visitor {
+        id,
+        socket: Arc::new(Mutex::new(socket)),
+        next_presence: Arc::new(Mutex::new(first_presence)),
+    });
+    Ok(())
+}
+
+fn jitter(every_secs: u64) -> Duration {
+    if every_secs == 0 {
+        return Duration::from_secs(365 * 24 * 3600);
+    }
+    Duration::from_millis(rand::rng().random_range(0..every_secs * 1000))
+}
+
+/// Listens for one slice: answers invokes, sends presence when due, and
+/// maybe navigates.
+async fn serve(user: &mut GooseUser) -> TransactionResult {
+    let (options, stats) = context();
+    let Some(visitor) = user.get_session_data::<Visitor>().cloned() else {
+        return Ok(());
+    };
+    let mut guard = visitor.socket.lock().await;
+    let Some(socket) = guard.as_mut() else {
+        // The connection failed; idle rather than spin.
+        tokio::time::sleep(SERVE_SLICE).await;
+        return Ok(());
+    };
+    let slice_end = tokio::time::Instant::now() + SERVE_SLICE;
+    let mut served = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout_at(slice_end, socket.next()).await {
+            Err(_) => break,
+            Ok(Some(Ok(Message::Text(text)))) => text,
+            Ok(Some(Ok(Message::Close(close)))) => {
+                stats.error(format!("visitor closed by server: {close:?}"));
+                *guard = None;
+                return Ok(());
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(e))) => {
+                stats.error(format!("visitor socket: {e}"));
+                *guard = None;
+                return Ok(());
+            }
+            Ok(None) => {
+                stats.error("visitor socket ended");
+                *guard = None;
+                return Ok(());
+            }
+        };
+        let Ok(frame) = serde_json::from_str::<Value>(&frame) else {
+            continue;
+        };
+        if frame["type"] == "invoke" {
+            let started = Instant::now();
+            if options.think_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(options.think_ms)).await;
+            }
+            let result = json!({"type": "result", "id": frame["id"], "ok": true,
+                                "value": {"echo": frame["func"]}});
+            if let Err(e) = socket.send(Message::text(result.to_string())).await {
+                stats.error(format!("visitor send: {e}"));
+            }
+            Stats::count(&stats.invokes_served);
+            served.push(started.elapsed());
+        }
+    }
+    {
+        let mut due = visitor.next_presence.lock().await;
+        if Instant::now() >= *due {
+            let update =
+                json!({"type": "presence", "data": {"scroll": rand::rng().random_range(0..100)}});
+            let _ = socket.send(Message::text(update.to_string())).await;
+            *due = Instant::now() + Duration::from_secs(options.presence_every_secs.max(1));
+        }
+    }
+    let navigate =
+        options.navigate_prob > 0.0 && rand::rng().random_bool(options.navigate_prob.min(1.0));
+    if navigate {
+        let _ = socket.close(None).await;
+        Stats::count(&stats.navigations);
+        let started = Instant::now();
+        let reopened = open(options, &visitor.id).await;
+        let error = reopened.as_ref().err().cloned();
+        *guard = reopened.ok();
+        if let Some(e) = &error {
+            Stats::count(&stats.connect_failures);
+            stats.error(format!("reconnect: {e}"));
+        } else {
+            Stats::count(&stats.connects);
+        }
+        drop(guard);
+        user.record_custom_request_duration(
+            "WS",
+            "reconnect",
+            started.elapsed(),
+            error.is_none(),
+            None,
+            error.as_deref(),
+        )
+        .await?;
+    } else {
+        drop(guard);
+    }
+    for elapsed in served {
+        user.record_custom_request_duration(
+            "WS",
+            "invoke (visitor service)",
+            elapsed,
+            true,
+            None,
+            None,
+        )
+        .await?;
+    }
+    Ok(())
+}
