@@ -73,7 +73,6 @@ async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
         )?
         .set_default(GooseDefault::RunTime, options.duration_secs)?
         .set_default(GooseDefault::NoTelnet, true)?
-        .set_default(GooseDefault::NoWebSocket, true)?
         .set_default(GooseDefault::NoAutoStart, false)?
         .set_default(GooseDefault::NoPrintMetrics, !options.goose_report)?
         .set_default(GooseDefault::Quiet, 1)?;
