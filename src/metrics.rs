@@ -6,7 +6,6 @@
 //! in tests count apart.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -31,6 +30,12 @@ impl SocketKind {
         match self {
             SocketKind::Visitor => "visitor",
             SocketKind::Agent => "agent",
+        }
+    }
+
+    fn label(self) -> KindLabel {
+        KindLabel {
+            kind: self.as_str(),
         }
     }
 }
@@ -156,27 +161,15 @@ impl Metrics {
     }
 
     pub fn connection_opened(&self, kind: SocketKind) {
-        self.connections
-            .get_or_create(&KindLabel {
-                kind: kind.as_str(),
-            })
-            .inc();
+        self.connections.get_or_create(&kind.label()).inc();
     }
 
     pub fn connection_closed(&self, kind: SocketKind) {
-        self.connections
-            .get_or_create(&KindLabel {
-                kind: kind.as_str(),
-            })
-            .dec();
+        self.connections.get_or_create(&kind.label()).dec();
     }
 
     pub fn connection_refused(&self, kind: SocketKind) {
-        self.refused_connections
-            .get_or_create(&KindLabel {
-                kind: kind.as_str(),
-            })
-            .inc();
+        self.refused_connections.get_or_create(&kind.label()).inc();
     }
 
     /// Marks an invoke as waiting; the guard records its outcome.
@@ -241,7 +234,7 @@ impl InvokeTimer {
             .inc();
         self.metrics
             .invoke_seconds
-            .observe(elapsed_secs(self.started.elapsed()));
+            .observe(self.started.elapsed().as_secs_f64());
         // Drop decrements the pending gauge.
     }
 }
@@ -250,8 +243,4 @@ impl Drop for InvokeTimer {
     fn drop(&mut self) {
         self.metrics.pending_invokes.dec();
     }
-}
-
-fn elapsed_secs(elapsed: Duration) -> f64 {
-    elapsed.as_secs_f64()
 }

@@ -20,7 +20,7 @@ use crate::live_agents::LiveAgents;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
 use crate::registry::{RegistryHandle, VisitorState};
-use crate::session_keys::SessionKeys;
+use crate::session_keys::{self, SessionKeys};
 use crate::store::Store;
 use crate::token::{AgentClaims, TokenService};
 
@@ -106,6 +106,37 @@ impl AppState {
 }
 
 impl AppState {
+    /// The visitor holding session key `key`, for REST and the agent
+    /// socket alike. Misses (including a visitor outside the token's
+    /// policy) count per token and per client; past the limit every
+    /// lookup is `too_many_attempts`.
+    pub fn find_session(
+        &self,
+        claims: &AgentClaims,
+        key: &str,
+        client: Option<&str>,
+    ) -> Result<VisitorView, ApiError> {
+        let token = format!("jti:{}", claims.jti);
+        let attempt = self
+            .session_key_misses
+            .begin(Some(&token), client)
+            .map_err(|locked| ApiError::TooManyAttempts(locked.retry_after_secs))?;
+        let found = session_keys::well_formed(key)
+            .then(|| self.session_keys.find(claims.groupid, key))
+            .flatten()
+            .and_then(|visitor| self.visitor_view(&visitor, claims).ok());
+        match found {
+            Some(view) => {
+                self.session_key_misses.succeeded(attempt);
+                Ok(view)
+            }
+            None => {
+                let _ = self.session_key_misses.failed(attempt);
+                Err(ApiError::SessionKeyNotFound)
+            }
+        }
+    }
+
     /// The `invoke_allow` patterns a token may use: the group's list, or
     /// with a policy the patterns both lists allow. Patterns are compared
     /// as names, so this is a hint for consoles; `check_invoke` and

@@ -14,7 +14,7 @@ use crate::ids::{VisitorId, VisitorKey};
 use crate::invoke::{self, check_invoke, InvokeOutcome};
 use crate::protocol::{check_request_id, ServerFrame};
 use crate::registry::Watch;
-use crate::session_keys;
+use crate::state::VisitorView;
 use crate::token::AgentClaims;
 use crate::ws_support::{reject, send_error};
 
@@ -34,6 +34,22 @@ impl AgentSession {
                 None
             }
         }
+    }
+
+    /// The visitor a request with an `id` is about: checks the id, then
+    /// the visitor id, answering an error frame if either is bad.
+    fn request_target(
+        &mut self,
+        claims: &AgentClaims,
+        id: &str,
+        visitorid: &str,
+        ctx: &mut WebsocketContext<Self>,
+    ) -> Option<VisitorKey> {
+        if let Err(e) = check_request_id(id) {
+            reject(self, ctx, None, "bad_request", &e.message);
+            return None;
+        }
+        self.visitor_key(claims, Some(id), visitorid, ctx)
     }
 
     /// Reserves an in-flight slot, or answers `too_many_pending`.
@@ -85,10 +101,7 @@ impl AgentSession {
         timeout_ms: Option<u64>,
         ctx: &mut WebsocketContext<Self>,
     ) {
-        if let Err(e) = check_request_id(&id) {
-            return reject(self, ctx, None, "bad_request", &e.message);
-        }
-        let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
+        let Some(key) = self.request_target(claims, &id, visitorid, ctx) else {
             return;
         };
         let checked = self.app.group(claims.groupid).and_then(|group| {
@@ -182,26 +195,10 @@ impl AgentSession {
         visitorid: &str,
         ctx: &mut WebsocketContext<Self>,
     ) {
-        if let Err(e) = check_request_id(&id) {
-            return reject(self, ctx, None, "bad_request", &e.message);
-        }
-        let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
+        let Some(key) = self.request_target(claims, &id, visitorid, ctx) else {
             return;
         };
-        let view = match self.app.visitor_view(&key, claims) {
-            Ok(view) => view,
-            Err(e) => return send_error(ctx, Some(&id), e.code(), &e.to_string()),
-        };
-        match serde_json::to_value(view) {
-            Ok(visitor) => ctx.text(
-                ServerFrame::Lookup {
-                    id: &id,
-                    visitor: &visitor,
-                }
-                .to_text(),
-            ),
-            Err(_) => send_error(ctx, Some(&id), "internal", "lookup failed"),
-        }
+        send_lookup(ctx, &id, self.app.visitor_view(&key, claims));
     }
 
     /// Starts a confirmation prompt; the answer to read out comes back as a
@@ -214,10 +211,7 @@ impl AgentSession {
         options: ConfirmOptions,
         ctx: &mut WebsocketContext<Self>,
     ) {
-        if let Err(e) = check_request_id(&id) {
-            return reject(self, ctx, None, "bad_request", &e.message);
-        }
-        let Some(key) = self.visitor_key(claims, Some(&id), visitorid, ctx) else {
+        let Some(key) = self.request_target(claims, &id, visitorid, ctx) else {
             return;
         };
         let card = self.app.group(claims.groupid).and_then(|group| {
@@ -271,35 +265,28 @@ impl AgentSession {
         if let Err(e) = check_request_id(&id) {
             return reject(self, ctx, None, "bad_request", &e.message);
         }
-        let token = format!("jti:{}", claims.jti);
-        let misses = &self.app.session_key_misses;
-        let attempt = match misses.begin(Some(&token), self.client.as_deref()) {
-            Ok(attempt) => attempt,
-            Err(locked) => {
-                let e = ApiError::TooManyAttempts(locked.retry_after_secs);
-                return send_error(ctx, Some(&id), e.code(), &e.to_string());
+        let found = self.app.find_session(claims, key, self.client.as_deref());
+        send_lookup(ctx, &id, found);
+    }
+}
+
+/// Answers a lookup-style request with the visitor's document, or the error.
+fn send_lookup(
+    ctx: &mut WebsocketContext<AgentSession>,
+    id: &str,
+    view: Result<VisitorView, ApiError>,
+) {
+    let frame = view.and_then(|view| {
+        serde_json::to_value(view).map_err(|e| ApiError::Internal(format!("lookup: {e}")))
+    });
+    match frame {
+        Ok(visitor) => ctx.text(
+            ServerFrame::Lookup {
+                id,
+                visitor: &visitor,
             }
-        };
-        // A visitor outside the token's policy is a miss like any other.
-        let found = session_keys::well_formed(key)
-            .then(|| self.app.session_keys.find(claims.groupid, key))
-            .flatten()
-            .and_then(|visitor| self.app.visitor_view(&visitor, claims).ok());
-        let Some(view) = found else {
-            let _ = self.app.session_key_misses.failed(attempt);
-            let e = ApiError::SessionKeyNotFound;
-            return send_error(ctx, Some(&id), e.code(), &e.to_string());
-        };
-        self.app.session_key_misses.succeeded(attempt);
-        match serde_json::to_value(view) {
-            Ok(visitor) => ctx.text(
-                ServerFrame::Lookup {
-                    id: &id,
-                    visitor: &visitor,
-                }
-                .to_text(),
-            ),
-            Err(_) => send_error(ctx, Some(&id), "internal", "lookup failed"),
-        }
+            .to_text(),
+        ),
+        Err(e) => send_error(ctx, Some(id), e.code(), &e.to_string()),
     }
 }

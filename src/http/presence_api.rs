@@ -11,7 +11,6 @@ use crate::confirmation::{card_for, ConfirmOptions};
 use crate::error::ApiError;
 use crate::ids::{GroupId, VisitorId, VisitorKey};
 use crate::invoke::{self, check_invoke};
-use crate::session_keys;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -100,26 +99,8 @@ pub async fn find_session(
 ) -> Result<HttpResponse, ApiError> {
     auth.for_group(&app, path.groupid)?;
     let client = super::client_ip(&req);
-    let token = format!("jti:{}", auth.claims.jti);
-    let attempt = app
-        .session_key_misses
-        .begin(Some(&token), client.as_deref())
-        .map_err(|locked| ApiError::TooManyAttempts(locked.retry_after_secs))?;
-    // A visitor outside the token's policy is a miss like any other.
-    let found = session_keys::well_formed(&path.key)
-        .then(|| app.session_keys.find(path.groupid, &path.key))
-        .flatten()
-        .and_then(|visitor| app.visitor_view(&visitor, &auth.claims).ok());
-    match found {
-        Some(view) => {
-            app.session_key_misses.succeeded(attempt);
-            Ok(HttpResponse::Ok().json(view))
-        }
-        None => {
-            let _ = app.session_key_misses.failed(attempt);
-            Err(ApiError::SessionKeyNotFound)
-        }
-    }
+    let view = app.find_session(&auth.claims, &path.key, client.as_deref())?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 #[derive(Deserialize)]
