@@ -23,6 +23,7 @@ pub mod housekeeping;
 pub mod http;
 pub mod ids;
 pub mod invoke;
+pub mod jwt;
 pub mod live_agents;
 pub mod metrics;
 mod metrics_server;
@@ -142,6 +143,7 @@ pub async fn run_with_clock(
     let session_keys = Arc::new(SessionKeys::new(
         clock.clone(),
         config.presence.session_key_ttl_secs,
+        config.presence.session_key_mints_per_minute,
     ));
     let session_key_misses = Arc::new(Lockout::new(
         clock.clone(),

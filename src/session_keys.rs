@@ -1,7 +1,20 @@
 //! Session keys: the "read me the code on your screen" flow. A visitor asks
 //! for a 6-digit code (CSPRNG, unique within its group, lasting
 //! `session_key_ttl_secs`); an agent of the group looks the visitor up by
-//! it. A visitor holds one key at a time: asking again replaces it.
+//! it.
+//!
+//! Limits:
+//! - **One live key per connection.** A socket that asks again gets the
+//!   same key and expiry until it expires; another tab of the visitor holds
+//!   its own. A key outlives its socket (a page navigation keeps it), but
+//!   the connection's claim on it ends when the socket closes.
+//! - **Per-group minting budget.** Every fresh key spends one mint from its
+//!   group's token bucket: `session_key_mints_per_minute` of burst, refilled
+//!   at that rate. Beyond it a request is refused until a mint refills.
+//! - **Bound to one online period.** A key remembers when its visitor's
+//!   online period began ([`crate::registry::VisitorState::connected_at`]);
+//!   once the visitor is offline after the grace period, or online again
+//!   in a later period, the key no longer resolves and is dropped.
 //!
 //! A million codes is a small space, so lookups that miss are limited per
 //! token and per client (see [`crate::auth::Lockout`]).
@@ -22,9 +35,71 @@ pub struct SessionKey {
     pub expires: u64,
 }
 
+/// Who a live key belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyHolder {
+    pub visitor: VisitorKey,
+    /// Unix ms at which the visitor's online period began when the key was
+    /// minted; the key is good only within that period.
+    pub online_since: u64,
+}
+
+/// Why no key was handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueError {
+    /// The group's minting budget is spent for now.
+    RateLimited { retry_after_secs: u64 },
+    /// No unused code turned up in [`MAX_DRAWS`] draws.
+    Exhausted,
+}
+
 struct Entry {
-    visitor: VisitorKey,
+    holder: KeyHolder,
     expires: u64,
+}
+
+/// Units of minting credit per mint: one mint refills in 60 000 ms at one
+/// unit per ms per mint-per-minute, so integer arithmetic stays exact.
+const CREDIT_PER_MINT: u64 = 60_000;
+
+struct Bucket {
+    credit: u64,
+    at_ms: u64,
+}
+
+/// One token bucket per group, on the injectable clock.
+struct MintBudget {
+    per_minute: u64,
+    buckets: DashMap<GroupId, Bucket>,
+}
+
+impl MintBudget {
+    fn new(per_minute: u64) -> Self {
+        Self {
+            per_minute: per_minute.max(1),
+            buckets: DashMap::new(),
+        }
+    }
+
+    /// Spends one mint of `group`, or says how many ms until one refills.
+    fn spend(&self, group: GroupId, now_ms: u64) -> Result<(), u64> {
+        let capacity = self.per_minute.saturating_mul(CREDIT_PER_MINT);
+        let mut bucket = self.buckets.entry(group).or_insert(Bucket {
+            credit: capacity,
+            at_ms: now_ms,
+        });
+        let elapsed = now_ms.saturating_sub(bucket.at_ms);
+        bucket.credit = bucket
+            .credit
+            .saturating_add(elapsed.saturating_mul(self.per_minute))
+            .min(capacity);
+        bucket.at_ms = bucket.at_ms.max(now_ms);
+        if bucket.credit < CREDIT_PER_MINT {
+            return Err((CREDIT_PER_MINT - bucket.credit).div_ceil(self.per_minute));
+        }
+        bucket.credit -= CREDIT_PER_MINT;
+        Ok(())
+    }
 }
 
 /// Live session keys.
@@ -32,7 +107,9 @@ pub struct SessionKeys {
     clock: SharedClock,
     ttl_secs: u64,
     by_code: DashMap<(GroupId, String), Entry>,
-    by_visitor: DashMap<VisitorKey, String>,
+    /// Each open connection's key, so asking again returns it.
+    by_connection: DashMap<String, SessionKey>,
+    mints: MintBudget,
 }
 
 /// A uniform 6-digit code from the OS CSPRNG (rejection sampling, so no
@@ -55,60 +132,83 @@ pub fn well_formed(key: &str) -> bool {
 }
 
 impl SessionKeys {
-    pub fn new(clock: SharedClock, ttl_secs: u64) -> Self {
+    /// Keys live `ttl_secs`; each group mints at most `mints_per_minute`
+    /// a minute (with that much burst).
+    pub fn new(clock: SharedClock, ttl_secs: u64, mints_per_minute: u64) -> Self {
         Self {
             clock,
             ttl_secs,
             by_code: DashMap::new(),
-            by_visitor: DashMap::new(),
+            by_connection: DashMap::new(),
+            mints: MintBudget::new(mints_per_minute),
         }
     }
 
-    /// A fresh code for `visitor`, replacing any it had. `None` only if no
-    /// unused code turned up in [`MAX_DRAWS`] draws (a group with hundreds
-    /// of thousands of live codes).
-    pub fn issue(&self, visitor: &VisitorKey) -> Option<SessionKey> {
-        let now = self.clock.now_secs();
-        let expires = now + self.ttl_secs;
-        if let Some((_, old)) = self.by_visitor.remove(visitor) {
-            self.by_code.remove(&(visitor.group, old));
+    /// The live key of `connection`, or a fresh one for `holder` (spending
+    /// one of its group's mints).
+    pub fn issue(&self, holder: &KeyHolder, connection: &str) -> Result<SessionKey, IssueError> {
+        let now_ms = self.clock.now_ms();
+        let now = now_ms / 1000;
+        if let Some(live) = self.by_connection.get(connection) {
+            if live.expires > now {
+                return Ok(live.clone());
+            }
         }
+        let group = holder.visitor.group;
+        self.mints
+            .spend(group, now_ms)
+            .map_err(|ms| IssueError::RateLimited {
+                retry_after_secs: ms.div_ceil(1000).max(1),
+            })?;
+        let expires = now + self.ttl_secs;
         for _ in 0..MAX_DRAWS {
             let code = draw();
-            let slot = (visitor.group, code.clone());
             let mut fresh = false;
+            let entry = || Entry {
+                holder: holder.clone(),
+                expires,
+            };
             self.by_code
-                .entry(slot)
+                .entry((group, code.clone()))
                 .and_modify(|e| {
                     // An expired code may be reused.
                     if e.expires <= now {
-                        *e = Entry {
-                            visitor: visitor.clone(),
-                            expires,
-                        };
+                        *e = entry();
                         fresh = true;
                     }
                 })
                 .or_insert_with(|| {
                     fresh = true;
-                    Entry {
-                        visitor: visitor.clone(),
-                        expires,
-                    }
+                    entry()
                 });
             if fresh {
-                self.by_visitor.insert(visitor.clone(), code.clone());
-                return Some(SessionKey { key: code, expires });
+                let key = SessionKey { key: code, expires };
+                self.by_connection
+                    .insert(connection.to_owned(), key.clone());
+                return Ok(key);
             }
         }
-        None
+        Err(IssueError::Exhausted)
     }
 
-    /// The visitor holding `key` in `group`, if the key is live.
-    pub fn find(&self, group: GroupId, key: &str) -> Option<VisitorKey> {
+    /// The connection closed: it can no longer ask for its key again. The
+    /// key itself lives on for the rest of the visitor's online period.
+    pub fn connection_closed(&self, connection: &str) {
+        self.by_connection.remove(connection);
+    }
+
+    /// Who holds `key` in `group`, if the key is live. The caller checks
+    /// the holder's online period and calls [`SessionKeys::drop_key`] if it
+    /// has ended.
+    pub fn find(&self, group: GroupId, key: &str) -> Option<KeyHolder> {
         let now = self.clock.now_secs();
         let entry = self.by_code.get(&(group, key.to_owned()))?;
-        (entry.expires > now).then(|| entry.visitor.clone())
+        (entry.expires > now).then(|| entry.holder.clone())
+    }
+
+    /// Drops `key` of `group` (its visitor went offline).
+    pub fn drop_key(&self, group: GroupId, key: &str) {
+        self.by_code.remove(&(group, key.to_owned()));
     }
 
     /// Drops expired keys; returns how many.
@@ -116,8 +216,7 @@ impl SessionKeys {
         let now = self.clock.now_secs();
         let before = self.by_code.len();
         self.by_code.retain(|_, e| e.expires > now);
-        self.by_visitor
-            .retain(|v, code| self.by_code.contains_key(&(v.group, code.clone())));
+        self.by_connection.retain(|_, key| key.expires > now);
         before - self.by_code.len()
     }
 }
@@ -130,16 +229,19 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    fn visitor(group: u64, id: &str) -> VisitorKey {
-        VisitorKey::new(group, VisitorId::parse(id).expect("id"))
+    fn holder(group: u64, id: &str) -> KeyHolder {
+        KeyHolder {
+            visitor: VisitorKey::new(group, VisitorId::parse(id).expect("id")),
+            online_since: 7,
+        }
     }
 
     #[test]
     fn codes_are_six_digits_and_find_their_visitor_until_they_expire() {
         let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-        let keys = SessionKeys::new(clock.clone(), 1200);
-        let v = visitor(72, "v-1");
-        let code = keys.issue(&v).expect("code");
+        let keys = SessionKeys::new(clock.clone(), 1200, 100);
+        let v = holder(72, "v-1");
+        let code = keys.issue(&v, "c1").expect("code");
         assert!(well_formed(&code.key), "{code:?}");
         assert_eq!(code.expires, 1_800_000_000 + 1200);
         assert_eq!(keys.find(72, &code.key), Some(v.clone()));
@@ -150,25 +252,53 @@ mod tests {
     }
 
     #[test]
-    fn a_new_code_replaces_the_old_one() {
-        let clock = Arc::new(ManualClock::new(0));
-        let keys = SessionKeys::new(clock, 1200);
-        let v = visitor(72, "v-1");
-        let first = keys.issue(&v).expect("code");
-        let second = keys.issue(&v).expect("code");
-        if first.key != second.key {
-            assert_eq!(keys.find(72, &first.key), None);
+    fn a_connection_keeps_its_key_until_it_expires_and_tabs_hold_their_own() {
+        let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+        let keys = SessionKeys::new(clock.clone(), 1200, 100);
+        let v = holder(72, "v-1");
+        let first = keys.issue(&v, "c1").expect("code");
+        clock.advance(Duration::from_secs(1199));
+        assert_eq!(keys.issue(&v, "c1"), Ok(first.clone()), "same key");
+        let tab = keys.issue(&v, "c2").expect("code");
+        assert_ne!(tab.key, first.key, "another tab holds its own");
+        clock.advance(Duration::from_secs(1));
+        let renewed = keys.issue(&v, "c1").expect("code");
+        assert_ne!(renewed.expires, first.expires, "a fresh key once expired");
+        keys.connection_closed("c2");
+        assert_eq!(keys.find(72, &tab.key), Some(v), "the key outlives its socket");
+        keys.drop_key(72, &tab.key);
+        assert_eq!(keys.find(72, &tab.key), None);
+    }
+
+    #[test]
+    fn minting_spends_a_per_group_bucket_that_refills_over_the_minute() {
+        let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+        let keys = SessionKeys::new(clock.clone(), 1200, 3);
+        let v = holder(72, "v-1");
+        for c in ["c1", "c2", "c3"] {
+            keys.issue(&v, c).expect("within the burst");
         }
-        assert_eq!(keys.find(72, &second.key), Some(v));
+        assert_eq!(
+            keys.issue(&v, "c4"),
+            Err(IssueError::RateLimited {
+                retry_after_secs: 20
+            })
+        );
+        assert!(keys.issue(&v, "c1").is_ok(), "a held key is no new mint");
+        assert!(keys.issue(&holder(73, "v-1"), "c5").is_ok(), "per group");
+        clock.advance(Duration::from_secs(20));
+        assert!(keys.issue(&v, "c4").is_ok(), "one mint refilled");
+        assert!(keys.issue(&v, "c6").is_err());
     }
 
     #[test]
     fn codes_are_unique_within_a_group() {
         let clock = Arc::new(ManualClock::new(0));
-        let keys = SessionKeys::new(clock, 1200);
+        let keys = SessionKeys::new(clock, 1200, 10_000);
         let mut seen = std::collections::HashSet::new();
         for i in 0..2000 {
-            let code = keys.issue(&visitor(72, &format!("v-{i}"))).expect("code");
+            let id = format!("v-{i}");
+            let code = keys.issue(&holder(72, &id), &id).expect("code");
             assert!(seen.insert(code.key), "duplicate code");
         }
     }

@@ -107,7 +107,9 @@ impl AppState {
 
 impl AppState {
     /// The visitor holding session key `key`, for REST and the agent
-    /// socket alike. Misses (including a visitor outside the token's
+    /// socket alike. A key whose visitor's online period has ended (offline
+    /// after the grace period, or back in a later period) is dropped and
+    /// reads as a miss. Misses (including a visitor outside the token's
     /// policy) count per token and per client; past the limit every
     /// lookup is `too_many_attempts`.
     pub fn find_session(
@@ -124,7 +126,15 @@ impl AppState {
         let found = session_keys::well_formed(key)
             .then(|| self.session_keys.find(claims.groupid, key))
             .flatten()
-            .and_then(|visitor| self.visitor_view(&visitor, claims).ok());
+            .filter(|holder| {
+                let state = self.registry.lookup(&holder.visitor);
+                let current = state.online && state.connected_at == Some(holder.online_since);
+                if !current {
+                    self.session_keys.drop_key(claims.groupid, key);
+                }
+                current
+            })
+            .and_then(|holder| self.visitor_view(&holder.visitor, claims).ok());
         match found {
             Some(view) => {
                 self.session_key_misses.succeeded(attempt);

@@ -5,17 +5,24 @@
 //! it in `hello`. A present but invalid token is always refused, never
 //! downgraded to "unverified".
 //!
+//! `exp`, `iat` and `nbf` are checked with [`LEEWAY_SECS`] of skew, a `crit`
+//! header is refused, and a token may live at most the group's
+//! `visitor_identity_max_secs`, counted from `iat` when present and from now
+//! otherwise, so no token can be made to last forever.
+//!
 //! Agent tokens never pass here (other key, issuer and audience), and these
 //! never pass as agent tokens (no `kid` of ours, other issuer).
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
+use crate::jwt;
+
 /// Largest serialised size of the custom claims.
 pub const MAX_CUSTOM_CLAIMS_BYTES: usize = 500;
 /// Longest identity token accepted before parsing.
 pub const MAX_TOKEN_BYTES: usize = 4096;
-/// Clock skew tolerated on `exp` and `iat`.
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECS: u64 = 5;
 /// Registered claims, not part of the custom identity shown to agents.
 const REGISTERED: [&str; 7] = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
@@ -35,6 +42,12 @@ pub enum IdentityError {
     Expired,
     #[error("the identity token was issued in the future")]
     IssuedInFuture,
+    #[error("the identity token is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("the identity token's header has a critical extension (crit)")]
+    CriticalHeader,
+    #[error("the identity token's lifetime exceeds this group's visitor_identity_max_secs")]
+    LifetimeTooLong,
     #[error("the identity token's iss is not this group's issuer")]
     WrongIssuer,
     #[error("the identity token's aud is not this visitor")]
@@ -45,12 +58,19 @@ pub enum IdentityError {
     NotConfigured,
 }
 
+/// What a group accepts as an identity token.
+pub struct IdentityRules<'a> {
+    pub secret: &'a [u8],
+    pub issuer: &'a str,
+    /// Longest lifetime: `exp` minus `iat` (or minus now, without `iat`).
+    pub max_lifetime_secs: u64,
+}
+
 /// Verifies `token` for `visitor_id` at Unix time `now`; returns the custom
 /// claims (registered claims removed).
 pub fn verify(
     token: &str,
-    secret: &[u8],
-    issuer: &str,
+    rules: &IdentityRules<'_>,
     visitor_id: &str,
     now: u64,
 ) -> Result<Value, IdentityError> {
@@ -61,6 +81,10 @@ pub fn verify(
     if header.alg != Algorithm::HS256 {
         return Err(IdentityError::WrongAlgorithm);
     }
+    jwt::check_header(token).map_err(|e| match e {
+        jwt::HeaderError::Malformed => IdentityError::Malformed,
+        jwt::HeaderError::Critical => IdentityError::CriticalHeader,
+    })?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
@@ -68,7 +92,7 @@ pub fn verify(
     validation.validate_aud = false;
     let data = jsonwebtoken::decode::<Map<String, Value>>(
         token,
-        &DecodingKey::from_secret(secret),
+        &DecodingKey::from_secret(rules.secret),
         &validation,
     )
     .map_err(|e| match e.kind() {
@@ -78,7 +102,7 @@ pub fn verify(
     })?;
     let mut claims = data.claims;
     // Exact matches only: no audience arrays, no issuer lists.
-    if claims.get("iss") != Some(&Value::String(issuer.to_owned())) {
+    if claims.get("iss") != Some(&Value::String(rules.issuer.to_owned())) {
         return Err(IdentityError::WrongIssuer);
     }
     if claims.get("aud") != Some(&Value::String(visitor_id.to_owned())) {
@@ -91,13 +115,20 @@ pub fn verify(
     if exp.saturating_add(LEEWAY_SECS) <= now {
         return Err(IdentityError::Expired);
     }
-    match claims.get("iat") {
-        None => {}
+    let issued = match claims.get("iat") {
+        None => now,
         Some(iat) => match iat.as_u64() {
-            Some(iat) if iat <= now.saturating_add(LEEWAY_SECS) => {}
+            Some(iat) if iat <= now.saturating_add(LEEWAY_SECS) => iat,
             Some(_) => return Err(IdentityError::IssuedInFuture),
             None => return Err(IdentityError::Malformed),
         },
+    };
+    jwt::check_not_before(claims.get("nbf"), now, LEEWAY_SECS).map_err(|e| match e {
+        jwt::NotBeforeError::Malformed => IdentityError::Malformed,
+        jwt::NotBeforeError::NotYetValid => IdentityError::NotYetValid,
+    })?;
+    if exp.saturating_sub(issued) > rules.max_lifetime_secs {
+        return Err(IdentityError::LifetimeTooLong);
     }
     for name in REGISTERED {
         claims.remove(name);
@@ -132,8 +163,14 @@ mod tests {
         json!({"iss":"shop.example","aud":"v-1","exp":NOW + 600,"iat":NOW,"email":"v@example.com","tier":"gold"})
     }
 
+    const RULES: IdentityRules<'static> = IdentityRules {
+        secret: SECRET,
+        issuer: "shop.example",
+        max_lifetime_secs: 86_400,
+    };
+
     fn check(claims: Value) -> Result<Value, IdentityError> {
-        verify(&sign(claims, SECRET), SECRET, "shop.example", "v-1", NOW)
+        verify(&sign(claims, SECRET), &RULES, "v-1", NOW)
     }
 
     #[test]
@@ -183,13 +220,62 @@ mod tests {
         let mut no_exp = good();
         no_exp.as_object_mut().expect("object").remove("exp");
         assert_eq!(check(no_exp), Err(IdentityError::MissingExpiry));
+        assert_eq!(
+            with("nbf", json!(NOW + LEEWAY_SECS + 1)),
+            Err(IdentityError::NotYetValid)
+        );
+        assert!(with("nbf", json!(NOW + LEEWAY_SECS)).is_ok(), "within leeway");
+        assert_eq!(with("nbf", json!("now")), Err(IdentityError::Malformed));
+    }
+
+    #[test]
+    fn lifetime_counts_from_iat_or_from_now() {
+        let with = |iat: Option<u64>, exp: u64| {
+            let mut claims = good();
+            claims["exp"] = json!(exp);
+            match iat {
+                Some(iat) => claims["iat"] = json!(iat),
+                None => {
+                    claims.as_object_mut().expect("object").remove("iat");
+                }
+            }
+            check(claims)
+        };
+        assert!(with(Some(NOW - 100), NOW - 100 + 86_400).is_ok());
+        assert_eq!(
+            with(Some(NOW - 100), NOW - 100 + 86_401),
+            Err(IdentityError::LifetimeTooLong)
+        );
+        assert!(with(None, NOW + 86_400).is_ok());
+        assert_eq!(
+            with(None, NOW + 86_401),
+            Err(IdentityError::LifetimeTooLong)
+        );
+        assert_eq!(
+            with(Some(NOW), u64::MAX),
+            Err(IdentityError::LifetimeTooLong)
+        );
+        assert_eq!(with(None, u64::MAX), Err(IdentityError::LifetimeTooLong));
+        assert_eq!(with(Some(0), u64::MAX), Err(IdentityError::LifetimeTooLong));
+    }
+
+    #[test]
+    fn a_crit_header_is_refused() {
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["exp".into()]);
+        let token =
+            jsonwebtoken::encode(&header, &good(), &EncodingKey::from_secret(SECRET)).expect("sign");
+        assert_eq!(
+            verify(&token, &RULES, "v-1", NOW),
+            Err(IdentityError::CriticalHeader)
+        );
     }
 
     #[test]
     fn other_secrets_algorithms_and_garbage_are_refused() {
         let token = sign(good(), b"another-groups-secret-of-32-bytes!!");
         assert_eq!(
-            verify(&token, SECRET, "shop.example", "v-1", NOW),
+            verify(&token, &RULES, "v-1", NOW),
             Err(IdentityError::BadSignature)
         );
         let hs512 = jsonwebtoken::encode(
@@ -199,7 +285,7 @@ mod tests {
         )
         .expect("sign");
         assert_eq!(
-            verify(&hs512, SECRET, "shop.example", "v-1", NOW),
+            verify(&hs512, &RULES, "v-1", NOW),
             Err(IdentityError::WrongAlgorithm)
         );
         let none = {
@@ -211,9 +297,9 @@ mod tests {
                 URL_SAFE_NO_PAD.encode(good().to_string())
             )
         };
-        assert!(verify(&none, SECRET, "shop.example", "v-1", NOW).is_err());
+        assert!(verify(&none, &RULES, "v-1", NOW).is_err());
         for junk in ["", "a.b.c", "x".repeat(MAX_TOKEN_BYTES + 1).as_str()] {
-            assert!(verify(junk, SECRET, "shop.example", "v-1", NOW).is_err());
+            assert!(verify(junk, &RULES, "v-1", NOW).is_err());
         }
     }
 }

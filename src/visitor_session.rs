@@ -28,6 +28,7 @@ use crate::origin::RequestOrigin;
 use crate::presence_data::PresenceData;
 use crate::protocol::{parse_frame, ServerFrame, VisitorInbound};
 use crate::registry::{Connect, Disconnect, LiveConnection, PresenceUpdate};
+use crate::session_keys::{IssueError, KeyHolder};
 use crate::state::AppState;
 use crate::visitor_identity::{self, IdentityError};
 use crate::ws_support::{
@@ -121,6 +122,7 @@ impl VisitorSession {
         // socket that is closing.
         self.open.store(false, Ordering::Release);
         self.permit.release();
+        self.app.session_keys.connection_closed(&self.connection_id);
         let phase = std::mem::replace(&mut self.phase, Phase::Left);
         if let Phase::Joining(key) | Phase::Live(key) = phase {
             self.app.registry.addr().do_send(Disconnect {
@@ -160,13 +162,12 @@ impl VisitorSession {
         ) else {
             return Err(invalid(IdentityError::NotConfigured));
         };
-        visitor_identity::verify(
-            token,
-            secret.expose_secret().as_bytes(),
+        let rules = visitor_identity::IdentityRules {
+            secret: secret.expose_secret().as_bytes(),
             issuer,
-            visitor,
-            self.app.clock.now_secs(),
-        )
+            max_lifetime_secs: group.visitor_identity_max_secs,
+        };
+        visitor_identity::verify(token, &rules, visitor, self.app.clock.now_secs())
         .map(Some)
         .map_err(invalid)
     }
@@ -345,6 +346,42 @@ impl VisitorSession {
 }
 
 impl VisitorSession {
+    /// Answers `session_key`: this connection's live key, or a fresh one
+    /// bound to the visitor's current online period.
+    fn session_key(&mut self, key: VisitorKey, ctx: &mut WebsocketContext<Self>) {
+        // Live, so the registry has published this visitor.
+        let Some(online_since) = self.app.registry.lookup(&key).connected_at else {
+            return send_error(ctx, None, "not_ready", "the connection is not registered yet");
+        };
+        let holder = KeyHolder {
+            visitor: key,
+            online_since,
+        };
+        match self.app.session_keys.issue(&holder, &self.connection_id) {
+            Ok(code) => ctx.text(
+                ServerFrame::SessionKey {
+                    key: &code.key,
+                    expires: code.expires,
+                }
+                .to_text(),
+            ),
+            Err(IssueError::RateLimited { retry_after_secs }) => send_error(
+                ctx,
+                None,
+                "rate_limited",
+                &format!(
+                    "this group is minting session keys too fast; retry in {retry_after_secs} s"
+                ),
+            ),
+            Err(IssueError::Exhausted) => send_error(
+                ctx,
+                None,
+                "session_keys_exhausted",
+                "no free session key right now; retry shortly",
+            ),
+        }
+    }
+
     fn show_prompt(&mut self, prompt: &Prompt, ctx: &mut WebsocketContext<Self>) {
         if matches!(self.phase, Phase::Live(_)) && self.prompts.insert(prompt.id.clone()) {
             ctx.text(
@@ -515,21 +552,8 @@ impl TextSocket for VisitorSession {
                 }),
             ) => self.result(&id, ok, value, error, ctx),
             (Phase::Live(key), Ok(VisitorInbound::SessionKey {})) => {
-                match self.app.session_keys.issue(key) {
-                    Some(code) => ctx.text(
-                        ServerFrame::SessionKey {
-                            key: &code.key,
-                            expires: code.expires,
-                        }
-                        .to_text(),
-                    ),
-                    None => send_error(
-                        ctx,
-                        None,
-                        "session_keys_exhausted",
-                        "no free session key right now; retry shortly",
-                    ),
-                }
+                let key = key.clone();
+                self.session_key(key, ctx)
             }
             (Phase::Live(key), Ok(VisitorInbound::ConfirmAnswer { id, choice })) => {
                 let key = key.clone();

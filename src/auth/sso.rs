@@ -4,8 +4,11 @@
 //! The algorithm is pinned to the group's list (RS256, optionally ES256),
 //! so an HS256 token keyed with the public PEM, `alg: none`, or a header
 //! that points at a key (`jku`, `x5u`, `jwk`, `x5c`) is refused before any
-//! signature check; such headers are never fetched. Times are checked on
-//! the injectable clock with at most [`crate::token::LEEWAY_SECS`] of skew.
+//! signature check; such headers are never fetched, and a `crit` header is
+//! refused outright. Times (`exp`, `iat`, `nbf`) are checked on the
+//! injectable clock with at most [`crate::token::LEEWAY_SECS`] of skew. A
+//! token needs a `jti` unless the group sets `require_jti = false`, since
+//! without one it could be replayed for its whole lifetime.
 //! This module only verifies; replay and provisioning are the
 //! authenticator's.
 
@@ -14,6 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{valid_username, GroupConfig, Role, SsoAlgorithm, SsoConfig};
+use crate::jwt::{self, WithNotBefore};
 use crate::policy::Policy;
 use crate::token::LEEWAY_SECS;
 
@@ -43,6 +47,10 @@ pub enum SsoError {
     Expired,
     #[error("the SSO token was issued in the future")]
     IssuedInFuture,
+    #[error("the SSO token is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("the SSO token has no jti; this group requires one")]
+    JtiMissing,
     #[error("the SSO token's lifetime exceeds {MAX_SSO_LIFETIME_SECS} s")]
     LifetimeTooLong,
     #[error("this group does not accept the administrator role from SSO tokens")]
@@ -62,6 +70,8 @@ impl SsoError {
             SsoError::BadClaims(_) => "sso_bad_claims",
             SsoError::Expired => "sso_expired",
             SsoError::IssuedInFuture => "sso_issued_in_future",
+            SsoError::NotYetValid => "sso_not_yet_valid",
+            SsoError::JtiMissing => "sso_jti_missing",
             SsoError::LifetimeTooLong => "sso_lifetime_too_long",
             SsoError::RoleNotAllowed => "role_not_allowed",
             SsoError::BadPolicy(_) => "bad_policy",
@@ -122,6 +132,7 @@ pub struct SsoVerifier {
     audience: String,
     keys: Vec<(Algorithm, DecodingKey)>,
     allow_admin_role: bool,
+    require_jti: bool,
     pub auto_provision: bool,
 }
 
@@ -156,6 +167,7 @@ impl SsoVerifier {
                 .unwrap_or_else(|| public_url.to_owned()),
             keys,
             allow_admin_role: sso.allow_admin_role,
+            require_jti: sso.require_jti,
             auto_provision: sso.auto_provision,
         })
     }
@@ -188,9 +200,12 @@ impl SsoVerifier {
                 return Err(SsoError::KeyInHeader(name));
             }
         }
-        if header.crit.is_some() {
-            return Err(SsoError::BadClaims("unsupported critical header".into()));
-        }
+        jwt::check_header(token).map_err(|e| match e {
+            jwt::HeaderError::Malformed => SsoError::Malformed,
+            jwt::HeaderError::Critical => {
+                SsoError::BadClaims("unsupported critical header".into())
+            }
+        })?;
         let candidates: Vec<&DecodingKey> = self
             .keys
             .iter()
@@ -209,7 +224,7 @@ impl SsoVerifier {
         validation.validate_nbf = false;
         let mut claims = None;
         for key in candidates {
-            match jsonwebtoken::decode::<SsoClaims>(token, key, &validation) {
+            match jsonwebtoken::decode::<WithNotBefore<SsoClaims>>(token, key, &validation) {
                 Ok(data) => {
                     claims = Some(data.claims);
                     break;
@@ -218,7 +233,13 @@ impl SsoVerifier {
                 Err(e) => return Err(claims_error(e)),
             }
         }
-        let claims = claims.ok_or(SsoError::BadSignature)?;
+        let WithNotBefore { claims, nbf } = claims.ok_or(SsoError::BadSignature)?;
+        jwt::check_not_before(nbf.as_ref(), now, LEEWAY_SECS).map_err(|e| match e {
+            jwt::NotBeforeError::Malformed => {
+                SsoError::BadClaims("nbf must be an integer NumericDate".into())
+            }
+            jwt::NotBeforeError::NotYetValid => SsoError::NotYetValid,
+        })?;
         self.check(claims, now)
     }
 
@@ -226,7 +247,7 @@ impl SsoVerifier {
         if now > claims.exp.saturating_add(LEEWAY_SECS) {
             return Err(SsoError::Expired);
         }
-        if claims.iat > now + LEEWAY_SECS {
+        if claims.iat > now.saturating_add(LEEWAY_SECS) {
             return Err(SsoError::IssuedInFuture);
         }
         if claims.exp <= claims.iat || claims.exp - claims.iat > MAX_SSO_LIFETIME_SECS {
@@ -237,12 +258,14 @@ impl SsoVerifier {
                 "sub must be the agent's email address".into(),
             ));
         }
-        if let Some(jti) = &claims.jti {
-            if jti.is_empty() || jti.len() > MAX_JTI {
+        match &claims.jti {
+            Some(jti) if jti.is_empty() || jti.len() > MAX_JTI => {
                 return Err(SsoError::BadClaims(format!(
                     "jti must be 1 to {MAX_JTI} characters"
                 )));
             }
+            None if self.require_jti => return Err(SsoError::JtiMissing),
+            _ => {}
         }
         let display_name = match claims.display_name {
             Some(name) => {

@@ -136,6 +136,8 @@ pub struct PresenceConfig {
     pub max_watches_per_agent: usize,
     /// How long a visitor's session key lives.
     pub session_key_ttl_secs: u64,
+    /// Fresh session keys each group may mint per minute (also the burst).
+    pub session_key_mints_per_minute: u64,
     /// How long a correct confirmation answer lets its agent invoke.
     pub confirmation_ttl_secs: u64,
     /// How long a visitor has to answer a confirmation prompt.
@@ -155,6 +157,7 @@ impl Default for PresenceConfig {
             reconnect_grace_ms: 5_000,
             max_watches_per_agent: 1_000,
             session_key_ttl_secs: 1_200,
+            session_key_mints_per_minute: 300,
             confirmation_ttl_secs: 3_600,
             confirm_timeout_ms: 120_000,
         }
@@ -265,6 +268,10 @@ pub struct GroupConfig {
     pub visitor_identity_issuer: Option<String>,
     #[serde(default)]
     pub require_visitor_identity: bool,
+    /// Longest lifetime of an identity token: `exp` minus `iat`, or minus
+    /// now when it has no `iat`.
+    #[serde(default = "default_visitor_identity_max_secs")]
+    pub visitor_identity_max_secs: u64,
     /// Agent single sign-on with customer-signed JWTs.
     #[serde(default)]
     pub sso: Option<SsoConfig>,
@@ -299,6 +306,10 @@ pub struct SsoConfig {
     /// Whether an unknown `sub` becomes an agent of the group.
     #[serde(default = "default_true")]
     pub auto_provision: bool,
+    /// Whether a token must carry a `jti` (each is accepted once); without
+    /// one a token could be replayed for its whole lifetime.
+    #[serde(default = "default_true")]
+    pub require_jti: bool,
     /// The customer's sign-in page. The console sends agents there (via
     /// `GET /auth/sso/{groupid}`) with `groupid` and `return_to`; it signs a
     /// JWT and redirects back to `return_to` with `&jwt=<token>` appended.
@@ -308,6 +319,10 @@ pub struct SsoConfig {
 
 fn default_sso_algorithms() -> Vec<SsoAlgorithm> {
     vec![SsoAlgorithm::RS256]
+}
+
+fn default_visitor_identity_max_secs() -> u64 {
+    86_400
 }
 
 fn default_true() -> bool {

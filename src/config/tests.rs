@@ -43,6 +43,8 @@ fn defaults_fill_what_the_file_leaves_out() {
     assert_eq!(config.presence.confirm_timeout_ms, 120_000);
     assert_eq!(config.auth.token_max_secs, 7200);
     assert_eq!(config.groups[0].invoke_allow, vec!["*".to_owned()]);
+    assert_eq!(config.groups[0].visitor_identity_max_secs, 86_400);
+    assert_eq!(config.presence.session_key_mints_per_minute, 300);
 }
 
 #[test]
@@ -167,6 +169,17 @@ fn validation_errors_name_the_offending_key() {
                 ),
             "groups[0].require_visitor_identity",
         ),
+        (
+            MINIMAL.replace(
+                "presence = true",
+                "presence = true\nvisitor_identity_max_secs = 59",
+            ),
+            "groups[0].visitor_identity_max_secs",
+        ),
+        (
+            format!("[presence]\nsession_key_mints_per_minute = 0\n{MINIMAL}"),
+            "presence.session_key_mints_per_minute",
+        ),
         ("[server]\n".to_owned(), "groups"),
     ];
     for (toml, key) in cases {
@@ -216,6 +229,7 @@ fn an_sso_login_url_must_be_an_absolute_web_url() {
         sso.login_url.as_deref(),
         Some("https://idp.example/login?t=1")
     );
+    assert!(sso.require_jti, "a jti is required unless turned off");
     for bad in [
         "javascript:alert(1)",
         "/login",

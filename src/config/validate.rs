@@ -164,6 +164,11 @@ fn validate_presence(config: &Config) -> Result<(), ConfigError> {
         "must be 60 to 86400",
     )?;
     check(
+        (1..=100_000).contains(&p.session_key_mints_per_minute),
+        "presence.session_key_mints_per_minute",
+        "must be 1 to 100000",
+    )?;
+    check(
         (60..=86_400).contains(&p.confirmation_ttl_secs),
         "presence.confirmation_ttl_secs",
         "must be 60 to 86400",
@@ -293,6 +298,11 @@ fn validate_groups(config: &Config) -> Result<(), ConfigError> {
             group.visitor_identity_secret.is_none() || group.visitor_identity_issuer.is_some(),
             at("visitor_identity_issuer"),
             "is required with visitor_identity_secret",
+        )?;
+        check(
+            (60..=30 * 86_400).contains(&group.visitor_identity_max_secs),
+            at("visitor_identity_max_secs"),
+            "must be 60 to 2592000",
         )?;
         if let Some(issuer) = &group.visitor_identity_issuer {
             check(

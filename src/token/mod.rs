@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::SharedClock;
 use crate::config::Role;
 use crate::ids::{random_id, GroupId};
+use crate::jwt::{self, WithNotBefore};
 use crate::policy::Policy;
 use crate::store::{Store, StoreError};
 
@@ -26,7 +27,7 @@ pub use revocation::Revocations;
 pub const ISSUER: &str = "presence-server";
 /// `aud` of every agent token.
 pub const AUDIENCE: &str = "presence";
-/// Clock skew tolerated on `exp` and `iat`, in seconds.
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
 pub const LEEWAY_SECS: u64 = 5;
 /// Longest token string accepted; anything longer is refused unparsed.
 pub const MAX_TOKEN_BYTES: usize = 4096;
@@ -69,6 +70,10 @@ pub enum TokenError {
     Expired,
     #[error("the token was issued in the future")]
     IssuedInFuture,
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("the token's header has a critical extension (crit)")]
+    CriticalHeader,
     #[error("the token's lifetime exceeds the maximum")]
     LifetimeTooLong,
     #[error("the token has been revoked")]
@@ -88,6 +93,8 @@ impl TokenError {
             TokenError::BadClaims => "token_bad_claims",
             TokenError::Expired => "token_expired",
             TokenError::IssuedInFuture => "token_issued_in_future",
+            TokenError::NotYetValid => "token_not_yet_valid",
+            TokenError::CriticalHeader => "token_critical_header",
             TokenError::LifetimeTooLong => "token_lifetime_too_long",
             TokenError::Revoked => "token_revoked",
             TokenError::Unrecorded => "token_unrecorded",
@@ -216,14 +223,19 @@ impl TokenService {
         jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|_| TokenError::Malformed)
     }
 
-    /// Verifies a token: algorithm pinned to HS256, known `kid`, signature,
-    /// required `exp iat iss aud sub`, issuer and audience, `exp` and `iat`
-    /// within [`LEEWAY_SECS`] of now, and `exp - iat` within the maximum.
+    /// Verifies a token: algorithm pinned to HS256, no `crit` header, known
+    /// `kid`, signature, required `exp iat iss aud sub`, issuer and
+    /// audience, `exp`, `iat` and a present `nbf` within [`LEEWAY_SECS`] of
+    /// now, and `exp - iat` within the maximum.
     pub fn verify(&self, token: &str) -> Result<AgentClaims, TokenError> {
         if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        jwt::check_header(token).map_err(|e| match e {
+            jwt::HeaderError::Malformed => TokenError::Malformed,
+            jwt::HeaderError::Critical => TokenError::CriticalHeader,
+        })?;
         if header.alg != Algorithm::HS256 {
             return Err(TokenError::WrongAlgorithm);
         }
@@ -237,18 +249,25 @@ impl TokenService {
         // Time is checked below against the injectable clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
-        let data = jsonwebtoken::decode::<AgentClaims>(token, &key.decoding, &validation).map_err(
-            |e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
-                jsonwebtoken::errors::ErrorKind::Base64(_)
-                | jsonwebtoken::errors::ErrorKind::InvalidToken
-                | jsonwebtoken::errors::ErrorKind::Utf8(_) => TokenError::Malformed,
-                _ => TokenError::BadClaims,
-            },
-        )?;
-        let claims = data.claims;
+        let data = jsonwebtoken::decode::<WithNotBefore<AgentClaims>>(
+            token,
+            &key.decoding,
+            &validation,
+        )
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
+            jsonwebtoken::errors::ErrorKind::Base64(_)
+            | jsonwebtoken::errors::ErrorKind::InvalidToken
+            | jsonwebtoken::errors::ErrorKind::Utf8(_) => TokenError::Malformed,
+            _ => TokenError::BadClaims,
+        })?;
+        let WithNotBefore { claims, nbf } = data.claims;
         let now = self.clock.now_secs();
+        jwt::check_not_before(nbf.as_ref(), now, LEEWAY_SECS).map_err(|e| match e {
+            jwt::NotBeforeError::Malformed => TokenError::BadClaims,
+            jwt::NotBeforeError::NotYetValid => TokenError::NotYetValid,
+        })?;
         if claims.exp.saturating_add(LEEWAY_SECS) <= now {
             return Err(TokenError::Expired);
         }

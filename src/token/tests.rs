@@ -92,6 +92,37 @@ fn tokens_from_the_future_are_refused() {
 }
 
 #[test]
+fn nbf_gets_the_same_leeway_as_exp_and_must_be_a_number() {
+    let f = fixture();
+    let now = f.clock.now_secs();
+    let with_nbf = |nbf: serde_json::Value| {
+        let mut claims = claims_json(&f);
+        claims["nbf"] = nbf;
+        f.service.verify(&f.service.sign(&claims).expect("sign"))
+    };
+    assert!(with_nbf(json!(now)).is_ok());
+    assert!(with_nbf(json!(now + LEEWAY_SECS)).is_ok(), "within leeway");
+    assert_eq!(
+        with_nbf(json!(now + LEEWAY_SECS + 1)),
+        Err(TokenError::NotYetValid)
+    );
+    for bad in [json!("soon"), json!(null), json!(1.5)] {
+        assert_eq!(with_nbf(bad.clone()), Err(TokenError::BadClaims), "{bad}");
+    }
+}
+
+#[test]
+fn a_crit_header_is_refused_even_with_a_good_signature() {
+    let f = fixture();
+    let key = f.service.keys().current();
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(key.kid.clone());
+    header.crit = Some(vec!["exp".into()]);
+    let token = jsonwebtoken::encode(&header, &claims_json(&f), &key.encoding).expect("sign");
+    assert_eq!(f.service.verify(&token), Err(TokenError::CriticalHeader));
+}
+
+#[test]
 fn lifetimes_over_the_maximum_are_refused_even_when_signed() {
     let f = fixture();
     let mut claims = claims_json(&f);

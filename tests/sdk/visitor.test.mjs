@@ -118,3 +118,15 @@ test("a session key request resolves with the code", async () => {
   assert.equal(await key, "482913");
   v.close();
 });
+
+test("a rate-limited session key request rejects with the server's message", async () => {
+  const { PresenceVisitor, sockets } = load();
+  const v = new PresenceVisitor({ server: "http://s.test", groupid: 72, visitorid: "v-1", presence: false });
+  v.connect();
+  sockets[0].onopen();
+  sockets[0].onmessage({ data: JSON.stringify({ type: "welcome" }) });
+  const key = v.requestSessionKey();
+  sockets[0].onmessage({ data: JSON.stringify({ type: "error", code: "rate_limited", message: "retry in 20 s" }) });
+  await assert.rejects(key, /retry in 20 s/);
+  v.close();
+});

@@ -222,7 +222,9 @@
           this.closeConfirm(frame.id);
           break;
         case "error":
-          if (frame.code === "session_keys_exhausted") {
+          // A session_key request refused: no free code, or the group's
+          // minting budget is spent for now.
+          if (frame.code === "session_keys_exhausted" || frame.code === "rate_limited") {
             const waiter = this.waiting.get("session_key");
             this.waiting.delete("session_key");
             if (waiter) waiter.reject(new Error(frame.message));
