@@ -120,6 +120,22 @@ pub fn check_config(path: &std::path::Path) -> Result<Config, String> {
     Config::load(path).map_err(|e| e.to_string())
 }
 
+/// What `check-config` prints after a valid config: a `warning:` line per
+/// password hash with other than the recommended parameters, and the
+/// parameters unknown users are checked with.
+pub fn check_config_notes(config: &Config) -> Vec<String> {
+    let mut notes: Vec<String> = crate::password::hash_warnings(config)
+        .iter()
+        .map(|w| format!("warning: {w}"))
+        .collect();
+    let hashes = crate::password::configured_hashes(config);
+    notes.push(format!(
+        "unknown users are checked against argon2id {} (the costliest configured parameters, never below the recommended)",
+        crate::password::dummy_params(hashes.iter().map(|h| h.phc))
+    ));
+    notes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,8 +129,14 @@ pub async fn run_with_clock(
         config.auth.key_rotation_secs,
         config.auth.token_max_secs,
     )?);
-    let passwords =
-        Arc::new(PasswordChecker::new().map_err(|e| ServerError::Password(e.to_string()))?);
+    for warning in password::hash_warnings(&config) {
+        tracing::warn!(group = warning.group, user = %warning.username, "{warning}");
+    }
+    let configured = password::configured_hashes(&config);
+    let passwords = Arc::new(
+        PasswordChecker::for_hashes(configured.iter().map(|h| h.phc))
+            .map_err(|e| ServerError::Password(e.to_string()))?,
+    );
     let auth = Arc::new(
         Authenticator::new(config.clone(), passwords, store.clone(), clock.clone())
             .map_err(|message| config::ConfigError::new("groups.sso", message))?,

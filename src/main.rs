@@ -38,8 +38,11 @@ fn main() -> ExitCode {
             }
         }
         Command::CheckConfig { config } => match cli::check_config(&config) {
-            Ok(_) => {
+            Ok(checked) => {
                 println!("{}: ok", config.display());
+                for note in cli::check_config_notes(&checked) {
+                    println!("{note}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),
