@@ -202,6 +202,13 @@ async fn rest_refuses_missing_malformed_forged_and_wrong_key_tokens() {
     expired["iat"] = json!(claims["iat"].as_u64().expect("iat") - 4000);
     expired["exp"] = json!(claims["iat"].as_u64().expect("iat") - 400);
     let expired = tokens.sign(&expired).expect("sign");
+    let with_nbf = |nbf: serde_json::Value| {
+        let mut c = claims.clone();
+        c["nbf"] = nbf;
+        tokens.sign(&c).expect("sign")
+    };
+    let not_yet_valid = with_nbf(json!(claims["iat"].as_u64().expect("iat") + 60));
+    let nbf_not_a_number = with_nbf(json!("soon"));
 
     for (name, token) in [
         ("garbage", "not-a-token".to_owned()),
@@ -212,6 +219,8 @@ async fn rest_refuses_missing_malformed_forged_and_wrong_key_tokens() {
         ("lifetime over max", too_long_lifetime),
         ("missing sub", missing_sub),
         ("expired", expired),
+        ("nbf in the future", not_yet_valid),
+        ("nbf not a number", nbf_not_a_number),
     ] {
         let (status, body) = server.get(path, Some(&token), None).await;
         assert_eq!(

@@ -84,3 +84,74 @@ fn check_config_accepts_the_demo_and_names_bad_keys() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A PHC string of `password` with argon2id m=24 MiB, t=3, p=1: costlier
+/// than the recommended parameters.
+fn costly_hash(password: &str) -> String {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    let params = argon2::Params::new(24 * 1024, 3, 1, None).expect("params");
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+        .expect("hash")
+        .to_string()
+}
+
+#[test]
+fn check_config_warns_about_hashes_off_the_recommended_parameters() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml");
+    let run = |path: &std::path::Path| {
+        let out = binary()
+            .args(["check-config", "--config"])
+            .arg(path)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    let plain = run(std::path::Path::new(demo));
+    assert!(!plain.contains("warning:"), "{plain}");
+    assert!(
+        plain.contains("unknown users are checked against argon2id v=19 m=19456,t=2,p=1"),
+        "{plain}"
+    );
+
+    let text = std::fs::read_to_string(demo).expect("demo");
+    let ada = text
+        .lines()
+        .filter(|l| l.starts_with("password_hash = "))
+        .nth(1)
+        .expect("ada's hash line")
+        .to_owned();
+    let costly = costly_hash("ada-admin-pass");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("costly.toml");
+    std::fs::write(
+        &path,
+        text.replace(&ada, &format!("password_hash = \"{costly}\"")),
+    )
+    .expect("write");
+    let out = run(&path);
+    let warning = out
+        .lines()
+        .find(|l| l.starts_with("warning: "))
+        .unwrap_or_else(|| panic!("no warning in {out}"));
+    assert!(
+        warning.contains("groups[0].users[1].password_hash (group 72, user \"ada.admin\")")
+            && warning.contains("m=24576,t=3,p=1"),
+        "{warning}"
+    );
+    let digest = costly.rsplit('$').next().expect("digest");
+    let salt = costly.rsplit('$').nth(1).expect("salt");
+    assert!(
+        !out.contains(digest) && !out.contains(salt),
+        "never the hash: {out}"
+    );
+    assert!(
+        out.contains("unknown users are checked against argon2id v=19 m=24576,t=3,p=1"),
+        "the dummy takes the costliest parameters: {out}"
+    );
+}

@@ -486,3 +486,47 @@ async fn token_request_fields_get_their_own_codes() {
         "{reasons:?}"
     );
 }
+
+/// How long a refused password sign-in of `username` takes at best over
+/// three tries (the minimum shrugs off a busy machine's stalls).
+async fn quickest_refusal(server: &TestServer, username: &str) -> Duration {
+    let mut quickest = Duration::MAX;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let refused = token(
+            server,
+            72,
+            json!({"username": username, "password": "not-the-password"}),
+        )
+        .await;
+        quickest = quickest.min(started.elapsed());
+        assert_refused(refused, 401, "invalid_credentials", username);
+    }
+    quickest
+}
+
+#[actix_web::test]
+async fn unknown_users_cost_as_much_as_the_costliest_configured_hash() {
+    // ada.admin's hash takes eight times the recommended passes.
+    let params = argon2::Params::new(19 * 1024, 16, 1, None).expect("params");
+    let costly = {
+        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(PASSWORD.as_bytes(), &SaltString::generate(&mut OsRng))
+            .expect("hash")
+            .to_string()
+    };
+    let server = TestServer::start_with(|c| {
+        common::without_lockout(c);
+        c.groups[0].users[1].password_hash = Some(costly.into());
+    })
+    .await;
+    let known = quickest_refusal(&server, "ada.admin").await;
+    let unknown = quickest_refusal(&server, "nobody.here").await;
+    // With the recommended dummy an unknown user would answer about eight
+    // times sooner; with the costliest parameters it takes about as long.
+    assert!(
+        unknown * 3 >= known,
+        "unknown user {unknown:?} vs a known one {known:?}"
+    );
+}

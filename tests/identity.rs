@@ -29,6 +29,26 @@ fn sign(claims: &Value, secret: &str) -> String {
     .expect("sign")
 }
 
+/// A good token but for a `crit` header, which must be refused (RFC 7515).
+fn sign_critical(claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.crit = Some(vec!["exp".into()]);
+    encode(
+        &header,
+        claims,
+        &EncodingKey::from_secret(IDENTITY_SECRET_72.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// The claims of `v-1` with no `iat`, expiring at `exp`.
+fn without_iat(exp: u64) -> Value {
+    let mut claims = claims("v-1");
+    claims.as_object_mut().expect("object").remove("iat");
+    claims["exp"] = json!(exp);
+    claims
+}
+
 async fn hello(server: &TestServer, visitor: &str, identity: Option<String>) -> common::WsClient {
     let mut ws = server.socket("/visitor/ws", None).await.expect("connect");
     let mut frame = json!({"type":"hello","groupid":72,"visitorid":visitor});
@@ -125,6 +145,30 @@ async fn crafted_identity_tokens_are_refused_with_1008() {
             "oversize claims",
             sign(&with("blob", json!("x".repeat(600))), IDENTITY_SECRET_72),
         ),
+        (
+            "nbf in the future",
+            sign(&with("nbf", json!(now() + 60)), IDENTITY_SECRET_72),
+        ),
+        (
+            "nbf not a number",
+            sign(&with("nbf", json!("soon")), IDENTITY_SECRET_72),
+        ),
+        ("a crit header", sign_critical(&claims("v-1"))),
+        (
+            "exp 2^64-1",
+            sign(&with("exp", json!(u64::MAX)), IDENTITY_SECRET_72),
+        ),
+        (
+            "lifetime over a day from iat",
+            sign(
+                &with("exp", json!(now() + 86_401)),
+                IDENTITY_SECRET_72,
+            ),
+        ),
+        (
+            "lifetime over a day from now, without iat",
+            sign(&without_iat(now() + 86_401), IDENTITY_SECRET_72),
+        ),
         ("an agent token", server.token("fred.demo", 72)),
         ("garbage", "not-a-jwt".to_owned()),
     ];
@@ -140,6 +184,42 @@ async fn crafted_identity_tokens_are_refused_with_1008() {
             "{what}: {closed:?}"
         );
     }
+}
+
+#[actix_web::test]
+async fn the_groups_lifetime_cap_counts_from_iat_or_from_now() {
+    let server = TestServer::start_with(|c| c.groups[0].visitor_identity_max_secs = 600).await;
+    let accepted = |claims: Value| {
+        let token = sign(&claims, IDENTITY_SECRET_72);
+        async {
+            let mut ws = hello(&server, "v-1", Some(token)).await;
+            let frame = ws.recv().await;
+            match frame["type"].as_str() {
+                Some("welcome") => true,
+                _ => {
+                    assert_eq!(frame["code"], "identity_invalid", "{frame}");
+                    assert!(
+                        frame["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("visitor_identity_max_secs")),
+                        "{frame}"
+                    );
+                    false
+                }
+            }
+        }
+    };
+    let t = now();
+    let mut from_iat = claims("v-1");
+    from_iat["iat"] = json!(t - 100);
+    from_iat["exp"] = json!(t + 500);
+    assert!(accepted(from_iat.clone()).await, "600 s from iat");
+    from_iat["exp"] = json!(t + 501);
+    assert!(!accepted(from_iat).await, "601 s from iat");
+    // Without iat the lifetime counts from now; a little slack for the
+    // second that may tick between signing and checking.
+    assert!(accepted(without_iat(t + 590)).await, "under 600 s from now");
+    assert!(!accepted(without_iat(t + 700)).await, "700 s from now");
 }
 
 #[actix_web::test]

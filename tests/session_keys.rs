@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::TestServer;
 use presence_server::clock::ManualClock;
-use serde_json::json;
+use serde_json::{json, Value};
 
 async fn ask_key(visitor: &mut common::WsClient) -> String {
     visitor.send(json!({"type":"session_key"})).await;
@@ -118,31 +118,108 @@ async fn misses_are_limited_per_token_and_per_client() {
     assert_eq!(status, 429);
 }
 
+/// Asks for a key and returns the whole `session_key` frame.
+async fn ask_frame(visitor: &mut common::WsClient) -> Value {
+    visitor.send(json!({"type":"session_key"})).await;
+    visitor.recv().await
+}
+
+async fn find(server: &TestServer, token: &str, key: &str) -> (u16, Value) {
+    server
+        .get(&format!("/presence/72/sessions/{key}"), Some(token), None)
+        .await
+}
+
 #[actix_web::test]
-async fn a_new_key_replaces_the_old_one() {
-    let server = TestServer::start().await;
+async fn a_connection_keeps_one_key_until_it_expires_and_each_tab_has_its_own() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let server = TestServer::start_with_clock(clock.clone()).await;
     let token = server.token("fred.demo", 72);
-    let mut visitor = server.visitor("v-1", json!({})).await;
-    let first = ask_key(&mut visitor).await;
-    let second = ask_key(&mut visitor).await;
-    let (status, _) = server
-        .get(
-            &format!("/presence/72/sessions/{second}"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    if first != second {
-        let (status, _) = server
-            .get(
-                &format!("/presence/72/sessions/{first}"),
-                Some(&token),
-                None,
-            )
-            .await;
-        assert_eq!(status, 404);
+    let mut tab1 = server.visitor("v-1", json!({})).await;
+    let first = ask_frame(&mut tab1).await;
+    assert_eq!(first["type"], "session_key", "{first}");
+    clock.advance(Duration::from_secs(600));
+    assert_eq!(ask_frame(&mut tab1).await, first, "same key, same expiry");
+
+    let mut tab2 = server.visitor("v-1", json!({})).await;
+    let second = ask_frame(&mut tab2).await;
+    assert_ne!(second["key"], first["key"], "another tab holds its own key");
+    for frame in [&first, &second] {
+        let (status, doc) = find(&server, &token, frame["key"].as_str().expect("key")).await;
+        assert_eq!((status, doc["visitorid"].as_str()), (200, Some("v-1")));
     }
+
+    clock.advance(Duration::from_secs(600));
+    let renewed = ask_frame(&mut tab1).await;
+    assert_eq!(renewed["type"], "session_key", "{renewed}");
+    assert!(
+        renewed["expires"].as_u64() > first["expires"].as_u64(),
+        "a fresh key once the old one expired: {renewed} after {first}"
+    );
+}
+
+#[actix_web::test]
+async fn minting_is_limited_per_group_and_the_socket_stays_open() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let server = TestServer::start_in(
+        dir,
+        |c| c.presence.session_key_mints_per_minute = 2,
+        clock.clone(),
+    )
+    .await;
+    let mut first = server.visitor("v-1", json!({})).await;
+    let mut second = server.visitor("v-2", json!({})).await;
+    let mut third = server.visitor("v-3", json!({})).await;
+    let key = ask_key(&mut first).await;
+    ask_key(&mut second).await;
+
+    let refused = ask_frame(&mut third).await;
+    assert_eq!(
+        (refused["type"].as_str(), refused["code"].as_str()),
+        (Some("error"), Some("rate_limited")),
+        "{refused}"
+    );
+    assert_eq!(ask_key(&mut first).await, key, "a held key is not a new mint");
+
+    // Another group has its own budget.
+    let mut elsewhere = server.socket("/visitor/ws", None).await.expect("connect");
+    elsewhere
+        .send(json!({"type":"hello","groupid":73,"visitorid":"v-9"}))
+        .await;
+    assert_eq!(elsewhere.recv().await["type"], "welcome");
+    ask_key(&mut elsewhere).await;
+
+    // Two a minute: one mint refills in 30 s, on the same socket.
+    clock.advance(Duration::from_secs(30));
+    ask_key(&mut third).await;
+}
+
+#[actix_web::test]
+async fn a_key_stops_resolving_once_its_visitor_is_offline_after_the_grace_period() {
+    let server = TestServer::start_with(|c| c.presence.reconnect_grace_ms = 150).await;
+    let token = server.token("fred.demo", 72);
+    let mut agent = server.agent(&token).await;
+    agent.send(json!({"type":"watch","visitorid":"v-1"})).await;
+    assert_eq!(agent.recv().await["event"], "state");
+    let mut visitor = server.visitor("v-1", json!({})).await;
+    assert_eq!(agent.recv().await["event"], "connected");
+    let key = ask_key(&mut visitor).await;
+    assert_eq!(find(&server, &token, &key).await.0, 200);
+
+    visitor.close().await;
+    assert_eq!(agent.recv().await["event"], "disconnected");
+    let (status, body) = find(&server, &token, &key).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("session_key_not_found")),
+        "offline after grace: {body}"
+    );
+
+    // Coming back starts a new online period; the old key stays dead.
+    let _back = server.visitor("v-1", json!({})).await;
+    assert_eq!(agent.recv().await["event"], "connected");
+    assert_eq!(find(&server, &token, &key).await.0, 404);
 }
 
 #[actix_web::test]

@@ -45,7 +45,19 @@ fn with_sso(config: &mut Config) {
         algorithms: vec![SsoAlgorithm::RS256],
         allow_admin_role: false,
         auto_provision: true,
+        require_jti: true,
         login_url: Some("https://idp.acme.test/presence?tenant=acme".into()),
+    });
+}
+
+/// Configures ops@acme.test as an agent of group 72.
+fn add_ops_agent(config: &mut Config) {
+    config.groups[0].users.push(UserConfig {
+        username: "ops@acme.test".into(),
+        password_hash: None,
+        partner_user_id: None,
+        role: Default::default(),
+        name: Some("Ops Desk".into()),
     });
 }
 
@@ -215,6 +227,9 @@ async fn forged_and_misdirected_tokens_are_refused() {
             sign(&with(json!({"iat": t, "exp": t + 86_401}))),
         ),
         ("no iat", sign(&with(json!({"iat": null})))),
+        ("nbf in the future", sign(&with(json!({"nbf": t + 60})))),
+        ("nbf not a number", sign(&with(json!({"nbf": "soon"})))),
+        ("nbf a fraction", sign(&with(json!({"nbf": 1.5})))),
         ("no sub", sign(&with(json!({"sub": null})))),
         ("sub not an email", sign(&with(json!({"sub": "jane"})))),
         ("unknown role", sign(&with(json!({"role": "root"})))),
@@ -263,9 +278,59 @@ async fn forged_and_misdirected_tokens_are_refused() {
         (status, body["error"].as_str()),
         (401, Some("invalid_credentials"))
     );
-    // A token without a jti cannot be tracked, so it stays reusable.
-    let no_jti = sign(&with(json!({"jti": null})));
-    assert_eq!(exchange(&server, &no_jti).await.0, 200);
+    // nbf gets the leeway exp gets, and a past nbf is fine.
+    for nbf in [t - 600, t + 4] {
+        let (status, body) = exchange(&server, &sign(&with(json!({"nbf": nbf})))).await;
+        assert_eq!(status, 200, "nbf {nbf}: {body}");
+    }
+}
+
+/// The audit reasons of the group's refused sign-ins, newest first.
+async fn refusal_reasons(server: &TestServer) -> Vec<String> {
+    let admin = server.admin_token("ada.admin", 72);
+    let (status, page) = server.get("/admin/72/audit", Some(&admin), None).await;
+    assert_eq!(status, 200, "{page}");
+    page["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["reason"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_token_without_jti_is_refused_unless_the_group_allows_it() {
+    // A configured agent, so the group's audit log shows the reason.
+    let ops = |c: &mut Config| {
+        with_sso(c);
+        add_ops_agent(c);
+    };
+    let server = TestServer::start_with(ops).await;
+    let mut no_jti = claims("ops@acme.test");
+    no_jti.as_object_mut().expect("object").remove("jti");
+    let (status, body) = exchange(&server, &sign(&no_jti)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_credentials")),
+        "{body}"
+    );
+    assert_eq!(
+        refusal_reasons(&server).await.first().map(String::as_str),
+        Some("sso_jti_missing")
+    );
+
+    // With require_jti = false such a token cannot be tracked, so it stays
+    // reusable for its lifetime; that is the trade-off the switch makes.
+    let lax = TestServer::start_with(|c| {
+        ops(c);
+        if let Some(sso) = c.groups[0].sso.as_mut() {
+            sso.require_jti = false;
+        }
+    })
+    .await;
+    let token = sign(&no_jti);
+    assert_eq!(exchange(&lax, &token).await.0, 200);
+    assert_eq!(exchange(&lax, &token).await.0, 200);
 }
 
 #[actix_web::test]
@@ -301,13 +366,7 @@ async fn without_auto_provisioning_only_known_agents_get_in() {
         if let Some(sso) = c.groups[0].sso.as_mut() {
             sso.auto_provision = false;
         }
-        c.groups[0].users.push(UserConfig {
-            username: "ops@acme.test".into(),
-            password_hash: None,
-            partner_user_id: None,
-            role: Default::default(),
-            name: Some("Ops Desk".into()),
-        });
+        add_ops_agent(c);
     })
     .await;
     let (status, body) = exchange(&server, &sign(&claims("stranger@acme.test"))).await;

@@ -330,6 +330,10 @@ impl Authenticator {
                 username: None,
             })?;
         let email = identity.email.clone();
+        // Without a jti a token cannot be told from its replay.
+        if identity.jti.is_none() && verifier.require_jti {
+            return Err(AuthFailure::invalid("sso_jti_missing", Some(&email)));
+        }
         let configured = group.users.iter().find(|u| u.username == email);
         let known = self.knows(group, &email).map_err(store_failure)?;
         if !known && !verifier.auto_provision {

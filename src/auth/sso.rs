@@ -6,9 +6,7 @@
 //! that points at a key (`jku`, `x5u`, `jwk`, `x5c`) is refused before any
 //! signature check; such headers are never fetched, and a `crit` header is
 //! refused outright. Times (`exp`, `iat`, `nbf`) are checked on the
-//! injectable clock with at most [`crate::token::LEEWAY_SECS`] of skew. A
-//! token needs a `jti` unless the group sets `require_jti = false`, since
-//! without one it could be replayed for its whole lifetime.
+//! injectable clock with at most [`crate::token::LEEWAY_SECS`] of skew.
 //! This module only verifies; replay and provisioning are the
 //! authenticator's.
 
@@ -49,8 +47,6 @@ pub enum SsoError {
     IssuedInFuture,
     #[error("the SSO token is not valid yet (nbf)")]
     NotYetValid,
-    #[error("the SSO token has no jti; this group requires one")]
-    JtiMissing,
     #[error("the SSO token's lifetime exceeds {MAX_SSO_LIFETIME_SECS} s")]
     LifetimeTooLong,
     #[error("this group does not accept the administrator role from SSO tokens")]
@@ -71,7 +67,6 @@ impl SsoError {
             SsoError::Expired => "sso_expired",
             SsoError::IssuedInFuture => "sso_issued_in_future",
             SsoError::NotYetValid => "sso_not_yet_valid",
-            SsoError::JtiMissing => "sso_jti_missing",
             SsoError::LifetimeTooLong => "sso_lifetime_too_long",
             SsoError::RoleNotAllowed => "role_not_allowed",
             SsoError::BadPolicy(_) => "bad_policy",
@@ -132,7 +127,8 @@ pub struct SsoVerifier {
     audience: String,
     keys: Vec<(Algorithm, DecodingKey)>,
     allow_admin_role: bool,
-    require_jti: bool,
+    /// Whether the authenticator refuses a token without `jti`.
+    pub require_jti: bool,
     pub auto_provision: bool,
 }
 
@@ -258,14 +254,12 @@ impl SsoVerifier {
                 "sub must be the agent's email address".into(),
             ));
         }
-        match &claims.jti {
-            Some(jti) if jti.is_empty() || jti.len() > MAX_JTI => {
+        if let Some(jti) = &claims.jti {
+            if jti.is_empty() || jti.len() > MAX_JTI {
                 return Err(SsoError::BadClaims(format!(
                     "jti must be 1 to {MAX_JTI} characters"
                 )));
             }
-            None if self.require_jti => return Err(SsoError::JtiMissing),
-            _ => {}
         }
         let display_name = match claims.display_name {
             Some(name) => {
