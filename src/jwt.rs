@@ -114,7 +114,13 @@ mod tests {
         assert_eq!(check(json!(1005)), Ok(()), "within leeway");
         assert_eq!(check(json!(1006)), Err(NotBeforeError::NotYetValid));
         assert_eq!(check(json!(u64::MAX)), Err(NotBeforeError::NotYetValid));
-        for bad in [json!("soon"), json!(null), json!(999.5), json!(-1), json!([1])] {
+        for bad in [
+            json!("soon"),
+            json!(null),
+            json!(999.5),
+            json!(-1),
+            json!([1]),
+        ] {
             assert_eq!(check(bad.clone()), Err(NotBeforeError::Malformed), "{bad}");
         }
         assert_eq!(

@@ -101,16 +101,16 @@ impl std::fmt::Display for HashParams {
 /// The dummy hash's parameters: the costliest of `hashes` (unparsable ones
 /// are skipped), never cheaper than [`HashParams::RECOMMENDED`].
 pub fn dummy_params<'a>(hashes: impl IntoIterator<Item = &'a str>) -> HashParams {
-    hashes
-        .into_iter()
-        .filter_map(HashParams::of)
-        .fold(HashParams::RECOMMENDED, |costliest, params| {
+    hashes.into_iter().filter_map(HashParams::of).fold(
+        HashParams::RECOMMENDED,
+        |costliest, params| {
             if params.cost() > costliest.cost() {
                 params
             } else {
                 costliest
             }
-        })
+        },
+    )
 }
 
 /// A configured password hash and whose it is.
@@ -355,7 +355,10 @@ mod tests {
         let checker =
             PasswordChecker::for_hashes([standard.as_str(), costly.as_str(), wide.as_str()])
                 .expect("checker");
-        assert_eq!(checker.dummy_params(), HashParams::of(&costly).expect("params"));
+        assert_eq!(
+            checker.dummy_params(),
+            HashParams::of(&costly).expect("params")
+        );
         let dummy = PasswordHash::new(&checker.dummy_hash).expect("phc");
         assert_eq!(dummy.algorithm.as_str(), "argon2id");
         assert_eq!(

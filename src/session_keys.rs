@@ -265,7 +265,11 @@ mod tests {
         let renewed = keys.issue(&v, "c1").expect("code");
         assert_ne!(renewed.expires, first.expires, "a fresh key once expired");
         keys.connection_closed("c2");
-        assert_eq!(keys.find(72, &tab.key), Some(v), "the key outlives its socket");
+        assert_eq!(
+            keys.find(72, &tab.key),
+            Some(v),
+            "the key outlives its socket"
+        );
         keys.drop_key(72, &tab.key);
         assert_eq!(keys.find(72, &tab.key), None);
     }

@@ -224,7 +224,10 @@ mod tests {
             with("nbf", json!(NOW + LEEWAY_SECS + 1)),
             Err(IdentityError::NotYetValid)
         );
-        assert!(with("nbf", json!(NOW + LEEWAY_SECS)).is_ok(), "within leeway");
+        assert!(
+            with("nbf", json!(NOW + LEEWAY_SECS)).is_ok(),
+            "within leeway"
+        );
         assert_eq!(with("nbf", json!("now")), Err(IdentityError::Malformed));
     }
 
@@ -263,8 +266,8 @@ mod tests {
     fn a_crit_header_is_refused() {
         let mut header = Header::new(Algorithm::HS256);
         header.crit = Some(vec!["exp".into()]);
-        let token =
-            jsonwebtoken::encode(&header, &good(), &EncodingKey::from_secret(SECRET)).expect("sign");
+        let token = jsonwebtoken::encode(&header, &good(), &EncodingKey::from_secret(SECRET))
+            .expect("sign");
         assert_eq!(
             verify(&token, &RULES, "v-1", NOW),
             Err(IdentityError::CriticalHeader)

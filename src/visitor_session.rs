@@ -168,8 +168,8 @@ impl VisitorSession {
             max_lifetime_secs: group.visitor_identity_max_secs,
         };
         visitor_identity::verify(token, &rules, visitor, self.app.clock.now_secs())
-        .map(Some)
-        .map_err(invalid)
+            .map(Some)
+            .map_err(invalid)
     }
 
     fn hello(
@@ -351,7 +351,12 @@ impl VisitorSession {
     fn session_key(&mut self, key: VisitorKey, ctx: &mut WebsocketContext<Self>) {
         // Live, so the registry has published this visitor.
         let Some(online_since) = self.app.registry.lookup(&key).connected_at else {
-            return send_error(ctx, None, "not_ready", "the connection is not registered yet");
+            return send_error(
+                ctx,
+                None,
+                "not_ready",
+                "the connection is not registered yet",
+            );
         };
         let holder = KeyHolder {
             visitor: key,

@@ -160,10 +160,7 @@ async fn crafted_identity_tokens_are_refused_with_1008() {
         ),
         (
             "lifetime over a day from iat",
-            sign(
-                &with("exp", json!(now() + 86_401)),
-                IDENTITY_SECRET_72,
-            ),
+            sign(&with("exp", json!(now() + 86_401)), IDENTITY_SECRET_72),
         ),
         (
             "lifetime over a day from now, without iat",

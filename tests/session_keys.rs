@@ -180,7 +180,11 @@ async fn minting_is_limited_per_group_and_the_socket_stays_open() {
         (Some("error"), Some("rate_limited")),
         "{refused}"
     );
-    assert_eq!(ask_key(&mut first).await, key, "a held key is not a new mint");
+    assert_eq!(
+        ask_key(&mut first).await,
+        key,
+        "a held key is not a new mint"
+    );
 
     // Another group has its own budget.
     let mut elsewhere = server.socket("/visitor/ws", None).await.expect("connect");

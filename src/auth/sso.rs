@@ -198,9 +198,7 @@ impl SsoVerifier {
         }
         jwt::check_header(token).map_err(|e| match e {
             jwt::HeaderError::Malformed => SsoError::Malformed,
-            jwt::HeaderError::Critical => {
-                SsoError::BadClaims("unsupported critical header".into())
-            }
+            jwt::HeaderError::Critical => SsoError::BadClaims("unsupported critical header".into()),
         })?;
         let candidates: Vec<&DecodingKey> = self
             .keys

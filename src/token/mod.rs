@@ -249,19 +249,16 @@ impl TokenService {
         // Time is checked below against the injectable clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
-        let data = jsonwebtoken::decode::<WithNotBefore<AgentClaims>>(
-            token,
-            &key.decoding,
-            &validation,
-        )
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
-            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
-            jsonwebtoken::errors::ErrorKind::Base64(_)
-            | jsonwebtoken::errors::ErrorKind::InvalidToken
-            | jsonwebtoken::errors::ErrorKind::Utf8(_) => TokenError::Malformed,
-            _ => TokenError::BadClaims,
-        })?;
+        let data =
+            jsonwebtoken::decode::<WithNotBefore<AgentClaims>>(token, &key.decoding, &validation)
+                .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
+                jsonwebtoken::errors::ErrorKind::Base64(_)
+                | jsonwebtoken::errors::ErrorKind::InvalidToken
+                | jsonwebtoken::errors::ErrorKind::Utf8(_) => TokenError::Malformed,
+                _ => TokenError::BadClaims,
+            })?;
         let WithNotBefore { claims, nbf } = data.claims;
         let now = self.clock.now_secs();
         jwt::check_not_before(nbf.as_ref(), now, LEEWAY_SECS).map_err(|e| match e {
