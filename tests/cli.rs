@@ -1,6 +1,7 @@
 //! The operator commands of the binary.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 fn binary() -> Command {
@@ -42,47 +43,46 @@ fn hash_password_refuses_empty_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty password"));
 }
 
-#[test]
-fn check_config_accepts_the_demo_and_names_bad_keys() {
-    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml");
-    let out = binary()
-        .args(["check-config", "--config", demo])
-        .output()
-        .expect("run");
+/// The shipped demo config.
+const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml");
+
+/// `check-config` on `path`.
+fn check_config(path: &Path) -> Command {
+    let mut command = binary();
+    command.args(["check-config", "--config"]).arg(path);
+    command
+}
+
+/// Runs `command`, which must succeed, and returns its stdout.
+fn succeeds(command: &mut Command) -> String {
+    let out = command.output().expect("run");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+#[test]
+fn check_config_accepts_the_demo_and_names_bad_keys() {
+    succeeds(&mut check_config(Path::new(DEMO)));
 
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
-        std::fs::read_to_string(demo)
+        std::fs::read_to_string(DEMO)
             .expect("demo")
             .replace("ping_interval_ms = 25000", "ping_interval_ms = 45000"),
     )
     .expect("write");
-    let out = binary()
-        .args(["check-config", "--config"])
-        .arg(&bad)
-        .output()
-        .expect("run");
+    let out = check_config(&bad).output().expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("presence.ping_interval_ms"));
 
-    let out = binary()
-        .args(["check-config", "--config"])
-        .arg(&bad)
-        .env("PRESENCE__PRESENCE__PING_INTERVAL_MS", "20000")
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "the environment overrides the file: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The environment overrides the file.
+    succeeds(check_config(&bad).env("PRESENCE__PRESENCE__PING_INTERVAL_MS", "20000"));
 }
 
 /// A PHC string of `password` with argon2id m=24 MiB, t=3, p=1: costlier
@@ -98,28 +98,14 @@ fn costly_hash(password: &str) -> String {
 
 #[test]
 fn check_config_warns_about_hashes_off_the_recommended_parameters() {
-    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml");
-    let run = |path: &std::path::Path| {
-        let out = binary()
-            .args(["check-config", "--config"])
-            .arg(path)
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf8")
-    };
-    let plain = run(std::path::Path::new(demo));
+    let plain = succeeds(&mut check_config(Path::new(DEMO)));
     assert!(!plain.contains("warning:"), "{plain}");
     assert!(
         plain.contains("unknown users are checked against argon2id v=19 m=19456,t=2,p=1"),
         "{plain}"
     );
 
-    let text = std::fs::read_to_string(demo).expect("demo");
+    let text = std::fs::read_to_string(DEMO).expect("demo");
     let ada = text
         .lines()
         .filter(|l| l.starts_with("password_hash = "))
@@ -134,7 +120,7 @@ fn check_config_warns_about_hashes_off_the_recommended_parameters() {
         text.replace(&ada, &format!("password_hash = \"{costly}\"")),
     )
     .expect("write");
-    let out = run(&path);
+    let out = succeeds(&mut check_config(&path));
     let warning = out
         .lines()
         .find(|l| l.starts_with("warning: "))

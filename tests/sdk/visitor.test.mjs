@@ -106,12 +106,18 @@ test("a closed socket reconnects with a fresh hello, except after 1008", (t) => 
   v.close();
 });
 
-test("a session key request resolves with the code", async () => {
+/** A visitor the fake server has welcomed, and its sockets. */
+function welcomedVisitor() {
   const { PresenceVisitor, sockets } = load();
   const v = new PresenceVisitor({ server: "http://s.test", groupid: 72, visitorid: "v-1", presence: false });
   v.connect();
   sockets[0].onopen();
   sockets[0].onmessage({ data: JSON.stringify({ type: "welcome" }) });
+  return { v, sockets };
+}
+
+test("a session key request resolves with the code", async () => {
+  const { v, sockets } = welcomedVisitor();
   const key = v.requestSessionKey();
   assert.equal(sockets[0].sent.at(-1).type, "session_key");
   sockets[0].onmessage({ data: JSON.stringify({ type: "session_key", key: "482913", expires: 1 }) });
@@ -120,11 +126,7 @@ test("a session key request resolves with the code", async () => {
 });
 
 test("a rate-limited session key request rejects with the server's message", async () => {
-  const { PresenceVisitor, sockets } = load();
-  const v = new PresenceVisitor({ server: "http://s.test", groupid: 72, visitorid: "v-1", presence: false });
-  v.connect();
-  sockets[0].onopen();
-  sockets[0].onmessage({ data: JSON.stringify({ type: "welcome" }) });
+  const { v, sockets } = welcomedVisitor();
   const key = v.requestSessionKey();
   sockets[0].onmessage({ data: JSON.stringify({ type: "error", code: "rate_limited", message: "retry in 20 s" }) });
   await assert.rejects(key, /retry in 20 s/);
