@@ -134,10 +134,12 @@ pub async fn run_with_clock(
         Authenticator::new(config.clone(), passwords, store.clone(), clock.clone())
             .map_err(|message| config::ConfigError::new("groups.sso", message))?,
     );
+    let metrics = Arc::new(metrics::Metrics::new());
     let audit = Arc::new(Audit::new(
         store.clone(),
         clock.clone(),
         config.auth.audit_retention_days,
+        metrics.clone(),
     ));
     let session_keys = Arc::new(SessionKeys::new(
         clock.clone(),
@@ -149,7 +151,6 @@ pub async fn run_with_clock(
         SESSION_KEY_MISSES_PER_MINUTE,
         60,
     ));
-    let metrics = Arc::new(metrics::Metrics::new());
     let file_limit = capacity::FileLimit::raise()?;
     let socket_limit = config.server.max_connections.min(file_limit.socket_room());
     let gate = capacity::ConnectionGate::new(socket_limit, metrics.clone());

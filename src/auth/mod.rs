@@ -30,7 +30,7 @@ use sso::{SsoError, SsoVerifier};
 
 pub use credentials::{CredentialKind, Credentials};
 pub use lockout::{Locked, Lockout};
-pub use sessions::Sessions;
+pub use sessions::{SessionDigest, SessionUser, Sessions};
 
 /// Who presented valid credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,9 @@ pub struct Authenticated {
     pub name: Option<String>,
     /// An SSO token's scoping policy.
     pub policy: Option<Policy>,
+    /// The website session the credential was, if it was one (the digest
+    /// its tokens are filed under, so logging out revokes them).
+    pub session: Option<SessionDigest>,
 }
 
 /// A refused attempt: what the client is told, and, for the audit log
@@ -157,37 +160,36 @@ impl Authenticator {
         Some((group, group.users.get(index)?))
     }
 
-    /// The record to check a credential against: the user's record in
-    /// `group` if it has one, else its first record anywhere.
-    fn preferred_record(
-        &self,
-        username: &str,
-        group: GroupId,
-    ) -> Option<(&GroupConfig, &UserConfig)> {
+    /// `username`'s record in `group`, and nowhere else: no credential is
+    /// ever checked against another group's record.
+    fn record_in(&self, username: &str, group: GroupId) -> Option<(&GroupConfig, &UserConfig)> {
         let records = self.by_username.get(username)?;
-        let (g, i) = records
-            .iter()
-            .find(|(g, _)| *g == group)
-            .or_else(|| records.first())?;
+        let (g, i) = records.iter().find(|(g, _)| *g == group)?;
         self.user(*g, *i)
     }
 
-    /// Checks a username and password (no group membership check).
+    /// The group a website sign-in without `groupid` is for: the one group
+    /// `username` belongs to, `Ok(None)` for a name no group has (its
+    /// password is still checked against the dummy hash), or
+    /// `groupid_required` when several groups have it.
+    pub fn sign_in_group(&self, username: &str) -> Result<Option<GroupId>, ApiError> {
+        match self.by_username.get(username).map(Vec::as_slice) {
+            None | Some([]) => Ok(None),
+            Some([(group, _)]) => Ok(Some(*group)),
+            Some(_) => Err(ApiError::GroupIdRequired),
+        }
+    }
+
+    /// Checks a username and password against the user's record in `group`
+    /// only (no group membership check beyond that). With no group, or no
+    /// record there, the dummy hash does the same work and the answer is no.
     pub async fn check_password(
         &self,
         username: &str,
         password: String,
         group: Option<GroupId>,
     ) -> Result<(), AuthFailure> {
-        let record = match group {
-            Some(g) => self.preferred_record(username, g),
-            None => self.by_username.get(username).and_then(|records| {
-                records
-                    .iter()
-                    .filter_map(|(g, i)| self.user(*g, *i))
-                    .find(|(_, u)| u.password_hash.is_some())
-            }),
-        };
+        let record = group.and_then(|g| self.record_in(username, g));
         let hash = record
             .and_then(|(_, u)| u.password_hash.as_ref())
             .map(|h| h.expose_secret().to_owned());
@@ -219,6 +221,7 @@ impl Authenticator {
         credentials: Credentials,
     ) -> Result<Authenticated, AuthFailure> {
         let kind = credentials.kind();
+        let mut session = None;
         let username = match credentials {
             Credentials::Password { username, password } => {
                 self.check_password(&username, password, Some(group.id))
@@ -262,7 +265,7 @@ impl Authenticator {
                 login_key,
             } => {
                 let (home, user) = self
-                    .preferred_record(&username, group.id)
+                    .record_in(&username, group.id)
                     .ok_or_else(|| AuthFailure::invalid("unknown_user", Some(&username)))?;
                 let puid = user
                     .partner_user_id
@@ -272,15 +275,28 @@ impl Authenticator {
                 username
             }
             Credentials::Sso { jwt } => return self.single_sign_on(group, &jwt),
-            Credentials::Session { session_id } => self
-                .sessions
-                .touch(&session_id)
-                .map_err(|e| AuthFailure {
-                    error: ApiError::Internal(e.to_string()),
-                    reason: "session_store_failed",
-                    username: None,
-                })?
-                .ok_or_else(|| AuthFailure::invalid("unknown_or_expired_session", None))?,
+            Credentials::Session { session_id } => {
+                let signed_in = self
+                    .sessions
+                    .touch(&session_id)
+                    .map_err(|e| AuthFailure {
+                        error: ApiError::Internal(e.to_string()),
+                        reason: "session_store_failed",
+                        username: None,
+                    })?
+                    .ok_or_else(|| AuthFailure::invalid("unknown_or_expired_session", None))?;
+                // A session speaks for the one (group, user) record whose
+                // password was checked, never for another group.
+                if signed_in.groupid != group.id {
+                    return Err(AuthFailure {
+                        error: ApiError::NotAMember(group.id),
+                        reason: "session_for_another_group",
+                        username: Some(signed_in.username),
+                    });
+                }
+                session = Some(signed_in.digest);
+                signed_in.username
+            }
         };
         let member = group.users.iter().find(|u| u.username == username);
         let Some(member) = member else {
@@ -307,6 +323,7 @@ impl Authenticator {
             kind,
             name: member.name.clone(),
             policy: None,
+            session,
         })
     }
 
@@ -373,6 +390,7 @@ impl Authenticator {
             kind: CredentialKind::Sso,
             name,
             policy: identity.policy,
+            session: None,
         })
     }
 

@@ -5,7 +5,9 @@ mod admin_api;
 mod agent_auth;
 mod assets;
 mod auth_api;
+mod auth_audit;
 mod presence_api;
+mod session_api;
 mod sockets;
 mod sso_start;
 
@@ -36,8 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
     .configure(assets::configure)
     .service(resource("/healthz").route(web::get().to(healthz)))
     .service(resource("/auth/token").route(web::post().to(auth_api::issue_token)))
-    .service(resource("/auth/login").route(web::post().to(auth_api::login)))
-    .service(resource("/auth/logout").route(web::post().to(auth_api::logout)))
+    .service(resource("/auth/login").route(web::post().to(session_api::login)))
+    .service(resource("/auth/logout").route(web::post().to(session_api::logout)))
     .service(resource("/auth/revoke").route(web::post().to(auth_api::revoke)))
     .service(resource("/auth/sso/{groupid}").route(web::get().to(sso_start::start)))
     .service(resource("/visitor/ws").route(web::get().to(sockets::visitor_socket)))
