@@ -71,7 +71,8 @@ pub async fn issue_token(
                 // Anyone can name a group that does not exist: a log line
                 // and a metric, never a record on disk.
                 tracing::info!(group, "token refused: unknown group");
-                record.groupid = None;
+                app.audit.not_recorded("unknown_group");
+                return Err(refusal.error);
             }
             record.reason = Some(refusal.reason);
             write_refusal(&app, record, refusal.locked.as_ref(), lockouts).await;
