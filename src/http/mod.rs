@@ -6,6 +6,7 @@ mod agent_auth;
 mod assets;
 mod auth_api;
 mod auth_audit;
+pub(crate) mod guards;
 mod presence_api;
 mod session_api;
 mod sockets;
@@ -108,5 +109,15 @@ fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
 
 /// The client's IP address, for audit records and per-client limits.
 pub(crate) fn client_ip(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
+    client_addr(req).map(|ip| ip.to_string())
+}
+
+/// The client's address: the TCP peer, or the forwarded client when the
+/// peer is a trusted proxy (see [`crate::client_addr`]).
+pub(crate) fn client_addr(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    match req.app_data::<web::Data<AppState>>() {
+        Some(app) => app.trusted_proxies.client_ip(peer, req.headers()),
+        None => peer,
+    }
 }

@@ -365,6 +365,11 @@ pub struct Closed {
 }
 
 impl WsClient {
+    /// Wraps a socket connected some other way (another client, headers).
+    pub fn from_framed(framed: Framed<BoxedSocket, Codec>) -> Self {
+        Self { framed }
+    }
+
     pub async fn send(&mut self, frame: Value) {
         self.send_text(&frame.to_string()).await;
     }
