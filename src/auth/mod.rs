@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 
+use crate::capacity::KeyedSlots;
 use crate::clock::SharedClock;
 use crate::config::{Config, GroupConfig, Role, UserConfig};
 use crate::error::ApiError;
@@ -79,7 +80,14 @@ pub struct Authenticator {
     by_username: HashMap<String, Records>,
     store: Arc<Store>,
     sso: HashMap<GroupId, SsoVerifier>,
+    /// Password checks in flight per client address.
+    checks_in_flight: Arc<KeyedSlots<String>>,
 }
+
+/// Password checks one client address may have in flight at once; a
+/// further one is refused (429) at once, so that no address can hold every
+/// hashing slot while others wait.
+pub const PASSWORD_CHECKS_PER_CLIENT: usize = 2;
 
 impl Authenticator {
     pub fn new(
@@ -114,6 +122,7 @@ impl Authenticator {
             by_username,
             store,
             sso,
+            checks_in_flight: KeyedSlots::new(),
         })
     }
 
@@ -183,12 +192,27 @@ impl Authenticator {
     /// Checks a username and password against the user's record in `group`
     /// only (no group membership check beyond that). With no group, or no
     /// record there, the dummy hash does the same work and the answer is no.
+    /// At most [`PASSWORD_CHECKS_PER_CLIENT`] checks of one `client` run
+    /// at once; beyond that, 429 `too_many_attempts` at once.
     pub async fn check_password(
         &self,
         username: &str,
         password: String,
         group: Option<GroupId>,
+        client: Option<&str>,
     ) -> Result<(), AuthFailure> {
+        let _in_flight = match client {
+            Some(client) => Some(
+                self.checks_in_flight
+                    .take(client.to_owned(), PASSWORD_CHECKS_PER_CLIENT)
+                    .ok_or_else(|| AuthFailure {
+                        error: ApiError::TooManyAttempts(1),
+                        reason: "password_checks_in_flight",
+                        username: Some(username.to_owned()),
+                    })?,
+            ),
+            None => None,
+        };
         let record = group.and_then(|g| self.record_in(username, g));
         let hash = record
             .and_then(|(_, u)| u.password_hash.as_ref())
@@ -219,12 +243,13 @@ impl Authenticator {
         &self,
         group: &GroupConfig,
         credentials: Credentials,
+        client: Option<&str>,
     ) -> Result<Authenticated, AuthFailure> {
         let kind = credentials.kind();
         let mut session = None;
         let username = match credentials {
             Credentials::Password { username, password } => {
-                self.check_password(&username, password, Some(group.id))
+                self.check_password(&username, password, Some(group.id), client)
                     .await?;
                 username
             }

@@ -134,7 +134,12 @@ async fn attempt(
     record.username = credentials.claimed_username().map(str::to_owned);
     let account = credentials.account(group.id);
     let attempt = begin_attempt(app, account.as_deref(), record.remote.as_deref())?;
-    let agent = match app.auth.authenticate(group, credentials).await {
+    let client = record.remote.clone();
+    let agent = match app
+        .auth
+        .authenticate(group, credentials, client.as_deref())
+        .await
+    {
         Ok(agent) => {
             app.auth.lockout().succeeded(attempt);
             agent

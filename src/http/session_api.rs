@@ -84,7 +84,12 @@ pub async fn login(
             return Err(refusal.error);
         }
     };
-    if let Err(failure) = app.auth.check_password(&username, password, group).await {
+    let client = record.remote.clone();
+    let checked = app
+        .auth
+        .check_password(&username, password, group, client.as_deref())
+        .await;
+    if let Err(failure) = checked {
         tracing::info!(reason = failure.reason, "login refused");
         app.metrics.auth_failed(failure.error.code());
         record.reason = Some(format!("login: {}", failure.reason));
