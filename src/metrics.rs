@@ -73,6 +73,19 @@ pub struct Metrics {
     confirmations: Family<OutcomeLabel, Counter>,
     registry_visitors: Gauge,
     registry_connections: Gauge,
+    audit_records: Family<OutcomeLabel, Counter>,
+    audit_suppressed: Family<RuleLabel, Counter>,
+    limited_connections: Family<LimitLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
 }
 
 impl Default for Metrics {
@@ -145,7 +158,29 @@ impl Metrics {
             "Visitor connections registered",
             registry_connections.clone(),
         );
+        let audit_records = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "audit_records",
+            "Audit records written, by outcome",
+            audit_records.clone(),
+        );
+        let audit_suppressed = Family::<RuleLabel, Counter>::default();
+        registry.register(
+            "audit_suppressed",
+            "Refusals that wrote no audit record, by rule: unknown_group, locked_out, client_rate",
+            audit_suppressed.clone(),
+        );
+        let limited_connections = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "limited_connections",
+            "Connections and upgrades refused with too_many_connections, by limit: \
+             connections_per_ip, sockets_per_ip, group_visitors",
+            limited_connections.clone(),
+        );
         Self {
+            audit_records,
+            audit_suppressed,
+            limited_connections,
             registry,
             connections,
             refused_connections,
@@ -190,6 +225,24 @@ impl Metrics {
     pub fn auth_failed(&self, reason: &'static str) {
         self.auth_failures
             .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn audit_recorded(&self, outcome: &'static str) {
+        self.audit_records
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    pub fn audit_suppressed(&self, rule: &'static str) {
+        self.audit_suppressed
+            .get_or_create(&RuleLabel { rule })
+            .inc();
+    }
+
+    pub fn connection_limited(&self, limit: &'static str) {
+        self.limited_connections
+            .get_or_create(&LimitLabel { limit })
             .inc();
     }
 

@@ -18,7 +18,7 @@ use actix_web::web;
 use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
 use serde_json::Value;
 
-use crate::capacity::ConnectionPermit;
+use crate::capacity::{ConnectionPermit, GroupSlot};
 use crate::config::GroupConfig;
 use crate::confirmation::{ConfirmationStatus, Prompt};
 use crate::error::ApiError;
@@ -76,6 +76,13 @@ enum Phase {
     Left,
 }
 
+/// The group a socket was admitted to before its hello (from the upgrade
+/// URL), and its slot under the group's `max_visitors`.
+pub struct GroupAdmission {
+    pub group: crate::ids::GroupId,
+    pub slot: Option<GroupSlot>,
+}
+
 struct PendingInvoke {
     responder: InvokeResponder,
     timer: SpawnHandle,
@@ -97,10 +104,17 @@ pub struct VisitorSession {
     prompts: HashSet<String>,
     /// This socket's slot under the connection limit.
     permit: ConnectionPermit,
+    /// The group it was admitted to, and its slot under `max_visitors`.
+    group: Option<GroupAdmission>,
 }
 
 impl VisitorSession {
-    pub fn new(app: web::Data<AppState>, origin: RequestOrigin, permit: ConnectionPermit) -> Self {
+    pub fn new(
+        app: web::Data<AppState>,
+        origin: RequestOrigin,
+        permit: ConnectionPermit,
+        group: Option<GroupAdmission>,
+    ) -> Self {
         let limit = app.config.presence.max_message_bytes;
         Self {
             app,
@@ -113,6 +127,34 @@ impl VisitorSession {
             next_invoke: 0,
             prompts: HashSet::new(),
             permit,
+            group,
+        }
+    }
+
+    /// Takes the group's visitor slot at hello, unless the upgrade already
+    /// took it for the same group.
+    fn admit_to_group(&mut self, group: &GroupConfig) -> Result<(), (&'static str, String)> {
+        match &self.group {
+            Some(admitted) if admitted.group == group.id => Ok(()),
+            Some(admitted) => Err((
+                "bad_hello",
+                format!(
+                    "the hello names group {}, the socket URL group {}",
+                    group.id, admitted.group
+                ),
+            )),
+            None => {
+                let slot = self
+                    .app
+                    .gate
+                    .admit_to_group(group.id, group.max_visitors)
+                    .map_err(|e| (e.code(), e.to_string()))?;
+                self.group = Some(GroupAdmission {
+                    group: group.id,
+                    slot,
+                });
+                Ok(())
+            }
         }
     }
 
@@ -123,6 +165,9 @@ impl VisitorSession {
         self.open.store(false, Ordering::Release);
         self.permit.release();
         self.app.session_keys.connection_closed(&self.connection_id);
+        if let Some(slot) = self.group.as_mut().and_then(|g| g.slot.as_mut()) {
+            slot.release();
+        }
         let phase = std::mem::replace(&mut self.phase, Phase::Left);
         if let Phase::Joining(key) | Phase::Live(key) = phase {
             self.app.registry.addr().do_send(Disconnect {
@@ -200,14 +245,25 @@ impl VisitorSession {
             let data = PresenceData::from_value(data.unwrap_or(Value::Object(Default::default())))
                 .map_err(|m| ("bad_presence_data", m))?;
             let identity = self.check_identity(group, visitor.as_str(), identity)?;
-            Ok((VisitorKey::new(groupid, visitor), data, identity))
+            Ok((group, VisitorKey::new(groupid, visitor), data, identity))
         })();
-        let (key, data, identity) = match checked {
+        let (group, key, data, identity) = match checked {
             Ok(ok) => ok,
             Err((code, message)) => {
                 return fail_and_close(ctx, CloseCode::Policy, code, &message);
             }
         };
+        let group = group.clone();
+        if let Err((code, message)) = self.admit_to_group(&group) {
+            // A full group is a "try again later" (1013), which the SDK
+            // retries with backoff; a mismatched hello is final.
+            let close = if code == "too_many_connections" {
+                CloseCode::Again
+            } else {
+                CloseCode::Policy
+            };
+            return fail_and_close(ctx, close, code, &message);
+        }
         self.phase = Phase::Joining(key.clone());
         let connect = Connect {
             key: key.clone(),

@@ -53,8 +53,8 @@ test("presence data keeps only strings and finite numbers", () => {
 
 test("the socket URL follows the server's scheme", () => {
   const { PresenceVisitor } = load();
-  assert.equal(PresenceVisitor.socketUrl("https://p.example.com"), "wss://p.example.com/visitor/ws");
-  assert.equal(PresenceVisitor.socketUrl("http://127.0.0.1:8080/x"), "ws://127.0.0.1:8080/visitor/ws");
+  assert.equal(PresenceVisitor.socketUrl("https://p.example.com", 72), "wss://p.example.com/visitor/ws?groupid=72");
+  assert.equal(PresenceVisitor.socketUrl("http://127.0.0.1:8080/x", 7), "ws://127.0.0.1:8080/visitor/ws?groupid=7");
 });
 
 test("hello, registered functions, thrown errors and unknown functions", async () => {

@@ -45,12 +45,15 @@
   }
 
   /**
-   * The WebSocket URL of a server base URL.
+   * The WebSocket URL of a server base URL. The group rides along so that
+   * a group at its `max_visitors` refuses the upgrade (429) before it is made.
    * @param {string} server e.g. "https://presence.example.com"
+   * @param {number} groupid
    */
-  function socketUrl(server) {
+  function socketUrl(server, groupid) {
     const url = new URL("/visitor/ws", server);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("groupid", String(groupid));
     return url.toString();
   }
 
@@ -162,7 +165,7 @@
 
     /** @private */
     open() {
-      const ws = new WebSocket(socketUrl(this.server));
+      const ws = new WebSocket(socketUrl(this.server, this.groupid));
       this.ws = ws;
       this.welcomed = false;
       ws.onopen = () => {
