@@ -44,13 +44,25 @@ pub struct KeyHolder {
     pub online_since: u64,
 }
 
-/// Why no key was handed out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why no key was handed out; the text is for the visitor's error frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IssueError {
     /// The group's minting budget is spent for now.
+    #[error("this group is minting session keys too fast; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     /// No unused code turned up in [`MAX_DRAWS`] draws.
+    #[error("no free session key right now; retry shortly")]
     Exhausted,
+}
+
+impl IssueError {
+    /// The error frame's code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IssueError::RateLimited { .. } => "rate_limited",
+            IssueError::Exhausted => "session_keys_exhausted",
+        }
+    }
 }
 
 struct Entry {

@@ -28,7 +28,7 @@ use crate::origin::RequestOrigin;
 use crate::presence_data::PresenceData;
 use crate::protocol::{parse_frame, ServerFrame, VisitorInbound};
 use crate::registry::{Connect, Disconnect, LiveConnection, PresenceUpdate};
-use crate::session_keys::{IssueError, KeyHolder};
+use crate::session_keys::KeyHolder;
 use crate::state::AppState;
 use crate::visitor_identity::{self, IdentityError};
 use crate::ws_support::{
@@ -426,20 +426,7 @@ impl VisitorSession {
                 }
                 .to_text(),
             ),
-            Err(IssueError::RateLimited { retry_after_secs }) => send_error(
-                ctx,
-                None,
-                "rate_limited",
-                &format!(
-                    "this group is minting session keys too fast; retry in {retry_after_secs} s"
-                ),
-            ),
-            Err(IssueError::Exhausted) => send_error(
-                ctx,
-                None,
-                "session_keys_exhausted",
-                "no free session key right now; retry shortly",
-            ),
+            Err(e) => send_error(ctx, None, e.code(), &e.to_string()),
         }
     }
 
