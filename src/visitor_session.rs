@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::capacity::{ConnectionPermit, GroupSlot};
 use crate::config::GroupConfig;
-use crate::confirmation::{ConfirmationStatus, Prompt};
+use crate::confirmation::{ConfirmationStatus, Prompt, MAX_TICKETS_PER_HELLO};
 use crate::error::ApiError;
 use crate::ids::{random_id, VisitorId, VisitorKey};
 use crate::invoke::{InvokeOutcome, InvokeRequest, InvokeResponder, SignalRequest};
@@ -49,10 +49,23 @@ pub enum VisitorCommand {
     PromptClosed {
         id: String,
         status: ConfirmationStatus,
+        /// (connection id, ticket) of the connection that confirmed it:
+        /// that connection alone is sent the ticket, after the close.
+        ticket: Option<Arc<(String, String)>>,
     },
 }
 
 impl VisitorCommand {
+    /// Whether connection `id` may receive the command.
+    pub fn accepts(&self, id: &str) -> bool {
+        let only_to = match self {
+            VisitorCommand::Invoke(request) => request.only_to.as_ref(),
+            VisitorCommand::Signal(request) => request.only_to.as_ref(),
+            VisitorCommand::Prompt(_) | VisitorCommand::PromptClosed { .. } => None,
+        };
+        only_to.is_none_or(|filter| filter.accepts(id))
+    }
+
     /// Answers the command's waiter with `error`.
     pub fn fail(self, error: ApiError) {
         // A waiter that already gave up has dropped its receiver; nothing to do.
@@ -175,6 +188,9 @@ impl VisitorSession {
                 connection_id: self.connection_id.clone(),
             });
         }
+        self.app
+            .confirmations
+            .forget_connection(&self.connection_id);
         for (_, pending) in self.pending.drain() {
             let _ = pending.responder.send(Err(ApiError::VisitorNotPresent(
                 "the visitor's connection closed before it answered".to_owned(),
@@ -223,8 +239,17 @@ impl VisitorSession {
         visitorid: &str,
         data: Option<Value>,
         identity: Option<&str>,
+        tickets: &[String],
         ctx: &mut WebsocketContext<Self>,
     ) {
+        if tickets.len() > MAX_TICKETS_PER_HELLO {
+            return fail_and_close(
+                ctx,
+                CloseCode::Policy,
+                "bad_frame",
+                &format!("a hello carries at most {MAX_TICKETS_PER_HELLO} tickets"),
+            );
+        }
         let checked = (|| {
             let group = self
                 .app
@@ -264,6 +289,11 @@ impl VisitorSession {
             };
             return fail_and_close(ctx, close, code, &message);
         }
+        // Before the registry routes to it: a ticket holder may be the one
+        // waiting invokes are for.
+        self.app
+            .confirmations
+            .redeem(&key, tickets, &self.connection_id);
         self.phase = Phase::Joining(key.clone());
         let connect = Connect {
             key: key.clone(),
@@ -480,9 +510,10 @@ impl VisitorSession {
             );
         }
         let confirmations = self.app.confirmations.clone();
+        let connection = self.connection_id.clone();
         let fut = async move {
             confirmations
-                .answer(key, id.clone(), choice)
+                .answer(key, id.clone(), choice, &connection)
                 .await
                 .map_err(|e| (id, e))
         };
@@ -547,7 +578,18 @@ impl Handler<VisitorCommand> for VisitorSession {
                 }
             }
             VisitorCommand::Prompt(prompt) => self.show_prompt(&prompt, ctx),
-            VisitorCommand::PromptClosed { id, status } => self.close_prompt(&id, status, ctx),
+            VisitorCommand::PromptClosed { id, status, ticket } => {
+                self.close_prompt(&id, status, ctx);
+                if let Some(ticket) = ticket.filter(|t| t.0 == self.connection_id) {
+                    ctx.text(
+                        ServerFrame::ConfirmTicket {
+                            id: &id,
+                            ticket: &ticket.1,
+                        }
+                        .to_text(),
+                    );
+                }
+            }
         }
     }
 }
@@ -567,8 +609,16 @@ impl TextSocket for VisitorSession {
                     visitorid,
                     data,
                     identity,
+                    tickets,
                 }),
-            ) => self.hello(groupid, &visitorid, data, identity.as_deref(), ctx),
+            ) => self.hello(
+                groupid,
+                &visitorid,
+                data,
+                identity.as_deref(),
+                &tickets,
+                ctx,
+            ),
             (Phase::AwaitingHello, Ok(_)) => fail_and_close(
                 ctx,
                 CloseCode::Policy,

@@ -341,6 +341,16 @@ impl TestServer {
         ws
     }
 
+    /// A visitor socket whose hello presents confirmation `tickets`.
+    pub async fn visitor_with_tickets(&self, id: &str, data: Value, tickets: &[&str]) -> WsClient {
+        let mut ws = self.socket("/visitor/ws", None).await.expect("connect");
+        ws.send(json!({"type": "hello", "groupid": 72, "visitorid": id, "data": data, "tickets": tickets}))
+            .await;
+        let welcome = ws.recv().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        ws
+    }
+
     /// An agent socket that has authenticated.
     pub async fn agent(&self, token: &str) -> WsClient {
         let mut ws = self.socket("/agent/ws", None).await.expect("connect");

@@ -9,7 +9,7 @@ import vm from "node:vm";
 
 const source = readFileSync(new URL("../../src/web/sdk/presence-visitor.js", import.meta.url), "utf8");
 
-function load() {
+function load(storage) {
   const sockets = [];
   class FakeSocket {
     constructor(url) {
@@ -23,6 +23,7 @@ function load() {
   }
   // Timers are looked up now, so a test can install mock timers first.
   const sandbox = { WebSocket: FakeSocket, URL, setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout, console };
+  if (storage) sandbox.sessionStorage = storage;
   sandbox.window = sandbox;
   vm.createContext(sandbox);
   vm.runInContext(source, sandbox);
@@ -131,4 +132,27 @@ test("a rate-limited session key request rejects with the server's message", asy
   sockets[0].onmessage({ data: JSON.stringify({ type: "error", code: "rate_limited", message: "retry in 20 s" }) });
   await assert.rejects(key, /retry in 20 s/);
   v.close();
+});
+
+test("confirmation tickets are kept per tab and presented in every hello", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const items = new Map();
+  const storage = { getItem: (k) => items.get(k) ?? null, setItem: (k, v) => items.set(k, String(v)) };
+  const { PresenceVisitor, sockets } = load(storage);
+  const v = new PresenceVisitor({ server: "http://s.test", groupid: 72, visitorid: "v-1", presence: false });
+  v.connect();
+  sockets[0].onopen();
+  assert.equal(sockets[0].sent[0].tickets, undefined, "no tickets yet");
+  sockets[0].onmessage({ data: JSON.stringify({ type: "confirm_ticket", id: "c1", ticket: "T1" }) });
+  sockets[0].onclose({ code: 1006 });
+  t.mock.timers.tick(20000);
+  sockets[1].onopen();
+  assert.deepEqual([...sockets[1].sent[0].tickets], ["T1"]);
+  for (let i = 0; i < 20; i++) PresenceVisitor.saveTicket(72, "v-1", `X${i}`);
+  const kept = PresenceVisitor.loadTickets(72, "v-1");
+  assert.equal(kept.length, 16, "at most 16");
+  assert.equal(kept[15], "X19");
+  assert.deepEqual([...PresenceVisitor.loadTickets(72, "v-2")], [], "per visitor");
+  items.set("presence-tickets:72:v-3", "not json");
+  assert.deepEqual([...PresenceVisitor.loadTickets(72, "v-3")], [], "a corrupt entry is ignored");
 });

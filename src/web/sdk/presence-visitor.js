@@ -57,6 +57,40 @@
     return url.toString();
   }
 
+  /** Most tickets kept (and presented in a hello) per group and visitor. */
+  const MAX_TICKETS = 16;
+
+  /** @param {number} groupid @param {string} visitorid */
+  function ticketKey(groupid, visitorid) {
+    return `presence-tickets:${groupid}:${visitorid}`;
+  }
+
+  /**
+   * The confirmation tickets this tab holds. Tickets live in sessionStorage,
+   * per tab, so a grant follows this tab's navigations and reconnects only.
+   * @returns {string[]}
+   */
+  function loadTickets(groupid, visitorid) {
+    try {
+      const stored = JSON.parse(globalThis.sessionStorage.getItem(ticketKey(groupid, visitorid)) || "[]");
+      return Array.isArray(stored) ? stored.filter((t) => typeof t === "string").slice(-MAX_TICKETS) : [];
+    } catch {
+      return [];
+    }
+  }
+
+  /** Keeps a new ticket, newest last, dropping the oldest beyond the cap. */
+  function saveTicket(groupid, visitorid, ticket) {
+    if (typeof ticket !== "string") return;
+    const tickets = loadTickets(groupid, visitorid).filter((t) => t !== ticket);
+    tickets.push(ticket);
+    try {
+      globalThis.sessionStorage.setItem(ticketKey(groupid, visitorid), JSON.stringify(tickets.slice(-MAX_TICKETS)));
+    } catch {
+      // Storage full or disabled: the grant lasts as long as this socket.
+    }
+  }
+
   const DIALOG_CSS = `
     :host { all: initial; }
     .backdrop { position: fixed; inset: 0; background: rgba(0,0,0,.45); display: flex;
@@ -172,6 +206,8 @@
         const data = this.sendPageData ? { ...this.pageData(), ...this.data } : { ...this.data };
         const hello = { type: "hello", groupid: this.groupid, visitorid: this.visitorid, data };
         if (this.identity) hello.identity = this.identity;
+        const tickets = loadTickets(this.groupid, this.visitorid);
+        if (tickets.length) hello.tickets = tickets;
         ws.send(JSON.stringify(hello));
       };
       ws.onmessage = (event) => this.receive(event.data);
@@ -220,6 +256,9 @@
         }
         case "confirm":
           this.showConfirm(frame);
+          break;
+        case "confirm_ticket":
+          saveTicket(this.groupid, this.visitorid, frame.ticket);
           break;
         case "confirm_closed":
           this.closeConfirm(frame.id);
@@ -390,6 +429,8 @@
   PresenceVisitor.backoffDelay = backoffDelay;
   PresenceVisitor.cleanData = cleanData;
   PresenceVisitor.socketUrl = socketUrl;
+  PresenceVisitor.loadTickets = loadTickets;
+  PresenceVisitor.saveTicket = saveTicket;
   global.PresenceVisitor = PresenceVisitor;
 
   // Script-tag start: <script ... data-groupid data-visitorid data-presence>.
