@@ -30,6 +30,7 @@ use crate::protocol::{parse_frame, ServerFrame, VisitorInbound};
 use crate::registry::{Connect, Disconnect, LiveConnection, PresenceUpdate};
 use crate::state::AppState;
 use crate::visitor_identity::{self, IdentityError};
+use crate::ws_guard::InboundHandle;
 use crate::ws_support::{
     close_on_shutdown, dispatch, fail_and_close, reject, send_error, start_heartbeat, SocketLink,
     TextSocket,
@@ -99,7 +100,12 @@ pub struct VisitorSession {
 }
 
 impl VisitorSession {
-    pub fn new(app: web::Data<AppState>, origin: RequestOrigin, permit: ConnectionPermit) -> Self {
+    pub fn new(
+        app: web::Data<AppState>,
+        origin: RequestOrigin,
+        permit: ConnectionPermit,
+        inbound: InboundHandle,
+    ) -> Self {
         let limit = app.config.presence.max_message_bytes;
         Self {
             app,
@@ -107,7 +113,7 @@ impl VisitorSession {
             connection_id: random_id(12),
             open: Arc::new(AtomicBool::new(true)),
             phase: Phase::AwaitingHello,
-            link: SocketLink::new(limit),
+            link: SocketLink::new(limit, inbound),
             pending: HashMap::new(),
             next_invoke: 0,
             prompts: HashSet::new(),

@@ -2,7 +2,9 @@
 //! every group's list by the CORS middleware; the session actors check it
 //! again against their own group once hello or auth names it. Each upgrade
 //! takes a slot from the connection gate first: at the limit it is a 503
-//! `at_capacity` before the upgrade.
+//! `at_capacity` before the upgrade. Every socket's bytes pass the inbound
+//! frame guard (size, fragment and rate limits at each frame header)
+//! before actix's frame parser sees them.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
@@ -13,6 +15,13 @@ use crate::metrics::SocketKind;
 use crate::origin::RequestOrigin;
 use crate::state::AppState;
 use crate::visitor_session::VisitorSession;
+use crate::ws_guard::{FrameGuard, GuardLimits, InboundHandle};
+
+/// The socket's payload behind its frame guard, and the guard's handle.
+fn guarded(app: &AppState, stream: web::Payload) -> (FrameGuard<web::Payload>, InboundHandle) {
+    let limits = GuardLimits::from_config(&app.config.presence);
+    FrameGuard::wrap(stream, limits, app.metrics.clone())
+}
 
 /// `GET /visitor/ws`
 pub async fn visitor_socket(
@@ -23,7 +32,9 @@ pub async fn visitor_socket(
     let origin = RequestOrigin::from_headers(req.headers());
     let frame_size = app.config.presence.max_message_bytes;
     let permit = app.gate.admit(SocketKind::Visitor)?;
-    ws::WsResponseBuilder::new(VisitorSession::new(app, origin, permit), &req, stream)
+    let (payload, inbound) = guarded(&app, stream);
+    let session = VisitorSession::new(app, origin, permit, inbound);
+    ws::WsResponseBuilder::new(session, &req, payload)
         .frame_size(frame_size)
         .start()
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))
@@ -39,7 +50,9 @@ pub async fn agent_socket(
     let frame_size = app.config.presence.max_message_bytes;
     let permit = app.gate.admit(SocketKind::Agent)?;
     let client = super::client_ip(&req);
-    ws::WsResponseBuilder::new(AgentSession::new(app, origin, client, permit), &req, stream)
+    let (payload, inbound) = guarded(&app, stream);
+    let session = AgentSession::new(app, origin, client, permit, inbound);
+    ws::WsResponseBuilder::new(session, &req, payload)
         .frame_size(frame_size)
         .start()
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))
