@@ -29,6 +29,7 @@ mod metrics_server;
 pub mod origin;
 pub mod password;
 pub mod policy;
+pub mod presence_coalescer;
 pub mod presence_data;
 pub mod protocol;
 pub mod registry;

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw_ws;
+
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
