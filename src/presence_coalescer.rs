@@ -141,7 +141,8 @@ mod tests {
         let mut c = PresenceCoalescer::new(Duration::from_secs(1));
         c.offer(data(json!({"x": 1})), start).expect("offer");
         let half = "y".repeat(crate::presence_data::MAX_PRESENCE_BYTES / 2);
-        c.offer(data(json!({"a": half.clone()})), start).expect("held");
+        c.offer(data(json!({"a": half.clone()})), start)
+            .expect("held");
         assert!(c.offer(data(json!({"b": half.clone()})), start).is_err());
         assert_eq!(c.flush(start), Some(data(json!({"a": half}))));
     }

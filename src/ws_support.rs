@@ -195,7 +195,9 @@ pub fn dispatch<A: TextSocket>(
             Assembled::Incomplete => {}
             Assembled::Text(text) => actor.on_text(&text, ctx),
             Assembled::Binary(_) => actor.on_binary(ctx),
-            Assembled::TooLarge => close_too_large(ctx, "the message exceeds presence.max_message_bytes"),
+            Assembled::TooLarge => {
+                close_too_large(ctx, "the message exceeds presence.max_message_bytes")
+            }
             Assembled::Invalid(why) => fail_and_close(ctx, CloseCode::Protocol, "bad_frame", why),
         },
         ws::Message::Binary(_) => actor.on_binary(ctx),

@@ -17,7 +17,12 @@ const FLOODERS: usize = 10;
 const HALF_FLOOD: usize = 1000;
 
 async fn presence_updates(server: &TestServer) -> u64 {
-    server.running().stats().await.expect("stats").presence_updates
+    server
+        .running()
+        .stats()
+        .await
+        .expect("stats")
+        .presence_updates
 }
 
 /// Sends `count` presence frames without reading anything.

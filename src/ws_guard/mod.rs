@@ -34,9 +34,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use actix::prelude::Stream;
 use actix_web::error::PayloadError;
 use actix_web::web::Bytes;
-use actix::prelude::Stream;
 
 use crate::config::PresenceConfig;
 use crate::metrics::Metrics;
@@ -114,7 +114,9 @@ impl MessageBudget {
             }));
         }
         if fragments > MAX_FRAGMENTS {
-            return Err(Refusal::TooLarge("the message has more than 1024 fragments"));
+            return Err(Refusal::TooLarge(
+                "the message has more than 1024 fragments",
+            ));
         }
         Ok(())
     }
@@ -130,7 +132,10 @@ enum Position {
 /// The outcome of scanning a chunk.
 enum Scan {
     /// Forward the first `len` bytes; `frame_end` if they end a frame.
-    Forward { len: usize, frame_end: bool },
+    Forward {
+        len: usize,
+        frame_end: bool,
+    },
     Refuse(Refusal),
 }
 

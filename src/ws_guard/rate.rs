@@ -27,7 +27,9 @@ impl TokenBucket {
 
     /// Takes one token at `now`; false if the bucket is empty.
     pub fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_sec).min(self.burst);
         self.refilled_at = now;
         if self.tokens >= 1.0 {
