@@ -105,25 +105,9 @@ impl RawReader {
     /// Reads until the server closes; the error frames seen and the code.
     pub async fn closed(&mut self) -> Closed {
         let wait = async {
-            let mut errors = Vec::new();
-            loop {
-                match self.next_frame().await {
-                    Some(Frame::Text(bytes)) => {
-                        let v: Value = serde_json::from_slice(&bytes).expect("json frame");
-                        if v["type"] == "error" {
-                            errors.push(v);
-                        }
-                    }
-                    Some(Frame::Close(reason)) => {
-                        return Closed {
-                            errors,
-                            code: reason.map(|r| r.code),
-                        }
-                    }
-                    Some(_) => {}
-                    None => return Closed { errors, code: None },
-                }
-            }
+            let mut closed = Closed::default();
+            while !closed.take(self.next_frame().await) {}
+            closed
         };
         tokio::time::timeout(WAIT, wait)
             .await
