@@ -148,3 +148,36 @@ async fn control_frames_over_125_bytes_close_with_1002() {
         assert_closed(&reader.closed().await, CloseCode::Protocol, "bad_frame");
     }
 }
+
+#[actix_web::test]
+async fn many_frames_in_one_write_are_handed_to_the_parser_one_at_a_time() {
+    const MAX: usize = 1024;
+    let server = TestServer::start_with(|c| {
+        c.presence.max_message_bytes = MAX;
+        c.presence.inbound_frame_burst = 100_000;
+    })
+    .await;
+    let (mut reader, mut writer) = server.raw_socket("/visitor/ws").await;
+    let hello = json!({"type":"hello","groupid":72,"visitorid":"burst"}).to_string();
+    writer
+        .write(&client_frame(OpCode::Text, true, hello.as_bytes()))
+        .await
+        .expect("hello");
+    assert_eq!(reader.recv().await["type"], "welcome");
+    // About 100 KiB of small frames in one write, then a session key asked
+    // for after them all.
+    let presence = json!({"type":"presence","data":{"url":"/".repeat(60)}}).to_string();
+    let mut bytes = client_frame(OpCode::Text, true, presence.as_bytes()).repeat(1000);
+    bytes.extend_from_slice(&client_frame(
+        OpCode::Text,
+        true,
+        br#"{"type":"session_key"}"#,
+    ));
+    writer.write(&bytes).await.expect("frames");
+    assert_eq!(reader.recv().await["type"], "session_key");
+    let peak = server.running().socket_buffer_peak();
+    assert!(
+        peak <= MAX + BUFFER_OVERHEAD_BYTES,
+        "a socket buffered {peak} bytes of small frames"
+    );
+}
