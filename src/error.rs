@@ -17,6 +17,8 @@ pub enum ApiError {
     BadDuration(String),
     #[error("{0}")]
     BadCredentialsForm(String),
+    #[error("this username belongs to several groups; say which with groupid")]
+    GroupIdRequired,
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("the username or password is wrong")]
@@ -69,6 +71,10 @@ pub enum ApiError {
     TooManyAttempts(u64),
     #[error("the visitor did not answer within {0} ms")]
     InvokeTimeout(u64),
+    #[error("{0}")]
+    TooManyConnections(String),
+    #[error("the request body was not complete within {0} ms")]
+    RequestTimeout(u64),
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("the server is busy; retry shortly")]
@@ -86,6 +92,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::BadDuration(_) => "bad_duration",
             ApiError::BadCredentialsForm(_) => "bad_credentials_form",
+            ApiError::GroupIdRequired => "groupid_required",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::Unauthorized(_) => "unauthorized",
@@ -112,6 +119,8 @@ impl ApiError {
             ApiError::TooManyPending(_) => "too_many_pending",
             ApiError::TooManyAttempts(_) => "too_many_attempts",
             ApiError::InvokeTimeout(_) => "invoke_timeout",
+            ApiError::TooManyConnections(_) => "too_many_connections",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Busy => "server_busy",
             ApiError::AtCapacity(_) => "at_capacity",
@@ -125,6 +134,7 @@ impl ApiError {
             ApiError::BadRequest(_)
             | ApiError::BadDuration(_)
             | ApiError::BadCredentialsForm(_)
+            | ApiError::GroupIdRequired
             | ApiError::BadPolicy(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::InvalidCredentials | ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -148,7 +158,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyPending(_)
             | ApiError::TooManyPrompts(_)
+            | ApiError::TooManyConnections(_)
             | ApiError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::InvokeTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::ShuttingDown | ApiError::Busy | ApiError::AtCapacity(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -218,8 +230,16 @@ impl ResponseError for ApiError {
             ));
         }
         match self {
-            ApiError::Busy | ApiError::ShuttingDown | ApiError::AtCapacity(_) => {
+            ApiError::Busy
+            | ApiError::ShuttingDown
+            | ApiError::AtCapacity(_)
+            | ApiError::TooManyConnections(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            // The rest of the body may still be on its way: the connection
+            // cannot be reused, and holding it is what the deadline stops.
+            ApiError::RequestTimeout(_) => {
+                response.force_close();
             }
             ApiError::TooManyAttempts(secs) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from(*secs)));
@@ -286,6 +306,13 @@ mod tests {
                 "confirmation_settled",
             ),
             (ApiError::TooManyPrompts(8), 429, "too_many_pending"),
+            (ApiError::GroupIdRequired, 400, "groupid_required"),
+            (
+                ApiError::TooManyConnections("x".into()),
+                429,
+                "too_many_connections",
+            ),
+            (ApiError::RequestTimeout(10), 408, "request_timeout"),
         ];
         for (err, status, code) in cases {
             assert_eq!(err.status().as_u16(), status, "{code}");

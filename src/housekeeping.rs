@@ -1,6 +1,7 @@
 //! Periodic housekeeping: signing-key rotation and purge, sweeping idle
 //! website sessions and stale failed-attempt counters, deleting audit
-//! records past retention, forgetting expired revocations, and dropping
+//! records past retention (and writing the "suppressed N" records of
+//! throttled clients), forgetting expired revocations, and dropping
 //! ended confirmations. The `Housekeeper` actor runs a pass on a timer; the
 //! same pass is callable directly, so tests drive it after moving the
 //! injectable clock instead of waiting for the timer.
@@ -25,6 +26,8 @@ pub struct Housekeeping {
     pub lockout_keys_swept: usize,
     pub session_keys_swept: usize,
     pub audit_swept: usize,
+    /// "suppressed N" audit records written for client windows that ended.
+    pub audit_summaries_written: usize,
     pub expired_tokens_forgotten: usize,
     pub confirmations_swept: usize,
 }
@@ -56,6 +59,7 @@ impl Chores {
             lockout_keys_swept: self.auth.lockout().sweep() + self.session_key_misses.sweep(),
             session_keys_swept: self.session_keys.sweep(),
             audit_swept: self.audit.sweep()?,
+            audit_summaries_written: self.audit.write_ended_summaries()?,
             expired_tokens_forgotten: self
                 .tokens
                 .revocations()

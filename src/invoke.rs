@@ -51,6 +51,8 @@ pub struct InvokeRequest {
     pub deadline: Instant,
     pub timeout_ms: u64,
     pub responder: InvokeResponder,
+    /// The connections it may go to; `None`: any.
+    pub only_to: Option<ConnectionFilter>,
 }
 
 /// A signal on its way to a visitor.
@@ -58,6 +60,32 @@ pub struct InvokeRequest {
 pub struct SignalRequest {
     pub data: Value,
     pub responder: SignalResponder,
+    /// The connections it may go to; `None`: any.
+    pub only_to: Option<ConnectionFilter>,
+}
+
+/// Which of a visitor's connections a command may go to, by connection id
+/// (those holding the asking agent's confirmation ticket). Asked at
+/// delivery, so a command parked over a page navigation is checked
+/// against the new page's connection.
+#[derive(Clone)]
+pub struct ConnectionFilter(std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl ConnectionFilter {
+    pub fn new(accepts: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(accepts))
+    }
+
+    /// Whether the connection `id` may receive the command.
+    pub fn accepts(&self, id: &str) -> bool {
+        (self.0)(id)
+    }
+}
+
+impl std::fmt::Debug for ConnectionFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectionFilter")
+    }
 }
 
 /// Whether the group's `invoke_allow` list permits `func`: an exact name, or
@@ -104,6 +132,7 @@ pub async fn invoke(
     func: String,
     args: Value,
     timeout_ms: u64,
+    only_to: Option<ConnectionFilter>,
 ) -> Result<InvokeOutcome, ApiError> {
     let timer = metrics.invoke_started();
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
@@ -116,6 +145,7 @@ pub async fn invoke(
             deadline,
             timeout_ms,
             responder,
+            only_to,
         }),
     );
     let result = match tokio::time::timeout_at(deadline, outcome).await {
@@ -139,11 +169,16 @@ pub async fn signal(
     key: VisitorKey,
     data: Value,
     config: &PresenceConfig,
+    only_to: Option<ConnectionFilter>,
 ) -> Result<(), ApiError> {
     let (responder, delivered) = oneshot::channel();
     registry.route(
         key,
-        VisitorCommand::Signal(SignalRequest { data, responder }),
+        VisitorCommand::Signal(SignalRequest {
+            data,
+            responder,
+            only_to,
+        }),
     );
     let limit = config.reconnect_grace() + Duration::from_millis(config.invoke_timeout_ms);
     match tokio::time::timeout(limit, delivered).await {

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod auth;
 pub mod capacity;
 pub mod cli;
+pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod confirmation;
@@ -136,10 +137,12 @@ pub async fn run_with_clock(
         Authenticator::new(config.clone(), passwords, store.clone(), clock.clone())
             .map_err(|message| config::ConfigError::new("groups.sso", message))?,
     );
+    let metrics = Arc::new(metrics::Metrics::new());
     let audit = Arc::new(Audit::new(
         store.clone(),
         clock.clone(),
         config.auth.audit_retention_days,
+        metrics.clone(),
     ));
     let session_keys = Arc::new(SessionKeys::new(
         clock.clone(),
@@ -151,10 +154,17 @@ pub async fn run_with_clock(
         SESSION_KEY_MISSES_PER_MINUTE,
         60,
     ));
-    let metrics = Arc::new(metrics::Metrics::new());
     let file_limit = capacity::FileLimit::raise()?;
     let socket_limit = config.server.max_connections.min(file_limit.socket_room());
-    let gate = capacity::ConnectionGate::new(socket_limit, metrics.clone());
+    let gate = capacity::ConnectionGate::new(
+        socket_limit,
+        config.server.max_sockets_per_ip,
+        metrics.clone(),
+    );
+    let trusted_proxies = Arc::new(
+        client_addr::TrustedProxies::parse(&config.server.trusted_proxies)
+            .map_err(|m| config::ConfigError::new("server.trusted_proxies", m))?,
+    );
     let registry = RegistryHandle::start(Arc::new(config.presence.clone()), clock.clone());
     let live_agents = Arc::new(live_agents::LiveAgents::default());
     let confirmations = confirmation::Confirmations::new(
@@ -198,6 +208,7 @@ pub async fn run_with_clock(
         clock,
         metrics,
         gate,
+        trusted_proxies: trusted_proxies.clone(),
         shutdown: CancellationToken::new(),
     });
 
@@ -213,20 +224,31 @@ pub async fn run_with_clock(
     let workers = config.server.worker_count();
     // Sockets are capped exactly, across workers, by the gate (a clean 503
     // at the limit). actix-web's own per-worker cap only stops accepting,
-    // leaving connections in the backlog, so it is set to what the file
-    // limit allows, as a backstop for plain HTTP connections.
-    let per_worker = file_limit.socket_room().max(1);
+    // leaving connections in the backlog; it is the backstop for plain
+    // HTTP connections, split so the workers together stay within the
+    // descriptors the file limit leaves.
+    let per_worker = file_limit.per_worker_connections(workers);
+    let peer_connections = capacity::KeyedSlots::new();
+    let on_connect = http::guards::on_connect(
+        peer_connections,
+        config.server.max_connections_per_ip,
+        trusted_proxies,
+        app.metrics.clone(),
+    );
     let addr = listener.local_addr()?;
     let factory_app = app.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(factory_app.clone())
             .app_data(origins.clone())
+            .wrap(from_fn(http::guards::body_deadline))
             .wrap(from_fn(origin::cors))
+            .wrap(from_fn(http::guards::connection_limit))
             .wrap(from_fn(telemetry::log_requests))
             .configure(|cfg| http::configure(cfg, &factory_app))
             .default_service(web::to(http::not_found))
     })
+    .on_connect(on_connect)
     .workers(workers)
     .max_connections(per_worker)
     .backlog(config.server.backlog)

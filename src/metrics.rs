@@ -74,6 +74,19 @@ pub struct Metrics {
     registry_visitors: Gauge,
     registry_connections: Gauge,
     socket_buffer_peak: Gauge,
+    audit_records: Family<OutcomeLabel, Counter>,
+    audit_suppressed: Family<RuleLabel, Counter>,
+    limited_connections: Family<LimitLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
 }
 
 impl Default for Metrics {
@@ -152,7 +165,29 @@ impl Metrics {
             "The most inbound bytes one socket has held buffered (frame parser and fragment reassembly)",
             socket_buffer_peak.clone(),
         );
+        let audit_records = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "audit_records",
+            "Audit records written, by outcome",
+            audit_records.clone(),
+        );
+        let audit_suppressed = Family::<RuleLabel, Counter>::default();
+        registry.register(
+            "audit_suppressed",
+            "Refusals that wrote no audit record, by rule: unknown_group, locked_out, client_rate",
+            audit_suppressed.clone(),
+        );
+        let limited_connections = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "limited_connections",
+            "Connections and upgrades refused with too_many_connections, by limit: \
+             connections_per_ip, sockets_per_ip, group_visitors",
+            limited_connections.clone(),
+        );
         Self {
+            audit_records,
+            audit_suppressed,
+            limited_connections,
             registry,
             connections,
             refused_connections,
@@ -198,6 +233,24 @@ impl Metrics {
     pub fn auth_failed(&self, reason: &'static str) {
         self.auth_failures
             .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn audit_recorded(&self, outcome: &'static str) {
+        self.audit_records
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    pub fn audit_suppressed(&self, rule: &'static str) {
+        self.audit_suppressed
+            .get_or_create(&RuleLabel { rule })
+            .inc();
+    }
+
+    pub fn connection_limited(&self, limit: &'static str) {
+        self.limited_connections
+            .get_or_create(&LimitLabel { limit })
             .inc();
     }
 

@@ -7,6 +7,10 @@
 //!
 //! Before the group is known (preflights, socket handshakes) the union of all
 //! groups' lists applies; once it is known, the group's own list does.
+//!
+//! A request authenticated by the session cookie alone is one any page can
+//! make a browser send, so it must carry an Origin, and that Origin must
+//! be the console's own (`server.public_url`) or on the group's list.
 
 use std::collections::{HashMap, HashSet};
 
@@ -75,6 +79,8 @@ impl RequestOrigin {
 pub struct OriginPolicy {
     per_group: HashMap<GroupId, HashSet<String>>,
     union: HashSet<String>,
+    /// The origin of `server.public_url`, where the console is served.
+    console: Option<String>,
 }
 
 impl OriginPolicy {
@@ -90,7 +96,55 @@ impl OriginPolicy {
             policy.union.extend(set.iter().cloned());
             policy.per_group.insert(group.id, set);
         }
+        policy.console = url::Url::parse(&config.server.public_url)
+            .ok()
+            .and_then(|u| normalize_origin(&u.origin().ascii_serialization()));
+        if let Some(console) = &policy.console {
+            // The console signs in through /auth/*; group paths still
+            // need the group's own list.
+            policy.union.insert(console.clone());
+        }
         policy
+    }
+
+    /// `Ok` if the origin is the console's own or `group` allows it: the
+    /// sign-in endpoints serve the console for every group.
+    pub fn check_console_or_group(
+        &self,
+        group: GroupId,
+        origin: &RequestOrigin,
+    ) -> Result<(), ApiError> {
+        match origin {
+            RequestOrigin::Valid(o) if self.console.as_deref() == Some(o.as_str()) => Ok(()),
+            other => self.check_group(group, other),
+        }
+    }
+
+    /// The check of a request authenticated by the session cookie alone:
+    /// it must carry an Origin that is the console's, or on the list of
+    /// `group` (any group's, when the session's group is unknown).
+    pub fn check_cookie_request(
+        &self,
+        group: Option<GroupId>,
+        origin: &RequestOrigin,
+    ) -> Result<(), ApiError> {
+        let allowed = match origin {
+            RequestOrigin::Absent | RequestOrigin::Invalid(_) => false,
+            RequestOrigin::Valid(o) if self.console.as_deref() == Some(o.as_str()) => true,
+            valid => match group {
+                Some(group) => self.allowed_for_group(group, valid),
+                None => self.allowed_anywhere(valid),
+            },
+        };
+        if allowed {
+            Ok(())
+        } else if *origin == RequestOrigin::Absent {
+            Err(ApiError::OriginNotAllowed(
+                "(none: a request authenticated by the session cookie must carry an Origin)".into(),
+            ))
+        } else {
+            Err(ApiError::OriginNotAllowed(display(origin)))
+        }
     }
 
     /// Whether any group allows the origin (before the group is known).
@@ -135,12 +189,18 @@ fn display(origin: &RequestOrigin) -> String {
 const HEALTH_PATH: &str = "/healthz";
 
 /// The group a `/presence/{groupid}/...` or `/admin/{groupid}/...` path
-/// names.
+/// names, read as the router reads it: `path` is the router's (requoted)
+/// path, and the segment is then percent-decoded in full, as path
+/// parameters are, so `%37%32` and `%2B72` name group 72 here too.
 fn path_group(path: &str) -> Option<GroupId> {
-    path.strip_prefix("/presence/")
+    let segment = path
+        .strip_prefix("/presence/")
         .or_else(|| path.strip_prefix("/admin/"))?
         .split('/')
-        .next()?
+        .next()?;
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()?
         .parse()
         .ok()
 }
@@ -169,7 +229,7 @@ pub async fn cors(
     let origin = RequestOrigin::from_headers(req.headers());
     // Where the path names the group, its own list decides; elsewhere the
     // union of all groups' lists.
-    let allowed = match path_group(req.path()) {
+    let allowed = match path_group(req.match_info().as_str()) {
         Some(group) => policy.allowed_for_group(group, &origin),
         None => policy.allowed_anywhere(&origin),
     };
@@ -294,6 +354,8 @@ mod tests {
         assert_eq!(path_group("/presence/x/visitors"), None);
         assert_eq!(path_group("/admin/73/audit"), Some(73));
         assert_eq!(path_group("/auth/token"), None);
+        assert_eq!(path_group("/presence/%37%32/visitors"), Some(72));
+        assert_eq!(path_group("/presence/%2B72/visitors"), Some(72));
     }
 
     #[test]

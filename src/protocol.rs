@@ -91,6 +91,9 @@ pub enum VisitorInbound {
         /// A signed visitor identity token.
         #[serde(default)]
         identity: Option<String>,
+        /// Confirmation tickets this tab was given (at most 16).
+        #[serde(default)]
+        tickets: Vec<String>,
     },
     Presence {
         data: Value,
@@ -293,6 +296,12 @@ pub enum ServerFrame<'a> {
         choices: &'a [String],
         agent: &'a AgentCard,
         expires: u64,
+    },
+    /// To the one visitor connection that answered a prompt correctly: the
+    /// ticket that carries its grant across pages and reconnects.
+    ConfirmTicket {
+        id: &'a str,
+        ticket: &'a str,
     },
     /// To a visitor: a prompt ended; close its dialog.
     ConfirmClosed {

@@ -45,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Open WebSockets against the server's limit.
     pub gate: Arc<ConnectionGate>,
+    /// Load balancers whose forwarding headers name the client.
+    pub trusted_proxies: Arc<crate::client_addr::TrustedProxies>,
     /// Cancelled when shutdown begins; sockets then close with 1001.
     pub shutdown: CancellationToken,
 }

@@ -20,9 +20,9 @@ use actix_web::web;
 use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
 use serde_json::Value;
 
-use crate::capacity::ConnectionPermit;
+use crate::capacity::{ConnectionPermit, GroupSlot};
 use crate::config::GroupConfig;
-use crate::confirmation::{ConfirmationStatus, Prompt};
+use crate::confirmation::{ConfirmationStatus, Prompt, MAX_TICKETS_PER_HELLO};
 use crate::error::ApiError;
 use crate::ids::{random_id, VisitorId, VisitorKey};
 use crate::invoke::{InvokeOutcome, InvokeRequest, InvokeResponder, SignalRequest};
@@ -52,10 +52,23 @@ pub enum VisitorCommand {
     PromptClosed {
         id: String,
         status: ConfirmationStatus,
+        /// (connection id, ticket) of the connection that confirmed it:
+        /// that connection alone is sent the ticket, after the close.
+        ticket: Option<Arc<(String, String)>>,
     },
 }
 
 impl VisitorCommand {
+    /// Whether connection `id` may receive the command.
+    pub fn accepts(&self, id: &str) -> bool {
+        let only_to = match self {
+            VisitorCommand::Invoke(request) => request.only_to.as_ref(),
+            VisitorCommand::Signal(request) => request.only_to.as_ref(),
+            VisitorCommand::Prompt(_) | VisitorCommand::PromptClosed { .. } => None,
+        };
+        only_to.is_none_or(|filter| filter.accepts(id))
+    }
+
     /// Answers the command's waiter with `error`.
     pub fn fail(self, error: ApiError) {
         // A waiter that already gave up has dropped its receiver; nothing to do.
@@ -79,6 +92,13 @@ enum Phase {
     Left,
 }
 
+/// The group a socket was admitted to before its hello (from the upgrade
+/// URL), and its slot under the group's `max_visitors`.
+pub struct GroupAdmission {
+    pub group: crate::ids::GroupId,
+    pub slot: Option<GroupSlot>,
+}
+
 struct PendingInvoke {
     responder: InvokeResponder,
     timer: SpawnHandle,
@@ -100,6 +120,8 @@ pub struct VisitorSession {
     prompts: HashSet<String>,
     /// This socket's slot under the connection limit.
     permit: ConnectionPermit,
+    /// The group it was admitted to, and its slot under `max_visitors`.
+    group: Option<GroupAdmission>,
     /// Presence updates on their way to the registry.
     presence: PresenceCoalescer,
 }
@@ -109,6 +131,7 @@ impl VisitorSession {
         app: web::Data<AppState>,
         origin: RequestOrigin,
         permit: ConnectionPermit,
+        group: Option<GroupAdmission>,
         inbound: InboundHandle,
     ) -> Self {
         let limit = app.config.presence.max_message_bytes;
@@ -124,7 +147,35 @@ impl VisitorSession {
             next_invoke: 0,
             prompts: HashSet::new(),
             permit,
+            group,
             presence,
+        }
+    }
+
+    /// Takes the group's visitor slot at hello, unless the upgrade already
+    /// took it for the same group.
+    fn admit_to_group(&mut self, group: &GroupConfig) -> Result<(), (&'static str, String)> {
+        match &self.group {
+            Some(admitted) if admitted.group == group.id => Ok(()),
+            Some(admitted) => Err((
+                "bad_hello",
+                format!(
+                    "the hello names group {}, the socket URL group {}",
+                    group.id, admitted.group
+                ),
+            )),
+            None => {
+                let slot = self
+                    .app
+                    .gate
+                    .admit_to_group(group.id, group.max_visitors)
+                    .map_err(|e| (e.code(), e.to_string()))?;
+                self.group = Some(GroupAdmission {
+                    group: group.id,
+                    slot,
+                });
+                Ok(())
+            }
         }
     }
 
@@ -134,6 +185,9 @@ impl VisitorSession {
         // socket that is closing.
         self.open.store(false, Ordering::Release);
         self.permit.release();
+        if let Some(slot) = self.group.as_mut().and_then(|g| g.slot.as_mut()) {
+            slot.release();
+        }
         let phase = std::mem::replace(&mut self.phase, Phase::Left);
         if let Phase::Joining(key) | Phase::Live(key) = phase {
             // A held presence update still counts: it goes ahead of the
@@ -150,6 +204,9 @@ impl VisitorSession {
                 connection_id: self.connection_id.clone(),
             });
         }
+        self.app
+            .confirmations
+            .forget_connection(&self.connection_id);
         for (_, pending) in self.pending.drain() {
             let _ = pending.responder.send(Err(ApiError::VisitorNotPresent(
                 "the visitor's connection closed before it answered".to_owned(),
@@ -199,8 +256,17 @@ impl VisitorSession {
         visitorid: &str,
         data: Option<Value>,
         identity: Option<&str>,
+        tickets: &[String],
         ctx: &mut WebsocketContext<Self>,
     ) {
+        if tickets.len() > MAX_TICKETS_PER_HELLO {
+            return fail_and_close(
+                ctx,
+                CloseCode::Policy,
+                "bad_frame",
+                &format!("a hello carries at most {MAX_TICKETS_PER_HELLO} tickets"),
+            );
+        }
         let checked = (|| {
             let group = self
                 .app
@@ -221,14 +287,30 @@ impl VisitorSession {
             let data = PresenceData::from_value(data.unwrap_or(Value::Object(Default::default())))
                 .map_err(|m| ("bad_presence_data", m))?;
             let identity = self.check_identity(group, visitor.as_str(), identity)?;
-            Ok((VisitorKey::new(groupid, visitor), data, identity))
+            Ok((group, VisitorKey::new(groupid, visitor), data, identity))
         })();
-        let (key, data, identity) = match checked {
+        let (group, key, data, identity) = match checked {
             Ok(ok) => ok,
             Err((code, message)) => {
                 return fail_and_close(ctx, CloseCode::Policy, code, &message);
             }
         };
+        let group = group.clone();
+        if let Err((code, message)) = self.admit_to_group(&group) {
+            // A full group is a "try again later" (1013), which the SDK
+            // retries with backoff; a mismatched hello is final.
+            let close = if code == "too_many_connections" {
+                CloseCode::Again
+            } else {
+                CloseCode::Policy
+            };
+            return fail_and_close(ctx, close, code, &message);
+        }
+        // Before the registry routes to it: a ticket holder may be the one
+        // waiting invokes are for.
+        self.app
+            .confirmations
+            .redeem(&key, tickets, &self.connection_id);
         self.phase = Phase::Joining(key.clone());
         let connect = Connect {
             key: key.clone(),
@@ -440,9 +522,10 @@ impl VisitorSession {
             );
         }
         let confirmations = self.app.confirmations.clone();
+        let connection = self.connection_id.clone();
         let fut = async move {
             confirmations
-                .answer(key, id.clone(), choice)
+                .answer(key, id.clone(), choice, &connection)
                 .await
                 .map_err(|e| (id, e))
         };
@@ -507,7 +590,18 @@ impl Handler<VisitorCommand> for VisitorSession {
                 }
             }
             VisitorCommand::Prompt(prompt) => self.show_prompt(&prompt, ctx),
-            VisitorCommand::PromptClosed { id, status } => self.close_prompt(&id, status, ctx),
+            VisitorCommand::PromptClosed { id, status, ticket } => {
+                self.close_prompt(&id, status, ctx);
+                if let Some(ticket) = ticket.filter(|t| t.0 == self.connection_id) {
+                    ctx.text(
+                        ServerFrame::ConfirmTicket {
+                            id: &id,
+                            ticket: &ticket.1,
+                        }
+                        .to_text(),
+                    );
+                }
+            }
         }
     }
 }
@@ -527,8 +621,16 @@ impl TextSocket for VisitorSession {
                     visitorid,
                     data,
                     identity,
+                    tickets,
                 }),
-            ) => self.hello(groupid, &visitorid, data, identity.as_deref(), ctx),
+            ) => self.hello(
+                groupid,
+                &visitorid,
+                data,
+                identity.as_deref(),
+                &tickets,
+                ctx,
+            ),
             (Phase::AwaitingHello, Ok(_)) => fail_and_close(
                 ctx,
                 CloseCode::Policy,

@@ -54,6 +54,17 @@ fn wrong(started: &Value) -> Value {
         .expect("a wrong choice")
 }
 
+/// Reads the visitor's next frame, which must be the ticket of `cid`.
+async fn ticket(visitor: &mut WsClient, cid: &Value) -> String {
+    let frame = visitor.recv().await;
+    assert_eq!(
+        (&frame["type"], &frame["id"]),
+        (&json!("confirm_ticket"), cid),
+        "{frame}"
+    );
+    frame["ticket"].as_str().expect("ticket").to_owned()
+}
+
 async fn outcome(agent: &mut WsClient) -> Value {
     let frame = agent.recv().await;
     assert_eq!(frame["type"], "confirmation", "{frame}");
@@ -140,6 +151,7 @@ async fn a_correct_answer_confirms_the_pair_for_that_agent_only() {
         closed,
         json!({"type":"confirm_closed","id":cid,"status":"confirmed"})
     );
+    ticket(&mut visitor, &cid).await;
 
     let (status, view) = poll(&server, &fred, "v-1", &cid).await;
     assert_eq!((status, view["status"].as_str()), (200, Some("confirmed")));
@@ -455,6 +467,9 @@ async fn two_racing_answers_have_exactly_one_winner() {
             winner.recv().await,
             json!({"type":"confirm_closed","id":cid,"status":status})
         );
+        if status == "confirmed" {
+            ticket(winner, &cid).await;
+        }
         // The loser is told the prompt closed, and that its press did not
         // count, in whichever order the two reached its socket.
         let mut seen = [loser.recv().await, loser.recv().await];
@@ -502,9 +517,14 @@ async fn a_confirmation_survives_navigation_and_a_restart() {
     prompt(&mut visitor, &cid).await;
     press(&mut visitor, &cid, started["answer"].clone()).await;
     assert_eq!(outcome(&mut console).await["status"], "confirmed");
+    assert_eq!(visitor.recv().await["type"], "confirm_closed");
+    let tab_ticket = ticket(&mut visitor, &cid).await;
     visitor.close().await;
 
-    let mut visitor = server.visitor("v-6", json!({"url":"/c"})).await;
+    // The tab's next page presents its ticket, as the SDK does.
+    let mut visitor = server
+        .visitor_with_tickets("v-6", json!({"url":"/c"}), &[&tab_ticket])
+        .await;
     let call = invoke_status(&server, &fred, "v-6");
     let ((status, _), _) = tokio::join!(call, visitor.answer(json!(true)));
     assert_eq!(status, 200, "the confirmation outlives the page");
@@ -513,7 +533,9 @@ async fn a_confirmation_survives_navigation_and_a_restart() {
 
     let dir = server.shutdown().await;
     let server = TestServer::start_in(dir, gated, clock.clone() as SharedClock).await;
-    let mut visitor = server.visitor("v-6", json!({"url":"/d"})).await;
+    let mut visitor = server
+        .visitor_with_tickets("v-6", json!({"url":"/d"}), &[&tab_ticket])
+        .await;
     let call = invoke_status(&server, &fred, "v-6");
     let ((status, body), _) = tokio::join!(call, visitor.answer(json!(true)));
     assert_eq!(status, 200, "the confirmation outlives a restart: {body}");
@@ -559,6 +581,7 @@ async fn delete_ends_a_prompt_or_a_confirmation_early() {
     press(&mut visitor, &cid, started["answer"].clone()).await;
     assert_eq!(outcome(&mut console).await["status"], "confirmed");
     assert_eq!(visitor.recv().await["status"], "confirmed");
+    ticket(&mut visitor, &cid).await;
     let (status, _) = server.delete(&confirm_path("v-7"), &fred).await;
     assert_eq!(status, 200);
     assert_eq!(invoke_status(&server, &fred, "v-7").await.0, 403);

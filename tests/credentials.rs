@@ -197,12 +197,13 @@ async fn username_login_keys() {
             what,
         );
     }
+    // The username form uses the asked group's record and api_key only.
     let olga = key(API_KEY_73, 73, "olga", now() + 600);
     assert_refused(
         token(&server, 72, json!({"username":"olga","loginkey":olga})).await,
-        403,
-        "not_a_member",
-        "not a member",
+        401,
+        "invalid_credentials",
+        "another group's record is never checked",
     );
     let nick = key(API_KEY_74, 74, "nick", now() + 600);
     assert_refused(
@@ -232,11 +233,13 @@ async fn passwords_across_groups() {
     );
     assert_eq!(body["groupid"], 73);
 
+    // A password is checked against the asked group's record only: olga's
+    // right password for group 73 is no credential for group 72.
     assert_refused(
         token(&server, 72, json!({"username":"olga","password":PASSWORD})).await,
-        403,
-        "not_a_member",
-        "not a member",
+        401,
+        "invalid_credentials",
+        "another group's record is never checked",
     );
     assert_refused(
         token(&server, 72, json!({"username":"olga","password":"wrong"})).await,
@@ -285,6 +288,7 @@ async fn website_sessions_issue_tokens_by_body_or_cookie() {
     let mut resp = server
         .http
         .post(server.url("/auth/token"))
+        .insert_header(("Origin", common::ORIGIN_72))
         .cookie(awc::cookie::Cookie::new("gssnid", gssnid.clone()))
         .send_json(&json!({"groupid":72,"credentials":{}}))
         .await

@@ -3,41 +3,8 @@
 
 mod common;
 
-use common::TestServer;
+use common::{sample, scrape, TestServer};
 use serde_json::json;
-
-/// The value of the sample `name` (with its labels, as exported).
-fn sample(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            (series == name).then(|| value.parse().expect("number"))
-        })
-        .unwrap_or(0.0)
-}
-
-async fn scrape(server: &TestServer) -> String {
-    let addr = server.running().metrics_addr().expect("metrics on");
-    let mut resp = server
-        .http
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .expect("scrape");
-    assert_eq!(resp.status().as_u16(), 200);
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        content_type.starts_with("application/openmetrics-text"),
-        "{content_type}"
-    );
-    let body = resp.body().await.expect("body");
-    String::from_utf8(body.to_vec()).expect("utf-8")
-}
 
 #[actix_web::test]
 async fn the_counters_move_with_the_traffic() {

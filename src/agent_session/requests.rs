@@ -112,12 +112,13 @@ impl AgentSession {
                 &group.invoke_allow,
             )?;
             self.app.check_scope(claims, &key, Some(&func))?;
-            self.app
+            let only_to = self
+                .app
                 .confirmations
                 .check_gate(group, &key, &claims.sub)?;
-            Ok(timeout_ms)
+            Ok((timeout_ms, only_to))
         });
-        let timeout_ms = match checked {
+        let (timeout_ms, only_to) = match checked {
             Ok(t) => t,
             Err(e) => return reject(self, ctx, Some(&id), e.code(), &e.to_string()),
         };
@@ -126,8 +127,9 @@ impl AgentSession {
         }
         let registry = self.app.registry.clone();
         let metrics = self.app.metrics.clone();
-        let fut =
-            async move { invoke::invoke(&registry, &metrics, key, func, args, timeout_ms).await };
+        let fut = async move {
+            invoke::invoke(&registry, &metrics, key, func, args, timeout_ms, only_to).await
+        };
         ctx.spawn(fut.into_actor(self).map(move |outcome, session, ctx| {
             session.in_flight -= 1;
             let frame = match &outcome {
@@ -169,15 +171,17 @@ impl AgentSession {
             self.app.check_scope(claims, &key, None)?;
             self.app.confirmations.check_gate(group, &key, &claims.sub)
         });
-        if let Err(e) = gate {
-            return reject(self, ctx, id.as_deref(), e.code(), &e.to_string());
-        }
+        let only_to = match gate {
+            Ok(only_to) => only_to,
+            Err(e) => return reject(self, ctx, id.as_deref(), e.code(), &e.to_string()),
+        };
         if !self.reserve(id.as_deref(), ctx) {
             return;
         }
         let registry = self.app.registry.clone();
         let config = self.app.config.clone();
-        let fut = async move { invoke::signal(&registry, key, data, &config.presence).await };
+        let fut =
+            async move { invoke::signal(&registry, key, data, &config.presence, only_to).await };
         ctx.spawn(fut.into_actor(self).map(move |result, session, ctx| {
             session.in_flight -= 1;
             match (result, id) {

@@ -152,13 +152,15 @@ impl Credentials {
         }
     }
 
-    /// The account an attempt counts against for lockout; sessions (256
-    /// random bits) and SSO tokens (whose `sub` is unverified until the
-    /// signature checks, and must not lock the real agent out) have none.
-    pub fn account(&self) -> Option<String> {
+    /// The account an attempt for `group` counts against for lockout: a
+    /// username counts per group, since its records in two groups are two
+    /// accounts. Sessions (256 random bits) and SSO tokens (whose `sub` is
+    /// unverified until the signature checks, and must not lock the real
+    /// agent out) have none.
+    pub fn account(&self, group: u64) -> Option<String> {
         match self {
             Credentials::Password { username, .. }
-            | Credentials::UsernameLoginKey { username, .. } => Some(username.clone()),
+            | Credentials::UsernameLoginKey { username, .. } => Some(format!("{group}/{username}")),
             Credentials::PartnerLoginKey {
                 partner_id,
                 partner_user_id,

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 
+use crate::capacity::KeyedSlots;
 use crate::clock::SharedClock;
 use crate::config::{Config, GroupConfig, Role, UserConfig};
 use crate::error::ApiError;
@@ -30,7 +31,7 @@ use sso::{SsoError, SsoVerifier};
 
 pub use credentials::{CredentialKind, Credentials};
 pub use lockout::{Locked, Lockout};
-pub use sessions::Sessions;
+pub use sessions::{SessionDigest, SessionUser, Sessions};
 
 /// Who presented valid credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,9 @@ pub struct Authenticated {
     pub name: Option<String>,
     /// An SSO token's scoping policy.
     pub policy: Option<Policy>,
+    /// The website session the credential was, if it was one (the digest
+    /// its tokens are filed under, so logging out revokes them).
+    pub session: Option<SessionDigest>,
 }
 
 /// A refused attempt: what the client is told, and, for the audit log
@@ -76,7 +80,14 @@ pub struct Authenticator {
     by_username: HashMap<String, Records>,
     store: Arc<Store>,
     sso: HashMap<GroupId, SsoVerifier>,
+    /// Password checks in flight per client address.
+    checks_in_flight: Arc<KeyedSlots<String>>,
 }
+
+/// Password checks one client address may have in flight at once; a
+/// further one is refused (429) at once, so that no address can hold every
+/// hashing slot while others wait.
+pub const PASSWORD_CHECKS_PER_CLIENT: usize = 2;
 
 impl Authenticator {
     pub fn new(
@@ -111,6 +122,7 @@ impl Authenticator {
             by_username,
             store,
             sso,
+            checks_in_flight: KeyedSlots::new(),
         })
     }
 
@@ -157,37 +169,51 @@ impl Authenticator {
         Some((group, group.users.get(index)?))
     }
 
-    /// The record to check a credential against: the user's record in
-    /// `group` if it has one, else its first record anywhere.
-    fn preferred_record(
-        &self,
-        username: &str,
-        group: GroupId,
-    ) -> Option<(&GroupConfig, &UserConfig)> {
+    /// `username`'s record in `group`, and nowhere else: no credential is
+    /// ever checked against another group's record.
+    fn record_in(&self, username: &str, group: GroupId) -> Option<(&GroupConfig, &UserConfig)> {
         let records = self.by_username.get(username)?;
-        let (g, i) = records
-            .iter()
-            .find(|(g, _)| *g == group)
-            .or_else(|| records.first())?;
+        let (g, i) = records.iter().find(|(g, _)| *g == group)?;
         self.user(*g, *i)
     }
 
-    /// Checks a username and password (no group membership check).
+    /// The group a website sign-in without `groupid` is for: the one group
+    /// `username` belongs to, `Ok(None)` for a name no group has (its
+    /// password is still checked against the dummy hash), or
+    /// `groupid_required` when several groups have it.
+    pub fn sign_in_group(&self, username: &str) -> Result<Option<GroupId>, ApiError> {
+        match self.by_username.get(username).map(Vec::as_slice) {
+            None | Some([]) => Ok(None),
+            Some([(group, _)]) => Ok(Some(*group)),
+            Some(_) => Err(ApiError::GroupIdRequired),
+        }
+    }
+
+    /// Checks a username and password against the user's record in `group`
+    /// only (no group membership check beyond that). With no group, or no
+    /// record there, the dummy hash does the same work and the answer is no.
+    /// At most [`PASSWORD_CHECKS_PER_CLIENT`] checks of one `client` run
+    /// at once; beyond that, 429 `too_many_attempts` at once.
     pub async fn check_password(
         &self,
         username: &str,
         password: String,
         group: Option<GroupId>,
+        client: Option<&str>,
     ) -> Result<(), AuthFailure> {
-        let record = match group {
-            Some(g) => self.preferred_record(username, g),
-            None => self.by_username.get(username).and_then(|records| {
-                records
-                    .iter()
-                    .filter_map(|(g, i)| self.user(*g, *i))
-                    .find(|(_, u)| u.password_hash.is_some())
-            }),
+        let _in_flight = match client {
+            Some(client) => Some(
+                self.checks_in_flight
+                    .take(client.to_owned(), PASSWORD_CHECKS_PER_CLIENT)
+                    .ok_or_else(|| AuthFailure {
+                        error: ApiError::TooManyAttempts(1),
+                        reason: "password_checks_in_flight",
+                        username: Some(username.to_owned()),
+                    })?,
+            ),
+            None => None,
         };
+        let record = group.and_then(|g| self.record_in(username, g));
         let hash = record
             .and_then(|(_, u)| u.password_hash.as_ref())
             .map(|h| h.expose_secret().to_owned());
@@ -217,11 +243,13 @@ impl Authenticator {
         &self,
         group: &GroupConfig,
         credentials: Credentials,
+        client: Option<&str>,
     ) -> Result<Authenticated, AuthFailure> {
         let kind = credentials.kind();
+        let mut session = None;
         let username = match credentials {
             Credentials::Password { username, password } => {
-                self.check_password(&username, password, Some(group.id))
+                self.check_password(&username, password, Some(group.id), client)
                     .await?;
                 username
             }
@@ -262,7 +290,7 @@ impl Authenticator {
                 login_key,
             } => {
                 let (home, user) = self
-                    .preferred_record(&username, group.id)
+                    .record_in(&username, group.id)
                     .ok_or_else(|| AuthFailure::invalid("unknown_user", Some(&username)))?;
                 let puid = user
                     .partner_user_id
@@ -272,15 +300,28 @@ impl Authenticator {
                 username
             }
             Credentials::Sso { jwt } => return self.single_sign_on(group, &jwt),
-            Credentials::Session { session_id } => self
-                .sessions
-                .touch(&session_id)
-                .map_err(|e| AuthFailure {
-                    error: ApiError::Internal(e.to_string()),
-                    reason: "session_store_failed",
-                    username: None,
-                })?
-                .ok_or_else(|| AuthFailure::invalid("unknown_or_expired_session", None))?,
+            Credentials::Session { session_id } => {
+                let signed_in = self
+                    .sessions
+                    .touch(&session_id)
+                    .map_err(|e| AuthFailure {
+                        error: ApiError::Internal(e.to_string()),
+                        reason: "session_store_failed",
+                        username: None,
+                    })?
+                    .ok_or_else(|| AuthFailure::invalid("unknown_or_expired_session", None))?;
+                // A session speaks for the one (group, user) record whose
+                // password was checked, never for another group.
+                if signed_in.groupid != group.id {
+                    return Err(AuthFailure {
+                        error: ApiError::NotAMember(group.id),
+                        reason: "session_for_another_group",
+                        username: Some(signed_in.username),
+                    });
+                }
+                session = Some(signed_in.digest);
+                signed_in.username
+            }
         };
         let member = group.users.iter().find(|u| u.username == username);
         let Some(member) = member else {
@@ -307,6 +348,7 @@ impl Authenticator {
             kind,
             name: member.name.clone(),
             policy: None,
+            session,
         })
     }
 
@@ -373,6 +415,7 @@ impl Authenticator {
             kind: CredentialKind::Sso,
             name,
             policy: identity.policy,
+            session: None,
         })
     }
 

@@ -4,13 +4,17 @@
 //!
 //! Only a SHA-256 of the session id is stored, so the database never holds a
 //! usable session id.
+//!
+//! A session is bound to the one (group, user) record whose password was
+//! checked, and issues tokens for that group only. The tokens it issues are
+//! filed under its digest, so logging out revokes them too.
 
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use crate::clock::SharedClock;
-use crate::ids::random_id;
+use crate::ids::{random_id, GroupId};
 use crate::store::{Store, StoreError, StoredSession};
 
 /// Bytes of entropy in a session id.
@@ -28,7 +32,18 @@ pub struct NewSession {
     pub expires: u64,
 }
 
-fn digest(id: &str) -> [u8; 32] {
+/// The SHA-256 of a session id: what the store keys a session by.
+pub type SessionDigest = [u8; 32];
+
+/// Who a live session signed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUser {
+    pub groupid: GroupId,
+    pub username: String,
+    pub digest: SessionDigest,
+}
+
+fn digest(id: &str) -> SessionDigest {
     Sha256::digest(id.as_bytes()).into()
 }
 
@@ -41,18 +56,15 @@ impl Sessions {
         }
     }
 
-    /// Idle lifetime of a session, in seconds.
-    pub fn idle_secs(&self) -> u64 {
-        self.idle_secs
-    }
-
-    /// Starts a session for `username`; durable before it returns.
-    pub fn create(&self, username: &str) -> Result<NewSession, StoreError> {
+    /// Starts a session for `username` of `groupid`; durable before it
+    /// returns.
+    pub fn create(&self, groupid: GroupId, username: &str) -> Result<NewSession, StoreError> {
         let id = random_id(SESSION_ID_BYTES);
         let now = self.clock.now_secs();
         self.store.put_session(
             &digest(&id),
             &StoredSession {
+                groupid: Some(groupid),
                 username: username.to_owned(),
                 created_at: now,
                 last_used: now,
@@ -64,31 +76,68 @@ impl Sessions {
         })
     }
 
-    /// The session's user if it is live, extending its idle timeout; an
-    /// expired session is deleted.
-    pub fn touch(&self, id: &str) -> Result<Option<String>, StoreError> {
+    /// The session's user if it is live, without extending it. An expired
+    /// session, or one stored before sessions were bound to a group, is
+    /// deleted and reads as none.
+    pub fn peek(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
+        Ok(self.live(id)?.map(|(user, _)| user))
+    }
+
+    /// As [`Self::peek`], extending the session's idle timeout.
+    pub fn touch(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
+        let Some((user, mut session)) = self.live(id)? else {
+            return Ok(None);
+        };
+        session.last_used = self.clock.now_secs();
+        self.store.put_session(&user.digest, &session)?;
+        Ok(Some(user))
+    }
+
+    fn live(&self, id: &str) -> Result<Option<(SessionUser, StoredSession)>, StoreError> {
         let key = digest(id);
-        let Some(mut session) = self.store.session(&key)? else {
+        let Some(session) = self.store.session(&key)? else {
             return Ok(None);
         };
         let now = self.clock.now_secs();
-        if now >= session.last_used.saturating_add(self.idle_secs) {
+        let expired = now >= session.last_used.saturating_add(self.idle_secs);
+        let Some(groupid) = session.groupid.filter(|_| !expired) else {
             self.store.remove_session(&key)?;
             return Ok(None);
-        }
-        session.last_used = now;
-        self.store.put_session(&key, &session)?;
-        Ok(Some(session.username))
+        };
+        let user = SessionUser {
+            groupid,
+            username: session.username.clone(),
+            digest: key,
+        };
+        Ok(Some((user, session)))
     }
 
-    /// Ends a session; true if it existed.
-    pub fn end(&self, id: &str) -> Result<bool, StoreError> {
-        self.store.remove_session(&digest(id))
+    /// Files a token issued from the session under its digest, durably,
+    /// so that logging out can revoke it.
+    pub fn record_token(
+        &self,
+        session: &SessionDigest,
+        jti: &str,
+        exp: u64,
+    ) -> Result<(), StoreError> {
+        self.store.put_session_token(session, jti, exp)
     }
 
-    /// Deletes sessions idle past their timeout; returns how many.
+    /// Ends a session; returns the tokens issued from it, `(jti, exp)`,
+    /// for the caller to revoke. Unknown sessions end with none.
+    pub fn end(&self, id: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let key = digest(id);
+        let tokens = self.store.take_session_tokens(&key)?;
+        self.store.remove_session(&key)?;
+        Ok(tokens)
+    }
+
+    /// Deletes sessions idle past their timeout, and the token links of
+    /// tokens that have expired; returns how many sessions went.
     pub fn sweep(&self) -> Result<usize, StoreError> {
-        let cutoff = self.clock.now_secs().saturating_sub(self.idle_secs);
+        let now = self.clock.now_secs();
+        let cutoff = now.saturating_sub(self.idle_secs);
+        self.store.remove_expired_session_tokens(now)?;
         self.store.remove_sessions_idle_since(cutoff)
     }
 }
@@ -105,7 +154,7 @@ mod tests {
         let store = Arc::new(Store::open(dir.path()).expect("store"));
         let clock = Arc::new(ManualClock::new(1_800_000_000_000));
         let sessions = Sessions::new(store.clone(), clock.clone(), 100);
-        let new = sessions.create("fred.demo").expect("create");
+        let new = sessions.create(72, "fred.demo").expect("create");
         assert_eq!(new.expires, 1_800_000_000 + 100);
         assert!(
             store.session(new.id.as_bytes()).expect("read").is_none(),
@@ -113,14 +162,15 @@ mod tests {
         );
 
         clock.advance(Duration::from_secs(99));
+        let user = |s: Option<SessionUser>| s.map(|u| (u.groupid, u.username));
         assert_eq!(
-            sessions.touch(&new.id).expect("touch").as_deref(),
-            Some("fred.demo")
+            user(sessions.touch(&new.id).expect("touch")),
+            Some((72, "fred.demo".to_owned()))
         );
         clock.advance(Duration::from_secs(99));
         assert_eq!(
-            sessions.touch(&new.id).expect("touch").as_deref(),
-            Some("fred.demo"),
+            user(sessions.touch(&new.id).expect("touch")),
+            Some((72, "fred.demo".to_owned())),
             "use extends it"
         );
         clock.advance(Duration::from_secs(100));
@@ -129,15 +179,45 @@ mod tests {
     }
 
     #[test]
+    fn sessions_stored_without_a_group_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+        let sessions = Sessions::new(store.clone(), clock, 100);
+        let old = StoredSession {
+            groupid: None,
+            username: "fred.demo".into(),
+            created_at: 1_800_000_000,
+            last_used: 1_800_000_000,
+        };
+        store
+            .put_session(&digest("old-session"), &old)
+            .expect("put");
+        assert_eq!(sessions.touch("old-session").expect("touch"), None);
+        assert!(store
+            .session(&digest("old-session"))
+            .expect("read")
+            .is_none());
+    }
+
+    #[test]
     fn ending_and_sweeping_remove_sessions() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(dir.path()).expect("store"));
         let clock = Arc::new(ManualClock::new(1_800_000_000_000));
         let sessions = Sessions::new(store, clock.clone(), 100);
-        let a = sessions.create("a").expect("create");
-        let b = sessions.create("b").expect("create");
-        assert!(sessions.end(&a.id).expect("end"));
-        assert!(!sessions.end(&a.id).expect("end twice"));
+        let a = sessions.create(72, "a").expect("create");
+        let b = sessions.create(72, "b").expect("create");
+        let linked = sessions.peek(&a.id).expect("peek").expect("live");
+        sessions
+            .record_token(&linked.digest, "jti-1", 1_800_000_500)
+            .expect("link");
+        assert_eq!(
+            sessions.end(&a.id).expect("end"),
+            vec![("jti-1".to_owned(), 1_800_000_500)]
+        );
+        assert!(sessions.peek(&a.id).expect("peek").is_none());
+        assert!(sessions.end(&a.id).expect("end twice").is_empty());
         clock.advance(Duration::from_secs(150));
         assert_eq!(sessions.sweep().expect("sweep"), 1);
         assert_eq!(sessions.touch(&b.id).expect("touch"), None);

@@ -50,6 +50,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// Default of `server.max_sockets_per_ip`: a 1,000-person office behind one
+/// NAT, a tab each, fits; one address holds at most ~5% of a 19,000-socket
+/// server.
+pub const DEFAULT_MAX_SOCKETS_PER_IP: usize = 1_000;
+/// Default of `server.max_connections_per_ip`: those sockets plus the
+/// short-lived REST connections of the same browsers.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_500;
+
 /// `[server]`: the listener and process.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -74,6 +82,17 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
+    /// A request body not complete this long after its headers gets 408,
+    /// and its connection closes.
+    pub request_body_timeout_ms: u64,
+    /// TCP connections (HTTP and WebSocket) one peer address may hold;
+    /// trusted proxies are exempt.
+    pub max_connections_per_ip: usize,
+    /// WebSockets one client address may hold (behind a trusted proxy, the
+    /// forwarded client's).
+    pub max_sockets_per_ip: usize,
+    /// CIDRs of the load balancers whose forwarding headers name the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +107,10 @@ impl Default for ServerConfig {
             backlog: 2048,
             shutdown_timeout_secs: 20,
             log_format: LogFormat::Text,
+            request_body_timeout_ms: 10_000,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_sockets_per_ip: DEFAULT_MAX_SOCKETS_PER_IP,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -101,6 +124,10 @@ impl ServerConfig {
     }
 
     /// Worker threads to start: the configured number, or one per core.
+    pub fn request_body_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_body_timeout_ms)
+    }
+
     pub fn worker_count(&self) -> usize {
         if self.workers > 0 {
             self.workers
@@ -279,6 +306,10 @@ pub struct GroupConfig {
     pub visitor_identity_issuer: Option<String>,
     #[serde(default)]
     pub require_visitor_identity: bool,
+    /// Visitor sockets the group may hold at once (none: no cap but the
+    /// server's).
+    #[serde(default)]
+    pub max_visitors: Option<usize>,
     /// Agent single sign-on with customer-signed JWTs.
     #[serde(default)]
     pub sso: Option<SsoConfig>,

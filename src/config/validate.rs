@@ -102,7 +102,27 @@ fn validate_server(config: &Config) -> Result<(), ConfigError> {
         (1..=25).contains(&server.shutdown_timeout_secs),
         "server.shutdown_timeout_secs",
         "must be 1 to 25, so shutdown always completes within 30 s",
-    )
+    )?;
+    check(
+        (100..=600_000).contains(&server.request_body_timeout_ms),
+        "server.request_body_timeout_ms",
+        "must be 100 to 600000 ms",
+    )?;
+    check(
+        server.max_sockets_per_ip >= 1,
+        "server.max_sockets_per_ip",
+        "must be at least 1",
+    )?;
+    check(
+        server.max_connections_per_ip >= server.max_sockets_per_ip,
+        "server.max_connections_per_ip",
+        "must be at least server.max_sockets_per_ip (each WebSocket is a connection)",
+    )?;
+    for (i, network) in server.trusted_proxies.iter().enumerate() {
+        crate::client_addr::parse_network(network)
+            .map_err(|m| ConfigError::new(format!("server.trusted_proxies[{i}]"), m))?;
+    }
+    Ok(())
 }
 
 fn validate_presence(config: &Config) -> Result<(), ConfigError> {
@@ -257,6 +277,11 @@ fn validate_groups(config: &Config) -> Result<(), ConfigError> {
             format!("duplicate group id {}", group.id),
         )?;
         check(group.id >= 1, at("id"), "must be a positive integer")?;
+        check(
+            group.max_visitors.is_none_or(|m| m >= 1),
+            at("max_visitors"),
+            "must be at least 1 (leave it out for no cap)",
+        )?;
         check(
             !group.name.trim().is_empty() && group.name.len() <= 128,
             at("name"),

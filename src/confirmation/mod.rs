@@ -15,6 +15,7 @@
 mod card;
 mod choices;
 mod failures;
+mod tickets;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +26,13 @@ use serde::{Deserialize, Serialize};
 pub use card::card_for;
 pub use choices::{DEFAULT_CHOICES, MAX_CHOICES, MIN_CHOICES};
 pub use failures::{FAILURE_LIMIT, FAILURE_WINDOW_MS, LOCK_MS};
+pub use tickets::MAX_TICKETS_PER_HELLO;
 
 use crate::clock::SharedClock;
 use crate::config::{GroupConfig, PresenceConfig};
 use crate::error::{off_thread, ApiError};
 use crate::ids::{random_id, VisitorKey};
+use crate::invoke::ConnectionFilter;
 use crate::live_agents::LiveAgents;
 use crate::metrics::Metrics;
 use crate::registry::RegistryHandle;
@@ -37,6 +40,7 @@ use crate::store::{grant_key, ConfirmationGrant, ConfirmationRecord, Settled, St
 pub use crate::store::{AgentCard, ConfirmationStatus};
 use crate::visitor_session::VisitorCommand;
 use failures::FailureLock;
+use tickets::TicketHolders;
 
 /// Prompts one visitor may have open at once (one per agent).
 pub const MAX_PROMPTS_PER_VISITOR: usize = 8;
@@ -101,6 +105,8 @@ pub struct Confirmations {
     /// them again.
     open: DashMap<VisitorKey, Vec<Arc<Prompt>>>,
     failures: FailureLock,
+    /// Which connections hold which grant's ticket.
+    holders: Arc<TicketHolders>,
 }
 
 /// Runs a store call off the async workers (it may flush to disk).
@@ -131,6 +137,7 @@ impl Confirmations {
             timeout_ms: presence.confirm_timeout_ms,
             open: DashMap::new(),
             failures: FailureLock::default(),
+            holders: Arc::default(),
         })
     }
 
@@ -232,13 +239,17 @@ impl Confirmations {
         })
     }
 
-    /// Settles a prompt with the visitor's answer (`None` declines).
+    /// Settles a prompt with the visitor's answer (`None` declines), given
+    /// on `connection`. A correct answer makes `connection` the grant's only
+    /// holder, and `connection` alone gets its ticket, after its
+    /// `confirm_closed`.
     /// Answers `confirmation_not_found` for a prompt of another visitor.
     pub async fn answer(
         self: &Arc<Self>,
         key: VisitorKey,
         id: String,
         choice: Option<String>,
+        connection: &str,
     ) -> Result<ConfirmationStatus, ApiError> {
         let lookup = id.clone();
         let record = on_store(&self.store, move |s| s.confirmation(&lookup)).await?;
@@ -247,37 +258,77 @@ impl Confirmations {
         }
         let now_ms = self.clock.now_ms();
         let until = now_ms / 1000 + self.ttl_secs;
-        let settled = self
-            .settle(id, move |current| {
-                let mut next = current.clone();
-                next.status = if now_ms > current.deadline_ms {
-                    ConfirmationStatus::Expired
-                } else {
-                    match &choice {
-                        None => ConfirmationStatus::Declined,
-                        Some(c) if *c == current.answer => ConfirmationStatus::Confirmed,
-                        Some(_) => ConfirmationStatus::Rejected,
-                    }
-                };
-                if next.status != ConfirmationStatus::Confirmed {
-                    next.counts_as_failure = true;
-                    return (next, None);
+        let (ticket, ticket_digest) = tickets::new_ticket();
+        let decide = move |current: &ConfirmationRecord| {
+            let mut next = current.clone();
+            next.status = if now_ms > current.deadline_ms {
+                ConfirmationStatus::Expired
+            } else {
+                match &choice {
+                    None => ConfirmationStatus::Declined,
+                    Some(c) if *c == current.answer => ConfirmationStatus::Confirmed,
+                    Some(_) => ConfirmationStatus::Rejected,
                 }
-                next.confirmed_until = Some(until);
-                let grant = ConfirmationGrant {
-                    confirmation: current.id.clone(),
-                    until,
-                };
-                (next, Some(grant))
-            })
-            .await?;
+            };
+            if next.status != ConfirmationStatus::Confirmed {
+                next.counts_as_failure = true;
+                return (next, None);
+            }
+            next.confirmed_until = Some(until);
+            let grant = ConfirmationGrant {
+                confirmation: current.id.clone(),
+                until,
+                ticket: Some(ticket_digest.clone()),
+            };
+            (next, Some(grant))
+        };
+        let settled = on_store(&self.store, move |s| s.settle_confirmation(&id, decide)).await?;
         match settled {
-            Settled::Now(record) => Ok(record.status),
+            Settled::Now(record) => {
+                let confirmed = record.status == ConfirmationStatus::Confirmed;
+                if confirmed {
+                    // Before anyone hears of it: the agent may invoke at once.
+                    let grant = grant_key(key.group, key.visitor.as_str(), &record.agent);
+                    self.holders.replace(&grant, connection);
+                }
+                let ticket = confirmed.then(|| Arc::new((connection.to_owned(), ticket)));
+                self.announce(&record, ticket);
+                Ok(record.status)
+            }
             Settled::Already(record) => Err(ApiError::ConfirmationSettled(
                 record.status.as_str().to_owned(),
             )),
             Settled::Missing => Err(ApiError::ConfirmationNotFound),
         }
+    }
+
+    /// Makes `connection` (a new socket of `key`, saying hello) a holder of
+    /// each live grant whose ticket it presents. Unknown or expired
+    /// tickets are ignored, so a stale `sessionStorage` never breaks a page.
+    pub fn redeem(&self, key: &VisitorKey, presented: &[String], connection: &str) {
+        if presented.is_empty() {
+            return;
+        }
+        let digests: Vec<String> = presented.iter().map(|t| tickets::digest(t)).collect();
+        let grants = match self
+            .store
+            .confirmation_grants_of(key.group, key.visitor.as_str())
+        {
+            Ok(grants) => grants,
+            Err(e) => return tracing::error!(error = %e, "cannot read confirmation grants"),
+        };
+        let now = self.clock.now_secs();
+        for (grant, record) in grants {
+            let live = record.until > now;
+            if live && record.ticket.as_ref().is_some_and(|t| digests.contains(t)) {
+                self.holders.hold(&grant, connection);
+            }
+        }
+    }
+
+    /// A visitor connection closed: it holds no ticket any more.
+    pub fn forget_connection(&self, connection: &str) {
+        self.holders.release_connection(connection);
     }
 
     /// Ends `agent`'s confirmation of `key`: its open prompt expires and its
@@ -294,6 +345,7 @@ impl Confirmations {
             ended |= matches!(self.expire(id, false).await?, Settled::Now(_));
         }
         let grant = grant_key(key.group, key.visitor.as_str(), agent);
+        self.holders.drop_grant(&grant);
         ended |= on_store(&self.store, move |s| s.remove_confirmation_grant(&grant)).await?;
         Ok(ended)
     }
@@ -339,12 +391,17 @@ impl Confirmations {
         })
     }
 
-    /// Whether `agent` holds a live confirmation of `key`.
-    pub fn is_confirmed(&self, key: &VisitorKey, agent: &str) -> Result<bool, StoreError> {
-        let grant =
-            self.store
-                .confirmation_grant(&grant_key(key.group, key.visitor.as_str(), agent))?;
+    /// Whether `agent` holds a live grant of `key` (in the store).
+    fn grant_is_live(&self, grant: &str) -> Result<bool, StoreError> {
+        let grant = self.store.confirmation_grant(grant)?;
         Ok(grant.is_some_and(|g| g.until > self.clock.now_secs()))
+    }
+
+    /// Whether `agent` holds a live confirmation of `key`: a live grant
+    /// and a connected socket holding its ticket.
+    pub fn is_confirmed(&self, key: &VisitorKey, agent: &str) -> Result<bool, StoreError> {
+        let grant = grant_key(key.group, key.visitor.as_str(), agent);
+        Ok(self.holders.held(&grant) && self.grant_is_live(&grant)?)
     }
 
     /// As [`Self::is_confirmed`], for documents shown to the agent: a store
@@ -356,22 +413,33 @@ impl Confirmations {
         })
     }
 
-    /// The invoke and signal gate of groups with `require_confirmation`.
-    /// Fails closed when the store cannot be read.
+    /// The invoke and signal gate of groups with `require_confirmation`:
+    /// the agent needs a live grant, and the command may go only to the
+    /// connections holding its ticket (the returned filter). A visitor
+    /// between pages has no connection yet: the command waits for the
+    /// next one, which must present the ticket. Fails closed when the
+    /// store cannot be read.
     pub fn check_gate(
         &self,
         group: &GroupConfig,
         key: &VisitorKey,
         agent: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<ConnectionFilter>, ApiError> {
         if !group.require_confirmation {
-            return Ok(());
+            return Ok(None);
         }
-        match self.is_confirmed(key, agent) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(ApiError::ConfirmationRequired),
-            Err(e) => Err(ApiError::Internal(format!("confirmation store: {e}"))),
+        let grant = grant_key(key.group, key.visitor.as_str(), agent);
+        let between_pages = || self.registry.lookup(key).connections == 0;
+        let live = self
+            .grant_is_live(&grant)
+            .map_err(|e| ApiError::Internal(format!("confirmation store: {e}")))?;
+        if !live || !(self.holders.held(&grant) || between_pages()) {
+            return Err(ApiError::ConfirmationRequired);
         }
+        let holders = self.holders.clone();
+        Ok(Some(ConnectionFilter::new(move |connection| {
+            holders.holds(&grant, connection)
+        })))
     }
 
     /// Drops ended grants, old settled prompts and stale failure counts.
@@ -415,13 +483,14 @@ impl Confirmations {
     ) -> Result<Settled, ApiError> {
         let settled = on_store(&self.store, move |s| s.settle_confirmation(&id, decide)).await?;
         if let Settled::Now(record) = &settled {
-            self.announce(record);
+            self.announce(record, None);
         }
         Ok(settled)
     }
 
-    /// Tells the asking agent and the visitor's sockets how a prompt ended.
-    fn announce(&self, record: &ConfirmationRecord) {
+    /// Tells the asking agent and the visitor's sockets how a prompt ended;
+    /// `ticket` is (connection, ticket) for the one that confirmed it.
+    fn announce(&self, record: &ConfirmationRecord, ticket: Option<Arc<(String, String)>>) {
         let Ok(key) = key_of(record) else { return };
         self.open.remove_if_mut(&key, |_, prompts| {
             prompts.retain(|p| p.id != record.id);
@@ -445,6 +514,7 @@ impl Confirmations {
             .broadcast(&key, || VisitorCommand::PromptClosed {
                 id: id.clone(),
                 status,
+                ticket: ticket.clone(),
             });
     }
 }

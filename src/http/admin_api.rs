@@ -8,7 +8,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::auth_api::{revoke_token, write_audit};
+use super::auth_api::revoke_token;
+use super::auth_audit::write_audit;
 use super::AgentAuth;
 use crate::audit::{Query, MAX_PAGE};
 use crate::config::{valid_username, Role};

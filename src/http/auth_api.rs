@@ -1,30 +1,28 @@
-//! The authorization endpoints: `POST /auth/token` issues agent tokens for
-//! any credential kind; `POST /auth/login` and `/auth/logout` manage
-//! website sessions (`gssnid`); `POST /auth/revoke` denylists a token.
+//! The token endpoints: `POST /auth/token` issues agent tokens for any
+//! credential kind; `POST /auth/revoke` denylists a token. Website
+//! sessions (`/auth/login`, `/auth/logout`) are in `session_api`.
 //!
-//! Every token request that parses as JSON is audited: issued tokens before
-//! they are handed out, refusals with their reason. Audit writes (fsyncs)
-//! run on the blocking pool, off the request threads.
+//! Every token request that parses as JSON and names a configured group is
+//! audited: issued tokens before they are handed out, refusals with their
+//! reason, within the audit throttle's limits (see `auth_audit`).
 
-use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::auth_audit::{
+    begin_attempt, client_of, failed_attempt, refuse, write_audit, write_refusal, Refusal,
+};
+use super::session_api::SESSION_COOKIE;
 use super::AgentAuth;
 use crate::audit::{AuditRecord, Outcome};
-use crate::auth::lockout::Attempt;
 use crate::auth::{CredentialKind, Credentials};
 use crate::config::{Role, MIN_TOKEN_SECS};
-use crate::error::{off_thread, ApiError};
+use crate::error::ApiError;
 use crate::ids::GroupId;
 use crate::origin::RequestOrigin;
-use crate::password::MAX_PASSWORD_BYTES;
 use crate::state::AppState;
 use crate::store::IssuedToken as IssuedTokenOwner;
-
-/// Name of the website-session cookie.
-pub const SESSION_COOKIE: &str = "gssnid";
 
 /// The body of `POST /auth/token`. `duration` and `credentials` are checked
 /// by hand so that each gets its own error code (and an audit record).
@@ -46,80 +44,6 @@ struct TokenResponse {
     role: Role,
 }
 
-/// A refused attempt: the client's error and the audit reason.
-type Refusal = (ApiError, String);
-
-fn refuse(error: ApiError) -> Refusal {
-    let reason = error.code().to_owned();
-    (error, reason)
-}
-
-/// The client's address and user agent, for audit records.
-fn client_of(req: &HttpRequest) -> (Option<String>, Option<&str>) {
-    (
-        super::client_ip(req),
-        req.headers()
-            .get(actix_web::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok()),
-    )
-}
-
-/// Writes audit records on the blocking pool.
-pub(super) async fn write_audit(app: &AppState, records: Vec<AuditRecord>) -> Result<(), ApiError> {
-    let audit = app.audit.clone();
-    off_thread("audit log unavailable", move || {
-        records.iter().try_for_each(|r| audit.record(r))
-    })
-    .await
-}
-
-/// Writes audit records for a refusal; a failure to write is logged, and
-/// the refusal stands.
-async fn write_refusal_audit(app: &AppState, records: Vec<AuditRecord>) {
-    if let Err(e) = write_audit(app, records).await {
-        tracing::error!(error = %e, "could not record a refused attempt");
-    }
-}
-
-/// Starts a lockout-counted attempt, or refuses it while locked.
-fn begin_attempt(
-    app: &AppState,
-    account: Option<&str>,
-    client: Option<&str>,
-) -> Result<Attempt, Refusal> {
-    app.auth.lockout().begin(account, client).map_err(|locked| {
-        (
-            ApiError::TooManyAttempts(locked.retry_after_secs),
-            format!("locked_out ({})", locked.what),
-        )
-    })
-}
-
-/// Settles a failed attempt; returns the lockout records it causes.
-fn failed_attempt(app: &AppState, attempt: Attempt, base: &AuditRecord) -> Vec<AuditRecord> {
-    app.auth
-        .lockout()
-        .failed(attempt)
-        .into_iter()
-        .map(|what| {
-            let limit = if what == "account" {
-                app.config.auth.lockout_failures
-            } else {
-                app.config.auth.lockout_client_failures
-            };
-            tracing::warn!(what, "lockout");
-            let mut record = base.clone();
-            record.outcome = Outcome::Lockout;
-            record.at = app.audit.now_ms();
-            record.reason = Some(format!(
-                "{what} locked after {limit} failures in {} s",
-                app.config.auth.lockout_window_secs
-            ));
-            record
-        })
-        .collect()
-}
-
 /// `POST /auth/token`. If an issued token cannot be recorded, it is not
 /// handed out.
 pub async fn issue_token(
@@ -132,8 +56,8 @@ pub async fn issue_token(
     let mut record =
         AuditRecord::new(Outcome::Refused, app.audit.now_ms()).from_client(remote, user_agent);
     record.groupid = Some(body.groupid);
-    let mut extra = Vec::new();
-    match attempt(&app, &req, body, &mut record, &mut extra).await {
+    let mut lockouts = Vec::new();
+    match attempt(&app, &req, body, &mut record, &mut lockouts).await {
         Ok(response) => {
             record.outcome = Outcome::Issued;
             let credential = record.credential.map_or("unknown", CredentialKind::as_str);
@@ -141,12 +65,18 @@ pub async fn issue_token(
             app.metrics.token_issued(credential);
             Ok(HttpResponse::Ok().json(response))
         }
-        Err((error, reason)) => {
-            app.metrics.auth_failed(error.code());
-            record.reason = Some(reason);
-            extra.insert(0, record);
-            write_refusal_audit(&app, extra).await;
-            Err(error)
+        Err(refusal) => {
+            app.metrics.auth_failed(refusal.error.code());
+            if let ApiError::UnknownGroup(group) = refusal.error {
+                // Anyone can name a group that does not exist: a log line
+                // and a metric, never a record on disk.
+                tracing::info!(group, "token refused: unknown group");
+                app.audit.not_recorded("unknown_group");
+                return Err(refusal.error);
+            }
+            record.reason = Some(refusal.reason);
+            write_refusal(&app, record, refusal.locked.as_ref(), lockouts).await;
+            Err(refusal.error)
         }
     }
 }
@@ -175,28 +105,41 @@ async fn attempt(
     req: &HttpRequest,
     body: TokenRequest,
     record: &mut AuditRecord,
-    extra: &mut Vec<AuditRecord>,
+    lockouts: &mut Vec<AuditRecord>,
 ) -> Result<TokenResponse, Refusal> {
     let group = app
         .config
         .group(body.groupid)
         .ok_or_else(|| refuse(ApiError::UnknownGroup(body.groupid)))?;
+    let origin = RequestOrigin::from_headers(req.headers());
     app.origins
-        .check_group(group.id, &RequestOrigin::from_headers(req.headers()))
+        .check_console_or_group(group.id, &origin)
         .map_err(refuse)?;
     let lifetime = duration_of(app, body.duration).map_err(refuse)?;
     let cookie = req.cookie(SESSION_COOKIE);
     let credentials = body
         .credentials
         .ok_or_else(|| ApiError::BadCredentialsForm("credentials are required".into()))
-        .and_then(|value| Credentials::parse(&value, cookie.as_ref().map(|c| c.value())))
+        .and_then(|value| {
+            // `{}` means the cookie: a browser sends it on any request, so
+            // the request must come from a page allowed to make it.
+            if value.as_object().is_some_and(|m| m.is_empty()) && cookie.is_some() {
+                app.origins.check_cookie_request(Some(group.id), &origin)?;
+            }
+            Credentials::parse(&value, cookie.as_ref().map(|c| c.value()))
+        })
         .map_err(refuse)?;
     let kind = credentials.kind();
     record.credential = Some(kind);
     record.username = credentials.claimed_username().map(str::to_owned);
-    let account = credentials.account();
+    let account = credentials.account(group.id);
     let attempt = begin_attempt(app, account.as_deref(), record.remote.as_deref())?;
-    let agent = match app.auth.authenticate(group, credentials).await {
+    let client = record.remote.clone();
+    let agent = match app
+        .auth
+        .authenticate(group, credentials, client.as_deref())
+        .await
+    {
         Ok(agent) => {
             app.auth.lockout().succeeded(attempt);
             agent
@@ -223,12 +166,12 @@ async fn attempt(
                 failure.reason
             };
             if failure.error == ApiError::InvalidCredentials {
-                extra.extend(failed_attempt(app, attempt, record));
+                lockouts.extend(failed_attempt(app, attempt, record));
             } else {
                 // Not a guess (busy, not a member...): it does not count.
                 app.auth.lockout().succeeded(attempt);
             }
-            return Err((failure.error, reason.to_owned()));
+            return Err(Refusal::new(failure.error, reason));
         }
     };
     record.username = Some(agent.username.clone());
@@ -247,6 +190,12 @@ async fn attempt(
             agent.policy.clone(),
         )
         .map_err(|e| refuse(ApiError::Internal(e.to_string())))?;
+    if let Some(session) = &agent.session {
+        app.auth
+            .sessions()
+            .record_token(session, &issued.claims.jti, issued.claims.exp)
+            .map_err(|e| refuse(ApiError::Internal(e.to_string())))?;
+    }
     record.jti = Some(issued.claims.jti.clone());
     record.iat = Some(issued.claims.iat);
     record.exp = Some(issued.claims.exp);
@@ -265,131 +214,6 @@ async fn attempt(
         username: agent.username,
         role: agent.role,
     })
-}
-
-#[derive(Deserialize)]
-pub struct LoginRequest {
-    username: String,
-    password: String,
-}
-
-/// Copies of a login record for each group the username belongs to, so
-/// each group's administrators see it (one group-less record for unknown
-/// names).
-fn per_group(app: &AppState, record: &AuditRecord, username: &str) -> Vec<AuditRecord> {
-    let groups = app.auth.groups_of(username);
-    if groups.is_empty() {
-        return vec![record.clone()];
-    }
-    groups
-        .into_iter()
-        .map(|g| {
-            let mut r = record.clone();
-            r.groupid = Some(g);
-            r
-        })
-        .collect()
-}
-
-/// `POST /auth/login`: starts a website session.
-pub async fn login(
-    app: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Json<LoginRequest>,
-) -> Result<HttpResponse, ApiError> {
-    let LoginRequest { username, password } = body.into_inner();
-    if username.len() > MAX_PASSWORD_BYTES || password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::BadRequest(format!(
-            "username and password must be at most {MAX_PASSWORD_BYTES} bytes"
-        )));
-    }
-    let (remote, user_agent) = client_of(&req);
-    let mut record =
-        AuditRecord::new(Outcome::Refused, app.audit.now_ms()).from_client(remote, user_agent);
-    record.username = Some(username.clone());
-    record.credential = Some(CredentialKind::Password);
-    let attempt = match begin_attempt(&app, Some(&username), record.remote.as_deref()) {
-        Ok(attempt) => attempt,
-        Err((error, reason)) => {
-            app.metrics.auth_failed(error.code());
-            record.reason = Some(format!("login: {reason}"));
-            write_refusal_audit(&app, per_group(&app, &record, &username)).await;
-            return Err(error);
-        }
-    };
-    if let Err(failure) = app.auth.check_password(&username, password, None).await {
-        tracing::info!(reason = failure.reason, "login refused");
-        app.metrics.auth_failed(failure.error.code());
-        record.reason = Some(format!("login: {}", failure.reason));
-        let mut records = per_group(&app, &record, &username);
-        if failure.error == ApiError::InvalidCredentials {
-            for lockout in failed_attempt(&app, attempt, &record) {
-                records.extend(per_group(&app, &lockout, &username));
-            }
-        } else {
-            app.auth.lockout().succeeded(attempt);
-        }
-        write_refusal_audit(&app, records).await;
-        return Err(failure.error);
-    }
-    app.auth.lockout().succeeded(attempt);
-    let session = app
-        .auth
-        .sessions()
-        .create(&username)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    tracing::info!(username = %username, "website session started");
-    Ok(HttpResponse::Ok()
-        .cookie(session_cookie(&app, session.id.clone(), None))
-        .json(serde_json::json!({"gssnid": session.id, "expires": session.expires})))
-}
-
-#[derive(Deserialize, Default)]
-pub struct LogoutRequest {
-    #[serde(default)]
-    gssnid: Option<String>,
-}
-
-/// `POST /auth/logout`: ends the session named in the body or the cookie.
-pub async fn logout(
-    app: web::Data<AppState>,
-    req: HttpRequest,
-    body: Option<web::Json<LogoutRequest>>,
-) -> Result<HttpResponse, ApiError> {
-    let from_body = body.and_then(|b| b.into_inner().gssnid);
-    let id = from_body.or_else(|| req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()));
-    let Some(id) = id else {
-        return Err(ApiError::BadRequest(
-            "no gssnid in the body or cookie".into(),
-        ));
-    };
-    if id.len() <= MAX_PASSWORD_BYTES {
-        app.auth
-            .sessions()
-            .end(&id)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-    }
-    // Ending an unknown session is not an error: the outcome is the same.
-    Ok(HttpResponse::NoContent()
-        .cookie(session_cookie(&app, String::new(), Some(0)))
-        .finish())
-}
-
-/// The session cookie: HttpOnly, SameSite=Lax, Secure on https. It has no
-/// Max-Age (the server's idle timeout, extended on each use, decides), except
-/// `Some(0)` to delete it.
-fn session_cookie(app: &AppState, value: String, max_age_secs: Option<i64>) -> Cookie<'static> {
-    let secure = app.config.server.public_url.starts_with("https://");
-    let mut cookie = Cookie::build(SESSION_COOKIE, value)
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(secure)
-        .finish();
-    if let Some(secs) = max_age_secs {
-        cookie.set_max_age(CookieDuration::seconds(secs));
-    }
-    cookie
 }
 
 /// Denylists `jti` until it expires and closes the sockets using it; returns

@@ -5,7 +5,10 @@ mod admin_api;
 mod agent_auth;
 mod assets;
 mod auth_api;
+mod auth_audit;
+pub(crate) mod guards;
 mod presence_api;
+mod session_api;
 mod sockets;
 mod sso_start;
 
@@ -36,8 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
     .configure(assets::configure)
     .service(resource("/healthz").route(web::get().to(healthz)))
     .service(resource("/auth/token").route(web::post().to(auth_api::issue_token)))
-    .service(resource("/auth/login").route(web::post().to(auth_api::login)))
-    .service(resource("/auth/logout").route(web::post().to(auth_api::logout)))
+    .service(resource("/auth/login").route(web::post().to(session_api::login)))
+    .service(resource("/auth/logout").route(web::post().to(session_api::logout)))
     .service(resource("/auth/revoke").route(web::post().to(auth_api::revoke)))
     .service(resource("/auth/sso/{groupid}").route(web::get().to(sso_start::start)))
     .service(resource("/visitor/ws").route(web::get().to(sockets::visitor_socket)))
@@ -106,5 +109,15 @@ fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
 
 /// The client's IP address, for audit records and per-client limits.
 pub(crate) fn client_ip(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
+    client_addr(req).map(|ip| ip.to_string())
+}
+
+/// The client's address: the TCP peer, or the forwarded client when the
+/// peer is a trusted proxy (see [`crate::client_addr`]).
+pub(crate) fn client_addr(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    match req.app_data::<web::Data<AppState>>() {
+        Some(app) => app.trusted_proxies.client_ip(peer, req.headers()),
+        None => peer,
+    }
 }

@@ -68,7 +68,8 @@ pub async fn invoke(
         &group.invoke_allow,
     )?;
     app.check_scope(&auth.claims, &key, Some(&body.func))?;
-    app.confirmations
+    let only_to = app
+        .confirmations
         .check_gate(group, &key, &auth.claims.sub)?;
     let outcome = invoke::invoke(
         &app.registry,
@@ -77,6 +78,7 @@ pub async fn invoke(
         body.func,
         body.args,
         timeout_ms,
+        only_to,
     )
     .await?;
     Ok(HttpResponse::Ok().json(outcome))
@@ -118,13 +120,15 @@ pub async fn signal(
 ) -> Result<HttpResponse, ApiError> {
     let (key, group) = path.key(&app, &auth)?;
     app.check_scope(&auth.claims, &key, None)?;
-    app.confirmations
+    let only_to = app
+        .confirmations
         .check_gate(group, &key, &auth.claims.sub)?;
     invoke::signal(
         &app.registry,
         key,
         body.into_inner().data,
         &app.config.presence,
+        only_to,
     )
     .await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({"delivered": true})))

@@ -33,6 +33,14 @@ impl Published {
         self.connections.iter().rev().find(|c| c.is_open())
     }
 
+    /// The most recently active open connection that `accepts`.
+    pub fn target_where(&self, accepts: impl Fn(&str) -> bool) -> Option<&LiveConnection> {
+        self.connections
+            .iter()
+            .rev()
+            .find(|c| c.is_open() && accepts(&c.id))
+    }
+
     /// Every open connection (each of the visitor's tabs).
     pub fn open_connections(&self) -> impl Iterator<Item = &LiveConnection> {
         self.connections.iter().filter(|c| c.is_open())

@@ -52,6 +52,8 @@ pub enum Routed {
     Busy(VisitorCommand),
     /// No live connection accepted it; the command comes back.
     NoConnection(VisitorCommand),
+    /// Live connections exist, but the command may go to none of them.
+    Refused(VisitorCommand),
 }
 
 impl VisitorEntry {
@@ -83,15 +85,23 @@ impl VisitorEntry {
         before != self.connections.len()
     }
 
-    /// Hands `command` to the most recently active connection, dropping any
-    /// connection whose actor has already stopped and trying the next.
-    /// Session mailboxes are bounded, so a stalled client cannot make
-    /// commands pile up without limit.
+    /// Hands `command` to the most recently active connection it accepts,
+    /// dropping any connection whose actor has already stopped and trying
+    /// the next. Session mailboxes are bounded, so a stalled client cannot
+    /// make commands pile up without limit.
     pub fn route(&mut self, mut command: VisitorCommand) -> Routed {
-        while let Some(conn) = self.connections.last() {
+        let mut passed_over = false;
+        let mut i = self.connections.len();
+        while i > 0 {
+            i -= 1;
+            let conn = &self.connections[i];
             if !conn.is_open() {
                 // Closing: its Disconnect is on the way. Never write to it.
-                self.connections.pop();
+                self.connections.remove(i);
+                continue;
+            }
+            if !command.accepts(&conn.id) {
+                passed_over = true;
                 continue;
             }
             match conn.commands.try_send(command) {
@@ -99,10 +109,14 @@ impl VisitorEntry {
                 Err(SendError::Full(back)) => return Routed::Busy(back),
                 Err(SendError::Closed(back)) => {
                     command = back;
-                    self.connections.pop();
+                    self.connections.remove(i);
                 }
             }
         }
-        Routed::NoConnection(command)
+        if passed_over {
+            Routed::Refused(command)
+        } else {
+            Routed::NoConnection(command)
+        }
     }
 }

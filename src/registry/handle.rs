@@ -75,8 +75,18 @@ impl RegistryHandle {
     }
 
     /// Routes a command to the visitor's most recently active connection.
+    /// A command restricted to some connections (confirmation tickets)
+    /// goes to the most recently active of those; if the visitor has open
+    /// connections but none of them, it fails `confirmation_required`.
     pub fn route(&self, key: VisitorKey, mut command: VisitorCommand) {
-        if let Some(target) = self.directory.get(&key).and_then(|p| p.target().cloned()) {
+        let published = self.directory.get(&key);
+        let target = published
+            .as_ref()
+            .and_then(|p| p.target_where(|id| command.accepts(id)).cloned());
+        if target.is_none() && published.is_some_and(|p| p.target().is_some()) {
+            return command.fail(ApiError::ConfirmationRequired);
+        }
+        if let Some(target) = target {
             match target.commands.try_send(command) {
                 Ok(()) => return,
                 Err(SendError::Full(back)) => {

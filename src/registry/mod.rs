@@ -147,6 +147,7 @@ impl Registry {
         match entry.route(command) {
             Routed::Delivered => {}
             Routed::Busy(command) => command.fail(ApiError::TooManyPending(limit)),
+            Routed::Refused(command) => command.fail(ApiError::ConfirmationRequired),
             Routed::NoConnection(command) => {
                 // Either already in grace, or every connection turned out
                 // stopped: park until the visitor comes back or grace ends.
@@ -267,6 +268,7 @@ impl Handler<Connect> for Registry {
                 match entry.route(command) {
                     Routed::Delivered => {}
                     Routed::Busy(command) => command.fail(ApiError::TooManyPending(limit)),
+                    Routed::Refused(command) => command.fail(ApiError::ConfirmationRequired),
                     Routed::NoConnection(command) => command.fail(ApiError::not_present()),
                 }
             }

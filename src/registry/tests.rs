@@ -122,6 +122,7 @@ fn invoke(
             deadline: tokio::time::Instant::now() + Duration::from_secs(30),
             timeout_ms: 30_000,
             responder,
+            only_to: None,
         }),
     });
     outcome
@@ -315,6 +316,7 @@ async fn the_handle_routes_through_the_directory_and_skips_closing_sockets() {
             VisitorCommand::Signal(crate::invoke::SignalRequest {
                 data: json!(1),
                 responder,
+                only_to: None,
             }),
         );
     };

@@ -76,6 +76,10 @@ pub struct ConfirmationGrant {
     pub confirmation: String,
     /// Unix seconds.
     pub until: u64,
+    /// SHA-256 (hex) of the ticket handed to the connection that answered;
+    /// grants from before tickets have none, and no holder.
+    #[serde(default)]
+    pub ticket: Option<String>,
 }
 
 /// What [`Store::settle_confirmation`] did.
@@ -181,6 +185,27 @@ impl Store {
         })
     }
 
+    /// Every grant of a visitor, by grant key (one per agent).
+    pub fn confirmation_grants_of(
+        &self,
+        groupid: u64,
+        visitorid: &str,
+    ) -> Result<Vec<(String, ConfirmationGrant)>, StoreError> {
+        let prefix = format!("{groupid}/{visitorid}/");
+        self.with(|t| {
+            t.grants
+                .scan_prefix(prefix.as_bytes())
+                .map(|item| {
+                    let (key, value) = item?;
+                    Ok((
+                        String::from_utf8_lossy(&key).into_owned(),
+                        decode(TREE_GRANTS, &value)?,
+                    ))
+                })
+                .collect()
+        })
+    }
+
     /// Ends a grant, flushed; true if there was one.
     pub fn remove_confirmation_grant(&self, key: &str) -> Result<bool, StoreError> {
         self.with(|t| {
@@ -256,6 +281,7 @@ mod tests {
         let grant = ConfirmationGrant {
             confirmation: r.id.clone(),
             until: 99,
+            ticket: None,
         };
         (next, Some(grant))
     }

@@ -15,6 +15,8 @@
 //!   the live confirmed pairs the invoke gate reads.
 //! - `agents`: `group/username` → [`AgentRecord`], agents seen or provisioned.
 //! - `sso_jtis`: `group/jti` → big-endian `exp`, SSO tokens already used.
+//! - `session_tokens`: session digest + `jti` → big-endian `exp`, the
+//!   tokens a website session issued (revoked when it logs out).
 
 use std::path::Path;
 use std::sync::RwLock;
@@ -40,13 +42,17 @@ const TREE_GRANTS: &str = "confirmation_grants";
 const TREE_AGENTS: &str = "agents";
 /// Name of the used-SSO-token tree.
 const TREE_SSO_JTIS: &str = "sso_jtis";
+/// Name of the tree of tokens issued from website sessions.
+const TREE_SESSION_TOKENS: &str = "session_tokens";
 
 mod agents;
 mod confirmations;
+mod sessions;
 pub use agents::{AgentRecord, AgentSource};
 pub use confirmations::{
     grant_key, AgentCard, ConfirmationGrant, ConfirmationRecord, ConfirmationStatus, Settled,
 };
+pub use sessions::StoredSession;
 
 /// Who a token was issued to, kept until it expires.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,14 +92,6 @@ impl std::fmt::Debug for StoredSigningKey {
     }
 }
 
-/// A website session as persisted (under a hash of its id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredSession {
-    pub username: String,
-    pub created_at: u64,
-    pub last_used: u64,
-}
-
 /// The open database and its named trees.
 struct Trees {
     db: sled::Db,
@@ -106,6 +104,7 @@ struct Trees {
     grants: sled::Tree,
     agents: sled::Tree,
     sso_jtis: sled::Tree,
+    session_tokens: sled::Tree,
 }
 
 /// The embedded database. [`Store::close`] releases it (and its directory
@@ -128,6 +127,7 @@ impl Store {
         let grants = db.open_tree(TREE_GRANTS)?;
         let agents = db.open_tree(TREE_AGENTS)?;
         let sso_jtis = db.open_tree(TREE_SSO_JTIS)?;
+        let session_tokens = db.open_tree(TREE_SESSION_TOKENS)?;
         Ok(Self {
             trees: RwLock::new(Some(Trees {
                 db,
@@ -140,6 +140,7 @@ impl Store {
                 grants,
                 agents,
                 sso_jtis,
+                session_tokens,
             })),
         })
     }
@@ -178,52 +179,6 @@ impl Store {
             t.signing_keys.remove(kid.as_bytes())?;
             t.signing_keys.flush()?;
             Ok(())
-        })
-    }
-
-    /// The session stored under `key` (a hash of its id).
-    pub fn session(&self, key: &[u8]) -> Result<Option<StoredSession>, StoreError> {
-        self.with(|t| {
-            t.sessions
-                .get(key)?
-                .map(|v| decode(TREE_SESSIONS, &v))
-                .transpose()
-        })
-    }
-
-    /// Writes a session and flushes: the client is about to be told.
-    pub fn put_session(&self, key: &[u8], session: &StoredSession) -> Result<(), StoreError> {
-        let bytes = encode(TREE_SESSIONS, session)?;
-        self.with(|t| {
-            t.sessions.insert(key, bytes)?;
-            t.sessions.flush()?;
-            Ok(())
-        })
-    }
-
-    /// Deletes a session and flushes; true if it existed.
-    pub fn remove_session(&self, key: &[u8]) -> Result<bool, StoreError> {
-        self.with(|t| {
-            let existed = t.sessions.remove(key)?.is_some();
-            t.sessions.flush()?;
-            Ok(existed)
-        })
-    }
-
-    /// Deletes sessions last used before `cutoff` (Unix seconds).
-    pub fn remove_sessions_idle_since(&self, cutoff: u64) -> Result<usize, StoreError> {
-        self.with(|t| {
-            let mut removed = 0;
-            for item in t.sessions.iter() {
-                let (key, value) = item?;
-                let session: StoredSession = decode(TREE_SESSIONS, &value)?;
-                if session.last_used < cutoff {
-                    t.sessions.remove(key)?;
-                    removed += 1;
-                }
-            }
-            t.sessions.flush()?;
-            Ok(removed)
         })
     }
 

@@ -343,6 +343,16 @@ impl TestServer {
         ws
     }
 
+    /// A visitor socket whose hello presents confirmation `tickets`.
+    pub async fn visitor_with_tickets(&self, id: &str, data: Value, tickets: &[&str]) -> WsClient {
+        let mut ws = self.socket("/visitor/ws", None).await.expect("connect");
+        ws.send(json!({"type": "hello", "groupid": 72, "visitorid": id, "data": data, "tickets": tickets}))
+            .await;
+        let welcome = ws.recv().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        ws
+    }
+
     /// An agent socket that has authenticated.
     pub async fn agent(&self, token: &str) -> WsClient {
         let mut ws = self.socket("/agent/ws", None).await.expect("connect");
@@ -389,6 +399,11 @@ impl Closed {
 }
 
 impl WsClient {
+    /// Wraps a socket connected some other way (another client, headers).
+    pub fn from_framed(framed: Framed<BoxedSocket, Codec>) -> Self {
+        Self { framed }
+    }
+
     pub async fn send(&mut self, frame: Value) {
         self.send_text(&frame.to_string()).await;
     }
@@ -490,4 +505,39 @@ pub fn assert_closed(closed: &Closed, code: CloseCode, error: &str) {
         closed.errors.iter().any(|e| e["code"] == error),
         "expected an error frame {error:?}, got {closed:?}"
     );
+}
+
+/// The value of the sample `name` (with its labels, as exported) in a
+/// `/metrics` text; 0 if absent.
+pub fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            (series == name).then(|| value.parse().expect("number"))
+        })
+        .unwrap_or(0.0)
+}
+
+/// The `/metrics` text of a server, checked to be OpenMetrics.
+pub async fn scrape(server: &TestServer) -> String {
+    let addr = server.running().metrics_addr().expect("metrics on");
+    let mut resp = server
+        .http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(resp.status().as_u16(), 200);
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let body = resp.body().await.expect("body");
+    String::from_utf8(body.to_vec()).expect("utf-8")
 }

@@ -9,7 +9,7 @@ import vm from "node:vm";
 
 const source = readFileSync(new URL("../../src/web/sdk/presence-visitor.js", import.meta.url), "utf8");
 
-function load() {
+function load(storage) {
   const sockets = [];
   class FakeSocket {
     constructor(url) {
@@ -23,6 +23,7 @@ function load() {
   }
   // Timers are looked up now, so a test can install mock timers first.
   const sandbox = { WebSocket: FakeSocket, URL, setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout, console };
+  if (storage) sandbox.sessionStorage = storage;
   sandbox.window = sandbox;
   vm.createContext(sandbox);
   vm.runInContext(source, sandbox);
@@ -53,8 +54,8 @@ test("presence data keeps only strings and finite numbers", () => {
 
 test("the socket URL follows the server's scheme", () => {
   const { PresenceVisitor } = load();
-  assert.equal(PresenceVisitor.socketUrl("https://p.example.com"), "wss://p.example.com/visitor/ws");
-  assert.equal(PresenceVisitor.socketUrl("http://127.0.0.1:8080/x"), "ws://127.0.0.1:8080/visitor/ws");
+  assert.equal(PresenceVisitor.socketUrl("https://p.example.com", 72), "wss://p.example.com/visitor/ws?groupid=72");
+  assert.equal(PresenceVisitor.socketUrl("http://127.0.0.1:8080/x", 7), "ws://127.0.0.1:8080/visitor/ws?groupid=7");
 });
 
 test("hello, registered functions, thrown errors and unknown functions", async () => {
@@ -117,4 +118,27 @@ test("a session key request resolves with the code", async () => {
   sockets[0].onmessage({ data: JSON.stringify({ type: "session_key", key: "482913", expires: 1 }) });
   assert.equal(await key, "482913");
   v.close();
+});
+
+test("confirmation tickets are kept per tab and presented in every hello", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const items = new Map();
+  const storage = { getItem: (k) => items.get(k) ?? null, setItem: (k, v) => items.set(k, String(v)) };
+  const { PresenceVisitor, sockets } = load(storage);
+  const v = new PresenceVisitor({ server: "http://s.test", groupid: 72, visitorid: "v-1", presence: false });
+  v.connect();
+  sockets[0].onopen();
+  assert.equal(sockets[0].sent[0].tickets, undefined, "no tickets yet");
+  sockets[0].onmessage({ data: JSON.stringify({ type: "confirm_ticket", id: "c1", ticket: "T1" }) });
+  sockets[0].onclose({ code: 1006 });
+  t.mock.timers.tick(20000);
+  sockets[1].onopen();
+  assert.deepEqual([...sockets[1].sent[0].tickets], ["T1"]);
+  for (let i = 0; i < 20; i++) PresenceVisitor.saveTicket(72, "v-1", `X${i}`);
+  const kept = PresenceVisitor.loadTickets(72, "v-1");
+  assert.equal(kept.length, 16, "at most 16");
+  assert.equal(kept[15], "X19");
+  assert.deepEqual([...PresenceVisitor.loadTickets(72, "v-2")], [], "per visitor");
+  items.set("presence-tickets:72:v-3", "not json");
+  assert.deepEqual([...PresenceVisitor.loadTickets(72, "v-3")], [], "a corrupt entry is ignored");
 });

@@ -117,7 +117,7 @@
         method: "POST",
         headers: { "content-type": "application/json" },
         credentials: "same-origin",
-        body: JSON.stringify({ username, password }),
+        body: JSON.stringify({ groupid: group, username, password }),
       });
       if (!login.ok) {
         const body = await login.json().catch(() => ({}));

@@ -45,13 +45,50 @@
   }
 
   /**
-   * The WebSocket URL of a server base URL.
+   * The WebSocket URL of a server base URL. The group rides along so that
+   * a group at its `max_visitors` refuses the upgrade (429) before it is made.
    * @param {string} server e.g. "https://presence.example.com"
+   * @param {number} groupid
    */
-  function socketUrl(server) {
+  function socketUrl(server, groupid) {
     const url = new URL("/visitor/ws", server);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("groupid", String(groupid));
     return url.toString();
+  }
+
+  /** Most tickets kept (and presented in a hello) per group and visitor. */
+  const MAX_TICKETS = 16;
+
+  /** @param {number} groupid @param {string} visitorid */
+  function ticketKey(groupid, visitorid) {
+    return `presence-tickets:${groupid}:${visitorid}`;
+  }
+
+  /**
+   * The confirmation tickets this tab holds. Tickets live in sessionStorage,
+   * per tab, so a grant follows this tab's navigations and reconnects only.
+   * @returns {string[]}
+   */
+  function loadTickets(groupid, visitorid) {
+    try {
+      const stored = JSON.parse(globalThis.sessionStorage.getItem(ticketKey(groupid, visitorid)) || "[]");
+      return Array.isArray(stored) ? stored.filter((t) => typeof t === "string").slice(-MAX_TICKETS) : [];
+    } catch {
+      return [];
+    }
+  }
+
+  /** Keeps a new ticket, newest last, dropping the oldest beyond the cap. */
+  function saveTicket(groupid, visitorid, ticket) {
+    if (typeof ticket !== "string") return;
+    const tickets = loadTickets(groupid, visitorid).filter((t) => t !== ticket);
+    tickets.push(ticket);
+    try {
+      globalThis.sessionStorage.setItem(ticketKey(groupid, visitorid), JSON.stringify(tickets.slice(-MAX_TICKETS)));
+    } catch {
+      // Storage full or disabled: the grant lasts as long as this socket.
+    }
   }
 
   const DIALOG_CSS = `
@@ -162,13 +199,15 @@
 
     /** @private */
     open() {
-      const ws = new WebSocket(socketUrl(this.server));
+      const ws = new WebSocket(socketUrl(this.server, this.groupid));
       this.ws = ws;
       this.welcomed = false;
       ws.onopen = () => {
         const data = this.sendPageData ? { ...this.pageData(), ...this.data } : { ...this.data };
         const hello = { type: "hello", groupid: this.groupid, visitorid: this.visitorid, data };
         if (this.identity) hello.identity = this.identity;
+        const tickets = loadTickets(this.groupid, this.visitorid);
+        if (tickets.length) hello.tickets = tickets;
         ws.send(JSON.stringify(hello));
       };
       ws.onmessage = (event) => this.receive(event.data);
@@ -217,6 +256,9 @@
         }
         case "confirm":
           this.showConfirm(frame);
+          break;
+        case "confirm_ticket":
+          saveTicket(this.groupid, this.visitorid, frame.ticket);
           break;
         case "confirm_closed":
           this.closeConfirm(frame.id);
@@ -385,6 +427,8 @@
   PresenceVisitor.backoffDelay = backoffDelay;
   PresenceVisitor.cleanData = cleanData;
   PresenceVisitor.socketUrl = socketUrl;
+  PresenceVisitor.loadTickets = loadTickets;
+  PresenceVisitor.saveTicket = saveTicket;
   global.PresenceVisitor = PresenceVisitor;
 
   // Script-tag start: <script ... data-groupid data-visitorid data-presence>.

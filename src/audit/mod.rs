@@ -1,7 +1,10 @@
 //! The token audit log: one record for every token issued and every
 //! refused attempt (with the reason, never a secret), written durably before
 //! the client hears the outcome, kept for `audit_retention_days`, and
-//! queried newest first by a group's administrators.
+//! queried newest first by a group's administrators. What refusals may
+//! write is bounded by [`throttle`].
+
+mod throttle;
 
 use std::sync::Arc;
 
@@ -11,10 +14,18 @@ use crate::auth::CredentialKind;
 use crate::clock::SharedClock;
 use crate::config::Role;
 use crate::ids::{fill_random, GroupId};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+pub use throttle::{
+    Admission, RefusalThrottle, Suppressed, CLIENT_WINDOW_MS, REFUSALS_PER_CLIENT_PER_MINUTE,
+};
 
-/// Longest user agent kept.
-const MAX_USER_AGENT: usize = 256;
+/// Longest user agent kept, in characters.
+pub const MAX_USER_AGENT: usize = 256;
+/// Longest username kept, in characters.
+pub const MAX_USERNAME: usize = 128;
+/// Ends a field that was cut to its cap.
+pub const TRUNCATED: &str = "…[truncated]";
 /// Most records one query returns.
 pub const MAX_PAGE: usize = 1000;
 
@@ -27,6 +38,17 @@ pub enum Outcome {
     Revoked,
     /// An account or client was locked after too many failures.
     Lockout,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Issued => "issued",
+            Outcome::Refused => "refused",
+            Outcome::Revoked => "revoked",
+            Outcome::Lockout => "lockout",
+        }
+    }
 }
 
 /// One audit record.
@@ -67,12 +89,51 @@ impl AuditRecord {
         }
     }
 
-    /// Sets the client's address and user agent (truncated).
+    /// Sets the client's address and user agent.
     pub fn from_client(mut self, remote: Option<String>, user_agent: Option<&str>) -> Self {
         self.remote = remote;
-        self.user_agent = user_agent.map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
+        self.user_agent = user_agent.map(str::to_owned);
         self
     }
+
+    /// The record with every client-supplied field cut to its cap, with a
+    /// marker, so no request can make a record large.
+    fn capped(&self) -> std::borrow::Cow<'_, Self> {
+        let long = |field: &Option<String>, max: usize| {
+            field.as_ref().is_some_and(|f| f.chars().count() > max)
+        };
+        if !long(&self.username, MAX_USERNAME) && !long(&self.user_agent, MAX_USER_AGENT) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut capped = self.clone();
+        capped.username = capped.username.map(|u| cap(u, MAX_USERNAME));
+        capped.user_agent = capped.user_agent.map(|u| cap(u, MAX_USER_AGENT));
+        std::borrow::Cow::Owned(capped)
+    }
+
+    /// The record standing for refusals that were not written.
+    pub fn summary(suppressed: &Suppressed, at: u64) -> Self {
+        let mut record = Self::new(Outcome::Refused, at);
+        record.groupid = Some(suppressed.groupid);
+        record.remote = Some(suppressed.client.clone());
+        record.reason = Some(format!(
+            "suppressed {} refusals from this client (over {REFUSALS_PER_CLIENT_PER_MINUTE} \
+             a minute, or while locked out) since {}",
+            suppressed.count, suppressed.since_ms
+        ));
+        record
+    }
+}
+
+/// `field` cut to `max` characters with [`TRUNCATED`] at the end.
+fn cap(field: String, max: usize) -> String {
+    if field.chars().count() <= max {
+        return field;
+    }
+    let keep = max - TRUNCATED.chars().count();
+    let mut cut: String = field.chars().take(keep).collect();
+    cut.push_str(TRUNCATED);
+    cut
 }
 
 /// A query over one group's records.
@@ -98,6 +159,8 @@ pub struct Audit {
     store: Arc<Store>,
     clock: SharedClock,
     retention_days: u64,
+    metrics: Arc<Metrics>,
+    throttle: RefusalThrottle,
 }
 
 fn key(at_ms: u64) -> Vec<u8> {
@@ -122,12 +185,29 @@ fn decode_cursor(cursor: &str) -> Option<Vec<u8>> {
 }
 
 impl Audit {
-    pub fn new(store: Arc<Store>, clock: SharedClock, retention_days: u64) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        clock: SharedClock,
+        retention_days: u64,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             store,
             clock,
             retention_days,
+            metrics,
+            throttle: RefusalThrottle::default(),
         }
+    }
+
+    /// The limits on refusal records.
+    pub fn throttle(&self) -> &RefusalThrottle {
+        &self.throttle
+    }
+
+    /// Counts a refusal that writes no record, by the rule that dropped it.
+    pub fn not_recorded(&self, rule: &'static str) {
+        self.metrics.audit_suppressed(rule);
     }
 
     /// The current time, for building records.
@@ -135,9 +215,22 @@ impl Audit {
         self.clock.now_ms()
     }
 
-    /// Writes a record durably.
+    /// Writes a record durably, its client-supplied fields capped.
     pub fn record(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        self.store.put_audit(&key(record.at), record)
+        self.store.put_audit(&key(record.at), &*record.capped())?;
+        self.metrics.audit_recorded(record.outcome.as_str());
+        Ok(())
+    }
+
+    /// Writes the "suppressed N" records of client windows that ended;
+    /// the housekeeping timer calls it.
+    pub fn write_ended_summaries(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now_ms();
+        let summaries = self.throttle.drain(now);
+        for suppressed in &summaries {
+            self.record(&AuditRecord::summary(suppressed, now))?;
+        }
+        Ok(summaries.len())
     }
 
     /// One group's records matching `query`, newest first. `None` if the
@@ -199,7 +292,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(dir.path()).expect("store"));
         let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-        let audit = Audit::new(store, clock.clone(), 90);
+        let audit = Audit::new(store, clock.clone(), 90, Arc::new(Metrics::new()));
         (dir, clock, audit)
     }
 
@@ -279,6 +372,34 @@ mod tests {
             )
             .expect("q")
             .is_none());
+    }
+
+    #[test]
+    fn client_fields_are_capped_with_a_marker() {
+        let (_dir, _clock, audit) = audit();
+        let mut r = AuditRecord::new(Outcome::Refused, audit.now_ms())
+            .from_client(None, Some(&"u".repeat(5000)));
+        r.groupid = Some(72);
+        r.username = Some("n".repeat(1024));
+        audit.record(&r).expect("record");
+        let page = audit
+            .query(
+                72,
+                &Query {
+                    limit: 1,
+                    ..Query::default()
+                },
+            )
+            .expect("q")
+            .expect("p");
+        let stored = &page.records[0];
+        let username = stored.username.as_deref().expect("username");
+        assert_eq!(username.chars().count(), MAX_USERNAME);
+        assert!(username.ends_with(TRUNCATED));
+        let agent = stored.user_agent.as_deref().expect("user agent");
+        assert_eq!(agent.chars().count(), MAX_USER_AGENT);
+        assert!(agent.ends_with(TRUNCATED));
+        assert_eq!(cap("short".into(), MAX_USERNAME), "short");
     }
 
     #[test]
