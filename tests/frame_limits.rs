@@ -8,7 +8,7 @@ mod common;
 
 use actix_http::ws::{Item, OpCode};
 use awc::ws::{CloseCode, Message};
-use common::raw_ws::{client_frame, client_header};
+use common::raw_ws::{client_frame, client_header, RawReader, RawWriter};
 use common::{assert_closed, TestServer};
 use presence_server::config::PresenceConfig;
 use presence_server::ws_guard::{BUFFER_OVERHEAD_BYTES, MAX_FRAGMENTS};
@@ -49,13 +49,7 @@ async fn a_huge_frame_header_is_refused_before_its_payload_on_both_sockets() {
 #[actix_web::test]
 async fn fragments_adding_up_past_the_limit_are_refused_at_the_header() {
     let server = TestServer::start_with(|c| c.presence.max_message_bytes = 1024).await;
-    let (mut reader, mut writer) = server.raw_socket("/visitor/ws").await;
-    let hello = json!({"type":"hello","groupid":72,"visitorid":"frag"}).to_string();
-    writer
-        .write(&client_frame(OpCode::Text, true, hello.as_bytes()))
-        .await
-        .expect("hello");
-    assert_eq!(reader.recv().await["type"], "welcome");
+    let (mut reader, mut writer) = raw_visitor(&server, "frag").await;
     // 600 bytes, then only the header of 600 more: the total is known to be
     // over before any of the second fragment's payload is sent.
     let mut bytes = client_frame(OpCode::Text, false, &[b' '; 600]);
@@ -77,6 +71,18 @@ async fn a_message_of_more_than_1024_fragments_is_refused() {
     // 1025 fragments, far under the size limit, are one too many.
     send_fragments(&mut ws, &[b' '; MAX_FRAGMENTS + 1]).await;
     assert_closed(&ws.closed().await, CloseCode::Size, "message_too_large");
+}
+
+/// A raw visitor socket that has said hello and been welcomed.
+async fn raw_visitor(server: &TestServer, visitorid: &str) -> (RawReader, RawWriter) {
+    let (mut reader, mut writer) = server.raw_socket("/visitor/ws").await;
+    let hello = json!({"type":"hello","groupid":72,"visitorid":visitorid}).to_string();
+    writer
+        .write(&client_frame(OpCode::Text, true, hello.as_bytes()))
+        .await
+        .expect("hello");
+    assert_eq!(reader.recv().await["type"], "welcome");
+    (reader, writer)
 }
 
 /// Sends `bytes` as a text message of one-byte fragments.
@@ -157,13 +163,7 @@ async fn many_frames_in_one_write_are_handed_to_the_parser_one_at_a_time() {
         c.presence.inbound_frame_burst = 100_000;
     })
     .await;
-    let (mut reader, mut writer) = server.raw_socket("/visitor/ws").await;
-    let hello = json!({"type":"hello","groupid":72,"visitorid":"burst"}).to_string();
-    writer
-        .write(&client_frame(OpCode::Text, true, hello.as_bytes()))
-        .await
-        .expect("hello");
-    assert_eq!(reader.recv().await["type"], "welcome");
+    let (mut reader, mut writer) = raw_visitor(&server, "burst").await;
     // About 100 KiB of small frames in one write, then a session key asked
     // for after them all.
     let presence = json!({"type":"presence","data":{"url":"/".repeat(60)}}).to_string();
