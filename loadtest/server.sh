@@ -19,6 +19,10 @@ start_server() {
       -e "s#^metrics_bind = .*#metrics_bind = \"\"#" \
       -e "s#^origins = .*#origins = [\"${SERVER_URL}\"]#" \
       "$(dirname "${BASH_SOURCE[0]}")/../config/default.toml" > "${SERVER_DIR}/presence.toml"
+  # The load generator's thousands of visitors come from a few loopback
+  # addresses, so the per-client caps (meant for real clients) are lifted.
+  PRESENCE__SERVER__MAX_SOCKETS_PER_IP=${LOADTEST_MAX_SOCKETS_PER_IP:-250000} \
+  PRESENCE__SERVER__MAX_CONNECTIONS_PER_IP=${LOADTEST_MAX_CONNECTIONS_PER_IP:-250000} \
   RUST_LOG=${SERVER_LOG:-warn,presence_server=info} "$binary" serve --config "${SERVER_DIR}/presence.toml" \
     > "${SERVER_DIR}/server.log" 2>&1 &
   SERVER_PID=$!

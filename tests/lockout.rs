@@ -10,8 +10,16 @@ use presence_server::clock::{Clock, ManualClock};
 use serde_json::{json, Value};
 
 async fn attempt(server: &TestServer, body: Value) -> (u16, Option<String>, Value) {
-    let mut resp = server
-        .http
+    attempt_with(&server.http, server, body).await
+}
+
+/// As [`attempt`], with another client (another source address).
+async fn attempt_with(
+    client: &awc::Client,
+    server: &TestServer,
+    body: Value,
+) -> (u16, Option<String>, Value) {
+    let mut resp = client
         .post(server.url("/auth/token"))
         .send_json(&body)
         .await
@@ -141,7 +149,20 @@ async fn website_logins_share_the_limits_and_show_in_the_groups_audit() {
 #[actix_web::test]
 async fn concurrent_guesses_cannot_overrun_the_limit() {
     let server = TestServer::start().await;
-    let guesses = (0..12).map(|_| attempt(&server, password("fred.demo", "wrong")));
+    // Each guess from its own address, so that the per-client limit on
+    // password checks in flight (two) does not stand in for the lockout.
+    let clients: Vec<awc::Client> = (0..12)
+        .map(|i| {
+            let ip = std::net::Ipv4Addr::new(127, 0, 0, 10 + i);
+            awc::Client::builder()
+                .connector(awc::Connector::new().local_address(ip.into()))
+                .timeout(common::WAIT)
+                .finish()
+        })
+        .collect();
+    let guesses = clients
+        .iter()
+        .map(|client| attempt_with(client, &server, password("fred.demo", "wrong")));
     let results = futures_util::future::join_all(guesses).await;
     let unauthorized = results.iter().filter(|(s, _, _)| *s == 401).count();
     let locked = results.iter().filter(|(s, _, _)| *s == 429).count();
