@@ -31,6 +31,7 @@ mod metrics_server;
 pub mod origin;
 pub mod password;
 pub mod policy;
+pub mod presence_coalescer;
 pub mod presence_data;
 pub mod protocol;
 pub mod registry;
@@ -42,6 +43,7 @@ pub mod telemetry;
 pub mod token;
 pub mod visitor_identity;
 pub mod visitor_session;
+pub mod ws_guard;
 pub mod ws_support;
 
 use std::net::{SocketAddr, TcpListener};
@@ -307,6 +309,11 @@ impl RunningServer {
     /// as the timer would; tests call it after moving the clock.
     pub fn housekeeping(&self) -> Result<housekeeping::Housekeeping, ServerError> {
         Ok(self.app.chores.run_once()?)
+    }
+
+    /// The most inbound bytes any one socket has held buffered so far.
+    pub fn socket_buffer_peak(&self) -> usize {
+        self.app.metrics.socket_buffer_peak()
     }
 
     /// Live visitors, connections and watches.

@@ -73,6 +73,7 @@ pub struct Metrics {
     confirmations: Family<OutcomeLabel, Counter>,
     registry_visitors: Gauge,
     registry_connections: Gauge,
+    socket_buffer_peak: Gauge,
     audit_records: Family<OutcomeLabel, Counter>,
     audit_suppressed: Family<RuleLabel, Counter>,
     limited_connections: Family<LimitLabel, Counter>,
@@ -158,6 +159,12 @@ impl Metrics {
             "Visitor connections registered",
             registry_connections.clone(),
         );
+        let socket_buffer_peak = Gauge::default();
+        registry.register(
+            "socket_buffer_peak_bytes",
+            "The most inbound bytes one socket has held buffered (frame parser and fragment reassembly)",
+            socket_buffer_peak.clone(),
+        );
         let audit_records = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "audit_records",
@@ -192,6 +199,7 @@ impl Metrics {
             confirmations,
             registry_visitors,
             registry_connections,
+            socket_buffer_peak,
         }
     }
 
@@ -250,6 +258,18 @@ impl Metrics {
         self.confirmations
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
+    }
+
+    /// One socket now holds `bytes` of inbound data buffered.
+    pub fn socket_buffered(&self, bytes: usize) {
+        self.socket_buffer_peak
+            .inner()
+            .fetch_max(saturating_i64(bytes), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The most inbound bytes one socket has held buffered.
+    pub fn socket_buffer_peak(&self) -> usize {
+        usize::try_from(self.socket_buffer_peak.get()).unwrap_or(0)
     }
 
     /// The exposition, after setting the gauges read at scrape time.

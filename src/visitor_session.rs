@@ -4,7 +4,9 @@
 //! and signals down to the browser and results back up. It owns the
 //! invokes in flight on its socket, bounded by `max_pending_invokes`, and
 //! fails them at once if the socket closes, since their results can no
-//! longer arrive (invokes are delivered at most once).
+//! longer arrive (invokes are delivered at most once). Its presence updates
+//! reach the registry coalesced, at most one per
+//! `presence.min_presence_interval_ms` (see [`crate::presence_coalescer`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,12 +27,14 @@ use crate::error::ApiError;
 use crate::ids::{random_id, VisitorId, VisitorKey};
 use crate::invoke::{InvokeOutcome, InvokeRequest, InvokeResponder, SignalRequest};
 use crate::origin::RequestOrigin;
+use crate::presence_coalescer::{Offer, PresenceCoalescer};
 use crate::presence_data::PresenceData;
 use crate::protocol::{parse_frame, ServerFrame, VisitorInbound};
 use crate::registry::{Connect, Disconnect, LiveConnection, PresenceUpdate};
 use crate::session_keys::KeyHolder;
 use crate::state::AppState;
 use crate::visitor_identity::{self, IdentityError};
+use crate::ws_guard::InboundHandle;
 use crate::ws_support::{
     close_on_shutdown, dispatch, fail_and_close, reject, send_error, start_heartbeat, SocketLink,
     TextSocket,
@@ -119,6 +123,8 @@ pub struct VisitorSession {
     permit: ConnectionPermit,
     /// The group it was admitted to, and its slot under `max_visitors`.
     group: Option<GroupAdmission>,
+    /// Presence updates on their way to the registry.
+    presence: PresenceCoalescer,
 }
 
 impl VisitorSession {
@@ -127,20 +133,23 @@ impl VisitorSession {
         origin: RequestOrigin,
         permit: ConnectionPermit,
         group: Option<GroupAdmission>,
+        inbound: InboundHandle,
     ) -> Self {
         let limit = app.config.presence.max_message_bytes;
+        let presence = PresenceCoalescer::new(app.config.presence.min_presence_interval());
         Self {
             app,
             origin,
             connection_id: random_id(12),
             open: Arc::new(AtomicBool::new(true)),
             phase: Phase::AwaitingHello,
-            link: SocketLink::new(limit),
+            link: SocketLink::new(limit, inbound),
             pending: HashMap::new(),
             next_invoke: 0,
             prompts: HashSet::new(),
             permit,
             group,
+            presence,
         }
     }
 
@@ -183,6 +192,15 @@ impl VisitorSession {
         }
         let phase = std::mem::replace(&mut self.phase, Phase::Left);
         if let Phase::Joining(key) | Phase::Live(key) = phase {
+            // A held presence update still counts: it goes ahead of the
+            // disconnect, through the same mailbox.
+            if let Some(data) = self.presence.flush(std::time::Instant::now()) {
+                self.app.registry.addr().do_send(PresenceUpdate {
+                    key: key.clone(),
+                    connection_id: self.connection_id.clone(),
+                    data,
+                });
+            }
             self.app.registry.addr().do_send(Disconnect {
                 key,
                 connection_id: self.connection_id.clone(),
@@ -337,10 +355,33 @@ impl VisitorSession {
     }
 
     fn presence(&mut self, key: VisitorKey, data: Value, ctx: &mut WebsocketContext<Self>) {
-        let data = match PresenceData::from_value(data) {
-            Ok(data) => data,
-            Err(message) => return reject(self, ctx, None, "bad_presence_data", &message),
-        };
+        let offered = PresenceData::from_value(data)
+            .and_then(|data| self.presence.offer(data, std::time::Instant::now()));
+        match offered {
+            Ok(Offer::SendNow(data)) => self.send_presence(key, data, ctx),
+            Ok(Offer::HeldFlushIn(delay)) => {
+                ctx.run_later(delay, |session, ctx| {
+                    let Phase::Live(key) = &session.phase else {
+                        return;
+                    };
+                    let key = key.clone();
+                    if let Some(data) = session.presence.flush(std::time::Instant::now()) {
+                        session.send_presence(key, data, ctx);
+                    }
+                });
+            }
+            Ok(Offer::Merged) => {}
+            Err(message) => reject(self, ctx, None, "bad_presence_data", &message),
+        }
+    }
+
+    /// Sends one (possibly coalesced) presence update to the registry.
+    fn send_presence(
+        &mut self,
+        key: VisitorKey,
+        data: PresenceData,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
         let update = PresenceUpdate {
             key,
             connection_id: self.connection_id.clone(),

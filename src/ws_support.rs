@@ -1,6 +1,7 @@
 //! Plumbing shared by the visitor and agent socket actors: reassembling
-//! fragmented messages under the size cap, and sending error frames and
-//! close frames the same way on both sockets.
+//! fragmented messages under the size cap, answering the inbound frame
+//! guard's refusals, and sending error frames and close frames the same way
+//! on both sockets.
 
 use actix::{Actor, ActorContext, AsyncContext};
 use actix_http::ws::Item;
@@ -8,6 +9,7 @@ use actix_web::web::{Bytes, BytesMut};
 use actix_web_actors::ws::{self, CloseCode, CloseReason, WebsocketContext};
 
 use crate::protocol::ServerFrame;
+use crate::ws_guard::{InboundHandle, Refusal};
 
 /// A whole message put back together from continuation frames.
 pub enum Assembled {
@@ -33,6 +35,11 @@ impl MessageAssembler {
             limit,
             buffer: None,
         }
+    }
+
+    /// Bytes of the unfinished message held.
+    pub fn buffered(&self) -> usize {
+        self.buffer.as_ref().map_or(0, |(_, buf)| buf.len())
     }
 
     /// Feeds one continuation item.
@@ -77,10 +84,12 @@ impl MessageAssembler {
 }
 
 /// What every socket actor tracks about its link: when the peer was last
-/// heard from (for the heartbeat), and fragments being reassembled.
+/// heard from (for the heartbeat), fragments being reassembled, and the
+/// inbound frame guard's side of the socket.
 pub struct SocketLink {
     last_heard: std::time::Instant,
     assembler: MessageAssembler,
+    inbound: InboundHandle,
     /// Start of the current error-budget window, and errors sent in it.
     error_window: (std::time::Instant, u32),
 }
@@ -93,14 +102,24 @@ pub const ERROR_BUDGET: u32 = 20;
 pub const ERROR_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl SocketLink {
-    /// A link whose messages may be at most `max_message_bytes`.
-    pub fn new(max_message_bytes: usize) -> Self {
+    /// A link whose messages may be at most `max_message_bytes`, read
+    /// through the guard `inbound` belongs to.
+    pub fn new(max_message_bytes: usize, inbound: InboundHandle) -> Self {
         let now = std::time::Instant::now();
         Self {
             last_heard: now,
             assembler: MessageAssembler::new(max_message_bytes),
+            inbound,
             error_window: (now, 0),
         }
+    }
+
+    /// Feeds a fragment to the assembler, keeping the guard's account of
+    /// what it holds.
+    fn assemble(&mut self, item: Item) -> Assembled {
+        let assembled = self.assembler.push(item);
+        self.inbound.set_assembling(self.assembler.buffered());
+        assembled
     }
 
     /// Counts one client error; false once the budget is spent.
@@ -156,23 +175,29 @@ pub fn dispatch<A: TextSocket>(
     msg: Result<ws::Message, ws::ProtocolError>,
     ctx: &mut WebsocketContext<A>,
 ) {
-    actor.link().last_heard = std::time::Instant::now();
+    let link = actor.link();
+    link.last_heard = std::time::Instant::now();
     let msg = match msg {
-        Ok(msg) => msg,
-        Err(err) => return close_for_protocol_error(ctx, &err),
+        Ok(msg) => {
+            link.inbound.frame_received();
+            msg
+        }
+        Err(err) => {
+            return match link.inbound.refusal() {
+                Some(refusal) => close_for_refusal(ctx, refusal),
+                None => close_for_protocol_error(ctx, &err),
+            }
+        }
     };
     match msg {
         ws::Message::Text(text) => actor.on_text(&text, ctx),
-        ws::Message::Continuation(item) => match actor.link().assembler.push(item) {
+        ws::Message::Continuation(item) => match link.assemble(item) {
             Assembled::Incomplete => {}
             Assembled::Text(text) => actor.on_text(&text, ctx),
             Assembled::Binary(_) => actor.on_binary(ctx),
-            Assembled::TooLarge => fail_and_close(
-                ctx,
-                CloseCode::Size,
-                "message_too_large",
-                "the message exceeds presence.max_message_bytes",
-            ),
+            Assembled::TooLarge => {
+                close_too_large(ctx, "the message exceeds presence.max_message_bytes")
+            }
             Assembled::Invalid(why) => fail_and_close(ctx, CloseCode::Protocol, "bad_frame", why),
         },
         ws::Message::Binary(_) => actor.on_binary(ctx),
@@ -221,18 +246,40 @@ where
     ctx.stop();
 }
 
+/// Closes with 1009 `message_too_large`.
+fn close_too_large<A>(ctx: &mut WebsocketContext<A>, message: &str)
+where
+    A: Actor<Context = WebsocketContext<A>>,
+{
+    fail_and_close(ctx, CloseCode::Size, "message_too_large", message);
+}
+
+/// Answers the inbound guard's refusal: it has stopped reading already.
+fn close_for_refusal<A>(ctx: &mut WebsocketContext<A>, refusal: Refusal)
+where
+    A: Actor<Context = WebsocketContext<A>>,
+{
+    match refusal {
+        Refusal::TooLarge(why) => close_too_large(ctx, why),
+        Refusal::Protocol(why) => fail_and_close(ctx, CloseCode::Protocol, "bad_frame", why),
+        Refusal::RateLimited => fail_and_close(
+            ctx,
+            CloseCode::Policy,
+            "rate_limited",
+            "more frames than presence.inbound_frames_per_sec and presence.inbound_frame_burst allow",
+        ),
+    }
+}
+
 /// Maps a transport-level protocol error to its close code.
 fn close_for_protocol_error<A>(ctx: &mut WebsocketContext<A>, err: &ws::ProtocolError)
 where
     A: Actor<Context = WebsocketContext<A>>,
 {
     match err {
-        ws::ProtocolError::Overflow => fail_and_close(
-            ctx,
-            CloseCode::Size,
-            "message_too_large",
-            "the message exceeds presence.max_message_bytes",
-        ),
+        ws::ProtocolError::Overflow => {
+            close_too_large(ctx, "the message exceeds presence.max_message_bytes")
+        }
         other => close(
             ctx,
             CloseCode::Protocol,

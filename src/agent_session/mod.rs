@@ -22,6 +22,7 @@ use crate::protocol::{parse_frame, AgentInbound, ServerFrame};
 use crate::registry::{Unwatch, UnwatchAll, VisitorEvent, VisitorState, WatcherId};
 use crate::state::{in_scope, AppState};
 use crate::token::AgentClaims;
+use crate::ws_guard::InboundHandle;
 use crate::ws_support::{
     close_on_shutdown, dispatch, fail_and_close, reject, start_heartbeat, SocketLink, TextSocket,
 };
@@ -72,6 +73,7 @@ impl AgentSession {
         origin: RequestOrigin,
         client: Option<String>,
         permit: ConnectionPermit,
+        inbound: InboundHandle,
     ) -> Self {
         let limit = app.config.presence.max_message_bytes;
         Self {
@@ -80,7 +82,7 @@ impl AgentSession {
             client,
             watcher_id: NEXT_WATCHER_ID.fetch_add(1, Ordering::Relaxed),
             claims: None,
-            link: SocketLink::new(limit),
+            link: SocketLink::new(limit, inbound),
             watching: HashSet::new(),
             in_flight: 0,
             permit,

@@ -169,6 +169,14 @@ pub struct PresenceConfig {
     pub confirmation_ttl_secs: u64,
     /// How long a visitor has to answer a confirmation prompt.
     pub confirm_timeout_ms: u64,
+    /// A visitor connection's presence updates reach the registry at most
+    /// once per this; updates in between are merged and sent together.
+    pub min_presence_interval_ms: u64,
+    /// Inbound frames per second a socket's token bucket refills.
+    pub inbound_frames_per_sec: u32,
+    /// Frames a socket may send at once (the bucket's size); beyond the
+    /// bucket, close 1008 `rate_limited`.
+    pub inbound_frame_burst: u32,
 }
 
 impl Default for PresenceConfig {
@@ -187,6 +195,9 @@ impl Default for PresenceConfig {
             session_key_mints_per_minute: 300,
             confirmation_ttl_secs: 3_600,
             confirm_timeout_ms: 120_000,
+            min_presence_interval_ms: 250,
+            inbound_frames_per_sec: 500,
+            inbound_frame_burst: 4_096,
         }
     }
 }
@@ -206,6 +217,9 @@ impl PresenceConfig {
     }
     pub fn confirm_timeout(&self) -> Duration {
         Duration::from_millis(self.confirm_timeout_ms)
+    }
+    pub fn min_presence_interval(&self) -> Duration {
+        Duration::from_millis(self.min_presence_interval_ms)
     }
 }
 

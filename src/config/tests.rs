@@ -41,6 +41,9 @@ fn defaults_fill_what_the_file_leaves_out() {
     assert_eq!(config.presence.max_pending_invokes, 64);
     assert_eq!(config.presence.confirmation_ttl_secs, 3600);
     assert_eq!(config.presence.confirm_timeout_ms, 120_000);
+    assert_eq!(config.presence.min_presence_interval_ms, 250);
+    assert_eq!(config.presence.inbound_frames_per_sec, 500);
+    assert_eq!(config.presence.inbound_frame_burst, 4096);
     assert_eq!(config.auth.token_max_secs, 7200);
     assert_eq!(config.groups[0].invoke_allow, vec!["*".to_owned()]);
     assert_eq!(config.groups[0].visitor_identity_max_secs, 86_400);
@@ -106,6 +109,18 @@ fn validation_errors_name_the_offending_key() {
         (
             format!("[presence]\nconfirm_timeout_ms = 600001\n{MINIMAL}"),
             "presence.confirm_timeout_ms",
+        ),
+        (
+            format!("[presence]\nmin_presence_interval_ms = 0\n{MINIMAL}"),
+            "presence.min_presence_interval_ms",
+        ),
+        (
+            format!("[presence]\ninbound_frames_per_sec = 0\n{MINIMAL}"),
+            "presence.inbound_frames_per_sec",
+        ),
+        (
+            format!("[presence]\ninbound_frame_burst = 15\n{MINIMAL}"),
+            "presence.inbound_frame_burst",
         ),
         (
             format!("[auth]\ntoken_max_secs = 7201\n{MINIMAL}"),

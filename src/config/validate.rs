@@ -197,6 +197,21 @@ fn validate_presence(config: &Config) -> Result<(), ConfigError> {
         (100..=600_000).contains(&p.confirm_timeout_ms),
         "presence.confirm_timeout_ms",
         "must be 100 to 600000",
+    )?;
+    check(
+        (10..=60_000).contains(&p.min_presence_interval_ms),
+        "presence.min_presence_interval_ms",
+        "must be 10 to 60000",
+    )?;
+    check(
+        (1..=100_000).contains(&p.inbound_frames_per_sec),
+        "presence.inbound_frames_per_sec",
+        "must be 1 to 100000",
+    )?;
+    check(
+        (16..=1_000_000).contains(&p.inbound_frame_burst),
+        "presence.inbound_frame_burst",
+        "must be 16 to 1000000",
     )
 }
 

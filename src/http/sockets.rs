@@ -4,7 +4,9 @@
 //! takes a slot from the connection gate first: at the limit it is a 503
 //! `at_capacity` before the upgrade, and over its client's cap (or, for a
 //! visitor socket whose URL names its `groupid`, over the group's
-//! `max_visitors`) a 429 `too_many_connections`.
+//! `max_visitors`) a 429 `too_many_connections`. Every socket's bytes pass
+//! the inbound frame guard (size, fragment and rate limits at each frame
+//! header) before actix's frame parser sees them.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
@@ -16,6 +18,7 @@ use crate::metrics::SocketKind;
 use crate::origin::RequestOrigin;
 use crate::state::AppState;
 use crate::visitor_session::{GroupAdmission, VisitorSession};
+use crate::ws_guard::{FrameGuard, GuardLimits, InboundHandle};
 
 /// The optional query of `GET /visitor/ws`.
 #[derive(serde::Deserialize)]
@@ -23,6 +26,12 @@ pub struct VisitorSocketQuery {
     /// The group the hello will name; lets a full group refuse the upgrade.
     #[serde(default)]
     groupid: Option<GroupId>,
+}
+
+/// The socket's payload behind its frame guard, and the guard's handle.
+fn guarded(app: &AppState, stream: web::Payload) -> (FrameGuard<web::Payload>, InboundHandle) {
+    let limits = GuardLimits::from_config(&app.config.presence);
+    FrameGuard::wrap(stream, limits, app.metrics.clone())
 }
 
 /// `GET /visitor/ws`
@@ -47,8 +56,9 @@ pub async fn visitor_socket(
     let permit = app
         .gate
         .admit(SocketKind::Visitor, super::client_addr(&req))?;
-    let session = VisitorSession::new(app, origin, permit, group);
-    ws::WsResponseBuilder::new(session, &req, stream)
+    let (payload, inbound) = guarded(&app, stream);
+    let session = VisitorSession::new(app, origin, permit, group, inbound);
+    ws::WsResponseBuilder::new(session, &req, payload)
         .frame_size(frame_size)
         .start()
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))
@@ -66,7 +76,9 @@ pub async fn agent_socket(
         .gate
         .admit(SocketKind::Agent, super::client_addr(&req))?;
     let client = super::client_ip(&req);
-    ws::WsResponseBuilder::new(AgentSession::new(app, origin, client, permit), &req, stream)
+    let (payload, inbound) = guarded(&app, stream);
+    let session = AgentSession::new(app, origin, client, permit, inbound);
+    ws::WsResponseBuilder::new(session, &req, payload)
         .frame_size(frame_size)
         .start()
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))

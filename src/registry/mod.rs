@@ -50,6 +50,8 @@ pub struct Registry {
     watchers: Watchers,
     next_generation: u64,
     directory: Arc<Directory>,
+    /// Presence updates handled since start.
+    presence_updates: u64,
 }
 
 impl Registry {
@@ -61,6 +63,7 @@ impl Registry {
             watchers: Watchers::default(),
             next_generation: 0,
             directory,
+            presence_updates: 0,
         }
     }
 
@@ -324,6 +327,7 @@ impl Handler<PresenceUpdate> for Registry {
     type Result = Result<(), String>;
 
     fn handle(&mut self, msg: PresenceUpdate, _ctx: &mut Self::Context) -> Self::Result {
+        self.presence_updates += 1;
         let Some(entry) = self.visitors.get_mut(&msg.key) else {
             return Err("the connection is not registered".to_owned());
         };
@@ -435,6 +439,8 @@ pub struct RegistryStats {
     pub visitors: usize,
     pub connections: usize,
     pub watches: usize,
+    /// Presence updates the registry has handled since start.
+    pub presence_updates: u64,
 }
 
 #[derive(Message)]
@@ -449,6 +455,7 @@ impl Handler<Stats> for Registry {
             visitors: self.visitors.len(),
             connections: self.visitors.values().map(|e| e.connections.len()).sum(),
             watches: self.watchers.len(),
+            presence_updates: self.presence_updates,
         })
     }
 }

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw_ws;
+
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -367,11 +369,33 @@ pub struct WsClient {
 }
 
 /// How a socket ended.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Closed {
     /// Error frames received before the close.
     pub errors: Vec<Value>,
     pub code: Option<CloseCode>,
+}
+
+impl Closed {
+    /// Takes in one frame of a socket read to its end: error frames are
+    /// kept; true once the close frame (or the end of the stream) came.
+    pub fn take(&mut self, frame: Option<Frame>) -> bool {
+        match frame {
+            Some(Frame::Text(bytes)) => {
+                let v: Value = serde_json::from_slice(&bytes).expect("json frame");
+                if v["type"] == "error" {
+                    self.errors.push(v);
+                }
+                false
+            }
+            Some(Frame::Close(reason)) => {
+                self.code = reason.map(|r| r.code);
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
 }
 
 impl WsClient {
@@ -454,25 +478,9 @@ impl WsClient {
     }
 
     async fn closed_inner(&mut self) -> Closed {
-        let mut errors = Vec::new();
-        loop {
-            match self.next_frame().await {
-                Some(Frame::Text(bytes)) => {
-                    let v: Value = serde_json::from_slice(&bytes).expect("json frame");
-                    if v["type"] == "error" {
-                        errors.push(v);
-                    }
-                }
-                Some(Frame::Close(reason)) => {
-                    return Closed {
-                        errors,
-                        code: reason.map(|r| r.code),
-                    }
-                }
-                Some(_) => {}
-                None => return Closed { errors, code: None },
-            }
-        }
+        let mut closed = Closed::default();
+        while !closed.take(self.next_frame().await) {}
+        closed
     }
 
     /// Closes from the client side and waits for the server's answer.
