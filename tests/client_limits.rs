@@ -42,6 +42,35 @@ async fn post_without_body(stream: &mut TcpStream) {
         .expect("write");
 }
 
+/// A `GET /healthz` on a raw connection kept alive; the status line. Its
+/// answer shows the server has accepted (and counted) the connection.
+async fn healthz_kept_alive(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("write");
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    let read_head = async {
+        while !seen.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).await.expect("read");
+            seen.push(byte[0]);
+        }
+    };
+    tokio::time::timeout(WAIT, read_head)
+        .await
+        .expect("an answer");
+    let head = String::from_utf8_lossy(&seen).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.expect("body");
+    head.lines().next().unwrap_or_default().to_owned()
+}
+
 /// A `GET /healthz` on a raw connection, answered and closed.
 async fn healthz(stream: &mut TcpStream) -> String {
     stream
@@ -115,6 +144,8 @@ async fn one_address_cannot_hold_every_connection() {
     let mut held = Vec::new();
     for _ in 0..5 {
         let mut stream = connect_from("127.0.0.1", server.addr).await;
+        // Answered first, so the server has counted it before the next.
+        assert_eq!(healthz_kept_alive(&mut stream).await, "HTTP/1.1 200 OK");
         post_without_body(&mut stream).await;
         held.push(stream);
     }
