@@ -33,6 +33,12 @@ async fn records(server: &TestServer, query: &str) -> Vec<Value> {
     page["records"].as_array().expect("records").clone()
 }
 
+/// A password token request's status.
+async fn token_status(server: &TestServer, user: &str, password_text: &str) -> u16 {
+    let body = password(72, user, password_text);
+    server.post("/auth/token", None, None, &body).await.0
+}
+
 fn password(group: u64, user: &str, password: &str) -> Value {
     json!({"groupid": group, "credentials": {"username": user, "password": password}})
 }
@@ -84,25 +90,11 @@ async fn a_lockout_writes_one_refusal_per_lockout_window() {
     let clock = Arc::new(ManualClock::starting_now());
     let server = TestServer::start_with_clock(clock.clone()).await;
     for _ in 0..5 {
-        let (status, _) = server
-            .post(
-                "/auth/token",
-                None,
-                None,
-                &password(72, "fred.demo", "wrong"),
-            )
-            .await;
+        let status = token_status(&server, "fred.demo", "wrong").await;
         assert_eq!(status, 401);
     }
     for _ in 0..20 {
-        let (status, _) = server
-            .post(
-                "/auth/token",
-                None,
-                None,
-                &password(72, "fred.demo", PASSWORD),
-            )
-            .await;
+        let status = token_status(&server, "fred.demo", PASSWORD).await;
         assert_eq!(status, 429);
         clock.advance(Duration::from_secs(5));
     }
@@ -138,23 +130,9 @@ async fn a_lockout_writes_one_refusal_per_lockout_window() {
     // The next lockout window gets its own record.
     clock.advance(Duration::from_secs(900));
     for _ in 0..5 {
-        server
-            .post(
-                "/auth/token",
-                None,
-                None,
-                &password(72, "fred.demo", "wrong"),
-            )
-            .await;
+        token_status(&server, "fred.demo", "wrong").await;
     }
-    let (status, _) = server
-        .post(
-            "/auth/token",
-            None,
-            None,
-            &password(72, "fred.demo", PASSWORD),
-        )
-        .await;
+    let status = token_status(&server, "fred.demo", PASSWORD).await;
     assert_eq!(status, 429);
     let fred = records(&server, "&username=fred.demo").await;
     let locked = fred

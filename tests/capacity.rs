@@ -9,23 +9,7 @@ use serde_json::{json, Value};
 
 /// A WebSocket upgrade request, answered without upgrading when refused.
 async fn upgrade(server: &TestServer, path: &str) -> (u16, Option<String>, Value) {
-    let mut resp = server
-        .http
-        .get(server.url(path))
-        .insert_header(("connection", "Upgrade"))
-        .insert_header(("upgrade", "websocket"))
-        .insert_header(("sec-websocket-version", "13"))
-        .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="))
-        .send()
-        .await
-        .expect("response");
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-    (resp.status().as_u16(), retry_after, body)
+    common::upgrade_request(&server.http, &server.url(path), &[]).await
 }
 
 #[actix_web::test]

@@ -80,21 +80,10 @@ async fn healthz(stream: &mut TcpStream) -> String {
     read_to_close(stream).await
 }
 
-/// A WebSocket upgrade with extra headers; the status and error code.
+/// A WebSocket upgrade with extra headers; the status and error body.
 async fn upgrade(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-    let mut req = server
-        .http
-        .get(server.url(path))
-        .insert_header(("connection", "Upgrade"))
-        .insert_header(("upgrade", "websocket"))
-        .insert_header(("sec-websocket-version", "13"))
-        .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="));
-    for (name, value) in headers {
-        req = req.insert_header((*name, *value));
-    }
-    let mut resp = req.send().await.expect("response");
-    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-    (resp.status().as_u16(), body)
+    let (status, _, body) = common::upgrade_request(&server.http, &server.url(path), headers).await;
+    (status, body)
 }
 
 /// A visitor socket whose handshake carries `X-Forwarded-For: xff`.
@@ -219,18 +208,10 @@ async fn sockets_are_capped_per_address_and_per_group() {
     let closed = third.closed().await;
     common::assert_closed(&closed, CloseCode::Again, "too_many_connections");
     // Naming the group in the URL refuses before the upgrade.
-    let mut resp = elsewhere
-        .get(format!("http://{}/visitor/ws?groupid=73", server.addr))
-        .insert_header(("connection", "Upgrade"))
-        .insert_header(("upgrade", "websocket"))
-        .insert_header(("sec-websocket-version", "13"))
-        .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="))
-        .send()
-        .await
-        .expect("response");
-    let body: Value = resp.json().await.expect("json");
+    let url = format!("http://{}/visitor/ws?groupid=73", server.addr);
+    let (status, _, body) = common::upgrade_request(&elsewhere, &url, &[]).await;
     assert_eq!(
-        (resp.status().as_u16(), body["error"].as_str()),
+        (status, body["error"].as_str()),
         (429, Some("too_many_connections"))
     );
     first.close().await;

@@ -6,44 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::confirm::{confirm_path, gated, invoke_status, press, prompt, start, ticket};
 use common::{TestServer, WsClient};
 use presence_server::clock::{ManualClock, SharedClock};
-use presence_server::config::Config;
 use serde_json::{json, Value};
-
-fn gated(config: &mut Config) {
-    config.groups[0].require_confirmation = true;
-}
-
-fn confirm_path(visitor: &str) -> String {
-    format!("/presence/72/visitors/{visitor}/confirm")
-}
-
-/// Starts a prompt over REST; the 201 body.
-async fn start(server: &TestServer, token: &str, visitor: &str, body: Value) -> Value {
-    let (status, started) = server
-        .post(&confirm_path(visitor), Some(token), None, &body)
-        .await;
-    assert_eq!(status, 201, "{started}");
-    started
-}
-
-/// Reads the visitor's next frame, which must be the prompt `cid`.
-async fn prompt(visitor: &mut WsClient, cid: &Value) -> Value {
-    let frame = visitor.recv().await;
-    assert_eq!(
-        (&frame["type"], &frame["id"]),
-        (&json!("confirm"), cid),
-        "{frame}"
-    );
-    frame
-}
-
-async fn press(visitor: &mut WsClient, cid: &Value, choice: Value) {
-    visitor
-        .send(json!({"type":"confirm_answer","id":cid,"choice":choice}))
-        .await;
-}
 
 /// A choice of `started` that is not the answer.
 fn wrong(started: &Value) -> Value {
@@ -52,17 +18,6 @@ fn wrong(started: &Value) -> Value {
         .and_then(|c| c.iter().find(|c| **c != started["answer"]))
         .cloned()
         .expect("a wrong choice")
-}
-
-/// Reads the visitor's next frame, which must be the ticket of `cid`.
-async fn ticket(visitor: &mut WsClient, cid: &Value) -> String {
-    let frame = visitor.recv().await;
-    assert_eq!(
-        (&frame["type"], &frame["id"]),
-        (&json!("confirm_ticket"), cid),
-        "{frame}"
-    );
-    frame["ticket"].as_str().expect("ticket").to_owned()
 }
 
 async fn outcome(agent: &mut WsClient) -> Value {
@@ -78,16 +33,6 @@ async fn poll(server: &TestServer, token: &str, visitor: &str, cid: &Value) -> (
             &format!("{}/{cid}", confirm_path(visitor)),
             Some(token),
             None,
-        )
-        .await
-}
-
-async fn invoke_status(server: &TestServer, token: &str, visitor: &str) -> (u16, Value) {
-    server
-        .invoke(
-            token,
-            visitor,
-            json!({"func":"showTerms","timeout_ms":5000}),
         )
         .await
 }

@@ -5,36 +5,18 @@
 mod common;
 
 use awc::ws::CloseCode;
+use common::confirm::{gated, invoke_status, press, prompt, start, ticket};
 use common::{TestServer, WsClient};
 use serde_json::{json, Value};
 
-fn gated(config: &mut presence_server::config::Config) {
-    config.groups[0].require_confirmation = true;
-}
-
 /// Confirms `visitor` (socket `tab`) for the agent of `token`; the ticket.
 async fn confirm(server: &TestServer, token: &str, visitor: &str, tab: &mut WsClient) -> String {
-    let (status, started) = server
-        .post(
-            &format!("/presence/72/visitors/{visitor}/confirm"),
-            Some(token),
-            None,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, 201, "{started}");
+    let started = start(server, token, visitor, json!({})).await;
     let cid = started["confirmation"].clone();
-    assert_eq!(tab.recv().await["type"], "confirm");
-    tab.send(json!({"type":"confirm_answer","id":cid,"choice":started["answer"]}))
-        .await;
+    prompt(tab, &cid).await;
+    press(tab, &cid, started["answer"].clone()).await;
     assert_eq!(tab.recv().await["type"], "confirm_closed");
-    let frame = tab.recv().await;
-    assert_eq!(
-        (&frame["type"], &frame["id"]),
-        (&json!("confirm_ticket"), &cid),
-        "{frame}"
-    );
-    frame["ticket"].as_str().expect("ticket").to_owned()
+    ticket(tab, &cid).await
 }
 
 async fn lookup(server: &TestServer, token: &str, visitor: &str) -> Value {
@@ -48,14 +30,12 @@ async fn lookup(server: &TestServer, token: &str, visitor: &str) -> Value {
         .1
 }
 
-async fn invoke(server: &TestServer, token: &str, visitor: &str) -> (u16, Value) {
-    server
-        .invoke(
-            token,
-            visitor,
-            json!({"func":"showTerms","timeout_ms":5000}),
-        )
-        .await
+async fn signal(server: &TestServer, token: &str, visitor: &str) -> u16 {
+    let path = format!("/presence/72/visitors/{visitor}/signal");
+    let (status, _) = server
+        .post(&path, Some(token), None, &json!({"data": 1}))
+        .await;
+    status
 }
 
 #[actix_web::test]
@@ -77,37 +57,23 @@ async fn a_second_socket_with_the_same_visitor_id_gets_nothing() {
         "session_key",
         "presence handled"
     );
-    let call = invoke(&server, &fred, "v-1");
+    let call = invoke_status(&server, &fred, "v-1");
     let ((status, result), invoke_frame) = tokio::join!(call, real.answer(json!("accepted")));
     assert_eq!((status, result["value"].as_str()), (200, Some("accepted")));
     assert_eq!(invoke_frame["func"], "showTerms", "the real tab ran it");
-    let (status, _) = server
-        .post(
-            "/presence/72/visitors/v-1/signal",
-            Some(&fred),
-            None,
-            &json!({"data":1}),
-        )
-        .await;
+    let status = signal(&server, &fred, "v-1").await;
     assert_eq!(status, 202);
     assert_eq!(real.recv().await["type"], "signal");
 
     // Without the real tab, the impostor is refused as if no grant existed.
     real.close().await;
-    let (status, body) = invoke(&server, &fred, "v-1").await;
+    let (status, body) = invoke_status(&server, &fred, "v-1").await;
     assert_eq!(
         (status, body["error"].as_str()),
         (403, Some("confirmation_required"))
     );
     assert_eq!(lookup(&server, &fred, "v-1").await["confirmed"], false);
-    let (status, _) = server
-        .post(
-            "/presence/72/visitors/v-1/signal",
-            Some(&fred),
-            None,
-            &json!({"data":1}),
-        )
-        .await;
+    let status = signal(&server, &fred, "v-1").await;
     assert_eq!(status, 403);
     // The impostor saw no invoke, signal or ticket: its next frame is the
     // answer to this request.
@@ -119,7 +85,7 @@ async fn a_second_socket_with_the_same_visitor_id_gets_nothing() {
         .visitor_with_tickets("v-1", json!({}), &[&ticket])
         .await;
     assert_eq!(lookup(&server, &fred, "v-1").await["confirmed"], true);
-    let call = invoke(&server, &fred, "v-1");
+    let call = invoke_status(&server, &fred, "v-1");
     let ((status, _), _) = tokio::join!(call, next_page.answer(json!("ok")));
     assert_eq!(status, 200);
 
@@ -159,7 +125,7 @@ async fn tickets_are_per_agent_and_stale_ones_are_ignored() {
     let _stranger = server
         .visitor_with_tickets("v-3", json!({}), &[&fred_ticket])
         .await;
-    let (status, _) = invoke(&server, &fred, "v-3").await;
+    let (status, _) = invoke_status(&server, &fred, "v-3").await;
     assert_eq!(status, 403, "a ticket is for its own visitor");
 
     // More than 16 tickets in a hello is a bad hello.

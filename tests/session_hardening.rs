@@ -51,20 +51,19 @@ async fn with_cookie(
     )
 }
 
+/// A group-72 token from the session cookie, as the console asks for it.
+async fn console_token(server: &TestServer, cookie: &str) -> (u16, Value) {
+    let body = json!({"groupid": 72, "credentials": {}});
+    with_cookie(server, "/auth/token", cookie, Some(CONSOLE), Some(body)).await
+}
+
 #[actix_web::test]
 async fn logout_revokes_the_tokens_the_session_issued() {
     let server = TestServer::start().await;
     let cookie = login(&server).await;
     let mut tokens = Vec::new();
     for _ in 0..2 {
-        let (status, body) = with_cookie(
-            &server,
-            "/auth/token",
-            &cookie,
-            Some(CONSOLE),
-            Some(json!({"groupid":72,"credentials":{}})),
-        )
-        .await;
+        let (status, body) = console_token(&server, &cookie).await;
         assert_eq!(status, 200, "{body}");
         tokens.push(body["token"].as_str().expect("token").to_owned());
     }
@@ -99,14 +98,7 @@ async fn logout_revokes_the_tokens_the_session_issued() {
         server.status("/presence/72/visitors/v-1", &other).await,
         200
     );
-    let (status, body) = with_cookie(
-        &server,
-        "/auth/token",
-        &cookie,
-        Some(CONSOLE),
-        Some(json!({"groupid":72,"credentials":{}})),
-    )
-    .await;
+    let (status, body) = console_token(&server, &cookie).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (401, Some("invalid_credentials"))

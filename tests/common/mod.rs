@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod confirm;
 pub mod raw_ws;
 
 use std::net::{SocketAddr, TcpListener};
@@ -540,4 +541,31 @@ pub async fn scrape(server: &TestServer) -> String {
     );
     let body = resp.body().await.expect("body");
     String::from_utf8(body.to_vec()).expect("utf-8")
+}
+
+/// A WebSocket upgrade request by `client` to `url` with extra `headers`,
+/// read as a plain response (for refusals): the status, `Retry-After` and
+/// the JSON body.
+pub async fn upgrade_request(
+    client: &awc::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Option<String>, Value) {
+    let mut req = client
+        .get(url)
+        .insert_header(("connection", "Upgrade"))
+        .insert_header(("upgrade", "websocket"))
+        .insert_header(("sec-websocket-version", "13"))
+        .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="));
+    for (name, value) in headers {
+        req = req.insert_header((*name, *value));
+    }
+    let mut resp = req.send().await.expect("response");
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (resp.status().as_u16(), retry_after, body)
 }
