@@ -110,6 +110,31 @@ async fn a_body_that_never_arrives_gets_408_and_the_connection_closes() {
     let answer = read_to_close(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"request_timeout\""), "{answer}");
+    // A chunked body cut short, and a request with a stray Upgrade header,
+    // get the same: only real WebSocket handshakes are exempt.
+    for (head, expected) in [
+        (
+            "POST /auth/token HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n5\r\n{\"gro",
+            "HTTP/1.1 408",
+        ),
+        (
+            "POST /auth/token HTTP/1.1\r\nHost: t\r\nUpgrade: x\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+            "HTTP/1.1 408",
+        ),
+        // Not a socket route: answered, and the unread body closes it.
+        (
+            "GET /healthz HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+             Content-Length: 100\r\n\r\n",
+            "HTTP/1.1 200",
+        ),
+    ] {
+        let mut stream = connect_from("127.0.0.1", server.addr).await;
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let answer = read_to_close(&mut stream).await;
+        assert!(answer.starts_with(expected), "{head:?}: {answer}");
+    }
     // A body that does arrive in time is read as usual.
     let (status, _) = server
         .post(

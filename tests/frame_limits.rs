@@ -181,3 +181,34 @@ async fn many_frames_in_one_write_are_handed_to_the_parser_one_at_a_time() {
         "a socket buffered {peak} bytes of small frames"
     );
 }
+
+#[actix_web::test]
+async fn frames_out_of_message_order_are_refused_at_the_header() {
+    let max = 4096;
+    let server = TestServer::start_with(|c| c.presence.max_message_bytes = max).await;
+    // A whole new message while a fragmented one is open: the parser would
+    // only refuse it after buffering it beside the open fragment.
+    let (mut reader, mut writer) = server.raw_socket("/visitor/ws").await;
+    let mut bytes = client_frame(OpCode::Text, false, &vec![b' '; max]);
+    bytes.extend_from_slice(&client_frame(OpCode::Text, true, &vec![b' '; max]));
+    writer.write(&bytes).await.expect("frames");
+    assert_closed(&reader.closed().await, CloseCode::Protocol, "bad_frame");
+    // A continuation with nothing to continue.
+    let (mut reader, mut writer) = server.raw_socket("/visitor/ws").await;
+    let orphan = client_frame(OpCode::Continue, true, &vec![b' '; max]);
+    writer.write(&orphan).await.expect("frame");
+    assert_closed(&reader.closed().await, CloseCode::Protocol, "bad_frame");
+    // A continuation declaring a length that would overflow a sum.
+    let (mut reader, mut writer) = server.raw_socket("/visitor/ws").await;
+    let mut bytes = client_frame(OpCode::Text, false, &[b' '; 1000]);
+    bytes.extend_from_slice(&client_header(OpCode::Continue, true, u64::MAX - 100));
+    writer.write(&bytes).await.expect("frames");
+    assert_closed(&reader.closed().await, CloseCode::Size, "message_too_large");
+    let peak = server.running().socket_buffer_peak();
+    assert!(
+        peak <= max + BUFFER_OVERHEAD_BYTES,
+        "a socket buffered {peak} bytes"
+    );
+    // The server is still serving.
+    let _ok = server.visitor("after", json!({})).await;
+}

@@ -7,12 +7,13 @@
 //!   cap gets 429 `too_many_connections` and the connection closes
 //!   ([`connection_limit`]);
 //! - a request body must be complete within `server.request_body_timeout_ms`
-//!   of the handler starting to read it, or the request gets 408
-//!   `request_timeout` and the connection closes ([`body_deadline`]).
-//!   WebSocket upgrades are exempt: their "body" is the socket.
+//!   of its headers, or the request gets 408 `request_timeout` and the
+//!   connection closes ([`body_deadline`]). Only WebSocket handshakes (`GET`
+//!   on a socket route with `Upgrade: websocket`) are exempt: their "body"
+//!   is the socket.
 
 use std::any::Any;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -52,6 +53,7 @@ pub fn on_connect(
     metrics: Arc<Metrics>,
 ) -> impl Fn(&dyn Any, &mut Extensions) + Send + Sync + 'static {
     move |conn, data| {
+        data.insert(PayloadStash::default());
         let Some(peer) = conn
             .downcast_ref::<actix_web::rt::net::TcpStream>()
             .and_then(|tcp| tcp.peer_addr().ok())
@@ -97,21 +99,26 @@ pub async fn body_deadline(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let upgrade = req.headers().contains_key(header::UPGRADE);
     let Some(timeout) = req
         .app_data::<web::Data<AppState>>()
         .map(|app| app.config.server.request_body_timeout())
-        .filter(|_| !upgrade)
+        .filter(|_| !is_socket_upgrade(&req))
     else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let expired = Rc::new(Cell::new(false));
+    let held = req
+        .conn_data::<PayloadStash>()
+        .cloned()
+        .unwrap_or_default()
+        .0;
     let inner = req.take_payload();
     let guarded: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
         Box::pin(DeadlineBody {
             inner,
             sleep: Box::pin(tokio::time::sleep(timeout)),
             expired: expired.clone(),
+            held: held.clone(),
             finished: false,
         });
     req.set_payload(Payload::from(guarded));
@@ -133,13 +140,34 @@ pub async fn body_deadline(
     Ok(ServiceResponse::new(request, refused).map_into_right_body())
 }
 
+/// A real WebSocket handshake: `GET` on a socket route with
+/// `Upgrade: websocket`. Nothing else escapes the body deadline.
+fn is_socket_upgrade(req: &ServiceRequest) -> bool {
+    req.method() == actix_web::http::Method::GET
+        && matches!(req.path(), "/visitor/ws" | "/agent/ws")
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
 /// A request body that fails once its deadline passes.
 struct DeadlineBody {
     inner: Payload,
     sleep: Pin<Box<tokio::time::Sleep>>,
     expired: Rc<Cell<bool>>,
+    /// Where the payload goes when the deadline passes.
+    held: Rc<RefCell<Option<Payload>>>,
     finished: bool,
 }
+
+/// Where a timed-out request's payload is kept for as long as its
+/// connection lives: while the body is unfinished and its reader not
+/// dropped, the dispatcher closes the connection after the 408, where a
+/// dropped chunked body would instead be drained, forever.
+#[derive(Default, Clone)]
+struct PayloadStash(Rc<RefCell<Option<Payload>>>);
 
 impl Stream for DeadlineBody {
     type Item = Result<Bytes, PayloadError>;
@@ -157,6 +185,9 @@ impl Stream for DeadlineBody {
         if self.sleep.as_mut().poll(cx).is_ready() {
             self.finished = true;
             self.expired.set(true);
+            // See `PayloadStash`.
+            let inner = std::mem::replace(&mut self.inner, Payload::None);
+            *self.held.borrow_mut() = Some(inner);
             return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "the request body was not complete in time",

@@ -83,7 +83,9 @@ impl HeaderReader {
             127 => {
                 let mut be = [0u8; 8];
                 be.copy_from_slice(&self.bytes[2..10]);
-                u64::from_be_bytes(be)
+                // RFC 6455: the most significant bit must be 0. Read as
+                // "larger than anything" so the size check refuses it.
+                u64::from_be_bytes(be).min(u64::MAX >> 1)
             }
             n => u64::from(n),
         };

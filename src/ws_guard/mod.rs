@@ -96,14 +96,26 @@ struct MessageBudget {
 }
 
 impl MessageBudget {
-    /// Checks a data or continuation frame against the message limits.
+    /// Checks a data or continuation frame against the message limits. A
+    /// continuation with no message open, or a new message while one is
+    /// open, is refused at its header (the parser would only say so after
+    /// buffering the frame, next to the open message's fragments).
     fn admit(&mut self, header: &FrameHeader, max_bytes: u64) -> Result<(), Refusal> {
         let (fragments, bytes) = match (header.is_continuation(), self.open) {
-            (true, Some((fragments, bytes))) => (fragments + 1, bytes + header.payload_len),
-            // A continuation with no message open is the parser's protocol
-            // error; a new message while one is open likewise. Either way
-            // the frame alone must fit.
-            _ => (1, header.payload_len),
+            (true, Some((fragments, bytes))) => {
+                (fragments + 1, bytes.saturating_add(header.payload_len))
+            }
+            (false, None) => (1, header.payload_len),
+            (true, None) => {
+                return Err(Refusal::Protocol(
+                    "a continuation frame without a message to continue",
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(Refusal::Protocol(
+                    "a new message began before the last one ended",
+                ))
+            }
         };
         self.open = (!header.fin).then_some((fragments, bytes));
         if bytes > max_bytes {
