@@ -3,9 +3,10 @@
 //! A bare server sees its clients directly, and forwarding headers are
 //! ignored, since any client can send them. Behind a load balancer every
 //! TCP peer is the balancer, so when (and only when) the peer is in
-//! `server.trusted_proxies` the client is read from `X-Forwarded-For`, or
-//! from `Forwarded` (RFC 7239) when there is no `X-Forwarded-For`: the
-//! right-most address that is not itself a trusted proxy. Entries left of
+//! `server.trusted_proxies` the client is read from the one header
+//! `server.forwarded_header` names, `X-Forwarded-For` (the default) or
+//! `Forwarded` (RFC 7239), never the other (which the client could have
+//! written): the right-most address that is not itself a trusted proxy. Entries left of
 //! it were written by the client and are never believed. An entry that is
 //! not an address (`unknown`, an obfuscated name, garbage) where the walk
 //! stops leaves the peer as the client.
@@ -19,6 +20,17 @@ use ipnet::IpNet;
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies {
     networks: Vec<IpNet>,
+    header: ForwardedHeader,
+}
+
+/// The header the trusted proxies write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum ForwardedHeader {
+    #[default]
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    #[serde(rename = "forwarded")]
+    Forwarded,
 }
 
 /// Parses a CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a bare address.
@@ -30,13 +42,13 @@ pub fn parse_network(raw: &str) -> Result<IpNet, String> {
 }
 
 impl TrustedProxies {
-    /// Parses `server.trusted_proxies`.
-    pub fn parse(list: &[String]) -> Result<Self, String> {
+    /// Parses `server.trusted_proxies`; their client is in `header`.
+    pub fn parse(list: &[String], header: ForwardedHeader) -> Result<Self, String> {
         let networks = list
             .iter()
             .map(|n| parse_network(n))
             .collect::<Result<_, _>>()?;
-        Ok(Self { networks })
+        Ok(Self { networks, header })
     }
 
     /// Whether `ip` is a trusted proxy.
@@ -51,7 +63,7 @@ impl TrustedProxies {
         if !self.contains(peer) {
             return Some(peer);
         }
-        let chain = forwarded_chain(headers);
+        let chain = forwarded_chain(headers, self.header);
         for entry in chain.iter().rev() {
             match entry {
                 Some(ip) if self.contains(*ip) => continue,
@@ -72,35 +84,34 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The forwarding chain, nearest the client first: every `X-Forwarded-For`
-/// entry in order, or else every `Forwarded` element's `for`. `None` marks
-/// an entry that is not an address.
-fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+/// The forwarding chain in `header`, nearest the client first: every
+/// `X-Forwarded-For` entry in order, or every `Forwarded` element's `for`.
+/// `None` marks an entry that is not an address.
+fn forwarded_chain(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
     let values = |name: HeaderName| -> Vec<String> {
         headers
             .get_all(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .collect()
     };
-    let xff = values(HeaderName::from_static("x-forwarded-for"));
-    if !xff.is_empty() {
-        return xff
+    match header {
+        ForwardedHeader::XForwardedFor => values(HeaderName::from_static("x-forwarded-for"))
             .iter()
             .flat_map(|v| v.split(','))
             .map(|entry| parse_node(entry.trim()))
-            .collect();
+            .collect(),
+        ForwardedHeader::Forwarded => values(actix_web::http::header::FORWARDED)
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|element| {
+                element
+                    .split(';')
+                    .filter_map(|pair| pair.split_once('='))
+                    .find(|(key, _)| key.trim().eq_ignore_ascii_case("for"))
+                    .and_then(|(_, value)| parse_node(value.trim().trim_matches('"')))
+            })
+            .collect(),
     }
-    values(actix_web::http::header::FORWARDED)
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(|element| {
-            element
-                .split(';')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(key, _)| key.trim().eq_ignore_ascii_case("for"))
-                .and_then(|(_, value)| parse_node(value.trim().trim_matches('"')))
-        })
-        .collect()
 }
 
 /// `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1` or `[2001:db8::1]:4711`.
@@ -138,7 +149,12 @@ mod tests {
     }
 
     fn proxies() -> TrustedProxies {
-        TrustedProxies::parse(&["127.0.0.0/8".into(), "2001:db8::/32".into()]).expect("parse")
+        proxies_writing(ForwardedHeader::XForwardedFor)
+    }
+
+    fn proxies_writing(header: ForwardedHeader) -> TrustedProxies {
+        TrustedProxies::parse(&["127.0.0.0/8".into(), "2001:db8::/32".into()], header)
+            .expect("parse")
     }
 
     #[test]
@@ -185,8 +201,8 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_is_read_when_there_is_no_x_forwarded_for() {
-        let p = proxies();
+    fn forwarded_is_read_when_the_proxies_write_it() {
+        let p = proxies_writing(ForwardedHeader::Forwarded);
         let peer = Some(ip("127.0.0.1"));
         let h = headers(&[(
             "forwarded",
@@ -197,11 +213,15 @@ mod tests {
         assert_eq!(p.client_ip(peer, &v6), Some(ip("2002::17")));
         let unknown = headers(&[("forwarded", "for=unknown")]);
         assert_eq!(p.client_ip(peer, &unknown), peer);
+        // The header the proxies do not write is the client's: ignored.
         let both = headers(&[
             ("x-forwarded-for", "203.0.113.1"),
             ("forwarded", "for=203.0.113.2"),
         ]);
-        assert_eq!(p.client_ip(peer, &both), Some(ip("203.0.113.1")));
+        assert_eq!(p.client_ip(peer, &both), Some(ip("203.0.113.2")));
+        assert_eq!(proxies().client_ip(peer, &both), Some(ip("203.0.113.1")));
+        let only_xff = headers(&[("x-forwarded-for", "203.0.113.1")]);
+        assert_eq!(p.client_ip(peer, &only_xff), peer);
     }
 
     #[test]

@@ -170,8 +170,11 @@ pub async fn run_with_clock(
         metrics.clone(),
     );
     let trusted_proxies = Arc::new(
-        client_addr::TrustedProxies::parse(&config.server.trusted_proxies)
-            .map_err(|m| config::ConfigError::new("server.trusted_proxies", m))?,
+        client_addr::TrustedProxies::parse(
+            &config.server.trusted_proxies,
+            config.server.forwarded_header,
+        )
+        .map_err(|m| config::ConfigError::new("server.trusted_proxies", m))?,
     );
     let registry = RegistryHandle::start(Arc::new(config.presence.clone()), clock.clone());
     let live_agents = Arc::new(live_agents::LiveAgents::default());

@@ -135,3 +135,32 @@ async fn tickets_are_per_agent_and_stale_ones_are_ignored() {
         .await;
     common::assert_closed(&ws.closed().await, CloseCode::Policy, "bad_frame");
 }
+
+#[actix_web::test]
+async fn without_the_gate_a_confirmed_agent_still_reaches_the_confirmed_browser() {
+    let server = TestServer::start().await;
+    let fred = server.token("fred.demo", 72);
+    let mut real = server.visitor("v-5", json!({})).await;
+    confirm(&server, &fred, "v-5", &mut real).await;
+    let mut impostor = server.visitor("v-5", json!({})).await;
+    impostor
+        .send(json!({"type":"presence","data":{"page":"/x"}}))
+        .await;
+    impostor.send(json!({"type":"session_key"})).await;
+    assert_eq!(impostor.recv().await["type"], "session_key");
+    assert_eq!(lookup(&server, &fred, "v-5").await["confirmed"], true);
+    let call = invoke_status(&server, &fred, "v-5");
+    let ((status, _), frame) = tokio::join!(call, real.answer(json!("real")));
+    assert_eq!((status, frame["func"].as_str()), (200, Some("showTerms")));
+    // Another agent, unconfirmed, goes to the most recently active tab.
+    let ada = server.token("ada.admin", 72);
+    let call = invoke_status(&server, &ada, "v-5");
+    let ((status, _), _) = tokio::join!(call, impostor.answer(json!("x")));
+    assert_eq!(status, 200);
+    // With the confirmed browser gone, nothing claims to be confirmed.
+    real.close().await;
+    assert_eq!(lookup(&server, &fred, "v-5").await["confirmed"], false);
+    let call = invoke_status(&server, &fred, "v-5");
+    let ((status, _), _) = tokio::join!(call, impostor.answer(json!("y")));
+    assert_eq!(status, 200, "no gate in this group");
+}

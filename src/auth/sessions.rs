@@ -127,9 +127,17 @@ impl Sessions {
     /// for the caller to revoke. Unknown sessions end with none.
     pub fn end(&self, id: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let key = digest(id);
-        let tokens = self.store.take_session_tokens(&key)?;
+        // Session first: a token issued from it from now on finds it gone
+        // (see `still_live`); one issued before is filed, and taken here.
         self.store.remove_session(&key)?;
-        Ok(tokens)
+        self.store.take_session_tokens(&key)
+    }
+
+    /// Whether the session with `digest` still exists: checked after a
+    /// token from it has been filed, so that a logout racing the issuance
+    /// cannot miss the token.
+    pub fn still_live(&self, digest: &SessionDigest) -> Result<bool, StoreError> {
+        Ok(self.store.session(digest)?.is_some())
     }
 
     /// Deletes sessions idle past their timeout, and the token links of

@@ -93,6 +93,8 @@ pub struct ServerConfig {
     pub max_sockets_per_ip: usize,
     /// CIDRs of the load balancers whose forwarding headers name the client.
     pub trusted_proxies: Vec<String>,
+    /// The header those balancers write: `x-forwarded-for` or `forwarded`.
+    pub forwarded_header: crate::client_addr::ForwardedHeader,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +113,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_sockets_per_ip: DEFAULT_MAX_SOCKETS_PER_IP,
             trusted_proxies: Vec::new(),
+            forwarded_header: Default::default(),
         }
     }
 }

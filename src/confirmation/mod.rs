@@ -415,7 +415,8 @@ impl Confirmations {
 
     /// The invoke and signal gate of groups with `require_confirmation`:
     /// the agent needs a live grant, and the command may go only to the
-    /// connections holding its ticket (the returned filter). A visitor
+    /// connections holding its ticket (the returned filter). In other
+    /// groups, commands prefer a connected holder. A visitor
     /// between pages has no connection yet: the command waits for the
     /// next one, which must present the ticket. Fails closed when the
     /// store cannot be read.
@@ -425,10 +426,19 @@ impl Confirmations {
         key: &VisitorKey,
         agent: &str,
     ) -> Result<Option<ConnectionFilter>, ApiError> {
-        if !group.require_confirmation {
-            return Ok(None);
-        }
         let grant = grant_key(key.group, key.visitor.as_str(), agent);
+        if !group.require_confirmation {
+            // No gate; but while a browser holding this agent's ticket is
+            // connected, the agent's commands go to it, so that
+            // `confirmed: true` always describes where they go.
+            if !self.holders.held(&grant) {
+                return Ok(None);
+            }
+            let holders = self.holders.clone();
+            return Ok(Some(ConnectionFilter::new(move |connection| {
+                holders.holds(&grant, connection) || !holders.held(&grant)
+            })));
+        }
         let between_pages = || self.registry.lookup(key).connections == 0;
         let live = self
             .grant_is_live(&grant)

@@ -191,10 +191,22 @@ async fn attempt(
         )
         .map_err(|e| refuse(ApiError::Internal(e.to_string())))?;
     if let Some(session) = &agent.session {
-        app.auth
-            .sessions()
+        let sessions = app.auth.sessions();
+        let internal = |e: crate::store::StoreError| refuse(ApiError::Internal(e.to_string()));
+        sessions
             .record_token(session, &issued.claims.jti, issued.claims.exp)
-            .map_err(|e| refuse(ApiError::Internal(e.to_string())))?;
+            .map_err(internal)?;
+        if !sessions.still_live(session).map_err(internal)? {
+            // Logged out while the token was being issued: it never leaves.
+            app.tokens
+                .revocations()
+                .revoke(&issued.claims.jti, issued.claims.exp)
+                .map_err(|e| refuse(ApiError::Internal(e.to_string())))?;
+            return Err(Refusal::new(
+                ApiError::InvalidCredentials,
+                "unknown_or_expired_session",
+            ));
+        }
     }
     record.jti = Some(issued.claims.jti.clone());
     record.iat = Some(issued.claims.iat);
