@@ -274,6 +274,7 @@ pub async fn run_with_clock(
         %addr,
         workers,
         max_connections = socket_limit,
+        connections_per_worker = per_worker,
         open_file_limit = file_limit.soft,
         metrics = ?metrics_server.as_ref().map(|m| m.addr),
         "listening"

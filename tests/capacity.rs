@@ -55,3 +55,50 @@ async fn sockets_beyond_the_limit_get_a_clean_503_and_room_comes_back() {
     let _agent_again = server.agent(&token).await;
     assert_eq!(server.running().connections(), (3, 3));
 }
+
+/// The real binary under a 2,000-file limit: sockets stop 768 short of it
+/// (512 for files, 256 kept for plain HTTP), and actix's per-worker caps
+/// split the rest so the workers together never exceed it.
+#[test]
+fn the_binary_splits_the_descriptor_room_across_its_workers() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("presence.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nbind = \"127.0.0.1:0\"\nmetrics_bind = \"\"\ndata_dir = \"{}\"\n\
+             workers = 2\nlog_format = \"json\"\n\n[[groups]]\nid = 72\nname = \"demo\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("config");
+    let mut child = std::process::Command::new("bash")
+        .args(["-c", "ulimit -n 2000 && exec \"$0\" serve --config \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_presence-server"))
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let listening = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+        .find(|line| line["message"] == "listening");
+    let _ = child.kill();
+    let _ = child.wait();
+    let listening = listening.expect("a listening line");
+    assert_eq!(listening["open_file_limit"], 2000, "{listening}");
+    assert_eq!(
+        listening["max_connections"],
+        2000 - 512 - 256,
+        "{listening}"
+    );
+    assert_eq!(
+        listening["connections_per_worker"],
+        (2000 - 512) / 2,
+        "{listening}"
+    );
+}
