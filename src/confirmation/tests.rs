@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::Config;
+use crate::config::GroupConfig;
 
 fn group() -> GroupConfig {
     let config = Config::from_toml_str(
