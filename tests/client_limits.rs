@@ -123,6 +123,11 @@ async fn a_body_that_never_arrives_gets_408_and_the_connection_closes() {
              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
             "HTTP/1.1 408",
         ),
+        (
+            "POST /auth/token HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+            "HTTP/1.1 408",
+        ),
         // Not a socket route: answered, and the unread body closes it.
         (
             "GET /healthz HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
