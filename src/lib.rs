@@ -34,6 +34,7 @@ pub mod policy;
 pub mod presence_coalescer;
 pub mod presence_data;
 pub mod protocol;
+pub mod rate;
 pub mod registry;
 pub mod session_keys;
 pub mod shutdown;

@@ -23,6 +23,7 @@ use dashmap::DashMap;
 
 use crate::clock::SharedClock;
 use crate::ids::{fill_random, GroupId, VisitorKey};
+use crate::rate::TokenBucket;
 
 /// Draws before giving up on finding an unused code.
 const MAX_DRAWS: usize = 32;
@@ -70,19 +71,10 @@ struct Entry {
     expires: u64,
 }
 
-/// Units of minting credit per mint: one mint refills in 60 000 ms at one
-/// unit per ms per mint-per-minute, so integer arithmetic stays exact.
-const CREDIT_PER_MINT: u64 = 60_000;
-
-struct Bucket {
-    credit: u64,
-    at_ms: u64,
-}
-
 /// One token bucket per group, on the injectable clock.
 struct MintBudget {
     per_minute: u64,
-    buckets: DashMap<GroupId, Bucket>,
+    buckets: DashMap<GroupId, TokenBucket>,
 }
 
 impl MintBudget {
@@ -95,22 +87,10 @@ impl MintBudget {
 
     /// Spends one mint of `group`, or says how many ms until one refills.
     fn spend(&self, group: GroupId, now_ms: u64) -> Result<(), u64> {
-        let capacity = self.per_minute.saturating_mul(CREDIT_PER_MINT);
-        let mut bucket = self.buckets.entry(group).or_insert(Bucket {
-            credit: capacity,
-            at_ms: now_ms,
-        });
-        let elapsed = now_ms.saturating_sub(bucket.at_ms);
-        bucket.credit = bucket
-            .credit
-            .saturating_add(elapsed.saturating_mul(self.per_minute))
-            .min(capacity);
-        bucket.at_ms = bucket.at_ms.max(now_ms);
-        if bucket.credit < CREDIT_PER_MINT {
-            return Err((CREDIT_PER_MINT - bucket.credit).div_ceil(self.per_minute));
-        }
-        bucket.credit -= CREDIT_PER_MINT;
-        Ok(())
+        self.buckets
+            .entry(group)
+            .or_insert_with(|| TokenBucket::new(self.per_minute, 60_000, self.per_minute, now_ms))
+            .take(now_ms)
     }
 }
 

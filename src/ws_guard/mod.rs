@@ -26,7 +26,6 @@
 
 mod buffers;
 mod header;
-mod rate;
 
 use std::io;
 use std::pin::Pin;
@@ -41,9 +40,9 @@ use actix_web::web::Bytes;
 use crate::config::PresenceConfig;
 use crate::metrics::Metrics;
 
+use crate::rate::TokenBucket;
 pub use buffers::{InboundHandle, BUFFER_OVERHEAD_BYTES};
 use header::{FrameHeader, HeaderReader};
-use rate::TokenBucket;
 
 /// The most fragments one message may have.
 pub const MAX_FRAGMENTS: usize = 1024;
@@ -157,7 +156,9 @@ pub struct FrameGuard<S> {
     limits: GuardLimits,
     position: Position,
     message: MessageBudget,
+    /// The frame-rate bucket, on milliseconds since `started`.
     bucket: TokenBucket,
+    started: Instant,
     /// Bytes read but not yet forwarded: the rest of a chunk after a frame.
     leftover: Option<Bytes>,
     /// A frame just ended: yield once so the parser takes it.
@@ -179,7 +180,13 @@ where
             limits,
             position: Position::Header(HeaderReader::default()),
             message: MessageBudget::default(),
-            bucket: TokenBucket::new(limits.frames_per_sec, limits.frame_burst, Instant::now()),
+            bucket: TokenBucket::new(
+                u64::from(limits.frames_per_sec),
+                1000,
+                u64::from(limits.frame_burst),
+                0,
+            ),
+            started: Instant::now(),
             leftover: None,
             yield_next: false,
             done: false,
@@ -190,7 +197,8 @@ where
 
     /// Checks a whole header against every limit.
     fn admit(&mut self, header: &FrameHeader) -> Result<(), Refusal> {
-        if !self.bucket.take(Instant::now()) {
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if self.bucket.take(now_ms).is_err() {
             return Err(Refusal::RateLimited);
         }
         if header.is_control() {
