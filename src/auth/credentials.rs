@@ -160,7 +160,9 @@ impl Credentials {
     pub fn account(&self, group: u64) -> Option<String> {
         match self {
             Credentials::Password { username, .. }
-            | Credentials::UsernameLoginKey { username, .. } => Some(format!("{group}/{username}")),
+            | Credentials::UsernameLoginKey { username, .. } => {
+                Some(username_account(Some(group), username))
+            }
             Credentials::PartnerLoginKey {
                 partner_id,
                 partner_user_id,
@@ -178,6 +180,15 @@ impl Credentials {
             Credentials::Session { .. } => CredentialKind::Session,
             Credentials::Sso { .. } => CredentialKind::Sso,
         }
+    }
+}
+
+/// The lockout account of `username` in `group` (records of one name in
+/// two groups are two accounts); `-` when no group is known.
+pub fn username_account(group: Option<u64>, username: &str) -> String {
+    match group {
+        Some(group) => format!("{group}/{username}"),
+        None => format!("-/{username}"),
     }
 }
 

@@ -31,15 +31,6 @@ pub struct LoginRequest {
     password: String,
 }
 
-/// The lockout account of a password for `username` in `group` (records
-/// of the same name in two groups are two accounts).
-pub(super) fn password_account(group: Option<GroupId>, username: &str) -> String {
-    match group {
-        Some(group) => format!("{group}/{username}"),
-        None => format!("-/{username}"),
-    }
-}
-
 /// `POST /auth/login`: starts a website session.
 pub async fn login(
     app: web::Data<AppState>,
@@ -74,7 +65,7 @@ pub async fn login(
     record.groupid = group;
     record.username = Some(username.clone());
     record.credential = Some(CredentialKind::Password);
-    let account = password_account(group, &username);
+    let account = crate::auth::credentials::username_account(group, &username);
     let attempt = match begin_attempt(&app, Some(&account), record.remote.as_deref()) {
         Ok(attempt) => attempt,
         Err(refusal) => {
