@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
-use crate::password::{hash_password, MAX_PASSWORD_BYTES};
+use crate::auth::password::{hash_password, MAX_PASSWORD_BYTES};
+use crate::infra::config::Config;
 
 /// The demo config `cargo run` starts with.
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
@@ -107,7 +107,7 @@ pub fn login_key(
     if puid.is_empty() || puid.len() > 128 {
         return Err("--puid must be 1 to 128 characters".into());
     }
-    Ok(crate::auth::login_key::generate(
+    Ok(crate::auth::sign_in::login_key::generate(
         api_key.expose_secret().as_bytes(),
         group,
         puid,
@@ -124,14 +124,14 @@ pub fn check_config(path: &std::path::Path) -> Result<Config, String> {
 /// password hash with other than the recommended parameters, and the
 /// parameters unknown users are checked with.
 pub fn check_config_notes(config: &Config) -> Vec<String> {
-    let mut notes: Vec<String> = crate::password::hash_warnings(config)
+    let mut notes: Vec<String> = crate::auth::password::hash_warnings(config)
         .iter()
         .map(|w| format!("warning: {w}"))
         .collect();
-    let hashes = crate::password::configured_hashes(config);
+    let hashes = crate::auth::password::configured_hashes(config);
     notes.push(format!(
         "unknown users are checked against argon2id {} (the costliest configured parameters, never below the recommended)",
-        crate::password::dummy_params(hashes.iter().map(|h| h.phc))
+        crate::auth::password::dummy_params(hashes.iter().map(|h| h.phc))
     ));
     notes
 }
@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn hash_password_strips_the_newline() {
         let phc = hash_password_from("s3cret\n".as_bytes()).expect("hash");
-        let checker = crate::password::PasswordChecker::new().expect("checker");
+        let checker = crate::auth::password::PasswordChecker::new().expect("checker");
         assert!(checker.check("s3cret", Some(&phc)));
     }
 

@@ -1,362 +1,77 @@
 //! presence-server: an actor-based real-time presence server.
 //!
-//! Visitor browsers hold one WebSocket each ([`visitor_session`]); agent
-//! consoles authenticate with short-lived tokens ([`token`]) and reach
-//! visitors through the REST API ([`http`]) or their own socket
-//! ([`agent_session`]). The [`registry`] actor routes every command by
-//! (group, visitor). Durable state lives in sled behind [`store`].
+//! Visitor browsers hold one WebSocket each; agent consoles authenticate
+//! with short-lived tokens and reach visitors through the REST API or their
+//! own socket. The registry routes every command by (group, visitor).
+//! Durable state lives in sled behind the store.
 //!
-//! [`run`] starts the server on a listener, so tests can start it on port 0.
+//! The source is layered (see ARCHITECTURE.md): `server` assembles
+//! `transport` (HTTP and sockets) over `presence` (the core) over `auth`
+//! over `store` over `infra`. [`run`] starts the server on a listener, so
+//! tests can start it on port 0.
 
 #![forbid(unsafe_code)]
 
-pub mod agent_session;
-pub mod audit;
-pub mod auth;
-pub mod capacity;
+mod auth;
 pub mod cli;
-pub mod client_addr;
-pub mod clock;
-pub mod config;
-pub mod confirmation;
-pub mod error;
-pub mod housekeeping;
-pub mod http;
-pub mod ids;
-pub mod invoke;
-pub mod jwt;
-pub mod live_agents;
-pub mod metrics;
-mod metrics_server;
-pub mod origin;
-pub mod password;
-pub mod policy;
-pub mod presence_coalescer;
-pub mod presence_data;
-pub mod protocol;
-pub mod rate;
-pub mod registry;
-pub mod session_keys;
-pub mod shutdown;
-pub mod state;
-pub mod store;
-pub mod telemetry;
-pub mod token;
-pub mod visitor_identity;
-pub mod visitor_session;
-pub mod ws_guard;
-pub mod ws_support;
+mod infra;
+mod presence;
+mod server;
+mod store;
+mod transport;
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
-use std::time::Duration;
+pub use server::{bind, run, run_with_clock, RunningServer, ServerError};
+pub use store::Store;
 
-use actix::Actor;
-use actix_web::dev::ServerHandle;
-use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
-use tokio_util::sync::CancellationToken;
-
-use crate::audit::Audit;
-use crate::auth::{Authenticator, Lockout};
-use crate::session_keys::SessionKeys;
-
-/// Session-key lookups that may miss per token, and per client, each minute
-/// (a 6-digit space must not be enumerable).
-pub const SESSION_KEY_MISSES_PER_MINUTE: usize = 10;
-use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
-use crate::origin::OriginPolicy;
-use crate::password::PasswordChecker;
-use crate::registry::{RegistryHandle, RegistryStats, Stats};
-use crate::state::AppState;
-use crate::store::{Store, StoreError};
-use crate::token::TokenService;
-
-/// Why the server could not start or stop cleanly.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    #[error("cannot open the data directory: {0}")]
-    Store(#[from] StoreError),
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("password hashing: {0}")]
-    Password(String),
-}
-
-/// Binds the configured address with the configured listen backlog.
-pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
-    let addr = config.server.bind_addr()?;
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(config.server.backlog.min(i32::MAX as u32) as i32)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
-/// A started server.
-pub struct RunningServer {
-    addr: SocketAddr,
-    handle: ServerHandle,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-    app: web::Data<AppState>,
-    metrics_server: Option<metrics_server::MetricsServer>,
-}
-
-/// Starts the server on `listener` with the system clock. Must be called
-/// inside an actix system (`#[actix_web::main]` or `#[actix_web::test]`).
-pub async fn run(config: Config, listener: TcpListener) -> Result<RunningServer, ServerError> {
-    run_with_clock(config, listener, Arc::new(SystemClock)).await
-}
-
-/// Starts the server with an injected wall clock (tests drive token expiry
-/// and key ages with it).
-pub async fn run_with_clock(
-    config: Config,
-    listener: TcpListener,
-    clock: SharedClock,
-) -> Result<RunningServer, ServerError> {
-    config.validate()?;
-    ids::check_random_source()?;
-    let config = Arc::new(config);
-    let store = Arc::new(Store::open(&config.server.data_dir)?);
-    let tokens = Arc::new(TokenService::new(
-        store.clone(),
-        clock.clone(),
-        config.auth.key_rotation_secs,
-        config.auth.token_max_secs,
-    )?);
-    for warning in password::hash_warnings(&config) {
-        tracing::warn!(group = warning.group, user = %warning.username, "{warning}");
-    }
-    let configured = password::configured_hashes(&config);
-    let passwords = Arc::new(
-        PasswordChecker::for_hashes(configured.iter().map(|h| h.phc))
-            .map_err(|e| ServerError::Password(e.to_string()))?,
-    );
-    let auth = Arc::new(
-        Authenticator::new(config.clone(), passwords, store.clone(), clock.clone())
-            .map_err(|message| config::ConfigError::new("groups.sso", message))?,
-    );
-    let metrics = Arc::new(metrics::Metrics::new());
-    let audit = Arc::new(Audit::new(
-        store.clone(),
-        clock.clone(),
-        config.auth.audit_retention_days,
-        metrics.clone(),
-    ));
-    let session_keys = Arc::new(SessionKeys::new(
-        clock.clone(),
-        config.presence.session_key_ttl_secs,
-        config.presence.session_key_mints_per_minute,
-    ));
-    let session_key_misses = Arc::new(Lockout::new(
-        clock.clone(),
-        SESSION_KEY_MISSES_PER_MINUTE,
-        SESSION_KEY_MISSES_PER_MINUTE,
-        60,
-    ));
-    let file_limit = capacity::FileLimit::raise()?;
-    let socket_limit = config.server.max_connections.min(file_limit.socket_room());
-    let gate = capacity::ConnectionGate::new(
-        socket_limit,
-        config.server.max_sockets_per_ip,
-        metrics.clone(),
-    );
-    let trusted_proxies = Arc::new(
-        client_addr::TrustedProxies::parse(
-            &config.server.trusted_proxies,
-            config.server.forwarded_header,
-        )
-        .map_err(|m| config::ConfigError::new("server.trusted_proxies", m))?,
-    );
-    let registry = RegistryHandle::start(Arc::new(config.presence.clone()), clock.clone());
-    let live_agents = Arc::new(live_agents::LiveAgents::default());
-    let confirmations = confirmation::Confirmations::new(
-        store.clone(),
-        clock.clone(),
-        registry.clone(),
-        live_agents.clone(),
-        metrics.clone(),
-        &config.presence,
-    );
-    confirmations.resume().await?;
-    let chores = housekeeping::Chores {
-        tokens: tokens.clone(),
-        auth: auth.clone(),
-        audit: audit.clone(),
-        session_keys: session_keys.clone(),
-        session_key_misses: session_key_misses.clone(),
-        confirmations: confirmations.clone(),
+/// Configuration: the typed, validated config and its sections.
+pub mod config {
+    pub use crate::infra::config::{
+        Config, ConfigError, GroupConfig, LogFormat, PresenceConfig, Role, SsoAlgorithm, SsoConfig,
+        UserConfig,
     };
-    // Rotate or purge at once if the ring is overdue (after downtime).
-    chores.run_once()?;
-    housekeeping::Housekeeper::new(
-        chores.clone(),
-        housekeeping::interval(config.auth.key_rotation_secs),
-    )
-    .start();
-    let origins = web::Data::new(OriginPolicy::from_config(&config));
-    let app = web::Data::new(AppState {
-        config: config.clone(),
-        registry,
-        tokens,
-        origins: origins.clone().into_inner(),
-        auth,
-        audit,
-        live_agents,
-        confirmations,
-        session_keys,
-        session_key_misses,
-        chores,
-        store,
-        clock,
-        metrics,
-        gate,
-        trusted_proxies: trusted_proxies.clone(),
-        shutdown: CancellationToken::new(),
-    });
-
-    #[cfg(target_os = "linux")]
-    {
-        // Backstop for peers that stop reading: a socket actor only runs
-        // while its output can be written, so the kernel drops connections
-        // whose data (or zero-window probes) go unacknowledged this long.
-        // Accepted sockets inherit it from the listener.
-        socket2::SockRef::from(&listener)
-            .set_tcp_user_timeout(Some(config.presence.client_timeout()))?;
-    }
-    let workers = config.server.worker_count();
-    // Sockets are capped exactly, across workers, by the gate (a clean 503
-    // at the limit). actix-web's own per-worker cap only stops accepting,
-    // leaving connections in the backlog; it is the backstop for plain
-    // HTTP connections, split so the workers together stay within the
-    // descriptors the file limit leaves.
-    let per_worker = file_limit.per_worker_connections(workers);
-    let peer_connections = capacity::KeyedSlots::new();
-    let on_connect = http::guards::on_connect(
-        peer_connections,
-        config.server.max_connections_per_ip,
-        trusted_proxies,
-        app.metrics.clone(),
-    );
-    let addr = listener.local_addr()?;
-    let factory_app = app.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(factory_app.clone())
-            .app_data(origins.clone())
-            .wrap(from_fn(http::guards::body_deadline))
-            .wrap(from_fn(origin::cors))
-            .wrap(from_fn(http::guards::connection_limit))
-            .wrap(from_fn(telemetry::log_requests))
-            .configure(|cfg| http::configure(cfg, &factory_app))
-            .default_service(web::to(http::not_found))
-    })
-    .on_connect(on_connect)
-    .workers(workers)
-    .max_connections(per_worker)
-    .backlog(config.server.backlog)
-    .shutdown_timeout(config.server.shutdown_timeout_secs)
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    let handle = server.handle();
-    let task = tokio::task::spawn_local(server);
-    let metrics_server = metrics_server::start(&config, app.clone())?;
-    tracing::info!(
-        %addr,
-        workers,
-        max_connections = socket_limit,
-        connections_per_worker = per_worker,
-        open_file_limit = file_limit.soft,
-        metrics = ?metrics_server.as_ref().map(|m| m.addr),
-        "listening"
-    );
-    Ok(RunningServer {
-        addr,
-        handle,
-        task,
-        app,
-        metrics_server,
-    })
 }
 
-impl RunningServer {
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
+/// Wall clocks; tests drive token expiry and key ages with [`ManualClock`](clock::ManualClock).
+pub mod clock {
+    pub use crate::infra::clock::{Clock, ManualClock, SharedClock, SystemClock};
+}
 
-    /// The address `/metrics` is served on, if metrics are on.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_server.as_ref().map(|m| m.addr)
-    }
+/// Random ids.
+pub mod ids {
+    pub use crate::infra::ids::random_id;
+}
 
-    /// WebSocket connections open now, and the most the server holds.
-    pub fn connections(&self) -> (usize, usize) {
-        (self.app.gate.open(), self.app.gate.limit())
-    }
+/// Password hashing, for configuring users.
+pub mod password {
+    pub use crate::auth::password::{hash_password, PasswordChecker};
+}
 
-    /// The token service, to mint or inspect tokens in-process.
-    pub fn tokens(&self) -> Arc<TokenService> {
-        self.app.tokens.clone()
-    }
+/// Login keys, for configuring users.
+pub mod login_key {
+    pub use crate::auth::sign_in::login_key::generate;
+}
 
-    /// Runs a housekeeping pass now (key rotation and purge, session sweep),
-    /// as the timer would; tests call it after moving the clock.
-    pub fn housekeeping(&self) -> Result<housekeeping::Housekeeping, ServerError> {
-        Ok(self.app.chores.run_once()?)
-    }
+/// Agent tokens.
+pub mod token {
+    pub use crate::auth::token::{AgentClaims, TokenError, TokenService, AUDIENCE, ISSUER};
+}
 
-    /// The most inbound bytes any one socket has held buffered so far.
-    pub fn socket_buffer_peak(&self) -> usize {
-        self.app.metrics.socket_buffer_peak()
-    }
+/// Limits of the token audit log.
+pub mod audit {
+    pub use crate::auth::audit::{MAX_USERNAME, MAX_USER_AGENT, TRUNCATED};
+}
 
-    /// Live visitors, connections and watches.
-    pub async fn stats(&self) -> Option<RegistryStats> {
-        self.app.registry.addr().send(Stats).await.ok()
-    }
+/// Logging set-up.
+pub mod telemetry {
+    pub use crate::infra::telemetry::init;
+}
 
-    /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
-    pub async fn run_until_signal(self) -> Result<(), ServerError> {
-        shutdown::wait_for_signal().await;
-        self.shutdown().await
-    }
+/// Limits of the socket frame guard and the error budget of a socket.
+pub mod ws_guard {
+    pub use crate::transport::ws_guard::{BUFFER_OVERHEAD_BYTES, MAX_FRAGMENTS};
+}
 
-    /// Graceful shutdown: stop accepting, close every socket with 1001, let
-    /// in-flight requests finish (up to `shutdown_timeout_secs`), flush and
-    /// close sled.
-    pub async fn shutdown(self) -> Result<(), ServerError> {
-        tracing::info!("shutting down");
-        let stopped = self.handle.stop(true);
-        if let Some(metrics) = &self.metrics_server {
-            metrics.handle.stop(false).await;
-        }
-        self.app.shutdown.cancel();
-        // Validation caps shutdown_timeout_secs at 25, so this stays under
-        // the 30 s an orchestrator allows between SIGTERM and SIGKILL.
-        let budget = Duration::from_secs(self.app.config.server.shutdown_timeout_secs + 3);
-        if tokio::time::timeout(budget, stopped).await.is_err() {
-            tracing::warn!("workers did not stop in time");
-        }
-        match self.task.await {
-            Ok(result) => result?,
-            Err(e) => tracing::warn!(error = %e, "server task ended abnormally"),
-        }
-        // Flush and release the database now, rather than whenever the
-        // last worker lets go of the app state, so the data directory can be
-        // reopened at once (by a restart in the same process, or a test).
-        self.app.store.close()?;
-        tracing::info!("shutdown complete");
-        Ok(())
-    }
+/// The error-frame budget of a socket.
+pub mod ws_support {
+    pub use crate::transport::ws_support::ERROR_BUDGET;
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestServer, API_KEY_72, API_KEY_73, API_KEY_74, PASSWORD};
-use presence_server::auth::login_key;
 use presence_server::clock::{Clock, ManualClock, SystemClock};
+use presence_server::login_key;
 use serde_json::{json, Value};
 
 async fn token(server: &TestServer, group: u64, credentials: Value) -> (u16, Value) {

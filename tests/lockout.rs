@@ -60,7 +60,7 @@ async fn five_failures_lock_the_account_until_the_window_passes() {
         "until the first failure leaves the 15 min window"
     );
     // Login keys for the same account are locked too; other accounts are not.
-    let key = presence_server::auth::login_key::generate(
+    let key = presence_server::login_key::generate(
         API_KEY_72.as_bytes(),
         72,
         "fred",

@@ -33,7 +33,7 @@ async fn shutdown_closes_every_socket_with_1001_and_flushes() {
         "still accepting after shutdown"
     );
     // The store was flushed and released: it reopens with the key ring.
-    let store = presence_server::store::Store::open(dir.path()).expect("store reopens");
+    let store = presence_server::Store::open(dir.path()).expect("store reopens");
     assert_eq!(store.signing_keys().expect("keys").len(), 1);
 }
 

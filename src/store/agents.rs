@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{decode, encode, remove_expired_before, Store, StoreError, TREE_AGENTS};
-use crate::config::Role;
+use crate::infra::config::Role;
 
 /// How an agent came to exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     decode, encode, remove_expired_before, Store, StoreError, TREE_SESSIONS, TREE_SESSION_TOKENS,
 };
-use crate::ids::GroupId;
+use crate::infra::ids::GroupId;
 
 /// A website session as persisted (under a hash of its id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,465 @@
+//! The authorization service: checks agent credentials of every kind and
+//! says who the agent is. Issuing the token, and the signing keys, live
+//! elsewhere (`token`); this module never sees a key.
+//!
+//! A token is always for the one group named in the request. Credentials
+//! are checked first; only then is membership of that group checked, so
+//! `not_a_member` (403) is never an oracle for someone without valid
+//! credentials. A login key is signed by one group's `api_key` and is a
+//! credential for that group only.
+
+pub mod credentials;
+pub mod lockout;
+pub mod login_key;
+pub mod sessions;
+pub mod sso;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+
+use crate::auth::password::{CheckError, PasswordChecker};
+use crate::auth::policy::Policy;
+use crate::infra::capacity::KeyedSlots;
+use crate::infra::clock::SharedClock;
+use crate::infra::config::{Config, GroupConfig, Role, UserConfig};
+use crate::infra::error::DomainError;
+use crate::infra::ids::GroupId;
+use crate::store::{AgentRecord, AgentSource, Store};
+use sso::{SsoError, SsoVerifier};
+
+pub use credentials::{CredentialKind, Credentials};
+pub use lockout::{Locked, Lockout};
+pub use sessions::{SessionDigest, SessionUser, Sessions};
+
+/// Who presented valid credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub username: String,
+    pub role: Role,
+    pub kind: CredentialKind,
+    /// The name shown to visitors.
+    pub name: Option<String>,
+    /// An SSO token's scoping policy.
+    pub policy: Option<Policy>,
+    /// The website session the credential was, if it was one (the digest
+    /// its tokens are filed under, so logging out revokes them).
+    pub session: Option<SessionDigest>,
+}
+
+/// A refused attempt: what the client is told, and, for the audit log
+/// only, why (never a secret).
+#[derive(Debug, Clone)]
+pub struct AuthFailure {
+    pub error: DomainError,
+    pub reason: &'static str,
+    pub username: Option<String>,
+}
+
+impl AuthFailure {
+    fn invalid(reason: &'static str, username: Option<&str>) -> Self {
+        Self {
+            error: DomainError::InvalidCredentials,
+            reason,
+            username: username.map(str::to_owned),
+        }
+    }
+}
+
+/// Where a username appears: (group id, index in that group's users).
+type Records = Vec<(GroupId, usize)>;
+
+/// Checks credentials against the configured users.
+pub struct Authenticator {
+    config: Arc<Config>,
+    passwords: Arc<PasswordChecker>,
+    sessions: Sessions,
+    lockout: Lockout,
+    clock: SharedClock,
+    by_username: HashMap<String, Records>,
+    store: Arc<Store>,
+    sso: HashMap<GroupId, SsoVerifier>,
+    /// Password checks in flight per client address.
+    checks_in_flight: Arc<KeyedSlots<String>>,
+}
+
+/// Password checks one client address may have in flight at once; a
+/// further one is refused (429) at once, so that no address can hold every
+/// hashing slot while others wait.
+pub const PASSWORD_CHECKS_PER_CLIENT: usize = 2;
+
+impl Authenticator {
+    pub fn new(
+        config: Arc<Config>,
+        passwords: Arc<PasswordChecker>,
+        store: Arc<Store>,
+        clock: SharedClock,
+    ) -> Result<Self, String> {
+        let sso = SsoVerifier::for_groups(&config.groups, &config.server.public_url)?;
+        let mut by_username: HashMap<String, Records> = HashMap::new();
+        for group in &config.groups {
+            for (i, user) in group.users.iter().enumerate() {
+                by_username
+                    .entry(user.username.clone())
+                    .or_default()
+                    .push((group.id, i));
+            }
+        }
+        let sessions = Sessions::new(store.clone(), clock.clone(), config.auth.session_idle_secs);
+        let lockout = Lockout::new(
+            clock.clone(),
+            config.auth.lockout_failures,
+            config.auth.lockout_client_failures,
+            config.auth.lockout_window_secs,
+        );
+        Ok(Self {
+            config,
+            passwords,
+            sessions,
+            lockout,
+            clock,
+            by_username,
+            store,
+            sso,
+            checks_in_flight: KeyedSlots::new(),
+        })
+    }
+
+    /// Website sessions.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Forgets used SSO token ids whose tokens have expired.
+    pub fn forget_used_sso_tokens(&self) -> Result<usize, crate::store::StoreError> {
+        self.store.remove_expired_sso_jtis(
+            self.clock
+                .now_secs()
+                .saturating_sub(crate::auth::token::LEEWAY_SECS),
+        )
+    }
+
+    /// Whether `username` is an agent of `group`: configured, or seen
+    /// (provisioned) before.
+    pub fn knows(
+        &self,
+        group: &GroupConfig,
+        username: &str,
+    ) -> Result<bool, crate::store::StoreError> {
+        Ok(group.users.iter().any(|u| u.username == username)
+            || self.store.agent(group.id, username)?.is_some())
+    }
+
+    /// Failed-attempt limits.
+    pub fn lockout(&self) -> &Lockout {
+        &self.lockout
+    }
+
+    /// The groups a username belongs to.
+    pub fn groups_of(&self, username: &str) -> Vec<GroupId> {
+        self.by_username
+            .get(username)
+            .map(|records| records.iter().map(|(g, _)| *g).collect())
+            .unwrap_or_default()
+    }
+
+    fn user(&self, group: GroupId, index: usize) -> Option<(&GroupConfig, &UserConfig)> {
+        let group = self.config.group(group)?;
+        Some((group, group.users.get(index)?))
+    }
+
+    /// `username`'s record in `group`, and nowhere else: no credential is
+    /// ever checked against another group's record.
+    fn record_in(&self, username: &str, group: GroupId) -> Option<(&GroupConfig, &UserConfig)> {
+        let records = self.by_username.get(username)?;
+        let (g, i) = records.iter().find(|(g, _)| *g == group)?;
+        self.user(*g, *i)
+    }
+
+    /// The group a website sign-in without `groupid` is for: the one group
+    /// `username` belongs to, `Ok(None)` for a name no group has (its
+    /// password is still checked against the dummy hash), or
+    /// `groupid_required` when several groups have it.
+    pub fn sign_in_group(&self, username: &str) -> Result<Option<GroupId>, DomainError> {
+        match self.by_username.get(username).map(Vec::as_slice) {
+            None | Some([]) => Ok(None),
+            Some([(group, _)]) => Ok(Some(*group)),
+            Some(_) => Err(DomainError::GroupIdRequired),
+        }
+    }
+
+    /// Checks a username and password against the user's record in `group`
+    /// only (no group membership check beyond that). With no group, or no
+    /// record there, the dummy hash does the same work and the answer is no.
+    /// At most [`PASSWORD_CHECKS_PER_CLIENT`] checks of one `client` run
+    /// at once; beyond that, 429 `too_many_attempts` at once.
+    pub async fn check_password(
+        &self,
+        username: &str,
+        password: String,
+        group: Option<GroupId>,
+        client: Option<&str>,
+    ) -> Result<(), AuthFailure> {
+        let _in_flight = match client {
+            Some(client) => Some(
+                self.checks_in_flight
+                    .take(client.to_owned(), PASSWORD_CHECKS_PER_CLIENT)
+                    .ok_or_else(|| AuthFailure {
+                        error: DomainError::TooManyAttempts(1),
+                        reason: "password_checks_in_flight",
+                        username: Some(username.to_owned()),
+                    })?,
+            ),
+            None => None,
+        };
+        let record = group.and_then(|g| self.record_in(username, g));
+        let hash = record
+            .and_then(|(_, u)| u.password_hash.as_ref())
+            .map(|h| h.expose_secret().to_owned());
+        let known = hash.is_some();
+        let matches = self
+            .passwords
+            .clone()
+            .check_off_thread(password, hash)
+            .await
+            .map_err(|e| AuthFailure {
+                error: match e {
+                    CheckError::Busy => DomainError::Busy,
+                    CheckError::Failed => DomainError::Internal("password check failed".into()),
+                },
+                reason: "password_check_unavailable",
+                username: Some(username.to_owned()),
+            })?;
+        match (known, matches) {
+            (true, true) => Ok(()),
+            (true, false) => Err(AuthFailure::invalid("wrong_password", Some(username))),
+            (false, _) => Err(AuthFailure::invalid("unknown_user", Some(username))),
+        }
+    }
+
+    /// Checks `credentials` and that the agent belongs to `group`.
+    pub async fn authenticate(
+        &self,
+        group: &GroupConfig,
+        credentials: Credentials,
+        client: Option<&str>,
+    ) -> Result<Authenticated, AuthFailure> {
+        let kind = credentials.kind();
+        let mut session = None;
+        let username = match credentials {
+            Credentials::Password { username, password } => {
+                self.check_password(&username, password, Some(group.id), client)
+                    .await?;
+                username
+            }
+            Credentials::PartnerLoginKey {
+                partner_id,
+                partner_user_id,
+                login_key,
+            } => {
+                let partner = self
+                    .config
+                    .group(partner_id)
+                    .ok_or_else(|| AuthFailure::invalid("unknown_partner", None))?;
+                let user = partner
+                    .users
+                    .iter()
+                    .find(|u| u.partner_user_id.as_deref() == Some(partner_user_id.as_str()));
+                self.check_login_key(
+                    partner,
+                    &partner_user_id,
+                    &login_key,
+                    user.map(|u| u.username.as_str()),
+                )?;
+                let user = user.ok_or_else(|| AuthFailure::invalid("unknown_user", None))?;
+                // A partner's key speaks only for its own group: it must not
+                // let one tenant sign its users into another tenant's group
+                // (with that group's role), even under a shared username.
+                if partner.id != group.id {
+                    return Err(AuthFailure {
+                        error: DomainError::NotAMember(group.id),
+                        reason: "login_key_for_another_group",
+                        username: Some(user.username.clone()),
+                    });
+                }
+                user.username.clone()
+            }
+            Credentials::UsernameLoginKey {
+                username,
+                login_key,
+            } => {
+                let (home, user) = self
+                    .record_in(&username, group.id)
+                    .ok_or_else(|| AuthFailure::invalid("unknown_user", Some(&username)))?;
+                let puid = user
+                    .partner_user_id
+                    .as_deref()
+                    .ok_or_else(|| AuthFailure::invalid("no_partner_user_id", Some(&username)))?;
+                self.check_login_key(home, puid, &login_key, Some(&username))?;
+                username
+            }
+            Credentials::Sso { jwt } => return self.single_sign_on(group, &jwt),
+            Credentials::Session { session_id } => {
+                let signed_in = self
+                    .sessions
+                    .touch(&session_id)
+                    .map_err(|e| AuthFailure {
+                        error: DomainError::Internal(e.to_string()),
+                        reason: "session_store_failed",
+                        username: None,
+                    })?
+                    .ok_or_else(|| AuthFailure::invalid("unknown_or_expired_session", None))?;
+                // A session speaks for the one (group, user) record whose
+                // password was checked, never for another group.
+                if signed_in.groupid != group.id {
+                    return Err(AuthFailure {
+                        error: DomainError::NotAMember(group.id),
+                        reason: "session_for_another_group",
+                        username: Some(signed_in.username),
+                    });
+                }
+                session = Some(signed_in.digest);
+                signed_in.username
+            }
+        };
+        let member = group.users.iter().find(|u| u.username == username);
+        let Some(member) = member else {
+            return Err(AuthFailure {
+                error: DomainError::NotAMember(group.id),
+                reason: "not_a_member",
+                username: Some(username),
+            });
+        };
+        let seen = AgentRecord {
+            username: username.clone(),
+            name: member.name.clone(),
+            role: member.role,
+            source: AgentSource::Config,
+            first_seen: 0,
+            last_seen: 0,
+        };
+        self.store
+            .touch_agent(group.id, &seen, self.clock.now_secs())
+            .map_err(store_failure)?;
+        Ok(Authenticated {
+            username,
+            role: member.role,
+            kind,
+            name: member.name.clone(),
+            policy: None,
+            session,
+        })
+    }
+
+    /// Checks a customer-signed SSO token for `group`: signature and claims,
+    /// then whether the agent is known or may be provisioned, then that the
+    /// token was not used before (last, so a refused token stays unused).
+    fn single_sign_on(&self, group: &GroupConfig, jwt: &str) -> Result<Authenticated, AuthFailure> {
+        let verifier = self
+            .sso
+            .get(&group.id)
+            .ok_or_else(|| AuthFailure::invalid("sso_not_configured", None))?;
+        let identity = verifier
+            .verify(jwt, self.clock.now_secs())
+            .map_err(|e| AuthFailure {
+                reason: e.reason(),
+                error: match e {
+                    SsoError::RoleNotAllowed => DomainError::RoleNotAllowed,
+                    SsoError::BadPolicy(message) => DomainError::BadPolicy(message),
+                    _ => DomainError::InvalidCredentials,
+                },
+                username: None,
+            })?;
+        let email = identity.email.clone();
+        // Without a jti a token cannot be told from its replay.
+        if identity.jti.is_none() && verifier.require_jti {
+            return Err(AuthFailure::invalid("sso_jti_missing", Some(&email)));
+        }
+        let configured = group.users.iter().find(|u| u.username == email);
+        let known = self.knows(group, &email).map_err(store_failure)?;
+        if !known && !verifier.auto_provision {
+            return Err(AuthFailure {
+                error: DomainError::UnknownAgent,
+                reason: "unknown_agent",
+                username: Some(email),
+            });
+        }
+        if let Some(jti) = &identity.jti {
+            let fresh = self
+                .store
+                .claim_sso_jti(&format!("{}/{jti}", group.id), identity.exp)
+                .map_err(store_failure)?;
+            if !fresh {
+                return Err(AuthFailure::invalid("sso_replay", Some(&email)));
+            }
+        }
+        let name = identity
+            .display_name
+            .clone()
+            .or_else(|| configured.and_then(|u| u.name.clone()));
+        let record = AgentRecord {
+            username: email.clone(),
+            name: name.clone(),
+            role: identity.role,
+            source: if configured.is_some() {
+                AgentSource::Config
+            } else {
+                AgentSource::Sso
+            },
+            first_seen: 0,
+            last_seen: 0,
+        };
+        self.store
+            .touch_agent(group.id, &record, self.clock.now_secs())
+            .map_err(store_failure)?;
+        Ok(Authenticated {
+            username: email,
+            role: identity.role,
+            kind: CredentialKind::Sso,
+            name,
+            policy: identity.policy,
+            session: None,
+        })
+    }
+
+    fn check_login_key(
+        &self,
+        partner: &GroupConfig,
+        partner_user_id: &str,
+        key: &str,
+        username: Option<&str>,
+    ) -> Result<(), AuthFailure> {
+        let api_key = partner
+            .api_key
+            .as_ref()
+            .ok_or_else(|| AuthFailure::invalid("partner_has_no_api_key", username))?;
+        login_key::verify(
+            key,
+            api_key.expose_secret().as_bytes(),
+            partner.id,
+            partner_user_id,
+            self.clock.now_secs(),
+            self.config.auth.login_key_max_future_secs,
+        )
+        .map_err(|e| {
+            AuthFailure::invalid(
+                match e {
+                    login_key::LoginKeyError::Malformed => "login_key_malformed",
+                    login_key::LoginKeyError::Expired => "login_key_expired",
+                    login_key::LoginKeyError::TooFarInFuture => "login_key_too_far_in_future",
+                    login_key::LoginKeyError::BadSignature => "login_key_bad_signature",
+                },
+                username,
+            )
+        })
+    }
+}
+
+fn store_failure(e: crate::store::StoreError) -> AuthFailure {
+    AuthFailure {
+        error: DomainError::Internal(e.to_string()),
+        reason: "store_failed",
+        username: None,
+    }
+}

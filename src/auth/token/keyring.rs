@@ -1,0 +1,189 @@
+//! The HS256 key ring, on the presence side: it generates signing keys,
+//! rotates them every `key_rotation_secs`, keeps every key that may still
+//! verify a live token, and purges the rest.
+//!
+//! A key retired at time R can have signed tokens until R, which live at
+//! most `token_max_secs`, so it is kept until R + `token_max_secs` +
+//! leeway. Every change is written through to [`Store`] (flushed) before it
+//! takes effect, so a restart mid-rotation keeps every live token valid.
+//!
+//! Verification looks keys up in a [`DashMap`], so the per-request hot path
+//! never waits on a lock held by issuance or rotation.
+
+use std::sync::{Arc, RwLock};
+
+use dashmap::DashMap;
+use jsonwebtoken::{DecodingKey, EncodingKey};
+
+use super::LEEWAY_SECS;
+use crate::infra::clock::SharedClock;
+use crate::infra::ids::{fill_random, random_id};
+use crate::store::{Store, StoreError, StoredSigningKey};
+
+/// Bytes of an HS256 secret (256 bits).
+pub const SECRET_BYTES: usize = 32;
+
+/// One key, ready to sign and verify.
+pub struct SigningKey {
+    pub kid: String,
+    pub created_at_ms: u64,
+    pub(super) encoding: EncodingKey,
+    pub(super) decoding: DecodingKey,
+}
+
+impl SigningKey {
+    fn from_stored(stored: &StoredSigningKey) -> Self {
+        Self {
+            kid: stored.kid.clone(),
+            created_at_ms: stored.created_at_ms,
+            encoding: EncodingKey::from_secret(&stored.secret),
+            decoding: DecodingKey::from_secret(&stored.secret),
+        }
+    }
+}
+
+/// What issuance needs from key generation: the key to sign with now. The
+/// in-process implementation is the [`KeyRing`]; when the authorization
+/// service runs as its own process, a client of the presence side's
+/// internal endpoint implements it instead.
+pub trait SigningKeySource: Send + Sync {
+    fn signing_key(&self) -> Arc<SigningKey>;
+}
+
+/// What one maintenance pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KeyMaintenance {
+    pub rotated_to: Option<String>,
+    pub purged: Vec<String>,
+}
+
+/// Keys by `kid`, and the current signer.
+pub struct KeyRing {
+    by_kid: DashMap<String, Arc<SigningKey>>,
+    current: RwLock<Arc<SigningKey>>,
+    store: Arc<Store>,
+    clock: SharedClock,
+    rotation_secs: u64,
+    token_max_secs: u64,
+}
+
+impl KeyRing {
+    /// Loads the persisted ring, creating (and persisting) a first key when
+    /// the store holds none. The newest key signs.
+    pub fn load_or_create(
+        store: Arc<Store>,
+        clock: SharedClock,
+        rotation_secs: u64,
+        token_max_secs: u64,
+    ) -> Result<Self, StoreError> {
+        let mut stored = store.signing_keys()?;
+        if stored.is_empty() {
+            let key = generate(&clock);
+            store.put_signing_key(&key)?;
+            stored.push(key);
+        }
+        stored.sort_by_key(|k| k.created_at_ms);
+        let by_kid = DashMap::new();
+        let mut newest = None;
+        for key in &stored {
+            let key = Arc::new(SigningKey::from_stored(key));
+            by_kid.insert(key.kid.clone(), key.clone());
+            newest = Some(key);
+        }
+        let current = newest.ok_or_else(|| StoreError::Corrupt {
+            tree: "signing_keys",
+            reason: "no key after creation".into(),
+        })?;
+        Ok(Self {
+            by_kid,
+            current: RwLock::new(current),
+            store,
+            clock,
+            rotation_secs,
+            token_max_secs,
+        })
+    }
+
+    /// The key that signs new tokens.
+    pub fn current(&self) -> Arc<SigningKey> {
+        // A poisoned lock only means a writer panicked mid-swap of an `Arc`;
+        // the value inside is still a whole key, so keep serving it.
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The key with this id, if it may still verify tokens.
+    pub fn get(&self, kid: &str) -> Option<Arc<SigningKey>> {
+        self.by_kid.get(kid).map(|entry| entry.value().clone())
+    }
+
+    /// Number of keys that still verify.
+    pub fn len(&self) -> usize {
+        self.by_kid.len()
+    }
+
+    /// Whether the ring is empty (never true after construction).
+    pub fn is_empty(&self) -> bool {
+        self.by_kid.is_empty()
+    }
+
+    /// Rotates if the current key is `key_rotation_secs` old, then purges
+    /// keys that can no longer have live tokens. Called by the maintenance
+    /// actor, and by tests after moving the clock.
+    pub fn maintain(&self) -> Result<KeyMaintenance, StoreError> {
+        let now_ms = self.clock.now_ms();
+        let mut done = KeyMaintenance::default();
+        if now_ms.saturating_sub(self.current().created_at_ms) >= self.rotation_secs * 1000 {
+            let stored = generate(&self.clock);
+            // Durable before anyone signs with it.
+            self.store.put_signing_key(&stored)?;
+            let key = Arc::new(SigningKey::from_stored(&stored));
+            self.by_kid.insert(key.kid.clone(), key.clone());
+            *self
+                .current
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = key;
+            done.rotated_to = Some(stored.kid);
+        }
+        done.purged = self.purge(now_ms)?;
+        Ok(done)
+    }
+
+    /// Removes keys retired more than `token_max_secs` + leeway ago.
+    fn purge(&self, now_ms: u64) -> Result<Vec<String>, StoreError> {
+        let mut keys: Vec<Arc<SigningKey>> =
+            self.by_kid.iter().map(|e| e.value().clone()).collect();
+        keys.sort_by_key(|k| k.created_at_ms);
+        let keep_ms = (self.token_max_secs + LEEWAY_SECS) * 1000;
+        let mut purged = Vec::new();
+        // A key retires when its successor is created.
+        for pair in keys.windows(2) {
+            let (old, successor) = (&pair[0], &pair[1]);
+            if successor.created_at_ms.saturating_add(keep_ms) < now_ms {
+                self.store.remove_signing_key(&old.kid)?;
+                self.by_kid.remove(&old.kid);
+                purged.push(old.kid.clone());
+            }
+        }
+        Ok(purged)
+    }
+}
+
+impl SigningKeySource for KeyRing {
+    fn signing_key(&self) -> Arc<SigningKey> {
+        self.current()
+    }
+}
+
+/// A fresh 256-bit key from the OS CSPRNG with a random `kid`.
+fn generate(clock: &SharedClock) -> StoredSigningKey {
+    let mut secret = vec![0u8; SECRET_BYTES];
+    fill_random(&mut secret);
+    StoredSigningKey {
+        kid: random_id(9),
+        secret,
+        created_at_ms: clock.now_ms(),
+    }
+}

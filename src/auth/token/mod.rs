@@ -1,0 +1,292 @@
+//! Agent tokens: HS256 JWTs that the authorization side issues and the
+//! presence side verifies on every REST request and agent socket.
+//!
+//! This module knows nothing of HTTP or WebSockets: transports call
+//! [`TokenService::verify`] and get typed [`AgentClaims`] or a
+//! [`TokenError`], as Centrifugo keeps token checks apart from transports.
+
+mod keyring;
+mod revocation;
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::policy::Policy;
+use crate::infra::clock::SharedClock;
+use crate::infra::config::Role;
+use crate::infra::ids::{random_id, GroupId};
+use crate::infra::jwt::{self, WithNotBefore};
+use crate::store::{Store, StoreError};
+
+pub use crate::infra::jwt::ISSUER;
+pub use keyring::{KeyMaintenance, KeyRing, SigningKey, SigningKeySource};
+pub use revocation::Revocations;
+
+/// `aud` of every agent token.
+pub const AUDIENCE: &str = "presence";
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+pub const LEEWAY_SECS: u64 = 5;
+/// Longest token string accepted; anything longer is refused unparsed.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
+/// The claims of an agent token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The agent's username.
+    pub sub: String,
+    pub groupid: GroupId,
+    pub role: Role,
+    pub iat: u64,
+    pub exp: u64,
+    pub jti: String,
+    /// The name shown to visitors, when the credential gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The SSO scoping policy, enforced on every request of this token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+/// Why a token was refused. The text is safe to show a client: it never
+/// contains the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token is not signed with HS256")]
+    WrongAlgorithm,
+    #[error("the token's signing key is unknown")]
+    UnknownKey,
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    #[error("the token's claims are missing or invalid")]
+    BadClaims,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("the token's header has a critical extension (crit)")]
+    CriticalHeader,
+    #[error("the token's lifetime exceeds the maximum")]
+    LifetimeTooLong,
+    #[error("the token has been revoked")]
+    Revoked,
+    #[error("the token could not be recorded")]
+    Unrecorded,
+}
+
+impl TokenError {
+    /// A stable name for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Malformed => "token_malformed",
+            TokenError::WrongAlgorithm => "token_wrong_algorithm",
+            TokenError::UnknownKey => "token_unknown_key",
+            TokenError::BadSignature => "token_bad_signature",
+            TokenError::BadClaims => "token_bad_claims",
+            TokenError::Expired => "token_expired",
+            TokenError::IssuedInFuture => "token_issued_in_future",
+            TokenError::NotYetValid => "token_not_yet_valid",
+            TokenError::CriticalHeader => "token_critical_header",
+            TokenError::LifetimeTooLong => "token_lifetime_too_long",
+            TokenError::Revoked => "token_revoked",
+            TokenError::Unrecorded => "token_unrecorded",
+        }
+    }
+}
+
+/// A freshly issued token and its claims.
+#[derive(Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    pub claims: AgentClaims,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &"[REDACTED]")
+            .field("claims", &self.claims)
+            .finish()
+    }
+}
+
+/// Issues agent tokens with keys from a [`SigningKeySource`], and verifies
+/// them against the key ring.
+pub struct TokenService {
+    keys: Arc<KeyRing>,
+    signer: Arc<dyn SigningKeySource>,
+    revocations: Revocations,
+    clock: SharedClock,
+    max_lifetime_secs: u64,
+}
+
+impl TokenService {
+    /// Loads the key ring from the store (creating a first key if needed);
+    /// issuance signs with the ring's current key.
+    pub fn new(
+        store: Arc<Store>,
+        clock: SharedClock,
+        rotation_secs: u64,
+        max_lifetime_secs: u64,
+    ) -> Result<Self, StoreError> {
+        let revocations = Revocations::load(store.clone())?;
+        let keys = Arc::new(KeyRing::load_or_create(
+            store,
+            clock.clone(),
+            rotation_secs,
+            max_lifetime_secs,
+        )?);
+        Ok(Self {
+            signer: keys.clone(),
+            keys,
+            revocations,
+            clock,
+            max_lifetime_secs,
+        })
+    }
+
+    /// The key ring.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// The denylist and the index of issued tokens.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
+    /// Issues a token for `username` in `group`, valid for `lifetime_secs`
+    /// (already checked by the caller against the configured range).
+    pub fn issue(
+        &self,
+        username: &str,
+        group: GroupId,
+        role: Role,
+        lifetime_secs: u64,
+    ) -> Result<IssuedToken, TokenError> {
+        self.issue_scoped(username, group, role, lifetime_secs, None, None)
+    }
+
+    /// Issues a token carrying a display name and a scoping policy.
+    pub fn issue_scoped(
+        &self,
+        username: &str,
+        group: GroupId,
+        role: Role,
+        lifetime_secs: u64,
+        name: Option<String>,
+        policy: Option<Policy>,
+    ) -> Result<IssuedToken, TokenError> {
+        let iat = self.clock.now_secs();
+        let claims = AgentClaims {
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            sub: username.to_owned(),
+            groupid: group,
+            role,
+            iat,
+            exp: iat + lifetime_secs,
+            jti: random_id(16),
+            name,
+            policy,
+        };
+        let token = self.sign(&claims)?;
+        // Index the owner first, so the token can always be revoked.
+        self.revocations
+            .record_issued(
+                &claims.jti,
+                &crate::store::IssuedToken {
+                    sub: claims.sub.clone(),
+                    groupid: claims.groupid,
+                    exp: claims.exp,
+                },
+            )
+            .map_err(|_| TokenError::Unrecorded)?;
+        Ok(IssuedToken { token, claims })
+    }
+
+    /// Signs any claims with the current key and its `kid`. Issuance uses it
+    /// with [`AgentClaims`]; tests use it to craft tokens the verifier must
+    /// refuse (too long a lifetime, missing claims).
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
+        let key = self.signer.signing_key();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|_| TokenError::Malformed)
+    }
+
+    /// Verifies a token: algorithm pinned to HS256, no `crit` header, known
+    /// `kid`, signature, required `exp iat iss aud sub`, issuer and
+    /// audience, `exp`, `iat` and a present `nbf` within [`LEEWAY_SECS`] of
+    /// now, and `exp - iat` within the maximum.
+    pub fn verify(&self, token: &str) -> Result<AgentClaims, TokenError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        jwt::check_header(token).map_err(|e| match e {
+            jwt::HeaderError::Malformed => TokenError::Malformed,
+            jwt::HeaderError::Critical => TokenError::CriticalHeader,
+        })?;
+        if header.alg != Algorithm::HS256 {
+            return Err(TokenError::WrongAlgorithm);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = self.keys.get(&kid).ok_or(TokenError::UnknownKey)?;
+
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        // Time is checked below against the injectable clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let data =
+            jsonwebtoken::decode::<WithNotBefore<AgentClaims>>(token, &key.decoding, &validation)
+                .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
+                jsonwebtoken::errors::ErrorKind::Base64(_)
+                | jsonwebtoken::errors::ErrorKind::InvalidToken
+                | jsonwebtoken::errors::ErrorKind::Utf8(_) => TokenError::Malformed,
+                _ => TokenError::BadClaims,
+            })?;
+        let WithNotBefore { claims, nbf } = data.claims;
+        let now = self.clock.now_secs();
+        jwt::check_not_before(nbf.as_ref(), now, LEEWAY_SECS).map_err(|e| match e {
+            jwt::NotBeforeError::Malformed => TokenError::BadClaims,
+            jwt::NotBeforeError::NotYetValid => TokenError::NotYetValid,
+        })?;
+        if claims.exp.saturating_add(LEEWAY_SECS) <= now {
+            return Err(TokenError::Expired);
+        }
+        if claims.iat > now.saturating_add(LEEWAY_SECS) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if claims.exp < claims.iat || claims.exp - claims.iat > self.max_lifetime_secs {
+            return Err(TokenError::LifetimeTooLong);
+        }
+        if self.revocations.is_revoked(&claims.jti) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// Seconds until `claims` expire (zero if already past).
+    pub fn seconds_left(&self, claims: &AgentClaims) -> u64 {
+        claims.exp.saturating_sub(self.clock.now_secs())
+    }
+}
+
+/// Shared handle to the token service.
+pub type SharedTokens = Arc<TokenService>;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,283 @@
+use std::time::Duration;
+
+use super::*;
+use crate::infra::clock::{Clock, ManualClock};
+use serde_json::json;
+
+/// Rotation period of the fixtures, in seconds.
+const ROTATION: u64 = 600;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    service: TokenService,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(dir.path()).expect("store"));
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let service = TokenService::new(store, clock.clone(), ROTATION, 7200).expect("service");
+    Fixture {
+        _dir: dir,
+        clock,
+        service,
+    }
+}
+
+fn claims_json(f: &Fixture) -> serde_json::Value {
+    let now = f.clock.now_secs();
+    json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "fred.demo", "groupid": 72,
+        "role": "agent", "iat": now, "exp": now + 600, "jti": "j1"
+    })
+}
+
+/// Builds a token by hand: HS256 ones are really signed with `secret`, any
+/// other `alg` gets a signature of random-looking bytes.
+fn sign_with(header: serde_json::Value, claims: &serde_json::Value, secret: &[u8]) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    if header["alg"] == "HS256" {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = header["kid"].as_str().map(str::to_owned);
+        return jsonwebtoken::encode(&h, claims, &jsonwebtoken::EncodingKey::from_secret(secret))
+            .expect("encode");
+    }
+    let head = URL_SAFE_NO_PAD.encode(header.to_string());
+    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let sig = URL_SAFE_NO_PAD.encode(secret);
+    format!("{head}.{body}.{sig}")
+}
+
+#[test]
+fn issued_tokens_verify_with_their_claims() {
+    let f = fixture();
+    let issued = f
+        .service
+        .issue("fred.demo", 72, Role::Agent, 3600)
+        .expect("issue");
+    let claims = f.service.verify(&issued.token).expect("verify");
+    assert_eq!(claims, issued.claims);
+    assert_eq!(claims.exp - claims.iat, 3600);
+    let header = jsonwebtoken::decode_header(&issued.token).expect("header");
+    assert_eq!(header.alg, Algorithm::HS256);
+    assert_eq!(
+        header.kid.as_deref(),
+        Some(f.service.keys().current().kid.as_str())
+    );
+}
+
+#[test]
+fn expiry_allows_five_seconds_of_leeway_and_no_more() {
+    let f = fixture();
+    let issued = f
+        .service
+        .issue("fred.demo", 72, Role::Agent, 60)
+        .expect("issue");
+    f.clock.advance(Duration::from_secs(60 + LEEWAY_SECS - 1));
+    assert!(f.service.verify(&issued.token).is_ok());
+    f.clock.advance(Duration::from_secs(1));
+    assert_eq!(f.service.verify(&issued.token), Err(TokenError::Expired));
+}
+
+#[test]
+fn tokens_from_the_future_are_refused() {
+    let f = fixture();
+    let mut claims = claims_json(&f);
+    claims["iat"] = json!(f.clock.now_secs() + 60);
+    claims["exp"] = json!(f.clock.now_secs() + 600);
+    let token = f.service.sign(&claims).expect("sign");
+    assert_eq!(f.service.verify(&token), Err(TokenError::IssuedInFuture));
+}
+
+#[test]
+fn nbf_gets_the_same_leeway_as_exp_and_must_be_a_number() {
+    let f = fixture();
+    let now = f.clock.now_secs();
+    let with_nbf = |nbf: serde_json::Value| {
+        let mut claims = claims_json(&f);
+        claims["nbf"] = nbf;
+        f.service.verify(&f.service.sign(&claims).expect("sign"))
+    };
+    assert!(with_nbf(json!(now)).is_ok());
+    assert!(with_nbf(json!(now + LEEWAY_SECS)).is_ok(), "within leeway");
+    assert_eq!(
+        with_nbf(json!(now + LEEWAY_SECS + 1)),
+        Err(TokenError::NotYetValid)
+    );
+    for bad in [json!("soon"), json!(null), json!(1.5)] {
+        assert_eq!(with_nbf(bad.clone()), Err(TokenError::BadClaims), "{bad}");
+    }
+}
+
+#[test]
+fn a_crit_header_is_refused_even_with_a_good_signature() {
+    let f = fixture();
+    let key = f.service.keys().current();
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(key.kid.clone());
+    header.crit = Some(vec!["exp".into()]);
+    let token = jsonwebtoken::encode(&header, &claims_json(&f), &key.encoding).expect("sign");
+    assert_eq!(f.service.verify(&token), Err(TokenError::CriticalHeader));
+}
+
+#[test]
+fn lifetimes_over_the_maximum_are_refused_even_when_signed() {
+    let f = fixture();
+    let mut claims = claims_json(&f);
+    claims["exp"] = json!(f.clock.now_secs() + 7201);
+    let token = f.service.sign(&claims).expect("sign");
+    assert_eq!(f.service.verify(&token), Err(TokenError::LifetimeTooLong));
+}
+
+#[test]
+fn every_required_claim_is_required() {
+    let f = fixture();
+    for missing in ["exp", "iat", "iss", "aud", "sub", "groupid", "jti", "role"] {
+        let mut claims = claims_json(&f);
+        claims.as_object_mut().expect("object").remove(missing);
+        let token = f.service.sign(&claims).expect("sign");
+        assert!(
+            f.service.verify(&token).is_err(),
+            "token without {missing} accepted"
+        );
+    }
+}
+
+#[test]
+fn wrong_issuer_or_audience_is_refused() {
+    let f = fixture();
+    for (claim, value) in [("iss", "someone-else"), ("aud", "visitor")] {
+        let mut claims = claims_json(&f);
+        claims[claim] = json!(value);
+        let token = f.service.sign(&claims).expect("sign");
+        assert_eq!(
+            f.service.verify(&token),
+            Err(TokenError::BadClaims),
+            "{claim}"
+        );
+    }
+}
+
+#[test]
+fn unknown_or_missing_kid_is_refused() {
+    let f = fixture();
+    let claims = claims_json(&f);
+    let secret = [1u8; 32];
+    let unknown = sign_with(
+        json!({"alg": "HS256", "typ": "JWT", "kid": "nope"}),
+        &claims,
+        &secret,
+    );
+    assert_eq!(f.service.verify(&unknown), Err(TokenError::UnknownKey));
+    let none = sign_with(json!({"alg": "HS256", "typ": "JWT"}), &claims, &secret);
+    assert_eq!(f.service.verify(&none), Err(TokenError::UnknownKey));
+}
+
+#[test]
+fn a_known_kid_with_a_forged_signature_is_refused() {
+    let f = fixture();
+    let kid = f.service.keys().current().kid.clone();
+    let forged = sign_with(
+        json!({"alg": "HS256", "typ": "JWT", "kid": kid}),
+        &claims_json(&f),
+        &[9u8; 32],
+    );
+    assert_eq!(f.service.verify(&forged), Err(TokenError::BadSignature));
+}
+
+#[test]
+fn other_algorithms_and_alg_none_are_refused() {
+    let f = fixture();
+    let kid = f.service.keys().current().kid.clone();
+    let claims = claims_json(&f);
+    for alg in ["none", "HS512", "RS256", "ES256"] {
+        let token = sign_with(
+            json!({"alg": alg, "typ": "JWT", "kid": kid}),
+            &claims,
+            &[0u8; 32],
+        );
+        assert!(f.service.verify(&token).is_err(), "alg {alg} accepted");
+    }
+    let unsigned = {
+        let t = sign_with(json!({"alg": "none", "kid": kid}), &claims, &[0u8; 32]);
+        let mut parts: Vec<&str> = t.split('.').collect();
+        parts[2] = "";
+        parts.join(".")
+    };
+    assert!(f.service.verify(&unsigned).is_err());
+}
+
+#[test]
+fn garbage_and_oversize_tokens_are_malformed() {
+    let f = fixture();
+    for bad in ["", "abc", "a.b.c", "....", "eyJhbGciOiJIUzI1NiJ9.%%%.x"] {
+        assert!(f.service.verify(bad).is_err(), "{bad}");
+    }
+    let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
+    assert_eq!(f.service.verify(&huge), Err(TokenError::Malformed));
+}
+
+#[test]
+fn rotation_keeps_old_tokens_valid_until_their_key_is_purged_and_survives_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manual = Arc::new(ManualClock::new(1_800_000_000_000));
+    let clock: SharedClock = manual.clone();
+    let open = |clock: &SharedClock| {
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        TokenService::new(store, clock.clone(), ROTATION, 7200).expect("service")
+    };
+
+    let service = open(&clock);
+    let first_kid = service.keys().current().kid.clone();
+    let old = service
+        .issue("fred.demo", 72, Role::Agent, 3600)
+        .expect("issue")
+        .token;
+    assert_eq!(
+        service.keys().maintain().expect("maintain"),
+        KeyMaintenance::default(),
+        "not due yet"
+    );
+
+    manual.advance(Duration::from_secs(ROTATION));
+    let done = service.keys().maintain().expect("maintain");
+    let second_kid = done.rotated_to.clone().expect("rotated");
+    assert_ne!(second_kid, first_kid);
+    assert!(done.purged.is_empty());
+    let new = service
+        .issue("fred.demo", 72, Role::Agent, 3600)
+        .expect("issue")
+        .token;
+    assert_eq!(
+        jsonwebtoken::decode_header(&new).expect("header").kid,
+        Some(second_kid.clone())
+    );
+    assert!(service.verify(&old).is_ok(), "the old key still verifies");
+    assert!(service.verify(&new).is_ok());
+    drop(service);
+
+    // A restart mid-rotation keeps both keys and both tokens.
+    let service = open(&clock);
+    assert_eq!(service.keys().len(), 2);
+    assert_eq!(service.keys().current().kid, second_kid);
+    assert!(service.verify(&old).is_ok());
+    assert!(service.verify(&new).is_ok());
+
+    // The first key retired at rotation; tokens it signed live at most
+    // token_max_secs (+ leeway) after that. Just before, it is still kept.
+    manual.advance(Duration::from_secs(7200 + LEEWAY_SECS));
+    let done = service.keys().maintain().expect("maintain");
+    assert!(done.purged.is_empty(), "{done:?}");
+    manual.advance(Duration::from_secs(1));
+    let done = service.keys().maintain().expect("maintain");
+    assert_eq!(done.purged, vec![first_kid]);
+    assert_eq!(service.verify(&old), Err(TokenError::UnknownKey));
+    drop(service);
+
+    // The purge is durable too.
+    let service = open(&clock);
+    assert_eq!(service.verify(&old), Err(TokenError::UnknownKey));
+    assert!(service.keys().get(&second_kid).is_some());
+}

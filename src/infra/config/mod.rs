@@ -1,0 +1,449 @@
+//! Typed server configuration, layered as built-in defaults, then a TOML file,
+//! then `PRESENCE__SECTION__KEY` environment variables, and validated once at
+//! start-up so that a bad value is reported with its key before anything runs.
+//!
+//! Secrets (`api_key`, `password_hash`, `visitor_identity_secret`) are held in
+//! [`secrecy::SecretString`], whose `Debug` prints a redaction marker, so a
+//! config dumped to a log never carries them.
+
+mod validate;
+mod values;
+
+pub(crate) use validate::{valid_allow_pattern, valid_username};
+pub use validate::{valid_function_name, HARD_TOKEN_MAX_SECS, MIN_TOKEN_SECS};
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::infra::ids::GroupId;
+
+pub use validate::ConfigError;
+pub use values::{function_allowed, normalize_origin, parse_network, ForwardedHeader};
+
+/// Prefix of environment overrides: `PRESENCE__SERVER__BIND=...`.
+pub const ENV_PREFIX: &str = "PRESENCE__";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub presence: PresenceConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Default of `server.max_sockets_per_ip`: a 1,000-person office behind one
+/// NAT, a tab each, fits; one address holds at most ~5% of a 19,000-socket
+/// server.
+pub const DEFAULT_MAX_SOCKETS_PER_IP: usize = 1_000;
+/// Default of `server.max_connections_per_ip`: those sockets plus the
+/// short-lived REST connections of the same browsers.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_500;
+
+/// `[server]`: the listener and process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: String,
+    /// Directory of the sled database.
+    pub data_dir: PathBuf,
+    /// The URL clients reach this server at.
+    pub public_url: String,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// WebSocket connections the whole server holds (not per worker);
+    /// also capped by the open-file limit less a reserve.
+    pub max_connections: usize,
+    /// Where `/metrics` is served (Prometheus); empty turns it off. Keep it
+    /// on a private interface.
+    pub metrics_bind: String,
+    /// Listen backlog of the socket.
+    pub backlog: u32,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown_timeout_secs: u64,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+    /// A request body not complete this long after its headers gets 408,
+    /// and its connection closes.
+    pub request_body_timeout_ms: u64,
+    /// TCP connections (HTTP and WebSocket) one peer address may hold;
+    /// trusted proxies are exempt.
+    pub max_connections_per_ip: usize,
+    /// WebSockets one client address may hold (behind a trusted proxy, the
+    /// forwarded client's).
+    pub max_sockets_per_ip: usize,
+    /// CIDRs of the load balancers whose forwarding headers name the client.
+    pub trusted_proxies: Vec<String>,
+    /// The header those balancers write: `x-forwarded-for` or `forwarded`.
+    pub forwarded_header: ForwardedHeader,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".to_owned(),
+            data_dir: PathBuf::from("data"),
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            workers: 0,
+            max_connections: 250_000,
+            metrics_bind: "127.0.0.1:9090".to_owned(),
+            backlog: 2048,
+            shutdown_timeout_secs: 20,
+            log_format: LogFormat::Text,
+            request_body_timeout_ms: 10_000,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_sockets_per_ip: DEFAULT_MAX_SOCKETS_PER_IP,
+            trusted_proxies: Vec::new(),
+            forwarded_header: Default::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The bind address; valid after [`Config::validate`].
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.bind
+            .parse()
+            .map_err(|e| ConfigError::new("server.bind", format!("not a socket address: {e}")))
+    }
+
+    /// Worker threads to start: the configured number, or one per core.
+    pub fn request_body_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_body_timeout_ms)
+    }
+
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+}
+
+/// `[presence]`: visitor and agent socket behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// A socket must send `hello` (visitor) or `auth` (agent) within this.
+    pub hello_timeout_ms: u64,
+    /// The server pings each socket this often.
+    pub ping_interval_ms: u64,
+    /// A socket silent this long is closed.
+    pub client_timeout_ms: u64,
+    /// Largest accepted message; larger frames close the socket with 1009.
+    pub max_message_bytes: usize,
+    /// Default wait for a visitor's invoke result.
+    pub invoke_timeout_ms: u64,
+    /// Largest `timeout_ms` an agent may ask for.
+    pub max_invoke_timeout_ms: u64,
+    /// Invokes awaiting a result per visitor connection; beyond it, 429.
+    pub max_pending_invokes: usize,
+    /// How long a visitor whose last socket closed is still treated as present.
+    pub reconnect_grace_ms: u64,
+    /// Visitors one agent socket may watch at once.
+    pub max_watches_per_agent: usize,
+    /// How long a visitor's session key lives.
+    pub session_key_ttl_secs: u64,
+    /// Fresh session keys each group may mint per minute (also the burst).
+    pub session_key_mints_per_minute: u64,
+    /// How long a correct confirmation answer lets its agent invoke.
+    pub confirmation_ttl_secs: u64,
+    /// How long a visitor has to answer a confirmation prompt.
+    pub confirm_timeout_ms: u64,
+    /// A visitor connection's presence updates reach the registry at most
+    /// once per this; updates in between are merged and sent together.
+    pub min_presence_interval_ms: u64,
+    /// Inbound frames per second a socket's token bucket refills.
+    pub inbound_frames_per_sec: u32,
+    /// Frames a socket may send at once (the bucket's size); beyond the
+    /// bucket, close 1008 `rate_limited`.
+    pub inbound_frame_burst: u32,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            hello_timeout_ms: 10_000,
+            ping_interval_ms: 25_000,
+            client_timeout_ms: 60_000,
+            max_message_bytes: 65_536,
+            invoke_timeout_ms: 10_000,
+            max_invoke_timeout_ms: 120_000,
+            max_pending_invokes: 64,
+            reconnect_grace_ms: 5_000,
+            max_watches_per_agent: 1_000,
+            session_key_ttl_secs: 1_200,
+            session_key_mints_per_minute: 300,
+            confirmation_ttl_secs: 3_600,
+            confirm_timeout_ms: 120_000,
+            min_presence_interval_ms: 250,
+            inbound_frames_per_sec: 500,
+            inbound_frame_burst: 4_096,
+        }
+    }
+}
+
+impl PresenceConfig {
+    pub fn hello_timeout(&self) -> Duration {
+        Duration::from_millis(self.hello_timeout_ms)
+    }
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_timeout_ms)
+    }
+    pub fn reconnect_grace(&self) -> Duration {
+        Duration::from_millis(self.reconnect_grace_ms)
+    }
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.confirm_timeout_ms)
+    }
+    pub fn min_presence_interval(&self) -> Duration {
+        Duration::from_millis(self.min_presence_interval_ms)
+    }
+}
+
+/// `[auth]`: agent tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of a token whose request names no `duration`.
+    pub token_default_secs: u64,
+    /// Longest token lifetime; the security model caps it at 7200.
+    pub token_max_secs: u64,
+    /// How often the signing key rotates.
+    pub key_rotation_secs: u64,
+    /// How far in the future a login key's `exp` may lie.
+    pub login_key_max_future_secs: u64,
+    /// A website session ends after this long unused.
+    pub session_idle_secs: u64,
+    /// Audit records older than this are deleted.
+    pub audit_retention_days: u64,
+    /// Failed attempts per account within `lockout_window_secs` before it
+    /// is locked.
+    pub lockout_failures: usize,
+    /// Failed attempts per client IP within the window before it is locked.
+    pub lockout_client_failures: usize,
+    /// The failed-attempt window.
+    pub lockout_window_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            token_default_secs: 3600,
+            token_max_secs: 7200,
+            key_rotation_secs: 7200,
+            login_key_max_future_secs: 86_400,
+            session_idle_secs: 43_200,
+            audit_retention_days: 90,
+            lockout_failures: 5,
+            lockout_client_failures: 20,
+            lockout_window_secs: 900,
+        }
+    }
+}
+
+/// Role of an agent within a group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    Agent,
+    Administrator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Administrator => "administrator",
+        }
+    }
+}
+
+/// `[[groups]]`: one tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    pub id: GroupId,
+    pub name: String,
+
+    /// Whether the group's subscription includes Presence.
+    #[serde(default)]
+    pub presence: bool,
+    /// HMAC secret of partner login keys.
+    #[serde(default)]
+    pub api_key: Option<SecretString>,
+    /// Browser origins allowed to call this group's APIs.
+    #[serde(default)]
+    pub origins: Vec<String>,
+    /// Functions agents may invoke: exact names or `prefix*`.
+    #[serde(default = "default_invoke_allow")]
+    pub invoke_allow: Vec<String>,
+    #[serde(default)]
+    pub require_confirmation: bool,
+    #[serde(default)]
+    pub visitor_identity_secret: Option<SecretString>,
+    /// The `iss` of this group's visitor identity tokens (public).
+    #[serde(default)]
+    pub visitor_identity_issuer: Option<String>,
+    #[serde(default)]
+    pub require_visitor_identity: bool,
+    /// Longest lifetime of an identity token: `exp` minus `iat`, or minus
+    /// now when it has no `iat`.
+    #[serde(default = "default_visitor_identity_max_secs")]
+    pub visitor_identity_max_secs: u64,
+    /// Visitor sockets the group may hold at once (none: no cap but the
+    /// server's).
+    #[serde(default)]
+    pub max_visitors: Option<usize>,
+    /// Agent single sign-on with customer-signed JWTs.
+    #[serde(default)]
+    pub sso: Option<SsoConfig>,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+/// A signature algorithm a customer may sign SSO tokens with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SsoAlgorithm {
+    RS256,
+    ES256,
+}
+
+/// `[groups.sso]`: agent single sign-on. The customer signs a JWT per agent
+/// with its private key; only the public keys are configured here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsoConfig {
+    /// The `iss` the customer's tokens carry (its license key or account id).
+    pub issuer: String,
+    /// The `aud` they must carry; defaults to `server.public_url`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// PEM public keys, inline or as file paths; several allow rotation.
+    pub public_keys: Vec<String>,
+    #[serde(default = "default_sso_algorithms")]
+    pub algorithms: Vec<SsoAlgorithm>,
+    /// Whether a token's `role: "administrator"` is honoured.
+    #[serde(default)]
+    pub allow_admin_role: bool,
+    /// Whether an unknown `sub` becomes an agent of the group.
+    #[serde(default = "default_true")]
+    pub auto_provision: bool,
+    /// Whether a token must carry a `jti` (each is accepted once); without
+    /// one a token could be replayed for its whole lifetime.
+    #[serde(default = "default_true")]
+    pub require_jti: bool,
+    /// The customer's sign-in page. The console sends agents there (via
+    /// `GET /auth/sso/{groupid}`) with `groupid` and `return_to`; it signs a
+    /// JWT and redirects back to `return_to` with `&jwt=<token>` appended.
+    #[serde(default)]
+    pub login_url: Option<String>,
+}
+
+fn default_sso_algorithms() -> Vec<SsoAlgorithm> {
+    vec![SsoAlgorithm::RS256]
+}
+
+fn default_visitor_identity_max_secs() -> u64 {
+    86_400
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_invoke_allow() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+/// `[[groups.users]]`: an agent account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub username: String,
+    /// Argon2id PHC string; users without one cannot sign in by password.
+    #[serde(default)]
+    pub password_hash: Option<SecretString>,
+    #[serde(default)]
+    pub partner_user_id: Option<String>,
+    #[serde(default)]
+    pub role: Role,
+    /// Display name shown to visitors.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl Config {
+    /// Loads defaults, then `path` (which must exist), then the environment,
+    /// and validates the result.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::new(
+                "config",
+                format!("config file {} not found", path.display()),
+            ));
+        }
+        Self::from_figment(
+            Figment::new()
+                .merge(Toml::file_exact(path))
+                .merge(env_layer()),
+        )
+    }
+
+    /// Parses a TOML document (no environment layer) and validates it; for
+    /// tests and embedding.
+    pub fn from_toml_str(toml: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(toml)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(ConfigError::from_figment)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; the error names the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate::validate(self)
+    }
+
+    /// The group with this id.
+    pub fn group(&self, id: GroupId) -> Option<&GroupConfig> {
+        self.groups.iter().find(|g| g.id == id)
+    }
+}
+
+fn env_layer() -> Env {
+    Env::prefixed(ENV_PREFIX).split("__")
+}
+
+#[cfg(test)]
+mod tests;

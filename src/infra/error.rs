@@ -1,0 +1,174 @@
+//! The domain error: everything a client can be told went wrong, whichever
+//! transport it used. Each variant has a stable code that clients match on;
+//! this file is the only place a code is written. The transports map it at
+//! their edge, each in one place: HTTP statuses in
+//! `transport::http::error_response`, socket close codes in
+//! `transport::close_codes`. Over HTTP it becomes
+//! `{"error": code, "message": text}`; over a socket, an error frame with the
+//! same code.
+
+use serde::Serialize;
+
+/// Everything a client can be told went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    BadDuration(String),
+    #[error("{0}")]
+    BadCredentialsForm(String),
+    #[error("this username belongs to several groups; say which with groupid")]
+    GroupIdRequired,
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("the username or password is wrong")]
+    InvalidCredentials,
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("the token is for group {token}, not group {path}")]
+    WrongGroup { token: u64, path: u64 },
+    #[error("origin {0:?} is not allowed for this group")]
+    OriginNotAllowed(String),
+    #[error("group {0} does not subscribe to Presence")]
+    PresenceNotSubscribed(u64),
+    #[error("the agent is not a member of group {0}")]
+    NotAMember(u64),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("function {0:?} is not in the group's invoke_allow list")]
+    FunctionNotAllowed(String),
+    #[error("this group does not accept the administrator role from SSO tokens")]
+    RoleNotAllowed,
+    #[error("the agent is not known to this group and auto-provisioning is off")]
+    UnknownAgent,
+    #[error("{0}")]
+    BadPolicy(String),
+    #[error("this group requires a live confirmation of the visitor by this agent")]
+    ConfirmationRequired,
+    #[error("no such confirmation for this visitor and agent")]
+    ConfirmationNotFound,
+    #[error("the confirmation was already settled: {0}")]
+    ConfirmationSettled(String),
+    #[error("the visitor already has {0} confirmation prompts open")]
+    TooManyPrompts(usize),
+    #[error("group {0} does not exist")]
+    UnknownGroup(u64),
+    #[error("group {0} has no SSO sign-in page configured")]
+    SsoNotConfigured(u64),
+    #[error("{0}")]
+    VisitorNotPresent(String),
+    #[error("no such resource")]
+    NotFound,
+    #[error("no live token has this jti")]
+    UnknownToken,
+    #[error("no visitor holds this session key")]
+    SessionKeyNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("the visitor already has {0} invokes awaiting a result")]
+    TooManyPending(usize),
+    #[error("too many failed attempts; retry in {0} s")]
+    TooManyAttempts(u64),
+    #[error("the visitor did not answer within {0} ms")]
+    InvokeTimeout(u64),
+    #[error("{0}")]
+    TooManyConnections(String),
+    #[error("the request body was not complete within {0} ms")]
+    RequestTimeout(u64),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("the server is busy; retry shortly")]
+    Busy,
+    #[error("the server holds its maximum of {0} connections; retry shortly")]
+    AtCapacity(usize),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl DomainError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainError::BadRequest(_) => "bad_request",
+            DomainError::BadDuration(_) => "bad_duration",
+            DomainError::BadCredentialsForm(_) => "bad_credentials_form",
+            DomainError::GroupIdRequired => "groupid_required",
+            DomainError::PayloadTooLarge(_) => "payload_too_large",
+            DomainError::InvalidCredentials => "invalid_credentials",
+            DomainError::Unauthorized(_) => "unauthorized",
+            DomainError::WrongGroup { .. } => "wrong_group",
+            DomainError::OriginNotAllowed(_) => "origin_not_allowed",
+            DomainError::PresenceNotSubscribed(_) => "presence_not_subscribed",
+            DomainError::NotAMember(_) => "not_a_member",
+            DomainError::Forbidden(_) => "forbidden",
+            DomainError::FunctionNotAllowed(_) => "function_not_allowed",
+            DomainError::ConfirmationRequired => "confirmation_required",
+            DomainError::RoleNotAllowed => "role_not_allowed",
+            DomainError::UnknownAgent => "unknown_agent",
+            DomainError::BadPolicy(_) => "bad_policy",
+            DomainError::ConfirmationNotFound => "confirmation_not_found",
+            DomainError::ConfirmationSettled(_) => "confirmation_settled",
+            DomainError::TooManyPrompts(_) => "too_many_pending",
+            DomainError::UnknownGroup(_) => "unknown_group",
+            DomainError::SsoNotConfigured(_) => "sso_not_configured",
+            DomainError::VisitorNotPresent(_) => "visitor_not_present",
+            DomainError::NotFound => "not_found",
+            DomainError::UnknownToken => "unknown_token",
+            DomainError::SessionKeyNotFound => "session_key_not_found",
+            DomainError::MethodNotAllowed => "method_not_allowed",
+            DomainError::TooManyPending(_) => "too_many_pending",
+            DomainError::TooManyAttempts(_) => "too_many_attempts",
+            DomainError::InvokeTimeout(_) => "invoke_timeout",
+            DomainError::TooManyConnections(_) => "too_many_connections",
+            DomainError::RequestTimeout(_) => "request_timeout",
+            DomainError::ShuttingDown => "shutting_down",
+            DomainError::Busy => "server_busy",
+            DomainError::AtCapacity(_) => "at_capacity",
+            DomainError::Internal(_) => "internal",
+        }
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+        }
+    }
+
+    /// The standard "visitor is not online" error.
+    pub fn not_present() -> Self {
+        DomainError::VisitorNotPresent("the visitor is not online".to_owned())
+    }
+
+    /// The standard "bad token" error; the reason is for the client, never
+    /// the token itself.
+    pub fn unauthorized(reason: impl Into<String>) -> Self {
+        DomainError::Unauthorized(reason.into())
+    }
+}
+
+/// Runs a fallible blocking call (a sled scan or flush, an fsync) on the
+/// blocking pool, off the async workers. Any failure, of the call or of the
+/// pool, is an internal error described as `what: cause`.
+pub async fn off_thread<T, E>(
+    what: &'static str,
+    call: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, DomainError>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| DomainError::Internal(format!("{what}: {e}")))?
+        .map_err(|e| DomainError::Internal(format!("{what}: {e}")))
+}
+
+/// `{"error": code, "message": text}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: &'static str,
+    pub message: String,
+}

@@ -1,0 +1,102 @@
+//! The per-visitor failure lock of confirmation prompts: after
+//! [`FAILURE_LIMIT`] failed prompts (wrong answer, decline, timeout) within
+//! [`FAILURE_WINDOW_MS`], new prompts for that visitor are refused for
+//! [`LOCK_MS`], counted from the failure that tripped it. It runs on the
+//! injectable clock, so tests move time instead of waiting.
+
+use std::collections::VecDeque;
+
+use dashmap::DashMap;
+
+use crate::infra::ids::VisitorKey;
+
+/// Failed prompts that lock a visitor.
+pub const FAILURE_LIMIT: usize = 3;
+/// The window they must fall in.
+pub const FAILURE_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// How long the lock lasts.
+pub const LOCK_MS: u64 = 10 * 60 * 1000;
+
+#[derive(Default)]
+struct Track {
+    recent: VecDeque<u64>,
+    locked_until_ms: u64,
+}
+
+/// Failure counts and locks by visitor.
+#[derive(Default)]
+pub struct FailureLock {
+    by_visitor: DashMap<VisitorKey, Track>,
+}
+
+impl FailureLock {
+    /// Milliseconds until `visitor` may be prompted again, if it is locked.
+    pub fn locked_for(&self, visitor: &VisitorKey, now_ms: u64) -> Option<u64> {
+        let track = self.by_visitor.get(visitor)?;
+        (track.locked_until_ms > now_ms).then(|| track.locked_until_ms - now_ms)
+    }
+
+    /// Counts a failed prompt; true if it locked the visitor.
+    pub fn record(&self, visitor: &VisitorKey, now_ms: u64) -> bool {
+        let mut track = self.by_visitor.entry(visitor.clone()).or_default();
+        while track
+            .recent
+            .front()
+            .is_some_and(|t| now_ms >= t + FAILURE_WINDOW_MS)
+        {
+            track.recent.pop_front();
+        }
+        track.recent.push_back(now_ms);
+        if track.recent.len() >= FAILURE_LIMIT {
+            track.recent.clear();
+            track.locked_until_ms = now_ms + LOCK_MS;
+            return true;
+        }
+        false
+    }
+
+    /// Forgets visitors with no lock and no failure in the window.
+    pub fn sweep(&self, now_ms: u64) -> usize {
+        let before = self.by_visitor.len();
+        self.by_visitor.retain(|_, t| {
+            t.locked_until_ms > now_ms
+                || t.recent
+                    .back()
+                    .is_some_and(|f| now_ms < f + FAILURE_WINDOW_MS)
+        });
+        before - self.by_visitor.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infra::ids::VisitorId;
+
+    fn v(id: &str) -> VisitorKey {
+        VisitorKey::new(72, VisitorId::parse(id).expect("id"))
+    }
+
+    #[test]
+    fn three_failures_in_the_window_lock_for_ten_minutes() {
+        let lock = FailureLock::default();
+        let t0 = 1_000_000;
+        assert!(!lock.record(&v("a"), t0));
+        assert!(!lock.record(&v("a"), t0 + 60_000));
+        assert_eq!(lock.locked_for(&v("a"), t0 + 60_000), None);
+        assert!(lock.record(&v("a"), t0 + 120_000));
+        assert_eq!(lock.locked_for(&v("a"), t0 + 120_000), Some(LOCK_MS));
+        assert_eq!(lock.locked_for(&v("b"), t0 + 120_000), None, "per visitor");
+        assert_eq!(lock.locked_for(&v("a"), t0 + 120_000 + LOCK_MS), None);
+    }
+
+    #[test]
+    fn failures_spread_beyond_the_window_do_not_lock() {
+        let lock = FailureLock::default();
+        let t0 = 1_000_000;
+        lock.record(&v("a"), t0);
+        lock.record(&v("a"), t0 + 1);
+        assert!(!lock.record(&v("a"), t0 + FAILURE_WINDOW_MS));
+        assert_eq!(lock.sweep(t0 + 2 * FAILURE_WINDOW_MS), 1);
+    }
+}

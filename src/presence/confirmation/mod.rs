@@ -1,0 +1,468 @@
+//! Confirmation prompts: proof that the browser receiving an agent's
+//! commands belongs to the person on the phone.
+//!
+//! An agent starts a prompt; the visitor's sockets show a few numbered
+//! buttons and the agent reads out which one to press. A correct answer
+//! grants that agent (and no other) the (group, visitor) pair for
+//! `confirmation_ttl_secs`; a wrong answer, a decline or a timeout ends the
+//! prompt and counts toward the visitor's failure lock.
+//!
+//! Prompts and grants live in sled (see [`crate::store`]), so a grant
+//! survives page navigation and restarts. A prompt is settled by one atomic
+//! compare-and-swap in the store, flushed before the agent or the visitor
+//! hears the outcome, so of two racing answers exactly one counts.
+
+mod card;
+mod choices;
+mod failures;
+mod gate;
+mod tickets;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+pub use card::card_for;
+pub use choices::{DEFAULT_CHOICES, MAX_CHOICES, MIN_CHOICES};
+pub use failures::{FAILURE_LIMIT, FAILURE_WINDOW_MS, LOCK_MS};
+pub use tickets::MAX_TICKETS_PER_HELLO;
+
+use crate::infra::clock::SharedClock;
+use crate::infra::config::PresenceConfig;
+use crate::infra::error::{off_thread, DomainError};
+use crate::infra::ids::{random_id, VisitorKey};
+use crate::infra::metrics::Metrics;
+use crate::presence::live_agents::LiveAgents;
+use crate::presence::registry::RegistryHandle;
+use crate::store::{grant_key, ConfirmationGrant, ConfirmationRecord, Settled, Store, StoreError};
+pub use crate::store::{AgentCard, ConfirmationStatus};
+use crate::transport::visitor_session::VisitorCommand;
+use failures::FailureLock;
+use tickets::TicketHolders;
+
+/// Prompts one visitor may have open at once (one per agent).
+pub const MAX_PROMPTS_PER_VISITOR: usize = 8;
+
+/// A prompt as the visitor's sockets show it.
+#[derive(Debug)]
+pub struct Prompt {
+    pub id: String,
+    pub agent: String,
+    pub card: AgentCard,
+    pub choices: Vec<String>,
+    /// Unix seconds.
+    pub expires: u64,
+}
+
+/// What an agent asks for when it starts a prompt.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmOptions {
+    /// Number of buttons, 2 to 9 (default 3).
+    #[serde(default)]
+    pub choices: Option<usize>,
+    /// Who the visitor is told is asking; defaults to the agent's
+    /// configured name.
+    #[serde(default)]
+    pub agent: Option<AgentCard>,
+}
+
+/// The agent's view of a started prompt: the answer to read out.
+#[derive(Debug, Serialize)]
+pub struct Started {
+    pub confirmation: String,
+    pub answer: String,
+    pub choices: Vec<String>,
+    /// Unix seconds.
+    pub expires: u64,
+}
+
+/// A prompt as its agent may poll it.
+#[derive(Debug, Serialize)]
+pub struct ConfirmationView {
+    pub confirmation: String,
+    pub visitorid: String,
+    pub status: &'static str,
+    /// When an unanswered prompt expires (Unix seconds).
+    pub expires: u64,
+    /// Until when a live confirmation lets the agent invoke.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmed_until: Option<u64>,
+}
+
+/// The confirmation service.
+pub struct Confirmations {
+    store: Arc<Store>,
+    clock: SharedClock,
+    registry: RegistryHandle,
+    agents: Arc<LiveAgents>,
+    metrics: Arc<Metrics>,
+    ttl_secs: u64,
+    timeout_ms: u64,
+    /// Open prompts by visitor, so a new socket (a page navigation) shows
+    /// them again.
+    open: DashMap<VisitorKey, Vec<Arc<Prompt>>>,
+    failures: FailureLock,
+    /// Which connections hold which grant's ticket.
+    holders: Arc<TicketHolders>,
+}
+
+/// Runs a store call off the async workers (it may flush to disk).
+async fn on_store<T: Send + 'static>(
+    store: &Arc<Store>,
+    call: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, DomainError> {
+    let store = store.clone();
+    off_thread("confirmation store", move || call(&store)).await
+}
+
+impl Confirmations {
+    pub fn new(
+        store: Arc<Store>,
+        clock: SharedClock,
+        registry: RegistryHandle,
+        agents: Arc<LiveAgents>,
+        metrics: Arc<Metrics>,
+        presence: &PresenceConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            clock,
+            registry,
+            agents,
+            metrics,
+            ttl_secs: presence.confirmation_ttl_secs,
+            timeout_ms: presence.confirm_timeout_ms,
+            open: DashMap::new(),
+            failures: FailureLock::default(),
+            holders: Arc::default(),
+        })
+    }
+
+    /// Re-arms the prompts left pending by the previous run; those whose
+    /// deadline passed while the server was down expire now (without
+    /// counting against the visitor, who could not answer).
+    pub async fn resume(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let pending = self.store.pending_confirmations()?;
+        let now = self.clock.now_ms();
+        let count = pending.len();
+        for record in pending {
+            if record.deadline_ms <= now {
+                let this = self.clone();
+                actix::spawn(async move { this.expire(record.id, false).await });
+            } else {
+                let Ok(key) = key_of(&record) else { continue };
+                let prompt = Arc::new(prompt_of(&record));
+                self.open.entry(key).or_default().push(prompt);
+                self.arm_timer(record.id, record.deadline_ms - now);
+            }
+        }
+        Ok(count)
+    }
+
+    /// The prompts a visitor's new socket should show.
+    pub fn prompts_for(&self, key: &VisitorKey) -> Vec<Arc<Prompt>> {
+        self.open.get(key).map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Starts a prompt for `key` on behalf of `agent`, replacing that
+    /// agent's open prompt for the visitor if it has one.
+    pub async fn start(
+        self: &Arc<Self>,
+        key: VisitorKey,
+        agent: &str,
+        card: AgentCard,
+        count: Option<usize>,
+    ) -> Result<Started, DomainError> {
+        let count = count.unwrap_or(DEFAULT_CHOICES);
+        if !(MIN_CHOICES..=MAX_CHOICES).contains(&count) {
+            return Err(DomainError::BadRequest(format!(
+                "choices must be {MIN_CHOICES} to {MAX_CHOICES}"
+            )));
+        }
+        let now = self.clock.now_ms();
+        if let Some(ms) = self.failures.locked_for(&key, now) {
+            return Err(DomainError::TooManyAttempts(ms.div_ceil(1000)));
+        }
+        if !self.registry.lookup(&key).online {
+            return Err(DomainError::not_present());
+        }
+        let open = self.prompts_for(&key);
+        let replaced: Vec<String> = open
+            .iter()
+            .filter(|p| p.agent == agent)
+            .map(|p| p.id.clone())
+            .collect();
+        if replaced.is_empty() && open.len() >= MAX_PROMPTS_PER_VISITOR {
+            return Err(DomainError::TooManyPrompts(MAX_PROMPTS_PER_VISITOR));
+        }
+        let (choices, answer) = choices::draw(count);
+        let record = ConfirmationRecord {
+            id: random_id(16),
+            groupid: key.group,
+            visitorid: key.visitor.as_str().to_owned(),
+            agent: agent.to_owned(),
+            card,
+            answer: choices[answer].clone(),
+            choices,
+            created_ms: now,
+            deadline_ms: now + self.timeout_ms,
+            status: ConfirmationStatus::Pending,
+            counts_as_failure: false,
+            confirmed_until: None,
+        };
+        let stored = record.clone();
+        on_store(&self.store, move |s| s.put_confirmation(&stored)).await?;
+        for id in replaced {
+            let this = self.clone();
+            actix::spawn(async move { this.expire(id, false).await });
+        }
+        let prompt = Arc::new(prompt_of(&record));
+        self.open
+            .entry(key.clone())
+            .or_default()
+            .push(prompt.clone());
+        self.arm_timer(record.id.clone(), self.timeout_ms);
+        self.registry
+            .broadcast(&key, || VisitorCommand::Prompt(prompt.clone()));
+        tracing::info!(
+            confirmation = %record.id, visitor = %key, agent,
+            "confirmation prompt started"
+        );
+        Ok(Started {
+            confirmation: record.id,
+            answer: record.answer,
+            choices: record.choices,
+            expires: record.deadline_ms.div_ceil(1000),
+        })
+    }
+
+    /// Settles a prompt with the visitor's answer (`None` declines), given
+    /// on `connection`. A correct answer makes `connection` the grant's only
+    /// holder, and `connection` alone gets its ticket, after its
+    /// `confirm_closed`.
+    /// Answers `confirmation_not_found` for a prompt of another visitor.
+    pub async fn answer(
+        self: &Arc<Self>,
+        key: VisitorKey,
+        id: String,
+        choice: Option<String>,
+        connection: &str,
+    ) -> Result<ConfirmationStatus, DomainError> {
+        let lookup = id.clone();
+        let record = on_store(&self.store, move |s| s.confirmation(&lookup)).await?;
+        if !record.is_some_and(|r| belongs_to(&r, &key)) {
+            return Err(DomainError::ConfirmationNotFound);
+        }
+        let now_ms = self.clock.now_ms();
+        let until = now_ms / 1000 + self.ttl_secs;
+        let (ticket, ticket_digest) = tickets::new_ticket();
+        let decide = move |current: &ConfirmationRecord| {
+            let mut next = current.clone();
+            next.status = if now_ms > current.deadline_ms {
+                ConfirmationStatus::Expired
+            } else {
+                match &choice {
+                    None => ConfirmationStatus::Declined,
+                    Some(c) if *c == current.answer => ConfirmationStatus::Confirmed,
+                    Some(_) => ConfirmationStatus::Rejected,
+                }
+            };
+            if next.status != ConfirmationStatus::Confirmed {
+                next.counts_as_failure = true;
+                return (next, None);
+            }
+            next.confirmed_until = Some(until);
+            let grant = ConfirmationGrant {
+                confirmation: current.id.clone(),
+                until,
+                ticket: Some(ticket_digest.clone()),
+            };
+            (next, Some(grant))
+        };
+        let settled = on_store(&self.store, move |s| s.settle_confirmation(&id, decide)).await?;
+        match settled {
+            Settled::Now(record) => {
+                let confirmed = record.status == ConfirmationStatus::Confirmed;
+                if confirmed {
+                    // Before anyone hears of it: the agent may invoke at once.
+                    let grant = grant_key(key.group, key.visitor.as_str(), &record.agent);
+                    self.holders.replace(&grant, connection);
+                }
+                let ticket = confirmed.then(|| Arc::new((connection.to_owned(), ticket)));
+                self.announce(&record, ticket);
+                Ok(record.status)
+            }
+            Settled::Already(record) => Err(DomainError::ConfirmationSettled(
+                record.status.as_str().to_owned(),
+            )),
+            Settled::Missing => Err(DomainError::ConfirmationNotFound),
+        }
+    }
+
+    /// Ends `agent`'s confirmation of `key`: its open prompt expires and its
+    /// grant ends. True if there was either.
+    pub async fn cancel(
+        self: &Arc<Self>,
+        key: VisitorKey,
+        agent: &str,
+    ) -> Result<bool, DomainError> {
+        let open: Vec<String> = self
+            .prompts_for(&key)
+            .iter()
+            .filter(|p| p.agent == agent)
+            .map(|p| p.id.clone())
+            .collect();
+        let mut ended = false;
+        for id in open {
+            ended |= matches!(self.expire(id, false).await?, Settled::Now(_));
+        }
+        let grant = grant_key(key.group, key.visitor.as_str(), agent);
+        self.holders.drop_grant(&grant);
+        ended |= on_store(&self.store, move |s| s.remove_confirmation_grant(&grant)).await?;
+        Ok(ended)
+    }
+
+    /// The prompt `id` as its agent sees it; any other agent, or another
+    /// visitor's path, gets `confirmation_not_found`.
+    pub async fn view(
+        self: &Arc<Self>,
+        key: VisitorKey,
+        agent: &str,
+        id: String,
+    ) -> Result<ConfirmationView, DomainError> {
+        let grant = grant_key(key.group, key.visitor.as_str(), agent);
+        let (record, grant) = on_store(&self.store, move |s| {
+            Ok((s.confirmation(&id)?, s.confirmation_grant(&grant)?))
+        })
+        .await?;
+        let Some(record) = record.filter(|r| belongs_to(r, &key) && r.agent == agent) else {
+            return Err(DomainError::ConfirmationNotFound);
+        };
+        let now_secs = self.clock.now_secs();
+        let status = match record.status {
+            ConfirmationStatus::Pending if self.clock.now_ms() > record.deadline_ms => {
+                ConfirmationStatus::Expired
+            }
+            // A confirmation ends when its grant does (its lifetime, DELETE,
+            // or a newer confirmation of the same pair).
+            ConfirmationStatus::Confirmed
+                if !grant.is_some_and(|g| g.confirmation == record.id && g.until > now_secs) =>
+            {
+                ConfirmationStatus::Expired
+            }
+            status => status,
+        };
+        Ok(ConfirmationView {
+            confirmation: record.id,
+            visitorid: record.visitorid,
+            status: status.as_str(),
+            expires: record.deadline_ms.div_ceil(1000),
+            confirmed_until: record
+                .confirmed_until
+                .filter(|_| status == ConfirmationStatus::Confirmed),
+        })
+    }
+
+    /// Drops ended grants, old settled prompts and stale failure counts.
+    pub fn sweep(&self) -> Result<usize, StoreError> {
+        let now_ms = self.clock.now_ms();
+        let keep_ms = self.ttl_secs * 1000 + self.timeout_ms;
+        let swept = self
+            .store
+            .sweep_confirmations(now_ms / 1000, now_ms.saturating_sub(keep_ms))?;
+        Ok(swept + self.failures.sweep(now_ms))
+    }
+
+    fn arm_timer(self: &Arc<Self>, id: String, after_ms: u64) {
+        let this = self.clone();
+        actix::spawn(async move {
+            actix::clock::sleep(Duration::from_millis(after_ms)).await;
+            if let Err(e) = this.expire(id, true).await {
+                tracing::error!(error = %e, "cannot expire a confirmation prompt");
+            }
+        });
+    }
+
+    /// Expires a prompt if it is still pending.
+    async fn expire(self: &Arc<Self>, id: String, counts: bool) -> Result<Settled, DomainError> {
+        self.settle(id, move |current| {
+            let mut next = current.clone();
+            next.status = ConfirmationStatus::Expired;
+            next.counts_as_failure = counts;
+            (next, None)
+        })
+        .await
+    }
+
+    /// Settles through the store's compare-and-swap, then tells everyone.
+    async fn settle(
+        self: &Arc<Self>,
+        id: String,
+        decide: impl Fn(&ConfirmationRecord) -> (ConfirmationRecord, Option<ConfirmationGrant>)
+            + Send
+            + 'static,
+    ) -> Result<Settled, DomainError> {
+        let settled = on_store(&self.store, move |s| s.settle_confirmation(&id, decide)).await?;
+        if let Settled::Now(record) = &settled {
+            self.announce(record, None);
+        }
+        Ok(settled)
+    }
+
+    /// Tells the asking agent and the visitor's sockets how a prompt ended;
+    /// `ticket` is (connection, ticket) for the one that confirmed it.
+    fn announce(&self, record: &ConfirmationRecord, ticket: Option<Arc<(String, String)>>) {
+        let Ok(key) = key_of(record) else { return };
+        self.open.remove_if_mut(&key, |_, prompts| {
+            prompts.retain(|p| p.id != record.id);
+            prompts.is_empty()
+        });
+        if record.counts_as_failure && self.failures.record(&key, self.clock.now_ms()) {
+            tracing::warn!(
+                visitor = %key,
+                "{FAILURE_LIMIT} failed confirmations: prompts refused for {} min",
+                LOCK_MS / 60_000
+            );
+        }
+        tracing::info!(
+            confirmation = %record.id, visitor = %key, status = record.status.as_str(),
+            "confirmation settled"
+        );
+        self.metrics.confirmation_settled(record.status.as_str());
+        self.agents.confirmation_settled(record);
+        let (id, status) = (record.id.clone(), record.status);
+        self.registry
+            .broadcast(&key, || VisitorCommand::PromptClosed {
+                id: id.clone(),
+                status,
+                ticket: ticket.clone(),
+            });
+    }
+}
+
+fn key_of(record: &ConfirmationRecord) -> Result<VisitorKey, String> {
+    Ok(VisitorKey::new(
+        record.groupid,
+        crate::infra::ids::VisitorId::parse(&record.visitorid)?,
+    ))
+}
+
+fn belongs_to(record: &ConfirmationRecord, key: &VisitorKey) -> bool {
+    record.groupid == key.group && record.visitorid == key.visitor.as_str()
+}
+
+fn prompt_of(record: &ConfirmationRecord) -> Prompt {
+    Prompt {
+        id: record.id.clone(),
+        agent: record.agent.clone(),
+        card: record.card.clone(),
+        choices: record.choices.clone(),
+        expires: record.deadline_ms.div_ceil(1000),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,360 @@
+//! Origin whitelisting and CORS.
+//!
+//! Browsers send `Origin` on cross-site requests and on every WebSocket
+//! handshake. A request with an Origin must match, exactly on scheme, host
+//! and port, an origin the group lists; `null` never matches. Requests
+//! without an Origin (servers, load tests) are not browsers and pass.
+//!
+//! Before the group is known (preflights, socket handshakes) the union of all
+//! groups' lists applies; once it is known, the group's own list does.
+//!
+//! A request authenticated by the session cookie alone is one any page can
+//! make a browser send, so it must carry an Origin, and that Origin must
+//! be the console's own (`server.public_url`) or on the group's list.
+
+use std::collections::{HashMap, HashSet};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse, ResponseError};
+
+use crate::infra::config::normalize_origin;
+use crate::infra::config::Config;
+use crate::infra::error::DomainError;
+use crate::infra::ids::GroupId;
+
+/// The Origin a request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestOrigin {
+    /// No Origin header: not a browser request.
+    Absent,
+    /// A well-formed origin, normalised.
+    Valid(String),
+    /// An Origin header that is not a usable origin (`null`, garbage).
+    Invalid(String),
+}
+
+impl RequestOrigin {
+    /// Reads the Origin header.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        match headers.get(header::ORIGIN) {
+            None => RequestOrigin::Absent,
+            Some(value) => {
+                let raw = value.to_str().unwrap_or("").to_owned();
+                match normalize_origin(&raw) {
+                    Some(normal) => RequestOrigin::Valid(normal),
+                    None => RequestOrigin::Invalid(raw),
+                }
+            }
+        }
+    }
+}
+
+/// Which origins may call which group.
+#[derive(Debug, Default)]
+pub struct OriginPolicy {
+    per_group: HashMap<GroupId, HashSet<String>>,
+    union: HashSet<String>,
+    /// The origin of `server.public_url`, where the console is served.
+    console: Option<String>,
+}
+
+impl OriginPolicy {
+    /// Builds the policy from validated config.
+    pub fn from_config(config: &Config) -> Self {
+        let mut policy = OriginPolicy::default();
+        for group in &config.groups {
+            let set: HashSet<String> = group
+                .origins
+                .iter()
+                .filter_map(|o| normalize_origin(o))
+                .collect();
+            policy.union.extend(set.iter().cloned());
+            policy.per_group.insert(group.id, set);
+        }
+        policy.console = url::Url::parse(&config.server.public_url)
+            .ok()
+            .and_then(|u| normalize_origin(&u.origin().ascii_serialization()));
+        if let Some(console) = &policy.console {
+            // The console signs in through /auth/*; group paths still
+            // need the group's own list.
+            policy.union.insert(console.clone());
+        }
+        policy
+    }
+
+    /// `Ok` if the origin is the console's own or `group` allows it: the
+    /// sign-in endpoints serve the console for every group.
+    pub fn check_console_or_group(
+        &self,
+        group: GroupId,
+        origin: &RequestOrigin,
+    ) -> Result<(), DomainError> {
+        match origin {
+            RequestOrigin::Valid(o) if self.console.as_deref() == Some(o.as_str()) => Ok(()),
+            other => self.check_group(group, other),
+        }
+    }
+
+    /// The check of a request authenticated by the session cookie alone:
+    /// it must carry an Origin that is the console's, or on the list of
+    /// `group` (any group's, when the session's group is unknown).
+    pub fn check_cookie_request(
+        &self,
+        group: Option<GroupId>,
+        origin: &RequestOrigin,
+    ) -> Result<(), DomainError> {
+        let allowed = match origin {
+            RequestOrigin::Absent | RequestOrigin::Invalid(_) => false,
+            RequestOrigin::Valid(o) if self.console.as_deref() == Some(o.as_str()) => true,
+            valid => match group {
+                Some(group) => self.allowed_for_group(group, valid),
+                None => self.allowed_anywhere(valid),
+            },
+        };
+        if allowed {
+            Ok(())
+        } else if *origin == RequestOrigin::Absent {
+            Err(DomainError::OriginNotAllowed(
+                "(none: a request authenticated by the session cookie must carry an Origin)".into(),
+            ))
+        } else {
+            Err(DomainError::OriginNotAllowed(display(origin)))
+        }
+    }
+
+    /// Whether any group allows the origin (before the group is known).
+    pub fn allowed_anywhere(&self, origin: &RequestOrigin) -> bool {
+        match origin {
+            RequestOrigin::Absent => true,
+            RequestOrigin::Valid(o) => self.union.contains(o),
+            RequestOrigin::Invalid(_) => false,
+        }
+    }
+
+    /// Whether `group` allows the origin.
+    pub fn allowed_for_group(&self, group: GroupId, origin: &RequestOrigin) -> bool {
+        match origin {
+            RequestOrigin::Absent => true,
+            RequestOrigin::Valid(o) => self
+                .per_group
+                .get(&group)
+                .is_some_and(|set| set.contains(o)),
+            RequestOrigin::Invalid(_) => false,
+        }
+    }
+
+    /// `Ok` if `group` allows the origin, else `origin_not_allowed`.
+    pub fn check_group(&self, group: GroupId, origin: &RequestOrigin) -> Result<(), DomainError> {
+        if self.allowed_for_group(group, origin) {
+            Ok(())
+        } else {
+            Err(DomainError::OriginNotAllowed(display(origin)))
+        }
+    }
+}
+
+fn display(origin: &RequestOrigin) -> String {
+    match origin {
+        RequestOrigin::Absent => String::new(),
+        RequestOrigin::Valid(o) | RequestOrigin::Invalid(o) => o.clone(),
+    }
+}
+
+/// The health check, exempt from the Origin gate.
+const HEALTH_PATH: &str = "/healthz";
+
+/// The group a `/presence/{groupid}/...` or `/admin/{groupid}/...` path
+/// names, read as the router reads it: `path` is the router's (requoted)
+/// path, and the segment is then percent-decoded in full, as path
+/// parameters are, so `%37%32` and `%2B72` name group 72 here too.
+fn path_group(path: &str) -> Option<GroupId> {
+    let segment = path
+        .strip_prefix("/presence/")
+        .or_else(|| path.strip_prefix("/admin/"))?
+        .split('/')
+        .next()?;
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+const ALLOW_HEADERS: &str = "Authorization, Content-Type";
+const PREFLIGHT_MAX_AGE: &str = "600";
+
+/// CORS and the first Origin gate, as `actix_web::middleware::from_fn`.
+///
+/// - Preflights get the CORS headers if the origin is whitelisted anywhere,
+///   else 403 `origin_not_allowed`.
+/// - Other requests from an origin no group lists get 403 before routing; a
+///   WebSocket handshake is refused here, before the upgrade.
+/// - Every response carries `Vary: Origin`; `Access-Control-Allow-Origin`
+///   echoes the origin only when it is whitelisted, and never on a response
+///   that refuses it for its group.
+pub async fn cors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let policy = req
+        .app_data::<web::Data<OriginPolicy>>()
+        .cloned()
+        .ok_or_else(|| DomainError::Internal("origin policy missing".into()))?;
+    let origin = RequestOrigin::from_headers(req.headers());
+    // Where the path names the group, its own list decides; elsewhere the
+    // union of all groups' lists.
+    let allowed = match path_group(req.match_info().as_str()) {
+        Some(group) => policy.allowed_for_group(group, &origin),
+        None => policy.allowed_anywhere(&origin),
+    };
+    if req.path() == HEALTH_PATH {
+        // Liveness is public and carries no data; never gate it on Origin.
+        let mut response = next.call(req).await?;
+        decorate(response.headers_mut(), &origin, false);
+        return Ok(response.map_into_left_body());
+    }
+    let is_preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+
+    if is_preflight || !allowed {
+        let mut response = if !allowed {
+            DomainError::OriginNotAllowed(display(&origin)).error_response()
+        } else {
+            let mut ok = HttpResponse::NoContent().finish();
+            let headers = ok.headers_mut();
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(ALLOW_METHODS),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(ALLOW_HEADERS),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static(PREFLIGHT_MAX_AGE),
+            );
+            ok
+        };
+        decorate(response.headers_mut(), &origin, allowed);
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+
+    let mut response = next.call(req).await?;
+    // A handler that refused the origin for its group must not echo it.
+    let refused_by_group = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<DomainError>())
+        .is_some_and(|e| matches!(e, DomainError::OriginNotAllowed(_)));
+    decorate(
+        response.headers_mut(),
+        &origin,
+        allowed && !refused_by_group,
+    );
+    Ok(response.map_into_left_body())
+}
+
+fn decorate(headers: &mut HeaderMap, origin: &RequestOrigin, allowed: bool) {
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let (RequestOrigin::Valid(o), true) = (origin, allowed) {
+        if let Ok(value) = HeaderValue::from_str(o) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_like_browsers() {
+        assert_eq!(
+            normalize_origin("http://localhost:8080").as_deref(),
+            Some("http://localhost:8080")
+        );
+        assert_eq!(
+            normalize_origin("HTTPS://Example.COM").as_deref(),
+            Some("https://example.com")
+        );
+        assert_eq!(
+            normalize_origin("https://example.com:443").as_deref(),
+            Some("https://example.com")
+        );
+    }
+
+    #[test]
+    fn refuses_things_that_are_not_origins() {
+        for bad in [
+            "null",
+            "NULL",
+            "",
+            "example.com",
+            "ftp://example.com",
+            "http://example.com/",
+            "http://example.com/path",
+            "http://user@example.com",
+            "http://example.com?x=1",
+            "file:///etc/passwd",
+        ] {
+            assert_eq!(normalize_origin(bad), None, "{bad}");
+        }
+    }
+
+    fn policy() -> OriginPolicy {
+        let config = Config::from_toml_str(
+            r#"
+            [[groups]]
+            id = 1
+            name = "a"
+            origins = ["https://a.example"]
+            [[groups]]
+            id = 2
+            name = "b"
+            origins = ["https://b.example:8443"]
+            "#,
+        )
+        .expect("config");
+        OriginPolicy::from_config(&config)
+    }
+
+    #[test]
+    fn presence_paths_name_their_group() {
+        assert_eq!(path_group("/presence/72/visitors/v-1"), Some(72));
+        assert_eq!(path_group("/presence/72"), Some(72));
+        assert_eq!(path_group("/presence/x/visitors"), None);
+        assert_eq!(path_group("/admin/73/audit"), Some(73));
+        assert_eq!(path_group("/auth/token"), None);
+        assert_eq!(path_group("/presence/%37%32/visitors"), Some(72));
+        assert_eq!(path_group("/presence/%2B72/visitors"), Some(72));
+    }
+
+    #[test]
+    fn group_lists_are_exact_and_separate() {
+        let p = policy();
+        let a = RequestOrigin::Valid("https://a.example".into());
+        assert!(p.allowed_for_group(1, &a));
+        assert!(!p.allowed_for_group(2, &a));
+        assert!(p.allowed_anywhere(&a));
+        for near_miss in [
+            "https://a.example.evil.com",
+            "https://evil-a.example",
+            "http://a.example",
+            "https://a.example:444",
+            "https://b.example",
+        ] {
+            let o = RequestOrigin::Valid(near_miss.into());
+            assert!(!p.allowed_anywhere(&o), "{near_miss}");
+        }
+        assert!(!p.allowed_anywhere(&RequestOrigin::Invalid("null".into())));
+        assert!(p.allowed_for_group(1, &RequestOrigin::Absent));
+    }
+}

@@ -1,0 +1,134 @@
+//! The published routing table. The registry actor is its only writer: after
+//! every change to a visitor it publishes a fresh snapshot here. Handlers and
+//! sessions read it without a mailbox hop or a global lock (a [`DashMap`]
+//! shards its locks and holds each only for a pointer copy), so lookups and
+//! invokes to live visitors never queue behind the registry.
+//!
+//! Snapshots share each connection's `open` flag with its session, so a
+//! socket that is closing stops being a routing target, and stops counting,
+//! the moment its session lets go, before the registry has caught up.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use serde_json::Value;
+
+use super::entry::{LiveConnection, VisitorEntry};
+use super::VisitorState;
+use crate::infra::ids::{GroupId, VisitorKey};
+
+/// What the directory knows of one present visitor.
+pub struct Published {
+    /// Connections, most recently active last (closing ones included; they
+    /// are skipped by their flag).
+    connections: Vec<LiveConnection>,
+    data: Value,
+    connected_at_ms: u64,
+}
+
+impl Published {
+    /// The connection commands should go to: the most recently active open
+    /// one.
+    pub fn target(&self) -> Option<&LiveConnection> {
+        self.connections.iter().rev().find(|c| c.is_open())
+    }
+
+    /// The most recently active open connection that `accepts`.
+    pub fn target_where(&self, accepts: impl Fn(&str) -> bool) -> Option<&LiveConnection> {
+        self.connections
+            .iter()
+            .rev()
+            .find(|c| c.is_open() && accepts(&c.id))
+    }
+
+    /// Every open connection (each of the visitor's tabs).
+    pub fn open_connections(&self) -> impl Iterator<Item = &LiveConnection> {
+        self.connections.iter().filter(|c| c.is_open())
+    }
+
+    /// The lookup document. A present visitor with no open connection is in
+    /// its reconnect grace period: still online.
+    ///
+    /// `verified` and `identity` describe the connection commands would go
+    /// to: the browser that would run an invoke is the one that matters.
+    pub fn state(&self, key: &VisitorKey) -> VisitorState {
+        let identity = self.target().and_then(|c| c.identity.as_deref().cloned());
+        VisitorState {
+            groupid: key.group,
+            visitorid: key.visitor.as_str().to_owned(),
+            online: true,
+            connections: self.connections.iter().filter(|c| c.is_open()).count(),
+            data: self.data.clone(),
+            connected_at: Some(self.connected_at_ms),
+            verified: identity.is_some(),
+            identity,
+        }
+    }
+}
+
+impl From<&VisitorEntry> for Published {
+    fn from(entry: &VisitorEntry) -> Self {
+        Self {
+            connections: entry.connections.clone(),
+            data: entry.data.to_value(),
+            connected_at_ms: entry.connected_at_ms,
+        }
+    }
+}
+
+/// Visitor key → published snapshot.
+#[derive(Default)]
+pub struct Directory {
+    visitors: DashMap<VisitorKey, Arc<Published>>,
+}
+
+impl Directory {
+    /// Publishes `entry` for `key`, or withdraws the key when `None`.
+    pub(super) fn publish(&self, key: &VisitorKey, entry: Option<&VisitorEntry>) {
+        match entry {
+            Some(entry) => {
+                self.visitors
+                    .insert(key.clone(), Arc::new(Published::from(entry)));
+            }
+            None => {
+                self.visitors.remove(key);
+            }
+        }
+    }
+
+    /// The snapshot of a present visitor.
+    pub fn get(&self, key: &VisitorKey) -> Option<Arc<Published>> {
+        self.visitors.get(key).map(|entry| entry.value().clone())
+    }
+
+    /// Present visitors of `group` with ids after `after`, in id order, that
+    /// `keep` accepts: at most `limit`, and whether more follow.
+    pub fn page(
+        &self,
+        group: GroupId,
+        after: Option<&str>,
+        limit: usize,
+        mut keep: impl FnMut(&VisitorState) -> bool,
+    ) -> (Vec<VisitorState>, bool) {
+        let mut candidates: Vec<(VisitorKey, Arc<Published>)> = self
+            .visitors
+            .iter()
+            .filter(|e| {
+                e.key().group == group && after.is_none_or(|a| e.key().visitor.as_str() > a)
+            })
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        candidates.sort_unstable_by(|a, b| a.0.visitor.cmp(&b.0.visitor));
+        let mut page = Vec::new();
+        for (key, published) in candidates {
+            let state = published.state(&key);
+            if keep(&state) {
+                if page.len() == limit {
+                    return (page, true);
+                }
+                page.push(state);
+            }
+        }
+        (page, false)
+    }
+}

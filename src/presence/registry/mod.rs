@@ -1,0 +1,464 @@
+//! The registry actor: the one place that knows which visitor sockets are
+//! live, routes agent commands to them by (group, visitor), and tells
+//! watching agents when a visitor comes, goes or changes page.
+//!
+//! Everything reaches it as a message, and it is the only writer of the
+//! published [`directory::Directory`] that [`RegistryHandle`] reads to route
+//! commands to live visitors without a mailbox hop. A later multi-node
+//! directory can sit behind the handle without the session actors changing.
+//!
+//! Page navigation closes a socket and opens another a moment later. When a
+//! visitor's last socket closes, the visitor stays present for
+//! `reconnect_grace_ms`: commands for it are parked and delivered to the new
+//! socket, and watchers hear `disconnected` only if the grace period ends
+//! with no reconnect.
+
+mod directory;
+mod entry;
+mod handle;
+mod watchers;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult, Recipient};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::infra::clock::SharedClock;
+use crate::infra::config::PresenceConfig;
+use crate::infra::error::DomainError;
+use crate::infra::ids::{GroupId, VisitorKey};
+use crate::presence::data::PresenceData;
+use crate::transport::visitor_session::VisitorCommand;
+
+use directory::Directory;
+pub use entry::LiveConnection;
+use entry::{Grace, Routed, VisitorEntry};
+pub use handle::RegistryHandle;
+pub use watchers::WatcherId;
+use watchers::Watchers;
+
+/// Mailbox size; `send` callers wait (back-pressure) beyond it.
+const MAILBOX_CAPACITY: usize = 65_536;
+
+/// The routing registry.
+pub struct Registry {
+    config: Arc<PresenceConfig>,
+    clock: SharedClock,
+    visitors: HashMap<VisitorKey, VisitorEntry>,
+    watchers: Watchers,
+    next_generation: u64,
+    directory: Arc<Directory>,
+    /// Presence updates handled since start.
+    presence_updates: u64,
+}
+
+impl Registry {
+    fn new(config: Arc<PresenceConfig>, clock: SharedClock, directory: Arc<Directory>) -> Self {
+        Self {
+            config,
+            clock,
+            visitors: HashMap::new(),
+            watchers: Watchers::default(),
+            next_generation: 0,
+            directory,
+            presence_updates: 0,
+        }
+    }
+
+    fn lookup(&self, key: &VisitorKey) -> VisitorState {
+        match self.visitors.get(key) {
+            Some(entry) => directory::Published::from(entry).state(key),
+            None => VisitorState::offline(key),
+        }
+    }
+
+    /// Publishes the visitor's current entry (or its absence). Called after
+    /// every change and before any event about it, so an agent that saw an
+    /// event finds the directory at least as new.
+    fn publish(&self, key: &VisitorKey) {
+        self.directory.publish(key, self.visitors.get(key));
+    }
+
+    fn notify(&mut self, key: &VisitorKey, kind: EventKind) {
+        let event = VisitorEvent {
+            kind,
+            state: self.lookup(key),
+        };
+        for stalled in self.watchers.notify(key, &event) {
+            tracing::warn!(
+                watcher = stalled,
+                "dropping the watches of an agent socket that stopped reading"
+            );
+            self.watchers.remove_all(stalled);
+        }
+    }
+
+    /// Begins the grace period of a visitor with no live socket.
+    fn start_grace(&mut self, key: &VisitorKey, ctx: &mut Context<Self>) {
+        let Some(entry) = self.visitors.get_mut(key) else {
+            return;
+        };
+        if entry.grace.is_some() {
+            return;
+        }
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        entry.grace = Some(Grace {
+            generation,
+            parked: Vec::new(),
+        });
+        let key = key.clone();
+        ctx.run_later(self.config.reconnect_grace(), move |registry, _| {
+            registry.end_grace(&key, generation);
+        });
+    }
+
+    /// The grace period ended: if the visitor did not come back, it is gone.
+    fn end_grace(&mut self, key: &VisitorKey, generation: u64) {
+        let expired = self.visitors.get(key).is_some_and(|entry| {
+            entry.connections.is_empty()
+                && entry
+                    .grace
+                    .as_ref()
+                    .is_some_and(|g| g.generation == generation)
+        });
+        if !expired {
+            return;
+        }
+        if let Some(entry) = self.visitors.remove(key) {
+            for command in entry.grace.map(|g| g.parked).unwrap_or_default() {
+                command.fail(DomainError::VisitorNotPresent(
+                    "the visitor went offline before the command could be delivered".to_owned(),
+                ));
+            }
+        }
+        self.publish(key);
+        self.notify(key, EventKind::Disconnected);
+    }
+
+    fn route(&mut self, key: &VisitorKey, command: VisitorCommand, ctx: &mut Context<Self>) {
+        let Some(entry) = self.visitors.get_mut(key) else {
+            command.fail(DomainError::not_present());
+            return;
+        };
+        let limit = self.config.max_pending_invokes;
+        match entry.route(command) {
+            Routed::Delivered => {}
+            Routed::Busy(command) => command.fail(DomainError::TooManyPending(limit)),
+            Routed::Refused(command) => command.fail(DomainError::ConfirmationRequired),
+            Routed::NoConnection(command) => {
+                // Either already in grace, or every connection turned out
+                // stopped: park until the visitor comes back or grace ends.
+                self.start_grace(key, ctx);
+                match self.visitors.get_mut(key).and_then(|e| e.grace.as_mut()) {
+                    Some(grace) if grace.parked.len() < limit => grace.parked.push(command),
+                    Some(_) => command.fail(DomainError::TooManyPending(limit)),
+                    None => command.fail(DomainError::not_present()),
+                }
+            }
+        }
+        // Routing may have dropped closing connections.
+        self.publish(key);
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+/// The lookup document of a visitor, as REST and the agent socket show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VisitorState {
+    pub groupid: GroupId,
+    pub visitorid: String,
+    pub online: bool,
+    pub connections: usize,
+    pub data: Value,
+    /// Unix ms of the start of this online period.
+    pub connected_at: Option<u64>,
+    /// Whether the connection commands go to presented a valid identity
+    /// token.
+    pub verified: bool,
+    /// That token's custom claims.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Value>,
+}
+
+impl VisitorState {
+    /// The document of a visitor who is not present.
+    pub fn offline(key: &VisitorKey) -> Self {
+        Self {
+            groupid: key.group,
+            visitorid: key.visitor.as_str().to_owned(),
+            online: false,
+            connections: 0,
+            data: Value::Object(Default::default()),
+            connected_at: None,
+            verified: false,
+            identity: None,
+        }
+    }
+}
+
+/// What changed about a watched visitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The current state, sent once when a watch begins.
+    State,
+    Connected,
+    Disconnected,
+    Presence,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::State => "state",
+            EventKind::Connected => "connected",
+            EventKind::Disconnected => "disconnected",
+            EventKind::Presence => "presence",
+        }
+    }
+}
+
+/// Sent to watching agent sessions.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct VisitorEvent {
+    pub kind: EventKind,
+    pub state: VisitorState,
+}
+
+/// A visitor socket said hello. Answers an error if the merged presence data
+/// would be too large.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Connect {
+    pub key: VisitorKey,
+    pub connection: LiveConnection,
+    pub data: PresenceData,
+}
+
+impl Handler<Connect> for Registry {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: Connect, _ctx: &mut Self::Context) -> Self::Result {
+        let now = self.clock.now_ms();
+        let Some(entry) = self.visitors.get_mut(&msg.key) else {
+            self.visitors.insert(
+                msg.key.clone(),
+                VisitorEntry::new(msg.connection, msg.data, now),
+            );
+            self.publish(&msg.key);
+            self.notify(&msg.key, EventKind::Connected);
+            return Ok(());
+        };
+        let (merged, changed) = entry.data.merged(&msg.data)?;
+        entry.data = merged;
+        entry.connections.push(msg.connection);
+        if let Some(grace) = entry.grace.take() {
+            let limit = self.config.max_pending_invokes;
+            for command in grace.parked {
+                match entry.route(command) {
+                    Routed::Delivered => {}
+                    Routed::Busy(command) => command.fail(DomainError::TooManyPending(limit)),
+                    Routed::Refused(command) => command.fail(DomainError::ConfirmationRequired),
+                    Routed::NoConnection(command) => command.fail(DomainError::not_present()),
+                }
+            }
+        }
+        self.publish(&msg.key);
+        if changed {
+            self.notify(&msg.key, EventKind::Presence);
+        }
+        Ok(())
+    }
+}
+
+/// A visitor socket closed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub key: VisitorKey,
+    pub connection_id: String,
+}
+
+impl Handler<Disconnect> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
+        let Some(entry) = self.visitors.get_mut(&msg.key) else {
+            return;
+        };
+        if entry.remove(&msg.connection_id) && entry.connections.is_empty() {
+            if self.config.reconnect_grace_ms == 0 {
+                self.next_generation += 1;
+                let generation = self.next_generation;
+                entry.grace = Some(Grace {
+                    generation,
+                    parked: Vec::new(),
+                });
+                self.end_grace(&msg.key, generation);
+            } else {
+                self.start_grace(&msg.key, ctx);
+            }
+        }
+        self.publish(&msg.key);
+    }
+}
+
+/// A visitor socket published presence data; it becomes the most recently
+/// active connection.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct PresenceUpdate {
+    pub key: VisitorKey,
+    pub connection_id: String,
+    pub data: PresenceData,
+}
+
+impl Handler<PresenceUpdate> for Registry {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: PresenceUpdate, _ctx: &mut Self::Context) -> Self::Result {
+        self.presence_updates += 1;
+        let Some(entry) = self.visitors.get_mut(&msg.key) else {
+            return Err("the connection is not registered".to_owned());
+        };
+        if !entry.touch(&msg.connection_id) {
+            return Err("the connection is not registered".to_owned());
+        }
+        let (merged, changed) = entry.data.merged(&msg.data)?;
+        entry.data = merged;
+        self.publish(&msg.key);
+        if changed {
+            self.notify(&msg.key, EventKind::Presence);
+        }
+        Ok(())
+    }
+}
+
+/// Route a command to the visitor's most recently active connection, or
+/// park it while the visitor is between sockets. [`RegistryHandle::route`]
+/// sends this whenever it cannot deliver directly.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Route {
+    pub key: VisitorKey,
+    pub command: VisitorCommand,
+}
+
+impl Handler<Route> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Route, ctx: &mut Self::Context) {
+        self.route(&msg.key, msg.command, ctx);
+    }
+}
+
+/// The visitor's current state.
+#[derive(Message)]
+#[rtype(result = "VisitorState")]
+pub struct Lookup {
+    pub key: VisitorKey,
+}
+
+impl Handler<Lookup> for Registry {
+    type Result = MessageResult<Lookup>;
+
+    fn handle(&mut self, msg: Lookup, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.lookup(&msg.key))
+    }
+}
+
+/// Start watching a visitor; the current state arrives first, as an event,
+/// so it is ordered with the events that follow.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Watch {
+    pub key: VisitorKey,
+    pub watcher: WatcherId,
+    pub events: Recipient<VisitorEvent>,
+}
+
+impl Handler<Watch> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Watch, _ctx: &mut Self::Context) {
+        let state = VisitorEvent {
+            kind: EventKind::State,
+            state: self.lookup(&msg.key),
+        };
+        // A socket whose mailbox is already full gets no new watch.
+        if msg.events.try_send(state).is_ok() {
+            self.watchers.add(msg.key, msg.watcher, msg.events);
+        }
+    }
+}
+
+/// Stop watching one visitor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unwatch {
+    pub key: VisitorKey,
+    pub watcher: WatcherId,
+}
+
+impl Handler<Unwatch> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unwatch, _ctx: &mut Self::Context) {
+        self.watchers.remove(&msg.key, msg.watcher);
+    }
+}
+
+/// An agent socket went away: drop all its watches.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnwatchAll {
+    pub watcher: WatcherId,
+}
+
+impl Handler<UnwatchAll> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnwatchAll, _ctx: &mut Self::Context) {
+        self.watchers.remove_all(msg.watcher);
+    }
+}
+
+/// Counts for health and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RegistryStats {
+    pub visitors: usize,
+    pub connections: usize,
+    pub watches: usize,
+    /// Presence updates the registry has handled since start.
+    pub presence_updates: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "RegistryStats")]
+pub struct Stats;
+
+impl Handler<Stats> for Registry {
+    type Result = MessageResult<Stats>;
+
+    fn handle(&mut self, _msg: Stats, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(RegistryStats {
+            visitors: self.visitors.len(),
+            connections: self.visitors.values().map(|e| e.connections.len()).sum(),
+            watches: self.watchers.len(),
+            presence_updates: self.presence_updates,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

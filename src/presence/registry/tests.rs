@@ -1,0 +1,335 @@
+use std::time::Duration;
+
+use actix::{Actor, Addr, Context, Handler};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::infra::clock::SystemClock;
+use crate::infra::ids::VisitorId;
+use crate::presence::invoke::InvokeRequest;
+
+/// Stands in for a visitor socket: forwards each command to the test.
+struct ConnectionProbe {
+    name: &'static str,
+    seen: mpsc::UnboundedSender<(&'static str, VisitorCommand)>,
+}
+
+impl Actor for ConnectionProbe {
+    type Context = Context<Self>;
+}
+
+impl Handler<VisitorCommand> for ConnectionProbe {
+    type Result = ();
+    fn handle(&mut self, command: VisitorCommand, _: &mut Self::Context) {
+        let _ = self.seen.send((self.name, command));
+    }
+}
+
+/// Stands in for an agent socket: forwards each event to the test.
+struct WatcherProbe(mpsc::UnboundedSender<VisitorEvent>);
+
+impl Actor for WatcherProbe {
+    type Context = Context<Self>;
+}
+
+impl Handler<VisitorEvent> for WatcherProbe {
+    type Result = ();
+    fn handle(&mut self, event: VisitorEvent, _: &mut Self::Context) {
+        let _ = self.0.send(event);
+    }
+}
+
+/// A visitor connection that never handles its mailbox, as when the
+/// client stopped reading and its session cannot run.
+struct StalledConnection;
+
+impl Actor for StalledConnection {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(2);
+        ctx.wait(actix::fut::wrap_future(std::future::pending::<()>()));
+    }
+}
+
+impl Handler<VisitorCommand> for StalledConnection {
+    type Result = ();
+    fn handle(&mut self, _: VisitorCommand, _: &mut Self::Context) {}
+}
+
+fn registry(grace_ms: u64) -> Addr<Registry> {
+    registry_with(grace_ms, PresenceConfig::default().max_pending_invokes)
+}
+
+fn registry_with(grace_ms: u64, max_pending_invokes: usize) -> Addr<Registry> {
+    let config = PresenceConfig {
+        reconnect_grace_ms: grace_ms,
+        max_pending_invokes,
+        ..PresenceConfig::default()
+    };
+    Registry::new(
+        Arc::new(config),
+        Arc::new(SystemClock),
+        Arc::new(Directory::default()),
+    )
+    .start()
+}
+
+fn key() -> VisitorKey {
+    VisitorKey::new(72, VisitorId::parse("v-1").expect("id"))
+}
+
+fn data(value: serde_json::Value) -> PresenceData {
+    PresenceData::from_value(value).expect("data")
+}
+
+async fn connect(
+    registry: &Addr<Registry>,
+    name: &'static str,
+    seen: &mpsc::UnboundedSender<(&'static str, VisitorCommand)>,
+) -> Addr<ConnectionProbe> {
+    let probe = ConnectionProbe {
+        name,
+        seen: seen.clone(),
+    }
+    .start();
+    registry
+        .send(Connect {
+            key: key(),
+            connection: LiveConnection {
+                id: name.to_owned(),
+                commands: probe.clone().recipient(),
+                open: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                identity: None,
+            },
+            data: data(json!({"url": format!("/{name}")})),
+        })
+        .await
+        .expect("mailbox")
+        .expect("connect");
+    probe
+}
+
+fn invoke(
+    registry: &Addr<Registry>,
+) -> oneshot::Receiver<Result<crate::presence::invoke::InvokeOutcome, DomainError>> {
+    let (responder, outcome) = oneshot::channel();
+    registry.do_send(Route {
+        key: key(),
+        command: VisitorCommand::Invoke(InvokeRequest {
+            func: "f".into(),
+            args: json!(null),
+            deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+            timeout_ms: 30_000,
+            responder,
+            only_to: None,
+        }),
+    });
+    outcome
+}
+
+fn disconnect(registry: &Addr<Registry>, connection: &str) {
+    registry.do_send(Disconnect {
+        key: key(),
+        connection_id: connection.to_owned(),
+    });
+}
+
+async fn watch(registry: &Addr<Registry>) -> mpsc::UnboundedReceiver<VisitorEvent> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let probe = WatcherProbe(tx).start();
+    registry.do_send(Watch {
+        key: key(),
+        watcher: 1,
+        events: probe.recipient(),
+    });
+    let first = rx.recv().await.expect("state event");
+    assert_eq!(first.kind, EventKind::State);
+    rx
+}
+
+#[actix::test]
+async fn an_offline_visitor_fails_at_once() {
+    let registry = registry(5_000);
+    let outcome = invoke(&registry).await.expect("answered");
+    assert_eq!(outcome.expect_err("offline").code(), "visitor_not_present");
+}
+
+#[actix::test]
+async fn invokes_go_to_the_most_recently_active_tab() {
+    let registry = registry(5_000);
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let _a = connect(&registry, "a", &seen_tx).await;
+    let _b = connect(&registry, "b", &seen_tx).await;
+    let _pending = invoke(&registry);
+    assert_eq!(seen.recv().await.expect("routed").0, "b");
+
+    registry
+        .send(PresenceUpdate {
+            key: key(),
+            connection_id: "a".into(),
+            data: data(json!({"url": "/a2"})),
+        })
+        .await
+        .expect("mailbox")
+        .expect("update");
+    let _pending = invoke(&registry);
+    assert_eq!(seen.recv().await.expect("routed").0, "a");
+    let state = registry.send(Lookup { key: key() }).await.expect("lookup");
+    assert_eq!(state.connections, 2);
+    assert_eq!(state.data, json!({"url": "/a2"}));
+}
+
+#[actix::test]
+async fn commands_wait_out_a_page_navigation() {
+    let registry = registry(60_000);
+    let mut events = watch(&registry).await;
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let _a = connect(&registry, "a", &seen_tx).await;
+    assert_eq!(
+        events.recv().await.expect("event").kind,
+        EventKind::Connected
+    );
+    disconnect(&registry, "a");
+    let outcome = invoke(&registry);
+    let state = registry.send(Lookup { key: key() }).await.expect("lookup");
+    assert!(state.online, "still present during the grace period");
+    assert_eq!(state.connections, 0);
+
+    let _b = connect(&registry, "b", &seen_tx).await;
+    let (name, command) = seen.recv().await.expect("delivered after reconnect");
+    assert_eq!(name, "b");
+    let VisitorCommand::Invoke(request) = command else {
+        panic!("expected an invoke")
+    };
+    request
+        .responder
+        .send(Ok(crate::presence::invoke::InvokeOutcome::success(json!(
+            1
+        ))))
+        .expect("waiter");
+    assert!(outcome.await.expect("answered").is_ok());
+    // The navigation produced one presence event (new url) and no
+    // disconnected/connected pair.
+    assert_eq!(
+        events.recv().await.expect("event").kind,
+        EventKind::Presence
+    );
+}
+
+#[actix::test]
+async fn the_grace_period_ending_fails_parked_commands_and_tells_watchers() {
+    let registry = registry(20);
+    let mut events = watch(&registry).await;
+    let (seen_tx, _seen) = mpsc::unbounded_channel();
+    let _a = connect(&registry, "a", &seen_tx).await;
+    assert_eq!(
+        events.recv().await.expect("event").kind,
+        EventKind::Connected
+    );
+    disconnect(&registry, "a");
+    let outcome = invoke(&registry);
+    let err = outcome.await.expect("answered").expect_err("gone");
+    assert_eq!(err.code(), "visitor_not_present");
+    let event = events.recv().await.expect("event");
+    assert_eq!(event.kind, EventKind::Disconnected);
+    assert!(!event.state.online);
+}
+
+#[actix::test]
+async fn a_stalled_connection_gets_429_instead_of_an_unbounded_queue() {
+    let registry = registry(5_000);
+    let stalled = StalledConnection.start();
+    registry
+        .send(Connect {
+            key: key(),
+            connection: LiveConnection {
+                id: "stalled".into(),
+                commands: stalled.clone().recipient(),
+                open: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                identity: None,
+            },
+            data: PresenceData::default(),
+        })
+        .await
+        .expect("mailbox")
+        .expect("connect");
+    let mut refused = None;
+    for _ in 0..10 {
+        let outcome = invoke(&registry);
+        // Queued invokes never answer; a refused one answers at once.
+        let lookup = registry.send(Lookup { key: key() }).await.expect("lookup");
+        assert!(lookup.online);
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_millis(0), outcome).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert_eq!(refused.map(|e| e.code()), Some("too_many_pending"));
+}
+
+#[actix::test]
+async fn parked_commands_are_capped_at_the_pending_limit() {
+    let registry = registry_with(60_000, 2);
+    let (seen_tx, _seen) = mpsc::unbounded_channel();
+    let _a = connect(&registry, "a", &seen_tx).await;
+    disconnect(&registry, "a");
+    let _first = invoke(&registry);
+    let _second = invoke(&registry);
+    let third = invoke(&registry).await.expect("answered at once");
+    assert_eq!(third.expect_err("over the cap").code(), "too_many_pending");
+}
+
+#[actix::test]
+async fn the_handle_routes_through_the_directory_and_skips_closing_sockets() {
+    let handle = RegistryHandle::start(Arc::new(PresenceConfig::default()), Arc::new(SystemClock));
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let (a, b) = ("a", "b");
+    let mut flags = Vec::new();
+    for name in [a, b] {
+        let probe = ConnectionProbe {
+            name,
+            seen: seen_tx.clone(),
+        }
+        .start();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        flags.push(open.clone());
+        handle
+            .addr()
+            .send(Connect {
+                key: key(),
+                connection: LiveConnection {
+                    id: name.into(),
+                    commands: probe.recipient(),
+                    open,
+                    identity: None,
+                },
+                data: PresenceData::default(),
+            })
+            .await
+            .expect("mailbox")
+            .expect("connect");
+    }
+    assert_eq!(handle.lookup(&key()).connections, 2);
+    let send = |handle: &RegistryHandle| {
+        let (responder, _outcome) = oneshot::channel();
+        handle.route(
+            key(),
+            VisitorCommand::Signal(crate::presence::invoke::SignalRequest {
+                data: json!(1),
+                responder,
+                only_to: None,
+            }),
+        );
+    };
+    send(&handle);
+    assert_eq!(seen.recv().await.expect("routed").0, "b");
+    // b starts closing: it stops counting and stops being a target at once,
+    // before the registry hears of it.
+    flags[1].store(false, std::sync::atomic::Ordering::Release);
+    assert_eq!(handle.lookup(&key()).connections, 1);
+    send(&handle);
+    assert_eq!(seen.recv().await.expect("routed").0, "a");
+    let offline = VisitorKey::new(72, VisitorId::parse("nobody").expect("id"));
+    assert!(!handle.lookup(&offline).online);
+}

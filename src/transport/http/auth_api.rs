@@ -1,0 +1,300 @@
+//! The token endpoints: `POST /auth/token` issues agent tokens for any
+//! credential kind; `POST /auth/revoke` denylists a token. Website
+//! sessions (`/auth/login`, `/auth/logout`) are in `session_api`.
+//!
+//! Every token request that parses as JSON and names a configured group is
+//! audited: issued tokens before they are handed out, refusals with their
+//! reason, within the audit throttle's limits (see `auth_audit`).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::auth_audit::{
+    begin_attempt, client_of, failed_attempt, refuse, write_audit, write_refusal, Refusal,
+};
+use super::session_api::SESSION_COOKIE;
+use super::AgentAuth;
+use crate::auth::audit::{AuditRecord, Outcome};
+use crate::auth::sign_in::{CredentialKind, Credentials};
+use crate::infra::config::{Role, MIN_TOKEN_SECS};
+use crate::infra::error::DomainError;
+use crate::infra::ids::GroupId;
+use crate::presence::origin::RequestOrigin;
+use crate::server::state::AppState;
+use crate::store::IssuedToken as IssuedTokenOwner;
+
+/// The body of `POST /auth/token`. `duration` and `credentials` are checked
+/// by hand so that each gets its own error code (and an audit record).
+#[derive(Deserialize)]
+pub struct TokenRequest {
+    groupid: GroupId,
+    #[serde(default)]
+    duration: Option<Value>,
+    #[serde(default)]
+    credentials: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct TokenResponse {
+    token: String,
+    expires: u64,
+    groupid: GroupId,
+    username: String,
+    role: Role,
+}
+
+/// `POST /auth/token`. If an issued token cannot be recorded, it is not
+/// handed out.
+pub async fn issue_token(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<TokenRequest>,
+) -> Result<HttpResponse, DomainError> {
+    let body = body.into_inner();
+    let (remote, user_agent) = client_of(&req);
+    let mut record =
+        AuditRecord::new(Outcome::Refused, app.audit.now_ms()).from_client(remote, user_agent);
+    record.groupid = Some(body.groupid);
+    let mut lockouts = Vec::new();
+    match attempt(&app, &req, body, &mut record, &mut lockouts).await {
+        Ok(response) => {
+            record.outcome = Outcome::Issued;
+            let credential = record.credential.map_or("unknown", CredentialKind::as_str);
+            write_audit(&app, vec![record]).await?;
+            app.metrics.token_issued(credential);
+            Ok(HttpResponse::Ok().json(response))
+        }
+        Err(refusal) => {
+            app.metrics.auth_failed(refusal.error.code());
+            if let DomainError::UnknownGroup(group) = refusal.error {
+                // Anyone can name a group that does not exist: a log line
+                // and a metric, never a record on disk.
+                tracing::info!(group, "token refused: unknown group");
+                app.audit.not_recorded("unknown_group");
+                return Err(refusal.error);
+            }
+            record.reason = Some(refusal.reason);
+            write_refusal(&app, record, refusal.locked.as_ref(), lockouts).await;
+            Err(refusal.error)
+        }
+    }
+}
+
+fn duration_of(app: &AppState, duration: Option<Value>) -> Result<u64, DomainError> {
+    let max = app.config.auth.token_max_secs;
+    let bad = || {
+        DomainError::BadDuration(format!(
+            "duration must be an integer from {MIN_TOKEN_SECS} to {max} seconds"
+        ))
+    };
+    let secs = match duration {
+        None | Some(Value::Null) => app.config.auth.token_default_secs,
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(bad)?,
+        Some(_) => return Err(bad()),
+    };
+    if (MIN_TOKEN_SECS..=max).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(bad())
+    }
+}
+
+async fn attempt(
+    app: &AppState,
+    req: &HttpRequest,
+    body: TokenRequest,
+    record: &mut AuditRecord,
+    lockouts: &mut Vec<AuditRecord>,
+) -> Result<TokenResponse, Refusal> {
+    let group = app
+        .config
+        .group(body.groupid)
+        .ok_or_else(|| refuse(DomainError::UnknownGroup(body.groupid)))?;
+    let origin = RequestOrigin::from_headers(req.headers());
+    app.origins
+        .check_console_or_group(group.id, &origin)
+        .map_err(refuse)?;
+    let lifetime = duration_of(app, body.duration).map_err(refuse)?;
+    let cookie = req.cookie(SESSION_COOKIE);
+    let credentials = body
+        .credentials
+        .ok_or_else(|| DomainError::BadCredentialsForm("credentials are required".into()))
+        .and_then(|value| {
+            // `{}` means the cookie: a browser sends it on any request, so
+            // the request must come from a page allowed to make it.
+            if value.as_object().is_some_and(|m| m.is_empty()) && cookie.is_some() {
+                app.origins.check_cookie_request(Some(group.id), &origin)?;
+            }
+            Credentials::parse(&value, cookie.as_ref().map(|c| c.value()))
+        })
+        .map_err(refuse)?;
+    let kind = credentials.kind();
+    record.credential = Some(kind);
+    record.username = credentials.claimed_username().map(str::to_owned);
+    let account = credentials.account(group.id);
+    let attempt = begin_attempt(app, account.as_deref(), record.remote.as_deref())?;
+    let client = record.remote.clone();
+    let agent = match app
+        .auth
+        .authenticate(group, credentials, client.as_deref())
+        .await
+    {
+        Ok(agent) => {
+            app.auth.lockout().succeeded(attempt);
+            agent
+        }
+        Err(failure) => {
+            if failure.username.is_some() {
+                record.username = failure.username.clone();
+            }
+            tracing::info!(
+                group = group.id,
+                credential = kind.as_str(),
+                reason = failure.reason,
+                "token refused"
+            );
+            // This group's administrators read the reason: for a name that
+            // is not in their group, do not tell whether it exists elsewhere.
+            let member = record
+                .username
+                .as_deref()
+                .is_some_and(|u| group.users.iter().any(|m| m.username == u));
+            let reason = if failure.error == DomainError::InvalidCredentials && !member {
+                "invalid_credentials"
+            } else {
+                failure.reason
+            };
+            if failure.error == DomainError::InvalidCredentials {
+                lockouts.extend(failed_attempt(app, attempt, record));
+            } else {
+                // Not a guess (busy, not a member...): it does not count.
+                app.auth.lockout().succeeded(attempt);
+            }
+            return Err(Refusal::new(failure.error, reason));
+        }
+    };
+    record.username = Some(agent.username.clone());
+    record.role = Some(agent.role);
+    if !group.presence {
+        return Err(refuse(DomainError::PresenceNotSubscribed(group.id)));
+    }
+    let issued = app
+        .tokens
+        .issue_scoped(
+            &agent.username,
+            group.id,
+            agent.role,
+            lifetime,
+            agent.name.clone(),
+            agent.policy.clone(),
+        )
+        .map_err(|e| refuse(DomainError::Internal(e.to_string())))?;
+    if let Some(session) = &agent.session {
+        let sessions = app.auth.sessions();
+        let internal = |e: crate::store::StoreError| refuse(DomainError::Internal(e.to_string()));
+        sessions
+            .record_token(session, &issued.claims.jti, issued.claims.exp)
+            .map_err(internal)?;
+        if !sessions.still_live(session).map_err(internal)? {
+            // Logged out while the token was being issued: it never leaves.
+            app.tokens
+                .revocations()
+                .revoke(&issued.claims.jti, issued.claims.exp)
+                .map_err(|e| refuse(DomainError::Internal(e.to_string())))?;
+            return Err(Refusal::new(
+                DomainError::InvalidCredentials,
+                "unknown_or_expired_session",
+            ));
+        }
+    }
+    record.jti = Some(issued.claims.jti.clone());
+    record.iat = Some(issued.claims.iat);
+    record.exp = Some(issued.claims.exp);
+    tracing::info!(
+        group = group.id,
+        username = %agent.username,
+        credential = kind.as_str(),
+        jti = %issued.claims.jti,
+        exp = issued.claims.exp,
+        "token issued"
+    );
+    Ok(TokenResponse {
+        token: issued.token,
+        expires: issued.claims.exp,
+        groupid: group.id,
+        username: agent.username,
+        role: agent.role,
+    })
+}
+
+/// Denylists `jti` until it expires and closes the sockets using it; returns
+/// how many closed and the audit record to write.
+pub(super) fn revoke_token(
+    app: &AppState,
+    req: &HttpRequest,
+    jti: &str,
+    owner: &IssuedTokenOwner,
+    by: &str,
+) -> Result<(usize, AuditRecord), DomainError> {
+    app.tokens
+        .revocations()
+        .revoke(jti, owner.exp)
+        .map_err(|e| DomainError::Internal(e.to_string()))?;
+    // Denied from here on: close its sockets before anything that can fail.
+    let sockets_closed = app.live_agents.revoke(jti);
+    let (remote, user_agent) = client_of(req);
+    let mut record =
+        AuditRecord::new(Outcome::Revoked, app.audit.now_ms()).from_client(remote, user_agent);
+    record.groupid = Some(owner.groupid);
+    record.username = Some(owner.sub.clone());
+    record.jti = Some(jti.to_owned());
+    record.exp = Some(owner.exp);
+    record.reason = Some(format!("revoked by {by}"));
+    Ok((sockets_closed, record))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    jti: String,
+}
+
+/// `POST /auth/revoke`: the token's own user, or an administrator of its
+/// group, denylists it until it expires; sockets using it close at once.
+pub async fn revoke(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    auth: AgentAuth,
+    body: web::Json<RevokeRequest>,
+) -> Result<HttpResponse, DomainError> {
+    let jti = body.into_inner().jti;
+    if jti.is_empty() || jti.len() > 128 {
+        return Err(DomainError::BadRequest(
+            "jti must be 1 to 128 characters".into(),
+        ));
+    }
+    let caller = &auth.claims;
+    app.origins.check_group(caller.groupid, &auth.origin)?;
+    let owner = app
+        .tokens
+        .revocations()
+        .owner(&jti)
+        .map_err(|e| DomainError::Internal(e.to_string()))?
+        .ok_or(DomainError::UnknownToken)?;
+    let same_user = caller.sub == owner.sub && caller.groupid == owner.groupid;
+    let group_admin = caller.role == Role::Administrator && caller.groupid == owner.groupid;
+    if !(same_user || group_admin) {
+        return Err(DomainError::Forbidden(
+            "only the token's user or an administrator of its group may revoke it".into(),
+        ));
+    }
+    let (sockets_closed, record) = revoke_token(&app, &req, &jti, &owner, &caller.sub)?;
+    write_audit(&app, vec![record]).await?;
+    tracing::info!(%jti, by = %caller.sub, sockets_closed, "token revoked");
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "revoked": jti,
+        "until": owner.exp,
+        "sockets_closed": sockets_closed,
+    })))
+}

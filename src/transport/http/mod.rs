@@ -1,0 +1,124 @@
+//! The HTTP surface: routes, JSON error handling for extractor failures, and
+//! the WebSocket upgrade endpoints.
+
+mod admin_api;
+mod agent_auth;
+mod assets;
+mod auth_api;
+mod auth_audit;
+pub mod error_response;
+pub(crate) mod guards;
+mod presence_api;
+mod session_api;
+mod sockets;
+mod sso_start;
+
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+
+use crate::infra::error::DomainError;
+use crate::server::state::AppState;
+
+pub use agent_auth::AgentAuth;
+
+/// Registers every route on an app.
+pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
+    let body_limit = app.config.presence.max_message_bytes;
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(body_limit)
+            .error_handler(|err, _| json_error(err).into()),
+    )
+    .app_data(web::PayloadConfig::new(body_limit))
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| DomainError::BadRequest(format!("bad path: {err}")).into()),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| DomainError::BadRequest(format!("bad query: {err}")).into()),
+    )
+    .configure(assets::configure)
+    .service(resource("/healthz").route(web::get().to(healthz)))
+    .service(resource("/auth/token").route(web::post().to(auth_api::issue_token)))
+    .service(resource("/auth/login").route(web::post().to(session_api::login)))
+    .service(resource("/auth/logout").route(web::post().to(session_api::logout)))
+    .service(resource("/auth/revoke").route(web::post().to(auth_api::revoke)))
+    .service(resource("/auth/sso/{groupid}").route(web::get().to(sso_start::start)))
+    .service(resource("/visitor/ws").route(web::get().to(sockets::visitor_socket)))
+    .service(resource("/agent/ws").route(web::get().to(sockets::agent_socket)))
+    .service(resource("/admin/{groupid}/audit").route(web::get().to(admin_api::audit)))
+    .service(resource("/admin/{groupid}/agents").route(web::get().to(admin_api::list_agents)))
+    .service(
+        resource("/admin/{groupid}/agents/{username}/revoke")
+            .route(web::post().to(admin_api::revoke_agent)),
+    )
+    .service(
+        resource("/presence/{groupid}/visitors").route(web::get().to(admin_api::list_visitors)),
+    )
+    .service(
+        resource("/presence/{groupid}/visitors/{visitorid}")
+            .route(web::get().to(presence_api::lookup)),
+    )
+    .service(
+        resource("/presence/{groupid}/visitors/{visitorid}/invoke")
+            .route(web::post().to(presence_api::invoke)),
+    )
+    .service(
+        resource("/presence/{groupid}/sessions/{key}")
+            .route(web::get().to(presence_api::find_session)),
+    )
+    .service(
+        resource("/presence/{groupid}/visitors/{visitorid}/signal")
+            .route(web::post().to(presence_api::signal)),
+    )
+    .service(
+        resource("/presence/{groupid}/visitors/{visitorid}/confirm")
+            .route(web::post().to(presence_api::start_confirmation))
+            .route(web::delete().to(presence_api::end_confirmation)),
+    )
+    .service(
+        resource("/presence/{groupid}/visitors/{visitorid}/confirm/{cid}")
+            .route(web::get().to(presence_api::confirmation_status)),
+    );
+}
+
+/// A resource whose unmatched methods get a JSON 405.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async {
+        DomainError::MethodNotAllowed.error_response()
+    }))
+}
+
+/// The JSON 404 for unknown paths.
+pub async fn not_found() -> HttpResponse {
+    DomainError::NotFound.error_response()
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+fn json_error(err: actix_web::error::JsonPayloadError) -> DomainError {
+    use actix_web::error::JsonPayloadError;
+    match err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            DomainError::PayloadTooLarge(format!("the body is too large: {err}"))
+        }
+        other => DomainError::BadRequest(format!("bad JSON body: {other}")),
+    }
+}
+
+/// The client's IP address, for audit records and per-client limits.
+pub(crate) fn client_ip(req: &HttpRequest) -> Option<String> {
+    client_addr(req).map(|ip| ip.to_string())
+}
+
+/// The client's address: the TCP peer, or the forwarded client when the
+/// peer is a trusted proxy (see [`crate::transport::client_addr`]).
+pub(crate) fn client_addr(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    match req.app_data::<web::Data<AppState>>() {
+        Some(app) => app.trusted_proxies.client_ip(peer, req.headers()),
+        None => peer,
+    }
+}

@@ -1,0 +1,85 @@
+//! The WebSocket upgrade endpoints. The Origin was already checked against
+//! every group's list by the CORS middleware; the session actors check it
+//! again against their own group once hello or auth names it. Each upgrade
+//! takes a slot from the connection gate first: at the limit it is a 503
+//! `at_capacity` before the upgrade, and over its client's cap (or, for a
+//! visitor socket whose URL names its `groupid`, over the group's
+//! `max_visitors`) a 429 `too_many_connections`. Every socket's bytes pass
+//! the inbound frame guard (size, fragment and rate limits at each frame
+//! header) before actix's frame parser sees them.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+
+use crate::infra::error::DomainError;
+use crate::infra::ids::GroupId;
+use crate::infra::metrics::SocketKind;
+use crate::presence::origin::RequestOrigin;
+use crate::server::state::AppState;
+use crate::transport::agent_session::AgentSession;
+use crate::transport::visitor_session::{GroupAdmission, VisitorSession};
+use crate::transport::ws_guard::{FrameGuard, GuardLimits, InboundHandle};
+
+/// The optional query of `GET /visitor/ws`.
+#[derive(serde::Deserialize)]
+pub struct VisitorSocketQuery {
+    /// The group the hello will name; lets a full group refuse the upgrade.
+    #[serde(default)]
+    groupid: Option<GroupId>,
+}
+
+/// The socket's payload behind its frame guard, and the guard's handle.
+fn guarded(app: &AppState, stream: web::Payload) -> (FrameGuard<web::Payload>, InboundHandle) {
+    let limits = GuardLimits::from_config(&app.config.presence);
+    FrameGuard::wrap(stream, limits, app.metrics.clone())
+}
+
+/// `GET /visitor/ws`
+pub async fn visitor_socket(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<VisitorSocketQuery>,
+    stream: web::Payload,
+) -> Result<HttpResponse, DomainError> {
+    let origin = RequestOrigin::from_headers(req.headers());
+    let frame_size = app.config.presence.max_message_bytes;
+    let group = match query.groupid {
+        Some(id) => {
+            let cap = app.config.group(id).and_then(|g| g.max_visitors);
+            Some(GroupAdmission {
+                group: id,
+                slot: app.gate.admit_to_group(id, cap)?,
+            })
+        }
+        None => None,
+    };
+    let permit = app
+        .gate
+        .admit(SocketKind::Visitor, super::client_addr(&req))?;
+    let (payload, inbound) = guarded(&app, stream);
+    let session = VisitorSession::new(app, origin, permit, group, inbound);
+    ws::WsResponseBuilder::new(session, &req, payload)
+        .frame_size(frame_size)
+        .start()
+        .map_err(|e| DomainError::BadRequest(format!("expected a WebSocket upgrade: {e}")))
+}
+
+/// `GET /agent/ws`
+pub async fn agent_socket(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    stream: web::Payload,
+) -> Result<HttpResponse, DomainError> {
+    let origin = RequestOrigin::from_headers(req.headers());
+    let frame_size = app.config.presence.max_message_bytes;
+    let permit = app
+        .gate
+        .admit(SocketKind::Agent, super::client_addr(&req))?;
+    let client = super::client_ip(&req);
+    let (payload, inbound) = guarded(&app, stream);
+    let session = AgentSession::new(app, origin, client, permit, inbound);
+    ws::WsResponseBuilder::new(session, &req, payload)
+        .frame_size(frame_size)
+        .start()
+        .map_err(|e| DomainError::BadRequest(format!("expected a WebSocket upgrade: {e}")))
+}

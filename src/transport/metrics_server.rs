@@ -1,0 +1,57 @@
+//! The private listener that serves `GET /metrics`, apart from the public
+//! server so that a public bind never exposes it.
+
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::header;
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+use crate::infra::config::Config;
+use crate::infra::error::DomainError;
+use crate::presence::registry::Stats;
+use crate::server::state::AppState;
+
+/// A running metrics listener.
+pub struct MetricsServer {
+    pub addr: SocketAddr,
+    pub handle: ServerHandle,
+}
+
+/// Starts the listener on `server.metrics_bind`, unless that is empty.
+pub fn start(config: &Config, app: web::Data<AppState>) -> std::io::Result<Option<MetricsServer>> {
+    if config.server.metrics_bind.is_empty() {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(&config.server.metrics_bind)?;
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app.clone())
+            .route("/metrics", web::get().to(metrics))
+            .default_service(web::to(crate::transport::http::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok(Some(MetricsServer { addr, handle }))
+}
+
+async fn metrics(app: web::Data<AppState>) -> Result<HttpResponse, DomainError> {
+    let stats = app
+        .registry
+        .addr()
+        .send(Stats)
+        .await
+        .map_err(|e| DomainError::Internal(format!("registry stats: {e}")))?;
+    let text = app.metrics.render(stats.visitors, stats.connections)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ))
+        .body(text))
+}

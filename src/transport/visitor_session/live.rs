@@ -1,0 +1,226 @@
+//! What a registered visitor socket does: presence (coalesced), invoke
+//! delivery and results, session keys, and confirmation prompts.
+
+use super::*;
+
+impl VisitorSession {
+    pub(super) fn presence(
+        &mut self,
+        key: VisitorKey,
+        data: Value,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        let offered = PresenceData::from_value(data)
+            .and_then(|data| self.presence.offer(data, std::time::Instant::now()));
+        match offered {
+            Ok(Offer::SendNow(data)) => self.send_presence(key, data, ctx),
+            Ok(Offer::HeldFlushIn(delay)) => {
+                ctx.run_later(delay, |session, ctx| {
+                    let Phase::Live(key) = &session.phase else {
+                        return;
+                    };
+                    let key = key.clone();
+                    if let Some(data) = session.presence.flush(std::time::Instant::now()) {
+                        session.send_presence(key, data, ctx);
+                    }
+                });
+            }
+            Ok(Offer::Merged) => {}
+            Err(message) => reject(self, ctx, None, "bad_presence_data", &message),
+        }
+    }
+
+    /// Sends one (possibly coalesced) presence update to the registry.
+    pub(super) fn send_presence(
+        &mut self,
+        key: VisitorKey,
+        data: PresenceData,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        let update = PresenceUpdate {
+            key,
+            connection_id: self.connection_id.clone(),
+            data,
+        };
+        ctx.spawn(self.app.registry.addr().send(update).into_actor(self).map(
+            |reply, session, ctx| match reply {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => reject(session, ctx, None, "bad_presence_data", &message),
+                Err(_) => send_error(ctx, None, "internal", "the registry is unavailable"),
+            },
+        ));
+    }
+
+    pub(super) fn result(
+        &mut self,
+        id: &str,
+        ok: bool,
+        value: Value,
+        error: Option<String>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        let Some(pending) = self.pending.remove(id) else {
+            return reject(
+                self,
+                ctx,
+                None,
+                "unknown_invoke",
+                &format!("no invoke with id {:?} is awaiting a result", truncate(id)),
+            );
+        };
+        ctx.cancel_future(pending.timer);
+        let outcome = if ok {
+            InvokeOutcome::success(value)
+        } else {
+            InvokeOutcome::failure(error.unwrap_or_else(|| "the function failed".to_owned()))
+        };
+        // The waiter may have given up at its deadline; that is fine.
+        let _ = pending.responder.send(Ok(outcome));
+    }
+
+    pub(super) fn deliver_invoke(
+        &mut self,
+        request: InvokeRequest,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        if request.responder.is_closed() {
+            return;
+        }
+        if !matches!(self.phase, Phase::Live(_)) {
+            let _ = request.responder.send(Err(DomainError::not_present()));
+            return;
+        }
+        let limit = self.app.config.presence.max_pending_invokes;
+        if self.pending.len() >= limit {
+            let _ = request
+                .responder
+                .send(Err(DomainError::TooManyPending(limit)));
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if request.deadline <= now {
+            let _ = request
+                .responder
+                .send(Err(DomainError::InvokeTimeout(request.timeout_ms)));
+            return;
+        }
+        self.next_invoke += 1;
+        let id = self.next_invoke.to_string();
+        ctx.text(
+            ServerFrame::Invoke {
+                id: &id,
+                func: &request.func,
+                args: &request.args,
+            }
+            .to_text(),
+        );
+        let timeout_ms = request.timeout_ms;
+        let timer_id = id.clone();
+        let timer = ctx.run_later(request.deadline - now, move |session, _| {
+            if let Some(pending) = session.pending.remove(&timer_id) {
+                let _ = pending
+                    .responder
+                    .send(Err(DomainError::InvokeTimeout(timeout_ms)));
+            }
+        });
+        self.pending.insert(
+            id,
+            PendingInvoke {
+                responder: request.responder,
+                timer,
+            },
+        );
+    }
+
+    /// Answers `session_key`: this connection's live key, or a fresh one
+    /// bound to the visitor's current online period.
+    pub(super) fn session_key(&mut self, key: VisitorKey, ctx: &mut WebsocketContext<Self>) {
+        // Live, so the registry has published this visitor.
+        let Some(online_since) = self.app.registry.lookup(&key).connected_at else {
+            return send_error(
+                ctx,
+                None,
+                "not_ready",
+                "the connection is not registered yet",
+            );
+        };
+        let holder = KeyHolder {
+            visitor: key,
+            online_since,
+        };
+        match self.app.session_keys.issue(&holder, &self.connection_id) {
+            Ok(code) => ctx.text(
+                ServerFrame::SessionKey {
+                    key: &code.key,
+                    expires: code.expires,
+                }
+                .to_text(),
+            ),
+            Err(e) => send_error(ctx, None, e.code(), &e.to_string()),
+        }
+    }
+
+    pub(super) fn show_prompt(&mut self, prompt: &Prompt, ctx: &mut WebsocketContext<Self>) {
+        if matches!(self.phase, Phase::Live(_)) && self.prompts.insert(prompt.id.clone()) {
+            ctx.text(
+                ServerFrame::ConfirmPrompt {
+                    id: &prompt.id,
+                    choices: &prompt.choices,
+                    agent: &prompt.card,
+                    expires: prompt.expires,
+                }
+                .to_text(),
+            );
+        }
+    }
+
+    pub(super) fn close_prompt(
+        &mut self,
+        id: &str,
+        status: ConfirmationStatus,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        if self.prompts.remove(id) {
+            ctx.text(
+                ServerFrame::ConfirmClosed {
+                    id,
+                    status: status.as_str(),
+                }
+                .to_text(),
+            );
+        }
+    }
+
+    /// Settles a prompt with the visitor's button. The outcome reaches this
+    /// socket (and the visitor's other tabs) as `confirm_closed`.
+    pub(super) fn confirm_answer(
+        &mut self,
+        key: VisitorKey,
+        id: String,
+        choice: Option<String>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        if !self.prompts.contains(&id) {
+            return reject(
+                self,
+                ctx,
+                None,
+                "confirmation_not_found",
+                &format!("no confirmation prompt {:?} is open here", truncate(&id)),
+            );
+        }
+        let confirmations = self.app.confirmations.clone();
+        let connection = self.connection_id.clone();
+        let fut = async move {
+            confirmations
+                .answer(key, id.clone(), choice, &connection)
+                .await
+                .map_err(|e| (id, e))
+        };
+        ctx.spawn(fut.into_actor(self).map(|outcome, _, ctx| {
+            if let Err((id, e)) = outcome {
+                send_error(ctx, Some(&id), e.code(), &e.to_string());
+            }
+        }));
+    }
+}

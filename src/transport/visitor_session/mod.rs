@@ -1,0 +1,372 @@
+//! The VisitorSession actor: one per visitor browser socket.
+//!
+//! It waits for `hello`, registers with the registry, then carries invokes
+//! and signals down to the browser and results back up. It owns the
+//! invokes in flight on its socket, bounded by `max_pending_invokes`, and
+//! fails them at once if the socket closes, since their results can no
+//! longer arrive (invokes are delivered at most once). Its presence updates
+//! reach the registry coalesced, at most one per
+//! `presence.min_presence_interval_ms` (see [`crate::presence::coalescer`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, Message, SpawnHandle,
+    StreamHandler, WrapFuture,
+};
+use actix_web::web;
+use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
+use serde_json::Value;
+
+use crate::auth::visitor_identity::{self, IdentityError};
+use crate::infra::capacity::{ConnectionPermit, GroupSlot};
+use crate::infra::config::GroupConfig;
+use crate::infra::error::DomainError;
+use crate::infra::ids::{random_id, VisitorId, VisitorKey};
+use crate::presence::coalescer::{Offer, PresenceCoalescer};
+use crate::presence::confirmation::{ConfirmationStatus, Prompt, MAX_TICKETS_PER_HELLO};
+use crate::presence::data::PresenceData;
+use crate::presence::invoke::{InvokeOutcome, InvokeRequest, InvokeResponder, SignalRequest};
+use crate::presence::origin::RequestOrigin;
+use crate::presence::registry::{Connect, Disconnect, LiveConnection, PresenceUpdate};
+use crate::presence::session_keys::KeyHolder;
+use crate::server::state::AppState;
+use crate::transport::protocol::{parse_frame, ServerFrame, VisitorInbound};
+use crate::transport::ws_guard::InboundHandle;
+use crate::transport::ws_support::{
+    close_on_shutdown, dispatch, fail_and_close, reject, send_error, start_heartbeat, SocketLink,
+    TextSocket,
+};
+use secrecy::ExposeSecret;
+
+mod hello;
+mod live;
+
+/// What the registry asks of a visitor connection.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum VisitorCommand {
+    Invoke(InvokeRequest),
+    Signal(SignalRequest),
+    /// Show a confirmation prompt.
+    Prompt(Arc<Prompt>),
+    /// A confirmation prompt ended; close it.
+    PromptClosed {
+        id: String,
+        status: ConfirmationStatus,
+        /// (connection id, ticket) of the connection that confirmed it:
+        /// that connection alone is sent the ticket, after the close.
+        ticket: Option<Arc<(String, String)>>,
+    },
+}
+
+impl VisitorCommand {
+    /// Whether connection `id` may receive the command.
+    pub fn accepts(&self, id: &str) -> bool {
+        let only_to = match self {
+            VisitorCommand::Invoke(request) => request.only_to.as_ref(),
+            VisitorCommand::Signal(request) => request.only_to.as_ref(),
+            VisitorCommand::Prompt(_) | VisitorCommand::PromptClosed { .. } => None,
+        };
+        only_to.is_none_or(|filter| filter.accepts(id))
+    }
+
+    /// Answers the command's waiter with `error`.
+    pub fn fail(self, error: DomainError) {
+        // A waiter that already gave up has dropped its receiver; nothing to do.
+        match self {
+            VisitorCommand::Invoke(request) => {
+                let _ = request.responder.send(Err(error));
+            }
+            VisitorCommand::Signal(request) => {
+                let _ = request.responder.send(Err(error));
+            }
+            VisitorCommand::Prompt(_) | VisitorCommand::PromptClosed { .. } => {}
+        }
+    }
+}
+
+enum Phase {
+    AwaitingHello,
+    /// Hello accepted; waiting for the registry to register us.
+    Joining(VisitorKey),
+    Live(VisitorKey),
+    Left,
+}
+
+/// The group a socket was admitted to before its hello (from the upgrade
+/// URL), and its slot under the group's `max_visitors`.
+pub struct GroupAdmission {
+    pub group: crate::infra::ids::GroupId,
+    pub slot: Option<GroupSlot>,
+}
+
+struct PendingInvoke {
+    responder: InvokeResponder,
+    timer: SpawnHandle,
+}
+
+/// One visitor socket.
+pub struct VisitorSession {
+    app: web::Data<AppState>,
+    origin: RequestOrigin,
+    connection_id: String,
+    /// Shared with the registry's routing snapshots; cleared on leaving.
+    open: Arc<AtomicBool>,
+    phase: Phase,
+    link: SocketLink,
+    pending: HashMap<String, PendingInvoke>,
+    next_invoke: u64,
+    /// Confirmation prompts this socket is showing, so one that arrives
+    /// both by broadcast and on joining is shown once.
+    prompts: HashSet<String>,
+    /// This socket's slot under the connection limit.
+    permit: ConnectionPermit,
+    /// The group it was admitted to, and its slot under `max_visitors`.
+    group: Option<GroupAdmission>,
+    /// Presence updates on their way to the registry.
+    presence: PresenceCoalescer,
+}
+
+impl VisitorSession {
+    pub fn new(
+        app: web::Data<AppState>,
+        origin: RequestOrigin,
+        permit: ConnectionPermit,
+        group: Option<GroupAdmission>,
+        inbound: InboundHandle,
+    ) -> Self {
+        let limit = app.config.presence.max_message_bytes;
+        let presence = PresenceCoalescer::new(app.config.presence.min_presence_interval());
+        Self {
+            app,
+            origin,
+            connection_id: random_id(12),
+            open: Arc::new(AtomicBool::new(true)),
+            phase: Phase::AwaitingHello,
+            link: SocketLink::new(limit, inbound),
+            pending: HashMap::new(),
+            next_invoke: 0,
+            prompts: HashSet::new(),
+            permit,
+            group,
+            presence,
+        }
+    }
+
+    /// Deregisters from the registry (once) and fails invokes in flight.
+    fn leave(&mut self) {
+        // First stop being a routing target, so nothing new is written to a
+        // socket that is closing.
+        self.open.store(false, Ordering::Release);
+        self.permit.release();
+        self.app.session_keys.connection_closed(&self.connection_id);
+        if let Some(slot) = self.group.as_mut().and_then(|g| g.slot.as_mut()) {
+            slot.release();
+        }
+        let phase = std::mem::replace(&mut self.phase, Phase::Left);
+        if let Phase::Joining(key) | Phase::Live(key) = phase {
+            // A held presence update still counts: it goes ahead of the
+            // disconnect, through the same mailbox.
+            if let Some(data) = self.presence.flush(std::time::Instant::now()) {
+                self.app.registry.addr().do_send(PresenceUpdate {
+                    key: key.clone(),
+                    connection_id: self.connection_id.clone(),
+                    data,
+                });
+            }
+            self.app.registry.addr().do_send(Disconnect {
+                key,
+                connection_id: self.connection_id.clone(),
+            });
+        }
+        self.app
+            .confirmations
+            .forget_connection(&self.connection_id);
+        for (_, pending) in self.pending.drain() {
+            let _ = pending.responder.send(Err(DomainError::VisitorNotPresent(
+                "the visitor's connection closed before it answered".to_owned(),
+            )));
+        }
+    }
+}
+
+fn truncate(id: &str) -> String {
+    id.chars().take(64).collect()
+}
+
+impl Actor for VisitorSession {
+    type Context = WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let presence = &self.app.config.presence;
+        // Commands queue here before they become pending invokes; bounding
+        // the queue at the pending limit turns a stalled client into 429s
+        // instead of unbounded memory.
+        ctx.set_mailbox_capacity(presence.max_pending_invokes);
+        start_heartbeat(ctx, presence.ping_interval(), presence.client_timeout());
+        ctx.run_later(presence.hello_timeout(), |session, ctx| {
+            if matches!(session.phase, Phase::AwaitingHello) {
+                fail_and_close(
+                    ctx,
+                    CloseCode::Policy,
+                    "hello_timeout",
+                    "no hello within presence.hello_timeout_ms",
+                );
+            }
+        });
+        close_on_shutdown(ctx, self.app.shutdown.clone());
+    }
+
+    fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
+        self.leave();
+        actix::Running::Stop
+    }
+}
+
+impl Handler<VisitorCommand> for VisitorSession {
+    type Result = ();
+
+    fn handle(&mut self, command: VisitorCommand, ctx: &mut Self::Context) {
+        match command {
+            VisitorCommand::Invoke(request) => self.deliver_invoke(request, ctx),
+            VisitorCommand::Signal(request) => {
+                if matches!(self.phase, Phase::Live(_)) {
+                    ctx.text(
+                        ServerFrame::Signal {
+                            data: &request.data,
+                        }
+                        .to_text(),
+                    );
+                    let _ = request.responder.send(Ok(()));
+                } else {
+                    let _ = request.responder.send(Err(DomainError::not_present()));
+                }
+            }
+            VisitorCommand::Prompt(prompt) => self.show_prompt(&prompt, ctx),
+            VisitorCommand::PromptClosed { id, status, ticket } => {
+                self.close_prompt(&id, status, ctx);
+                if let Some(ticket) = ticket.filter(|t| t.0 == self.connection_id) {
+                    ctx.text(
+                        ServerFrame::ConfirmTicket {
+                            id: &id,
+                            ticket: &ticket.1,
+                        }
+                        .to_text(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl TextSocket for VisitorSession {
+    fn link(&mut self) -> &mut SocketLink {
+        &mut self.link
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
+        let frame = parse_frame::<VisitorInbound>(text);
+        match (&self.phase, frame) {
+            (
+                Phase::AwaitingHello,
+                Ok(VisitorInbound::Hello {
+                    groupid,
+                    visitorid,
+                    data,
+                    identity,
+                    tickets,
+                }),
+            ) => self.hello(
+                groupid,
+                &visitorid,
+                data,
+                identity.as_deref(),
+                &tickets,
+                ctx,
+            ),
+            (Phase::AwaitingHello, Ok(_)) => fail_and_close(
+                ctx,
+                CloseCode::Policy,
+                "hello_required",
+                "the first frame must be hello",
+            ),
+            (Phase::AwaitingHello, Err(e)) => {
+                fail_and_close(ctx, CloseCode::Policy, e.code, &e.message)
+            }
+            (_, Err(e)) => reject(self, ctx, None, e.code, &e.message),
+            (_, Ok(VisitorInbound::Hello { .. })) => reject(
+                self,
+                ctx,
+                None,
+                "already_joined",
+                "hello was already received",
+            ),
+            (Phase::Live(key), Ok(VisitorInbound::Presence { data })) => {
+                let key = key.clone();
+                self.presence(key, data, ctx)
+            }
+            (
+                Phase::Live(_),
+                Ok(VisitorInbound::Result {
+                    id,
+                    ok,
+                    value,
+                    error,
+                }),
+            ) => self.result(&id, ok, value, error, ctx),
+            (Phase::Live(key), Ok(VisitorInbound::SessionKey {})) => {
+                let key = key.clone();
+                self.session_key(key, ctx)
+            }
+            (Phase::Live(key), Ok(VisitorInbound::ConfirmAnswer { id, choice })) => {
+                let key = key.clone();
+                self.confirm_answer(key, id, choice, ctx)
+            }
+            (_, Ok(_)) => reject(
+                self,
+                ctx,
+                None,
+                "not_ready",
+                "the connection is not registered yet",
+            ),
+        }
+    }
+
+    fn on_binary(&mut self, ctx: &mut WebsocketContext<Self>) {
+        if matches!(self.phase, Phase::AwaitingHello) {
+            fail_and_close(
+                ctx,
+                CloseCode::Policy,
+                "hello_required",
+                "the first frame must be a hello text frame",
+            );
+        } else {
+            reject(
+                self,
+                ctx,
+                None,
+                "binary_not_supported",
+                "frames must be JSON text",
+            );
+        }
+    }
+
+    fn on_peer_close(&mut self) {
+        // Deregister before the close is answered, so a client that has seen
+        // the close knows the registry has too.
+        self.leave();
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSession {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        dispatch(self, msg, ctx)
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
