@@ -4,6 +4,7 @@
 //! and infrastructure; knows nothing of sockets or the registry.
 
 pub mod audit;
+pub mod identity_verifier;
 pub mod password;
 pub mod policy;
 pub mod sign_in;

@@ -84,6 +84,70 @@ pub enum DomainError {
     AtCapacity(usize),
     #[error("internal error: {0}")]
     Internal(String),
+
+    // What only a socket can get wrong. Each closes the socket with the
+    // code `transport::close_codes` maps it to, or is an error frame.
+    /// A frame with bad fields, or a hello the server cannot use.
+    #[error("{0}")]
+    BadFrame(String),
+    /// Frames that break the WebSocket protocol (fragments out of order,
+    /// bad UTF-8): the same code, but the socket closes with 1002.
+    #[error("{0}")]
+    ProtocolViolation(String),
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    UnknownType(String),
+    #[error("{0}")]
+    MessageTooLarge(String),
+    #[error(
+        "more frames than presence.inbound_frames_per_sec and presence.inbound_frame_burst allow"
+    )]
+    RateLimited,
+    #[error("too many bad frames; closing")]
+    TooManyErrors,
+    #[error("no frame or pong was received within presence.client_timeout_ms")]
+    HeartbeatTimeout,
+    #[error("frames must be JSON text")]
+    BinaryNotSupported,
+    #[error("{0}")]
+    AuthRequired(&'static str),
+    #[error("no auth within presence.hello_timeout_ms")]
+    AuthTimeout,
+    #[error("auth was already received")]
+    AlreadyAuthenticated,
+    #[error("{0}")]
+    HelloRequired(&'static str),
+    #[error("no hello within presence.hello_timeout_ms")]
+    HelloTimeout,
+    #[error("hello was already received")]
+    AlreadyJoined,
+    #[error("{0}")]
+    BadHello(String),
+    #[error("{0}")]
+    BadVisitorId(String),
+    #[error("{0}")]
+    BadPresenceData(String),
+    #[error("this group requires a visitor identity token")]
+    IdentityRequired,
+    #[error("{0}")]
+    IdentityInvalid(String),
+    #[error("the connection is not registered yet")]
+    NotReady,
+    #[error("{0}")]
+    UnknownInvoke(String),
+    #[error("{0}")]
+    PromptNotOpen(String),
+    #[error("at most {0} visitors can be watched per socket")]
+    TooManyWatches(usize),
+    #[error("the agent token was revoked")]
+    TokenRevoked,
+    #[error("the agent token has expired")]
+    TokenExpired,
+    #[error("this group is minting session keys too fast; retry in {0} s")]
+    SessionKeyMintLimited(u64),
+    #[error("no free session key right now; retry shortly")]
+    SessionKeysExhausted,
 }
 
 impl DomainError {
@@ -126,6 +190,33 @@ impl DomainError {
             DomainError::Busy => "server_busy",
             DomainError::AtCapacity(_) => "at_capacity",
             DomainError::Internal(_) => "internal",
+            DomainError::BadFrame(_) | DomainError::ProtocolViolation(_) => "bad_frame",
+            DomainError::MalformedJson(_) => "malformed_json",
+            DomainError::UnknownType(_) => "unknown_type",
+            DomainError::MessageTooLarge(_) => "message_too_large",
+            DomainError::RateLimited => "rate_limited",
+            DomainError::TooManyErrors => "too_many_errors",
+            DomainError::HeartbeatTimeout => "heartbeat_timeout",
+            DomainError::BinaryNotSupported => "binary_not_supported",
+            DomainError::AuthRequired(_) => "auth_required",
+            DomainError::AuthTimeout => "auth_timeout",
+            DomainError::AlreadyAuthenticated => "already_authenticated",
+            DomainError::HelloRequired(_) => "hello_required",
+            DomainError::HelloTimeout => "hello_timeout",
+            DomainError::AlreadyJoined => "already_joined",
+            DomainError::BadHello(_) => "bad_hello",
+            DomainError::BadVisitorId(_) => "bad_visitor_id",
+            DomainError::BadPresenceData(_) => "bad_presence_data",
+            DomainError::IdentityRequired => "identity_required",
+            DomainError::IdentityInvalid(_) => "identity_invalid",
+            DomainError::NotReady => "not_ready",
+            DomainError::UnknownInvoke(_) => "unknown_invoke",
+            DomainError::PromptNotOpen(_) => "confirmation_not_found",
+            DomainError::TooManyWatches(_) => "too_many_watches",
+            DomainError::TokenRevoked => "token_revoked",
+            DomainError::TokenExpired => "token_expired",
+            DomainError::SessionKeyMintLimited(_) => "rate_limited",
+            DomainError::SessionKeysExhausted => "session_keys_exhausted",
         }
     }
 

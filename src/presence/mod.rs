@@ -3,6 +3,8 @@
 //! agent index, Origin rules, and the agent operations every transport
 //! calls. Uses auth, the store and infrastructure; never a transport.
 
+pub mod admission;
+pub mod agent_ops;
 pub mod coalescer;
 pub mod confirmation;
 pub mod data;

@@ -22,6 +22,7 @@
 use dashmap::DashMap;
 
 use crate::infra::clock::SharedClock;
+use crate::infra::error::DomainError;
 use crate::infra::ids::{fill_random, GroupId, VisitorKey};
 use crate::infra::rate::TokenBucket;
 
@@ -56,12 +57,13 @@ pub enum IssueError {
     Exhausted,
 }
 
-impl IssueError {
-    /// The error frame's code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            IssueError::RateLimited { .. } => "rate_limited",
-            IssueError::Exhausted => "session_keys_exhausted",
+impl From<IssueError> for DomainError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::RateLimited { retry_after_secs } => {
+                DomainError::SessionKeyMintLimited(retry_after_secs)
+            }
+            IssueError::Exhausted => DomainError::SessionKeysExhausted,
         }
     }
 }

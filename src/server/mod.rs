@@ -26,14 +26,19 @@ use crate::transport::{client_addr, http, metrics_server};
 /// Session-key lookups that may miss per token, and per client, each minute
 /// (a 6-digit space must not be enumerable).
 pub const SESSION_KEY_MISSES_PER_MINUTE: usize = 10;
+use crate::auth::identity_verifier::IdentityVerifier;
 use crate::auth::password::PasswordChecker;
 use crate::auth::token::TokenService;
 use crate::infra::clock::{SharedClock, SystemClock};
 use crate::infra::config::Config;
+use crate::presence::admission::GroupAccess;
+use crate::presence::agent_ops::AgentOps;
 use crate::presence::origin::OriginPolicy;
 use crate::presence::registry::{RegistryHandle, RegistryStats, Stats};
 use crate::server::state::AppState;
 use crate::store::{Store, StoreError};
+use crate::transport::agent_session::AgentSocketDeps;
+use crate::transport::visitor_session::VisitorSocketDeps;
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +171,43 @@ pub async fn run_with_clock(
     )
     .start();
     let origins = web::Data::new(OriginPolicy::from_config(&config));
+    let groups = Arc::new(GroupAccess::new(
+        config.clone(),
+        origins.clone().into_inner(),
+    ));
+    let limits = Arc::new(config.presence.clone());
+    let ops = web::Data::new(AgentOps::new(
+        groups.clone(),
+        registry.clone(),
+        confirmations.clone(),
+        session_keys.clone(),
+        session_key_misses.clone(),
+        metrics.clone(),
+    ));
+    let shutdown = CancellationToken::new();
+    let visitor_sockets = web::Data::new(VisitorSocketDeps {
+        groups,
+        identity: IdentityVerifier::new(clock.clone()),
+        registry: registry.clone(),
+        gate: gate.clone(),
+        session_keys: session_keys.clone(),
+        confirmations: confirmations.clone(),
+        limits: limits.clone(),
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let agent_sockets = web::Data::new(AgentSocketDeps {
+        ops: ops.clone().into_inner(),
+        tokens: tokens.clone(),
+        live_agents: live_agents.clone(),
+        gate: gate.clone(),
+        limits,
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    });
     let app = web::Data::new(AppState {
+        ops: ops.clone().into_inner(),
         config: config.clone(),
         registry,
         tokens,
@@ -183,7 +224,7 @@ pub async fn run_with_clock(
         metrics,
         gate,
         trusted_proxies: trusted_proxies.clone(),
-        shutdown: CancellationToken::new(),
+        shutdown,
     });
 
     #[cfg(target_os = "linux")]
@@ -215,6 +256,9 @@ pub async fn run_with_clock(
         App::new()
             .app_data(factory_app.clone())
             .app_data(origins.clone())
+            .app_data(ops.clone())
+            .app_data(visitor_sockets.clone())
+            .app_data(agent_sockets.clone())
             .wrap(from_fn(http::guards::body_deadline))
             .wrap(from_fn(origin::cors))
             .wrap(from_fn(http::guards::connection_limit))

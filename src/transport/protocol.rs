@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
 use crate::store::AgentCard;
 
@@ -19,20 +20,25 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 /// A frame the server could not use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameError {
-    pub code: &'static str,
-    pub message: String,
+    pub error: DomainError,
     /// The frame's `id`, when it had a usable one, so the error can be
     /// matched to the request.
     pub id: Option<String>,
 }
 
 impl FrameError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            id: None,
-        }
+    pub fn new(error: DomainError) -> Self {
+        Self { error, id: None }
+    }
+
+    /// The error's code.
+    pub fn code(&self) -> &'static str {
+        self.error.code()
+    }
+
+    /// The error's text.
+    pub fn message(&self) -> String {
+        self.error.to_string()
     }
 
     fn with_id(mut self, frame: &Value) -> Self {
@@ -53,29 +59,39 @@ pub trait InboundFrame: DeserializeOwned {
 
 /// Parses an inbound text frame.
 pub fn parse_frame<F: InboundFrame>(text: &str) -> Result<F, FrameError> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| FrameError::new("malformed_json", format!("frame is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        FrameError::new(DomainError::MalformedJson(format!(
+            "frame is not valid JSON: {e}"
+        )))
+    })?;
     let kind = match value.get("type") {
         Some(Value::String(kind)) => kind.clone(),
-        Some(_) => return Err(FrameError::new("bad_frame", "`type` must be a string")),
-        None if value.is_object() => {
-            return Err(FrameError::new("bad_frame", "frame has no `type`"))
+        Some(_) => {
+            return Err(FrameError::new(DomainError::BadFrame(
+                "`type` must be a string".into(),
+            )))
         }
-        None => return Err(FrameError::new("bad_frame", "frame must be a JSON object")),
+        None if value.is_object() => {
+            return Err(FrameError::new(DomainError::BadFrame(
+                "frame has no `type`".into(),
+            )))
+        }
+        None => {
+            return Err(FrameError::new(DomainError::BadFrame(
+                "frame must be a JSON object".into(),
+            )))
+        }
     };
     if !F::TYPES.contains(&kind.as_str()) {
-        return Err(FrameError::new(
-            "unknown_type",
-            format!(
-                "unknown frame type {kind:?}; expected one of {}",
-                F::TYPES.join(", ")
-            ),
-        )
+        return Err(FrameError::new(DomainError::UnknownType(format!(
+            "unknown frame type {kind:?}; expected one of {}",
+            F::TYPES.join(", ")
+        )))
         .with_id(&value));
     }
     let id_source = value.clone();
     serde_json::from_value(value).map_err(|e| {
-        FrameError::new("bad_frame", format!("bad {kind} frame: {e}")).with_id(&id_source)
+        FrameError::new(DomainError::BadFrame(format!("bad {kind} frame: {e}"))).with_id(&id_source)
     })
 }
 
@@ -133,12 +149,21 @@ pub enum AgentInbound {
         token: String,
     },
     Watch {
+        /// The group asked for; the token's group when absent.
+        #[serde(default)]
+        groupid: Option<GroupId>,
         visitorid: String,
     },
     Unwatch {
+        /// The group asked for; the token's group when absent.
+        #[serde(default)]
+        groupid: Option<GroupId>,
         visitorid: String,
     },
     Invoke {
+        /// The group asked for; the token's group when absent.
+        #[serde(default)]
+        groupid: Option<GroupId>,
         id: String,
         visitorid: String,
         func: String,
@@ -148,6 +173,9 @@ pub enum AgentInbound {
         timeout_ms: Option<u64>,
     },
     Signal {
+        /// The group asked for; the token's group when absent.
+        #[serde(default)]
+        groupid: Option<GroupId>,
         #[serde(default)]
         id: Option<String>,
         visitorid: String,
@@ -155,11 +183,17 @@ pub enum AgentInbound {
         data: Value,
     },
     Lookup {
+        /// The group asked for; the token's group when absent.
+        #[serde(default)]
+        groupid: Option<GroupId>,
         id: String,
         visitorid: String,
     },
     /// Start a confirmation prompt.
     Confirm {
+        /// The group asked for; the token's group when absent.
+        #[serde(default)]
+        groupid: Option<GroupId>,
         id: String,
         visitorid: String,
         #[serde(default)]
@@ -169,6 +203,9 @@ pub enum AgentInbound {
     },
     /// Find the visitor holding a session key.
     FindSession {
+        /// The group asked for; the token's group when absent.
+        #[serde(default)]
+        groupid: Option<GroupId>,
         id: String,
         key: String,
     },
@@ -178,8 +215,10 @@ impl std::fmt::Debug for AgentInbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AgentInbound::Auth { .. } => f.write_str("Auth { token: [REDACTED] }"),
-            AgentInbound::Watch { visitorid } => write!(f, "Watch {{ visitorid: {visitorid:?} }}"),
-            AgentInbound::Unwatch { visitorid } => {
+            AgentInbound::Watch { visitorid, .. } => {
+                write!(f, "Watch {{ visitorid: {visitorid:?} }}")
+            }
+            AgentInbound::Unwatch { visitorid, .. } => {
                 write!(f, "Unwatch {{ visitorid: {visitorid:?} }}")
             }
             AgentInbound::Invoke {
@@ -196,7 +235,7 @@ impl std::fmt::Debug for AgentInbound {
             AgentInbound::Signal { id, visitorid, .. } => {
                 write!(f, "Signal {{ id: {id:?}, visitorid: {visitorid:?} }}")
             }
-            AgentInbound::Lookup { id, visitorid } => {
+            AgentInbound::Lookup { id, visitorid, .. } => {
                 write!(f, "Lookup {{ id: {id:?}, visitorid: {visitorid:?} }}")
             }
             AgentInbound::Confirm { id, visitorid, .. } => {
@@ -223,10 +262,9 @@ impl InboundFrame for AgentInbound {
 /// Checks a client-chosen request id.
 pub fn check_request_id(id: &str) -> Result<(), FrameError> {
     if id.is_empty() || id.len() > MAX_REQUEST_ID_LEN {
-        return Err(FrameError::new(
-            "bad_frame",
-            format!("id must be 1 to {MAX_REQUEST_ID_LEN} bytes"),
-        ));
+        return Err(FrameError::new(DomainError::BadFrame(format!(
+            "id must be 1 to {MAX_REQUEST_ID_LEN} bytes"
+        ))));
     }
     Ok(())
 }
@@ -350,7 +388,7 @@ mod tests {
 
     #[test]
     fn tells_malformed_unknown_and_bad_frames_apart() {
-        let err = |t: &str| parse_frame::<VisitorInbound>(t).expect_err(t).code;
+        let err = |t: &str| parse_frame::<VisitorInbound>(t).expect_err(t).code();
         assert_eq!(err("{not json"), "malformed_json");
         assert_eq!(err(r#"{"type":"dance"}"#), "unknown_type");
         assert_eq!(err(r#"{"type":"hello"}"#), "bad_frame");
@@ -362,9 +400,9 @@ mod tests {
     #[test]
     fn errors_carry_the_frames_id() {
         let err = parse_frame::<AgentInbound>(r#"{"type":"invoke","id":"r9"}"#).expect_err("bad");
-        assert_eq!((err.code, err.id.as_deref()), ("bad_frame", Some("r9")));
+        assert_eq!((err.code(), err.id.as_deref()), ("bad_frame", Some("r9")));
         let err = parse_frame::<AgentInbound>(r#"{"type":"nope","id":7}"#).expect_err("bad");
-        assert_eq!((err.code, err.id), ("unknown_type", None));
+        assert_eq!((err.code(), err.id), ("unknown_type", None));
     }
 
     #[test]

@@ -8,6 +8,8 @@ use actix_http::ws::Item;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web_actors::ws::{self, CloseCode, CloseReason, WebsocketContext};
 
+use crate::infra::error::DomainError;
+use crate::transport::close_codes::close_code;
 use crate::transport::protocol::ServerFrame;
 use crate::transport::ws_guard::{InboundHandle, Refusal};
 
@@ -140,18 +142,12 @@ pub fn reject<A: TextSocket>(
     actor: &mut A,
     ctx: &mut WebsocketContext<A>,
     id: Option<&str>,
-    code: &str,
-    message: &str,
+    error: &DomainError,
 ) {
     if actor.link().spend_error() {
-        send_error(ctx, id, code, message);
+        send_error(ctx, id, error);
     } else {
-        fail_and_close(
-            ctx,
-            CloseCode::Policy,
-            "too_many_errors",
-            "too many bad frames; closing",
-        );
+        fail_and_close(ctx, &DomainError::TooManyErrors);
     }
 }
 
@@ -198,7 +194,9 @@ pub fn dispatch<A: TextSocket>(
             Assembled::TooLarge => {
                 close_too_large(ctx, "the message exceeds presence.max_message_bytes")
             }
-            Assembled::Invalid(why) => fail_and_close(ctx, CloseCode::Protocol, "bad_frame", why),
+            Assembled::Invalid(why) => {
+                fail_and_close(ctx, &DomainError::ProtocolViolation(why.to_owned()))
+            }
         },
         ws::Message::Binary(_) => actor.on_binary(ctx),
         ws::Message::Ping(payload) => ctx.pong(&payload),
@@ -212,24 +210,29 @@ pub fn dispatch<A: TextSocket>(
 }
 
 /// Sends an error frame, keeping the socket open.
-pub fn send_error<A>(ctx: &mut WebsocketContext<A>, id: Option<&str>, code: &str, message: &str)
+pub fn send_error<A>(ctx: &mut WebsocketContext<A>, id: Option<&str>, error: &DomainError)
 where
     A: Actor<Context = WebsocketContext<A>>,
 {
-    ctx.text(ServerFrame::Error { id, code, message }.to_text());
+    let message = error.to_string();
+    ctx.text(
+        ServerFrame::Error {
+            id,
+            code: error.code(),
+            message: &message,
+        }
+        .to_text(),
+    );
 }
 
-/// Sends an error frame, then closes with `close_code` and stops the actor.
-pub fn fail_and_close<A>(
-    ctx: &mut WebsocketContext<A>,
-    close_code: CloseCode,
-    code: &str,
-    message: &str,
-) where
+/// Sends an error frame, then closes with the error's close code (see
+/// [`close_code`]) and its code as the reason, and stops the actor.
+pub fn fail_and_close<A>(ctx: &mut WebsocketContext<A>, error: &DomainError)
+where
     A: Actor<Context = WebsocketContext<A>>,
 {
-    send_error(ctx, None, code, message);
-    close(ctx, close_code, code);
+    send_error(ctx, None, error);
+    close(ctx, close_code(error), error.code());
 }
 
 /// Closes with a code and a short reason, and stops the actor.
@@ -251,7 +254,7 @@ fn close_too_large<A>(ctx: &mut WebsocketContext<A>, message: &str)
 where
     A: Actor<Context = WebsocketContext<A>>,
 {
-    fail_and_close(ctx, CloseCode::Size, "message_too_large", message);
+    fail_and_close(ctx, &DomainError::MessageTooLarge(message.to_owned()));
 }
 
 /// Answers the inbound guard's refusal: it has stopped reading already.
@@ -261,13 +264,10 @@ where
 {
     match refusal {
         Refusal::TooLarge(why) => close_too_large(ctx, why),
-        Refusal::Protocol(why) => fail_and_close(ctx, CloseCode::Protocol, "bad_frame", why),
-        Refusal::RateLimited => fail_and_close(
-            ctx,
-            CloseCode::Policy,
-            "rate_limited",
-            "more frames than presence.inbound_frames_per_sec and presence.inbound_frame_burst allow",
-        ),
+        Refusal::Protocol(why) => {
+            fail_and_close(ctx, &DomainError::ProtocolViolation(why.to_owned()))
+        }
+        Refusal::RateLimited => fail_and_close(ctx, &DomainError::RateLimited),
     }
 }
 
@@ -282,7 +282,7 @@ where
         }
         other => close(
             ctx,
-            CloseCode::Protocol,
+            close_code(&DomainError::ProtocolViolation(String::new())),
             &format!("protocol error: {other}"),
         ),
     }
@@ -297,12 +297,7 @@ pub fn start_heartbeat<A: TextSocket>(
 ) {
     ctx.run_interval(interval, move |actor, ctx| {
         if actor.link().last_heard.elapsed() >= timeout {
-            fail_and_close(
-                ctx,
-                CloseCode::Policy,
-                "heartbeat_timeout",
-                "no frame or pong was received within presence.client_timeout_ms",
-            );
+            fail_and_close(ctx, &DomainError::HeartbeatTimeout);
         } else {
             ctx.ping(b"");
         }
@@ -320,7 +315,11 @@ pub fn close_on_shutdown<A>(
     use actix::ActorFutureExt;
     ctx.spawn(wrap_future::<_, A>(shutdown.cancelled_owned()).map(
         |_, _actor, ctx: &mut WebsocketContext<A>| {
-            close(ctx, CloseCode::Away, "server shutting down")
+            close(
+                ctx,
+                close_code(&DomainError::ShuttingDown),
+                "server shutting down",
+            )
         },
     ));
 }

@@ -5,22 +5,24 @@
 //! send signals. The session closes itself with `token_expired` the moment
 //! its token expires.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, ActorContext, AsyncContext, Handler, Message, StreamHandler};
-use actix_web::web;
-use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
+use actix_web_actors::ws::{self, WebsocketContext};
+use tokio_util::sync::CancellationToken;
 
-use crate::auth::token::AgentClaims;
-use crate::infra::capacity::ConnectionPermit;
+use crate::auth::token::{AgentClaims, TokenService};
+use crate::infra::capacity::{ConnectionGate, ConnectionPermit};
+use crate::infra::config::PresenceConfig;
 use crate::infra::error::DomainError;
-use crate::infra::ids::{VisitorId, VisitorKey};
+use crate::infra::metrics::Metrics;
+use crate::presence::agent_ops::{AgentOps, Caller, Watches};
 use crate::presence::confirmation::{ConfirmOptions, ConfirmationStatus};
+use crate::presence::live_agents::LiveAgents;
 use crate::presence::origin::RequestOrigin;
-use crate::presence::registry::{Unwatch, UnwatchAll, VisitorEvent, VisitorState, WatcherId};
-use crate::server::state::{in_scope, AppState};
+use crate::presence::registry::VisitorEvent;
 use crate::transport::protocol::{parse_frame, AgentInbound, ServerFrame};
 use crate::transport::ws_guard::InboundHandle;
 use crate::transport::ws_support::{
@@ -52,16 +54,31 @@ const EVENT_MAILBOX_SLACK: usize = 256;
 
 static NEXT_WATCHER_ID: AtomicU64 = AtomicU64::new(1);
 
+/// What an agent socket uses, and nothing more; built once at start-up.
+pub struct AgentSocketDeps {
+    /// The agent verbs.
+    pub ops: Arc<AgentOps>,
+    /// Verifies the `auth` frame's token.
+    pub tokens: Arc<TokenService>,
+    /// Makes the socket findable for revocations and confirmation outcomes.
+    pub live_agents: Arc<LiveAgents>,
+    /// Agent sockets under the connection limits.
+    pub gate: Arc<ConnectionGate>,
+    pub limits: Arc<PresenceConfig>,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when shutdown begins; the socket then closes with 1001.
+    pub shutdown: CancellationToken,
+}
+
 /// One agent socket.
 pub struct AgentSession {
-    app: web::Data<AppState>,
+    deps: Arc<AgentSocketDeps>,
     origin: RequestOrigin,
     /// The peer's IP address, for per-client limits.
     client: Option<String>,
-    watcher_id: WatcherId,
     claims: Option<AgentClaims>,
     link: SocketLink,
-    watching: HashSet<VisitorId>,
+    watches: Watches,
     in_flight: usize,
     /// This socket's slot under the connection limit.
     permit: ConnectionPermit,
@@ -69,68 +86,63 @@ pub struct AgentSession {
 
 impl AgentSession {
     pub fn new(
-        app: web::Data<AppState>,
+        deps: Arc<AgentSocketDeps>,
         origin: RequestOrigin,
         client: Option<String>,
         permit: ConnectionPermit,
         inbound: InboundHandle,
     ) -> Self {
-        let limit = app.config.presence.max_message_bytes;
+        let limit = deps.limits.max_message_bytes;
         Self {
-            app,
+            deps,
             origin,
             client,
-            watcher_id: NEXT_WATCHER_ID.fetch_add(1, Ordering::Relaxed),
             claims: None,
             link: SocketLink::new(limit, inbound),
-            watching: HashSet::new(),
+            watches: Watches::new(NEXT_WATCHER_ID.fetch_add(1, Ordering::Relaxed)),
             in_flight: 0,
             permit,
         }
     }
 
+    /// The `auth` frame: the token must verify, and the agent operations
+    /// must admit it to its own group, as they would a REST request.
     fn auth(&mut self, token: &str, ctx: &mut WebsocketContext<Self>) {
-        let checked = (|| {
-            let claims = self.app.tokens.verify(token).map_err(|e| {
-                self.app.metrics.auth_failed(e.reason());
+        let deps = &self.deps;
+        let checked = deps
+            .tokens
+            .verify(token)
+            .map_err(|e| {
+                deps.metrics.auth_failed(e.reason());
                 DomainError::unauthorized(e.to_string())
-            })?;
-            let group =
-                self.app.config.group(claims.groupid).ok_or_else(|| {
-                    DomainError::unauthorized("the token's group no longer exists")
-                })?;
-            if !group.presence {
-                return Err(DomainError::PresenceNotSubscribed(group.id));
-            }
-            self.app.origins.check_group(group.id, &self.origin)?;
-            Ok(claims)
-        })();
+            })
+            .and_then(|claims| {
+                let caller = Caller {
+                    claims: &claims,
+                    origin: &self.origin,
+                    client: self.client.as_deref(),
+                };
+                deps.ops.admit(&caller, claims.groupid)?;
+                Ok(claims)
+            });
         let claims = match checked {
             Ok(claims) => claims,
-            Err(e) => return fail_and_close(ctx, CloseCode::Policy, e.code(), &e.to_string()),
+            Err(e) => return fail_and_close(ctx, &e),
         };
-        self.app.live_agents.register(
+        let watcher = self.watches.watcher();
+        deps.live_agents.register(
             &claims.jti,
             claims.groupid,
             &claims.sub,
-            self.watcher_id,
+            watcher,
             ctx.address(),
         );
         // A revocation that raced this auth has already swept the index:
         // check the denylist once more now that we are findable.
-        if self.app.tokens.revocations().is_revoked(&claims.jti) {
-            self.app.live_agents.unregister(
-                &claims.jti,
-                claims.groupid,
-                &claims.sub,
-                self.watcher_id,
-            );
-            return fail_and_close(
-                ctx,
-                CloseCode::Policy,
-                "token_revoked",
-                "the agent token was revoked",
-            );
+        if deps.tokens.revocations().is_revoked(&claims.jti) {
+            deps.live_agents
+                .unregister(&claims.jti, claims.groupid, &claims.sub, watcher);
+            return fail_and_close(ctx, &DomainError::TokenRevoked);
         }
         ctx.text(
             ServerFrame::Ready {
@@ -138,18 +150,13 @@ impl AgentSession {
                 username: &claims.sub,
                 role: claims.role.as_str(),
                 expires: claims.exp,
-                functions: &self.app.usable_functions(&claims),
+                functions: &deps.ops.usable_functions(&claims),
             }
             .to_text(),
         );
-        let left = Duration::from_secs(self.app.tokens.seconds_left(&claims));
+        let left = Duration::from_secs(deps.tokens.seconds_left(&claims));
         ctx.run_later(left, |_, ctx| {
-            fail_and_close(
-                ctx,
-                CloseCode::Policy,
-                "token_expired",
-                "the agent token has expired",
-            );
+            fail_and_close(ctx, &DomainError::TokenExpired);
         });
         self.claims = Some(claims);
     }
@@ -159,40 +166,30 @@ impl Actor for AgentSession {
     type Context = WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let presence = &self.app.config.presence;
+        let presence = &self.deps.limits;
         // Room for a state event per watch plus bursts; an agent that stops
         // reading fills it and the registry drops its watches.
         ctx.set_mailbox_capacity(EVENT_MAILBOX_SLACK + 2 * presence.max_watches_per_agent);
         start_heartbeat(ctx, presence.ping_interval(), presence.client_timeout());
         ctx.run_later(presence.hello_timeout(), |session, ctx| {
             if session.claims.is_none() {
-                fail_and_close(
-                    ctx,
-                    CloseCode::Policy,
-                    "auth_timeout",
-                    "no auth within presence.hello_timeout_ms",
-                );
+                fail_and_close(ctx, &DomainError::AuthTimeout);
             }
         });
-        close_on_shutdown(ctx, self.app.shutdown.clone());
+        close_on_shutdown(ctx, self.deps.shutdown.clone());
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
         self.permit.release();
         if let Some(claims) = &self.claims {
-            self.app.live_agents.unregister(
+            self.deps.live_agents.unregister(
                 &claims.jti,
                 claims.groupid,
                 &claims.sub,
-                self.watcher_id,
+                self.watches.watcher(),
             );
         }
-        if !self.watching.is_empty() {
-            self.app.registry.addr().do_send(UnwatchAll {
-                watcher: self.watcher_id,
-            });
-            self.watching.clear();
-        }
+        self.watches.clear(&self.deps.ops);
         actix::Running::Stop
     }
 }
@@ -201,12 +198,7 @@ impl Handler<TokenRevoked> for AgentSession {
     type Result = ();
 
     fn handle(&mut self, _: TokenRevoked, ctx: &mut Self::Context) {
-        fail_and_close(
-            ctx,
-            CloseCode::Policy,
-            "token_revoked",
-            "the agent token was revoked",
-        );
+        fail_and_close(ctx, &DomainError::TokenRevoked);
     }
 }
 
@@ -230,21 +222,14 @@ impl Handler<VisitorEvent> for AgentSession {
 
     fn handle(&mut self, event: VisitorEvent, ctx: &mut Self::Context) {
         // Events still queued for a visitor just unwatched are dropped.
-        let Some(visitor) = self.watching.get(event.state.visitorid.as_str()) else {
+        if !self.watches.contains(event.state.visitorid.as_str()) {
             return;
-        };
+        }
         let Some(claims) = &self.claims else {
             return;
         };
-        let key = VisitorKey::new(event.state.groupid, visitor.clone());
-        // A visitor outside the token's policy always looks offline.
-        let visible = in_scope(claims, &event.state);
-        let state = if visible {
-            event.state
-        } else {
-            VisitorState::offline(&key)
-        };
-        let confirmed = visible && self.app.confirmations.shows_confirmed(&key, &claims.sub);
+        let view = self.deps.ops.event_view(claims, event.state);
+        let state = &view.state;
         ctx.text(
             ServerFrame::Visitor {
                 event: event.kind.as_str(),
@@ -254,7 +239,7 @@ impl Handler<VisitorEvent> for AgentSession {
                 data: &state.data,
                 verified: state.verified,
                 identity: state.identity.as_ref(),
-                confirmed,
+                confirmed: view.confirmed,
             }
             .to_text(),
         );
@@ -273,11 +258,9 @@ impl TextSocket for AgentSession {
                 Ok(AgentInbound::Auth { token }) => self.auth(&token, ctx),
                 Ok(_) => fail_and_close(
                     ctx,
-                    CloseCode::Policy,
-                    "auth_required",
-                    "the first frame must be auth",
+                    &DomainError::AuthRequired("the first frame must be auth"),
                 ),
-                Err(e) => fail_and_close(ctx, CloseCode::Policy, e.code, &e.message),
+                Err(e) => fail_and_close(ctx, &e.error),
             };
         };
         let frame = match frame {
@@ -285,49 +268,46 @@ impl TextSocket for AgentSession {
             Err(e) => {
                 // The agent socket speaks REST's codes: a frame it cannot
                 // read is a bad request.
-                let code = if e.code == "unknown_type" {
-                    e.code
-                } else {
-                    "bad_request"
+                let error = match e.error {
+                    unknown @ DomainError::UnknownType(_) => unknown,
+                    other => DomainError::BadRequest(other.to_string()),
                 };
-                return reject(self, ctx, e.id.as_deref(), code, &e.message);
+                return reject(self, ctx, e.id.as_deref(), &error);
             }
         };
         match frame {
-            AgentInbound::Auth { .. } => reject(
-                self,
-                ctx,
-                None,
-                "already_authenticated",
-                "auth was already received",
-            ),
-            AgentInbound::Watch { visitorid } => self.watch(&claims, &visitorid, ctx),
-            AgentInbound::Unwatch { visitorid } => {
-                // Unwatching a visitor not watched is a no-op, like a
-                // repeated DELETE.
-                if let Some(key) = self.visitor_key(&claims, None, &visitorid, ctx) {
-                    if self.watching.remove(&key.visitor) {
-                        self.app.registry.addr().do_send(Unwatch {
-                            key,
-                            watcher: self.watcher_id,
-                        });
-                    }
-                }
+            AgentInbound::Auth { .. } => {
+                reject(self, ctx, None, &DomainError::AlreadyAuthenticated)
+            }
+            AgentInbound::Watch { groupid, visitorid } => {
+                self.watch(&claims, groupid, &visitorid, ctx)
+            }
+            AgentInbound::Unwatch { groupid, visitorid } => {
+                self.unwatch(&claims, groupid, &visitorid, ctx)
             }
             AgentInbound::Invoke {
+                groupid,
                 id,
                 visitorid,
                 func,
                 args,
                 timeout_ms,
-            } => self.invoke(&claims, id, &visitorid, func, args, timeout_ms, ctx),
+            } => self.invoke(
+                &claims, id, groupid, &visitorid, func, args, timeout_ms, ctx,
+            ),
             AgentInbound::Signal {
+                groupid,
                 id,
                 visitorid,
                 data,
-            } => self.signal(&claims, id, &visitorid, data, ctx),
-            AgentInbound::Lookup { id, visitorid } => self.lookup(&claims, id, &visitorid, ctx),
+            } => self.signal(&claims, id, groupid, &visitorid, data, ctx),
+            AgentInbound::Lookup {
+                groupid,
+                id,
+                visitorid,
+            } => self.lookup(&claims, id, groupid, &visitorid, ctx),
             AgentInbound::Confirm {
+                groupid,
                 id,
                 visitorid,
                 choices,
@@ -335,11 +315,14 @@ impl TextSocket for AgentSession {
             } => self.confirm(
                 &claims,
                 id,
+                groupid,
                 &visitorid,
                 ConfirmOptions { choices, agent },
                 ctx,
             ),
-            AgentInbound::FindSession { id, key } => self.find_session(&claims, id, &key, ctx),
+            AgentInbound::FindSession { groupid, id, key } => {
+                self.find_session(&claims, id, groupid, &key, ctx)
+            }
         }
     }
 
@@ -353,18 +336,10 @@ impl TextSocket for AgentSession {
         if self.claims.is_none() {
             fail_and_close(
                 ctx,
-                CloseCode::Policy,
-                "auth_required",
-                "the first frame must be an auth text frame",
+                &DomainError::AuthRequired("the first frame must be an auth text frame"),
             );
         } else {
-            reject(
-                self,
-                ctx,
-                None,
-                "binary_not_supported",
-                "frames must be JSON text",
-            );
+            reject(self, ctx, None, &DomainError::BinaryNotSupported);
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The request frames of an agent socket after `auth`: watch, invoke,
-//! signal, lookup, session-key search and confirmation prompts. Each
-//! request with an `id` is answered by a frame carrying it, or by an error
-//! frame echoing it.
+//! signal, lookup, session-key search and confirmation prompts. Each is a
+//! thin adapter over the agent operations: it checks the frame's `id`,
+//! calls the verb and answers a frame carrying the `id`, or an error frame
+//! echoing it. A frame may name its `groupid`; without one it is the
+//! token's group.
 
 use actix::{ActorFutureExt, AsyncContext, WrapFuture};
 use actix_web_actors::ws::WebsocketContext;
@@ -10,84 +12,103 @@ use serde_json::Value;
 use super::{AgentSession, MAX_IN_FLIGHT_PER_AGENT};
 use crate::auth::token::AgentClaims;
 use crate::infra::error::DomainError;
-use crate::infra::ids::{VisitorId, VisitorKey};
-use crate::presence::confirmation::{card_for, ConfirmOptions};
-use crate::presence::invoke::{self, check_invoke, InvokeOutcome};
-use crate::presence::registry::Watch;
-use crate::server::state::VisitorView;
+use crate::infra::ids::GroupId;
+use crate::presence::agent_ops::{
+    Caller, FindSession, Invoke, Lookup, Pending, Signal, StartConfirmation, VisitorView,
+};
+use crate::presence::confirmation::ConfirmOptions;
+use crate::presence::invoke::InvokeOutcome;
 use crate::transport::protocol::{check_request_id, ServerFrame};
 use crate::transport::ws_support::{reject, send_error};
 
 impl AgentSession {
-    /// Validates a visitor id from a frame, answering an error frame if bad.
-    pub(super) fn visitor_key(
-        &mut self,
-        claims: &AgentClaims,
-        id: Option<&str>,
-        visitorid: &str,
-        ctx: &mut WebsocketContext<Self>,
-    ) -> Option<VisitorKey> {
-        match VisitorId::parse(visitorid) {
-            Ok(visitor) => Some(VisitorKey::new(claims.groupid, visitor)),
-            Err(message) => {
-                reject(self, ctx, id, "bad_request", &message);
-                None
+    fn caller<'a>(&'a self, claims: &'a AgentClaims) -> Caller<'a> {
+        Caller {
+            claims,
+            origin: &self.origin,
+            client: self.client.as_deref(),
+        }
+    }
+
+    /// Checks a request's `id`, answering an error frame if it is bad.
+    fn request_id(&mut self, id: &str, ctx: &mut WebsocketContext<Self>) -> bool {
+        match check_request_id(id) {
+            Ok(()) => true,
+            Err(e) => {
+                reject(self, ctx, None, &DomainError::BadRequest(e.message()));
+                false
             }
         }
     }
 
-    /// The visitor a request with an `id` is about: checks the id, then
-    /// the visitor id, answering an error frame if either is bad.
-    fn request_target(
+    /// Runs an accepted request in flight (bounded per socket), then
+    /// answers it with `answer`, or with the error it ended with.
+    fn in_flight<T: 'static>(
         &mut self,
-        claims: &AgentClaims,
-        id: &str,
-        visitorid: &str,
+        id: Option<String>,
+        accepted: Result<Pending<T>, DomainError>,
+        answer: fn(&mut WebsocketContext<Self>, Option<&str>, T),
         ctx: &mut WebsocketContext<Self>,
-    ) -> Option<VisitorKey> {
-        if let Err(e) = check_request_id(id) {
-            reject(self, ctx, None, "bad_request", &e.message);
-            return None;
-        }
-        self.visitor_key(claims, Some(id), visitorid, ctx)
-    }
-
-    /// Reserves an in-flight slot, or answers `too_many_pending`.
-    fn reserve(&mut self, id: Option<&str>, ctx: &mut WebsocketContext<Self>) -> bool {
+    ) {
+        let pending = match accepted {
+            Ok(pending) => pending,
+            Err(e) => return reject(self, ctx, id.as_deref(), &e),
+        };
         if self.in_flight >= MAX_IN_FLIGHT_PER_AGENT {
             let e = DomainError::TooManyPending(MAX_IN_FLIGHT_PER_AGENT);
-            send_error(ctx, id, e.code(), &e.to_string());
-            return false;
+            return send_error(ctx, id.as_deref(), &e);
         }
         self.in_flight += 1;
-        true
+        ctx.spawn(pending.into_actor(self).map(move |outcome, session, ctx| {
+            session.in_flight -= 1;
+            match outcome {
+                Ok(value) => answer(ctx, id.as_deref(), value),
+                Err(e) => send_error(ctx, id.as_deref(), &e),
+            }
+        }));
     }
 
     pub(super) fn watch(
         &mut self,
         claims: &AgentClaims,
+        group: Option<GroupId>,
         visitorid: &str,
         ctx: &mut WebsocketContext<Self>,
     ) {
-        let Some(key) = self.visitor_key(claims, None, visitorid, ctx) else {
-            return;
+        let events = ctx.address().recipient();
+        let group = group.unwrap_or(claims.groupid);
+        let caller = Caller {
+            claims,
+            origin: &self.origin,
+            client: self.client.as_deref(),
         };
-        let limit = self.app.config.presence.max_watches_per_agent;
-        if !self.watching.contains(&key.visitor) && self.watching.len() >= limit {
-            return reject(
-                self,
-                ctx,
-                None,
-                "too_many_watches",
-                &format!("at most {limit} visitors can be watched per socket"),
-            );
+        if let Err(e) = self
+            .watches
+            .watch(&self.deps.ops, &caller, group, visitorid, events)
+        {
+            reject(self, ctx, None, &e);
         }
-        self.watching.insert(key.visitor.clone());
-        self.app.registry.addr().do_send(Watch {
-            key,
-            watcher: self.watcher_id,
-            events: ctx.address().recipient(),
-        });
+    }
+
+    pub(super) fn unwatch(
+        &mut self,
+        claims: &AgentClaims,
+        group: Option<GroupId>,
+        visitorid: &str,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        let group = group.unwrap_or(claims.groupid);
+        let caller = Caller {
+            claims,
+            origin: &self.origin,
+            client: self.client.as_deref(),
+        };
+        if let Err(e) = self
+            .watches
+            .unwatch(&self.deps.ops, &caller, group, visitorid)
+        {
+            reject(self, ctx, None, &e);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -95,114 +116,67 @@ impl AgentSession {
         &mut self,
         claims: &AgentClaims,
         id: String,
+        group: Option<GroupId>,
         visitorid: &str,
         func: String,
         args: Value,
         timeout_ms: Option<u64>,
         ctx: &mut WebsocketContext<Self>,
     ) {
-        let Some(key) = self.request_target(claims, &id, visitorid, ctx) else {
-            return;
-        };
-        let checked = self.app.group(claims.groupid).and_then(|group| {
-            let timeout_ms = check_invoke(
-                &func,
-                timeout_ms,
-                &self.app.config.presence,
-                &group.invoke_allow,
-            )?;
-            self.app.check_scope(claims, &key, Some(&func))?;
-            let only_to = self
-                .app
-                .confirmations
-                .check_gate(group, &key, &claims.sub)?;
-            Ok((timeout_ms, only_to))
-        });
-        let (timeout_ms, only_to) = match checked {
-            Ok(t) => t,
-            Err(e) => return reject(self, ctx, Some(&id), e.code(), &e.to_string()),
-        };
-        if !self.reserve(Some(&id), ctx) {
+        if !self.request_id(&id, ctx) {
             return;
         }
-        let registry = self.app.registry.clone();
-        let metrics = self.app.metrics.clone();
-        let fut = async move {
-            invoke::invoke(&registry, &metrics, key, func, args, timeout_ms, only_to).await
-        };
-        ctx.spawn(fut.into_actor(self).map(move |outcome, session, ctx| {
-            session.in_flight -= 1;
-            let frame = match &outcome {
-                Ok(InvokeOutcome::Ok { value, .. }) => ServerFrame::Result {
-                    id: &id,
-                    ok: true,
-                    value: Some(value),
-                    error: None,
-                },
-                Ok(InvokeOutcome::Failed { error, .. }) => ServerFrame::Result {
-                    id: &id,
-                    ok: false,
-                    value: None,
-                    error: Some(error),
-                },
-                Err(e) => return send_error(ctx, Some(&id), e.code(), &e.to_string()),
-            };
-            ctx.text(frame.to_text());
-        }));
+        let accepted = Invoke {
+            group: group.unwrap_or(claims.groupid),
+            visitorid,
+            func,
+            args,
+            timeout_ms,
+        }
+        .apply(&self.deps.ops, &self.caller(claims));
+        self.in_flight(Some(id), accepted, answer_invoke, ctx);
     }
 
     pub(super) fn signal(
         &mut self,
         claims: &AgentClaims,
         id: Option<String>,
+        group: Option<GroupId>,
         visitorid: &str,
         data: Value,
         ctx: &mut WebsocketContext<Self>,
     ) {
         if let Some(id) = &id {
-            if let Err(e) = check_request_id(id) {
-                return reject(self, ctx, None, "bad_request", &e.message);
+            if !self.request_id(id, ctx) {
+                return;
             }
         }
-        let Some(key) = self.visitor_key(claims, id.as_deref(), visitorid, ctx) else {
-            return;
-        };
-        let gate = self.app.group(claims.groupid).and_then(|group| {
-            self.app.check_scope(claims, &key, None)?;
-            self.app.confirmations.check_gate(group, &key, &claims.sub)
-        });
-        let only_to = match gate {
-            Ok(only_to) => only_to,
-            Err(e) => return reject(self, ctx, id.as_deref(), e.code(), &e.to_string()),
-        };
-        if !self.reserve(id.as_deref(), ctx) {
-            return;
+        let accepted = Signal {
+            group: group.unwrap_or(claims.groupid),
+            visitorid,
+            data,
         }
-        let registry = self.app.registry.clone();
-        let config = self.app.config.clone();
-        let fut =
-            async move { invoke::signal(&registry, key, data, &config.presence, only_to).await };
-        ctx.spawn(fut.into_actor(self).map(move |result, session, ctx| {
-            session.in_flight -= 1;
-            match (result, id) {
-                (Ok(()), Some(id)) => ctx.text(ServerFrame::SignalSent { id: &id }.to_text()),
-                (Ok(()), None) => {}
-                (Err(e), id) => send_error(ctx, id.as_deref(), e.code(), &e.to_string()),
-            }
-        }));
+        .apply(&self.deps.ops, &self.caller(claims));
+        self.in_flight(id, accepted, answer_signal, ctx);
     }
 
     pub(super) fn lookup(
         &mut self,
         claims: &AgentClaims,
         id: String,
+        group: Option<GroupId>,
         visitorid: &str,
         ctx: &mut WebsocketContext<Self>,
     ) {
-        let Some(key) = self.request_target(claims, &id, visitorid, ctx) else {
+        if !self.request_id(&id, ctx) {
             return;
-        };
-        send_lookup(ctx, &id, self.app.visitor_view(&key, claims));
+        }
+        let view = Lookup {
+            group: group.unwrap_or(claims.groupid),
+            visitorid,
+        }
+        .apply(&self.deps.ops, &self.caller(claims));
+        self.answer_lookup(&id, view, ctx);
     }
 
     /// Starts a confirmation prompt; the answer to read out comes back as a
@@ -211,49 +185,25 @@ impl AgentSession {
         &mut self,
         claims: &AgentClaims,
         id: String,
+        group: Option<GroupId>,
         visitorid: &str,
         options: ConfirmOptions,
         ctx: &mut WebsocketContext<Self>,
     ) {
-        let Some(key) = self.request_target(claims, &id, visitorid, ctx) else {
-            return;
-        };
-        let card = self.app.group(claims.groupid).and_then(|group| {
-            self.app.check_scope(claims, &key, None)?;
-            card_for(group, &claims.sub, claims.name.as_deref(), options.agent)
-        });
-        let card = match card {
-            Ok(card) => card,
-            Err(e) => return reject(self, ctx, Some(&id), e.code(), &e.to_string()),
-        };
-        if !self.reserve(Some(&id), ctx) {
+        if !self.request_id(&id, ctx) {
             return;
         }
-        let confirmations = self.app.confirmations.clone();
-        let agent = claims.sub.clone();
+        let accepted = StartConfirmation {
+            group: group.unwrap_or(claims.groupid),
+            visitorid,
+            options: Ok(options),
+        }
+        .apply(&self.deps.ops, &self.caller(claims));
         let visitorid = visitorid.to_owned();
-        let fut = async move {
-            confirmations
-                .start(key, &agent, card, options.choices)
-                .await
-        };
-        ctx.spawn(fut.into_actor(self).map(move |started, session, ctx| {
-            session.in_flight -= 1;
-            match started {
-                Ok(started) => ctx.text(
-                    ServerFrame::ConfirmStarted {
-                        id: &id,
-                        visitorid: &visitorid,
-                        confirmation: &started.confirmation,
-                        answer: &started.answer,
-                        choices: &started.choices,
-                        expires: started.expires,
-                    }
-                    .to_text(),
-                ),
-                Err(e) => send_error(ctx, Some(&id), e.code(), &e.to_string()),
-            }
-        }));
+        let accepted = accepted.map(|pending| -> Pending<(String, _)> {
+            Box::pin(async move { Ok((visitorid, pending.await?)) })
+        });
+        self.in_flight(Some(id), accepted, answer_confirm, ctx);
     }
 
     /// Finds the visitor holding a session key; answered like a lookup.
@@ -263,34 +213,91 @@ impl AgentSession {
         &mut self,
         claims: &AgentClaims,
         id: String,
+        group: Option<GroupId>,
         key: &str,
         ctx: &mut WebsocketContext<Self>,
     ) {
-        if let Err(e) = check_request_id(&id) {
-            return reject(self, ctx, None, "bad_request", &e.message);
+        if !self.request_id(&id, ctx) {
+            return;
         }
-        let found = self.app.find_session(claims, key, self.client.as_deref());
-        send_lookup(ctx, &id, found);
+        let found = FindSession {
+            group: group.unwrap_or(claims.groupid),
+            key,
+        }
+        .apply(&self.deps.ops, &self.caller(claims));
+        self.answer_lookup(&id, found, ctx);
+    }
+
+    /// Answers a lookup-style request with the visitor's document, or the
+    /// error.
+    fn answer_lookup(
+        &mut self,
+        id: &str,
+        view: Result<VisitorView, DomainError>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        let frame = view.and_then(|view| {
+            serde_json::to_value(view).map_err(|e| DomainError::Internal(format!("lookup: {e}")))
+        });
+        match frame {
+            Ok(visitor) => ctx.text(
+                ServerFrame::Lookup {
+                    id,
+                    visitor: &visitor,
+                }
+                .to_text(),
+            ),
+            // A malformed request is the client's mistake; a visitor that
+            // is not there is an answer.
+            Err(e @ DomainError::BadRequest(_)) => reject(self, ctx, Some(id), &e),
+            Err(e) => send_error(ctx, Some(id), &e),
+        }
     }
 }
 
-/// Answers a lookup-style request with the visitor's document, or the error.
-fn send_lookup(
+fn answer_invoke(
     ctx: &mut WebsocketContext<AgentSession>,
-    id: &str,
-    view: Result<VisitorView, DomainError>,
+    id: Option<&str>,
+    outcome: InvokeOutcome,
 ) {
-    let frame = view.and_then(|view| {
-        serde_json::to_value(view).map_err(|e| DomainError::Internal(format!("lookup: {e}")))
-    });
-    match frame {
-        Ok(visitor) => ctx.text(
-            ServerFrame::Lookup {
-                id,
-                visitor: &visitor,
-            }
-            .to_text(),
-        ),
-        Err(e) => send_error(ctx, Some(id), e.code(), &e.to_string()),
+    let id = id.unwrap_or_default();
+    let frame = match &outcome {
+        InvokeOutcome::Ok { value, .. } => ServerFrame::Result {
+            id,
+            ok: true,
+            value: Some(value),
+            error: None,
+        },
+        InvokeOutcome::Failed { error, .. } => ServerFrame::Result {
+            id,
+            ok: false,
+            value: None,
+            error: Some(error),
+        },
+    };
+    ctx.text(frame.to_text());
+}
+
+fn answer_signal(ctx: &mut WebsocketContext<AgentSession>, id: Option<&str>, (): ()) {
+    if let Some(id) = id {
+        ctx.text(ServerFrame::SignalSent { id }.to_text());
     }
+}
+
+fn answer_confirm(
+    ctx: &mut WebsocketContext<AgentSession>,
+    id: Option<&str>,
+    (visitorid, started): (String, crate::presence::confirmation::Started),
+) {
+    ctx.text(
+        ServerFrame::ConfirmStarted {
+            id: id.unwrap_or_default(),
+            visitorid: &visitorid,
+            confirmation: &started.confirmation,
+            answer: &started.answer,
+            choices: &started.choices,
+            expires: started.expires,
+        }
+        .to_text(),
+    );
 }

@@ -15,7 +15,8 @@ use crate::auth::audit::{Query, MAX_PAGE};
 use crate::infra::config::{valid_username, Role};
 use crate::infra::error::{off_thread, DomainError};
 use crate::infra::ids::{GroupId, VisitorId, VisitorKey};
-use crate::server::state::{in_scope, AppState, VisitorView};
+use crate::presence::agent_ops::{AgentOps, ListVisitors, VisitorQuery};
+use crate::server::state::AppState;
 use crate::store::AgentSource;
 
 /// Records per page when `limit` is not given.
@@ -63,100 +64,20 @@ pub async fn audit(
     Ok(HttpResponse::Ok().json(page))
 }
 
-/// Most visitors per page of the visitor list.
-const MAX_VISITOR_PAGE: usize = 1000;
-
-/// The query of the visitor list: `limit`, `cursor` and `data.<key>`
-/// filters; anything else is refused, not ignored.
-struct VisitorQuery {
-    limit: usize,
-    cursor: Option<String>,
-    data: BTreeMap<String, String>,
-}
-
-impl VisitorQuery {
-    fn parse(query: &str) -> Result<Self, DomainError> {
-        let bad = |m: String| DomainError::BadRequest(m);
-        let mut parsed = VisitorQuery {
-            limit: DEFAULT_PAGE,
-            cursor: None,
-            data: BTreeMap::new(),
-        };
-        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            match name.as_ref() {
-                "limit" => {
-                    parsed.limit = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_VISITOR_PAGE).contains(n))
-                        .ok_or_else(|| bad(format!("limit must be 1 to {MAX_VISITOR_PAGE}")))?;
-                }
-                "cursor" => {
-                    VisitorId::parse(&value)
-                        .map_err(|_| bad("cursor is not one this server issued".into()))?;
-                    parsed.cursor = Some(value.into_owned());
-                }
-                other => match other.strip_prefix("data.") {
-                    Some(key) if !key.is_empty() && parsed.data.len() < 16 => {
-                        parsed.data.insert(key.to_owned(), value.into_owned());
-                    }
-                    _ => return Err(bad(format!("unknown query parameter {other:?}"))),
-                },
-            }
-        }
-        Ok(parsed)
-    }
-
-    fn matches(&self, data: &Value) -> bool {
-        self.data.iter().all(|(key, wanted)| match data.get(key) {
-            Some(Value::String(s)) => s == wanted,
-            Some(Value::Number(n)) => n.to_string() == *wanted,
-            _ => false,
-        })
-    }
-}
-
-#[derive(Serialize)]
-struct VisitorPage {
-    visitors: Vec<VisitorView>,
-    /// Pass as `cursor` for the next page; `null` on the last.
-    next_cursor: Option<String>,
-}
-
 /// `GET /presence/{groupid}/visitors?limit=&cursor=&data.<key>=<value>`:
 /// the group's online visitors in id order, a page at a time.
 pub async fn list_visitors(
-    app: web::Data<AppState>,
+    ops: web::Data<AgentOps>,
     auth: AgentAuth,
     req: HttpRequest,
     group: web::Path<GroupId>,
 ) -> Result<HttpResponse, DomainError> {
-    let group = group.into_inner();
-    auth.require_admin(&app, group)?;
-    let query = VisitorQuery::parse(req.query_string())?;
-    let claims = &auth.claims;
-    let (states, more) = app
-        .registry
-        .page(group, query.cursor.as_deref(), query.limit, |state| {
-            query.matches(&state.data) && in_scope(claims, state)
-        });
-    let next_cursor = more
-        .then(|| states.last().map(|s| s.visitorid.clone()))
-        .flatten();
-    let visitors = states
-        .into_iter()
-        .map(|state| {
-            let confirmed = VisitorId::parse(&state.visitorid).is_ok_and(|id| {
-                app.confirmations
-                    .shows_confirmed(&VisitorKey::new(group, id), &claims.sub)
-            });
-            VisitorView { state, confirmed }
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(VisitorPage {
-        visitors,
-        next_cursor,
-    }))
+    let page = ListVisitors {
+        group: group.into_inner(),
+        query: VisitorQuery::parse(req.query_string()),
+    }
+    .apply(&ops, &auth.caller(None))?;
+    Ok(HttpResponse::Ok().json(page))
 }
 
 #[derive(Serialize)]

@@ -8,9 +8,10 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 
 use crate::auth::token::AgentClaims;
-use crate::infra::config::{GroupConfig, Role};
+use crate::infra::config::GroupConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
+use crate::presence::agent_ops::{AgentOps, Caller};
 use crate::presence::origin::RequestOrigin;
 use crate::server::state::AppState;
 
@@ -55,28 +56,22 @@ fn extract(req: &HttpRequest) -> Result<AgentAuth, DomainError> {
 }
 
 impl AgentAuth {
-    /// Checks that the token may act on `group`: same group, the group
-    /// still has Presence, and the request's Origin is on its list.
+    /// The caller as the agent operations see it.
+    pub fn caller<'a>(&'a self, client: Option<&'a str>) -> Caller<'a> {
+        Caller {
+            claims: &self.claims,
+            origin: &self.origin,
+            client,
+        }
+    }
+
+    /// Checks that the token may act on `group` (see [`AgentOps::admit`]).
     pub fn for_group<'a>(
         &self,
         app: &'a AppState,
         group: GroupId,
     ) -> Result<&'a GroupConfig, DomainError> {
-        if self.claims.groupid != group {
-            return Err(DomainError::WrongGroup {
-                token: self.claims.groupid,
-                path: group,
-            });
-        }
-        let config = app
-            .config
-            .group(group)
-            .ok_or(DomainError::UnknownGroup(group))?;
-        if !config.presence {
-            return Err(DomainError::PresenceNotSubscribed(group));
-        }
-        app.origins.check_group(group, &self.origin)?;
-        Ok(config)
+        app.ops.admit(&self.caller(None), group)
     }
 
     /// As [`AgentAuth::for_group`], and the token must be an
@@ -86,12 +81,6 @@ impl AgentAuth {
         app: &'a AppState,
         group: GroupId,
     ) -> Result<&'a GroupConfig, DomainError> {
-        let config = self.for_group(app, group)?;
-        if self.claims.role != Role::Administrator {
-            return Err(DomainError::Forbidden(
-                "this needs an administrator token of the group".into(),
-            ));
-        }
-        Ok(config)
+        app.ops.admit_admin(&self.caller(None), group)
     }
 }

@@ -46,6 +46,33 @@ pub fn status(error: &DomainError) -> StatusCode {
             StatusCode::SERVICE_UNAVAILABLE
         }
         DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        // Socket-only errors never reach HTTP; a status keeps the map total.
+        DomainError::MessageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        DomainError::TokenRevoked | DomainError::TokenExpired => StatusCode::UNAUTHORIZED,
+        DomainError::RateLimited
+        | DomainError::TooManyErrors
+        | DomainError::TooManyWatches(_)
+        | DomainError::SessionKeyMintLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        DomainError::PromptNotOpen(_) | DomainError::UnknownInvoke(_) => StatusCode::NOT_FOUND,
+        DomainError::SessionKeysExhausted => StatusCode::SERVICE_UNAVAILABLE,
+        DomainError::HeartbeatTimeout | DomainError::AuthTimeout | DomainError::HelloTimeout => {
+            StatusCode::REQUEST_TIMEOUT
+        }
+        DomainError::BadFrame(_)
+        | DomainError::ProtocolViolation(_)
+        | DomainError::MalformedJson(_)
+        | DomainError::UnknownType(_)
+        | DomainError::BinaryNotSupported
+        | DomainError::AuthRequired(_)
+        | DomainError::AlreadyAuthenticated
+        | DomainError::HelloRequired(_)
+        | DomainError::AlreadyJoined
+        | DomainError::BadHello(_)
+        | DomainError::BadVisitorId(_)
+        | DomainError::BadPresenceData(_)
+        | DomainError::IdentityRequired
+        | DomainError::IdentityInvalid(_)
+        | DomainError::NotReady => StatusCode::BAD_REQUEST,
     }
 }
 

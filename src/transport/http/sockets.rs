@@ -11,14 +11,16 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
+use crate::infra::config::PresenceConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
+use crate::infra::metrics::Metrics;
 use crate::infra::metrics::SocketKind;
 use crate::presence::origin::RequestOrigin;
-use crate::server::state::AppState;
-use crate::transport::agent_session::AgentSession;
-use crate::transport::visitor_session::{GroupAdmission, VisitorSession};
+use crate::transport::agent_session::{AgentSession, AgentSocketDeps};
+use crate::transport::visitor_session::{GroupAdmission, VisitorSession, VisitorSocketDeps};
 use crate::transport::ws_guard::{FrameGuard, GuardLimits, InboundHandle};
+use std::sync::Arc;
 
 /// The optional query of `GET /visitor/ws`.
 #[derive(serde::Deserialize)]
@@ -29,35 +31,38 @@ pub struct VisitorSocketQuery {
 }
 
 /// The socket's payload behind its frame guard, and the guard's handle.
-fn guarded(app: &AppState, stream: web::Payload) -> (FrameGuard<web::Payload>, InboundHandle) {
-    let limits = GuardLimits::from_config(&app.config.presence);
-    FrameGuard::wrap(stream, limits, app.metrics.clone())
+fn guarded(
+    limits: &PresenceConfig,
+    metrics: &Arc<Metrics>,
+    stream: web::Payload,
+) -> (FrameGuard<web::Payload>, InboundHandle) {
+    FrameGuard::wrap(stream, GuardLimits::from_config(limits), metrics.clone())
 }
 
 /// `GET /visitor/ws`
 pub async fn visitor_socket(
-    app: web::Data<AppState>,
+    deps: web::Data<VisitorSocketDeps>,
     req: HttpRequest,
     query: web::Query<VisitorSocketQuery>,
     stream: web::Payload,
 ) -> Result<HttpResponse, DomainError> {
     let origin = RequestOrigin::from_headers(req.headers());
-    let frame_size = app.config.presence.max_message_bytes;
+    let frame_size = deps.limits.max_message_bytes;
     let group = match query.groupid {
         Some(id) => {
-            let cap = app.config.group(id).and_then(|g| g.max_visitors);
+            let cap = deps.groups.group(id).and_then(|g| g.max_visitors);
             Some(GroupAdmission {
                 group: id,
-                slot: app.gate.admit_to_group(id, cap)?,
+                slot: deps.gate.admit_to_group(id, cap)?,
             })
         }
         None => None,
     };
-    let permit = app
+    let permit = deps
         .gate
         .admit(SocketKind::Visitor, super::client_addr(&req))?;
-    let (payload, inbound) = guarded(&app, stream);
-    let session = VisitorSession::new(app, origin, permit, group, inbound);
+    let (payload, inbound) = guarded(&deps.limits, &deps.metrics, stream);
+    let session = VisitorSession::new(deps.into_inner(), origin, permit, group, inbound);
     ws::WsResponseBuilder::new(session, &req, payload)
         .frame_size(frame_size)
         .start()
@@ -66,18 +71,18 @@ pub async fn visitor_socket(
 
 /// `GET /agent/ws`
 pub async fn agent_socket(
-    app: web::Data<AppState>,
+    deps: web::Data<AgentSocketDeps>,
     req: HttpRequest,
     stream: web::Payload,
 ) -> Result<HttpResponse, DomainError> {
     let origin = RequestOrigin::from_headers(req.headers());
-    let frame_size = app.config.presence.max_message_bytes;
-    let permit = app
+    let frame_size = deps.limits.max_message_bytes;
+    let permit = deps
         .gate
         .admit(SocketKind::Agent, super::client_addr(&req))?;
     let client = super::client_ip(&req);
-    let (payload, inbound) = guarded(&app, stream);
-    let session = AgentSession::new(app, origin, client, permit, inbound);
+    let (payload, inbound) = guarded(&deps.limits, &deps.metrics, stream);
+    let session = AgentSession::new(deps.into_inner(), origin, client, permit, inbound);
     ws::WsResponseBuilder::new(session, &req, payload)
         .frame_size(frame_size)
         .start()

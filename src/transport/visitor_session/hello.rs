@@ -14,62 +14,19 @@ impl VisitorSession {
         &mut self,
         group: GroupId,
         max_visitors: Option<usize>,
-    ) -> Result<(), (CloseCode, &'static str, String)> {
+    ) -> Result<(), DomainError> {
         match &self.group {
             Some(admitted) if admitted.group == group => Ok(()),
-            Some(admitted) => Err((
-                CloseCode::Policy,
-                "bad_hello",
-                format!(
-                    "the hello names group {group}, the socket URL group {}",
-                    admitted.group
-                ),
-            )),
+            Some(admitted) => Err(DomainError::BadHello(format!(
+                "the hello names group {group}, the socket URL group {}",
+                admitted.group
+            ))),
             None => {
-                let slot = self
-                    .app
-                    .gate
-                    .admit_to_group(group, max_visitors)
-                    .map_err(|e| (CloseCode::Again, e.code(), e.to_string()))?;
+                let slot = self.deps.gate.admit_to_group(group, max_visitors)?;
                 self.group = Some(GroupAdmission { group, slot });
                 Ok(())
             }
         }
-    }
-
-    /// Checks the hello's identity token against the group's rules: a
-    /// present token must verify (never a silent downgrade), and a group
-    /// that requires one refuses hellos without.
-    pub(super) fn check_identity(
-        &self,
-        group: &GroupConfig,
-        visitor: &str,
-        token: Option<&str>,
-    ) -> Result<Option<Value>, (&'static str, String)> {
-        let Some(token) = token else {
-            if group.require_visitor_identity {
-                return Err((
-                    "identity_required",
-                    "this group requires a visitor identity token".into(),
-                ));
-            }
-            return Ok(None);
-        };
-        let invalid = |e: IdentityError| ("identity_invalid", e.to_string());
-        let (Some(secret), Some(issuer)) = (
-            &group.visitor_identity_secret,
-            &group.visitor_identity_issuer,
-        ) else {
-            return Err(invalid(IdentityError::NotConfigured));
-        };
-        let rules = visitor_identity::IdentityRules {
-            secret: secret.expose_secret().as_bytes(),
-            issuer,
-            max_lifetime_secs: group.visitor_identity_max_secs,
-        };
-        visitor_identity::verify(token, &rules, visitor, self.app.clock.now_secs())
-            .map(Some)
-            .map_err(invalid)
     }
 
     pub(super) fn hello(
@@ -84,31 +41,20 @@ impl VisitorSession {
         if tickets.len() > MAX_TICKETS_PER_HELLO {
             return fail_and_close(
                 ctx,
-                CloseCode::Policy,
-                "bad_frame",
-                &format!("a hello carries at most {MAX_TICKETS_PER_HELLO} tickets"),
+                &DomainError::BadFrame(format!(
+                    "a hello carries at most {MAX_TICKETS_PER_HELLO} tickets"
+                )),
             );
         }
         let checked = (|| {
-            let group = self
-                .app
-                .config
-                .group(groupid)
-                .ok_or(("unknown_group", format!("group {groupid} does not exist")))?;
-            if !group.presence {
-                return Err((
-                    "presence_not_subscribed",
-                    format!("group {groupid} does not subscribe to Presence"),
-                ));
-            }
-            self.app
-                .origins
-                .check_group(groupid, &self.origin)
-                .map_err(|e| (e.code(), e.to_string()))?;
-            let visitor = VisitorId::parse(visitorid).map_err(|m| ("bad_visitor_id", m))?;
+            let group = self.deps.groups.admit(groupid, &self.origin)?;
+            let visitor = VisitorId::parse(visitorid).map_err(DomainError::BadVisitorId)?;
             let data = PresenceData::from_value(data.unwrap_or(Value::Object(Default::default())))
-                .map_err(|m| ("bad_presence_data", m))?;
-            let identity = self.check_identity(group, visitor.as_str(), identity)?;
+                .map_err(DomainError::BadPresenceData)?;
+            let identity = self
+                .deps
+                .identity
+                .check(group, visitor.as_str(), identity)?;
             Ok((
                 group.max_visitors,
                 VisitorKey::new(groupid, visitor),
@@ -118,16 +64,14 @@ impl VisitorSession {
         })();
         let (max_visitors, key, data, identity) = match checked {
             Ok(ok) => ok,
-            Err((code, message)) => {
-                return fail_and_close(ctx, CloseCode::Policy, code, &message);
-            }
+            Err(e) => return fail_and_close(ctx, &e),
         };
-        if let Err((close, code, message)) = self.admit_to_group(groupid, max_visitors) {
-            return fail_and_close(ctx, close, code, &message);
+        if let Err(e) = self.admit_to_group(groupid, max_visitors) {
+            return fail_and_close(ctx, &e);
         }
         // Before the registry routes to it: a ticket holder may be the one
         // waiting invokes are for.
-        self.app
+        self.deps
             .confirmations
             .redeem(&key, tickets, &self.connection_id);
         self.phase = Phase::Joining(key.clone());
@@ -143,32 +87,33 @@ impl VisitorSession {
         };
         // `wait` holds other frames back until the registry has answered, so
         // nothing is handled half-registered.
-        ctx.wait(self.app.registry.addr().send(connect).into_actor(self).map(
-            move |reply, session, ctx| match reply {
-                Ok(Ok(())) => {
-                    session.phase = Phase::Live(key.clone());
-                    ctx.text(
-                        ServerFrame::Welcome {
-                            visitorid: key.visitor.as_str(),
-                            connection: &session.connection_id,
+        ctx.wait(
+            self.deps
+                .registry
+                .addr()
+                .send(connect)
+                .into_actor(self)
+                .map(move |reply, session, ctx| match reply {
+                    Ok(Ok(())) => {
+                        session.phase = Phase::Live(key.clone());
+                        ctx.text(
+                            ServerFrame::Welcome {
+                                visitorid: key.visitor.as_str(),
+                                connection: &session.connection_id,
+                            }
+                            .to_text(),
+                        );
+                        // A prompt opened on the previous page shows again.
+                        for prompt in session.deps.confirmations.prompts_for(&key) {
+                            session.show_prompt(&prompt, ctx);
                         }
-                        .to_text(),
-                    );
-                    // A prompt opened on the previous page shows again.
-                    for prompt in session.app.confirmations.prompts_for(&key) {
-                        session.show_prompt(&prompt, ctx);
                     }
-                }
-                Ok(Err(message)) => {
-                    fail_and_close(ctx, CloseCode::Policy, "bad_presence_data", &message)
-                }
-                Err(_) => fail_and_close(
-                    ctx,
-                    CloseCode::Error,
-                    "internal",
-                    "the registry is unavailable",
-                ),
-            },
-        ));
+                    Ok(Err(message)) => fail_and_close(ctx, &DomainError::BadPresenceData(message)),
+                    Err(_) => fail_and_close(
+                        ctx,
+                        &DomainError::Internal("the registry is unavailable".into()),
+                    ),
+                }),
+        );
     }
 }

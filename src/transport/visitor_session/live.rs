@@ -26,7 +26,7 @@ impl VisitorSession {
                 });
             }
             Ok(Offer::Merged) => {}
-            Err(message) => reject(self, ctx, None, "bad_presence_data", &message),
+            Err(message) => reject(self, ctx, None, &DomainError::BadPresenceData(message)),
         }
     }
 
@@ -42,11 +42,17 @@ impl VisitorSession {
             connection_id: self.connection_id.clone(),
             data,
         };
-        ctx.spawn(self.app.registry.addr().send(update).into_actor(self).map(
+        ctx.spawn(self.deps.registry.addr().send(update).into_actor(self).map(
             |reply, session, ctx| match reply {
                 Ok(Ok(())) => {}
-                Ok(Err(message)) => reject(session, ctx, None, "bad_presence_data", &message),
-                Err(_) => send_error(ctx, None, "internal", "the registry is unavailable"),
+                Ok(Err(message)) => {
+                    reject(session, ctx, None, &DomainError::BadPresenceData(message))
+                }
+                Err(_) => send_error(
+                    ctx,
+                    None,
+                    &DomainError::Internal("the registry is unavailable".into()),
+                ),
             },
         ));
     }
@@ -64,8 +70,10 @@ impl VisitorSession {
                 self,
                 ctx,
                 None,
-                "unknown_invoke",
-                &format!("no invoke with id {:?} is awaiting a result", truncate(id)),
+                &DomainError::UnknownInvoke(format!(
+                    "no invoke with id {:?} is awaiting a result",
+                    truncate(id)
+                )),
             );
         };
         ctx.cancel_future(pending.timer);
@@ -90,7 +98,7 @@ impl VisitorSession {
             let _ = request.responder.send(Err(DomainError::not_present()));
             return;
         }
-        let limit = self.app.config.presence.max_pending_invokes;
+        let limit = self.deps.limits.max_pending_invokes;
         if self.pending.len() >= limit {
             let _ = request
                 .responder
@@ -136,19 +144,14 @@ impl VisitorSession {
     /// bound to the visitor's current online period.
     pub(super) fn session_key(&mut self, key: VisitorKey, ctx: &mut WebsocketContext<Self>) {
         // Live, so the registry has published this visitor.
-        let Some(online_since) = self.app.registry.lookup(&key).connected_at else {
-            return send_error(
-                ctx,
-                None,
-                "not_ready",
-                "the connection is not registered yet",
-            );
+        let Some(online_since) = self.deps.registry.lookup(&key).connected_at else {
+            return send_error(ctx, None, &DomainError::NotReady);
         };
         let holder = KeyHolder {
             visitor: key,
             online_since,
         };
-        match self.app.session_keys.issue(&holder, &self.connection_id) {
+        match self.deps.session_keys.issue(&holder, &self.connection_id) {
             Ok(code) => ctx.text(
                 ServerFrame::SessionKey {
                     key: &code.key,
@@ -156,7 +159,7 @@ impl VisitorSession {
                 }
                 .to_text(),
             ),
-            Err(e) => send_error(ctx, None, e.code(), &e.to_string()),
+            Err(e) => send_error(ctx, None, &e.into()),
         }
     }
 
@@ -205,11 +208,13 @@ impl VisitorSession {
                 self,
                 ctx,
                 None,
-                "confirmation_not_found",
-                &format!("no confirmation prompt {:?} is open here", truncate(&id)),
+                &DomainError::PromptNotOpen(format!(
+                    "no confirmation prompt {:?} is open here",
+                    truncate(&id)
+                )),
             );
         }
-        let confirmations = self.app.confirmations.clone();
+        let confirmations = self.deps.confirmations.clone();
         let connection = self.connection_id.clone();
         let fut = async move {
             confirmations
@@ -219,7 +224,7 @@ impl VisitorSession {
         };
         ctx.spawn(fut.into_actor(self).map(|outcome, _, ctx| {
             if let Err((id, e)) = outcome {
-                send_error(ctx, Some(&id), e.code(), &e.to_string());
+                send_error(ctx, Some(&id), &e);
             }
         }));
     }

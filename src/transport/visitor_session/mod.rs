@@ -16,30 +16,35 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, Message, SpawnHandle,
     StreamHandler, WrapFuture,
 };
-use actix_web::web;
-use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
+use actix_web_actors::ws::{self, WebsocketContext};
 use serde_json::Value;
 
-use crate::auth::visitor_identity::{self, IdentityError};
+use crate::auth::identity_verifier::IdentityVerifier;
+use crate::infra::capacity::ConnectionGate;
 use crate::infra::capacity::{ConnectionPermit, GroupSlot};
+use crate::infra::clock::SharedClock;
 use crate::infra::config::GroupConfig;
+use crate::infra::config::PresenceConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::{random_id, VisitorId, VisitorKey};
+use crate::infra::metrics::Metrics;
+use crate::presence::admission::GroupAccess;
 use crate::presence::coalescer::{Offer, PresenceCoalescer};
+use crate::presence::confirmation::Confirmations;
 use crate::presence::confirmation::{ConfirmationStatus, Prompt, MAX_TICKETS_PER_HELLO};
 use crate::presence::data::PresenceData;
 use crate::presence::invoke::{InvokeOutcome, InvokeRequest, InvokeResponder, SignalRequest};
 use crate::presence::origin::RequestOrigin;
+use crate::presence::registry::RegistryHandle;
 use crate::presence::registry::{Connect, Disconnect, LiveConnection, PresenceUpdate};
 use crate::presence::session_keys::KeyHolder;
-use crate::server::state::AppState;
+use crate::presence::session_keys::SessionKeys;
 use crate::transport::protocol::{parse_frame, ServerFrame, VisitorInbound};
 use crate::transport::ws_guard::InboundHandle;
 use crate::transport::ws_support::{
     close_on_shutdown, dispatch, fail_and_close, reject, send_error, start_heartbeat, SocketLink,
     TextSocket,
 };
-use secrecy::ExposeSecret;
 
 mod hello;
 mod live;
@@ -108,9 +113,27 @@ struct PendingInvoke {
     timer: SpawnHandle,
 }
 
+/// What a visitor socket uses, and nothing more; built once at start-up.
+pub struct VisitorSocketDeps {
+    /// Group, Presence and Origin checks of the hello.
+    pub groups: Arc<GroupAccess>,
+    /// Checks signed visitor identities.
+    pub identity: IdentityVerifier,
+    pub registry: RegistryHandle,
+    /// Group slots under `max_visitors`.
+    pub gate: Arc<ConnectionGate>,
+    pub session_keys: Arc<SessionKeys>,
+    pub confirmations: Arc<Confirmations>,
+    pub limits: Arc<PresenceConfig>,
+    pub metrics: Arc<Metrics>,
+    pub clock: SharedClock,
+    /// Cancelled when shutdown begins; the socket then closes with 1001.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
 /// One visitor socket.
 pub struct VisitorSession {
-    app: web::Data<AppState>,
+    deps: Arc<VisitorSocketDeps>,
     origin: RequestOrigin,
     connection_id: String,
     /// Shared with the registry's routing snapshots; cleared on leaving.
@@ -132,16 +155,16 @@ pub struct VisitorSession {
 
 impl VisitorSession {
     pub fn new(
-        app: web::Data<AppState>,
+        deps: Arc<VisitorSocketDeps>,
         origin: RequestOrigin,
         permit: ConnectionPermit,
         group: Option<GroupAdmission>,
         inbound: InboundHandle,
     ) -> Self {
-        let limit = app.config.presence.max_message_bytes;
-        let presence = PresenceCoalescer::new(app.config.presence.min_presence_interval());
+        let limit = deps.limits.max_message_bytes;
+        let presence = PresenceCoalescer::new(deps.limits.min_presence_interval());
         Self {
-            app,
+            deps,
             origin,
             connection_id: random_id(12),
             open: Arc::new(AtomicBool::new(true)),
@@ -162,7 +185,9 @@ impl VisitorSession {
         // socket that is closing.
         self.open.store(false, Ordering::Release);
         self.permit.release();
-        self.app.session_keys.connection_closed(&self.connection_id);
+        self.deps
+            .session_keys
+            .connection_closed(&self.connection_id);
         if let Some(slot) = self.group.as_mut().and_then(|g| g.slot.as_mut()) {
             slot.release();
         }
@@ -171,18 +196,18 @@ impl VisitorSession {
             // A held presence update still counts: it goes ahead of the
             // disconnect, through the same mailbox.
             if let Some(data) = self.presence.flush(std::time::Instant::now()) {
-                self.app.registry.addr().do_send(PresenceUpdate {
+                self.deps.registry.addr().do_send(PresenceUpdate {
                     key: key.clone(),
                     connection_id: self.connection_id.clone(),
                     data,
                 });
             }
-            self.app.registry.addr().do_send(Disconnect {
+            self.deps.registry.addr().do_send(Disconnect {
                 key,
                 connection_id: self.connection_id.clone(),
             });
         }
-        self.app
+        self.deps
             .confirmations
             .forget_connection(&self.connection_id);
         for (_, pending) in self.pending.drain() {
@@ -201,7 +226,7 @@ impl Actor for VisitorSession {
     type Context = WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let presence = &self.app.config.presence;
+        let presence = &self.deps.limits;
         // Commands queue here before they become pending invokes; bounding
         // the queue at the pending limit turns a stalled client into 429s
         // instead of unbounded memory.
@@ -209,15 +234,10 @@ impl Actor for VisitorSession {
         start_heartbeat(ctx, presence.ping_interval(), presence.client_timeout());
         ctx.run_later(presence.hello_timeout(), |session, ctx| {
             if matches!(session.phase, Phase::AwaitingHello) {
-                fail_and_close(
-                    ctx,
-                    CloseCode::Policy,
-                    "hello_timeout",
-                    "no hello within presence.hello_timeout_ms",
-                );
+                fail_and_close(ctx, &DomainError::HelloTimeout);
             }
         });
-        close_on_shutdown(ctx, self.app.shutdown.clone());
+        close_on_shutdown(ctx, self.deps.shutdown.clone());
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
@@ -289,21 +309,13 @@ impl TextSocket for VisitorSession {
             ),
             (Phase::AwaitingHello, Ok(_)) => fail_and_close(
                 ctx,
-                CloseCode::Policy,
-                "hello_required",
-                "the first frame must be hello",
+                &DomainError::HelloRequired("the first frame must be hello"),
             ),
-            (Phase::AwaitingHello, Err(e)) => {
-                fail_and_close(ctx, CloseCode::Policy, e.code, &e.message)
+            (Phase::AwaitingHello, Err(e)) => fail_and_close(ctx, &e.error),
+            (_, Err(e)) => reject(self, ctx, None, &e.error),
+            (_, Ok(VisitorInbound::Hello { .. })) => {
+                reject(self, ctx, None, &DomainError::AlreadyJoined)
             }
-            (_, Err(e)) => reject(self, ctx, None, e.code, &e.message),
-            (_, Ok(VisitorInbound::Hello { .. })) => reject(
-                self,
-                ctx,
-                None,
-                "already_joined",
-                "hello was already received",
-            ),
             (Phase::Live(key), Ok(VisitorInbound::Presence { data })) => {
                 let key = key.clone();
                 self.presence(key, data, ctx)
@@ -325,13 +337,7 @@ impl TextSocket for VisitorSession {
                 let key = key.clone();
                 self.confirm_answer(key, id, choice, ctx)
             }
-            (_, Ok(_)) => reject(
-                self,
-                ctx,
-                None,
-                "not_ready",
-                "the connection is not registered yet",
-            ),
+            (_, Ok(_)) => reject(self, ctx, None, &DomainError::NotReady),
         }
     }
 
@@ -339,18 +345,10 @@ impl TextSocket for VisitorSession {
         if matches!(self.phase, Phase::AwaitingHello) {
             fail_and_close(
                 ctx,
-                CloseCode::Policy,
-                "hello_required",
-                "the first frame must be a hello text frame",
+                &DomainError::HelloRequired("the first frame must be a hello text frame"),
             );
         } else {
-            reject(
-                self,
-                ctx,
-                None,
-                "binary_not_supported",
-                "frames must be JSON text",
-            );
+            reject(self, ctx, None, &DomainError::BinaryNotSupported);
         }
     }
 
