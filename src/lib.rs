@@ -51,8 +51,9 @@ pub mod login_key {
     pub use crate::auth::sign_in::login_key::generate;
 }
 
-/// Agent tokens.
+/// Agent tokens and the policies that scope them.
 pub mod token {
+    pub use crate::auth::policy::Policy;
     pub use crate::auth::token::{AgentClaims, TokenError, TokenService, AUDIENCE, ISSUER};
 }
 
