@@ -80,10 +80,13 @@ impl RegistryHandle {
     /// connections but none of them, it fails `confirmation_required`.
     pub fn route(&self, key: VisitorKey, mut command: VisitorCommand) {
         let published = self.directory.get(&key);
+        // The snapshot's own sender, not a clone: a sender parks once the
+        // session's mailbox is full and refuses until the session reads,
+        // while a fresh clone would always get one more message in.
         let target = published
-            .as_ref()
-            .and_then(|p| p.target_where(|id| command.accepts(id)).cloned());
-        if target.is_none() && published.is_some_and(|p| p.target().is_some()) {
+            .as_deref()
+            .and_then(|p| p.target_where(|id| command.accepts(id)));
+        if target.is_none() && published.as_ref().is_some_and(|p| p.target().is_some()) {
             return command.fail(DomainError::ConfirmationRequired);
         }
         if let Some(target) = target {

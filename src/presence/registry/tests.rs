@@ -333,3 +333,44 @@ async fn the_handle_routes_through_the_directory_and_skips_closing_sockets() {
     let offline = VisitorKey::new(72, VisitorId::parse("nobody").expect("id"));
     assert!(!handle.lookup(&offline).online);
 }
+
+#[actix::test]
+async fn the_handle_keeps_a_stalled_connections_mailbox_bounded() {
+    let handle = RegistryHandle::start(Arc::new(PresenceConfig::default()), Arc::new(SystemClock));
+    let stalled = StalledConnection.start();
+    handle
+        .addr()
+        .send(Connect {
+            key: key(),
+            connection: LiveConnection {
+                id: "stalled".into(),
+                commands: stalled.clone().recipient(),
+                open: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                identity: None,
+            },
+            data: PresenceData::default(),
+        })
+        .await
+        .expect("mailbox")
+        .expect("connect");
+    let mut accepted = 0;
+    for _ in 0..50 {
+        let (responder, mut outcome) = oneshot::channel();
+        handle.route(
+            key(),
+            VisitorCommand::Signal(crate::presence::invoke::SignalRequest {
+                data: json!(1),
+                responder,
+                only_to: None,
+            }),
+        );
+        match outcome.try_recv() {
+            Ok(Err(e)) => assert_eq!(e.code(), "too_many_pending"),
+            Ok(Ok(())) => panic!("a stalled connection answered"),
+            Err(_) => accepted += 1,
+        }
+    }
+    // Straight from the directory, without the registry: its mailbox holds
+    // two, and everything past it is refused at once.
+    assert_eq!(accepted, 2);
+}
