@@ -35,26 +35,14 @@ use crate::infra::error::{off_thread, DomainError};
 use crate::infra::ids::{random_id, VisitorKey};
 use crate::infra::metrics::Metrics;
 use crate::presence::live_agents::LiveAgents;
-use crate::presence::registry::RegistryHandle;
+use crate::presence::registry::{Prompt, RegistryHandle, VisitorCommand};
 use crate::store::{grant_key, ConfirmationGrant, ConfirmationRecord, Settled, Store, StoreError};
 pub use crate::store::{AgentCard, ConfirmationStatus};
-use crate::transport::visitor_session::VisitorCommand;
 use failures::FailureLock;
 use tickets::TicketHolders;
 
 /// Prompts one visitor may have open at once (one per agent).
 pub const MAX_PROMPTS_PER_VISITOR: usize = 8;
-
-/// A prompt as the visitor's sockets show it.
-#[derive(Debug)]
-pub struct Prompt {
-    pub id: String,
-    pub agent: String,
-    pub card: AgentCard,
-    pub choices: Vec<String>,
-    /// Unix seconds.
-    pub expires: u64,
-}
 
 /// What an agent asks for when it starts a prompt.
 #[derive(Debug, Default, Deserialize)]

@@ -11,12 +11,11 @@ use actix::dev::SendError;
 use actix::{Actor, Addr};
 
 use super::directory::Directory;
-use super::{Registry, Route, VisitorState};
+use super::{Registry, Route, VisitorCommand, VisitorState};
 use crate::infra::clock::SharedClock;
 use crate::infra::config::PresenceConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::{GroupId, VisitorKey};
-use crate::transport::visitor_session::VisitorCommand;
 
 /// A cheap, cloneable handle on the registry.
 #[derive(Clone)]

@@ -12,7 +12,11 @@
 //! `reconnect_grace_ms`: commands for it are parked and delivered to the new
 //! socket, and watchers hear `disconnected` only if the grace period ends
 //! with no reconnect.
+//!
+//! What is routed (invokes, signals, prompts, and their reply channels) is
+//! defined here too, in `commands.rs`.
 
+mod commands;
 mod directory;
 mod entry;
 mod handle;
@@ -30,8 +34,11 @@ use crate::infra::config::PresenceConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::{GroupId, VisitorKey};
 use crate::presence::data::PresenceData;
-use crate::transport::visitor_session::VisitorCommand;
 
+pub use commands::{
+    ConnectionFilter, InvokeOutcome, InvokeRequest, InvokeResponder, Prompt, SignalRequest,
+    VisitorCommand,
+};
 use directory::Directory;
 pub use entry::LiveConnection;
 use entry::{Grace, Routed, VisitorEntry};

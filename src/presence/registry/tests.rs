@@ -7,7 +7,6 @@ use tokio::sync::{mpsc, oneshot};
 use super::*;
 use crate::infra::clock::SystemClock;
 use crate::infra::ids::VisitorId;
-use crate::presence::invoke::InvokeRequest;
 
 /// Stands in for a visitor socket: forwards each command to the test.
 struct ConnectionProbe {
@@ -110,9 +109,7 @@ async fn connect(
     probe
 }
 
-fn invoke(
-    registry: &Addr<Registry>,
-) -> oneshot::Receiver<Result<crate::presence::invoke::InvokeOutcome, DomainError>> {
+fn invoke(registry: &Addr<Registry>) -> oneshot::Receiver<Result<InvokeOutcome, DomainError>> {
     let (responder, outcome) = oneshot::channel();
     registry.do_send(Route {
         key: key(),
@@ -204,9 +201,7 @@ async fn commands_wait_out_a_page_navigation() {
     };
     request
         .responder
-        .send(Ok(crate::presence::invoke::InvokeOutcome::success(json!(
-            1
-        ))))
+        .send(Ok(InvokeOutcome::success(json!(1))))
         .expect("waiter");
     assert!(outcome.await.expect("answered").is_ok());
     // The navigation produced one presence event (new url) and no
@@ -315,7 +310,7 @@ async fn the_handle_routes_through_the_directory_and_skips_closing_sockets() {
         let (responder, _outcome) = oneshot::channel();
         handle.route(
             key(),
-            VisitorCommand::Signal(crate::presence::invoke::SignalRequest {
+            VisitorCommand::Signal(SignalRequest {
                 data: json!(1),
                 responder,
                 only_to: None,
@@ -358,7 +353,7 @@ async fn the_handle_keeps_a_stalled_connections_mailbox_bounded() {
         let (responder, mut outcome) = oneshot::channel();
         handle.route(
             key(),
-            VisitorCommand::Signal(crate::presence::invoke::SignalRequest {
+            VisitorCommand::Signal(SignalRequest {
                 data: json!(1),
                 responder,
                 only_to: None,

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, Message, SpawnHandle,
-    StreamHandler, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, SpawnHandle, StreamHandler,
+    WrapFuture,
 };
 use actix_web::web;
 use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
@@ -26,11 +26,13 @@ use crate::infra::config::GroupConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::{random_id, VisitorId, VisitorKey};
 use crate::presence::coalescer::{Offer, PresenceCoalescer};
-use crate::presence::confirmation::{ConfirmationStatus, Prompt, MAX_TICKETS_PER_HELLO};
+use crate::presence::confirmation::{ConfirmationStatus, MAX_TICKETS_PER_HELLO};
 use crate::presence::data::PresenceData;
-use crate::presence::invoke::{InvokeOutcome, InvokeRequest, InvokeResponder, SignalRequest};
 use crate::presence::origin::RequestOrigin;
-use crate::presence::registry::{Connect, Disconnect, LiveConnection, PresenceUpdate};
+use crate::presence::registry::{
+    Connect, Disconnect, InvokeOutcome, InvokeRequest, InvokeResponder, LiveConnection,
+    PresenceUpdate, Prompt, VisitorCommand,
+};
 use crate::presence::session_keys::KeyHolder;
 use crate::server::state::AppState;
 use crate::transport::protocol::{parse_frame, ServerFrame, VisitorInbound};
@@ -43,50 +45,6 @@ use secrecy::ExposeSecret;
 
 mod hello;
 mod live;
-
-/// What the registry asks of a visitor connection.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub enum VisitorCommand {
-    Invoke(InvokeRequest),
-    Signal(SignalRequest),
-    /// Show a confirmation prompt.
-    Prompt(Arc<Prompt>),
-    /// A confirmation prompt ended; close it.
-    PromptClosed {
-        id: String,
-        status: ConfirmationStatus,
-        /// (connection id, ticket) of the connection that confirmed it:
-        /// that connection alone is sent the ticket, after the close.
-        ticket: Option<Arc<(String, String)>>,
-    },
-}
-
-impl VisitorCommand {
-    /// Whether connection `id` may receive the command.
-    pub fn accepts(&self, id: &str) -> bool {
-        let only_to = match self {
-            VisitorCommand::Invoke(request) => request.only_to.as_ref(),
-            VisitorCommand::Signal(request) => request.only_to.as_ref(),
-            VisitorCommand::Prompt(_) | VisitorCommand::PromptClosed { .. } => None,
-        };
-        only_to.is_none_or(|filter| filter.accepts(id))
-    }
-
-    /// Answers the command's waiter with `error`.
-    pub fn fail(self, error: DomainError) {
-        // A waiter that already gave up has dropped its receiver; nothing to do.
-        match self {
-            VisitorCommand::Invoke(request) => {
-                let _ = request.responder.send(Err(error));
-            }
-            VisitorCommand::Signal(request) => {
-                let _ = request.responder.send(Err(error));
-            }
-            VisitorCommand::Prompt(_) | VisitorCommand::PromptClosed { .. } => {}
-        }
-    }
-}
 
 enum Phase {
     AwaitingHello,
