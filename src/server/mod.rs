@@ -19,8 +19,9 @@ use crate::auth::audit::Audit;
 use crate::auth::password;
 use crate::auth::sign_in::{Authenticator, Lockout};
 use crate::infra::{capacity, config, ids, metrics, shutdown, telemetry};
+use crate::presence::events::{EventBus, LocalEventBus};
 use crate::presence::session_keys::SessionKeys;
-use crate::presence::{confirmation, live_agents, origin};
+use crate::presence::{confirmation, origin};
 use crate::transport::{client_addr, http, metrics_server};
 
 /// Session-key lookups that may miss per token, and per client, each minute
@@ -139,8 +140,13 @@ pub async fn run_with_clock(
         )
         .map_err(|m| config::ConfigError::new("server.trusted_proxies", m))?,
     );
-    let registry = RegistryHandle::start(Arc::new(config.presence.clone()), clock.clone());
-    let live_agents = Arc::new(live_agents::LiveAgents::default());
+    // The single-node event bus and presence directory.
+    let live_agents: Arc<dyn EventBus> = Arc::new(LocalEventBus::default());
+    let registry = RegistryHandle::start(
+        Arc::new(config.presence.clone()),
+        clock.clone(),
+        live_agents.clone(),
+    );
     let confirmations = confirmation::Confirmations::new(
         store.clone(),
         clock.clone(),

@@ -17,7 +17,7 @@ use crate::infra::error::DomainError;
 use crate::infra::ids::{GroupId, VisitorKey};
 use crate::infra::metrics::Metrics;
 use crate::presence::confirmation::Confirmations;
-use crate::presence::live_agents::LiveAgents;
+use crate::presence::events::EventBus;
 use crate::presence::origin::OriginPolicy;
 use crate::presence::registry::{RegistryHandle, VisitorState};
 use crate::presence::session_keys::{self, SessionKeys};
@@ -35,8 +35,9 @@ pub struct AppState {
     pub session_keys: Arc<SessionKeys>,
     /// Session-key lookups that missed, per token and per client.
     pub session_key_misses: Arc<Lockout>,
-    /// Agent sockets by token id and by agent.
-    pub live_agents: Arc<LiveAgents>,
+    /// The event bus to live agent sockets (by token id, by agent, by
+    /// watched visitor).
+    pub live_agents: Arc<dyn EventBus>,
     /// Confirmation prompts and grants.
     pub confirmations: Arc<Confirmations>,
     pub chores: Chores,

@@ -34,7 +34,7 @@ use crate::infra::config::PresenceConfig;
 use crate::infra::error::{off_thread, DomainError};
 use crate::infra::ids::{random_id, VisitorKey};
 use crate::infra::metrics::Metrics;
-use crate::presence::live_agents::LiveAgents;
+use crate::presence::events::EventBus;
 use crate::presence::registry::{Prompt, RegistryHandle, VisitorCommand};
 use crate::store::{grant_key, ConfirmationGrant, ConfirmationRecord, Settled, Store, StoreError};
 pub use crate::store::{AgentCard, ConfirmationStatus};
@@ -85,7 +85,7 @@ pub struct Confirmations {
     store: Arc<Store>,
     clock: SharedClock,
     registry: RegistryHandle,
-    agents: Arc<LiveAgents>,
+    agents: Arc<dyn EventBus>,
     metrics: Arc<Metrics>,
     ttl_secs: u64,
     timeout_ms: u64,
@@ -111,7 +111,7 @@ impl Confirmations {
         store: Arc<Store>,
         clock: SharedClock,
         registry: RegistryHandle,
-        agents: Arc<LiveAgents>,
+        agents: Arc<dyn EventBus>,
         metrics: Arc<Metrics>,
         presence: &PresenceConfig,
     ) -> Arc<Self> {

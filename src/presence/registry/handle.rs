@@ -16,6 +16,7 @@ use crate::infra::clock::SharedClock;
 use crate::infra::config::PresenceConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::{GroupId, VisitorKey};
+use crate::presence::events::EventBus;
 
 /// A cheap, cloneable handle on the registry.
 #[derive(Clone)]
@@ -26,11 +27,16 @@ pub struct RegistryHandle {
 }
 
 impl RegistryHandle {
-    /// Starts the registry actor on the current arbiter.
-    pub fn start(config: Arc<PresenceConfig>, clock: SharedClock) -> Self {
+    /// Starts the registry actor on the current arbiter; it tells watchers
+    /// of changes through `events`.
+    pub fn start(
+        config: Arc<PresenceConfig>,
+        clock: SharedClock,
+        events: Arc<dyn EventBus>,
+    ) -> Self {
         let directory = Arc::new(Directory::default());
         let max_pending_invokes = config.max_pending_invokes;
-        let addr = Registry::new(config, clock, directory.clone()).start();
+        let addr = Registry::new(config, clock, directory.clone(), events).start();
         Self {
             addr,
             directory,

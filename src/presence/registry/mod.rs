@@ -6,6 +6,9 @@
 //! published [`directory::Directory`] that [`RegistryHandle`] reads to route
 //! commands to live visitors without a mailbox hop. A later multi-node
 //! directory can sit behind the handle without the session actors changing.
+//! Watch events go out through the [`EventBus`]; the actor is the one place
+//! on a node that changes watches and publishes events, so a watch's initial
+//! state and the events after it keep their order.
 //!
 //! Page navigation closes a socket and opens another a moment later. When a
 //! visitor's last socket closes, the visitor stays present for
@@ -20,21 +23,22 @@ mod commands;
 mod directory;
 mod entry;
 mod handle;
-mod watchers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult, Recipient};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::infra::clock::SharedClock;
 use crate::infra::config::PresenceConfig;
 use crate::infra::error::DomainError;
-use crate::infra::ids::{GroupId, VisitorKey};
+use crate::infra::ids::VisitorKey;
 use crate::presence::data::PresenceData;
+use crate::presence::events::{AgentEvent, AgentSocketId, EventBus};
+use crate::presence::visitor::{EventKind, VisitorEvent};
 
+pub use crate::presence::visitor::VisitorState;
 pub use commands::{
     ConnectionFilter, InvokeOutcome, InvokeRequest, InvokeResponder, Prompt, SignalRequest,
     VisitorCommand,
@@ -43,8 +47,6 @@ use directory::Directory;
 pub use entry::LiveConnection;
 use entry::{Grace, Routed, VisitorEntry};
 pub use handle::RegistryHandle;
-pub use watchers::WatcherId;
-use watchers::Watchers;
 
 /// Mailbox size; `send` callers wait (back-pressure) beyond it.
 const MAILBOX_CAPACITY: usize = 65_536;
@@ -54,7 +56,8 @@ pub struct Registry {
     config: Arc<PresenceConfig>,
     clock: SharedClock,
     visitors: HashMap<VisitorKey, VisitorEntry>,
-    watchers: Watchers,
+    /// Where watch events go; it also keeps the watches.
+    events: Arc<dyn EventBus>,
     next_generation: u64,
     directory: Arc<Directory>,
     /// Presence updates handled since start.
@@ -62,12 +65,17 @@ pub struct Registry {
 }
 
 impl Registry {
-    fn new(config: Arc<PresenceConfig>, clock: SharedClock, directory: Arc<Directory>) -> Self {
+    fn new(
+        config: Arc<PresenceConfig>,
+        clock: SharedClock,
+        directory: Arc<Directory>,
+        events: Arc<dyn EventBus>,
+    ) -> Self {
         Self {
             config,
             clock,
             visitors: HashMap::new(),
-            watchers: Watchers::default(),
+            events,
             next_generation: 0,
             directory,
             presence_updates: 0,
@@ -88,18 +96,12 @@ impl Registry {
         self.directory.publish(key, self.visitors.get(key));
     }
 
-    fn notify(&mut self, key: &VisitorKey, kind: EventKind) {
+    fn notify(&self, key: &VisitorKey, kind: EventKind) {
         let event = VisitorEvent {
             kind,
             state: self.lookup(key),
         };
-        for stalled in self.watchers.notify(key, &event) {
-            tracing::warn!(
-                watcher = stalled,
-                "dropping the watches of an agent socket that stopped reading"
-            );
-            self.watchers.remove_all(stalled);
-        }
+        self.events.visitor_event(key, event);
     }
 
     /// Begins the grace period of a visitor with no live socket.
@@ -177,69 +179,6 @@ impl Actor for Registry {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
     }
-}
-
-/// The lookup document of a visitor, as REST and the agent socket show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VisitorState {
-    pub groupid: GroupId,
-    pub visitorid: String,
-    pub online: bool,
-    pub connections: usize,
-    pub data: Value,
-    /// Unix ms of the start of this online period.
-    pub connected_at: Option<u64>,
-    /// Whether the connection commands go to presented a valid identity
-    /// token.
-    pub verified: bool,
-    /// That token's custom claims.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<Value>,
-}
-
-impl VisitorState {
-    /// The document of a visitor who is not present.
-    pub fn offline(key: &VisitorKey) -> Self {
-        Self {
-            groupid: key.group,
-            visitorid: key.visitor.as_str().to_owned(),
-            online: false,
-            connections: 0,
-            data: Value::Object(Default::default()),
-            connected_at: None,
-            verified: false,
-            identity: None,
-        }
-    }
-}
-
-/// What changed about a watched visitor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// The current state, sent once when a watch begins.
-    State,
-    Connected,
-    Disconnected,
-    Presence,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::State => "state",
-            EventKind::Connected => "connected",
-            EventKind::Disconnected => "disconnected",
-            EventKind::Presence => "presence",
-        }
-    }
-}
-
-/// Sent to watching agent sessions.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct VisitorEvent {
-    pub kind: EventKind,
-    pub state: VisitorState,
 }
 
 /// A visitor socket said hello. Answers an error if the merged presence data
@@ -390,22 +329,16 @@ impl Handler<Lookup> for Registry {
 #[rtype(result = "()")]
 pub struct Watch {
     pub key: VisitorKey,
-    pub watcher: WatcherId,
-    pub events: Recipient<VisitorEvent>,
+    pub watcher: AgentSocketId,
+    pub events: Recipient<AgentEvent>,
 }
 
 impl Handler<Watch> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Watch, _ctx: &mut Self::Context) {
-        let state = VisitorEvent {
-            kind: EventKind::State,
-            state: self.lookup(&msg.key),
-        };
-        // A socket whose mailbox is already full gets no new watch.
-        if msg.events.try_send(state).is_ok() {
-            self.watchers.add(msg.key, msg.watcher, msg.events);
-        }
+        let current = self.lookup(&msg.key);
+        self.events.watch(msg.key, msg.watcher, msg.events, current);
     }
 }
 
@@ -414,14 +347,14 @@ impl Handler<Watch> for Registry {
 #[rtype(result = "()")]
 pub struct Unwatch {
     pub key: VisitorKey,
-    pub watcher: WatcherId,
+    pub watcher: AgentSocketId,
 }
 
 impl Handler<Unwatch> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Unwatch, _ctx: &mut Self::Context) {
-        self.watchers.remove(&msg.key, msg.watcher);
+        self.events.unwatch(&msg.key, msg.watcher);
     }
 }
 
@@ -429,14 +362,14 @@ impl Handler<Unwatch> for Registry {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct UnwatchAll {
-    pub watcher: WatcherId,
+    pub watcher: AgentSocketId,
 }
 
 impl Handler<UnwatchAll> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: UnwatchAll, _ctx: &mut Self::Context) {
-        self.watchers.remove_all(msg.watcher);
+        self.events.unwatch_all(msg.watcher);
     }
 }
 
@@ -461,7 +394,7 @@ impl Handler<Stats> for Registry {
         MessageResult(RegistryStats {
             visitors: self.visitors.len(),
             connections: self.visitors.values().map(|e| e.connections.len()).sum(),
-            watches: self.watchers.len(),
+            watches: self.events.watch_count(),
             presence_updates: self.presence_updates,
         })
     }

@@ -7,6 +7,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::*;
 use crate::infra::clock::SystemClock;
 use crate::infra::ids::VisitorId;
+use crate::presence::events::{AgentEvent, LocalEventBus};
+use crate::presence::visitor::VisitorEvent;
 
 /// Stands in for a visitor socket: forwards each command to the test.
 struct ConnectionProbe {
@@ -25,17 +27,19 @@ impl Handler<VisitorCommand> for ConnectionProbe {
     }
 }
 
-/// Stands in for an agent socket: forwards each event to the test.
+/// Stands in for an agent socket: forwards each watch event to the test.
 struct WatcherProbe(mpsc::UnboundedSender<VisitorEvent>);
 
 impl Actor for WatcherProbe {
     type Context = Context<Self>;
 }
 
-impl Handler<VisitorEvent> for WatcherProbe {
+impl Handler<AgentEvent> for WatcherProbe {
     type Result = ();
-    fn handle(&mut self, event: VisitorEvent, _: &mut Self::Context) {
-        let _ = self.0.send(event);
+    fn handle(&mut self, event: AgentEvent, _: &mut Self::Context) {
+        if let AgentEvent::Visitor(event) = event {
+            let _ = self.0.send(event);
+        }
     }
 }
 
@@ -70,6 +74,7 @@ fn registry_with(grace_ms: u64, max_pending_invokes: usize) -> Addr<Registry> {
         Arc::new(config),
         Arc::new(SystemClock),
         Arc::new(Directory::default()),
+        Arc::new(LocalEventBus::default()),
     )
     .start()
 }
@@ -277,7 +282,11 @@ async fn parked_commands_are_capped_at_the_pending_limit() {
 
 #[actix::test]
 async fn the_handle_routes_through_the_directory_and_skips_closing_sockets() {
-    let handle = RegistryHandle::start(Arc::new(PresenceConfig::default()), Arc::new(SystemClock));
+    let handle = RegistryHandle::start(
+        Arc::new(PresenceConfig::default()),
+        Arc::new(SystemClock),
+        Arc::new(LocalEventBus::default()),
+    );
     let (seen_tx, mut seen) = mpsc::unbounded_channel();
     let (a, b) = ("a", "b");
     let mut flags = Vec::new();
@@ -331,7 +340,11 @@ async fn the_handle_routes_through_the_directory_and_skips_closing_sockets() {
 
 #[actix::test]
 async fn the_handle_keeps_a_stalled_connections_mailbox_bounded() {
-    let handle = RegistryHandle::start(Arc::new(PresenceConfig::default()), Arc::new(SystemClock));
+    let handle = RegistryHandle::start(
+        Arc::new(PresenceConfig::default()),
+        Arc::new(SystemClock),
+        Arc::new(LocalEventBus::default()),
+    );
     let stalled = StalledConnection.start();
     handle
         .addr()

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, AsyncContext, Handler, Message, StreamHandler};
+use actix::{Actor, ActorContext, AsyncContext, Handler, StreamHandler};
 use actix_web::web;
 use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
 
@@ -17,9 +17,11 @@ use crate::auth::token::AgentClaims;
 use crate::infra::capacity::ConnectionPermit;
 use crate::infra::error::DomainError;
 use crate::infra::ids::{VisitorId, VisitorKey};
-use crate::presence::confirmation::{ConfirmOptions, ConfirmationStatus};
+use crate::presence::confirmation::ConfirmOptions;
+use crate::presence::events::{AgentEvent, AgentSocketId};
 use crate::presence::origin::RequestOrigin;
-use crate::presence::registry::{Unwatch, UnwatchAll, VisitorEvent, VisitorState, WatcherId};
+use crate::presence::registry::{Unwatch, UnwatchAll};
+use crate::presence::visitor::{VisitorEvent, VisitorState};
 use crate::server::state::{in_scope, AppState};
 use crate::transport::protocol::{parse_frame, AgentInbound, ServerFrame};
 use crate::transport::ws_guard::InboundHandle;
@@ -32,21 +34,6 @@ mod requests;
 /// Invokes, signals and lookups one agent socket may have in flight.
 pub const MAX_IN_FLIGHT_PER_AGENT: usize = 1024;
 
-/// Tells a session its token was revoked.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct TokenRevoked;
-
-/// Tells a session how a confirmation prompt its agent started ended.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct ConfirmationSettled {
-    pub visitorid: String,
-    /// The confirmation id.
-    pub id: String,
-    pub status: ConfirmationStatus,
-}
-
 /// Event mailbox room beyond two events per watch.
 const EVENT_MAILBOX_SLACK: usize = 256;
 
@@ -58,7 +45,7 @@ pub struct AgentSession {
     origin: RequestOrigin,
     /// The peer's IP address, for per-client limits.
     client: Option<String>,
-    watcher_id: WatcherId,
+    watcher_id: AgentSocketId,
     claims: Option<AgentClaims>,
     link: SocketLink,
     watching: HashSet<VisitorId>,
@@ -109,17 +96,17 @@ impl AgentSession {
             Ok(claims) => claims,
             Err(e) => return fail_and_close(ctx, CloseCode::Policy, e.code(), &e.to_string()),
         };
-        self.app.live_agents.register(
+        self.app.live_agents.subscribe(
             &claims.jti,
             claims.groupid,
             &claims.sub,
             self.watcher_id,
-            ctx.address(),
+            ctx.address().recipient(),
         );
         // A revocation that raced this auth has already swept the index:
         // check the denylist once more now that we are findable.
         if self.app.tokens.revocations().is_revoked(&claims.jti) {
-            self.app.live_agents.unregister(
+            self.app.live_agents.unsubscribe(
                 &claims.jti,
                 claims.groupid,
                 &claims.sub,
@@ -161,7 +148,7 @@ impl Actor for AgentSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         let presence = &self.app.config.presence;
         // Room for a state event per watch plus bursts; an agent that stops
-        // reading fills it and the registry drops its watches.
+        // reading fills it and the event bus drops its watches.
         ctx.set_mailbox_capacity(EVENT_MAILBOX_SLACK + 2 * presence.max_watches_per_agent);
         start_heartbeat(ctx, presence.ping_interval(), presence.client_timeout());
         ctx.run_later(presence.hello_timeout(), |session, ctx| {
@@ -180,7 +167,7 @@ impl Actor for AgentSession {
     fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
         self.permit.release();
         if let Some(claims) = &self.claims {
-            self.app.live_agents.unregister(
+            self.app.live_agents.unsubscribe(
                 &claims.jti,
                 claims.groupid,
                 &claims.sub,
@@ -197,38 +184,37 @@ impl Actor for AgentSession {
     }
 }
 
-impl Handler<TokenRevoked> for AgentSession {
+impl Handler<AgentEvent> for AgentSession {
     type Result = ();
 
-    fn handle(&mut self, _: TokenRevoked, ctx: &mut Self::Context) {
-        fail_and_close(
-            ctx,
-            CloseCode::Policy,
-            "token_revoked",
-            "the agent token was revoked",
-        );
+    fn handle(&mut self, event: AgentEvent, ctx: &mut Self::Context) {
+        match event {
+            AgentEvent::Visitor(event) => self.visitor_event(event, ctx),
+            AgentEvent::TokenRevoked => fail_and_close(
+                ctx,
+                CloseCode::Policy,
+                "token_revoked",
+                "the agent token was revoked",
+            ),
+            AgentEvent::ConfirmationSettled {
+                visitorid,
+                id,
+                status,
+            } => ctx.text(
+                ServerFrame::Confirmation {
+                    visitorid: &visitorid,
+                    id: &id,
+                    status: status.as_str(),
+                }
+                .to_text(),
+            ),
+        }
     }
 }
 
-impl Handler<ConfirmationSettled> for AgentSession {
-    type Result = ();
-
-    fn handle(&mut self, settled: ConfirmationSettled, ctx: &mut Self::Context) {
-        ctx.text(
-            ServerFrame::Confirmation {
-                visitorid: &settled.visitorid,
-                id: &settled.id,
-                status: settled.status.as_str(),
-            }
-            .to_text(),
-        );
-    }
-}
-
-impl Handler<VisitorEvent> for AgentSession {
-    type Result = ();
-
-    fn handle(&mut self, event: VisitorEvent, ctx: &mut Self::Context) {
+impl AgentSession {
+    /// Shows a watch event, as the token's policy lets the agent see it.
+    fn visitor_event(&mut self, event: VisitorEvent, ctx: &mut WebsocketContext<Self>) {
         // Events still queued for a visitor just unwatched are dropped.
         let Some(visitor) = self.watching.get(event.state.visitorid.as_str()) else {
             return;
