@@ -19,7 +19,8 @@ use crate::infra::error::DomainError;
 use crate::infra::ids::VisitorKey;
 use crate::infra::metrics::Metrics;
 use crate::presence::registry::{
-    ConnectionFilter, InvokeOutcome, InvokeRequest, RegistryHandle, SignalRequest, VisitorCommand,
+    ConnectionFilter, InvokeOutcome, InvokeRequest, PresenceDirectory, SignalRequest,
+    VisitorCommand,
 };
 
 /// Checks an invoke's function name (syntax, then the group's allow-list)
@@ -51,7 +52,7 @@ pub fn check_invoke(
 /// Sends an invoke through the registry and waits for its outcome until the
 /// deadline.
 pub async fn invoke(
-    registry: &RegistryHandle,
+    registry: &dyn PresenceDirectory,
     metrics: &Arc<Metrics>,
     key: VisitorKey,
     func: String,
@@ -94,7 +95,7 @@ pub async fn invoke(
 /// visitor connection (or refused). Bounded by the visitor grace period plus
 /// the default invoke timeout, so it never hangs.
 pub async fn signal(
-    registry: &RegistryHandle,
+    registry: &dyn PresenceDirectory,
     key: VisitorKey,
     data: Value,
     config: &PresenceConfig,

@@ -32,7 +32,7 @@ use crate::auth::token::TokenService;
 use crate::infra::clock::{SharedClock, SystemClock};
 use crate::infra::config::Config;
 use crate::presence::origin::OriginPolicy;
-use crate::presence::registry::{RegistryHandle, RegistryStats, Stats};
+use crate::presence::registry::{PresenceDirectory, RegistryHandle, RegistryStats};
 use crate::server::state::AppState;
 use crate::store::{Store, StoreError};
 
@@ -140,13 +140,13 @@ pub async fn run_with_clock(
         )
         .map_err(|m| config::ConfigError::new("server.trusted_proxies", m))?,
     );
-    // The single-node event bus and presence directory.
+    // The single-node presence directory and event bus.
     let live_agents: Arc<dyn EventBus> = Arc::new(LocalEventBus::default());
-    let registry = RegistryHandle::start(
+    let registry: Arc<dyn PresenceDirectory> = Arc::new(RegistryHandle::start(
         Arc::new(config.presence.clone()),
         clock.clone(),
         live_agents.clone(),
-    );
+    ));
     let confirmations = confirmation::Confirmations::new(
         store.clone(),
         clock.clone(),
@@ -291,7 +291,7 @@ impl RunningServer {
 
     /// Live visitors, connections and watches.
     pub async fn stats(&self) -> Option<RegistryStats> {
-        self.app.registry.addr().send(Stats).await.ok()
+        self.app.registry.stats().await.ok()
     }
 
     /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.

@@ -1,5 +1,5 @@
-//! What every handler and socket actor shares: config, registry address,
-//! token service, origin policy, store, clock and the shutdown signal.
+//! What every handler and socket actor shares: config, presence directory,
+//! event bus, token service, origin policy, store, clock and the shutdown signal.
 
 use std::sync::Arc;
 
@@ -19,14 +19,15 @@ use crate::infra::metrics::Metrics;
 use crate::presence::confirmation::Confirmations;
 use crate::presence::events::EventBus;
 use crate::presence::origin::OriginPolicy;
-use crate::presence::registry::{RegistryHandle, VisitorState};
+use crate::presence::registry::{PresenceDirectory, VisitorState};
 use crate::presence::session_keys::{self, SessionKeys};
 use crate::server::housekeeping::Chores;
 use crate::store::Store;
 
 pub struct AppState {
     pub config: Arc<Config>,
-    pub registry: RegistryHandle,
+    /// Which visitors are present, and the routing of commands to them.
+    pub registry: Arc<dyn PresenceDirectory>,
     pub tokens: Arc<TokenService>,
     pub origins: Arc<OriginPolicy>,
     pub auth: Arc<Authenticator>,

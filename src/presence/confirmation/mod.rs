@@ -35,7 +35,7 @@ use crate::infra::error::{off_thread, DomainError};
 use crate::infra::ids::{random_id, VisitorKey};
 use crate::infra::metrics::Metrics;
 use crate::presence::events::EventBus;
-use crate::presence::registry::{Prompt, RegistryHandle, VisitorCommand};
+use crate::presence::registry::{PresenceDirectory, Prompt, VisitorCommand};
 use crate::store::{grant_key, ConfirmationGrant, ConfirmationRecord, Settled, Store, StoreError};
 pub use crate::store::{AgentCard, ConfirmationStatus};
 use failures::FailureLock;
@@ -84,7 +84,7 @@ pub struct ConfirmationView {
 pub struct Confirmations {
     store: Arc<Store>,
     clock: SharedClock,
-    registry: RegistryHandle,
+    registry: Arc<dyn PresenceDirectory>,
     agents: Arc<dyn EventBus>,
     metrics: Arc<Metrics>,
     ttl_secs: u64,
@@ -110,7 +110,7 @@ impl Confirmations {
     pub fn new(
         store: Arc<Store>,
         clock: SharedClock,
-        registry: RegistryHandle,
+        registry: Arc<dyn PresenceDirectory>,
         agents: Arc<dyn EventBus>,
         metrics: Arc<Metrics>,
         presence: &PresenceConfig,
@@ -214,7 +214,7 @@ impl Confirmations {
             .push(prompt.clone());
         self.arm_timer(record.id.clone(), self.timeout_ms);
         self.registry
-            .broadcast(&key, || VisitorCommand::Prompt(prompt.clone()));
+            .broadcast(&key, &|| VisitorCommand::Prompt(prompt.clone()));
         tracing::info!(
             confirmation = %record.id, visitor = %key, agent,
             "confirmation prompt started"
@@ -423,7 +423,7 @@ impl Confirmations {
         self.agents.confirmation_settled(record);
         let (id, status) = (record.id.clone(), record.status);
         self.registry
-            .broadcast(&key, || VisitorCommand::PromptClosed {
+            .broadcast(&key, &|| VisitorCommand::PromptClosed {
                 id: id.clone(),
                 status,
                 ticket: ticket.clone(),

@@ -2,40 +2,43 @@
 //! live, routes agent commands to them by (group, visitor), and tells
 //! watching agents when a visitor comes, goes or changes page.
 //!
-//! Everything reaches it as a message, and it is the only writer of the
-//! published [`directory::Directory`] that [`RegistryHandle`] reads to route
-//! commands to live visitors without a mailbox hop. A later multi-node
-//! directory can sit behind the handle without the session actors changing.
-//! Watch events go out through the [`EventBus`]; the actor is the one place
-//! on a node that changes watches and publishes events, so a watch's initial
-//! state and the events after it keep their order.
+//! Its interface is closed: the rest of the server holds an
+//! `Arc<dyn PresenceDirectory>` ([`PresenceDirectory`], implemented on one
+//! node by [`RegistryHandle`]), and the actor's messages are private to this
+//! module (`messages.rs`). The actor is the only writer of the published
+//! [`directory::Directory`] that the handle reads to route commands to live
+//! visitors without a mailbox hop. Watch events go out through the
+//! [`EventBus`]; the actor is the one place on a node that changes watches
+//! and publishes events, so a watch's initial state and the events after it
+//! keep their order.
+//!
+//! What is routed (invokes, signals, prompts, and their reply channels) is
+//! defined here too, in `commands.rs`.
 //!
 //! Page navigation closes a socket and opens another a moment later. When a
 //! visitor's last socket closes, the visitor stays present for
 //! `reconnect_grace_ms`: commands for it are parked and delivered to the new
 //! socket, and watchers hear `disconnected` only if the grace period ends
 //! with no reconnect.
-//!
-//! What is routed (invokes, signals, prompts, and their reply channels) is
-//! defined here too, in `commands.rs`.
 
 mod commands;
 mod directory;
 mod entry;
 mod handle;
+mod messages;
+mod presence_directory;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult, Recipient};
+use actix::{Actor, AsyncContext, Context, Handler, MessageResult};
 use serde::Serialize;
 
 use crate::infra::clock::SharedClock;
 use crate::infra::config::PresenceConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::VisitorKey;
-use crate::presence::data::PresenceData;
-use crate::presence::events::{AgentEvent, AgentSocketId, EventBus};
+use crate::presence::events::EventBus;
 use crate::presence::visitor::{EventKind, VisitorEvent};
 
 pub use crate::presence::visitor::VisitorState;
@@ -47,12 +50,14 @@ use directory::Directory;
 pub use entry::LiveConnection;
 use entry::{Grace, Routed, VisitorEntry};
 pub use handle::RegistryHandle;
+use messages::{Connect, Disconnect, PresenceUpdate, Route, Stats, Unwatch, UnwatchAll, Watch};
+pub use presence_directory::PresenceDirectory;
 
 /// Mailbox size; `send` callers wait (back-pressure) beyond it.
 const MAILBOX_CAPACITY: usize = 65_536;
 
 /// The routing registry.
-pub struct Registry {
+struct Registry {
     config: Arc<PresenceConfig>,
     clock: SharedClock,
     visitors: HashMap<VisitorKey, VisitorEntry>,
@@ -181,16 +186,6 @@ impl Actor for Registry {
     }
 }
 
-/// A visitor socket said hello. Answers an error if the merged presence data
-/// would be too large.
-#[derive(Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct Connect {
-    pub key: VisitorKey,
-    pub connection: LiveConnection,
-    pub data: PresenceData,
-}
-
 impl Handler<Connect> for Registry {
     type Result = Result<(), String>;
 
@@ -227,14 +222,6 @@ impl Handler<Connect> for Registry {
     }
 }
 
-/// A visitor socket closed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Disconnect {
-    pub key: VisitorKey,
-    pub connection_id: String,
-}
-
 impl Handler<Disconnect> for Registry {
     type Result = ();
 
@@ -259,16 +246,6 @@ impl Handler<Disconnect> for Registry {
     }
 }
 
-/// A visitor socket published presence data; it becomes the most recently
-/// active connection.
-#[derive(Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct PresenceUpdate {
-    pub key: VisitorKey,
-    pub connection_id: String,
-    pub data: PresenceData,
-}
-
 impl Handler<PresenceUpdate> for Registry {
     type Result = Result<(), String>;
 
@@ -290,47 +267,12 @@ impl Handler<PresenceUpdate> for Registry {
     }
 }
 
-/// Route a command to the visitor's most recently active connection, or
-/// park it while the visitor is between sockets. [`RegistryHandle::route`]
-/// sends this whenever it cannot deliver directly.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Route {
-    pub key: VisitorKey,
-    pub command: VisitorCommand,
-}
-
 impl Handler<Route> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Route, ctx: &mut Self::Context) {
         self.route(&msg.key, msg.command, ctx);
     }
-}
-
-/// The visitor's current state.
-#[derive(Message)]
-#[rtype(result = "VisitorState")]
-pub struct Lookup {
-    pub key: VisitorKey,
-}
-
-impl Handler<Lookup> for Registry {
-    type Result = MessageResult<Lookup>;
-
-    fn handle(&mut self, msg: Lookup, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.lookup(&msg.key))
-    }
-}
-
-/// Start watching a visitor; the current state arrives first, as an event,
-/// so it is ordered with the events that follow.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Watch {
-    pub key: VisitorKey,
-    pub watcher: AgentSocketId,
-    pub events: Recipient<AgentEvent>,
 }
 
 impl Handler<Watch> for Registry {
@@ -342,27 +284,12 @@ impl Handler<Watch> for Registry {
     }
 }
 
-/// Stop watching one visitor.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Unwatch {
-    pub key: VisitorKey,
-    pub watcher: AgentSocketId,
-}
-
 impl Handler<Unwatch> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Unwatch, _ctx: &mut Self::Context) {
         self.events.unwatch(&msg.key, msg.watcher);
     }
-}
-
-/// An agent socket went away: drop all its watches.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct UnwatchAll {
-    pub watcher: AgentSocketId,
 }
 
 impl Handler<UnwatchAll> for Registry {
@@ -382,10 +309,6 @@ pub struct RegistryStats {
     /// Presence updates the registry has handled since start.
     pub presence_updates: u64,
 }
-
-#[derive(Message)]
-#[rtype(result = "RegistryStats")]
-pub struct Stats;
 
 impl Handler<Stats> for Registry {
     type Result = MessageResult<Stats>;

@@ -20,7 +20,6 @@ use crate::infra::ids::{VisitorId, VisitorKey};
 use crate::presence::confirmation::ConfirmOptions;
 use crate::presence::events::{AgentEvent, AgentSocketId};
 use crate::presence::origin::RequestOrigin;
-use crate::presence::registry::{Unwatch, UnwatchAll};
 use crate::presence::visitor::{VisitorEvent, VisitorState};
 use crate::server::state::{in_scope, AppState};
 use crate::transport::protocol::{parse_frame, AgentInbound, ServerFrame};
@@ -175,9 +174,7 @@ impl Actor for AgentSession {
             );
         }
         if !self.watching.is_empty() {
-            self.app.registry.addr().do_send(UnwatchAll {
-                watcher: self.watcher_id,
-            });
+            self.app.registry.unwatch_all(self.watcher_id);
             self.watching.clear();
         }
         actix::Running::Stop
@@ -293,10 +290,7 @@ impl TextSocket for AgentSession {
                 // repeated DELETE.
                 if let Some(key) = self.visitor_key(&claims, None, &visitorid, ctx) {
                     if self.watching.remove(&key.visitor) {
-                        self.app.registry.addr().do_send(Unwatch {
-                            key,
-                            watcher: self.watcher_id,
-                        });
+                        self.app.registry.unwatch(key, self.watcher_id);
                     }
                 }
             }

@@ -13,7 +13,7 @@ use crate::infra::error::DomainError;
 use crate::infra::ids::{VisitorId, VisitorKey};
 use crate::presence::confirmation::{card_for, ConfirmOptions};
 use crate::presence::invoke::{self, check_invoke};
-use crate::presence::registry::{InvokeOutcome, Watch};
+use crate::presence::registry::InvokeOutcome;
 use crate::server::state::VisitorView;
 use crate::transport::protocol::{check_request_id, ServerFrame};
 use crate::transport::ws_support::{reject, send_error};
@@ -83,11 +83,9 @@ impl AgentSession {
             );
         }
         self.watching.insert(key.visitor.clone());
-        self.app.registry.addr().do_send(Watch {
-            key,
-            watcher: self.watcher_id,
-            events: ctx.address().recipient(),
-        });
+        self.app
+            .registry
+            .watch(key, self.watcher_id, ctx.address().recipient());
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -128,7 +126,7 @@ impl AgentSession {
         let registry = self.app.registry.clone();
         let metrics = self.app.metrics.clone();
         let fut = async move {
-            invoke::invoke(&registry, &metrics, key, func, args, timeout_ms, only_to).await
+            invoke::invoke(&*registry, &metrics, key, func, args, timeout_ms, only_to).await
         };
         ctx.spawn(fut.into_actor(self).map(move |outcome, session, ctx| {
             session.in_flight -= 1;
@@ -181,7 +179,7 @@ impl AgentSession {
         let registry = self.app.registry.clone();
         let config = self.app.config.clone();
         let fut =
-            async move { invoke::signal(&registry, key, data, &config.presence, only_to).await };
+            async move { invoke::signal(&*registry, key, data, &config.presence, only_to).await };
         ctx.spawn(fut.into_actor(self).map(move |result, session, ctx| {
             session.in_flight -= 1;
             match (result, id) {

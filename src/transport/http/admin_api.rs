@@ -135,11 +135,11 @@ pub async fn list_visitors(
     auth.require_admin(&app, group)?;
     let query = VisitorQuery::parse(req.query_string())?;
     let claims = &auth.claims;
-    let (states, more) = app
-        .registry
-        .page(group, query.cursor.as_deref(), query.limit, |state| {
-            query.matches(&state.data) && in_scope(claims, state)
-        });
+    let (states, more) =
+        app.registry
+            .page(group, query.cursor.as_deref(), query.limit, &mut |state| {
+                query.matches(&state.data) && in_scope(claims, state)
+            });
     let next_cursor = more
         .then(|| states.last().map(|s| s.visitorid.clone()))
         .flatten();

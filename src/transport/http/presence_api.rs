@@ -72,7 +72,7 @@ pub async fn invoke(
         .confirmations
         .check_gate(group, &key, &auth.claims.sub)?;
     let outcome = invoke::invoke(
-        &app.registry,
+        &*app.registry,
         &app.metrics,
         key,
         body.func,
@@ -124,7 +124,7 @@ pub async fn signal(
         .confirmations
         .check_gate(group, &key, &auth.claims.sub)?;
     invoke::signal(
-        &app.registry,
+        &*app.registry,
         key,
         body.into_inner().data,
         &app.config.presence,

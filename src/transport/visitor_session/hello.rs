@@ -131,44 +131,43 @@ impl VisitorSession {
             .confirmations
             .redeem(&key, tickets, &self.connection_id);
         self.phase = Phase::Joining(key.clone());
-        let connect = Connect {
-            key: key.clone(),
-            connection: LiveConnection {
-                id: self.connection_id.clone(),
-                commands: ctx.address().recipient(),
-                open: self.open.clone(),
-                identity: identity.map(Arc::new),
-            },
-            data,
+        let connection = LiveConnection {
+            id: self.connection_id.clone(),
+            commands: ctx.address().recipient(),
+            open: self.open.clone(),
+            identity: identity.map(Arc::new),
         };
+        let connect = self.app.registry.connect(key.clone(), connection, data);
         // `wait` holds other frames back until the registry has answered, so
         // nothing is handled half-registered.
-        ctx.wait(self.app.registry.addr().send(connect).into_actor(self).map(
-            move |reply, session, ctx| match reply {
-                Ok(Ok(())) => {
-                    session.phase = Phase::Live(key.clone());
-                    ctx.text(
-                        ServerFrame::Welcome {
-                            visitorid: key.visitor.as_str(),
-                            connection: &session.connection_id,
+        ctx.wait(
+            connect
+                .into_actor(self)
+                .map(move |reply, session, ctx| match reply {
+                    Ok(()) => {
+                        session.phase = Phase::Live(key.clone());
+                        ctx.text(
+                            ServerFrame::Welcome {
+                                visitorid: key.visitor.as_str(),
+                                connection: &session.connection_id,
+                            }
+                            .to_text(),
+                        );
+                        // A prompt opened on the previous page shows again.
+                        for prompt in session.app.confirmations.prompts_for(&key) {
+                            session.show_prompt(&prompt, ctx);
                         }
-                        .to_text(),
-                    );
-                    // A prompt opened on the previous page shows again.
-                    for prompt in session.app.confirmations.prompts_for(&key) {
-                        session.show_prompt(&prompt, ctx);
                     }
-                }
-                Ok(Err(message)) => {
-                    fail_and_close(ctx, CloseCode::Policy, "bad_presence_data", &message)
-                }
-                Err(_) => fail_and_close(
-                    ctx,
-                    CloseCode::Error,
-                    "internal",
-                    "the registry is unavailable",
-                ),
-            },
-        ));
+                    Err(e) => {
+                        let (clients_fault, message) = refusal(&e);
+                        let close = if clients_fault {
+                            CloseCode::Policy
+                        } else {
+                            CloseCode::Error
+                        };
+                        fail_and_close(ctx, close, e.code(), &message)
+                    }
+                }),
+        );
     }
 }

@@ -37,18 +37,17 @@ impl VisitorSession {
         data: PresenceData,
         ctx: &mut WebsocketContext<Self>,
     ) {
-        let update = PresenceUpdate {
-            key,
-            connection_id: self.connection_id.clone(),
-            data,
-        };
-        ctx.spawn(self.app.registry.addr().send(update).into_actor(self).map(
-            |reply, session, ctx| match reply {
-                Ok(Ok(())) => {}
-                Ok(Err(message)) => reject(session, ctx, None, "bad_presence_data", &message),
-                Err(_) => send_error(ctx, None, "internal", "the registry is unavailable"),
-            },
-        ));
+        let update = self
+            .app
+            .registry
+            .presence_update(key, &self.connection_id, data);
+        ctx.spawn(update.into_actor(self).map(|reply, session, ctx| {
+            let Err(e) = reply else { return };
+            match refusal(&e) {
+                (true, message) => reject(session, ctx, None, e.code(), &message),
+                (false, message) => send_error(ctx, None, e.code(), &message),
+            }
+        }));
     }
 
     pub(super) fn result(

@@ -30,8 +30,7 @@ use crate::presence::confirmation::{ConfirmationStatus, MAX_TICKETS_PER_HELLO};
 use crate::presence::data::PresenceData;
 use crate::presence::origin::RequestOrigin;
 use crate::presence::registry::{
-    Connect, Disconnect, InvokeOutcome, InvokeRequest, InvokeResponder, LiveConnection,
-    PresenceUpdate, Prompt, VisitorCommand,
+    InvokeOutcome, InvokeRequest, InvokeResponder, LiveConnection, Prompt, VisitorCommand,
 };
 use crate::presence::session_keys::KeyHolder;
 use crate::server::state::AppState;
@@ -127,18 +126,9 @@ impl VisitorSession {
         let phase = std::mem::replace(&mut self.phase, Phase::Left);
         if let Phase::Joining(key) | Phase::Live(key) = phase {
             // A held presence update still counts: it goes ahead of the
-            // disconnect, through the same mailbox.
-            if let Some(data) = self.presence.flush(std::time::Instant::now()) {
-                self.app.registry.addr().do_send(PresenceUpdate {
-                    key: key.clone(),
-                    connection_id: self.connection_id.clone(),
-                    data,
-                });
-            }
-            self.app.registry.addr().do_send(Disconnect {
-                key,
-                connection_id: self.connection_id.clone(),
-            });
+            // disconnect.
+            let held = self.presence.flush(std::time::Instant::now());
+            self.app.registry.disconnect(key, &self.connection_id, held);
         }
         self.app
             .confirmations
@@ -148,6 +138,17 @@ impl VisitorSession {
                 "the visitor's connection closed before it answered".to_owned(),
             )));
         }
+    }
+}
+
+/// How a refusal from the registry reaches the client: whether it is the
+/// client's fault (`bad_presence_data`), and its text (an internal one
+/// without the `internal error:` prefix).
+fn refusal(e: &DomainError) -> (bool, String) {
+    match e {
+        DomainError::BadPresenceData(message) => (true, message.clone()),
+        DomainError::Internal(message) => (false, message.clone()),
+        other => (false, other.to_string()),
     }
 }
 
