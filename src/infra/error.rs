@@ -58,6 +58,10 @@ pub enum DomainError {
     SsoNotConfigured(u64),
     #[error("{0}")]
     VisitorNotPresent(String),
+    /// A visitor socket's presence data was refused (too large once merged,
+    /// or sent by a connection the registry does not know).
+    #[error("{0}")]
+    BadPresenceData(String),
     #[error("no such resource")]
     NotFound,
     #[error("no live token has this jti")]
@@ -126,8 +130,6 @@ pub enum DomainError {
     BadHello(String),
     #[error("{0}")]
     BadVisitorId(String),
-    #[error("{0}")]
-    BadPresenceData(String),
     #[error("this group requires a visitor identity token")]
     IdentityRequired,
     #[error("{0}")]
@@ -177,6 +179,7 @@ impl DomainError {
             DomainError::UnknownGroup(_) => "unknown_group",
             DomainError::SsoNotConfigured(_) => "sso_not_configured",
             DomainError::VisitorNotPresent(_) => "visitor_not_present",
+            DomainError::BadPresenceData(_) => "bad_presence_data",
             DomainError::NotFound => "not_found",
             DomainError::UnknownToken => "unknown_token",
             DomainError::SessionKeyNotFound => "session_key_not_found",
@@ -206,7 +209,6 @@ impl DomainError {
             DomainError::AlreadyJoined => "already_joined",
             DomainError::BadHello(_) => "bad_hello",
             DomainError::BadVisitorId(_) => "bad_visitor_id",
-            DomainError::BadPresenceData(_) => "bad_presence_data",
             DomainError::IdentityRequired => "identity_required",
             DomainError::IdentityInvalid(_) => "identity_invalid",
             DomainError::NotReady => "not_ready",

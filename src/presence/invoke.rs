@@ -1,12 +1,13 @@
-//! Invokes and signals in flight: the request an agent makes, the outcome a
-//! visitor returns, and the one place that waits for it with a deadline.
+//! The invoke and signal use case: the checks an agent's invoke passes, and
+//! the one place that waits for a visitor's outcome with a deadline. What
+//! travels to the visitor (requests and their reply channels) is the
+//! registry's routing payload (see [`crate::presence::registry`]).
 //!
 //! The waiter owns the timeout: it gives up at the deadline and answers
 //! `invoke_timeout`, whatever happens downstream. Everything downstream
 //! (registry, visitor session) only has to drop or answer the responder.
 
 use crate::infra::config::function_allowed;
-use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -17,77 +18,10 @@ use crate::infra::config::{valid_function_name, PresenceConfig};
 use crate::infra::error::DomainError;
 use crate::infra::ids::VisitorKey;
 use crate::infra::metrics::Metrics;
-use crate::presence::registry::RegistryHandle;
-use crate::transport::visitor_session::VisitorCommand;
-
-/// What the visitor's function returned.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum InvokeOutcome {
-    /// `{"ok": true, "value": ...}`
-    Ok { ok: bool, value: Value },
-    /// `{"ok": false, "error": "..."}`
-    Failed { ok: bool, error: String },
-}
-
-impl InvokeOutcome {
-    pub fn success(value: Value) -> Self {
-        InvokeOutcome::Ok { ok: true, value }
-    }
-    pub fn failure(error: String) -> Self {
-        InvokeOutcome::Failed { ok: false, error }
-    }
-}
-
-/// Where the outcome of an invoke goes.
-pub type InvokeResponder = oneshot::Sender<Result<InvokeOutcome, DomainError>>;
-/// Where the outcome of a signal goes.
-pub type SignalResponder = oneshot::Sender<Result<(), DomainError>>;
-
-/// An invoke on its way to a visitor.
-#[derive(Debug)]
-pub struct InvokeRequest {
-    pub func: String,
-    pub args: Value,
-    pub deadline: Instant,
-    pub timeout_ms: u64,
-    pub responder: InvokeResponder,
-    /// The connections it may go to; `None`: any.
-    pub only_to: Option<ConnectionFilter>,
-}
-
-/// A signal on its way to a visitor.
-#[derive(Debug)]
-pub struct SignalRequest {
-    pub data: Value,
-    pub responder: SignalResponder,
-    /// The connections it may go to; `None`: any.
-    pub only_to: Option<ConnectionFilter>,
-}
-
-/// Which of a visitor's connections a command may go to, by connection id
-/// (those holding the asking agent's confirmation ticket). Asked at
-/// delivery, so a command parked over a page navigation is checked
-/// against the new page's connection.
-#[derive(Clone)]
-pub struct ConnectionFilter(std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>);
-
-impl ConnectionFilter {
-    pub fn new(accepts: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
-        Self(std::sync::Arc::new(accepts))
-    }
-
-    /// Whether the connection `id` may receive the command.
-    pub fn accepts(&self, id: &str) -> bool {
-        (self.0)(id)
-    }
-}
-
-impl std::fmt::Debug for ConnectionFilter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ConnectionFilter")
-    }
-}
+use crate::presence::registry::{
+    ConnectionFilter, InvokeOutcome, InvokeRequest, PresenceDirectory, SignalRequest,
+    VisitorCommand,
+};
 
 /// Checks an invoke's function name (syntax, then the group's allow-list)
 /// and timeout, returning the timeout.
@@ -118,7 +52,7 @@ pub fn check_invoke(
 /// Sends an invoke through the registry and waits for its outcome until the
 /// deadline.
 pub async fn invoke(
-    registry: &RegistryHandle,
+    registry: &dyn PresenceDirectory,
     metrics: &Arc<Metrics>,
     key: VisitorKey,
     func: String,
@@ -161,7 +95,7 @@ pub async fn invoke(
 /// visitor connection (or refused). Bounded by the visitor grace period plus
 /// the default invoke timeout, so it never hangs.
 pub async fn signal(
-    registry: &RegistryHandle,
+    registry: &dyn PresenceDirectory,
     key: VisitorKey,
     data: Value,
     config: &PresenceConfig,

@@ -19,8 +19,9 @@ use crate::auth::audit::Audit;
 use crate::auth::password;
 use crate::auth::sign_in::{Authenticator, Lockout};
 use crate::infra::{capacity, config, ids, metrics, shutdown, telemetry};
+use crate::presence::events::{EventBus, LocalEventBus};
 use crate::presence::session_keys::SessionKeys;
-use crate::presence::{confirmation, live_agents, origin};
+use crate::presence::{confirmation, origin};
 use crate::transport::{client_addr, http, metrics_server};
 
 /// Session-key lookups that may miss per token, and per client, each minute
@@ -34,7 +35,7 @@ use crate::infra::config::Config;
 use crate::presence::admission::GroupAccess;
 use crate::presence::agent_ops::AgentOps;
 use crate::presence::origin::OriginPolicy;
-use crate::presence::registry::{RegistryHandle, RegistryStats, Stats};
+use crate::presence::registry::{PresenceDirectory, RegistryHandle, RegistryStats};
 use crate::server::state::AppState;
 use crate::store::{Store, StoreError};
 use crate::transport::agent_session::AgentSocketDeps;
@@ -144,8 +145,13 @@ pub async fn run_with_clock(
         )
         .map_err(|m| config::ConfigError::new("server.trusted_proxies", m))?,
     );
-    let registry = RegistryHandle::start(Arc::new(config.presence.clone()), clock.clone());
-    let live_agents = Arc::new(live_agents::LiveAgents::default());
+    // The single-node presence directory and event bus.
+    let live_agents: Arc<dyn EventBus> = Arc::new(LocalEventBus::default());
+    let registry: Arc<dyn PresenceDirectory> = Arc::new(RegistryHandle::start(
+        Arc::new(config.presence.clone()),
+        clock.clone(),
+        live_agents.clone(),
+    ));
     let confirmations = confirmation::Confirmations::new(
         store.clone(),
         clock.clone(),
@@ -200,7 +206,7 @@ pub async fn run_with_clock(
     let agent_sockets = web::Data::new(AgentSocketDeps {
         ops: ops.clone().into_inner(),
         tokens: tokens.clone(),
-        live_agents: live_agents.clone(),
+        events: live_agents.clone(),
         gate: gate.clone(),
         limits,
         metrics: metrics.clone(),
@@ -329,7 +335,7 @@ impl RunningServer {
 
     /// Live visitors, connections and watches.
     pub async fn stats(&self) -> Option<RegistryStats> {
-        self.app.registry.addr().send(Stats).await.ok()
+        self.app.registry.stats().await.ok()
     }
 
     /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.

@@ -1,5 +1,5 @@
-//! What every handler and socket actor shares: config, registry address,
-//! token service, origin policy, store, clock and the shutdown signal.
+//! What every handler and socket actor shares: config, presence directory,
+//! event bus, token service, origin policy, store, clock and the shutdown signal.
 
 use std::sync::Arc;
 
@@ -18,9 +18,9 @@ use crate::infra::ids::{GroupId, VisitorKey};
 use crate::infra::metrics::Metrics;
 use crate::presence::agent_ops::AgentOps;
 use crate::presence::confirmation::Confirmations;
-use crate::presence::live_agents::LiveAgents;
+use crate::presence::events::EventBus;
 use crate::presence::origin::OriginPolicy;
-use crate::presence::registry::{RegistryHandle, VisitorState};
+use crate::presence::registry::{PresenceDirectory, VisitorState};
 use crate::presence::session_keys::{self, SessionKeys};
 use crate::server::housekeeping::Chores;
 use crate::store::Store;
@@ -29,7 +29,8 @@ pub struct AppState {
     /// The agent operations both transports call.
     pub ops: Arc<AgentOps>,
     pub config: Arc<Config>,
-    pub registry: RegistryHandle,
+    /// Which visitors are present, and the routing of commands to them.
+    pub registry: Arc<dyn PresenceDirectory>,
     pub tokens: Arc<TokenService>,
     pub origins: Arc<OriginPolicy>,
     pub auth: Arc<Authenticator>,
@@ -38,8 +39,9 @@ pub struct AppState {
     pub session_keys: Arc<SessionKeys>,
     /// Session-key lookups that missed, per token and per client.
     pub session_key_misses: Arc<Lockout>,
-    /// Agent sockets by token id and by agent.
-    pub live_agents: Arc<LiveAgents>,
+    /// The event bus to live agent sockets (by token id, by agent, by
+    /// watched visitor).
+    pub live_agents: Arc<dyn EventBus>,
     /// Confirmation prompts and grants.
     pub confirmations: Arc<Confirmations>,
     pub chores: Chores,

@@ -9,7 +9,6 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 
 use crate::infra::config::Config;
 use crate::infra::error::DomainError;
-use crate::presence::registry::Stats;
 use crate::server::state::AppState;
 
 /// A running metrics listener.
@@ -41,12 +40,7 @@ pub fn start(config: &Config, app: web::Data<AppState>) -> std::io::Result<Optio
 }
 
 async fn metrics(app: web::Data<AppState>) -> Result<HttpResponse, DomainError> {
-    let stats = app
-        .registry
-        .addr()
-        .send(Stats)
-        .await
-        .map_err(|e| DomainError::Internal(format!("registry stats: {e}")))?;
+    let stats = app.registry.stats().await?;
     let text = app.metrics.render(stats.visitors, stats.connections)?;
     Ok(HttpResponse::Ok()
         .insert_header((

@@ -12,7 +12,8 @@ use super::{AgentOps, Caller, VisitorView};
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
 use crate::presence::confirmation::{card_for, ConfirmOptions, ConfirmationView, Started};
-use crate::presence::invoke::{self, check_invoke, InvokeOutcome};
+use crate::presence::invoke::{self, check_invoke};
+use crate::presence::registry::InvokeOutcome;
 use crate::presence::session_keys;
 
 /// An accepted request's answer, still on its way.
@@ -61,7 +62,16 @@ impl Invoke<'_> {
         let metrics = ops.metrics.clone();
         let (func, args) = (self.func, self.args);
         Ok(Box::pin(async move {
-            invoke::invoke(&registry, &metrics, key, func, args, timeout_ms, only_to).await
+            invoke::invoke(
+                registry.as_ref(),
+                &metrics,
+                key,
+                func,
+                args,
+                timeout_ms,
+                only_to,
+            )
+            .await
         }))
     }
 }
@@ -84,7 +94,7 @@ impl Signal<'_> {
         let presence = ops.presence().clone();
         let data = self.data;
         Ok(Box::pin(async move {
-            invoke::signal(&registry, key, data, &presence, only_to).await
+            invoke::signal(registry.as_ref(), key, data, &presence, only_to).await
         }))
     }
 }

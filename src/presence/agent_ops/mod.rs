@@ -34,8 +34,9 @@ use crate::infra::metrics::Metrics;
 use crate::presence::admission::GroupAccess;
 use crate::presence::confirmation::Confirmations;
 use crate::presence::origin::RequestOrigin;
-use crate::presence::registry::{RegistryHandle, VisitorState};
+use crate::presence::registry::PresenceDirectory;
 use crate::presence::session_keys::SessionKeys;
+use crate::presence::visitor::VisitorState;
 
 pub use commands::{
     CheckConfirmation, EndConfirmation, FindSession, Invoke, Lookup, Pending, Signal,
@@ -64,7 +65,7 @@ pub struct VisitorView {
 /// What the agent operations use; built once at start-up.
 pub struct AgentOps {
     groups: Arc<GroupAccess>,
-    registry: RegistryHandle,
+    registry: Arc<dyn PresenceDirectory>,
     confirmations: Arc<Confirmations>,
     session_keys: Arc<SessionKeys>,
     /// Session-key lookups that missed, per token and per client.
@@ -75,7 +76,7 @@ pub struct AgentOps {
 impl AgentOps {
     pub fn new(
         groups: Arc<GroupAccess>,
-        registry: RegistryHandle,
+        registry: Arc<dyn PresenceDirectory>,
         confirmations: Arc<Confirmations>,
         session_keys: Arc<SessionKeys>,
         session_key_misses: Arc<Lockout>,

@@ -92,7 +92,7 @@ impl ListVisitors {
         let claims = caller.claims;
         let (states, more) =
             ops.registry
-                .page(group, query.cursor.as_deref(), query.limit, |state| {
+                .page(group, query.cursor.as_deref(), query.limit, &mut |state| {
                     query.matches(&state.data) && in_scope(claims, state)
                 });
         let next_cursor = more

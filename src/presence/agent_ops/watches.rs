@@ -9,16 +9,16 @@ use actix::Recipient;
 use super::{AgentOps, Caller};
 use crate::infra::error::DomainError;
 use crate::infra::ids::{GroupId, VisitorId};
-use crate::presence::registry::{Unwatch, UnwatchAll, VisitorEvent, Watch, WatcherId};
+use crate::presence::events::{AgentEvent, AgentSocketId};
 
 /// The visitors one agent socket watches.
 pub struct Watches {
-    watcher: WatcherId,
+    watcher: AgentSocketId,
     watching: HashSet<VisitorId>,
 }
 
 impl Watches {
-    pub fn new(watcher: WatcherId) -> Self {
+    pub fn new(watcher: AgentSocketId) -> Self {
         Self {
             watcher,
             watching: HashSet::new(),
@@ -26,7 +26,7 @@ impl Watches {
     }
 
     /// This socket's id among watchers.
-    pub fn watcher(&self) -> WatcherId {
+    pub fn watcher(&self) -> AgentSocketId {
         self.watcher
     }
 
@@ -44,7 +44,7 @@ impl Watches {
         caller: &Caller,
         group: GroupId,
         visitorid: &str,
-        events: Recipient<VisitorEvent>,
+        events: Recipient<AgentEvent>,
     ) -> Result<(), DomainError> {
         let (_, key) = ops.admit_visitor(caller, group, visitorid)?;
         let limit = ops.presence().max_watches_per_agent;
@@ -52,11 +52,7 @@ impl Watches {
             return Err(DomainError::TooManyWatches(limit));
         }
         self.watching.insert(key.visitor.clone());
-        ops.registry.addr().do_send(Watch {
-            key,
-            watcher: self.watcher,
-            events,
-        });
+        ops.registry.watch(key, self.watcher, events);
         Ok(())
     }
 
@@ -71,10 +67,7 @@ impl Watches {
     ) -> Result<(), DomainError> {
         let (_, key) = ops.admit_visitor(caller, group, visitorid)?;
         if self.watching.remove(&key.visitor) {
-            ops.registry.addr().do_send(Unwatch {
-                key,
-                watcher: self.watcher,
-            });
+            ops.registry.unwatch(key, self.watcher);
         }
         Ok(())
     }
@@ -82,9 +75,7 @@ impl Watches {
     /// Drops every watch (the socket is closing).
     pub fn clear(&mut self, ops: &AgentOps) {
         if !self.watching.is_empty() {
-            ops.registry.addr().do_send(UnwatchAll {
-                watcher: self.watcher,
-            });
+            ops.registry.unwatch_all(self.watcher);
             self.watching.clear();
         }
     }

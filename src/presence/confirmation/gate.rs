@@ -5,7 +5,7 @@
 use crate::infra::config::GroupConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::VisitorKey;
-use crate::presence::invoke::ConnectionFilter;
+use crate::presence::registry::ConnectionFilter;
 use crate::store::{grant_key, StoreError};
 
 use super::{tickets, Confirmations};

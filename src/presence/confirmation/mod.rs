@@ -34,27 +34,15 @@ use crate::infra::config::PresenceConfig;
 use crate::infra::error::{off_thread, DomainError};
 use crate::infra::ids::{random_id, VisitorKey};
 use crate::infra::metrics::Metrics;
-use crate::presence::live_agents::LiveAgents;
-use crate::presence::registry::RegistryHandle;
+use crate::presence::events::EventBus;
+use crate::presence::registry::{PresenceDirectory, Prompt, VisitorCommand};
 use crate::store::{grant_key, ConfirmationGrant, ConfirmationRecord, Settled, Store, StoreError};
 pub use crate::store::{AgentCard, ConfirmationStatus};
-use crate::transport::visitor_session::VisitorCommand;
 use failures::FailureLock;
 use tickets::TicketHolders;
 
 /// Prompts one visitor may have open at once (one per agent).
 pub const MAX_PROMPTS_PER_VISITOR: usize = 8;
-
-/// A prompt as the visitor's sockets show it.
-#[derive(Debug)]
-pub struct Prompt {
-    pub id: String,
-    pub agent: String,
-    pub card: AgentCard,
-    pub choices: Vec<String>,
-    /// Unix seconds.
-    pub expires: u64,
-}
 
 /// What an agent asks for when it starts a prompt.
 #[derive(Debug, Default, Deserialize)]
@@ -96,8 +84,8 @@ pub struct ConfirmationView {
 pub struct Confirmations {
     store: Arc<Store>,
     clock: SharedClock,
-    registry: RegistryHandle,
-    agents: Arc<LiveAgents>,
+    registry: Arc<dyn PresenceDirectory>,
+    agents: Arc<dyn EventBus>,
     metrics: Arc<Metrics>,
     ttl_secs: u64,
     timeout_ms: u64,
@@ -122,8 +110,8 @@ impl Confirmations {
     pub fn new(
         store: Arc<Store>,
         clock: SharedClock,
-        registry: RegistryHandle,
-        agents: Arc<LiveAgents>,
+        registry: Arc<dyn PresenceDirectory>,
+        agents: Arc<dyn EventBus>,
         metrics: Arc<Metrics>,
         presence: &PresenceConfig,
     ) -> Arc<Self> {
@@ -226,7 +214,7 @@ impl Confirmations {
             .push(prompt.clone());
         self.arm_timer(record.id.clone(), self.timeout_ms);
         self.registry
-            .broadcast(&key, || VisitorCommand::Prompt(prompt.clone()));
+            .broadcast(&key, &|| VisitorCommand::Prompt(prompt.clone()));
         tracing::info!(
             confirmation = %record.id, visitor = %key, agent,
             "confirmation prompt started"
@@ -435,7 +423,7 @@ impl Confirmations {
         self.agents.confirmation_settled(record);
         let (id, status) = (record.id.clone(), record.status);
         self.registry
-            .broadcast(&key, || VisitorCommand::PromptClosed {
+            .broadcast(&key, &|| VisitorCommand::PromptClosed {
                 id: id.clone(),
                 status,
                 ticket: ticket.clone(),

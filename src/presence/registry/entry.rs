@@ -8,8 +8,8 @@ use std::sync::Arc;
 use actix::dev::SendError;
 use actix::Recipient;
 
+use super::VisitorCommand;
 use crate::presence::data::PresenceData;
-use crate::transport::visitor_session::VisitorCommand;
 
 /// One visitor socket the registry can route to.
 #[derive(Clone)]

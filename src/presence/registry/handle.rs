@@ -1,22 +1,29 @@
-//! The registry's interface to the rest of the server. Handlers and session
-//! actors hold a [`RegistryHandle`], never the registry's state: it routes a
-//! command straight to a live visitor connection found in the published
-//! [`Directory`], and hands everything else (visitors between sockets,
-//! stale snapshots, offline visitors) to the registry actor, which decides.
-//! A multi-node directory slots in here without touching the sessions.
+//! The registry's single-node [`PresenceDirectory`]. Handlers and session
+//! actors hold it (as `Arc<dyn PresenceDirectory>`), never the registry's
+//! state: it routes a command straight to a live visitor connection found
+//! in the published [`Directory`], and hands everything else (visitors
+//! between sockets, stale snapshots, offline visitors) to the registry
+//! actor, which decides. Every change goes to the actor as one of its
+//! private messages.
 
 use std::sync::Arc;
 
 use actix::dev::SendError;
-use actix::{Actor, Addr};
+use actix::{Actor, Addr, Recipient};
+use futures_core::future::LocalBoxFuture;
 
 use super::directory::Directory;
-use super::{Registry, Route, VisitorState};
+use super::messages::{
+    Connect, Disconnect, PresenceUpdate, Route, Stats, Unwatch, UnwatchAll, Watch,
+};
+use super::{LiveConnection, PresenceDirectory, Registry, RegistryStats, VisitorCommand};
 use crate::infra::clock::SharedClock;
 use crate::infra::config::PresenceConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::{GroupId, VisitorKey};
-use crate::transport::visitor_session::VisitorCommand;
+use crate::presence::data::PresenceData;
+use crate::presence::events::{AgentEvent, AgentSocketId, EventBus};
+use crate::presence::visitor::VisitorState;
 
 /// A cheap, cloneable handle on the registry.
 #[derive(Clone)]
@@ -27,63 +34,136 @@ pub struct RegistryHandle {
 }
 
 impl RegistryHandle {
-    /// Starts the registry actor on the current arbiter.
-    pub fn start(config: Arc<PresenceConfig>, clock: SharedClock) -> Self {
+    /// Starts the registry actor on the current arbiter; it tells watchers
+    /// of changes through `events`.
+    pub fn start(
+        config: Arc<PresenceConfig>,
+        clock: SharedClock,
+        events: Arc<dyn EventBus>,
+    ) -> Self {
         let directory = Arc::new(Directory::default());
         let max_pending_invokes = config.max_pending_invokes;
-        let addr = Registry::new(config, clock, directory.clone()).start();
+        let addr = Registry::new(config, clock, directory.clone(), events).start();
         Self {
             addr,
             directory,
             max_pending_invokes,
         }
     }
+}
 
-    /// The actor, for the messages sessions send it (connect, watch, ...).
-    pub fn addr(&self) -> &Addr<Registry> {
-        &self.addr
+/// The registry actor has stopped (it never does while the server runs).
+fn unavailable() -> DomainError {
+    DomainError::Internal("the registry is unavailable".to_owned())
+}
+
+impl PresenceDirectory for RegistryHandle {
+    fn connect(
+        &self,
+        key: VisitorKey,
+        connection: LiveConnection,
+        data: PresenceData,
+    ) -> LocalBoxFuture<'static, Result<(), DomainError>> {
+        let reply = self.addr.send(Connect {
+            key,
+            connection,
+            data,
+        });
+        Box::pin(async move {
+            match reply.await {
+                Ok(result) => result.map_err(DomainError::BadPresenceData),
+                Err(_) => Err(unavailable()),
+            }
+        })
     }
 
-    /// The visitor's lookup document.
-    pub fn lookup(&self, key: &VisitorKey) -> VisitorState {
+    fn disconnect(&self, key: VisitorKey, connection_id: &str, held: Option<PresenceData>) {
+        // Through the same mailbox, so the update goes ahead.
+        if let Some(data) = held {
+            self.addr.do_send(PresenceUpdate {
+                key: key.clone(),
+                connection_id: connection_id.to_owned(),
+                data,
+            });
+        }
+        self.addr.do_send(Disconnect {
+            key,
+            connection_id: connection_id.to_owned(),
+        });
+    }
+
+    fn presence_update(
+        &self,
+        key: VisitorKey,
+        connection_id: &str,
+        data: PresenceData,
+    ) -> LocalBoxFuture<'static, Result<(), DomainError>> {
+        let reply = self.addr.send(PresenceUpdate {
+            key,
+            connection_id: connection_id.to_owned(),
+            data,
+        });
+        Box::pin(async move {
+            match reply.await {
+                Ok(result) => result.map_err(DomainError::BadPresenceData),
+                Err(_) => Err(unavailable()),
+            }
+        })
+    }
+
+    fn watch(&self, key: VisitorKey, socket: AgentSocketId, events: Recipient<AgentEvent>) {
+        self.addr.do_send(Watch {
+            key,
+            watcher: socket,
+            events,
+        });
+    }
+
+    fn unwatch(&self, key: VisitorKey, socket: AgentSocketId) {
+        self.addr.do_send(Unwatch {
+            key,
+            watcher: socket,
+        });
+    }
+
+    fn unwatch_all(&self, socket: AgentSocketId) {
+        self.addr.do_send(UnwatchAll { watcher: socket });
+    }
+
+    fn stats(&self) -> LocalBoxFuture<'static, Result<RegistryStats, DomainError>> {
+        let reply = self.addr.send(Stats);
+        Box::pin(async move {
+            reply
+                .await
+                .map_err(|e| DomainError::Internal(format!("registry stats: {e}")))
+        })
+    }
+
+    fn lookup(&self, key: &VisitorKey) -> VisitorState {
         self.directory
             .get(key)
             .map_or_else(|| VisitorState::offline(key), |p| p.state(key))
     }
 
-    /// A page of the group's present visitors (see [`Directory::page`]).
-    pub fn page(
+    fn page(
         &self,
         group: GroupId,
         after: Option<&str>,
         limit: usize,
-        keep: impl FnMut(&VisitorState) -> bool,
+        keep: &mut dyn FnMut(&VisitorState) -> bool,
     ) -> (Vec<VisitorState>, bool) {
         self.directory.page(group, after, limit, keep)
     }
 
-    /// Sends a command to every open connection of the visitor (each tab
-    /// shows a confirmation prompt). A visitor between sockets gets nothing
-    /// here; its next socket asks for what it should show.
-    pub fn broadcast(&self, key: &VisitorKey, command: impl Fn() -> VisitorCommand) {
-        if let Some(published) = self.directory.get(key) {
-            for connection in published.open_connections() {
-                // Rare and small, so past the mailbox bound rather than lost.
-                connection.commands.do_send(command());
-            }
-        }
-    }
-
-    /// Routes a command to the visitor's most recently active connection.
-    /// A command restricted to some connections (confirmation tickets)
-    /// goes to the most recently active of those; if the visitor has open
-    /// connections but none of them, it fails `confirmation_required`.
-    pub fn route(&self, key: VisitorKey, mut command: VisitorCommand) {
+    fn route(&self, key: VisitorKey, mut command: VisitorCommand) {
         let published = self.directory.get(&key);
+        // The snapshot's own sender, not a clone: a sender parks once the
+        // session's mailbox is full and refuses until the session reads,
+        // while a fresh clone would always get one more message in.
         let target = published
-            .as_ref()
-            .and_then(|p| p.target_where(|id| command.accepts(id)).cloned());
-        if target.is_none() && published.is_some_and(|p| p.target().is_some()) {
+            .as_deref()
+            .and_then(|p| p.target_where(|id| command.accepts(id)));
+        if target.is_none() && published.as_ref().is_some_and(|p| p.target().is_some()) {
             return command.fail(DomainError::ConfirmationRequired);
         }
         if let Some(target) = target {
@@ -98,5 +178,14 @@ impl RegistryHandle {
             }
         }
         self.addr.do_send(Route { key, command });
+    }
+
+    fn broadcast(&self, key: &VisitorKey, command: &dyn Fn() -> VisitorCommand) {
+        if let Some(published) = self.directory.get(key) {
+            for connection in published.open_connections() {
+                // Rare and small, so past the mailbox bound rather than lost.
+                connection.commands.do_send(command());
+            }
+        }
     }
 }

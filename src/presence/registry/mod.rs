@@ -2,10 +2,18 @@
 //! live, routes agent commands to them by (group, visitor), and tells
 //! watching agents when a visitor comes, goes or changes page.
 //!
-//! Everything reaches it as a message, and it is the only writer of the
-//! published [`directory::Directory`] that [`RegistryHandle`] reads to route
-//! commands to live visitors without a mailbox hop. A later multi-node
-//! directory can sit behind the handle without the session actors changing.
+//! Its interface is closed: the rest of the server holds an
+//! `Arc<dyn PresenceDirectory>` ([`PresenceDirectory`], implemented on one
+//! node by [`RegistryHandle`]), and the actor's messages are private to this
+//! module (`messages.rs`). The actor is the only writer of the published
+//! [`directory::Directory`] that the handle reads to route commands to live
+//! visitors without a mailbox hop. Watch events go out through the
+//! [`EventBus`]; the actor is the one place on a node that changes watches
+//! and publishes events, so a watch's initial state and the events after it
+//! keep their order.
+//!
+//! What is routed (invokes, signals, prompts, and their reply channels) is
+//! defined here too, in `commands.rs`.
 //!
 //! Page navigation closes a socket and opens another a moment later. When a
 //! visitor's last socket closes, the visitor stays present for
@@ -13,41 +21,48 @@
 //! socket, and watchers hear `disconnected` only if the grace period ends
 //! with no reconnect.
 
+mod commands;
 mod directory;
 mod entry;
 mod handle;
-mod watchers;
+mod messages;
+mod presence_directory;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult, Recipient};
+use actix::{Actor, AsyncContext, Context, Handler, MessageResult};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::infra::clock::SharedClock;
 use crate::infra::config::PresenceConfig;
 use crate::infra::error::DomainError;
-use crate::infra::ids::{GroupId, VisitorKey};
-use crate::presence::data::PresenceData;
-use crate::transport::visitor_session::VisitorCommand;
+use crate::infra::ids::VisitorKey;
+use crate::presence::events::EventBus;
+use crate::presence::visitor::{EventKind, VisitorEvent};
 
+pub use crate::presence::visitor::VisitorState;
+pub use commands::{
+    ConnectionFilter, InvokeOutcome, InvokeRequest, InvokeResponder, Prompt, SignalRequest,
+    VisitorCommand,
+};
 use directory::Directory;
 pub use entry::LiveConnection;
 use entry::{Grace, Routed, VisitorEntry};
 pub use handle::RegistryHandle;
-pub use watchers::WatcherId;
-use watchers::Watchers;
+use messages::{Connect, Disconnect, PresenceUpdate, Route, Stats, Unwatch, UnwatchAll, Watch};
+pub use presence_directory::PresenceDirectory;
 
 /// Mailbox size; `send` callers wait (back-pressure) beyond it.
 const MAILBOX_CAPACITY: usize = 65_536;
 
 /// The routing registry.
-pub struct Registry {
+struct Registry {
     config: Arc<PresenceConfig>,
     clock: SharedClock,
     visitors: HashMap<VisitorKey, VisitorEntry>,
-    watchers: Watchers,
+    /// Where watch events go; it also keeps the watches.
+    events: Arc<dyn EventBus>,
     next_generation: u64,
     directory: Arc<Directory>,
     /// Presence updates handled since start.
@@ -55,12 +70,17 @@ pub struct Registry {
 }
 
 impl Registry {
-    fn new(config: Arc<PresenceConfig>, clock: SharedClock, directory: Arc<Directory>) -> Self {
+    fn new(
+        config: Arc<PresenceConfig>,
+        clock: SharedClock,
+        directory: Arc<Directory>,
+        events: Arc<dyn EventBus>,
+    ) -> Self {
         Self {
             config,
             clock,
             visitors: HashMap::new(),
-            watchers: Watchers::default(),
+            events,
             next_generation: 0,
             directory,
             presence_updates: 0,
@@ -81,18 +101,12 @@ impl Registry {
         self.directory.publish(key, self.visitors.get(key));
     }
 
-    fn notify(&mut self, key: &VisitorKey, kind: EventKind) {
+    fn notify(&self, key: &VisitorKey, kind: EventKind) {
         let event = VisitorEvent {
             kind,
             state: self.lookup(key),
         };
-        for stalled in self.watchers.notify(key, &event) {
-            tracing::warn!(
-                watcher = stalled,
-                "dropping the watches of an agent socket that stopped reading"
-            );
-            self.watchers.remove_all(stalled);
-        }
+        self.events.visitor_event(key, event);
     }
 
     /// Begins the grace period of a visitor with no live socket.
@@ -172,79 +186,6 @@ impl Actor for Registry {
     }
 }
 
-/// The lookup document of a visitor, as REST and the agent socket show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VisitorState {
-    pub groupid: GroupId,
-    pub visitorid: String,
-    pub online: bool,
-    pub connections: usize,
-    pub data: Value,
-    /// Unix ms of the start of this online period.
-    pub connected_at: Option<u64>,
-    /// Whether the connection commands go to presented a valid identity
-    /// token.
-    pub verified: bool,
-    /// That token's custom claims.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<Value>,
-}
-
-impl VisitorState {
-    /// The document of a visitor who is not present.
-    pub fn offline(key: &VisitorKey) -> Self {
-        Self {
-            groupid: key.group,
-            visitorid: key.visitor.as_str().to_owned(),
-            online: false,
-            connections: 0,
-            data: Value::Object(Default::default()),
-            connected_at: None,
-            verified: false,
-            identity: None,
-        }
-    }
-}
-
-/// What changed about a watched visitor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// The current state, sent once when a watch begins.
-    State,
-    Connected,
-    Disconnected,
-    Presence,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::State => "state",
-            EventKind::Connected => "connected",
-            EventKind::Disconnected => "disconnected",
-            EventKind::Presence => "presence",
-        }
-    }
-}
-
-/// Sent to watching agent sessions.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct VisitorEvent {
-    pub kind: EventKind,
-    pub state: VisitorState,
-}
-
-/// A visitor socket said hello. Answers an error if the merged presence data
-/// would be too large.
-#[derive(Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct Connect {
-    pub key: VisitorKey,
-    pub connection: LiveConnection,
-    pub data: PresenceData,
-}
-
 impl Handler<Connect> for Registry {
     type Result = Result<(), String>;
 
@@ -281,14 +222,6 @@ impl Handler<Connect> for Registry {
     }
 }
 
-/// A visitor socket closed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Disconnect {
-    pub key: VisitorKey,
-    pub connection_id: String,
-}
-
 impl Handler<Disconnect> for Registry {
     type Result = ();
 
@@ -313,16 +246,6 @@ impl Handler<Disconnect> for Registry {
     }
 }
 
-/// A visitor socket published presence data; it becomes the most recently
-/// active connection.
-#[derive(Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct PresenceUpdate {
-    pub key: VisitorKey,
-    pub connection_id: String,
-    pub data: PresenceData,
-}
-
 impl Handler<PresenceUpdate> for Registry {
     type Result = Result<(), String>;
 
@@ -344,16 +267,6 @@ impl Handler<PresenceUpdate> for Registry {
     }
 }
 
-/// Route a command to the visitor's most recently active connection, or
-/// park it while the visitor is between sockets. [`RegistryHandle::route`]
-/// sends this whenever it cannot deliver directly.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Route {
-    pub key: VisitorKey,
-    pub command: VisitorCommand,
-}
-
 impl Handler<Route> for Registry {
     type Result = ();
 
@@ -362,74 +275,28 @@ impl Handler<Route> for Registry {
     }
 }
 
-/// The visitor's current state.
-#[derive(Message)]
-#[rtype(result = "VisitorState")]
-pub struct Lookup {
-    pub key: VisitorKey,
-}
-
-impl Handler<Lookup> for Registry {
-    type Result = MessageResult<Lookup>;
-
-    fn handle(&mut self, msg: Lookup, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.lookup(&msg.key))
-    }
-}
-
-/// Start watching a visitor; the current state arrives first, as an event,
-/// so it is ordered with the events that follow.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Watch {
-    pub key: VisitorKey,
-    pub watcher: WatcherId,
-    pub events: Recipient<VisitorEvent>,
-}
-
 impl Handler<Watch> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Watch, _ctx: &mut Self::Context) {
-        let state = VisitorEvent {
-            kind: EventKind::State,
-            state: self.lookup(&msg.key),
-        };
-        // A socket whose mailbox is already full gets no new watch.
-        if msg.events.try_send(state).is_ok() {
-            self.watchers.add(msg.key, msg.watcher, msg.events);
-        }
+        let current = self.lookup(&msg.key);
+        self.events.watch(msg.key, msg.watcher, msg.events, current);
     }
-}
-
-/// Stop watching one visitor.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Unwatch {
-    pub key: VisitorKey,
-    pub watcher: WatcherId,
 }
 
 impl Handler<Unwatch> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Unwatch, _ctx: &mut Self::Context) {
-        self.watchers.remove(&msg.key, msg.watcher);
+        self.events.unwatch(&msg.key, msg.watcher);
     }
-}
-
-/// An agent socket went away: drop all its watches.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct UnwatchAll {
-    pub watcher: WatcherId,
 }
 
 impl Handler<UnwatchAll> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: UnwatchAll, _ctx: &mut Self::Context) {
-        self.watchers.remove_all(msg.watcher);
+        self.events.unwatch_all(msg.watcher);
     }
 }
 
@@ -443,10 +310,6 @@ pub struct RegistryStats {
     pub presence_updates: u64,
 }
 
-#[derive(Message)]
-#[rtype(result = "RegistryStats")]
-pub struct Stats;
-
 impl Handler<Stats> for Registry {
     type Result = MessageResult<Stats>;
 
@@ -454,7 +317,7 @@ impl Handler<Stats> for Registry {
         MessageResult(RegistryStats {
             visitors: self.visitors.len(),
             connections: self.visitors.values().map(|e| e.connections.len()).sum(),
-            watches: self.watchers.len(),
+            watches: self.events.watch_count(),
             presence_updates: self.presence_updates,
         })
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, AsyncContext, Handler, Message, StreamHandler};
+use actix::{Actor, ActorContext, AsyncContext, Handler, StreamHandler};
 use actix_web_actors::ws::{self, WebsocketContext};
 use tokio_util::sync::CancellationToken;
 
@@ -19,10 +19,10 @@ use crate::infra::config::PresenceConfig;
 use crate::infra::error::DomainError;
 use crate::infra::metrics::Metrics;
 use crate::presence::agent_ops::{AgentOps, Caller, Watches};
-use crate::presence::confirmation::{ConfirmOptions, ConfirmationStatus};
-use crate::presence::live_agents::LiveAgents;
+use crate::presence::confirmation::ConfirmOptions;
+use crate::presence::events::{AgentEvent, EventBus};
 use crate::presence::origin::RequestOrigin;
-use crate::presence::registry::VisitorEvent;
+use crate::presence::visitor::VisitorEvent;
 use crate::transport::protocol::{parse_frame, AgentInbound, ServerFrame};
 use crate::transport::ws_guard::InboundHandle;
 use crate::transport::ws_support::{
@@ -33,21 +33,6 @@ mod requests;
 
 /// Invokes, signals and lookups one agent socket may have in flight.
 pub const MAX_IN_FLIGHT_PER_AGENT: usize = 1024;
-
-/// Tells a session its token was revoked.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct TokenRevoked;
-
-/// Tells a session how a confirmation prompt its agent started ended.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct ConfirmationSettled {
-    pub visitorid: String,
-    /// The confirmation id.
-    pub id: String,
-    pub status: ConfirmationStatus,
-}
 
 /// Event mailbox room beyond two events per watch.
 const EVENT_MAILBOX_SLACK: usize = 256;
@@ -60,8 +45,8 @@ pub struct AgentSocketDeps {
     pub ops: Arc<AgentOps>,
     /// Verifies the `auth` frame's token.
     pub tokens: Arc<TokenService>,
-    /// Makes the socket findable for revocations and confirmation outcomes.
-    pub live_agents: Arc<LiveAgents>,
+    /// Delivers revocations, confirmation outcomes and watch events.
+    pub events: Arc<dyn EventBus>,
     /// Agent sockets under the connection limits.
     pub gate: Arc<ConnectionGate>,
     pub limits: Arc<PresenceConfig>,
@@ -130,18 +115,18 @@ impl AgentSession {
             Err(e) => return fail_and_close(ctx, &e),
         };
         let watcher = self.watches.watcher();
-        deps.live_agents.register(
+        deps.events.subscribe(
             &claims.jti,
             claims.groupid,
             &claims.sub,
             watcher,
-            ctx.address(),
+            ctx.address().recipient(),
         );
         // A revocation that raced this auth has already swept the index:
         // check the denylist once more now that we are findable.
         if deps.tokens.revocations().is_revoked(&claims.jti) {
-            deps.live_agents
-                .unregister(&claims.jti, claims.groupid, &claims.sub, watcher);
+            deps.events
+                .unsubscribe(&claims.jti, claims.groupid, &claims.sub, watcher);
             return fail_and_close(ctx, &DomainError::TokenRevoked);
         }
         ctx.text(
@@ -168,7 +153,7 @@ impl Actor for AgentSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         let presence = &self.deps.limits;
         // Room for a state event per watch plus bursts; an agent that stops
-        // reading fills it and the registry drops its watches.
+        // reading fills it and the event bus drops its watches.
         ctx.set_mailbox_capacity(EVENT_MAILBOX_SLACK + 2 * presence.max_watches_per_agent);
         start_heartbeat(ctx, presence.ping_interval(), presence.client_timeout());
         ctx.run_later(presence.hello_timeout(), |session, ctx| {
@@ -182,7 +167,7 @@ impl Actor for AgentSession {
     fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
         self.permit.release();
         if let Some(claims) = &self.claims {
-            self.deps.live_agents.unregister(
+            self.deps.events.unsubscribe(
                 &claims.jti,
                 claims.groupid,
                 &claims.sub,
@@ -194,33 +179,32 @@ impl Actor for AgentSession {
     }
 }
 
-impl Handler<TokenRevoked> for AgentSession {
+impl Handler<AgentEvent> for AgentSession {
     type Result = ();
 
-    fn handle(&mut self, _: TokenRevoked, ctx: &mut Self::Context) {
-        fail_and_close(ctx, &DomainError::TokenRevoked);
+    fn handle(&mut self, event: AgentEvent, ctx: &mut Self::Context) {
+        match event {
+            AgentEvent::Visitor(event) => self.visitor_event(event, ctx),
+            AgentEvent::TokenRevoked => fail_and_close(ctx, &DomainError::TokenRevoked),
+            AgentEvent::ConfirmationSettled {
+                visitorid,
+                id,
+                status,
+            } => ctx.text(
+                ServerFrame::Confirmation {
+                    visitorid: &visitorid,
+                    id: &id,
+                    status: status.as_str(),
+                }
+                .to_text(),
+            ),
+        }
     }
 }
 
-impl Handler<ConfirmationSettled> for AgentSession {
-    type Result = ();
-
-    fn handle(&mut self, settled: ConfirmationSettled, ctx: &mut Self::Context) {
-        ctx.text(
-            ServerFrame::Confirmation {
-                visitorid: &settled.visitorid,
-                id: &settled.id,
-                status: settled.status.as_str(),
-            }
-            .to_text(),
-        );
-    }
-}
-
-impl Handler<VisitorEvent> for AgentSession {
-    type Result = ();
-
-    fn handle(&mut self, event: VisitorEvent, ctx: &mut Self::Context) {
+impl AgentSession {
+    /// Shows a watch event, as the token's policy lets the agent see it.
+    fn visitor_event(&mut self, event: VisitorEvent, ctx: &mut WebsocketContext<Self>) {
         // Events still queued for a visitor just unwatched are dropped.
         if !self.watches.contains(event.state.visitorid.as_str()) {
             return;

@@ -17,7 +17,7 @@ use crate::presence::agent_ops::{
     Caller, FindSession, Invoke, Lookup, Pending, Signal, StartConfirmation, VisitorView,
 };
 use crate::presence::confirmation::ConfirmOptions;
-use crate::presence::invoke::InvokeOutcome;
+use crate::presence::registry::InvokeOutcome;
 use crate::transport::protocol::{check_request_id, ServerFrame};
 use crate::transport::ws_support::{reject, send_error};
 

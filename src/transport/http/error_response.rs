@@ -15,7 +15,8 @@ pub fn status(error: &DomainError) -> StatusCode {
         | DomainError::BadDuration(_)
         | DomainError::BadCredentialsForm(_)
         | DomainError::GroupIdRequired
-        | DomainError::BadPolicy(_) => StatusCode::BAD_REQUEST,
+        | DomainError::BadPolicy(_)
+        | DomainError::BadPresenceData(_) => StatusCode::BAD_REQUEST,
         DomainError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         DomainError::InvalidCredentials | DomainError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         DomainError::WrongGroup { .. }
@@ -69,7 +70,6 @@ pub fn status(error: &DomainError) -> StatusCode {
         | DomainError::AlreadyJoined
         | DomainError::BadHello(_)
         | DomainError::BadVisitorId(_)
-        | DomainError::BadPresenceData(_)
         | DomainError::IdentityRequired
         | DomainError::IdentityInvalid(_)
         | DomainError::NotReady => StatusCode::BAD_REQUEST,
@@ -146,6 +146,11 @@ mod tests {
                 "wrong_group",
             ),
             (DomainError::BadRequest("x".into()), 400, "bad_request"),
+            (
+                DomainError::BadPresenceData("x".into()),
+                400,
+                "bad_presence_data",
+            ),
             (
                 DomainError::OriginNotAllowed("o".into()),
                 403,

@@ -75,26 +75,20 @@ impl VisitorSession {
             .confirmations
             .redeem(&key, tickets, &self.connection_id);
         self.phase = Phase::Joining(key.clone());
-        let connect = Connect {
-            key: key.clone(),
-            connection: LiveConnection {
-                id: self.connection_id.clone(),
-                commands: ctx.address().recipient(),
-                open: self.open.clone(),
-                identity: identity.map(Arc::new),
-            },
-            data,
+        let connection = LiveConnection {
+            id: self.connection_id.clone(),
+            commands: ctx.address().recipient(),
+            open: self.open.clone(),
+            identity: identity.map(Arc::new),
         };
+        let connect = self.deps.registry.connect(key.clone(), connection, data);
         // `wait` holds other frames back until the registry has answered, so
         // nothing is handled half-registered.
         ctx.wait(
-            self.deps
-                .registry
-                .addr()
-                .send(connect)
+            connect
                 .into_actor(self)
                 .map(move |reply, session, ctx| match reply {
-                    Ok(Ok(())) => {
+                    Ok(()) => {
                         session.phase = Phase::Live(key.clone());
                         ctx.text(
                             ServerFrame::Welcome {
@@ -108,11 +102,7 @@ impl VisitorSession {
                             session.show_prompt(&prompt, ctx);
                         }
                     }
-                    Ok(Err(message)) => fail_and_close(ctx, &DomainError::BadPresenceData(message)),
-                    Err(_) => fail_and_close(
-                        ctx,
-                        &DomainError::Internal("the registry is unavailable".into()),
-                    ),
+                    Err(e) => fail_and_close(ctx, &e),
                 }),
         );
     }

@@ -37,24 +37,19 @@ impl VisitorSession {
         data: PresenceData,
         ctx: &mut WebsocketContext<Self>,
     ) {
-        let update = PresenceUpdate {
-            key,
-            connection_id: self.connection_id.clone(),
-            data,
-        };
-        ctx.spawn(self.deps.registry.addr().send(update).into_actor(self).map(
-            |reply, session, ctx| match reply {
-                Ok(Ok(())) => {}
-                Ok(Err(message)) => {
-                    reject(session, ctx, None, &DomainError::BadPresenceData(message))
-                }
-                Err(_) => send_error(
-                    ctx,
-                    None,
-                    &DomainError::Internal("the registry is unavailable".into()),
-                ),
-            },
-        ));
+        let update = self
+            .deps
+            .registry
+            .presence_update(key, &self.connection_id, data);
+        ctx.spawn(update.into_actor(self).map(|reply, session, ctx| {
+            let Err(e) = reply else { return };
+            // The client's mistake counts against its error budget; the
+            // server's own failure does not.
+            match e {
+                DomainError::BadPresenceData(_) => reject(session, ctx, None, &e),
+                _ => send_error(ctx, None, &e),
+            }
+        }));
     }
 
     pub(super) fn result(

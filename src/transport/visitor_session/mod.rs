@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, Message, SpawnHandle,
-    StreamHandler, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, SpawnHandle, StreamHandler,
+    WrapFuture,
 };
 use actix_web_actors::ws::{self, WebsocketContext};
 use serde_json::Value;
@@ -31,12 +31,13 @@ use crate::infra::metrics::Metrics;
 use crate::presence::admission::GroupAccess;
 use crate::presence::coalescer::{Offer, PresenceCoalescer};
 use crate::presence::confirmation::Confirmations;
-use crate::presence::confirmation::{ConfirmationStatus, Prompt, MAX_TICKETS_PER_HELLO};
+use crate::presence::confirmation::{ConfirmationStatus, MAX_TICKETS_PER_HELLO};
 use crate::presence::data::PresenceData;
-use crate::presence::invoke::{InvokeOutcome, InvokeRequest, InvokeResponder, SignalRequest};
 use crate::presence::origin::RequestOrigin;
-use crate::presence::registry::RegistryHandle;
-use crate::presence::registry::{Connect, Disconnect, LiveConnection, PresenceUpdate};
+use crate::presence::registry::{
+    InvokeOutcome, InvokeRequest, InvokeResponder, LiveConnection, PresenceDirectory, Prompt,
+    VisitorCommand,
+};
 use crate::presence::session_keys::KeyHolder;
 use crate::presence::session_keys::SessionKeys;
 use crate::transport::protocol::{parse_frame, ServerFrame, VisitorInbound};
@@ -48,50 +49,6 @@ use crate::transport::ws_support::{
 
 mod hello;
 mod live;
-
-/// What the registry asks of a visitor connection.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub enum VisitorCommand {
-    Invoke(InvokeRequest),
-    Signal(SignalRequest),
-    /// Show a confirmation prompt.
-    Prompt(Arc<Prompt>),
-    /// A confirmation prompt ended; close it.
-    PromptClosed {
-        id: String,
-        status: ConfirmationStatus,
-        /// (connection id, ticket) of the connection that confirmed it:
-        /// that connection alone is sent the ticket, after the close.
-        ticket: Option<Arc<(String, String)>>,
-    },
-}
-
-impl VisitorCommand {
-    /// Whether connection `id` may receive the command.
-    pub fn accepts(&self, id: &str) -> bool {
-        let only_to = match self {
-            VisitorCommand::Invoke(request) => request.only_to.as_ref(),
-            VisitorCommand::Signal(request) => request.only_to.as_ref(),
-            VisitorCommand::Prompt(_) | VisitorCommand::PromptClosed { .. } => None,
-        };
-        only_to.is_none_or(|filter| filter.accepts(id))
-    }
-
-    /// Answers the command's waiter with `error`.
-    pub fn fail(self, error: DomainError) {
-        // A waiter that already gave up has dropped its receiver; nothing to do.
-        match self {
-            VisitorCommand::Invoke(request) => {
-                let _ = request.responder.send(Err(error));
-            }
-            VisitorCommand::Signal(request) => {
-                let _ = request.responder.send(Err(error));
-            }
-            VisitorCommand::Prompt(_) | VisitorCommand::PromptClosed { .. } => {}
-        }
-    }
-}
 
 enum Phase {
     AwaitingHello,
@@ -119,7 +76,7 @@ pub struct VisitorSocketDeps {
     pub groups: Arc<GroupAccess>,
     /// Checks signed visitor identities.
     pub identity: IdentityVerifier,
-    pub registry: RegistryHandle,
+    pub registry: Arc<dyn PresenceDirectory>,
     /// Group slots under `max_visitors`.
     pub gate: Arc<ConnectionGate>,
     pub session_keys: Arc<SessionKeys>,
@@ -194,18 +151,11 @@ impl VisitorSession {
         let phase = std::mem::replace(&mut self.phase, Phase::Left);
         if let Phase::Joining(key) | Phase::Live(key) = phase {
             // A held presence update still counts: it goes ahead of the
-            // disconnect, through the same mailbox.
-            if let Some(data) = self.presence.flush(std::time::Instant::now()) {
-                self.deps.registry.addr().do_send(PresenceUpdate {
-                    key: key.clone(),
-                    connection_id: self.connection_id.clone(),
-                    data,
-                });
-            }
-            self.deps.registry.addr().do_send(Disconnect {
-                key,
-                connection_id: self.connection_id.clone(),
-            });
+            // disconnect.
+            let held = self.presence.flush(std::time::Instant::now());
+            self.deps
+                .registry
+                .disconnect(key, &self.connection_id, held);
         }
         self.deps
             .confirmations
