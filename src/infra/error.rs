@@ -76,8 +76,6 @@ pub enum DomainError {
     TooManyConnections(String),
     #[error("the request body was not complete within {0} ms")]
     RequestTimeout(u64),
-    #[error("the server is shutting down")]
-    ShuttingDown,
     #[error("the server is busy; retry shortly")]
     Busy,
     #[error("the server holds its maximum of {0} connections; retry shortly")]
@@ -122,7 +120,6 @@ impl DomainError {
             DomainError::InvokeTimeout(_) => "invoke_timeout",
             DomainError::TooManyConnections(_) => "too_many_connections",
             DomainError::RequestTimeout(_) => "request_timeout",
-            DomainError::ShuttingDown => "shutting_down",
             DomainError::Busy => "server_busy",
             DomainError::AtCapacity(_) => "at_capacity",
             DomainError::Internal(_) => "internal",

@@ -320,14 +320,6 @@ impl Store {
         })
     }
 
-    /// Flushes every tree.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        self.with(|t| {
-            t.db.flush()?;
-            Ok(())
-        })
-    }
-
     /// Flushes and closes the database; later calls answer
     /// [`StoreError::Closed`]. Called once, on shutdown.
     pub fn close(&self) -> Result<(), StoreError> {

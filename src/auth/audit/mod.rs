@@ -16,9 +16,7 @@ use crate::infra::config::Role;
 use crate::infra::ids::{fill_random, GroupId};
 use crate::infra::metrics::Metrics;
 use crate::store::{Store, StoreError};
-pub use throttle::{
-    Admission, RefusalThrottle, Suppressed, CLIENT_WINDOW_MS, REFUSALS_PER_CLIENT_PER_MINUTE,
-};
+pub use throttle::{RefusalThrottle, Suppressed, REFUSALS_PER_CLIENT_PER_MINUTE};
 
 /// Longest user agent kept, in characters.
 pub const MAX_USER_AGENT: usize = 256;

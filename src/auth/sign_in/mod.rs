@@ -30,8 +30,8 @@ use crate::store::{AgentRecord, AgentSource, Store};
 use sso::{SsoError, SsoVerifier};
 
 pub use credentials::{CredentialKind, Credentials};
-pub use lockout::{Locked, Lockout};
-pub use sessions::{SessionDigest, SessionUser, Sessions};
+pub use lockout::Lockout;
+pub use sessions::{SessionDigest, Sessions};
 
 /// Who presented valid credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,14 +154,6 @@ impl Authenticator {
     /// Failed-attempt limits.
     pub fn lockout(&self) -> &Lockout {
         &self.lockout
-    }
-
-    /// The groups a username belongs to.
-    pub fn groups_of(&self, username: &str) -> Vec<GroupId> {
-        self.by_username
-            .get(username)
-            .map(|records| records.iter().map(|(g, _)| *g).collect())
-            .unwrap_or_default()
     }
 
     fn user(&self, group: GroupId, index: usize) -> Option<(&GroupConfig, &UserConfig)> {

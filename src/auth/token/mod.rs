@@ -21,7 +21,7 @@ use crate::infra::jwt::{self, WithNotBefore};
 use crate::store::{Store, StoreError};
 
 pub use crate::infra::jwt::ISSUER;
-pub use keyring::{KeyMaintenance, KeyRing, SigningKey, SigningKeySource};
+pub use keyring::{KeyMaintenance, KeyRing, SigningKeySource};
 pub use revocation::Revocations;
 
 /// `aud` of every agent token.
@@ -284,9 +284,6 @@ impl TokenService {
         claims.exp.saturating_sub(self.clock.now_secs())
     }
 }
-
-/// Shared handle to the token service.
-pub type SharedTokens = Arc<TokenService>;
 
 #[cfg(test)]
 mod tests;

@@ -42,9 +42,7 @@ pub fn status(error: &DomainError) -> StatusCode {
         | DomainError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
         DomainError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         DomainError::InvokeTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        DomainError::ShuttingDown | DomainError::Busy | DomainError::AtCapacity(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        DomainError::Busy | DomainError::AtCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
         DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -66,10 +64,7 @@ impl ResponseError for DomainError {
             ));
         }
         match self {
-            DomainError::Busy
-            | DomainError::ShuttingDown
-            | DomainError::AtCapacity(_)
-            | DomainError::TooManyConnections(_) => {
+            DomainError::Busy | DomainError::AtCapacity(_) | DomainError::TooManyConnections(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             // The rest of the body may still be on its way: the connection
