@@ -27,7 +27,7 @@ use crate::transport::{client_addr, http, metrics_server};
 /// (a 6-digit space must not be enumerable).
 pub const SESSION_KEY_MISSES_PER_MINUTE: usize = 10;
 use crate::auth::password::PasswordChecker;
-use crate::auth::token::TokenService;
+use crate::auth::token::{KeyRing, Revocations, SigningKeySource, TokenService};
 use crate::infra::clock::{SharedClock, SystemClock};
 use crate::infra::config::Config;
 use crate::presence::origin::OriginPolicy;
@@ -89,12 +89,19 @@ pub async fn run_with_clock(
     ids::check_random_source()?;
     let config = Arc::new(config);
     let store = Arc::new(Store::open(&config.server.data_dir)?);
-    let tokens = Arc::new(TokenService::new(
+    // The single-node signing-key source: the sled-backed, rotating ring.
+    let keys: Arc<dyn SigningKeySource> = Arc::new(KeyRing::load_or_create(
         store.clone(),
         clock.clone(),
         config.auth.key_rotation_secs,
         config.auth.token_max_secs,
     )?);
+    let tokens = Arc::new(TokenService::new(
+        keys,
+        Revocations::load(store.clone())?,
+        clock.clone(),
+        config.auth.token_max_secs,
+    ));
     for warning in password::hash_warnings(&config) {
         tracing::warn!(group = warning.group, user = %warning.username, "{warning}");
     }
