@@ -17,7 +17,7 @@
 //!   in a later period, the key no longer resolves and is dropped.
 //!
 //! A million codes is a small space, so lookups that miss are limited per
-//! token and per client (see [`crate::auth::sign_in::Lockout`]).
+//! token and per client (see [`crate::auth::sign_in::LockoutCounters`]).
 
 use dashmap::DashMap;
 

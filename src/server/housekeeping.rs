@@ -12,7 +12,7 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context};
 
 use crate::auth::audit::Audit;
-use crate::auth::sign_in::{Authenticator, Lockout};
+use crate::auth::sign_in::{Authenticator, LockoutCounters};
 use crate::auth::token::{KeyMaintenance, TokenService};
 use crate::presence::confirmation::Confirmations;
 use crate::presence::session_keys::SessionKeys;
@@ -39,7 +39,7 @@ pub struct Chores {
     pub auth: Arc<Authenticator>,
     pub audit: Arc<Audit>,
     pub session_keys: Arc<SessionKeys>,
-    pub session_key_misses: Arc<Lockout>,
+    pub session_key_misses: Arc<dyn LockoutCounters>,
     pub confirmations: Arc<Confirmations>,
 }
 

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::audit::Audit;
 use crate::auth::password;
-use crate::auth::sign_in::{Authenticator, Lockout};
+use crate::auth::sign_in::{Authenticator, InMemoryLockout, LockoutCounters, SignInState};
 use crate::infra::{capacity, config, ids, metrics, shutdown, telemetry};
 use crate::presence::session_keys::SessionKeys;
 use crate::presence::{confirmation, live_agents, origin};
@@ -110,9 +110,23 @@ pub async fn run_with_clock(
         PasswordChecker::for_hashes(configured.iter().map(|h| h.phc))
             .map_err(|e| ServerError::Password(e.to_string()))?,
     );
+    let sign_in = SignInState {
+        lockout: Arc::new(InMemoryLockout::new(
+            clock.clone(),
+            config.auth.lockout_failures,
+            config.auth.lockout_client_failures,
+            config.auth.lockout_window_secs,
+        )),
+    };
     let auth = Arc::new(
-        Authenticator::new(config.clone(), passwords, store.clone(), clock.clone())
-            .map_err(|message| config::ConfigError::new("groups.sso", message))?,
+        Authenticator::new(
+            config.clone(),
+            passwords,
+            store.clone(),
+            clock.clone(),
+            sign_in,
+        )
+        .map_err(|message| config::ConfigError::new("groups.sso", message))?,
     );
     let metrics = Arc::new(metrics::Metrics::new());
     let audit = Arc::new(Audit::new(
@@ -126,7 +140,7 @@ pub async fn run_with_clock(
         config.presence.session_key_ttl_secs,
         config.presence.session_key_mints_per_minute,
     ));
-    let session_key_misses = Arc::new(Lockout::new(
+    let session_key_misses: Arc<dyn LockoutCounters> = Arc::new(InMemoryLockout::new(
         clock.clone(),
         SESSION_KEY_MISSES_PER_MINUTE,
         SESSION_KEY_MISSES_PER_MINUTE,

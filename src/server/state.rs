@@ -6,8 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::audit::Audit;
-use crate::auth::sign_in::Authenticator;
-use crate::auth::sign_in::Lockout;
+use crate::auth::sign_in::{Authenticator, LockoutCounters};
 use crate::auth::token::{AgentClaims, TokenService};
 use crate::infra::capacity::ConnectionGate;
 use crate::infra::clock::SharedClock;
@@ -34,7 +33,7 @@ pub struct AppState {
     /// Visitors' session keys.
     pub session_keys: Arc<SessionKeys>,
     /// Session-key lookups that missed, per token and per client.
-    pub session_key_misses: Arc<Lockout>,
+    pub session_key_misses: Arc<dyn LockoutCounters>,
     /// Agent sockets by token id and by agent.
     pub live_agents: Arc<LiveAgents>,
     /// Confirmation prompts and grants.

@@ -30,7 +30,7 @@ use crate::store::{AgentRecord, AgentSource, Store};
 use sso::{SsoError, SsoVerifier};
 
 pub use credentials::{CredentialKind, Credentials};
-pub use lockout::Lockout;
+pub use lockout::{InMemoryLockout, LockoutCounters};
 pub use sessions::{SessionDigest, Sessions};
 
 /// Who presented valid credentials.
@@ -70,12 +70,20 @@ impl AuthFailure {
 /// Where a username appears: (group id, index in that group's users).
 type Records = Vec<(GroupId, usize)>;
 
+/// The short-lived state signing in shares across requests (and, in a
+/// cluster, across nodes), each behind its seam; the server chooses the
+/// implementations at start-up.
+pub struct SignInState {
+    /// Failed attempts per account and per client.
+    pub lockout: Arc<dyn LockoutCounters>,
+}
+
 /// Checks credentials against the configured users.
 pub struct Authenticator {
     config: Arc<Config>,
     passwords: Arc<PasswordChecker>,
     sessions: Sessions,
-    lockout: Lockout,
+    lockout: Arc<dyn LockoutCounters>,
     clock: SharedClock,
     by_username: HashMap<String, Records>,
     store: Arc<Store>,
@@ -95,6 +103,7 @@ impl Authenticator {
         passwords: Arc<PasswordChecker>,
         store: Arc<Store>,
         clock: SharedClock,
+        state: SignInState,
     ) -> Result<Self, String> {
         let sso = SsoVerifier::for_groups(&config.groups, &config.server.public_url)?;
         let mut by_username: HashMap<String, Records> = HashMap::new();
@@ -107,17 +116,11 @@ impl Authenticator {
             }
         }
         let sessions = Sessions::new(store.clone(), clock.clone(), config.auth.session_idle_secs);
-        let lockout = Lockout::new(
-            clock.clone(),
-            config.auth.lockout_failures,
-            config.auth.lockout_client_failures,
-            config.auth.lockout_window_secs,
-        );
         Ok(Self {
             config,
             passwords,
             sessions,
-            lockout,
+            lockout: state.lockout,
             clock,
             by_username,
             store,
@@ -152,8 +155,8 @@ impl Authenticator {
     }
 
     /// Failed-attempt limits.
-    pub fn lockout(&self) -> &Lockout {
-        &self.lockout
+    pub fn lockout(&self) -> &dyn LockoutCounters {
+        self.lockout.as_ref()
     }
 
     fn user(&self, group: GroupId, index: usize) -> Option<(&GroupConfig, &UserConfig)> {
