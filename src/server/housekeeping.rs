@@ -38,7 +38,7 @@ pub struct Chores {
     pub tokens: Arc<TokenService>,
     pub auth: Arc<Authenticator>,
     pub audit: Arc<Audit>,
-    pub session_keys: Arc<SessionKeys>,
+    pub session_keys: Arc<dyn SessionKeys>,
     pub session_key_misses: Arc<dyn LockoutCounters>,
     pub confirmations: Arc<Confirmations>,
 }

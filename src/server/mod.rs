@@ -19,7 +19,7 @@ use crate::auth::audit::Audit;
 use crate::auth::password;
 use crate::auth::sign_in::{Authenticator, InMemoryLockout, LockoutCounters, SignInState};
 use crate::infra::{capacity, config, ids, metrics, shutdown, telemetry};
-use crate::presence::session_keys::SessionKeys;
+use crate::presence::session_keys::{InMemorySessionKeys, SessionKeys};
 use crate::presence::{confirmation, live_agents, origin};
 use crate::transport::{client_addr, http, metrics_server};
 
@@ -135,7 +135,7 @@ pub async fn run_with_clock(
         config.auth.audit_retention_days,
         metrics.clone(),
     ));
-    let session_keys = Arc::new(SessionKeys::new(
+    let session_keys: Arc<dyn SessionKeys> = Arc::new(InMemorySessionKeys::new(
         clock.clone(),
         config.presence.session_key_ttl_secs,
         config.presence.session_key_mints_per_minute,

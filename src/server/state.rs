@@ -31,7 +31,7 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub audit: Arc<Audit>,
     /// Visitors' session keys.
-    pub session_keys: Arc<SessionKeys>,
+    pub session_keys: Arc<dyn SessionKeys>,
     /// Session-key lookups that missed, per token and per client.
     pub session_key_misses: Arc<dyn LockoutCounters>,
     /// Agent sockets by token id and by agent.
