@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::audit::Audit;
 use crate::auth::password;
-use crate::auth::sign_in::{Authenticator, InMemoryLockout, LockoutCounters, SignInState};
+use crate::auth::sign_in::{
+    Authenticator, InMemoryLockout, LockoutCounters, SignInState, SledWebsiteSessions,
+};
 use crate::infra::{capacity, config, ids, metrics, shutdown, telemetry};
 use crate::presence::session_keys::{InMemorySessionKeys, SessionKeys};
 use crate::presence::{confirmation, live_agents, origin};
@@ -117,6 +119,12 @@ pub async fn run_with_clock(
             config.auth.lockout_client_failures,
             config.auth.lockout_window_secs,
         )),
+        sessions: Arc::new(SledWebsiteSessions::new(
+            store.clone(),
+            clock.clone(),
+            config.auth.session_idle_secs,
+        )),
+        used_sso_tokens: store.clone(),
     };
     let auth = Arc::new(
         Authenticator::new(

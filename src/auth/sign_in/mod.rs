@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod lockout;
 pub mod login_key;
 pub mod sessions;
+mod single_sign_on;
 pub mod sso;
 
 use std::collections::HashMap;
@@ -27,11 +28,12 @@ use crate::infra::config::{Config, GroupConfig, Role, UserConfig};
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
 use crate::store::{AgentRecord, AgentSource, Store};
-use sso::{SsoError, SsoVerifier};
+use sso::SsoVerifier;
 
 pub use credentials::{CredentialKind, Credentials};
 pub use lockout::{InMemoryLockout, LockoutCounters};
-pub use sessions::{SessionDigest, Sessions};
+pub use sessions::{SessionDigest, SledWebsiteSessions, WebsiteSessions};
+pub use single_sign_on::UsedSsoTokens;
 
 /// Who presented valid credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,14 +78,19 @@ type Records = Vec<(GroupId, usize)>;
 pub struct SignInState {
     /// Failed attempts per account and per client.
     pub lockout: Arc<dyn LockoutCounters>,
+    /// Website sessions and the tokens each issued.
+    pub sessions: Arc<dyn WebsiteSessions>,
+    /// Ids of SSO tokens already used.
+    pub used_sso_tokens: Arc<dyn UsedSsoTokens>,
 }
 
 /// Checks credentials against the configured users.
 pub struct Authenticator {
     config: Arc<Config>,
     passwords: Arc<PasswordChecker>,
-    sessions: Sessions,
+    sessions: Arc<dyn WebsiteSessions>,
     lockout: Arc<dyn LockoutCounters>,
+    used_sso_tokens: Arc<dyn UsedSsoTokens>,
     clock: SharedClock,
     by_username: HashMap<String, Records>,
     store: Arc<Store>,
@@ -115,12 +122,12 @@ impl Authenticator {
                     .push((group.id, i));
             }
         }
-        let sessions = Sessions::new(store.clone(), clock.clone(), config.auth.session_idle_secs);
         Ok(Self {
             config,
             passwords,
-            sessions,
+            sessions: state.sessions,
             lockout: state.lockout,
+            used_sso_tokens: state.used_sso_tokens,
             clock,
             by_username,
             store,
@@ -129,14 +136,15 @@ impl Authenticator {
         })
     }
 
-    /// Website sessions.
-    pub fn sessions(&self) -> &Sessions {
+    /// Website sessions (their calls may flush: run them off the async
+    /// workers).
+    pub fn sessions(&self) -> &Arc<dyn WebsiteSessions> {
         &self.sessions
     }
 
     /// Forgets used SSO token ids whose tokens have expired.
     pub fn forget_used_sso_tokens(&self) -> Result<usize, crate::store::StoreError> {
-        self.store.remove_expired_sso_jtis(
+        self.used_sso_tokens.forget_expired(
             self.clock
                 .now_secs()
                 .saturating_sub(crate::auth::token::LEEWAY_SECS),
@@ -344,77 +352,6 @@ impl Authenticator {
             name: member.name.clone(),
             policy: None,
             session,
-        })
-    }
-
-    /// Checks a customer-signed SSO token for `group`: signature and claims,
-    /// then whether the agent is known or may be provisioned, then that the
-    /// token was not used before (last, so a refused token stays unused).
-    fn single_sign_on(&self, group: &GroupConfig, jwt: &str) -> Result<Authenticated, AuthFailure> {
-        let verifier = self
-            .sso
-            .get(&group.id)
-            .ok_or_else(|| AuthFailure::invalid("sso_not_configured", None))?;
-        let identity = verifier
-            .verify(jwt, self.clock.now_secs())
-            .map_err(|e| AuthFailure {
-                reason: e.reason(),
-                error: match e {
-                    SsoError::RoleNotAllowed => DomainError::RoleNotAllowed,
-                    SsoError::BadPolicy(message) => DomainError::BadPolicy(message),
-                    _ => DomainError::InvalidCredentials,
-                },
-                username: None,
-            })?;
-        let email = identity.email.clone();
-        // Without a jti a token cannot be told from its replay.
-        if identity.jti.is_none() && verifier.require_jti {
-            return Err(AuthFailure::invalid("sso_jti_missing", Some(&email)));
-        }
-        let configured = group.users.iter().find(|u| u.username == email);
-        let known = self.knows(group, &email).map_err(store_failure)?;
-        if !known && !verifier.auto_provision {
-            return Err(AuthFailure {
-                error: DomainError::UnknownAgent,
-                reason: "unknown_agent",
-                username: Some(email),
-            });
-        }
-        if let Some(jti) = &identity.jti {
-            let fresh = self
-                .store
-                .claim_sso_jti(&format!("{}/{jti}", group.id), identity.exp)
-                .map_err(store_failure)?;
-            if !fresh {
-                return Err(AuthFailure::invalid("sso_replay", Some(&email)));
-            }
-        }
-        let name = identity
-            .display_name
-            .clone()
-            .or_else(|| configured.and_then(|u| u.name.clone()));
-        let record = AgentRecord {
-            username: email.clone(),
-            name: name.clone(),
-            role: identity.role,
-            source: if configured.is_some() {
-                AgentSource::Config
-            } else {
-                AgentSource::Sso
-            },
-            first_seen: 0,
-            last_seen: 0,
-        };
-        self.store
-            .touch_agent(group.id, &record, self.clock.now_secs())
-            .map_err(store_failure)?;
-        Ok(Authenticated {
-            username: email,
-            role: identity.role,
-            kind: CredentialKind::Sso,
-            name,
-            policy: identity.policy,
-            session: None,
         })
     }
 
