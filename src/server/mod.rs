@@ -172,6 +172,7 @@ pub async fn run_with_clock(
     let live_agents = Arc::new(live_agents::LiveAgents::default());
     let confirmations = confirmation::Confirmations::new(
         store.clone(),
+        Arc::new(confirmation::InMemoryFailureLocks::default()),
         clock.clone(),
         registry.clone(),
         live_agents.clone(),

@@ -11,11 +11,16 @@
 //! survives page navigation and restarts. A prompt is settled by one atomic
 //! compare-and-swap in the store, flushed before the agent or the visitor
 //! hears the outcome, so of two racing answers exactly one counts.
+//!
+//! Both shared parts are seams chosen at start-up: prompts and grants
+//! ([`ConfirmationRecords`], the store today) and the failure locks
+//! ([`PromptFailureLocks`], in memory today).
 
 mod card;
 mod choices;
 mod failures;
 mod gate;
+mod records;
 mod tickets;
 
 use std::sync::Arc;
@@ -26,7 +31,8 @@ use serde::{Deserialize, Serialize};
 
 pub use card::card_for;
 pub use choices::{DEFAULT_CHOICES, MAX_CHOICES, MIN_CHOICES};
-pub use failures::{FAILURE_LIMIT, FAILURE_WINDOW_MS, LOCK_MS};
+pub use failures::{InMemoryFailureLocks, PromptFailureLocks, FAILURE_LIMIT, LOCK_MS};
+pub use records::ConfirmationRecords;
 pub use tickets::MAX_TICKETS_PER_HELLO;
 
 use crate::infra::clock::SharedClock;
@@ -36,10 +42,9 @@ use crate::infra::ids::{random_id, VisitorKey};
 use crate::infra::metrics::Metrics;
 use crate::presence::live_agents::LiveAgents;
 use crate::presence::registry::RegistryHandle;
-use crate::store::{grant_key, ConfirmationGrant, ConfirmationRecord, Settled, Store, StoreError};
+use crate::store::{grant_key, ConfirmationGrant, ConfirmationRecord, Settled, StoreError};
 pub use crate::store::{AgentCard, ConfirmationStatus};
 use crate::transport::visitor_session::VisitorCommand;
-use failures::FailureLock;
 use tickets::TicketHolders;
 
 /// Prompts one visitor may have open at once (one per agent).
@@ -94,7 +99,7 @@ pub struct ConfirmationView {
 
 /// The confirmation service.
 pub struct Confirmations {
-    store: Arc<Store>,
+    records: Arc<dyn ConfirmationRecords>,
     clock: SharedClock,
     registry: RegistryHandle,
     agents: Arc<LiveAgents>,
@@ -104,23 +109,26 @@ pub struct Confirmations {
     /// Open prompts by visitor, so a new socket (a page navigation) shows
     /// them again.
     open: DashMap<VisitorKey, Vec<Arc<Prompt>>>,
-    failures: FailureLock,
+    failures: Arc<dyn PromptFailureLocks>,
     /// Which connections hold which grant's ticket.
     holders: Arc<TicketHolders>,
 }
 
-/// Runs a store call off the async workers (it may flush to disk).
+/// Runs a call of the records off the async workers (it may flush to disk).
 async fn on_store<T: Send + 'static>(
-    store: &Arc<Store>,
-    call: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    records: &Arc<dyn ConfirmationRecords>,
+    call: impl FnOnce(&dyn ConfirmationRecords) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, DomainError> {
-    let store = store.clone();
-    off_thread("confirmation store", move || call(&store)).await
+    let records = records.clone();
+    off_thread("confirmation store", move || call(records.as_ref())).await
 }
 
 impl Confirmations {
+    /// Prompts and grants are kept in `records`, failure locks in
+    /// `failures`.
     pub fn new(
-        store: Arc<Store>,
+        records: Arc<dyn ConfirmationRecords>,
+        failures: Arc<dyn PromptFailureLocks>,
         clock: SharedClock,
         registry: RegistryHandle,
         agents: Arc<LiveAgents>,
@@ -128,7 +136,7 @@ impl Confirmations {
         presence: &PresenceConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
-            store,
+            records,
             clock,
             registry,
             agents,
@@ -136,7 +144,7 @@ impl Confirmations {
             ttl_secs: presence.confirmation_ttl_secs,
             timeout_ms: presence.confirm_timeout_ms,
             open: DashMap::new(),
-            failures: FailureLock::default(),
+            failures,
             holders: Arc::default(),
         })
     }
@@ -145,7 +153,7 @@ impl Confirmations {
     /// deadline passed while the server was down expire now (without
     /// counting against the visitor, who could not answer).
     pub async fn resume(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let pending = self.store.pending_confirmations()?;
+        let pending = self.records.pending_prompts()?;
         let now = self.clock.now_ms();
         let count = pending.len();
         for record in pending {
@@ -214,7 +222,7 @@ impl Confirmations {
             confirmed_until: None,
         };
         let stored = record.clone();
-        on_store(&self.store, move |s| s.put_confirmation(&stored)).await?;
+        on_store(&self.records, move |r| r.put_prompt(&stored)).await?;
         for id in replaced {
             let this = self.clone();
             actix::spawn(async move { this.expire(id, false).await });
@@ -252,7 +260,7 @@ impl Confirmations {
         connection: &str,
     ) -> Result<ConfirmationStatus, DomainError> {
         let lookup = id.clone();
-        let record = on_store(&self.store, move |s| s.confirmation(&lookup)).await?;
+        let record = on_store(&self.records, move |r| r.prompt(&lookup)).await?;
         if !record.is_some_and(|r| belongs_to(&r, &key)) {
             return Err(DomainError::ConfirmationNotFound);
         }
@@ -282,7 +290,7 @@ impl Confirmations {
             };
             (next, Some(grant))
         };
-        let settled = on_store(&self.store, move |s| s.settle_confirmation(&id, decide)).await?;
+        let settled = on_store(&self.records, move |r| r.settle(&id, &decide)).await?;
         match settled {
             Settled::Now(record) => {
                 let confirmed = record.status == ConfirmationStatus::Confirmed;
@@ -321,7 +329,7 @@ impl Confirmations {
         }
         let grant = grant_key(key.group, key.visitor.as_str(), agent);
         self.holders.drop_grant(&grant);
-        ended |= on_store(&self.store, move |s| s.remove_confirmation_grant(&grant)).await?;
+        ended |= on_store(&self.records, move |r| r.remove_grant(&grant)).await?;
         Ok(ended)
     }
 
@@ -334,8 +342,8 @@ impl Confirmations {
         id: String,
     ) -> Result<ConfirmationView, DomainError> {
         let grant = grant_key(key.group, key.visitor.as_str(), agent);
-        let (record, grant) = on_store(&self.store, move |s| {
-            Ok((s.confirmation(&id)?, s.confirmation_grant(&grant)?))
+        let (record, grant) = on_store(&self.records, move |r| {
+            Ok((r.prompt(&id)?, r.grant(&grant)?))
         })
         .await?;
         let Some(record) = record.filter(|r| belongs_to(r, &key) && r.agent == agent) else {
@@ -371,8 +379,8 @@ impl Confirmations {
         let now_ms = self.clock.now_ms();
         let keep_ms = self.ttl_secs * 1000 + self.timeout_ms;
         let swept = self
-            .store
-            .sweep_confirmations(now_ms / 1000, now_ms.saturating_sub(keep_ms))?;
+            .records
+            .sweep(now_ms / 1000, now_ms.saturating_sub(keep_ms))?;
         Ok(swept + self.failures.sweep(now_ms))
     }
 
@@ -405,7 +413,7 @@ impl Confirmations {
             + Send
             + 'static,
     ) -> Result<Settled, DomainError> {
-        let settled = on_store(&self.store, move |s| s.settle_confirmation(&id, decide)).await?;
+        let settled = on_store(&self.records, move |r| r.settle(&id, &decide)).await?;
         if let Settled::Now(record) = &settled {
             self.announce(record, None);
         }
