@@ -16,26 +16,28 @@ use actix_web::{web, App, HttpServer};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::audit::Audit;
-use crate::auth::password;
+use crate::auth::password::{self, PasswordChecker};
 use crate::auth::sign_in::{
     Authenticator, InMemoryLockout, LockoutCounters, SignInState, SledWebsiteSessions,
 };
+use crate::auth::token::{KeyRing, Revocations, SigningKeySource, TokenService};
+use crate::infra::clock::{SharedClock, SystemClock};
+use crate::infra::config::Config;
 use crate::infra::{capacity, config, ids, metrics, shutdown, telemetry};
+use crate::presence::confirmation::{
+    self, ConfirmationRecords, InMemoryFailureLocks, PromptFailureLocks,
+};
+use crate::presence::live_agents;
+use crate::presence::origin::{self, OriginPolicy};
+use crate::presence::registry::{RegistryHandle, RegistryStats, Stats};
 use crate::presence::session_keys::{InMemorySessionKeys, SessionKeys};
-use crate::presence::{confirmation, live_agents, origin};
+use crate::server::state::AppState;
+use crate::store::{Store, StoreError};
 use crate::transport::{client_addr, http, metrics_server};
 
 /// Session-key lookups that may miss per token, and per client, each minute
 /// (a 6-digit space must not be enumerable).
 pub const SESSION_KEY_MISSES_PER_MINUTE: usize = 10;
-use crate::auth::password::PasswordChecker;
-use crate::auth::token::{KeyRing, Revocations, SigningKeySource, TokenService};
-use crate::infra::clock::{SharedClock, SystemClock};
-use crate::infra::config::Config;
-use crate::presence::origin::OriginPolicy;
-use crate::presence::registry::{RegistryHandle, RegistryStats, Stats};
-use crate::server::state::AppState;
-use crate::store::{Store, StoreError};
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,67 @@ pub struct RunningServer {
     metrics_server: Option<metrics_server::MetricsServer>,
 }
 
+/// The seams a cluster build fills differently: where signing keys come
+/// from, and the short-lived state the nodes would share. Handlers,
+/// sessions and services hold only the traits.
+struct Seams {
+    keys: Arc<dyn SigningKeySource>,
+    sign_in: SignInState,
+    session_keys: Arc<dyn SessionKeys>,
+    session_key_misses: Arc<dyn LockoutCounters>,
+    confirmation_records: Arc<dyn ConfirmationRecords>,
+    prompt_failures: Arc<dyn PromptFailureLocks>,
+}
+
+impl Seams {
+    /// This process alone: the rotating key ring, website sessions, used
+    /// SSO token ids and confirmation records in sled; lockout counters,
+    /// session keys and prompt failure locks in memory.
+    fn single_node(
+        config: &Config,
+        store: &Arc<Store>,
+        clock: &SharedClock,
+    ) -> Result<Self, StoreError> {
+        let keys = KeyRing::load_or_create(
+            store.clone(),
+            clock.clone(),
+            config.auth.key_rotation_secs,
+            config.auth.token_max_secs,
+        )?;
+        let sign_in = SignInState {
+            lockout: Arc::new(InMemoryLockout::new(
+                clock.clone(),
+                config.auth.lockout_failures,
+                config.auth.lockout_client_failures,
+                config.auth.lockout_window_secs,
+            )),
+            sessions: Arc::new(SledWebsiteSessions::new(
+                store.clone(),
+                clock.clone(),
+                config.auth.session_idle_secs,
+            )),
+            used_sso_tokens: store.clone(),
+        };
+        Ok(Self {
+            keys: Arc::new(keys),
+            sign_in,
+            session_keys: Arc::new(InMemorySessionKeys::new(
+                clock.clone(),
+                config.presence.session_key_ttl_secs,
+                config.presence.session_key_mints_per_minute,
+            )),
+            session_key_misses: Arc::new(InMemoryLockout::new(
+                clock.clone(),
+                SESSION_KEY_MISSES_PER_MINUTE,
+                SESSION_KEY_MISSES_PER_MINUTE,
+                60,
+            )),
+            confirmation_records: store.clone(),
+            prompt_failures: Arc::new(InMemoryFailureLocks::default()),
+        })
+    }
+}
+
 /// Starts the server on `listener` with the system clock. Must be called
 /// inside an actix system (`#[actix_web::main]` or `#[actix_web::test]`).
 pub async fn run(config: Config, listener: TcpListener) -> Result<RunningServer, ServerError> {
@@ -91,15 +154,9 @@ pub async fn run_with_clock(
     ids::check_random_source()?;
     let config = Arc::new(config);
     let store = Arc::new(Store::open(&config.server.data_dir)?);
-    // The single-node signing-key source: the sled-backed, rotating ring.
-    let keys: Arc<dyn SigningKeySource> = Arc::new(KeyRing::load_or_create(
-        store.clone(),
-        clock.clone(),
-        config.auth.key_rotation_secs,
-        config.auth.token_max_secs,
-    )?);
+    let seams = Seams::single_node(&config, &store, &clock)?;
     let tokens = Arc::new(TokenService::new(
-        keys,
+        seams.keys,
         Revocations::load(store.clone())?,
         clock.clone(),
         config.auth.token_max_secs,
@@ -112,27 +169,13 @@ pub async fn run_with_clock(
         PasswordChecker::for_hashes(configured.iter().map(|h| h.phc))
             .map_err(|e| ServerError::Password(e.to_string()))?,
     );
-    let sign_in = SignInState {
-        lockout: Arc::new(InMemoryLockout::new(
-            clock.clone(),
-            config.auth.lockout_failures,
-            config.auth.lockout_client_failures,
-            config.auth.lockout_window_secs,
-        )),
-        sessions: Arc::new(SledWebsiteSessions::new(
-            store.clone(),
-            clock.clone(),
-            config.auth.session_idle_secs,
-        )),
-        used_sso_tokens: store.clone(),
-    };
     let auth = Arc::new(
         Authenticator::new(
             config.clone(),
             passwords,
             store.clone(),
             clock.clone(),
-            sign_in,
+            seams.sign_in,
         )
         .map_err(|message| config::ConfigError::new("groups.sso", message))?,
     );
@@ -143,17 +186,7 @@ pub async fn run_with_clock(
         config.auth.audit_retention_days,
         metrics.clone(),
     ));
-    let session_keys: Arc<dyn SessionKeys> = Arc::new(InMemorySessionKeys::new(
-        clock.clone(),
-        config.presence.session_key_ttl_secs,
-        config.presence.session_key_mints_per_minute,
-    ));
-    let session_key_misses: Arc<dyn LockoutCounters> = Arc::new(InMemoryLockout::new(
-        clock.clone(),
-        SESSION_KEY_MISSES_PER_MINUTE,
-        SESSION_KEY_MISSES_PER_MINUTE,
-        60,
-    ));
+    let (session_keys, session_key_misses) = (seams.session_keys, seams.session_key_misses);
     let file_limit = capacity::FileLimit::raise()?;
     let socket_limit = config.server.max_connections.min(file_limit.socket_room());
     let gate = capacity::ConnectionGate::new(
@@ -171,8 +204,8 @@ pub async fn run_with_clock(
     let registry = RegistryHandle::start(Arc::new(config.presence.clone()), clock.clone());
     let live_agents = Arc::new(live_agents::LiveAgents::default());
     let confirmations = confirmation::Confirmations::new(
-        store.clone(),
-        Arc::new(confirmation::InMemoryFailureLocks::default()),
+        seams.confirmation_records,
+        seams.prompt_failures,
         clock.clone(),
         registry.clone(),
         live_agents.clone(),
