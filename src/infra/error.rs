@@ -157,9 +157,20 @@ where
     T: Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
+    on_blocking_pool(what, call)
+        .await?
+        .map_err(|e| DomainError::Internal(format!("{what}: {e}")))
+}
+
+/// Runs a blocking call on the blocking pool and hands back what it
+/// returned, for the caller to map as it would have on the spot. Only a
+/// failure of the pool itself is an internal error, `what: cause`.
+pub async fn on_blocking_pool<T: Send + 'static>(
+    what: &'static str,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DomainError> {
     tokio::task::spawn_blocking(call)
         .await
-        .map_err(|e| DomainError::Internal(format!("{what}: {e}")))?
         .map_err(|e| DomainError::Internal(format!("{what}: {e}")))
 }
 

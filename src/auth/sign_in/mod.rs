@@ -25,7 +25,7 @@ use crate::auth::policy::Policy;
 use crate::infra::capacity::KeyedSlots;
 use crate::infra::clock::SharedClock;
 use crate::infra::config::{Config, GroupConfig, Role, UserConfig};
-use crate::infra::error::DomainError;
+use crate::infra::error::{on_blocking_pool, DomainError};
 use crate::infra::ids::GroupId;
 use crate::store::{AgentRecord, AgentSource, Store};
 use sso::SsoVerifier;
@@ -302,17 +302,21 @@ impl Authenticator {
                 self.check_login_key(home, puid, &login_key, Some(&username))?;
                 username
             }
-            Credentials::Sso { jwt } => return self.single_sign_on(group, &jwt),
+            Credentials::Sso { jwt } => return self.single_sign_on(group, &jwt).await,
             Credentials::Session { session_id } => {
-                let signed_in = self
-                    .sessions
-                    .touch(&session_id)
-                    .map_err(|e| AuthFailure {
-                        error: DomainError::Internal(e.to_string()),
-                        reason: "session_store_failed",
-                        username: None,
-                    })?
-                    .ok_or_else(|| AuthFailure::invalid("unknown_or_expired_session", None))?;
+                // Using a session extends it: a flushed write, off the workers.
+                let sessions = self.sessions.clone();
+                let session_store_failed = |error| AuthFailure {
+                    error,
+                    reason: "session_store_failed",
+                    username: None,
+                };
+                let signed_in =
+                    on_blocking_pool("website sessions", move || sessions.touch(&session_id))
+                        .await
+                        .map_err(session_store_failed)?
+                        .map_err(|e| session_store_failed(DomainError::Internal(e.to_string())))?
+                        .ok_or_else(|| AuthFailure::invalid("unknown_or_expired_session", None))?;
                 // A session speaks for the one (group, user) record whose
                 // password was checked, never for another group.
                 if signed_in.groupid != group.id {
@@ -342,9 +346,7 @@ impl Authenticator {
             first_seen: 0,
             last_seen: 0,
         };
-        self.store
-            .touch_agent(group.id, &seen, self.clock.now_secs())
-            .map_err(store_failure)?;
+        self.touch_agent(group.id, seen).await?;
         Ok(Authenticated {
             username,
             role: member.role,
@@ -353,6 +355,23 @@ impl Authenticator {
             policy: None,
             session,
         })
+    }
+
+    /// Records that an agent signed in now (first seen, or last seen), off
+    /// the async workers: the write is flushed.
+    async fn touch_agent(&self, group: GroupId, record: AgentRecord) -> Result<(), AuthFailure> {
+        let (store, now) = (self.store.clone(), self.clock.now_secs());
+        on_blocking_pool("agent store", move || {
+            store.touch_agent(group, &record, now)
+        })
+        .await
+        .map_err(|error| AuthFailure {
+            error,
+            reason: "store_failed",
+            username: None,
+        })?
+        .map_err(store_failure)?;
+        Ok(())
     }
 
     fn check_login_key(

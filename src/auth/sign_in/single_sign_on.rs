@@ -7,7 +7,7 @@
 use super::sso::SsoError;
 use super::{store_failure, AuthFailure, Authenticated, Authenticator, CredentialKind};
 use crate::infra::config::GroupConfig;
-use crate::infra::error::DomainError;
+use crate::infra::error::{on_blocking_pool, DomainError};
 use crate::infra::ids::GroupId;
 use crate::store::{AgentRecord, AgentSource, Store, StoreError};
 
@@ -43,7 +43,7 @@ impl Authenticator {
     /// Checks a customer-signed SSO token for `group`: signature and claims,
     /// then whether the agent is known or may be provisioned, then that the
     /// token was not used before (last, so a refused token stays unused).
-    pub(super) fn single_sign_on(
+    pub(super) async fn single_sign_on(
         &self,
         group: &GroupConfig,
         jwt: &str,
@@ -77,10 +77,16 @@ impl Authenticator {
                 username: Some(email),
             });
         }
-        if let Some(jti) = &identity.jti {
-            let fresh = self
-                .used_sso_tokens
-                .claim(group.id, jti, identity.exp)
+        if let Some(jti) = identity.jti.clone() {
+            // A durable claim, flushed: off the async workers.
+            let (used, groupid, exp) = (self.used_sso_tokens.clone(), group.id, identity.exp);
+            let fresh = on_blocking_pool("sso token ids", move || used.claim(groupid, &jti, exp))
+                .await
+                .map_err(|error| AuthFailure {
+                    error,
+                    reason: "store_failed",
+                    username: None,
+                })?
                 .map_err(store_failure)?;
             if !fresh {
                 return Err(AuthFailure::invalid("sso_replay", Some(&email)));
@@ -102,9 +108,7 @@ impl Authenticator {
             first_seen: 0,
             last_seen: 0,
         };
-        self.store
-            .touch_agent(group.id, &record, self.clock.now_secs())
-            .map_err(store_failure)?;
+        self.touch_agent(group.id, record).await?;
         Ok(Authenticated {
             username: email,
             role: identity.role,
