@@ -9,7 +9,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -74,6 +73,7 @@ pub struct RunningServer {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     app: web::Data<AppState>,
     metrics_server: Option<metrics_server::MetricsServer>,
+    housekeeping: housekeeping::HousekeepingThread,
 }
 
 /// The seams a cluster build fills differently: where signing keys come
@@ -213,21 +213,21 @@ pub async fn run_with_clock(
         &config.presence,
     );
     confirmations.resume().await?;
-    let chores = housekeeping::Chores {
-        tokens: tokens.clone(),
-        auth: auth.clone(),
-        audit: audit.clone(),
-        session_keys: session_keys.clone(),
-        session_key_misses: session_key_misses.clone(),
-        confirmations: confirmations.clone(),
-    };
+    let chores = housekeeping::Chores::new(
+        tokens.clone(),
+        auth.clone(),
+        audit.clone(),
+        session_keys.clone(),
+        session_key_misses.clone(),
+        confirmations.clone(),
+    );
     // Rotate or purge at once if the ring is overdue (after downtime).
     chores.run_once()?;
-    housekeeping::Housekeeper::new(
+    // On its own arbiter, not the registry's: a long sweep stalls nothing.
+    let housekeeping = housekeeping::HousekeepingThread::start(
         chores.clone(),
         housekeeping::interval(config.auth.key_rotation_secs),
-    )
-    .start();
+    );
     let origins = web::Data::new(OriginPolicy::from_config(&config));
     let app = web::Data::new(AppState {
         config: config.clone(),
@@ -311,6 +311,7 @@ pub async fn run_with_clock(
         task,
         app,
         metrics_server,
+        housekeeping,
     })
 }
 
@@ -377,6 +378,8 @@ impl RunningServer {
             Ok(result) => result?,
             Err(e) => tracing::warn!(error = %e, "server task ended abnormally"),
         }
+        // No pass may run into the closed store.
+        self.housekeeping.stop().await;
         // Flush and release the database now, rather than whenever the
         // last worker lets go of the app state, so the data directory can be
         // reopened at once (by a restart in the same process, or a test).
