@@ -12,7 +12,7 @@
 //!   group's token bucket: `session_key_mints_per_minute` of burst, refilled
 //!   at that rate. Beyond it a request is refused until a mint refills.
 //! - **Bound to one online period.** A key remembers when its visitor's
-//!   online period began ([`crate::presence::registry::VisitorState::connected_at`]);
+//!   online period began ([`VisitorState::connected_at`](super::registry::VisitorState::connected_at));
 //!   once the visitor is offline after the grace period, or online again
 //!   in a later period, the key no longer resolves and is dropped.
 //!
