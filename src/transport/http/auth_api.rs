@@ -54,7 +54,7 @@ pub async fn issue_token(
     let body = body.into_inner();
     let (remote, user_agent) = client_of(&req);
     let mut record =
-        AuditRecord::new(Outcome::Refused, app.audit.now_ms()).from_client(remote, user_agent);
+        AuditRecord::new(Outcome::Refused, app.audit.now_ms()).with_client(remote, user_agent);
     record.groupid = Some(body.groupid);
     let mut lockouts = Vec::new();
     match attempt(&app, &req, body, &mut record, &mut lockouts).await {
@@ -253,7 +253,7 @@ pub(super) async fn revoke_token(
     let sockets_closed = app.live_agents.revoke(jti);
     let (remote, user_agent) = client_of(req);
     let mut record =
-        AuditRecord::new(Outcome::Revoked, app.audit.now_ms()).from_client(remote, user_agent);
+        AuditRecord::new(Outcome::Revoked, app.audit.now_ms()).with_client(remote, user_agent);
     record.groupid = Some(owner.groupid);
     record.username = Some(owner.sub.clone());
     record.jti = Some(jti.to_owned());

@@ -61,7 +61,7 @@ pub async fn login(
     };
     let (remote, user_agent) = client_of(&req);
     let mut record =
-        AuditRecord::new(Outcome::Refused, app.audit.now_ms()).from_client(remote, user_agent);
+        AuditRecord::new(Outcome::Refused, app.audit.now_ms()).with_client(remote, user_agent);
     record.groupid = group;
     record.username = Some(username.clone());
     record.credential = Some(CredentialKind::Password);
