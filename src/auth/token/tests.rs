@@ -1,3 +1,6 @@
+//! Unit tests of the token service: issuance, every refusal of `verify`,
+//! rotation across restarts, and signing only through the key source.
+
 use std::time::Duration;
 
 use super::*;
