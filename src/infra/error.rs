@@ -80,6 +80,7 @@ pub enum DomainError {
     TooManyConnections(String),
     #[error("the request body was not complete within {0} ms")]
     RequestTimeout(u64),
+    /// Ends the sockets when the server shuts down (close 1001).
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("the server is busy; retry shortly")]
@@ -253,9 +254,20 @@ where
     T: Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
+    on_blocking_pool(what, call)
+        .await?
+        .map_err(|e| DomainError::Internal(format!("{what}: {e}")))
+}
+
+/// Runs a blocking call on the blocking pool and hands back what it
+/// returned, for the caller to map as it would have on the spot. Only a
+/// failure of the pool itself is an internal error, `what: cause`.
+pub async fn on_blocking_pool<T: Send + 'static>(
+    what: &'static str,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DomainError> {
     tokio::task::spawn_blocking(call)
         .await
-        .map_err(|e| DomainError::Internal(format!("{what}: {e}")))?
         .map_err(|e| DomainError::Internal(format!("{what}: {e}")))
 }
 

@@ -80,6 +80,44 @@ pub struct WithNotBefore<T> {
     pub nbf: Option<Value>,
 }
 
+/// Loads one configured key (inline PEM or a file path) for the first of
+/// `algorithms` whose key type it is.
+pub fn load_public_key(
+    source: &str,
+    algorithms: &[SsoAlgorithm],
+) -> Result<(Algorithm, DecodingKey), String> {
+    let pem = if source.trim_start().starts_with("-----BEGIN") {
+        source.to_owned()
+    } else {
+        std::fs::read_to_string(source).map_err(|e| format!("cannot read {source:?}: {e}"))?
+    };
+    if pem.contains("PRIVATE KEY") {
+        return Err("is a private key; configure only the public key".into());
+    }
+    for alg in algorithms {
+        let key = match alg {
+            SsoAlgorithm::RS256 => DecodingKey::from_rsa_pem(pem.as_bytes()),
+            SsoAlgorithm::ES256 => DecodingKey::from_ec_pem(pem.as_bytes()),
+        };
+        if let Ok(key) = key {
+            return Ok((algorithm(*alg), key));
+        }
+    }
+    Err(format!(
+        "is not a PEM public key for any of the group's algorithms ({algorithms:?})"
+    ))
+}
+
+/// `iss` of every agent token.
+pub const ISSUER: &str = "presence-server";
+
+pub fn algorithm(alg: SsoAlgorithm) -> Algorithm {
+    match alg {
+        SsoAlgorithm::RS256 => Algorithm::RS256,
+        SsoAlgorithm::ES256 => Algorithm::ES256,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,43 +181,5 @@ mod tests {
         assert_eq!((absent.claims.sub.as_str(), absent.nbf), ("a", None));
         assert_eq!(parse(json!({"sub":"a","nbf":null})).nbf, Some(Value::Null));
         assert_eq!(parse(json!({"sub":"a","nbf":7})).nbf, Some(json!(7)));
-    }
-}
-
-/// Loads one configured key (inline PEM or a file path) for the first of
-/// `algorithms` whose key type it is.
-pub fn load_public_key(
-    source: &str,
-    algorithms: &[SsoAlgorithm],
-) -> Result<(Algorithm, DecodingKey), String> {
-    let pem = if source.trim_start().starts_with("-----BEGIN") {
-        source.to_owned()
-    } else {
-        std::fs::read_to_string(source).map_err(|e| format!("cannot read {source:?}: {e}"))?
-    };
-    if pem.contains("PRIVATE KEY") {
-        return Err("is a private key; configure only the public key".into());
-    }
-    for alg in algorithms {
-        let key = match alg {
-            SsoAlgorithm::RS256 => DecodingKey::from_rsa_pem(pem.as_bytes()),
-            SsoAlgorithm::ES256 => DecodingKey::from_ec_pem(pem.as_bytes()),
-        };
-        if let Ok(key) = key {
-            return Ok((algorithm(*alg), key));
-        }
-    }
-    Err(format!(
-        "is not a PEM public key for any of the group's algorithms ({algorithms:?})"
-    ))
-}
-
-/// `iss` of every agent token.
-pub const ISSUER: &str = "presence-server";
-
-pub fn algorithm(alg: SsoAlgorithm) -> Algorithm {
-    match alg {
-        SsoAlgorithm::RS256 => Algorithm::RS256,
-        SsoAlgorithm::ES256 => Algorithm::ES256,
     }
 }

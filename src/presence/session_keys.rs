@@ -12,12 +12,15 @@
 //!   group's token bucket: `session_key_mints_per_minute` of burst, refilled
 //!   at that rate. Beyond it a request is refused until a mint refills.
 //! - **Bound to one online period.** A key remembers when its visitor's
-//!   online period began ([`crate::presence::registry::VisitorState::connected_at`]);
+//!   online period began ([`VisitorState::connected_at`](super::registry::VisitorState::connected_at));
 //!   once the visitor is offline after the grace period, or online again
 //!   in a later period, the key no longer resolves and is dropped.
 //!
 //! A million codes is a small space, so lookups that miss are limited per
-//! token and per client (see [`crate::auth::sign_in::Lockout`]).
+//! token and per client (see [`crate::auth::sign_in::LockoutCounters`]).
+//!
+//! Handlers and sessions hold the [`SessionKeys`] seam;
+//! [`InMemorySessionKeys`] is its single-node implementation.
 
 use dashmap::DashMap;
 
@@ -96,8 +99,38 @@ impl MintBudget {
     }
 }
 
-/// Live session keys.
-pub struct SessionKeys {
+/// Visitors' live session keys: minting (one per connection, within the
+/// group's budget), lookup by code, and expiry.
+///
+/// A Redis implementation keeps `session_key:{group}:{code}` → the holder,
+/// claimed with `SET NX` and a TTL of `session_key_ttl_secs` (so codes stay
+/// unique per group and expire by themselves, leaving `sweep` nothing to
+/// do), `session_key:conn:{connection}` → the connection's code with the
+/// same TTL, and each group's mint budget as a token bucket updated by one
+/// script.
+pub trait SessionKeys: Send + Sync {
+    /// The live key of `connection`, or a fresh one for `holder` (spending
+    /// one of its group's mints).
+    fn issue(&self, holder: &KeyHolder, connection: &str) -> Result<SessionKey, IssueError>;
+
+    /// The connection closed: it can no longer ask for its key again. The
+    /// key itself lives on for the rest of the visitor's online period.
+    fn connection_closed(&self, connection: &str);
+
+    /// Who holds `key` in `group`, if the key is live. The caller checks
+    /// the holder's online period and calls [`SessionKeys::drop_key`] if it
+    /// has ended.
+    fn find(&self, group: GroupId, key: &str) -> Option<KeyHolder>;
+
+    /// Drops `key` of `group` (its visitor went offline).
+    fn drop_key(&self, group: GroupId, key: &str);
+
+    /// Drops expired keys; returns how many.
+    fn sweep(&self) -> usize;
+}
+
+/// Live session keys, in this process's memory.
+pub struct InMemorySessionKeys {
     clock: SharedClock,
     ttl_secs: u64,
     by_code: DashMap<(GroupId, String), Entry>,
@@ -125,7 +158,7 @@ pub fn well_formed(key: &str) -> bool {
     key.len() == 6 && key.bytes().all(|b| b.is_ascii_digit())
 }
 
-impl SessionKeys {
+impl InMemorySessionKeys {
     /// Keys live `ttl_secs`; each group mints at most `mints_per_minute`
     /// a minute (with that much burst).
     pub fn new(clock: SharedClock, ttl_secs: u64, mints_per_minute: u64) -> Self {
@@ -137,10 +170,10 @@ impl SessionKeys {
             mints: MintBudget::new(mints_per_minute),
         }
     }
+}
 
-    /// The live key of `connection`, or a fresh one for `holder` (spending
-    /// one of its group's mints).
-    pub fn issue(&self, holder: &KeyHolder, connection: &str) -> Result<SessionKey, IssueError> {
+impl SessionKeys for InMemorySessionKeys {
+    fn issue(&self, holder: &KeyHolder, connection: &str) -> Result<SessionKey, IssueError> {
         let now_ms = self.clock.now_ms();
         let now = now_ms / 1000;
         if let Some(live) = self.by_connection.get(connection) {
@@ -185,28 +218,21 @@ impl SessionKeys {
         Err(IssueError::Exhausted)
     }
 
-    /// The connection closed: it can no longer ask for its key again. The
-    /// key itself lives on for the rest of the visitor's online period.
-    pub fn connection_closed(&self, connection: &str) {
+    fn connection_closed(&self, connection: &str) {
         self.by_connection.remove(connection);
     }
 
-    /// Who holds `key` in `group`, if the key is live. The caller checks
-    /// the holder's online period and calls [`SessionKeys::drop_key`] if it
-    /// has ended.
-    pub fn find(&self, group: GroupId, key: &str) -> Option<KeyHolder> {
+    fn find(&self, group: GroupId, key: &str) -> Option<KeyHolder> {
         let now = self.clock.now_secs();
         let entry = self.by_code.get(&(group, key.to_owned()))?;
         (entry.expires > now).then(|| entry.holder.clone())
     }
 
-    /// Drops `key` of `group` (its visitor went offline).
-    pub fn drop_key(&self, group: GroupId, key: &str) {
+    fn drop_key(&self, group: GroupId, key: &str) {
         self.by_code.remove(&(group, key.to_owned()));
     }
 
-    /// Drops expired keys; returns how many.
-    pub fn sweep(&self) -> usize {
+    fn sweep(&self) -> usize {
         let now = self.clock.now_secs();
         let before = self.by_code.len();
         self.by_code.retain(|_, e| e.expires > now);
@@ -233,7 +259,7 @@ mod tests {
     #[test]
     fn codes_are_six_digits_and_find_their_visitor_until_they_expire() {
         let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-        let keys = SessionKeys::new(clock.clone(), 1200, 100);
+        let keys = InMemorySessionKeys::new(clock.clone(), 1200, 100);
         let v = holder(72, "v-1");
         let code = keys.issue(&v, "c1").expect("code");
         assert!(well_formed(&code.key), "{code:?}");
@@ -248,7 +274,7 @@ mod tests {
     #[test]
     fn a_connection_keeps_its_key_until_it_expires_and_tabs_hold_their_own() {
         let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-        let keys = SessionKeys::new(clock.clone(), 1200, 100);
+        let keys = InMemorySessionKeys::new(clock.clone(), 1200, 100);
         let v = holder(72, "v-1");
         let first = keys.issue(&v, "c1").expect("code");
         clock.advance(Duration::from_secs(1199));
@@ -271,7 +297,7 @@ mod tests {
     #[test]
     fn minting_spends_a_per_group_bucket_that_refills_over_the_minute() {
         let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-        let keys = SessionKeys::new(clock.clone(), 1200, 3);
+        let keys = InMemorySessionKeys::new(clock.clone(), 1200, 3);
         let v = holder(72, "v-1");
         for c in ["c1", "c2", "c3"] {
             keys.issue(&v, c).expect("within the burst");
@@ -292,7 +318,7 @@ mod tests {
     #[test]
     fn codes_are_unique_within_a_group() {
         let clock = Arc::new(ManualClock::new(0));
-        let keys = SessionKeys::new(clock, 1200, 10_000);
+        let keys = InMemorySessionKeys::new(clock, 1200, 10_000);
         let mut seen = std::collections::HashSet::new();
         for i in 0..2000 {
             let id = format!("v-{i}");

@@ -9,37 +9,39 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::audit::Audit;
-use crate::auth::password;
-use crate::auth::sign_in::{Authenticator, Lockout};
+use crate::auth::identity_verifier::IdentityVerifier;
+use crate::auth::password::{self, PasswordChecker};
+use crate::auth::sign_in::{
+    Authenticator, InMemoryLockout, LockoutCounters, SignInState, SledWebsiteSessions,
+};
+use crate::auth::token::{KeyRing, Revocations, SigningKeySource, TokenService};
+use crate::infra::clock::{SharedClock, SystemClock};
+use crate::infra::config::Config;
 use crate::infra::{capacity, config, ids, metrics, shutdown, telemetry};
+use crate::presence::admission::GroupAccess;
+use crate::presence::agent_ops::AgentOps;
+use crate::presence::confirmation::{
+    self, ConfirmationRecords, InMemoryFailureLocks, PromptFailureLocks,
+};
 use crate::presence::events::{EventBus, LocalEventBus};
-use crate::presence::session_keys::SessionKeys;
-use crate::presence::{confirmation, origin};
+use crate::presence::origin::{self, OriginPolicy};
+use crate::presence::registry::{PresenceDirectory, RegistryHandle, RegistryStats};
+use crate::presence::session_keys::{InMemorySessionKeys, SessionKeys};
+use crate::server::state::AppState;
+use crate::store::{Store, StoreError};
+use crate::transport::agent_session::AgentSocketDeps;
+use crate::transport::visitor_session::VisitorSocketDeps;
 use crate::transport::{client_addr, http, metrics_server};
 
 /// Session-key lookups that may miss per token, and per client, each minute
 /// (a 6-digit space must not be enumerable).
 pub const SESSION_KEY_MISSES_PER_MINUTE: usize = 10;
-use crate::auth::identity_verifier::IdentityVerifier;
-use crate::auth::password::PasswordChecker;
-use crate::auth::token::TokenService;
-use crate::infra::clock::{SharedClock, SystemClock};
-use crate::infra::config::Config;
-use crate::presence::admission::GroupAccess;
-use crate::presence::agent_ops::AgentOps;
-use crate::presence::origin::OriginPolicy;
-use crate::presence::registry::{PresenceDirectory, RegistryHandle, RegistryStats};
-use crate::server::state::AppState;
-use crate::store::{Store, StoreError};
-use crate::transport::agent_session::AgentSocketDeps;
-use crate::transport::visitor_session::VisitorSocketDeps;
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,68 @@ pub struct RunningServer {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     app: web::Data<AppState>,
     metrics_server: Option<metrics_server::MetricsServer>,
+    housekeeping: housekeeping::HousekeepingThread,
+}
+
+/// The seams a cluster build fills differently: where signing keys come
+/// from, and the short-lived state the nodes would share. Handlers,
+/// sessions and services hold only the traits.
+struct Seams {
+    keys: Arc<dyn SigningKeySource>,
+    sign_in: SignInState,
+    session_keys: Arc<dyn SessionKeys>,
+    session_key_misses: Arc<dyn LockoutCounters>,
+    confirmation_records: Arc<dyn ConfirmationRecords>,
+    prompt_failures: Arc<dyn PromptFailureLocks>,
+}
+
+impl Seams {
+    /// This process alone: the rotating key ring, website sessions, used
+    /// SSO token ids and confirmation records in sled; lockout counters,
+    /// session keys and prompt failure locks in memory.
+    fn single_node(
+        config: &Config,
+        store: &Arc<Store>,
+        clock: &SharedClock,
+    ) -> Result<Self, StoreError> {
+        let keys = KeyRing::load_or_create(
+            store.clone(),
+            clock.clone(),
+            config.auth.key_rotation_secs,
+            config.auth.token_max_secs,
+        )?;
+        let sign_in = SignInState {
+            lockout: Arc::new(InMemoryLockout::new(
+                clock.clone(),
+                config.auth.lockout_failures,
+                config.auth.lockout_client_failures,
+                config.auth.lockout_window_secs,
+            )),
+            sessions: Arc::new(SledWebsiteSessions::new(
+                store.clone(),
+                clock.clone(),
+                config.auth.session_idle_secs,
+            )),
+            used_sso_tokens: store.clone(),
+        };
+        Ok(Self {
+            keys: Arc::new(keys),
+            sign_in,
+            session_keys: Arc::new(InMemorySessionKeys::new(
+                clock.clone(),
+                config.presence.session_key_ttl_secs,
+                config.presence.session_key_mints_per_minute,
+            )),
+            session_key_misses: Arc::new(InMemoryLockout::new(
+                clock.clone(),
+                SESSION_KEY_MISSES_PER_MINUTE,
+                SESSION_KEY_MISSES_PER_MINUTE,
+                60,
+            )),
+            confirmation_records: store.clone(),
+            prompt_failures: Arc::new(InMemoryFailureLocks::default()),
+        })
+    }
 }
 
 /// Starts the server on `listener` with the system clock. Must be called
@@ -95,12 +159,13 @@ pub async fn run_with_clock(
     ids::check_random_source()?;
     let config = Arc::new(config);
     let store = Arc::new(Store::open(&config.server.data_dir)?);
+    let seams = Seams::single_node(&config, &store, &clock)?;
     let tokens = Arc::new(TokenService::new(
-        store.clone(),
+        seams.keys,
+        Revocations::load(store.clone())?,
         clock.clone(),
-        config.auth.key_rotation_secs,
         config.auth.token_max_secs,
-    )?);
+    ));
     for warning in password::hash_warnings(&config) {
         tracing::warn!(group = warning.group, user = %warning.username, "{warning}");
     }
@@ -110,8 +175,14 @@ pub async fn run_with_clock(
             .map_err(|e| ServerError::Password(e.to_string()))?,
     );
     let auth = Arc::new(
-        Authenticator::new(config.clone(), passwords, store.clone(), clock.clone())
-            .map_err(|message| config::ConfigError::new("groups.sso", message))?,
+        Authenticator::new(
+            config.clone(),
+            passwords,
+            store.clone(),
+            clock.clone(),
+            seams.sign_in,
+        )
+        .map_err(|message| config::ConfigError::new("groups.sso", message))?,
     );
     let metrics = Arc::new(metrics::Metrics::new());
     let audit = Arc::new(Audit::new(
@@ -120,17 +191,7 @@ pub async fn run_with_clock(
         config.auth.audit_retention_days,
         metrics.clone(),
     ));
-    let session_keys = Arc::new(SessionKeys::new(
-        clock.clone(),
-        config.presence.session_key_ttl_secs,
-        config.presence.session_key_mints_per_minute,
-    ));
-    let session_key_misses = Arc::new(Lockout::new(
-        clock.clone(),
-        SESSION_KEY_MISSES_PER_MINUTE,
-        SESSION_KEY_MISSES_PER_MINUTE,
-        60,
-    ));
+    let (session_keys, session_key_misses) = (seams.session_keys, seams.session_key_misses);
     let file_limit = capacity::FileLimit::raise()?;
     let socket_limit = config.server.max_connections.min(file_limit.socket_room());
     let gate = capacity::ConnectionGate::new(
@@ -153,7 +214,8 @@ pub async fn run_with_clock(
         live_agents.clone(),
     ));
     let confirmations = confirmation::Confirmations::new(
-        store.clone(),
+        seams.confirmation_records,
+        seams.prompt_failures,
         clock.clone(),
         registry.clone(),
         live_agents.clone(),
@@ -161,21 +223,21 @@ pub async fn run_with_clock(
         &config.presence,
     );
     confirmations.resume().await?;
-    let chores = housekeeping::Chores {
-        tokens: tokens.clone(),
-        auth: auth.clone(),
-        audit: audit.clone(),
-        session_keys: session_keys.clone(),
-        session_key_misses: session_key_misses.clone(),
-        confirmations: confirmations.clone(),
-    };
+    let chores = housekeeping::Chores::new(
+        tokens.clone(),
+        auth.clone(),
+        audit.clone(),
+        session_keys.clone(),
+        session_key_misses.clone(),
+        confirmations.clone(),
+    );
     // Rotate or purge at once if the ring is overdue (after downtime).
     chores.run_once()?;
-    housekeeping::Housekeeper::new(
+    // On its own arbiter, not the registry's: a long sweep stalls nothing.
+    let housekeeping = housekeeping::HousekeepingThread::start(
         chores.clone(),
         housekeeping::interval(config.auth.key_rotation_secs),
-    )
-    .start();
+    );
     let origins = web::Data::new(OriginPolicy::from_config(&config));
     let groups = Arc::new(GroupAccess::new(
         config.clone(),
@@ -298,6 +360,7 @@ pub async fn run_with_clock(
         task,
         app,
         metrics_server,
+        housekeeping,
     })
 }
 
@@ -364,6 +427,8 @@ impl RunningServer {
             Ok(result) => result?,
             Err(e) => tracing::warn!(error = %e, "server task ended abnormally"),
         }
+        // No pass may run into the closed store.
+        self.housekeeping.stop().await;
         // Flush and release the database now, rather than whenever the
         // last worker lets go of the app state, so the data directory can be
         // reopened at once (by a restart in the same process, or a test).

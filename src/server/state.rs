@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::audit::Audit;
 use crate::auth::sign_in::Authenticator;
-use crate::auth::sign_in::Lockout;
+use crate::auth::sign_in::LockoutCounters;
 use crate::auth::token::TokenService;
 use crate::infra::capacity::ConnectionGate;
 use crate::infra::clock::SharedClock;
@@ -36,9 +36,9 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub audit: Arc<Audit>,
     /// Visitors' session keys.
-    pub session_keys: Arc<SessionKeys>,
+    pub session_keys: Arc<dyn SessionKeys>,
     /// Session-key lookups that missed, per token and per client.
-    pub session_key_misses: Arc<Lockout>,
+    pub session_key_misses: Arc<dyn LockoutCounters>,
     /// The event bus to live agent sockets (by token id, by agent, by
     /// watched visitor).
     pub live_agents: Arc<dyn EventBus>,

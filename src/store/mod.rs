@@ -21,7 +21,7 @@
 use std::path::Path;
 use std::sync::RwLock;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Name of the key-ring tree.
 const TREE_SIGNING_KEYS: &str = "signing_keys";
@@ -46,21 +46,16 @@ const TREE_SSO_JTIS: &str = "sso_jtis";
 const TREE_SESSION_TOKENS: &str = "session_tokens";
 
 mod agents;
+mod audit;
 mod confirmations;
 mod sessions;
+mod tokens;
 pub use agents::{AgentRecord, AgentSource};
 pub use confirmations::{
     grant_key, AgentCard, ConfirmationGrant, ConfirmationRecord, ConfirmationStatus, Settled,
 };
 pub use sessions::StoredSession;
-
-/// Who a token was issued to, kept until it expires.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IssuedToken {
-    pub sub: String,
-    pub groupid: u64,
-    pub exp: u64,
-}
+pub use tokens::{IssuedToken, StoredSigningKey};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -71,25 +66,6 @@ pub enum StoreError {
     Corrupt { tree: &'static str, reason: String },
     #[error("the store is closed")]
     Closed,
-}
-
-/// A signing key as persisted. The secret is stored raw: the data directory
-/// is as sensitive as the config file and must be protected the same way.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct StoredSigningKey {
-    pub kid: String,
-    pub secret: Vec<u8>,
-    pub created_at_ms: u64,
-}
-
-impl std::fmt::Debug for StoredSigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredSigningKey")
-            .field("kid", &self.kid)
-            .field("secret", &"[REDACTED]")
-            .field("created_at_ms", &self.created_at_ms)
-            .finish()
-    }
 }
 
 /// The open database and its named trees.
@@ -150,182 +126,6 @@ impl Store {
         // consistent, so carry on with what is inside.
         let guard = self.trees.read().unwrap_or_else(|p| p.into_inner());
         guard.as_ref().map_or(Err(StoreError::Closed), f)
-    }
-
-    /// Every stored signing key, in no particular order.
-    pub fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        self.with(|t| {
-            t.signing_keys
-                .iter()
-                .values()
-                .map(|value| decode(TREE_SIGNING_KEYS, &value?))
-                .collect()
-        })
-    }
-
-    /// Persists a signing key and flushes it to disk before returning.
-    pub fn put_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
-        let bytes = encode(TREE_SIGNING_KEYS, key)?;
-        self.with(|t| {
-            t.signing_keys.insert(key.kid.as_bytes(), bytes)?;
-            t.signing_keys.flush()?;
-            Ok(())
-        })
-    }
-
-    /// Deletes a signing key and flushes.
-    pub fn remove_signing_key(&self, kid: &str) -> Result<(), StoreError> {
-        self.with(|t| {
-            t.signing_keys.remove(kid.as_bytes())?;
-            t.signing_keys.flush()?;
-            Ok(())
-        })
-    }
-
-    /// Appends an audit record under `key` and flushes before returning.
-    pub fn put_audit<T: Serialize>(&self, key: &[u8], record: &T) -> Result<(), StoreError> {
-        let bytes = encode(TREE_AUDIT, record)?;
-        self.with(|t| {
-            t.audit.insert(key, bytes)?;
-            t.audit.flush()?;
-            Ok(())
-        })
-    }
-
-    /// Walks audit records with `lower <= key < upper` newest first, keeping
-    /// those `keep` accepts, until `limit` are kept.
-    pub fn audit_newest_first<T: serde::de::DeserializeOwned>(
-        &self,
-        lower: &[u8],
-        upper: &[u8],
-        limit: usize,
-        mut keep: impl FnMut(&T) -> bool,
-    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
-        self.with(|t| {
-            let mut out = Vec::new();
-            if lower >= upper {
-                return Ok(out);
-            }
-            for item in t.audit.range(lower..upper).rev() {
-                let (key, value) = item?;
-                let record: T = decode(TREE_AUDIT, &value)?;
-                if keep(&record) {
-                    out.push((key.to_vec(), record));
-                    if out.len() >= limit {
-                        break;
-                    }
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    /// Deletes audit records with keys before `cutoff`; returns how many.
-    pub fn remove_audit_before(&self, cutoff: &[u8]) -> Result<usize, StoreError> {
-        self.with(|t| {
-            let mut removed = 0;
-            for key in t.audit.range(..cutoff).keys() {
-                t.audit.remove(key?)?;
-                removed += 1;
-            }
-            t.audit.flush()?;
-            Ok(removed)
-        })
-    }
-
-    /// Records who a token was issued to, flushed.
-    pub fn put_issued(&self, jti: &str, token: &IssuedToken) -> Result<(), StoreError> {
-        let bytes = encode(TREE_ISSUED, token)?;
-        self.with(|t| {
-            t.issued.insert(jti.as_bytes(), bytes)?;
-            t.issued.flush()?;
-            Ok(())
-        })
-    }
-
-    /// Who a token was issued to, if it is still indexed.
-    pub fn issued(&self, jti: &str) -> Result<Option<IssuedToken>, StoreError> {
-        self.with(|t| {
-            t.issued
-                .get(jti.as_bytes())?
-                .map(|v| decode(TREE_ISSUED, &v))
-                .transpose()
-        })
-    }
-
-    /// Every indexed token of `sub` in `groupid` that expires after `now`.
-    pub fn issued_to(
-        &self,
-        groupid: u64,
-        sub: &str,
-        now: u64,
-    ) -> Result<Vec<(String, IssuedToken)>, StoreError> {
-        self.with(|t| {
-            let mut out = Vec::new();
-            for item in t.issued.iter() {
-                let (key, value) = item?;
-                let token: IssuedToken = decode(TREE_ISSUED, &value)?;
-                if token.groupid == groupid && token.sub == sub && token.exp > now {
-                    out.push((String::from_utf8_lossy(&key).into_owned(), token));
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    /// Adds a token to the denylist until `exp`, flushed.
-    pub fn put_revoked(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
-        self.with(|t| {
-            t.revoked.insert(jti.as_bytes(), &exp.to_be_bytes())?;
-            t.revoked.flush()?;
-            Ok(())
-        })
-    }
-
-    /// The whole denylist, `(jti, exp)`.
-    pub fn revoked(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.with(|t| {
-            t.revoked
-                .iter()
-                .map(|item| {
-                    let (k, v) = item?;
-                    let exp = <[u8; 8]>::try_from(v.as_ref()).map_err(|_| StoreError::Corrupt {
-                        tree: TREE_REVOKED,
-                        reason: "exp is not 8 bytes".into(),
-                    })?;
-                    Ok((
-                        String::from_utf8_lossy(&k).into_owned(),
-                        u64::from_be_bytes(exp),
-                    ))
-                })
-                .collect()
-        })
-    }
-
-    /// Drops index and denylist entries of tokens expired before `now`
-    /// (Unix seconds); returns how many.
-    pub fn remove_expired_tokens(&self, now: u64) -> Result<usize, StoreError> {
-        self.with(|t| {
-            let mut removed = 0;
-            for item in t.issued.iter() {
-                let (key, value) = item?;
-                let token: IssuedToken = decode(TREE_ISSUED, &value)?;
-                if token.exp < now {
-                    t.issued.remove(key)?;
-                    removed += 1;
-                }
-            }
-            t.issued.flush()?;
-            Ok(removed + remove_expired_before(&t.revoked, now)?)
-        })
-    }
-
-    /// Flushes every tree.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        self.with(|t| {
-            t.db.flush()?;
-            Ok(())
-        })
     }
 
     /// Flushes and closes the database; later calls answer
@@ -408,27 +208,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signing_keys_survive_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = StoredSigningKey {
-            kid: "k1".into(),
-            secret: vec![7; 32],
-            created_at_ms: 42,
-        };
-        {
-            let store = Store::open(dir.path()).expect("open");
-            store.put_signing_key(&key).expect("put");
-        }
-        let store = Store::open(dir.path()).expect("reopen");
-        let keys = store.signing_keys().expect("read");
-        assert_eq!(keys.len(), 1);
-        assert_eq!(keys[0].kid, "k1");
-        assert_eq!(keys[0].secret, vec![7; 32]);
-        store.remove_signing_key("k1").expect("remove");
-        assert!(store.signing_keys().expect("read").is_empty());
-    }
-
-    #[test]
     fn close_releases_the_directory_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = std::sync::Arc::new(Store::open(dir.path()).expect("open"));
@@ -436,17 +215,5 @@ mod tests {
         store.close().expect("close");
         assert!(matches!(still_held.signing_keys(), Err(StoreError::Closed)));
         Store::open(dir.path()).expect("reopens while the old handle lives");
-    }
-
-    #[test]
-    fn debug_output_hides_the_secret() {
-        let key = StoredSigningKey {
-            kid: "k1".into(),
-            secret: b"super-secret-bytes".to_vec(),
-            created_at_ms: 1,
-        };
-        let shown = format!("{key:?}");
-        assert!(!shown.contains("115"), "{shown}");
-        assert!(shown.contains("REDACTED"));
     }
 }

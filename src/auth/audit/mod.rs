@@ -16,9 +16,7 @@ use crate::infra::config::Role;
 use crate::infra::ids::{fill_random, GroupId};
 use crate::infra::metrics::Metrics;
 use crate::store::{Store, StoreError};
-pub use throttle::{
-    Admission, RefusalThrottle, Suppressed, CLIENT_WINDOW_MS, REFUSALS_PER_CLIENT_PER_MINUTE,
-};
+pub use throttle::{RefusalThrottle, Suppressed, REFUSALS_PER_CLIENT_PER_MINUTE};
 
 /// Longest user agent kept, in characters.
 pub const MAX_USER_AGENT: usize = 256;
@@ -90,7 +88,7 @@ impl AuditRecord {
     }
 
     /// Sets the client's address and user agent.
-    pub fn from_client(mut self, remote: Option<String>, user_agent: Option<&str>) -> Self {
+    pub fn with_client(mut self, remote: Option<String>, user_agent: Option<&str>) -> Self {
         self.remote = remote;
         self.user_agent = user_agent.map(str::to_owned);
         self
@@ -378,7 +376,7 @@ mod tests {
     fn client_fields_are_capped_with_a_marker() {
         let (_dir, _clock, audit) = audit();
         let mut r = AuditRecord::new(Outcome::Refused, audit.now_ms())
-            .from_client(None, Some(&"u".repeat(5000)));
+            .with_client(None, Some(&"u".repeat(5000)));
         r.groupid = Some(72);
         r.username = Some("n".repeat(1024));
         audit.record(&r).expect("record");

@@ -9,6 +9,10 @@
 //! This is the "equivalent" the issue allows instead of governor: GCRA's
 //! burst-and-refill shape cannot express "5 failures in 15 minutes", and
 //! the window must run on the injectable clock so tests need no sleeps.
+//!
+//! [`LockoutCounters`] is the seam every user holds (credential sign-ins,
+//! session-key lookups); [`InMemoryLockout`] is its single-node
+//! implementation.
 
 use std::collections::VecDeque;
 
@@ -76,19 +80,46 @@ pub struct Locked {
 #[derive(Debug)]
 #[must_use = "settle the attempt with succeeded() or failed()"]
 pub struct Attempt {
-    at: u64,
-    account: Option<(String, usize)>,
-    client: Option<(String, usize)>,
+    /// When the slots were reserved (Unix ms).
+    pub at: u64,
+    /// The account's key and the 1-based position of its reserved slot.
+    pub account: Option<(String, usize)>,
+    /// The client's key and the position of its reserved slot.
+    pub client: Option<(String, usize)>,
 }
 
-/// Per-account and per-IP failure limits.
-pub struct Lockout {
+/// Failed-attempt counters per account and per client, each a sliding
+/// window with its own limit.
+///
+/// A Redis implementation keeps each key's failure times in a sorted set,
+/// `lockout:{scope}:{account|client}:{key}` scored by Unix ms, trimmed to
+/// the window and expiring one window after its newest entry; `begin`
+/// reserves in both sets in one script, so nodes cannot overrun a limit.
+pub trait LockoutCounters: Send + Sync {
+    /// Starts an attempt, or refuses it while its account or client is
+    /// locked.
+    fn begin(&self, account: Option<&str>, client: Option<&str>) -> Result<Attempt, Locked>;
+
+    /// The credentials were good: the attempt does not count.
+    fn succeeded(&self, attempt: Attempt);
+
+    /// The credentials were bad: the slot stays taken. Returns what this
+    /// failure locked (the one that filled the window), for the audit log.
+    fn failed(&self, attempt: Attempt) -> Vec<&'static str>;
+
+    /// Forgets keys with no failure in the window; bounds memory. Returns
+    /// how many went.
+    fn sweep(&self) -> usize;
+}
+
+/// Per-account and per-IP failure limits, in this process's memory.
+pub struct InMemoryLockout {
     clock: SharedClock,
     accounts: Window,
     clients: Window,
 }
 
-impl Lockout {
+impl InMemoryLockout {
     pub fn new(
         clock: SharedClock,
         account_limit: usize,
@@ -101,10 +132,10 @@ impl Lockout {
             clients: Window::new(client_limit, window_secs * 1000),
         }
     }
+}
 
-    /// Starts an attempt, or refuses it while its account or client is
-    /// locked.
-    pub fn begin(&self, account: Option<&str>, client: Option<&str>) -> Result<Attempt, Locked> {
+impl LockoutCounters for InMemoryLockout {
+    fn begin(&self, account: Option<&str>, client: Option<&str>) -> Result<Attempt, Locked> {
         let at = self.clock.now_ms();
         let locked = |ms: u64, what| Locked {
             retry_after_secs: ms.div_ceil(1000).max(1),
@@ -138,8 +169,7 @@ impl Lockout {
         })
     }
 
-    /// The credentials were good: the attempt does not count.
-    pub fn succeeded(&self, attempt: Attempt) {
+    fn succeeded(&self, attempt: Attempt) {
         if let Some((a, _)) = &attempt.account {
             self.accounts.release(a, attempt.at);
         }
@@ -148,9 +178,7 @@ impl Lockout {
         }
     }
 
-    /// The credentials were bad: the slot stays taken. Returns what this
-    /// failure locked (the one that filled the window), for the audit log.
-    pub fn failed(&self, attempt: Attempt) -> Vec<&'static str> {
+    fn failed(&self, attempt: Attempt) -> Vec<&'static str> {
         let mut locked = Vec::new();
         if attempt
             .account
@@ -167,8 +195,7 @@ impl Lockout {
         locked
     }
 
-    /// Forgets keys with no failure in the window; bounds memory.
-    pub fn sweep(&self) -> usize {
+    fn sweep(&self) -> usize {
         let now = self.clock.now_ms();
         self.accounts.sweep(now) + self.clients.sweep(now)
     }
@@ -184,7 +211,7 @@ mod tests {
     #[test]
     fn five_failures_in_the_window_lock_the_account_until_the_oldest_expires() {
         let clock = Arc::new(ManualClock::new(1_000_000));
-        let lockout = Lockout::new(clock.clone(), 5, 20, 900);
+        let lockout = InMemoryLockout::new(clock.clone(), 5, 20, 900);
         for i in 0..5 {
             let attempt = lockout.begin(Some("fred"), None).expect("not locked yet");
             let locked = lockout.failed(attempt);
@@ -207,7 +234,7 @@ mod tests {
     #[test]
     fn concurrent_attempts_cannot_overrun_the_limit() {
         let clock = Arc::new(ManualClock::new(0));
-        let lockout = Lockout::new(clock, 5, 100, 900);
+        let lockout = InMemoryLockout::new(clock, 5, 100, 900);
         let in_flight: Vec<_> = (0..5)
             .map(|_| lockout.begin(Some("fred"), None).expect("slot"))
             .collect();
@@ -226,7 +253,7 @@ mod tests {
     #[test]
     fn successes_give_their_slot_back() {
         let clock = Arc::new(ManualClock::new(0));
-        let lockout = Lockout::new(clock, 2, 100, 900);
+        let lockout = InMemoryLockout::new(clock, 2, 100, 900);
         for _ in 0..10 {
             let attempt = lockout.begin(Some("fred"), Some("ip")).expect("slot");
             lockout.succeeded(attempt);
@@ -238,7 +265,7 @@ mod tests {
     #[test]
     fn failures_spread_wider_than_the_window_never_lock() {
         let clock = Arc::new(ManualClock::new(0));
-        let lockout = Lockout::new(clock.clone(), 5, 20, 900);
+        let lockout = InMemoryLockout::new(clock.clone(), 5, 20, 900);
         for _ in 0..20 {
             let attempt = lockout.begin(Some("fred"), None).expect("never locked");
             let _ = lockout.failed(attempt);
@@ -249,7 +276,7 @@ mod tests {
     #[test]
     fn clients_are_limited_across_accounts_and_swept() {
         let clock = Arc::new(ManualClock::new(0));
-        let lockout = Lockout::new(clock.clone(), 5, 3, 900);
+        let lockout = InMemoryLockout::new(clock.clone(), 5, 3, 900);
         for user in ["a", "b", "c"] {
             let attempt = lockout.begin(Some(user), Some("10.0.0.1")).expect("slot");
             let _ = lockout.failed(attempt);

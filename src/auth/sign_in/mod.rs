@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod lockout;
 pub mod login_key;
 pub mod sessions;
+mod single_sign_on;
 pub mod sso;
 
 use std::collections::HashMap;
@@ -24,14 +25,15 @@ use crate::auth::policy::Policy;
 use crate::infra::capacity::KeyedSlots;
 use crate::infra::clock::SharedClock;
 use crate::infra::config::{Config, GroupConfig, Role, UserConfig};
-use crate::infra::error::DomainError;
+use crate::infra::error::{on_blocking_pool, DomainError};
 use crate::infra::ids::GroupId;
 use crate::store::{AgentRecord, AgentSource, Store};
-use sso::{SsoError, SsoVerifier};
+use sso::SsoVerifier;
 
 pub use credentials::{CredentialKind, Credentials};
-pub use lockout::{Locked, Lockout};
-pub use sessions::{SessionDigest, SessionUser, Sessions};
+pub use lockout::{InMemoryLockout, LockoutCounters};
+pub use sessions::{SessionDigest, SledWebsiteSessions, WebsiteSessions};
+pub use single_sign_on::UsedSsoTokens;
 
 /// Who presented valid credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,12 +72,25 @@ impl AuthFailure {
 /// Where a username appears: (group id, index in that group's users).
 type Records = Vec<(GroupId, usize)>;
 
+/// The short-lived state signing in shares across requests (and, in a
+/// cluster, across nodes), each behind its seam; the server chooses the
+/// implementations at start-up.
+pub struct SignInState {
+    /// Failed attempts per account and per client.
+    pub lockout: Arc<dyn LockoutCounters>,
+    /// Website sessions and the tokens each issued.
+    pub sessions: Arc<dyn WebsiteSessions>,
+    /// Ids of SSO tokens already used.
+    pub used_sso_tokens: Arc<dyn UsedSsoTokens>,
+}
+
 /// Checks credentials against the configured users.
 pub struct Authenticator {
     config: Arc<Config>,
     passwords: Arc<PasswordChecker>,
-    sessions: Sessions,
-    lockout: Lockout,
+    sessions: Arc<dyn WebsiteSessions>,
+    lockout: Arc<dyn LockoutCounters>,
+    used_sso_tokens: Arc<dyn UsedSsoTokens>,
     clock: SharedClock,
     by_username: HashMap<String, Records>,
     store: Arc<Store>,
@@ -95,6 +110,7 @@ impl Authenticator {
         passwords: Arc<PasswordChecker>,
         store: Arc<Store>,
         clock: SharedClock,
+        state: SignInState,
     ) -> Result<Self, String> {
         let sso = SsoVerifier::for_groups(&config.groups, &config.server.public_url)?;
         let mut by_username: HashMap<String, Records> = HashMap::new();
@@ -106,18 +122,12 @@ impl Authenticator {
                     .push((group.id, i));
             }
         }
-        let sessions = Sessions::new(store.clone(), clock.clone(), config.auth.session_idle_secs);
-        let lockout = Lockout::new(
-            clock.clone(),
-            config.auth.lockout_failures,
-            config.auth.lockout_client_failures,
-            config.auth.lockout_window_secs,
-        );
         Ok(Self {
             config,
             passwords,
-            sessions,
-            lockout,
+            sessions: state.sessions,
+            lockout: state.lockout,
+            used_sso_tokens: state.used_sso_tokens,
             clock,
             by_username,
             store,
@@ -126,14 +136,15 @@ impl Authenticator {
         })
     }
 
-    /// Website sessions.
-    pub fn sessions(&self) -> &Sessions {
+    /// Website sessions (their calls may flush: run them off the async
+    /// workers).
+    pub fn sessions(&self) -> &Arc<dyn WebsiteSessions> {
         &self.sessions
     }
 
     /// Forgets used SSO token ids whose tokens have expired.
     pub fn forget_used_sso_tokens(&self) -> Result<usize, crate::store::StoreError> {
-        self.store.remove_expired_sso_jtis(
+        self.used_sso_tokens.forget_expired(
             self.clock
                 .now_secs()
                 .saturating_sub(crate::auth::token::LEEWAY_SECS),
@@ -152,16 +163,8 @@ impl Authenticator {
     }
 
     /// Failed-attempt limits.
-    pub fn lockout(&self) -> &Lockout {
-        &self.lockout
-    }
-
-    /// The groups a username belongs to.
-    pub fn groups_of(&self, username: &str) -> Vec<GroupId> {
-        self.by_username
-            .get(username)
-            .map(|records| records.iter().map(|(g, _)| *g).collect())
-            .unwrap_or_default()
+    pub fn lockout(&self) -> &dyn LockoutCounters {
+        self.lockout.as_ref()
     }
 
     fn user(&self, group: GroupId, index: usize) -> Option<(&GroupConfig, &UserConfig)> {
@@ -299,17 +302,21 @@ impl Authenticator {
                 self.check_login_key(home, puid, &login_key, Some(&username))?;
                 username
             }
-            Credentials::Sso { jwt } => return self.single_sign_on(group, &jwt),
+            Credentials::Sso { jwt } => return self.single_sign_on(group, &jwt).await,
             Credentials::Session { session_id } => {
-                let signed_in = self
-                    .sessions
-                    .touch(&session_id)
-                    .map_err(|e| AuthFailure {
-                        error: DomainError::Internal(e.to_string()),
-                        reason: "session_store_failed",
-                        username: None,
-                    })?
-                    .ok_or_else(|| AuthFailure::invalid("unknown_or_expired_session", None))?;
+                // Using a session extends it: a flushed write, off the workers.
+                let sessions = self.sessions.clone();
+                let session_store_failed = |error| AuthFailure {
+                    error,
+                    reason: "session_store_failed",
+                    username: None,
+                };
+                let signed_in =
+                    on_blocking_pool("website sessions", move || sessions.touch(&session_id))
+                        .await
+                        .map_err(session_store_failed)?
+                        .map_err(|e| session_store_failed(DomainError::Internal(e.to_string())))?
+                        .ok_or_else(|| AuthFailure::invalid("unknown_or_expired_session", None))?;
                 // A session speaks for the one (group, user) record whose
                 // password was checked, never for another group.
                 if signed_in.groupid != group.id {
@@ -339,9 +346,7 @@ impl Authenticator {
             first_seen: 0,
             last_seen: 0,
         };
-        self.store
-            .touch_agent(group.id, &seen, self.clock.now_secs())
-            .map_err(store_failure)?;
+        self.touch_agent(group.id, seen).await?;
         Ok(Authenticated {
             username,
             role: member.role,
@@ -352,75 +357,21 @@ impl Authenticator {
         })
     }
 
-    /// Checks a customer-signed SSO token for `group`: signature and claims,
-    /// then whether the agent is known or may be provisioned, then that the
-    /// token was not used before (last, so a refused token stays unused).
-    fn single_sign_on(&self, group: &GroupConfig, jwt: &str) -> Result<Authenticated, AuthFailure> {
-        let verifier = self
-            .sso
-            .get(&group.id)
-            .ok_or_else(|| AuthFailure::invalid("sso_not_configured", None))?;
-        let identity = verifier
-            .verify(jwt, self.clock.now_secs())
-            .map_err(|e| AuthFailure {
-                reason: e.reason(),
-                error: match e {
-                    SsoError::RoleNotAllowed => DomainError::RoleNotAllowed,
-                    SsoError::BadPolicy(message) => DomainError::BadPolicy(message),
-                    _ => DomainError::InvalidCredentials,
-                },
-                username: None,
-            })?;
-        let email = identity.email.clone();
-        // Without a jti a token cannot be told from its replay.
-        if identity.jti.is_none() && verifier.require_jti {
-            return Err(AuthFailure::invalid("sso_jti_missing", Some(&email)));
-        }
-        let configured = group.users.iter().find(|u| u.username == email);
-        let known = self.knows(group, &email).map_err(store_failure)?;
-        if !known && !verifier.auto_provision {
-            return Err(AuthFailure {
-                error: DomainError::UnknownAgent,
-                reason: "unknown_agent",
-                username: Some(email),
-            });
-        }
-        if let Some(jti) = &identity.jti {
-            let fresh = self
-                .store
-                .claim_sso_jti(&format!("{}/{jti}", group.id), identity.exp)
-                .map_err(store_failure)?;
-            if !fresh {
-                return Err(AuthFailure::invalid("sso_replay", Some(&email)));
-            }
-        }
-        let name = identity
-            .display_name
-            .clone()
-            .or_else(|| configured.and_then(|u| u.name.clone()));
-        let record = AgentRecord {
-            username: email.clone(),
-            name: name.clone(),
-            role: identity.role,
-            source: if configured.is_some() {
-                AgentSource::Config
-            } else {
-                AgentSource::Sso
-            },
-            first_seen: 0,
-            last_seen: 0,
-        };
-        self.store
-            .touch_agent(group.id, &record, self.clock.now_secs())
-            .map_err(store_failure)?;
-        Ok(Authenticated {
-            username: email,
-            role: identity.role,
-            kind: CredentialKind::Sso,
-            name,
-            policy: identity.policy,
-            session: None,
+    /// Records that an agent signed in now (first seen, or last seen), off
+    /// the async workers: the write is flushed.
+    async fn touch_agent(&self, group: GroupId, record: AgentRecord) -> Result<(), AuthFailure> {
+        let (store, now) = (self.store.clone(), self.clock.now_secs());
+        on_blocking_pool("agent store", move || {
+            store.touch_agent(group, &record, now)
         })
+        .await
+        .map_err(|error| AuthFailure {
+            error,
+            reason: "store_failed",
+            username: None,
+        })?
+        .map_err(store_failure)?;
+        Ok(())
     }
 
     fn check_login_key(

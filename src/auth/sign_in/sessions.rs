@@ -8,6 +8,10 @@
 //! A session is bound to the one (group, user) record whose password was
 //! checked, and issues tokens for that group only. The tokens it issues are
 //! filed under its digest, so logging out revokes them too.
+//!
+//! Handlers and the authenticator hold the [`WebsiteSessions`] seam;
+//! [`SledWebsiteSessions`] is its single-node implementation. Every method
+//! may write and flush: callers run them on the blocking pool.
 
 use std::sync::Arc;
 
@@ -20,7 +24,48 @@ use crate::store::{Store, StoreError, StoredSession};
 /// Bytes of entropy in a session id.
 const SESSION_ID_BYTES: usize = 32;
 
-pub struct Sessions {
+/// Website sessions: started by a password, used (and kept alive) as a
+/// credential, ended by logout or idleness, with the tokens each issued.
+///
+/// A Redis implementation keeps `website_session:{digest}` → the
+/// [`StoredSession`] with a TTL of `session_idle_secs`, renewed by
+/// [`WebsiteSessions::touch`] (so idle sessions expire by themselves), and
+/// `website_session:{digest}:tokens`, a hash of `jti` → `exp` expiring with
+/// the last of them; `end` deletes the session, then reads and deletes the
+/// hash in one `MULTI`.
+pub trait WebsiteSessions: Send + Sync {
+    /// Starts a session for `username` of `groupid`; durable before it
+    /// returns.
+    fn create(&self, groupid: GroupId, username: &str) -> Result<NewSession, StoreError>;
+
+    /// The session's user if it is live, without extending it. An expired
+    /// session, or one stored before sessions were bound to a group, is
+    /// deleted and reads as none.
+    fn peek(&self, id: &str) -> Result<Option<SessionUser>, StoreError>;
+
+    /// As [`WebsiteSessions::peek`], extending the session's idle timeout.
+    fn touch(&self, id: &str) -> Result<Option<SessionUser>, StoreError>;
+
+    /// Files a token issued from the session under its digest, durably,
+    /// so that logging out can revoke it.
+    fn record_token(&self, session: &SessionDigest, jti: &str, exp: u64) -> Result<(), StoreError>;
+
+    /// Ends a session; returns the tokens issued from it, `(jti, exp)`,
+    /// for the caller to revoke. Unknown sessions end with none.
+    fn end(&self, id: &str) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Whether the session with `digest` still exists: checked after a
+    /// token from it has been filed, so that a logout racing the issuance
+    /// cannot miss the token.
+    fn still_live(&self, digest: &SessionDigest) -> Result<bool, StoreError>;
+
+    /// Deletes sessions idle past their timeout, and the token links of
+    /// tokens that have expired; returns how many sessions went.
+    fn sweep(&self) -> Result<usize, StoreError>;
+}
+
+/// Website sessions in the sled trees `sessions` and `session_tokens`.
+pub struct SledWebsiteSessions {
     store: Arc<Store>,
     clock: SharedClock,
     idle_secs: u64,
@@ -47,50 +92,14 @@ fn digest(id: &str) -> SessionDigest {
     Sha256::digest(id.as_bytes()).into()
 }
 
-impl Sessions {
+impl SledWebsiteSessions {
+    /// Sessions end after `idle_secs` without use.
     pub fn new(store: Arc<Store>, clock: SharedClock, idle_secs: u64) -> Self {
         Self {
             store,
             clock,
             idle_secs,
         }
-    }
-
-    /// Starts a session for `username` of `groupid`; durable before it
-    /// returns.
-    pub fn create(&self, groupid: GroupId, username: &str) -> Result<NewSession, StoreError> {
-        let id = random_id(SESSION_ID_BYTES);
-        let now = self.clock.now_secs();
-        self.store.put_session(
-            &digest(&id),
-            &StoredSession {
-                groupid: Some(groupid),
-                username: username.to_owned(),
-                created_at: now,
-                last_used: now,
-            },
-        )?;
-        Ok(NewSession {
-            id,
-            expires: now + self.idle_secs,
-        })
-    }
-
-    /// The session's user if it is live, without extending it. An expired
-    /// session, or one stored before sessions were bound to a group, is
-    /// deleted and reads as none.
-    pub fn peek(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
-        Ok(self.live(id)?.map(|(user, _)| user))
-    }
-
-    /// As [`Self::peek`], extending the session's idle timeout.
-    pub fn touch(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
-        let Some((user, mut session)) = self.live(id)? else {
-            return Ok(None);
-        };
-        session.last_used = self.clock.now_secs();
-        self.store.put_session(&user.digest, &session)?;
-        Ok(Some(user))
     }
 
     fn live(&self, id: &str) -> Result<Option<(SessionUser, StoredSession)>, StoreError> {
@@ -111,21 +120,45 @@ impl Sessions {
         };
         Ok(Some((user, session)))
     }
+}
 
-    /// Files a token issued from the session under its digest, durably,
-    /// so that logging out can revoke it.
-    pub fn record_token(
-        &self,
-        session: &SessionDigest,
-        jti: &str,
-        exp: u64,
-    ) -> Result<(), StoreError> {
+impl WebsiteSessions for SledWebsiteSessions {
+    fn create(&self, groupid: GroupId, username: &str) -> Result<NewSession, StoreError> {
+        let id = random_id(SESSION_ID_BYTES);
+        let now = self.clock.now_secs();
+        self.store.put_session(
+            &digest(&id),
+            &StoredSession {
+                groupid: Some(groupid),
+                username: username.to_owned(),
+                created_at: now,
+                last_used: now,
+            },
+        )?;
+        Ok(NewSession {
+            id,
+            expires: now + self.idle_secs,
+        })
+    }
+
+    fn peek(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
+        Ok(self.live(id)?.map(|(user, _)| user))
+    }
+
+    fn touch(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
+        let Some((user, mut session)) = self.live(id)? else {
+            return Ok(None);
+        };
+        session.last_used = self.clock.now_secs();
+        self.store.put_session(&user.digest, &session)?;
+        Ok(Some(user))
+    }
+
+    fn record_token(&self, session: &SessionDigest, jti: &str, exp: u64) -> Result<(), StoreError> {
         self.store.put_session_token(session, jti, exp)
     }
 
-    /// Ends a session; returns the tokens issued from it, `(jti, exp)`,
-    /// for the caller to revoke. Unknown sessions end with none.
-    pub fn end(&self, id: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    fn end(&self, id: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let key = digest(id);
         // Session first: a token issued from it from now on finds it gone
         // (see `still_live`); one issued before is filed, and taken here.
@@ -133,16 +166,11 @@ impl Sessions {
         self.store.take_session_tokens(&key)
     }
 
-    /// Whether the session with `digest` still exists: checked after a
-    /// token from it has been filed, so that a logout racing the issuance
-    /// cannot miss the token.
-    pub fn still_live(&self, digest: &SessionDigest) -> Result<bool, StoreError> {
+    fn still_live(&self, digest: &SessionDigest) -> Result<bool, StoreError> {
         Ok(self.store.session(digest)?.is_some())
     }
 
-    /// Deletes sessions idle past their timeout, and the token links of
-    /// tokens that have expired; returns how many sessions went.
-    pub fn sweep(&self) -> Result<usize, StoreError> {
+    fn sweep(&self) -> Result<usize, StoreError> {
         let now = self.clock.now_secs();
         let cutoff = now.saturating_sub(self.idle_secs);
         self.store.remove_expired_session_tokens(now)?;
@@ -161,7 +189,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(dir.path()).expect("store"));
         let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-        let sessions = Sessions::new(store.clone(), clock.clone(), 100);
+        let sessions = SledWebsiteSessions::new(store.clone(), clock.clone(), 100);
         let new = sessions.create(72, "fred.demo").expect("create");
         assert_eq!(new.expires, 1_800_000_000 + 100);
         assert!(
@@ -191,7 +219,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(dir.path()).expect("store"));
         let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-        let sessions = Sessions::new(store.clone(), clock, 100);
+        let sessions = SledWebsiteSessions::new(store.clone(), clock, 100);
         let old = StoredSession {
             groupid: None,
             username: "fred.demo".into(),
@@ -213,7 +241,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(dir.path()).expect("store"));
         let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-        let sessions = Sessions::new(store, clock.clone(), 100);
+        let sessions = SledWebsiteSessions::new(store, clock.clone(), 100);
         let a = sessions.create(72, "a").expect("create");
         let b = sessions.create(72, "b").expect("create");
         let linked = sessions.peek(&a.id).expect("peek").expect("live");

@@ -10,15 +10,14 @@
 //! This module only verifies; replay and provisioning are the
 //! authenticator's.
 
-use crate::infra::jwt::{algorithm, load_public_key};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::policy::Policy;
 use crate::auth::token::LEEWAY_SECS;
-use crate::infra::config::{valid_username, GroupConfig, Role, SsoAlgorithm, SsoConfig};
-use crate::infra::jwt::{self, WithNotBefore};
+use crate::infra::config::{valid_username, GroupConfig, Role, SsoConfig};
+use crate::infra::jwt::{self, load_public_key, WithNotBefore};
 
 /// Longest SSO token accepted; longer ones are refused unparsed.
 pub const MAX_SSO_TOKEN_BYTES: usize = 16 * 1024;
@@ -286,6 +285,7 @@ fn claims_error(e: jsonwebtoken::errors::Error) -> SsoError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::infra::config::SsoAlgorithm;
 
     #[test]
     fn private_keys_and_garbage_are_refused_as_configuration() {

@@ -9,6 +9,9 @@
 //!
 //! Verification looks keys up in a [`DashMap`], so the per-request hot path
 //! never waits on a lock held by issuance or rotation.
+//!
+//! [`SigningKeySource`] is the seam the token service signs and verifies
+//! through; the [`KeyRing`] is its single-node implementation.
 
 use std::sync::{Arc, RwLock};
 
@@ -32,22 +35,43 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    fn from_stored(stored: &StoredSigningKey) -> Self {
+    /// The key `kid`, created at `created_at_ms`, with an HS256 `secret`.
+    pub fn new(kid: String, created_at_ms: u64, secret: &[u8]) -> Self {
         Self {
-            kid: stored.kid.clone(),
-            created_at_ms: stored.created_at_ms,
-            encoding: EncodingKey::from_secret(&stored.secret),
-            decoding: DecodingKey::from_secret(&stored.secret),
+            kid,
+            created_at_ms,
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
         }
+    }
+
+    fn from_stored(stored: &StoredSigningKey) -> Self {
+        Self::new(stored.kid.clone(), stored.created_at_ms, &stored.secret)
     }
 }
 
-/// What issuance needs from key generation: the key to sign with now. The
-/// in-process implementation is the [`KeyRing`]; when the authorization
-/// service runs as its own process, a client of the presence side's
-/// internal endpoint implements it instead.
+/// Where the token service gets its keys: the one to sign with now, and
+/// the one a token's `kid` names when it is verified. Only the source
+/// generates, rotates and purges keys ([`SigningKeySource::maintain`]).
+///
+/// The single-node implementation is the [`KeyRing`] (sled, rotated by
+/// housekeeping). A Redis implementation keeps every key in one hash,
+/// `signing_keys` (`kid` → secret and creation time, each field deleted
+/// once it can no longer verify a live token) and the signer's `kid` in
+/// `signing_keys:current`; a node caches them, rereads on an unknown `kid`,
+/// and rotates only while holding `signing_keys:rotating` (`SET NX`, with a
+/// TTL of one housekeeping interval).
 pub trait SigningKeySource: Send + Sync {
+    /// The key that signs new tokens.
     fn signing_key(&self) -> Arc<SigningKey>;
+
+    /// The key with this id, while it may still verify tokens.
+    fn verifying_key(&self, kid: &str) -> Option<Arc<SigningKey>>;
+
+    /// Rotates the signer when it is due and purges keys that can no
+    /// longer have live tokens (housekeeping calls it each pass). A source
+    /// whose keys another process generates does nothing here.
+    fn maintain(&self) -> Result<KeyMaintenance, StoreError>;
 }
 
 /// What one maintenance pass did.
@@ -120,18 +144,14 @@ impl KeyRing {
     }
 
     /// Number of keys that still verify.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_kid.len()
     }
 
-    /// Whether the ring is empty (never true after construction).
-    pub fn is_empty(&self) -> bool {
-        self.by_kid.is_empty()
-    }
-
     /// Rotates if the current key is `key_rotation_secs` old, then purges
-    /// keys that can no longer have live tokens. Called by the maintenance
-    /// actor, and by tests after moving the clock.
+    /// keys that can no longer have live tokens. Called by housekeeping, and
+    /// by tests after moving the clock.
     pub fn maintain(&self) -> Result<KeyMaintenance, StoreError> {
         let now_ms = self.clock.now_ms();
         let mut done = KeyMaintenance::default();
@@ -174,6 +194,14 @@ impl KeyRing {
 impl SigningKeySource for KeyRing {
     fn signing_key(&self) -> Arc<SigningKey> {
         self.current()
+    }
+
+    fn verifying_key(&self, kid: &str) -> Option<Arc<SigningKey>> {
+        self.get(kid)
+    }
+
+    fn maintain(&self) -> Result<KeyMaintenance, StoreError> {
+        KeyRing::maintain(self)
     }
 }
 

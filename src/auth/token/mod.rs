@@ -17,11 +17,9 @@ use crate::auth::policy::Policy;
 use crate::infra::clock::SharedClock;
 use crate::infra::config::Role;
 use crate::infra::ids::{random_id, GroupId};
-use crate::infra::jwt::{self, WithNotBefore};
-use crate::store::{Store, StoreError};
-
 pub use crate::infra::jwt::ISSUER;
-pub use keyring::{KeyMaintenance, KeyRing, SigningKey, SigningKeySource};
+use crate::infra::jwt::{self, WithNotBefore};
+pub use keyring::{KeyMaintenance, KeyRing, SigningKeySource};
 pub use revocation::Revocations;
 
 /// `aud` of every agent token.
@@ -117,44 +115,35 @@ impl std::fmt::Debug for IssuedToken {
     }
 }
 
-/// Issues agent tokens with keys from a [`SigningKeySource`], and verifies
-/// them against the key ring.
+/// Issues agent tokens and verifies them, signing and looking keys up
+/// only through a [`SigningKeySource`].
 pub struct TokenService {
-    keys: Arc<KeyRing>,
-    signer: Arc<dyn SigningKeySource>,
+    keys: Arc<dyn SigningKeySource>,
     revocations: Revocations,
     clock: SharedClock,
     max_lifetime_secs: u64,
 }
 
 impl TokenService {
-    /// Loads the key ring from the store (creating a first key if needed);
-    /// issuance signs with the ring's current key.
+    /// Signs with `keys`' current key and verifies against the key a
+    /// token names; tokens may live at most `max_lifetime_secs`.
     pub fn new(
-        store: Arc<Store>,
+        keys: Arc<dyn SigningKeySource>,
+        revocations: Revocations,
         clock: SharedClock,
-        rotation_secs: u64,
         max_lifetime_secs: u64,
-    ) -> Result<Self, StoreError> {
-        let revocations = Revocations::load(store.clone())?;
-        let keys = Arc::new(KeyRing::load_or_create(
-            store,
-            clock.clone(),
-            rotation_secs,
-            max_lifetime_secs,
-        )?);
-        Ok(Self {
-            signer: keys.clone(),
+    ) -> Self {
+        Self {
             keys,
             revocations,
             clock,
             max_lifetime_secs,
-        })
+        }
     }
 
-    /// The key ring.
-    pub fn keys(&self) -> &KeyRing {
-        &self.keys
+    /// Where the keys come from (housekeeping rotates them through it).
+    pub fn keys(&self) -> &dyn SigningKeySource {
+        self.keys.as_ref()
     }
 
     /// The denylist and the index of issued tokens.
@@ -216,7 +205,7 @@ impl TokenService {
     /// with [`AgentClaims`]; tests use it to craft tokens the verifier must
     /// refuse (too long a lifetime, missing claims).
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
-        let key = self.signer.signing_key();
+        let key = self.keys.signing_key();
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(key.kid.clone());
         jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|_| TokenError::Malformed)
@@ -239,7 +228,10 @@ impl TokenService {
             return Err(TokenError::WrongAlgorithm);
         }
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-        let key = self.keys.get(&kid).ok_or(TokenError::UnknownKey)?;
+        let key = self
+            .keys
+            .verifying_key(&kid)
+            .ok_or(TokenError::UnknownKey)?;
 
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -284,9 +276,6 @@ impl TokenService {
         claims.exp.saturating_sub(self.clock.now_secs())
     }
 }
-
-/// Shared handle to the token service.
-pub type SharedTokens = Arc<TokenService>;
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,12 @@
+//! Unit tests of the token service: issuance, every refusal of `verify`,
+//! rotation across restarts, and signing only through the key source.
+
 use std::time::Duration;
 
 use super::*;
 use crate::infra::clock::{Clock, ManualClock};
+use crate::store::Store;
+use keyring::SigningKey;
 use serde_json::json;
 
 /// Rotation period of the fixtures, in seconds.
@@ -13,11 +18,22 @@ struct Fixture {
     service: TokenService,
 }
 
+/// The single-node service over `store`: a key ring rotating every
+/// [`ROTATION`] seconds, for tokens of at most 2 h; and the ring itself.
+fn single_node(store: Arc<Store>, clock: SharedClock) -> (TokenService, Arc<KeyRing>) {
+    let ring = Arc::new(
+        KeyRing::load_or_create(store.clone(), clock.clone(), ROTATION, 7200).expect("ring"),
+    );
+    let revocations = Revocations::load(store).expect("revocations");
+    let service = TokenService::new(ring.clone(), revocations, clock, 7200);
+    (service, ring)
+}
+
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(dir.path()).expect("store"));
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let service = TokenService::new(store, clock.clone(), ROTATION, 7200).expect("service");
+    let (service, _) = single_node(store, clock.clone());
     Fixture {
         _dir: dir,
         clock,
@@ -64,7 +80,7 @@ fn issued_tokens_verify_with_their_claims() {
     assert_eq!(header.alg, Algorithm::HS256);
     assert_eq!(
         header.kid.as_deref(),
-        Some(f.service.keys().current().kid.as_str())
+        Some(f.service.keys().signing_key().kid.as_str())
     );
 }
 
@@ -114,7 +130,7 @@ fn nbf_gets_the_same_leeway_as_exp_and_must_be_a_number() {
 #[test]
 fn a_crit_header_is_refused_even_with_a_good_signature() {
     let f = fixture();
-    let key = f.service.keys().current();
+    let key = f.service.keys().signing_key();
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(key.kid.clone());
     header.crit = Some(vec!["exp".into()]);
@@ -178,7 +194,7 @@ fn unknown_or_missing_kid_is_refused() {
 #[test]
 fn a_known_kid_with_a_forged_signature_is_refused() {
     let f = fixture();
-    let kid = f.service.keys().current().kid.clone();
+    let kid = f.service.keys().signing_key().kid.clone();
     let forged = sign_with(
         json!({"alg": "HS256", "typ": "JWT", "kid": kid}),
         &claims_json(&f),
@@ -190,7 +206,7 @@ fn a_known_kid_with_a_forged_signature_is_refused() {
 #[test]
 fn other_algorithms_and_alg_none_are_refused() {
     let f = fixture();
-    let kid = f.service.keys().current().kid.clone();
+    let kid = f.service.keys().signing_key().kid.clone();
     let claims = claims_json(&f);
     for alg in ["none", "HS512", "RS256", "ES256"] {
         let token = sign_with(
@@ -226,11 +242,11 @@ fn rotation_keeps_old_tokens_valid_until_their_key_is_purged_and_survives_restar
     let clock: SharedClock = manual.clone();
     let open = |clock: &SharedClock| {
         let store = Arc::new(Store::open(dir.path()).expect("store"));
-        TokenService::new(store, clock.clone(), ROTATION, 7200).expect("service")
+        single_node(store, clock.clone())
     };
 
-    let service = open(&clock);
-    let first_kid = service.keys().current().kid.clone();
+    let (service, _) = open(&clock);
+    let first_kid = service.keys().signing_key().kid.clone();
     let old = service
         .issue("fred.demo", 72, Role::Agent, 3600)
         .expect("issue")
@@ -259,9 +275,9 @@ fn rotation_keeps_old_tokens_valid_until_their_key_is_purged_and_survives_restar
     drop(service);
 
     // A restart mid-rotation keeps both keys and both tokens.
-    let service = open(&clock);
-    assert_eq!(service.keys().len(), 2);
-    assert_eq!(service.keys().current().kid, second_kid);
+    let (service, ring) = open(&clock);
+    assert_eq!(ring.len(), 2);
+    assert_eq!(service.keys().signing_key().kid, second_kid);
     assert!(service.verify(&old).is_ok());
     assert!(service.verify(&new).is_ok());
 
@@ -274,10 +290,68 @@ fn rotation_keeps_old_tokens_valid_until_their_key_is_purged_and_survives_restar
     let done = service.keys().maintain().expect("maintain");
     assert_eq!(done.purged, vec![first_kid]);
     assert_eq!(service.verify(&old), Err(TokenError::UnknownKey));
-    drop(service);
+    drop((service, ring));
 
     // The purge is durable too.
-    let service = open(&clock);
+    let (service, _) = open(&clock);
     assert_eq!(service.verify(&old), Err(TokenError::UnknownKey));
-    assert!(service.keys().get(&second_kid).is_some());
+    assert!(service.keys().verifying_key(&second_kid).is_some());
+}
+
+/// A key source of fixed keys, as another process's keys would look: the
+/// service must sign with whatever it hands out and verify only what it
+/// still knows.
+struct FixedKeys {
+    signer: Arc<SigningKey>,
+    known: Vec<Arc<SigningKey>>,
+}
+
+impl SigningKeySource for FixedKeys {
+    fn signing_key(&self) -> Arc<SigningKey> {
+        self.signer.clone()
+    }
+
+    fn verifying_key(&self, kid: &str) -> Option<Arc<SigningKey>> {
+        self.known.iter().find(|k| k.kid == kid).cloned()
+    }
+
+    fn maintain(&self) -> Result<KeyMaintenance, crate::store::StoreError> {
+        Ok(KeyMaintenance::default())
+    }
+}
+
+#[test]
+fn the_service_signs_and_verifies_only_through_its_key_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(dir.path()).expect("store"));
+    let clock: SharedClock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let old = Arc::new(SigningKey::new("old".into(), 0, &[1; 32]));
+    let new = Arc::new(SigningKey::new("new".into(), 1, &[2; 32]));
+    let service = |signer: &Arc<SigningKey>, known: &[&Arc<SigningKey>]| {
+        let keys = FixedKeys {
+            signer: signer.clone(),
+            known: known.iter().map(|k| Arc::clone(k)).collect(),
+        };
+        let revocations = Revocations::load(store.clone()).expect("revocations");
+        TokenService::new(Arc::new(keys), revocations, clock.clone(), 7200)
+    };
+    let signing_old = service(&old, &[&old]);
+    let token = signing_old
+        .issue("fred.demo", 72, Role::Agent, 600)
+        .expect("issue")
+        .token;
+    assert_eq!(
+        jsonwebtoken::decode_header(&token).expect("header").kid,
+        Some("old".into())
+    );
+    assert!(signing_old.verify(&token).is_ok());
+    assert!(
+        service(&new, &[&old, &new]).verify(&token).is_ok(),
+        "a retired key still verifies while the source keeps it"
+    );
+    assert_eq!(
+        service(&new, &[&new]).verify(&token),
+        Err(TokenError::UnknownKey),
+        "a key the source dropped verifies nothing"
+    );
 }

@@ -38,11 +38,13 @@ impl<K: Hash + Eq + Clone> KeyedSlots<K> {
     }
 
     /// Slots `key` holds now.
+    #[cfg(test)]
     pub fn held(&self, key: &K) -> usize {
         self.held.get(key).map_or(0, |n| *n)
     }
 
     /// Keys holding at least one slot.
+    #[cfg(test)]
     pub fn keys(&self) -> usize {
         self.held.len()
     }

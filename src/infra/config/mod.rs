@@ -10,7 +10,7 @@ mod validate;
 mod values;
 
 pub(crate) use validate::{valid_allow_pattern, valid_username};
-pub use validate::{valid_function_name, HARD_TOKEN_MAX_SECS, MIN_TOKEN_SECS};
+pub use validate::{valid_function_name, MIN_TOKEN_SECS};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

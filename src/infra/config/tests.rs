@@ -1,3 +1,6 @@
+//! Unit tests of config loading (defaults, file, environment) and of
+//! validation naming the bad key.
+
 // figment::Jail's closures return figment's (large) error type by design.
 #![allow(clippy::result_large_err)]
 

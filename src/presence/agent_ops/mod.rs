@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::auth::sign_in::Lockout;
+use crate::auth::sign_in::LockoutCounters;
 use crate::auth::token::AgentClaims;
 use crate::infra::config::{function_allowed, GroupConfig, PresenceConfig, Role};
 use crate::infra::error::DomainError;
@@ -67,9 +67,9 @@ pub struct AgentOps {
     groups: Arc<GroupAccess>,
     registry: Arc<dyn PresenceDirectory>,
     confirmations: Arc<Confirmations>,
-    session_keys: Arc<SessionKeys>,
+    session_keys: Arc<dyn SessionKeys>,
     /// Session-key lookups that missed, per token and per client.
-    session_key_misses: Arc<Lockout>,
+    session_key_misses: Arc<dyn LockoutCounters>,
     metrics: Arc<Metrics>,
 }
 
@@ -78,8 +78,8 @@ impl AgentOps {
         groups: Arc<GroupAccess>,
         registry: Arc<dyn PresenceDirectory>,
         confirmations: Arc<Confirmations>,
-        session_keys: Arc<SessionKeys>,
-        session_key_misses: Arc<Lockout>,
+        session_keys: Arc<dyn SessionKeys>,
+        session_key_misses: Arc<dyn LockoutCounters>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {

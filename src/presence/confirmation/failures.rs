@@ -3,6 +3,9 @@
 //! [`FAILURE_WINDOW_MS`], new prompts for that visitor are refused for
 //! [`LOCK_MS`], counted from the failure that tripped it. It runs on the
 //! injectable clock, so tests move time instead of waiting.
+//!
+//! The service holds the [`PromptFailureLocks`] seam;
+//! [`InMemoryFailureLocks`] is its single-node implementation.
 
 use std::collections::VecDeque;
 
@@ -23,21 +26,38 @@ struct Track {
     locked_until_ms: u64,
 }
 
-/// Failure counts and locks by visitor.
+/// The per-visitor failure lock of confirmation prompts.
+///
+/// A Redis implementation keeps `confirm_failures:{group}/{visitor}`, a
+/// sorted set of failure times (Unix ms) trimmed to [`FAILURE_WINDOW_MS`]
+/// and expiring with its newest entry, and `confirm_lock:{group}/{visitor}`
+/// with a TTL of [`LOCK_MS`], set by the script that records the failure
+/// which trips it; nothing is left for `sweep`.
+pub trait PromptFailureLocks: Send + Sync {
+    /// Milliseconds until `visitor` may be prompted again, if it is locked.
+    fn locked_for(&self, visitor: &VisitorKey, now_ms: u64) -> Option<u64>;
+
+    /// Counts a failed prompt; true if it locked the visitor.
+    fn record(&self, visitor: &VisitorKey, now_ms: u64) -> bool;
+
+    /// Forgets visitors with no lock and no failure in the window; returns
+    /// how many.
+    fn sweep(&self, now_ms: u64) -> usize;
+}
+
+/// Failure counts and locks by visitor, in this process's memory.
 #[derive(Default)]
-pub struct FailureLock {
+pub struct InMemoryFailureLocks {
     by_visitor: DashMap<VisitorKey, Track>,
 }
 
-impl FailureLock {
-    /// Milliseconds until `visitor` may be prompted again, if it is locked.
-    pub fn locked_for(&self, visitor: &VisitorKey, now_ms: u64) -> Option<u64> {
+impl PromptFailureLocks for InMemoryFailureLocks {
+    fn locked_for(&self, visitor: &VisitorKey, now_ms: u64) -> Option<u64> {
         let track = self.by_visitor.get(visitor)?;
         (track.locked_until_ms > now_ms).then(|| track.locked_until_ms - now_ms)
     }
 
-    /// Counts a failed prompt; true if it locked the visitor.
-    pub fn record(&self, visitor: &VisitorKey, now_ms: u64) -> bool {
+    fn record(&self, visitor: &VisitorKey, now_ms: u64) -> bool {
         let mut track = self.by_visitor.entry(visitor.clone()).or_default();
         while track
             .recent
@@ -55,8 +75,7 @@ impl FailureLock {
         false
     }
 
-    /// Forgets visitors with no lock and no failure in the window.
-    pub fn sweep(&self, now_ms: u64) -> usize {
+    fn sweep(&self, now_ms: u64) -> usize {
         let before = self.by_visitor.len();
         self.by_visitor.retain(|_, t| {
             t.locked_until_ms > now_ms
@@ -79,7 +98,7 @@ mod tests {
 
     #[test]
     fn three_failures_in_the_window_lock_for_ten_minutes() {
-        let lock = FailureLock::default();
+        let lock = InMemoryFailureLocks::default();
         let t0 = 1_000_000;
         assert!(!lock.record(&v("a"), t0));
         assert!(!lock.record(&v("a"), t0 + 60_000));
@@ -92,7 +111,7 @@ mod tests {
 
     #[test]
     fn failures_spread_beyond_the_window_do_not_lock() {
-        let lock = FailureLock::default();
+        let lock = InMemoryFailureLocks::default();
         let t0 = 1_000_000;
         lock.record(&v("a"), t0);
         lock.record(&v("a"), t0 + 1);

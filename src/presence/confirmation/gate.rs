@@ -19,10 +19,7 @@ impl Confirmations {
             return;
         }
         let digests: Vec<String> = presented.iter().map(|t| tickets::digest(t)).collect();
-        let grants = match self
-            .store
-            .confirmation_grants_of(key.group, key.visitor.as_str())
-        {
+        let grants = match self.records.grants_of(key.group, key.visitor.as_str()) {
             Ok(grants) => grants,
             Err(e) => return tracing::error!(error = %e, "cannot read confirmation grants"),
         };
@@ -42,7 +39,7 @@ impl Confirmations {
 
     /// Whether `agent` holds a live grant of `key` (in the store).
     fn grant_is_live(&self, grant: &str) -> Result<bool, StoreError> {
-        let grant = self.store.confirmation_grant(grant)?;
+        let grant = self.records.grant(grant)?;
         Ok(grant.is_some_and(|g| g.until > self.clock.now_secs()))
     }
 

@@ -11,22 +11,28 @@
 //! survives page navigation and restarts. A prompt is settled by one atomic
 //! compare-and-swap in the store, flushed before the agent or the visitor
 //! hears the outcome, so of two racing answers exactly one counts.
+//!
+//! Both shared parts are seams chosen at start-up: prompts and grants
+//! ([`ConfirmationRecords`], the store today) and the failure locks
+//! ([`PromptFailureLocks`], in memory today).
 
 mod card;
 mod choices;
 mod failures;
 mod gate;
+mod records;
+mod settle;
 mod tickets;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 pub use card::card_for;
 pub use choices::{DEFAULT_CHOICES, MAX_CHOICES, MIN_CHOICES};
-pub use failures::{FAILURE_LIMIT, FAILURE_WINDOW_MS, LOCK_MS};
+pub use failures::{InMemoryFailureLocks, PromptFailureLocks, FAILURE_LIMIT, LOCK_MS};
+pub use records::ConfirmationRecords;
 pub use tickets::MAX_TICKETS_PER_HELLO;
 
 use crate::infra::clock::SharedClock;
@@ -36,9 +42,8 @@ use crate::infra::ids::{random_id, VisitorKey};
 use crate::infra::metrics::Metrics;
 use crate::presence::events::EventBus;
 use crate::presence::registry::{PresenceDirectory, Prompt, VisitorCommand};
-use crate::store::{grant_key, ConfirmationGrant, ConfirmationRecord, Settled, Store, StoreError};
+use crate::store::{grant_key, ConfirmationRecord, StoreError};
 pub use crate::store::{AgentCard, ConfirmationStatus};
-use failures::FailureLock;
 use tickets::TicketHolders;
 
 /// Prompts one visitor may have open at once (one per agent).
@@ -82,7 +87,7 @@ pub struct ConfirmationView {
 
 /// The confirmation service.
 pub struct Confirmations {
-    store: Arc<Store>,
+    records: Arc<dyn ConfirmationRecords>,
     clock: SharedClock,
     registry: Arc<dyn PresenceDirectory>,
     agents: Arc<dyn EventBus>,
@@ -92,23 +97,26 @@ pub struct Confirmations {
     /// Open prompts by visitor, so a new socket (a page navigation) shows
     /// them again.
     open: DashMap<VisitorKey, Vec<Arc<Prompt>>>,
-    failures: FailureLock,
+    failures: Arc<dyn PromptFailureLocks>,
     /// Which connections hold which grant's ticket.
     holders: Arc<TicketHolders>,
 }
 
-/// Runs a store call off the async workers (it may flush to disk).
+/// Runs a call of the records off the async workers (it may flush to disk).
 async fn on_store<T: Send + 'static>(
-    store: &Arc<Store>,
-    call: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    records: &Arc<dyn ConfirmationRecords>,
+    call: impl FnOnce(&dyn ConfirmationRecords) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, DomainError> {
-    let store = store.clone();
-    off_thread("confirmation store", move || call(&store)).await
+    let records = records.clone();
+    off_thread("confirmation store", move || call(records.as_ref())).await
 }
 
 impl Confirmations {
+    /// Prompts and grants are kept in `records`, failure locks in
+    /// `failures`.
     pub fn new(
-        store: Arc<Store>,
+        records: Arc<dyn ConfirmationRecords>,
+        failures: Arc<dyn PromptFailureLocks>,
         clock: SharedClock,
         registry: Arc<dyn PresenceDirectory>,
         agents: Arc<dyn EventBus>,
@@ -116,7 +124,7 @@ impl Confirmations {
         presence: &PresenceConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
-            store,
+            records,
             clock,
             registry,
             agents,
@@ -124,7 +132,7 @@ impl Confirmations {
             ttl_secs: presence.confirmation_ttl_secs,
             timeout_ms: presence.confirm_timeout_ms,
             open: DashMap::new(),
-            failures: FailureLock::default(),
+            failures,
             holders: Arc::default(),
         })
     }
@@ -133,7 +141,7 @@ impl Confirmations {
     /// deadline passed while the server was down expire now (without
     /// counting against the visitor, who could not answer).
     pub async fn resume(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let pending = self.store.pending_confirmations()?;
+        let pending = self.records.pending_prompts()?;
         let now = self.clock.now_ms();
         let count = pending.len();
         for record in pending {
@@ -202,7 +210,7 @@ impl Confirmations {
             confirmed_until: None,
         };
         let stored = record.clone();
-        on_store(&self.store, move |s| s.put_confirmation(&stored)).await?;
+        on_store(&self.records, move |r| r.put_prompt(&stored)).await?;
         for id in replaced {
             let this = self.clone();
             actix::spawn(async move { this.expire(id, false).await });
@@ -227,92 +235,6 @@ impl Confirmations {
         })
     }
 
-    /// Settles a prompt with the visitor's answer (`None` declines), given
-    /// on `connection`. A correct answer makes `connection` the grant's only
-    /// holder, and `connection` alone gets its ticket, after its
-    /// `confirm_closed`.
-    /// Answers `confirmation_not_found` for a prompt of another visitor.
-    pub async fn answer(
-        self: &Arc<Self>,
-        key: VisitorKey,
-        id: String,
-        choice: Option<String>,
-        connection: &str,
-    ) -> Result<ConfirmationStatus, DomainError> {
-        let lookup = id.clone();
-        let record = on_store(&self.store, move |s| s.confirmation(&lookup)).await?;
-        if !record.is_some_and(|r| belongs_to(&r, &key)) {
-            return Err(DomainError::ConfirmationNotFound);
-        }
-        let now_ms = self.clock.now_ms();
-        let until = now_ms / 1000 + self.ttl_secs;
-        let (ticket, ticket_digest) = tickets::new_ticket();
-        let decide = move |current: &ConfirmationRecord| {
-            let mut next = current.clone();
-            next.status = if now_ms > current.deadline_ms {
-                ConfirmationStatus::Expired
-            } else {
-                match &choice {
-                    None => ConfirmationStatus::Declined,
-                    Some(c) if *c == current.answer => ConfirmationStatus::Confirmed,
-                    Some(_) => ConfirmationStatus::Rejected,
-                }
-            };
-            if next.status != ConfirmationStatus::Confirmed {
-                next.counts_as_failure = true;
-                return (next, None);
-            }
-            next.confirmed_until = Some(until);
-            let grant = ConfirmationGrant {
-                confirmation: current.id.clone(),
-                until,
-                ticket: Some(ticket_digest.clone()),
-            };
-            (next, Some(grant))
-        };
-        let settled = on_store(&self.store, move |s| s.settle_confirmation(&id, decide)).await?;
-        match settled {
-            Settled::Now(record) => {
-                let confirmed = record.status == ConfirmationStatus::Confirmed;
-                if confirmed {
-                    // Before anyone hears of it: the agent may invoke at once.
-                    let grant = grant_key(key.group, key.visitor.as_str(), &record.agent);
-                    self.holders.replace(&grant, connection);
-                }
-                let ticket = confirmed.then(|| Arc::new((connection.to_owned(), ticket)));
-                self.announce(&record, ticket);
-                Ok(record.status)
-            }
-            Settled::Already(record) => Err(DomainError::ConfirmationSettled(
-                record.status.as_str().to_owned(),
-            )),
-            Settled::Missing => Err(DomainError::ConfirmationNotFound),
-        }
-    }
-
-    /// Ends `agent`'s confirmation of `key`: its open prompt expires and its
-    /// grant ends. True if there was either.
-    pub async fn cancel(
-        self: &Arc<Self>,
-        key: VisitorKey,
-        agent: &str,
-    ) -> Result<bool, DomainError> {
-        let open: Vec<String> = self
-            .prompts_for(&key)
-            .iter()
-            .filter(|p| p.agent == agent)
-            .map(|p| p.id.clone())
-            .collect();
-        let mut ended = false;
-        for id in open {
-            ended |= matches!(self.expire(id, false).await?, Settled::Now(_));
-        }
-        let grant = grant_key(key.group, key.visitor.as_str(), agent);
-        self.holders.drop_grant(&grant);
-        ended |= on_store(&self.store, move |s| s.remove_confirmation_grant(&grant)).await?;
-        Ok(ended)
-    }
-
     /// The prompt `id` as its agent sees it; any other agent, or another
     /// visitor's path, gets `confirmation_not_found`.
     pub async fn view(
@@ -322,8 +244,8 @@ impl Confirmations {
         id: String,
     ) -> Result<ConfirmationView, DomainError> {
         let grant = grant_key(key.group, key.visitor.as_str(), agent);
-        let (record, grant) = on_store(&self.store, move |s| {
-            Ok((s.confirmation(&id)?, s.confirmation_grant(&grant)?))
+        let (record, grant) = on_store(&self.records, move |r| {
+            Ok((r.prompt(&id)?, r.grant(&grant)?))
         })
         .await?;
         let Some(record) = record.filter(|r| belongs_to(r, &key) && r.agent == agent) else {
@@ -359,75 +281,9 @@ impl Confirmations {
         let now_ms = self.clock.now_ms();
         let keep_ms = self.ttl_secs * 1000 + self.timeout_ms;
         let swept = self
-            .store
-            .sweep_confirmations(now_ms / 1000, now_ms.saturating_sub(keep_ms))?;
+            .records
+            .sweep(now_ms / 1000, now_ms.saturating_sub(keep_ms))?;
         Ok(swept + self.failures.sweep(now_ms))
-    }
-
-    fn arm_timer(self: &Arc<Self>, id: String, after_ms: u64) {
-        let this = self.clone();
-        actix::spawn(async move {
-            actix::clock::sleep(Duration::from_millis(after_ms)).await;
-            if let Err(e) = this.expire(id, true).await {
-                tracing::error!(error = %e, "cannot expire a confirmation prompt");
-            }
-        });
-    }
-
-    /// Expires a prompt if it is still pending.
-    async fn expire(self: &Arc<Self>, id: String, counts: bool) -> Result<Settled, DomainError> {
-        self.settle(id, move |current| {
-            let mut next = current.clone();
-            next.status = ConfirmationStatus::Expired;
-            next.counts_as_failure = counts;
-            (next, None)
-        })
-        .await
-    }
-
-    /// Settles through the store's compare-and-swap, then tells everyone.
-    async fn settle(
-        self: &Arc<Self>,
-        id: String,
-        decide: impl Fn(&ConfirmationRecord) -> (ConfirmationRecord, Option<ConfirmationGrant>)
-            + Send
-            + 'static,
-    ) -> Result<Settled, DomainError> {
-        let settled = on_store(&self.store, move |s| s.settle_confirmation(&id, decide)).await?;
-        if let Settled::Now(record) = &settled {
-            self.announce(record, None);
-        }
-        Ok(settled)
-    }
-
-    /// Tells the asking agent and the visitor's sockets how a prompt ended;
-    /// `ticket` is (connection, ticket) for the one that confirmed it.
-    fn announce(&self, record: &ConfirmationRecord, ticket: Option<Arc<(String, String)>>) {
-        let Ok(key) = key_of(record) else { return };
-        self.open.remove_if_mut(&key, |_, prompts| {
-            prompts.retain(|p| p.id != record.id);
-            prompts.is_empty()
-        });
-        if record.counts_as_failure && self.failures.record(&key, self.clock.now_ms()) {
-            tracing::warn!(
-                visitor = %key,
-                "{FAILURE_LIMIT} failed confirmations: prompts refused for {} min",
-                LOCK_MS / 60_000
-            );
-        }
-        tracing::info!(
-            confirmation = %record.id, visitor = %key, status = record.status.as_str(),
-            "confirmation settled"
-        );
-        self.metrics.confirmation_settled(record.status.as_str());
-        self.agents.confirmation_settled(record);
-        let (id, status) = (record.id.clone(), record.status);
-        self.registry
-            .broadcast(&key, &|| VisitorCommand::PromptClosed {
-                id: id.clone(),
-                status,
-                ticket: ticket.clone(),
-            });
     }
 }
 

@@ -1,3 +1,5 @@
+//! Unit tests of the agent card a prompt shows.
+
 use super::*;
 use crate::infra::config::Config;
 use crate::infra::config::GroupConfig;

@@ -13,7 +13,7 @@ use super::auth_audit::write_audit;
 use super::AgentAuth;
 use crate::auth::audit::{Query, MAX_PAGE};
 use crate::infra::config::{valid_username, Role};
-use crate::infra::error::{off_thread, DomainError};
+use crate::infra::error::{off_thread, on_blocking_pool, DomainError};
 use crate::infra::ids::{GroupId, VisitorId, VisitorKey};
 use crate::presence::agent_ops::{AgentOps, ListVisitors, VisitorQuery};
 use crate::server::state::AppState;
@@ -156,11 +156,13 @@ pub async fn revoke_agent(
         return Err(DomainError::BadRequest("not a valid username".into()));
     }
     let now = app.audit.now_ms() / 1000;
-    let tokens = app
-        .tokens
-        .revocations()
-        .live_tokens_of(groupid, &username, now)
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
+    // A scan of every issued token: off the workers, like the audit query.
+    let (issued, user) = (app.tokens.clone(), username.clone());
+    let tokens = on_blocking_pool("revocation", move || {
+        issued.revocations().live_tokens_of(groupid, &user, now)
+    })
+    .await?
+    .map_err(|e| DomainError::Internal(e.to_string()))?;
     let known = app
         .auth
         .knows(config, &username)
@@ -171,7 +173,7 @@ pub async fn revoke_agent(
     let mut sockets_closed = 0;
     let mut records = Vec::with_capacity(tokens.len());
     for (jti, owner) in &tokens {
-        let (closed, record) = revoke_token(&app, &req, jti, owner, &auth.claims.sub)?;
+        let (closed, record) = revoke_token(&app, &req, jti, owner, &auth.claims.sub).await?;
         sockets_closed += closed;
         records.push(record);
     }

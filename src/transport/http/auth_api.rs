@@ -18,7 +18,7 @@ use super::AgentAuth;
 use crate::auth::audit::{AuditRecord, Outcome};
 use crate::auth::sign_in::{CredentialKind, Credentials};
 use crate::infra::config::{Role, MIN_TOKEN_SECS};
-use crate::infra::error::DomainError;
+use crate::infra::error::{on_blocking_pool, DomainError};
 use crate::infra::ids::GroupId;
 use crate::presence::origin::RequestOrigin;
 use crate::server::state::AppState;
@@ -54,7 +54,7 @@ pub async fn issue_token(
     let body = body.into_inner();
     let (remote, user_agent) = client_of(&req);
     let mut record =
-        AuditRecord::new(Outcome::Refused, app.audit.now_ms()).from_client(remote, user_agent);
+        AuditRecord::new(Outcome::Refused, app.audit.now_ms()).with_client(remote, user_agent);
     record.groupid = Some(body.groupid);
     let mut lockouts = Vec::new();
     match attempt(&app, &req, body, &mut record, &mut lockouts).await {
@@ -179,35 +179,40 @@ async fn attempt(
     if !group.presence {
         return Err(refuse(DomainError::PresenceNotSubscribed(group.id)));
     }
-    let issued = app
-        .tokens
-        .issue_scoped(
-            &agent.username,
-            group.id,
-            agent.role,
-            lifetime,
-            agent.name.clone(),
-            agent.policy.clone(),
-        )
-        .map_err(|e| refuse(DomainError::Internal(e.to_string())))?;
-    if let Some(session) = &agent.session {
-        let sessions = app.auth.sessions();
-        let internal = |e: crate::store::StoreError| refuse(DomainError::Internal(e.to_string()));
-        sessions
-            .record_token(session, &issued.claims.jti, issued.claims.exp)
-            .map_err(internal)?;
-        if !sessions.still_live(session).map_err(internal)? {
-            // Logged out while the token was being issued: it never leaves.
-            app.tokens
-                .revocations()
-                .revoke(&issued.claims.jti, issued.claims.exp)
-                .map_err(|e| refuse(DomainError::Internal(e.to_string())))?;
-            return Err(Refusal::new(
-                DomainError::InvalidCredentials,
-                "unknown_or_expired_session",
-            ));
+    // Issuance records the token, and a session files it: both flush, so
+    // they run on the blocking pool.
+    let (tokens, sessions) = (app.tokens.clone(), app.auth.sessions().clone());
+    let (username, name, policy) = (
+        agent.username.clone(),
+        agent.name.clone(),
+        agent.policy.clone(),
+    );
+    let (groupid, role, session) = (group.id, agent.role, agent.session);
+    let issued = on_blocking_pool("token issuance", move || {
+        let internal = |e: &dyn std::fmt::Display| refuse(DomainError::Internal(e.to_string()));
+        let issued = tokens
+            .issue_scoped(&username, groupid, role, lifetime, name, policy)
+            .map_err(|e| internal(&e))?;
+        if let Some(session) = &session {
+            sessions
+                .record_token(session, &issued.claims.jti, issued.claims.exp)
+                .map_err(|e| internal(&e))?;
+            if !sessions.still_live(session).map_err(|e| internal(&e))? {
+                // Logged out while the token was being issued: it never leaves.
+                tokens
+                    .revocations()
+                    .revoke(&issued.claims.jti, issued.claims.exp)
+                    .map_err(|e| internal(&e))?;
+                return Err(Refusal::new(
+                    DomainError::InvalidCredentials,
+                    "unknown_or_expired_session",
+                ));
+            }
         }
-    }
+        Ok(issued)
+    })
+    .await
+    .map_err(refuse)??;
     record.jti = Some(issued.claims.jti.clone());
     record.iat = Some(issued.claims.iat);
     record.exp = Some(issued.claims.exp);
@@ -228,24 +233,27 @@ async fn attempt(
     })
 }
 
-/// Denylists `jti` until it expires and closes the sockets using it; returns
-/// how many closed and the audit record to write.
-pub(super) fn revoke_token(
+/// Denylists `jti` until it expires (durably, on the blocking pool) and
+/// closes the sockets using it; returns how many closed and the audit
+/// record to write.
+pub(super) async fn revoke_token(
     app: &AppState,
     req: &HttpRequest,
     jti: &str,
     owner: &IssuedTokenOwner,
     by: &str,
 ) -> Result<(usize, AuditRecord), DomainError> {
-    app.tokens
-        .revocations()
-        .revoke(jti, owner.exp)
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
+    let (tokens, denied, exp) = (app.tokens.clone(), jti.to_owned(), owner.exp);
+    on_blocking_pool("revocation", move || {
+        tokens.revocations().revoke(&denied, exp)
+    })
+    .await?
+    .map_err(|e| DomainError::Internal(e.to_string()))?;
     // Denied from here on: close its sockets before anything that can fail.
     let sockets_closed = app.live_agents.revoke(jti);
     let (remote, user_agent) = client_of(req);
     let mut record =
-        AuditRecord::new(Outcome::Revoked, app.audit.now_ms()).from_client(remote, user_agent);
+        AuditRecord::new(Outcome::Revoked, app.audit.now_ms()).with_client(remote, user_agent);
     record.groupid = Some(owner.groupid);
     record.username = Some(owner.sub.clone());
     record.jti = Some(jti.to_owned());
@@ -289,7 +297,7 @@ pub async fn revoke(
             "only the token's user or an administrator of its group may revoke it".into(),
         ));
     }
-    let (sockets_closed, record) = revoke_token(&app, &req, &jti, &owner, &caller.sub)?;
+    let (sockets_closed, record) = revoke_token(&app, &req, &jti, &owner, &caller.sub).await?;
     write_audit(&app, vec![record]).await?;
     tracing::info!(%jti, by = %caller.sub, sockets_closed, "token revoked");
     Ok(HttpResponse::Ok().json(serde_json::json!({

@@ -93,8 +93,8 @@ impl ResponseError for DomainError {
             ));
         }
         match self {
-            DomainError::Busy
-            | DomainError::ShuttingDown
+            DomainError::ShuttingDown
+            | DomainError::Busy
             | DomainError::AtCapacity(_)
             | DomainError::TooManyConnections(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));

@@ -14,7 +14,7 @@ use super::auth_audit::{begin_attempt, client_of, failed_attempt, write_audit, w
 use crate::auth::audit::{AuditRecord, Outcome};
 use crate::auth::password::MAX_PASSWORD_BYTES;
 use crate::auth::sign_in::CredentialKind;
-use crate::infra::error::DomainError;
+use crate::infra::error::{on_blocking_pool, DomainError};
 use crate::infra::ids::GroupId;
 use crate::presence::origin::RequestOrigin;
 use crate::server::state::AppState;
@@ -61,7 +61,7 @@ pub async fn login(
     };
     let (remote, user_agent) = client_of(&req);
     let mut record =
-        AuditRecord::new(Outcome::Refused, app.audit.now_ms()).from_client(remote, user_agent);
+        AuditRecord::new(Outcome::Refused, app.audit.now_ms()).with_client(remote, user_agent);
     record.groupid = group;
     record.username = Some(username.clone());
     record.credential = Some(CredentialKind::Password);
@@ -96,10 +96,10 @@ pub async fn login(
     // A password only ever matches a record in a group.
     let group = group.ok_or(DomainError::InvalidCredentials)?;
     app.auth.lockout().succeeded(attempt);
-    let session = app
-        .auth
-        .sessions()
-        .create(group, &username)
+    // The session is flushed before the client hears of it: off the workers.
+    let (sessions, user) = (app.auth.sessions().clone(), username.clone());
+    let session = on_blocking_pool("website sessions", move || sessions.create(group, &user))
+        .await?
         .map_err(|e| DomainError::Internal(e.to_string()))?;
     tracing::info!(group, username = %username, "website session started");
     Ok(HttpResponse::Ok()
@@ -134,17 +134,20 @@ pub async fn logout(
     };
     // Ending an unknown session is not an error: the outcome is the same.
     if id.len() <= MAX_PASSWORD_BYTES {
-        let sessions = app.auth.sessions();
-        let user = sessions
-            .peek(&id)
+        // Reading a session may delete it, and ending one flushes: both run
+        // on the blocking pool.
+        let sessions = app.auth.sessions().clone();
+        let (peeking, peeked) = (sessions.clone(), id.clone());
+        let user = on_blocking_pool("website sessions", move || peeking.peek(&peeked))
+            .await?
             .map_err(|e| DomainError::Internal(e.to_string()))?;
         if from_cookie {
             let origin = RequestOrigin::from_headers(req.headers());
             app.origins
                 .check_cookie_request(user.as_ref().map(|u| u.groupid), &origin)?;
         }
-        let tokens = sessions
-            .end(&id)
+        let tokens = on_blocking_pool("website sessions", move || sessions.end(&id))
+            .await?
             .map_err(|e| DomainError::Internal(e.to_string()))?;
         if let Some(user) = user {
             revoke_session_tokens(&app, &req, &user.username, user.groupid, tokens).await?;
@@ -172,7 +175,7 @@ async fn revoke_session_tokens(
             groupid,
             exp,
         };
-        let (_, record) = super::auth_api::revoke_token(app, req, &jti, &owner, "logout")?;
+        let (_, record) = super::auth_api::revoke_token(app, req, &jti, &owner, "logout").await?;
         records.push(record);
     }
     tracing::info!(username, revoked = records.len(), "website session ended");

@@ -79,7 +79,7 @@ pub struct VisitorSocketDeps {
     pub registry: Arc<dyn PresenceDirectory>,
     /// Group slots under `max_visitors`.
     pub gate: Arc<ConnectionGate>,
-    pub session_keys: Arc<SessionKeys>,
+    pub session_keys: Arc<dyn SessionKeys>,
     pub confirmations: Arc<Confirmations>,
     pub limits: Arc<PresenceConfig>,
     pub metrics: Arc<Metrics>,
