@@ -9,10 +9,8 @@
 //!   now plus the same leeway `exp` gets; anything else (a string, a
 //!   fraction, `null`) is refused rather than ignored.
 
-use crate::infra::config::SsoAlgorithm;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
@@ -80,43 +78,8 @@ pub struct WithNotBefore<T> {
     pub nbf: Option<Value>,
 }
 
-/// Loads one configured key (inline PEM or a file path) for the first of
-/// `algorithms` whose key type it is.
-pub fn load_public_key(
-    source: &str,
-    algorithms: &[SsoAlgorithm],
-) -> Result<(Algorithm, DecodingKey), String> {
-    let pem = if source.trim_start().starts_with("-----BEGIN") {
-        source.to_owned()
-    } else {
-        std::fs::read_to_string(source).map_err(|e| format!("cannot read {source:?}: {e}"))?
-    };
-    if pem.contains("PRIVATE KEY") {
-        return Err("is a private key; configure only the public key".into());
-    }
-    for alg in algorithms {
-        let key = match alg {
-            SsoAlgorithm::RS256 => DecodingKey::from_rsa_pem(pem.as_bytes()),
-            SsoAlgorithm::ES256 => DecodingKey::from_ec_pem(pem.as_bytes()),
-        };
-        if let Ok(key) = key {
-            return Ok((algorithm(*alg), key));
-        }
-    }
-    Err(format!(
-        "is not a PEM public key for any of the group's algorithms ({algorithms:?})"
-    ))
-}
-
 /// `iss` of every agent token.
 pub const ISSUER: &str = "presence-server";
-
-pub fn algorithm(alg: SsoAlgorithm) -> Algorithm {
-    match alg {
-        SsoAlgorithm::RS256 => Algorithm::RS256,
-        SsoAlgorithm::ES256 => Algorithm::ES256,
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -62,10 +62,6 @@ impl PresenceData {
         Ok((merged, changed))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The map as a JSON value.
     pub fn to_value(&self) -> Value {
         Value::Object(self.0.clone())

@@ -3,13 +3,11 @@
 //! down in order. The only module that knows every layer.
 
 pub mod housekeeping;
-pub mod state;
+mod running;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use tokio_util::sync::CancellationToken;
@@ -23,7 +21,7 @@ use crate::auth::sign_in::{
 use crate::auth::token::{KeyRing, Revocations, SigningKeySource, TokenService};
 use crate::infra::clock::{SharedClock, SystemClock};
 use crate::infra::config::Config;
-use crate::infra::{capacity, config, ids, metrics, shutdown, telemetry};
+use crate::infra::{capacity, config, ids, metrics, telemetry};
 use crate::presence::admission::GroupAccess;
 use crate::presence::agent_ops::AgentOps;
 use crate::presence::confirmation::{
@@ -31,9 +29,8 @@ use crate::presence::confirmation::{
 };
 use crate::presence::events::{EventBus, LocalEventBus};
 use crate::presence::origin::{self, OriginPolicy};
-use crate::presence::registry::{PresenceDirectory, RegistryHandle, RegistryStats};
+use crate::presence::registry::{PresenceDirectory, RegistryHandle};
 use crate::presence::session_keys::{InMemorySessionKeys, SessionKeys};
-use crate::server::state::AppState;
 use crate::store::{Store, StoreError};
 use crate::transport::agent_session::AgentSocketDeps;
 use crate::transport::visitor_session::VisitorSocketDeps;
@@ -42,6 +39,9 @@ use crate::transport::{client_addr, http, metrics_server};
 /// Session-key lookups that may miss per token, and per client, each minute
 /// (a 6-digit space must not be enumerable).
 pub const SESSION_KEY_MISSES_PER_MINUTE: usize = 10;
+
+use running::Parts;
+pub use running::RunningServer;
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -69,16 +69,6 @@ pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
     socket.listen(config.server.backlog.min(i32::MAX as u32) as i32)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
-}
-
-/// A started server.
-pub struct RunningServer {
-    addr: SocketAddr,
-    handle: ServerHandle,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-    app: web::Data<AppState>,
-    metrics_server: Option<metrics_server::MetricsServer>,
-    housekeeping: housekeeping::HousekeepingThread,
 }
 
 /// The seams a cluster build fills differently: where signing keys come
@@ -262,7 +252,6 @@ pub async fn run_with_clock(
         confirmations: confirmations.clone(),
         limits: limits.clone(),
         metrics: metrics.clone(),
-        clock: clock.clone(),
         shutdown: shutdown.clone(),
     });
     let agent_sockets = web::Data::new(AgentSocketDeps {
@@ -274,26 +263,23 @@ pub async fn run_with_clock(
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     });
-    let app = web::Data::new(AppState {
-        ops: ops.clone().into_inner(),
-        config: config.clone(),
-        registry,
-        tokens,
-        origins: origins.clone().into_inner(),
-        auth,
-        audit,
-        live_agents,
-        confirmations,
-        session_keys,
-        session_key_misses,
-        chores,
-        store,
-        clock,
-        metrics,
-        gate,
+    let http_limits = web::Data::new(http::HttpLimits {
+        body_limit: config.presence.max_message_bytes,
+        request_body_timeout: config.server.request_body_timeout(),
         trusted_proxies: trusted_proxies.clone(),
-        shutdown,
     });
+    let auth_deps = web::Data::new(http::AuthDeps {
+        config: config.clone(),
+        auth,
+        tokens: tokens.clone(),
+        audit,
+        origins: origins.clone().into_inner(),
+        events: live_agents,
+        store: store.clone(),
+        metrics: metrics.clone(),
+    });
+    let token_data = web::Data::from(tokens.clone());
+    let metrics_data = web::Data::from(metrics.clone());
 
     #[cfg(target_os = "linux")]
     {
@@ -316,13 +302,15 @@ pub async fn run_with_clock(
         peer_connections,
         config.server.max_connections_per_ip,
         trusted_proxies,
-        app.metrics.clone(),
+        metrics.clone(),
     );
     let addr = listener.local_addr()?;
-    let factory_app = app.clone();
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(factory_app.clone())
+            .app_data(http_limits.clone())
+            .app_data(auth_deps.clone())
+            .app_data(token_data.clone())
+            .app_data(metrics_data.clone())
             .app_data(origins.clone())
             .app_data(ops.clone())
             .app_data(visitor_sockets.clone())
@@ -331,7 +319,7 @@ pub async fn run_with_clock(
             .wrap(from_fn(origin::cors))
             .wrap(from_fn(http::guards::connection_limit))
             .wrap(from_fn(telemetry::log_requests))
-            .configure(|cfg| http::configure(cfg, &factory_app))
+            .configure(|cfg| http::configure(cfg, &http_limits))
             .default_service(web::to(http::not_found))
     })
     .on_connect(on_connect)
@@ -344,7 +332,13 @@ pub async fn run_with_clock(
     .run();
     let handle = server.handle();
     let task = tokio::task::spawn_local(server);
-    let metrics_server = metrics_server::start(&config, app.clone())?;
+    let metrics_server = metrics_server::start(
+        &config,
+        metrics_server::MetricsSource {
+            metrics: metrics.clone(),
+            registry: registry.clone(),
+        },
+    )?;
     tracing::info!(
         %addr,
         workers,
@@ -358,82 +352,17 @@ pub async fn run_with_clock(
         addr,
         handle,
         task,
-        app,
+        parts: Parts {
+            gate,
+            tokens,
+            chores,
+            metrics,
+            registry,
+            shutdown,
+            shutdown_timeout_secs: config.server.shutdown_timeout_secs,
+            store,
+        },
         metrics_server,
         housekeeping,
     })
-}
-
-impl RunningServer {
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The address `/metrics` is served on, if metrics are on.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_server.as_ref().map(|m| m.addr)
-    }
-
-    /// WebSocket connections open now, and the most the server holds.
-    pub fn connections(&self) -> (usize, usize) {
-        (self.app.gate.open(), self.app.gate.limit())
-    }
-
-    /// The token service, to mint or inspect tokens in-process.
-    pub fn tokens(&self) -> Arc<TokenService> {
-        self.app.tokens.clone()
-    }
-
-    /// Runs a housekeeping pass now (key rotation and purge, session sweep),
-    /// as the timer would; tests call it after moving the clock.
-    pub fn housekeeping(&self) -> Result<housekeeping::Housekeeping, ServerError> {
-        Ok(self.app.chores.run_once()?)
-    }
-
-    /// The most inbound bytes any one socket has held buffered so far.
-    pub fn socket_buffer_peak(&self) -> usize {
-        self.app.metrics.socket_buffer_peak()
-    }
-
-    /// Live visitors, connections and watches.
-    pub async fn stats(&self) -> Option<RegistryStats> {
-        self.app.registry.stats().await.ok()
-    }
-
-    /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
-    pub async fn run_until_signal(self) -> Result<(), ServerError> {
-        shutdown::wait_for_signal().await;
-        self.shutdown().await
-    }
-
-    /// Graceful shutdown: stop accepting, close every socket with 1001, let
-    /// in-flight requests finish (up to `shutdown_timeout_secs`), flush and
-    /// close sled.
-    pub async fn shutdown(self) -> Result<(), ServerError> {
-        tracing::info!("shutting down");
-        let stopped = self.handle.stop(true);
-        if let Some(metrics) = &self.metrics_server {
-            metrics.handle.stop(false).await;
-        }
-        self.app.shutdown.cancel();
-        // Validation caps shutdown_timeout_secs at 25, so this stays under
-        // the 30 s an orchestrator allows between SIGTERM and SIGKILL.
-        let budget = Duration::from_secs(self.app.config.server.shutdown_timeout_secs + 3);
-        if tokio::time::timeout(budget, stopped).await.is_err() {
-            tracing::warn!("workers did not stop in time");
-        }
-        match self.task.await {
-            Ok(result) => result?,
-            Err(e) => tracing::warn!(error = %e, "server task ended abnormally"),
-        }
-        // No pass may run into the closed store.
-        self.housekeeping.stop().await;
-        // Flush and release the database now, rather than whenever the
-        // last worker lets go of the app state, so the data directory can be
-        // reopened at once (by a restart in the same process, or a test).
-        self.app.store.close()?;
-        tracing::info!("shutdown complete");
-        Ok(())
-    }
 }

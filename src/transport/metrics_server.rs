@@ -9,7 +9,9 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 
 use crate::infra::config::Config;
 use crate::infra::error::DomainError;
-use crate::server::state::AppState;
+use crate::infra::metrics::Metrics;
+use crate::presence::registry::PresenceDirectory;
+use std::sync::Arc;
 
 /// A running metrics listener.
 pub struct MetricsServer {
@@ -17,8 +19,15 @@ pub struct MetricsServer {
     pub handle: ServerHandle,
 }
 
+/// What `/metrics` reads: the metrics, and the registry's live counts.
+pub struct MetricsSource {
+    pub metrics: Arc<Metrics>,
+    pub registry: Arc<dyn PresenceDirectory>,
+}
+
 /// Starts the listener on `server.metrics_bind`, unless that is empty.
-pub fn start(config: &Config, app: web::Data<AppState>) -> std::io::Result<Option<MetricsServer>> {
+pub fn start(config: &Config, source: MetricsSource) -> std::io::Result<Option<MetricsServer>> {
+    let app = web::Data::new(source);
     if config.server.metrics_bind.is_empty() {
         return Ok(None);
     }
@@ -39,7 +48,7 @@ pub fn start(config: &Config, app: web::Data<AppState>) -> std::io::Result<Optio
     Ok(Some(MetricsServer { addr, handle }))
 }
 
-async fn metrics(app: web::Data<AppState>) -> Result<HttpResponse, DomainError> {
+async fn metrics(app: web::Data<MetricsSource>) -> Result<HttpResponse, DomainError> {
     let stats = app.registry.stats().await?;
     let text = app.metrics.render(stats.visitors, stats.connections)?;
     Ok(HttpResponse::Ok()

@@ -31,11 +31,6 @@ impl FrameError {
         Self { error, id: None }
     }
 
-    /// The error's code.
-    pub fn code(&self) -> &'static str {
-        self.error.code()
-    }
-
     /// The error's text.
     pub fn message(&self) -> String {
         self.error.to_string()
@@ -388,7 +383,7 @@ mod tests {
 
     #[test]
     fn tells_malformed_unknown_and_bad_frames_apart() {
-        let err = |t: &str| parse_frame::<VisitorInbound>(t).expect_err(t).code();
+        let err = |t: &str| parse_frame::<VisitorInbound>(t).expect_err(t).error.code();
         assert_eq!(err("{not json"), "malformed_json");
         assert_eq!(err(r#"{"type":"dance"}"#), "unknown_type");
         assert_eq!(err(r#"{"type":"hello"}"#), "bad_frame");
@@ -400,9 +395,12 @@ mod tests {
     #[test]
     fn errors_carry_the_frames_id() {
         let err = parse_frame::<AgentInbound>(r#"{"type":"invoke","id":"r9"}"#).expect_err("bad");
-        assert_eq!((err.code(), err.id.as_deref()), ("bad_frame", Some("r9")));
+        assert_eq!(
+            (err.error.code(), err.id.as_deref()),
+            ("bad_frame", Some("r9"))
+        );
         let err = parse_frame::<AgentInbound>(r#"{"type":"nope","id":7}"#).expect_err("bad");
-        assert_eq!((err.code(), err.id), ("unknown_type", None));
+        assert_eq!((err.error.code(), err.id), ("unknown_type", None));
     }
 
     #[test]

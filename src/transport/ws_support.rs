@@ -5,7 +5,7 @@
 
 use actix::{Actor, ActorContext, AsyncContext};
 use actix_http::ws::Item;
-use actix_web::web::{Bytes, BytesMut};
+use actix_web::web::BytesMut;
 use actix_web_actors::ws::{self, CloseCode, CloseReason, WebsocketContext};
 
 use crate::infra::error::DomainError;
@@ -18,7 +18,7 @@ pub enum Assembled {
     /// More fragments are needed.
     Incomplete,
     Text(String),
-    Binary(Bytes),
+    Binary,
     /// The message grew past the cap: close with 1009.
     TooLarge,
     /// Fragments out of order or invalid UTF-8: close with 1002/1007.
@@ -80,7 +80,7 @@ impl MessageAssembler {
                 Err(_) => Assembled::Invalid("text message is not valid UTF-8"),
             }
         } else {
-            Assembled::Binary(whole.freeze())
+            Assembled::Binary
         }
     }
 }
@@ -190,7 +190,7 @@ pub fn dispatch<A: TextSocket>(
         ws::Message::Continuation(item) => match link.assemble(item) {
             Assembled::Incomplete => {}
             Assembled::Text(text) => actor.on_text(&text, ctx),
-            Assembled::Binary(_) => actor.on_binary(ctx),
+            Assembled::Binary => actor.on_binary(ctx),
             Assembled::TooLarge => {
                 close_too_large(ctx, "the message exceeds presence.max_message_bytes")
             }
@@ -327,6 +327,7 @@ pub fn close_on_shutdown<A>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::web::Bytes;
 
     #[test]
     fn reassembles_text_within_the_limit() {

@@ -16,8 +16,9 @@ use serde_json::Value;
 
 use crate::auth::policy::Policy;
 use crate::auth::token::LEEWAY_SECS;
+use crate::infra::config::load_public_key;
 use crate::infra::config::{valid_username, GroupConfig, Role, SsoConfig};
-use crate::infra::jwt::{self, load_public_key, WithNotBefore};
+use crate::infra::jwt::{self, WithNotBefore};
 
 /// Longest SSO token accepted; longer ones are refused unparsed.
 pub const MAX_SSO_TOKEN_BYTES: usize = 16 * 1024;

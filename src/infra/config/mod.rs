@@ -6,6 +6,7 @@
 //! [`secrecy::SecretString`], whose `Debug` prints a redaction marker, so a
 //! config dumped to a log never carries them.
 
+mod sso;
 mod validate;
 mod values;
 
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::infra::ids::GroupId;
 
+pub use sso::{load_public_key, SsoAlgorithm, SsoConfig};
 pub use validate::ConfigError;
 pub use values::{function_allowed, normalize_origin, parse_network, ForwardedHeader};
 
@@ -330,53 +332,11 @@ pub struct GroupConfig {
     pub users: Vec<UserConfig>,
 }
 
-/// A signature algorithm a customer may sign SSO tokens with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum SsoAlgorithm {
-    RS256,
-    ES256,
-}
-
-/// `[groups.sso]`: agent single sign-on. The customer signs a JWT per agent
-/// with its private key; only the public keys are configured here.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SsoConfig {
-    /// The `iss` the customer's tokens carry (its license key or account id).
-    pub issuer: String,
-    /// The `aud` they must carry; defaults to `server.public_url`.
-    #[serde(default)]
-    pub audience: Option<String>,
-    /// PEM public keys, inline or as file paths; several allow rotation.
-    pub public_keys: Vec<String>,
-    #[serde(default = "default_sso_algorithms")]
-    pub algorithms: Vec<SsoAlgorithm>,
-    /// Whether a token's `role: "administrator"` is honoured.
-    #[serde(default)]
-    pub allow_admin_role: bool,
-    /// Whether an unknown `sub` becomes an agent of the group.
-    #[serde(default = "default_true")]
-    pub auto_provision: bool,
-    /// Whether a token must carry a `jti` (each is accepted once); without
-    /// one a token could be replayed for its whole lifetime.
-    #[serde(default = "default_true")]
-    pub require_jti: bool,
-    /// The customer's sign-in page. The console sends agents there (via
-    /// `GET /auth/sso/{groupid}`) with `groupid` and `return_to`; it signs a
-    /// JWT and redirects back to `return_to` with `&jwt=<token>` appended.
-    #[serde(default)]
-    pub login_url: Option<String>,
-}
-
-fn default_sso_algorithms() -> Vec<SsoAlgorithm> {
-    vec![SsoAlgorithm::RS256]
-}
-
 fn default_visitor_identity_max_secs() -> u64 {
     86_400
 }
 
-fn default_true() -> bool {
+pub(super) fn default_true() -> bool {
     true
 }
 

@@ -42,7 +42,7 @@ pub use commands::{
     CheckConfirmation, EndConfirmation, FindSession, Invoke, Lookup, Pending, Signal,
     StartConfirmation,
 };
-pub use visitor_list::{ListVisitors, VisitorPage, VisitorQuery};
+pub use visitor_list::{ListVisitors, VisitorQuery};
 pub use watches::Watches;
 
 /// Who asks: a verified agent token, the Origin its request or socket

@@ -6,17 +6,16 @@ use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::auth_api::revoke_token;
 use super::auth_audit::write_audit;
 use super::AgentAuth;
+use super::AuthDeps;
 use crate::auth::audit::{Query, MAX_PAGE};
 use crate::infra::config::{valid_username, Role};
 use crate::infra::error::{off_thread, on_blocking_pool, DomainError};
-use crate::infra::ids::{GroupId, VisitorId, VisitorKey};
+use crate::infra::ids::GroupId;
 use crate::presence::agent_ops::{AgentOps, ListVisitors, VisitorQuery};
-use crate::server::state::AppState;
 use crate::store::AgentSource;
 
 /// Records per page when `limit` is not given.
@@ -35,13 +34,14 @@ pub struct AuditParams {
 /// `GET /admin/{groupid}/audit?since=&until=&username=&limit=&cursor=`:
 /// the group's token audit records, newest first.
 pub async fn audit(
-    app: web::Data<AppState>,
+    app: web::Data<AuthDeps>,
+    ops: web::Data<AgentOps>,
     auth: AgentAuth,
     group: web::Path<GroupId>,
     params: web::Query<AuditParams>,
 ) -> Result<HttpResponse, DomainError> {
     let group = group.into_inner();
-    auth.require_admin(&app, group)?;
+    auth.require_admin(&ops, group)?;
     let params = params.into_inner();
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
@@ -94,12 +94,13 @@ struct AgentEntry {
 /// `GET /admin/{groupid}/agents`: configured and provisioned agents, with
 /// when they were first and last issued a token.
 pub async fn list_agents(
-    app: web::Data<AppState>,
+    app: web::Data<AuthDeps>,
+    ops: web::Data<AgentOps>,
     auth: AgentAuth,
     group: web::Path<GroupId>,
 ) -> Result<HttpResponse, DomainError> {
     let group = group.into_inner();
-    let config = auth.require_admin(&app, group)?;
+    let config = auth.require_admin(&ops, group)?;
     let store = app.store.clone();
     let seen = off_thread("agent store", move || store.agents(group)).await?;
     let mut agents: BTreeMap<String, AgentEntry> = seen
@@ -145,13 +146,14 @@ pub struct AgentPath {
 /// `POST /admin/{groupid}/agents/{username}/revoke`: denylists every live
 /// token of the agent in this group and closes its sockets.
 pub async fn revoke_agent(
-    app: web::Data<AppState>,
+    app: web::Data<AuthDeps>,
+    ops: web::Data<AgentOps>,
     auth: AgentAuth,
     req: HttpRequest,
     path: web::Path<AgentPath>,
 ) -> Result<HttpResponse, DomainError> {
     let AgentPath { groupid, username } = path.into_inner();
-    let config = auth.require_admin(&app, groupid)?;
+    let config = auth.require_admin(&ops, groupid)?;
     if !valid_username(&username) {
         return Err(DomainError::BadRequest("not a valid username".into()));
     }

@@ -8,12 +8,13 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 
 use crate::auth::token::AgentClaims;
+use crate::auth::token::TokenService;
 use crate::infra::config::GroupConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
+use crate::infra::metrics::Metrics;
 use crate::presence::agent_ops::{AgentOps, Caller};
 use crate::presence::origin::RequestOrigin;
-use crate::server::state::AppState;
 
 /// A request carrying a valid agent token.
 pub struct AgentAuth {
@@ -31,9 +32,14 @@ impl FromRequest for AgentAuth {
 }
 
 fn extract(req: &HttpRequest) -> Result<AgentAuth, DomainError> {
-    let app = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| DomainError::Internal("app state missing".into()))?;
+    let (Some(tokens), Some(metrics)) = (
+        req.app_data::<web::Data<TokenService>>(),
+        req.app_data::<web::Data<Metrics>>(),
+    ) else {
+        return Err(DomainError::Internal(
+            "the token service is not configured".into(),
+        ));
+    };
     let value = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -45,8 +51,8 @@ fn extract(req: &HttpRequest) -> Result<AgentAuth, DomainError> {
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .ok_or_else(|| DomainError::unauthorized("Authorization must be `Bearer <token>`"))?;
-    let claims = app.tokens.verify(token.trim()).map_err(|e| {
-        app.metrics.auth_failed(e.reason());
+    let claims = tokens.verify(token.trim()).map_err(|e| {
+        metrics.auth_failed(e.reason());
         DomainError::unauthorized(e.to_string())
     })?;
     Ok(AgentAuth {
@@ -65,22 +71,13 @@ impl AgentAuth {
         }
     }
 
-    /// Checks that the token may act on `group` (see [`AgentOps::admit`]).
-    pub fn for_group<'a>(
-        &self,
-        app: &'a AppState,
-        group: GroupId,
-    ) -> Result<&'a GroupConfig, DomainError> {
-        app.ops.admit(&self.caller(None), group)
-    }
-
-    /// As [`AgentAuth::for_group`], and the token must be an
-    /// administrator's.
+    /// Checks that the token may act on `group` as its administrator (see
+    /// [`AgentOps::admit_admin`]).
     pub fn require_admin<'a>(
         &self,
-        app: &'a AppState,
+        ops: &'a AgentOps,
         group: GroupId,
     ) -> Result<&'a GroupConfig, DomainError> {
-        app.ops.admit_admin(&self.caller(None), group)
+        ops.admit_admin(&self.caller(None), group)
     }
 }

@@ -15,13 +15,13 @@ use super::auth_audit::{
 };
 use super::session_api::SESSION_COOKIE;
 use super::AgentAuth;
+use super::AuthDeps;
 use crate::auth::audit::{AuditRecord, Outcome};
 use crate::auth::sign_in::{CredentialKind, Credentials};
 use crate::infra::config::{Role, MIN_TOKEN_SECS};
 use crate::infra::error::{on_blocking_pool, DomainError};
 use crate::infra::ids::GroupId;
 use crate::presence::origin::RequestOrigin;
-use crate::server::state::AppState;
 use crate::store::IssuedToken as IssuedTokenOwner;
 
 /// The body of `POST /auth/token`. `duration` and `credentials` are checked
@@ -47,7 +47,7 @@ struct TokenResponse {
 /// `POST /auth/token`. If an issued token cannot be recorded, it is not
 /// handed out.
 pub async fn issue_token(
-    app: web::Data<AppState>,
+    app: web::Data<AuthDeps>,
     req: HttpRequest,
     body: web::Json<TokenRequest>,
 ) -> Result<HttpResponse, DomainError> {
@@ -81,7 +81,7 @@ pub async fn issue_token(
     }
 }
 
-fn duration_of(app: &AppState, duration: Option<Value>) -> Result<u64, DomainError> {
+fn duration_of(app: &AuthDeps, duration: Option<Value>) -> Result<u64, DomainError> {
     let max = app.config.auth.token_max_secs;
     let bad = || {
         DomainError::BadDuration(format!(
@@ -101,7 +101,7 @@ fn duration_of(app: &AppState, duration: Option<Value>) -> Result<u64, DomainErr
 }
 
 async fn attempt(
-    app: &AppState,
+    app: &AuthDeps,
     req: &HttpRequest,
     body: TokenRequest,
     record: &mut AuditRecord,
@@ -237,7 +237,7 @@ async fn attempt(
 /// closes the sockets using it; returns how many closed and the audit
 /// record to write.
 pub(super) async fn revoke_token(
-    app: &AppState,
+    app: &AuthDeps,
     req: &HttpRequest,
     jti: &str,
     owner: &IssuedTokenOwner,
@@ -250,7 +250,7 @@ pub(super) async fn revoke_token(
     .await?
     .map_err(|e| DomainError::Internal(e.to_string()))?;
     // Denied from here on: close its sockets before anything that can fail.
-    let sockets_closed = app.live_agents.revoke(jti);
+    let sockets_closed = app.events.revoke(jti);
     let (remote, user_agent) = client_of(req);
     let mut record =
         AuditRecord::new(Outcome::Revoked, app.audit.now_ms()).with_client(remote, user_agent);
@@ -271,7 +271,7 @@ pub struct RevokeRequest {
 /// `POST /auth/revoke`: the token's own user, or an administrator of its
 /// group, denylists it until it expires; sockets using it close at once.
 pub async fn revoke(
-    app: web::Data<AppState>,
+    app: web::Data<AuthDeps>,
     req: HttpRequest,
     auth: AgentAuth,
     body: web::Json<RevokeRequest>,

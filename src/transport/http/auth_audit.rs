@@ -6,10 +6,10 @@
 
 use actix_web::HttpRequest;
 
+use super::AuthDeps;
 use crate::auth::audit::{AuditRecord, Outcome};
 use crate::auth::sign_in::lockout::Attempt;
 use crate::infra::error::{off_thread, DomainError};
-use crate::server::state::AppState;
 
 /// A refused attempt: the client's error, the audit reason, and, when the
 /// refusal is a lockout's 429, which lockout (its key and end, Unix ms).
@@ -47,7 +47,7 @@ pub(super) fn client_of(req: &HttpRequest) -> (Option<String>, Option<&str>) {
 
 /// Writes audit records on the blocking pool.
 pub(super) async fn write_audit(
-    app: &AppState,
+    app: &AuthDeps,
     records: Vec<AuditRecord>,
 ) -> Result<(), DomainError> {
     if records.is_empty() {
@@ -68,7 +68,7 @@ pub(super) async fn write_audit(
 /// without a group (no group was asked for, or it does not exist) is not
 /// written. A failure to write is logged, and the refusal stands.
 pub(super) async fn write_refusal(
-    app: &AppState,
+    app: &AuthDeps,
     record: AuditRecord,
     locked: Option<&(String, u64)>,
     lockouts: Vec<AuditRecord>,
@@ -109,7 +109,7 @@ pub(super) async fn write_refusal(
 
 /// Starts a lockout-counted attempt, or refuses it while locked.
 pub(super) fn begin_attempt(
-    app: &AppState,
+    app: &AuthDeps,
     account: Option<&str>,
     client: Option<&str>,
 ) -> Result<Attempt, Refusal> {
@@ -131,7 +131,7 @@ pub(super) fn begin_attempt(
 
 /// Settles a failed attempt; returns the lockout records it causes.
 pub(super) fn failed_attempt(
-    app: &AppState,
+    app: &AuthDeps,
     attempt: Attempt,
     base: &AuditRecord,
 ) -> Vec<AuditRecord> {

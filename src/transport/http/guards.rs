@@ -30,10 +30,10 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpMessage, ResponseError};
 use futures_core::Stream;
 
+use super::HttpLimits;
 use crate::infra::capacity::{KeyedSlot, KeyedSlots};
 use crate::infra::error::DomainError;
 use crate::infra::metrics::Metrics;
-use crate::server::state::AppState;
 use crate::transport::client_addr::TrustedProxies;
 
 /// A connection's place under the per-peer cap, kept in the connection's
@@ -100,8 +100,8 @@ pub async fn body_deadline(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let Some(timeout) = req
-        .app_data::<web::Data<AppState>>()
-        .map(|app| app.config.server.request_body_timeout())
+        .app_data::<web::Data<HttpLimits>>()
+        .map(|limits| limits.request_body_timeout)
         .filter(|_| !is_socket_upgrade(&req))
     else {
         return Ok(next.call(req).await?.map_into_left_body());

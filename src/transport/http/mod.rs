@@ -6,6 +6,7 @@ mod agent_auth;
 mod assets;
 mod auth_api;
 mod auth_audit;
+mod deps;
 pub mod error_response;
 pub(crate) mod guards;
 mod presence_api;
@@ -16,13 +17,13 @@ mod sso_start;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::infra::error::DomainError;
-use crate::server::state::AppState;
 
 pub use agent_auth::AgentAuth;
+pub use deps::{AuthDeps, HttpLimits};
 
 /// Registers every route on an app.
-pub fn configure(cfg: &mut web::ServiceConfig, app: &web::Data<AppState>) {
-    let body_limit = app.config.presence.max_message_bytes;
+pub fn configure(cfg: &mut web::ServiceConfig, limits: &HttpLimits) {
+    let body_limit = limits.body_limit;
     cfg.app_data(
         web::JsonConfig::default()
             .limit(body_limit)
@@ -117,8 +118,8 @@ pub(crate) fn client_ip(req: &HttpRequest) -> Option<String> {
 /// peer is a trusted proxy (see [`crate::transport::client_addr`]).
 pub(crate) fn client_addr(req: &HttpRequest) -> Option<std::net::IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip());
-    match req.app_data::<web::Data<AppState>>() {
-        Some(app) => app.trusted_proxies.client_ip(peer, req.headers()),
+    match req.app_data::<web::Data<HttpLimits>>() {
+        Some(limits) => limits.trusted_proxies.client_ip(peer, req.headers()),
         None => peer,
     }
 }

@@ -11,13 +11,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::auth_audit::{begin_attempt, client_of, failed_attempt, write_audit, write_refusal};
+use super::AuthDeps;
 use crate::auth::audit::{AuditRecord, Outcome};
 use crate::auth::password::MAX_PASSWORD_BYTES;
 use crate::auth::sign_in::CredentialKind;
 use crate::infra::error::{on_blocking_pool, DomainError};
 use crate::infra::ids::GroupId;
 use crate::presence::origin::RequestOrigin;
-use crate::server::state::AppState;
 
 /// Name of the website-session cookie.
 pub const SESSION_COOKIE: &str = "gssnid";
@@ -33,7 +33,7 @@ pub struct LoginRequest {
 
 /// `POST /auth/login`: starts a website session.
 pub async fn login(
-    app: web::Data<AppState>,
+    app: web::Data<AuthDeps>,
     req: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, DomainError> {
@@ -120,7 +120,7 @@ pub struct LogoutRequest {
 /// the cookie, the request must come from the console or one of the
 /// session's group's origins.
 pub async fn logout(
-    app: web::Data<AppState>,
+    app: web::Data<AuthDeps>,
     req: HttpRequest,
     body: Option<web::Json<LogoutRequest>>,
 ) -> Result<HttpResponse, DomainError> {
@@ -161,7 +161,7 @@ pub async fn logout(
 /// Denylists the tokens a session issued, closing their sockets, with an
 /// audit record for each.
 async fn revoke_session_tokens(
-    app: &AppState,
+    app: &AuthDeps,
     req: &HttpRequest,
     username: &str,
     groupid: GroupId,
@@ -185,7 +185,7 @@ async fn revoke_session_tokens(
 /// The session cookie: HttpOnly, SameSite=Lax, Secure on https. It has no
 /// Max-Age (the server's idle timeout, extended on each use, decides), except
 /// `Some(0)` to delete it.
-fn session_cookie(app: &AppState, value: String, max_age_secs: Option<i64>) -> Cookie<'static> {
+fn session_cookie(app: &AuthDeps, value: String, max_age_secs: Option<i64>) -> Cookie<'static> {
     let secure = app.config.server.public_url.starts_with("https://");
     let mut cookie = Cookie::build(SESSION_COOKIE, value)
         .path("/")

@@ -11,9 +11,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
+use super::AuthDeps;
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
-use crate::server::state::AppState;
 
 /// Where the agent lands when no `return_to` is given.
 const DEFAULT_RETURN: &str = "/console";
@@ -40,7 +40,7 @@ fn is_console_path(path: &str) -> bool {
 
 /// `GET /auth/sso/{groupid}?return_to=/console/view?...`
 pub async fn start(
-    app: web::Data<AppState>,
+    app: web::Data<AuthDeps>,
     groupid: web::Path<GroupId>,
     query: web::Query<StartQuery>,
 ) -> Result<HttpResponse, DomainError> {

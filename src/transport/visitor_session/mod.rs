@@ -22,8 +22,6 @@ use serde_json::Value;
 use crate::auth::identity_verifier::IdentityVerifier;
 use crate::infra::capacity::ConnectionGate;
 use crate::infra::capacity::{ConnectionPermit, GroupSlot};
-use crate::infra::clock::SharedClock;
-use crate::infra::config::GroupConfig;
 use crate::infra::config::PresenceConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::{random_id, VisitorId, VisitorKey};
@@ -83,7 +81,6 @@ pub struct VisitorSocketDeps {
     pub confirmations: Arc<Confirmations>,
     pub limits: Arc<PresenceConfig>,
     pub metrics: Arc<Metrics>,
-    pub clock: SharedClock,
     /// Cancelled when shutdown begins; the socket then closes with 1001.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

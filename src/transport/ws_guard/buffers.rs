@@ -103,6 +103,7 @@ impl InboundHandle {
     }
 
     /// The most this socket has held.
+    #[cfg(test)]
     pub fn peak(&self) -> usize {
         self.0.peak.get()
     }

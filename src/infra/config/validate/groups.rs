@@ -134,7 +134,7 @@ fn validate_sso(i: usize, sso: &SsoConfig) -> Result<(), ConfigError> {
         )?;
     }
     for (j, source) in sso.public_keys.iter().enumerate() {
-        crate::infra::jwt::load_public_key(source, &sso.algorithms).map_err(|message| {
+        crate::infra::config::load_public_key(source, &sso.algorithms).map_err(|message| {
             ConfigError::new(format!("groups[{i}].sso.public_keys[{j}]"), message)
         })?;
     }

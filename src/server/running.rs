@@ -1,0 +1,113 @@
+//! A started server: what tests and `main` ask of it, and the graceful
+//! shutdown that stops every part in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{housekeeping, ServerError};
+use crate::auth::token::TokenService;
+use crate::infra::{capacity, metrics, shutdown};
+use crate::presence::registry::{PresenceDirectory, RegistryStats};
+use crate::store::Store;
+use crate::transport::metrics_server;
+
+/// A started server.
+pub struct RunningServer {
+    pub(super) addr: SocketAddr,
+    pub(super) handle: ServerHandle,
+    pub(super) task: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub(super) parts: Parts,
+    pub(super) metrics_server: Option<metrics_server::MetricsServer>,
+    pub(super) housekeeping: housekeeping::HousekeepingThread,
+}
+
+/// What a running server keeps to answer [`RunningServer`]'s questions and
+/// to shut down in order.
+pub(super) struct Parts {
+    pub(super) gate: Arc<capacity::ConnectionGate>,
+    pub(super) tokens: Arc<TokenService>,
+    pub(super) chores: housekeeping::Chores,
+    pub(super) metrics: Arc<metrics::Metrics>,
+    pub(super) registry: Arc<dyn PresenceDirectory>,
+    pub(super) shutdown: CancellationToken,
+    pub(super) shutdown_timeout_secs: u64,
+    pub(super) store: Arc<Store>,
+}
+
+impl RunningServer {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The address `/metrics` is served on, if metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|m| m.addr)
+    }
+
+    /// WebSocket connections open now, and the most the server holds.
+    pub fn connections(&self) -> (usize, usize) {
+        (self.parts.gate.open(), self.parts.gate.limit())
+    }
+
+    /// The token service, to mint or inspect tokens in-process.
+    pub fn tokens(&self) -> Arc<TokenService> {
+        self.parts.tokens.clone()
+    }
+
+    /// Runs a housekeeping pass now (key rotation and purge, session sweep),
+    /// as the timer would; tests call it after moving the clock.
+    pub fn housekeeping(&self) -> Result<housekeeping::Housekeeping, ServerError> {
+        Ok(self.parts.chores.run_once()?)
+    }
+
+    /// The most inbound bytes any one socket has held buffered so far.
+    pub fn socket_buffer_peak(&self) -> usize {
+        self.parts.metrics.socket_buffer_peak()
+    }
+
+    /// Live visitors, connections and watches.
+    pub async fn stats(&self) -> Option<RegistryStats> {
+        self.parts.registry.stats().await.ok()
+    }
+
+    /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> Result<(), ServerError> {
+        shutdown::wait_for_signal().await;
+        self.shutdown().await
+    }
+
+    /// Graceful shutdown: stop accepting, close every socket with 1001, let
+    /// in-flight requests finish (up to `shutdown_timeout_secs`), flush and
+    /// close sled.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        tracing::info!("shutting down");
+        let stopped = self.handle.stop(true);
+        if let Some(metrics) = &self.metrics_server {
+            metrics.handle.stop(false).await;
+        }
+        self.parts.shutdown.cancel();
+        // Validation caps shutdown_timeout_secs at 25, so this stays under
+        // the 30 s an orchestrator allows between SIGTERM and SIGKILL.
+        let budget = Duration::from_secs(self.parts.shutdown_timeout_secs + 3);
+        if tokio::time::timeout(budget, stopped).await.is_err() {
+            tracing::warn!("workers did not stop in time");
+        }
+        match self.task.await {
+            Ok(result) => result?,
+            Err(e) => tracing::warn!(error = %e, "server task ended abnormally"),
+        }
+        // No pass may run into the closed store.
+        self.housekeeping.stop().await;
+        // Flush and release the database now, rather than whenever the
+        // last worker lets go of the app state, so the data directory can be
+        // reopened at once (by a restart in the same process, or a test).
+        self.parts.store.close()?;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
