@@ -33,10 +33,30 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// The top-level modules a file's non-test code names as `crate::<name>`.
+/// The scan stops at the unit-test module (`#[cfg(test)]` then `mod`) and
+/// skips a test-only `use`; a `#[cfg(test)]` on any other item mid-file
+/// does not end it, so the code after such an item is still checked.
 fn imports(text: &str) -> Vec<(usize, String)> {
-    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
     let mut found = Vec::new();
-    for (n, line) in code.lines().enumerate() {
+    let mut test_attribute = false;
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if test_attribute {
+            let module = trimmed.starts_with("mod ") || trimmed.starts_with("pub mod ");
+            if module && !trimmed.ends_with(';') {
+                break;
+            }
+            if module || trimmed.starts_with("use ") {
+                // `mod tests;` or a test-only import: skip this line only.
+                test_attribute = false;
+                continue;
+            }
+        }
+        if !trimmed.is_empty() {
+            // Further attributes of the same item keep it test-only.
+            test_attribute = trimmed.starts_with("#[cfg(test)]")
+                || (test_attribute && trimmed.starts_with("#["));
+        }
         // Comments and doc links name paths without importing them.
         let mut rest = line.split("//").next().unwrap_or_default();
         while let Some(at) = rest.find("crate::") {
@@ -104,4 +124,11 @@ fn the_scan_sees_an_upward_import() {
     let text = "use crate::infra::error::DomainError;\nfn f() { crate::transport::x(); }\n#[cfg(test)]\nuse crate::server::y;";
     let found: Vec<String> = imports(text).into_iter().map(|(_, m)| m).collect();
     assert_eq!(found, ["infra", "transport"]);
+}
+
+#[test]
+fn a_test_only_item_mid_file_does_not_hide_the_code_after_it() {
+    let text = "impl A {\n    #[cfg(test)]\n    pub fn len(&self) -> usize { 0 }\n    fn f() { crate::server::x(); }\n}\n#[cfg(test)]\nmod tests;";
+    let found: Vec<String> = imports(text).into_iter().map(|(_, m)| m).collect();
+    assert_eq!(found, ["server"]);
 }
