@@ -67,7 +67,7 @@ pub mod telemetry {
     pub use crate::infra::telemetry::init;
 }
 
-/// Limits of the socket frame guard and the error budget of a socket.
+/// Limits of the socket frame guard.
 pub mod ws_guard {
     pub use crate::transport::ws_guard::{BUFFER_OVERHEAD_BYTES, MAX_FRAGMENTS};
 }

@@ -62,6 +62,9 @@ pub enum DomainError {
     /// or sent by a connection the registry does not know).
     #[error("{0}")]
     BadPresenceData(String),
+    /// Presence from a connection the registry does not know (it left).
+    #[error("the connection is not registered")]
+    NotRegistered,
     #[error("no such resource")]
     NotFound,
     #[error("no live token has this jti")]
@@ -180,7 +183,7 @@ impl DomainError {
             DomainError::UnknownGroup(_) => "unknown_group",
             DomainError::SsoNotConfigured(_) => "sso_not_configured",
             DomainError::VisitorNotPresent(_) => "visitor_not_present",
-            DomainError::BadPresenceData(_) => "bad_presence_data",
+            DomainError::BadPresenceData(_) | DomainError::NotRegistered => "bad_presence_data",
             DomainError::NotFound => "not_found",
             DomainError::UnknownToken => "unknown_token",
             DomainError::SessionKeyNotFound => "session_key_not_found",

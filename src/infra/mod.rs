@@ -1,7 +1,8 @@
-//! Infrastructure: what every layer may use and that knows nothing of
-//! visitors, agents or tokens: configuration, the domain error codes,
-//! metrics, connection capacity, clocks, ids, rate limiting, telemetry and
-//! the JWT helpers. It imports no other layer of the crate.
+//! Infrastructure: what every layer may use: configuration, the domain
+//! error codes, metrics, connection capacity, clocks, ids, rate limiting,
+//! telemetry and the JWT helpers. It holds no behaviour of visitors, agents
+//! or tokens (only their settings and error codes), and imports no other
+//! layer of the crate.
 
 pub mod capacity;
 pub mod clock;

@@ -108,6 +108,11 @@ impl MintBudget {
 /// do), `session_key:conn:{connection}` → the connection's code with the
 /// same TTL, and each group's mint budget as a token bucket updated by one
 /// script.
+///
+/// The methods are synchronous and called on request workers and visitor
+/// actors: today they touch only memory. A Redis implementation must not
+/// block there; the cluster issue makes `issue` and `find` return futures
+/// or serves them from a node-local replica.
 pub trait SessionKeys: Send + Sync {
     /// The live key of `connection`, or a fresh one for `holder` (spending
     /// one of its group's mints).

@@ -40,6 +40,20 @@ impl VisitorState {
             identity: None,
         }
     }
+
+    /// The same visitor as one who is not present: what an agent outside
+    /// its policy sees.
+    pub fn hidden(self) -> Self {
+        Self {
+            online: false,
+            connections: 0,
+            data: Value::Object(Default::default()),
+            connected_at: None,
+            verified: false,
+            identity: None,
+            ..self
+        }
+    }
 }
 
 /// What changed about a watched visitor.

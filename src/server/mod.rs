@@ -21,14 +21,14 @@ use crate::auth::sign_in::{
 use crate::auth::token::{KeyRing, Revocations, SigningKeySource, TokenService};
 use crate::infra::clock::{SharedClock, SystemClock};
 use crate::infra::config::Config;
-use crate::infra::{capacity, config, ids, metrics, telemetry};
+use crate::infra::{capacity, config, ids, metrics};
 use crate::presence::admission::GroupAccess;
 use crate::presence::agent_ops::AgentOps;
 use crate::presence::confirmation::{
     self, ConfirmationRecords, InMemoryFailureLocks, PromptFailureLocks,
 };
 use crate::presence::events::{EventBus, LocalEventBus};
-use crate::presence::origin::{self, OriginPolicy};
+use crate::presence::origin::OriginPolicy;
 use crate::presence::registry::{PresenceDirectory, RegistryHandle};
 use crate::presence::session_keys::{InMemorySessionKeys, SessionKeys};
 use crate::store::{Store, StoreError};
@@ -316,9 +316,9 @@ pub async fn run_with_clock(
             .app_data(visitor_sockets.clone())
             .app_data(agent_sockets.clone())
             .wrap(from_fn(http::guards::body_deadline))
-            .wrap(from_fn(origin::cors))
+            .wrap(from_fn(http::cors::cors))
             .wrap(from_fn(http::guards::connection_limit))
-            .wrap(from_fn(telemetry::log_requests))
+            .wrap(from_fn(http::request_log::log_requests))
             .configure(|cfg| http::configure(cfg, &http_limits))
             .default_service(web::to(http::not_found))
     })

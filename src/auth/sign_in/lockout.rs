@@ -95,6 +95,11 @@ pub struct Attempt {
 /// `lockout:{scope}:{account|client}:{key}` scored by Unix ms, trimmed to
 /// the window and expiring one window after its newest entry; `begin`
 /// reserves in both sets in one script, so nodes cannot overrun a limit.
+///
+/// The methods are synchronous and called on request workers: today they
+/// touch only memory. A Redis implementation must not block a worker on
+/// them; the cluster issue either makes them return futures (the handlers
+/// already await around them) or runs them on the blocking pool.
 pub trait LockoutCounters: Send + Sync {
     /// Starts an attempt, or refuses it while its account or client is
     /// locked.

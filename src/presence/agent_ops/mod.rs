@@ -15,7 +15,11 @@
 //!    `visitor_not_present`, a function outside it is `function_not_allowed`;
 //! 8. for invoke and signal, the confirmation gate (`confirmation_required`).
 //!
-//! So a verb answers with the same error code whichever transport asked.
+//! A request body or query that cannot be read is reported after the
+//! caller is admitted (after step 5 for a confirmation prompt's body, after
+//! step 4 for the visitor list's query), so a stranger learns nothing from
+//! it. So a verb answers with the same error code whichever transport
+//! asked.
 
 mod commands;
 mod visitor_list;
@@ -176,13 +180,8 @@ impl AgentOps {
     /// visitor outside its policy always looks offline.
     pub fn event_view(&self, claims: &AgentClaims, state: VisitorState) -> VisitorView {
         if !in_scope(claims, &state) {
-            let key = VisitorId::parse(&state.visitorid)
-                .map(|visitor| VisitorKey::new(state.groupid, visitor));
             return VisitorView {
-                state: match key {
-                    Ok(key) => VisitorState::offline(&key),
-                    Err(_) => state,
-                },
+                state: state.hidden(),
                 confirmed: false,
             };
         }

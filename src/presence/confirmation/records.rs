@@ -19,6 +19,11 @@ pub type Decide<'a> =
 /// its `until`; `settle` is one script that checks the prompt is still
 /// pending before it writes the outcome and the grant, so of two nodes
 /// settling one prompt exactly one wins.
+///
+/// `grant` and `grants_of` are also read synchronously by the invoke gate
+/// and at hello (sled reads, served from its cache); a Redis implementation
+/// serves those from a node-local replica of the grants, kept current from
+/// the bus, or the cluster issue makes the gate await them.
 pub trait ConfirmationRecords: Send + Sync {
     /// Stores a new prompt.
     fn put_prompt(&self, record: &ConfirmationRecord) -> Result<(), StoreError>;

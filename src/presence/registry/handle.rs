@@ -71,7 +71,7 @@ impl PresenceDirectory for RegistryHandle {
         });
         Box::pin(async move {
             match reply.await {
-                Ok(result) => result.map_err(DomainError::BadPresenceData),
+                Ok(result) => result,
                 Err(_) => Err(unavailable()),
             }
         })
@@ -105,7 +105,7 @@ impl PresenceDirectory for RegistryHandle {
         });
         Box::pin(async move {
             match reply.await {
-                Ok(result) => result.map_err(DomainError::BadPresenceData),
+                Ok(result) => result,
                 Err(_) => Err(unavailable()),
             }
         })

@@ -5,6 +5,7 @@
 use actix::{Message, Recipient};
 
 use super::{LiveConnection, RegistryStats, VisitorCommand};
+use crate::infra::error::DomainError;
 use crate::infra::ids::VisitorKey;
 use crate::presence::data::PresenceData;
 use crate::presence::events::{AgentEvent, AgentSocketId};
@@ -12,7 +13,7 @@ use crate::presence::events::{AgentEvent, AgentSocketId};
 /// A visitor socket said hello. Answers an error if the merged presence data
 /// would be too large.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), DomainError>")]
 pub(super) struct Connect {
     pub key: VisitorKey,
     pub connection: LiveConnection,
@@ -30,7 +31,7 @@ pub(super) struct Disconnect {
 /// A visitor socket published presence data; it becomes the most recently
 /// active connection.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), DomainError>")]
 pub(super) struct PresenceUpdate {
     pub key: VisitorKey,
     pub connection_id: String,

@@ -187,7 +187,7 @@ impl Actor for Registry {
 }
 
 impl Handler<Connect> for Registry {
-    type Result = Result<(), String>;
+    type Result = Result<(), DomainError>;
 
     fn handle(&mut self, msg: Connect, _ctx: &mut Self::Context) -> Self::Result {
         let now = self.clock.now_ms();
@@ -200,7 +200,10 @@ impl Handler<Connect> for Registry {
             self.notify(&msg.key, EventKind::Connected);
             return Ok(());
         };
-        let (merged, changed) = entry.data.merged(&msg.data)?;
+        let (merged, changed) = entry
+            .data
+            .merged(&msg.data)
+            .map_err(DomainError::BadPresenceData)?;
         entry.data = merged;
         entry.connections.push(msg.connection);
         if let Some(grace) = entry.grace.take() {
@@ -247,17 +250,20 @@ impl Handler<Disconnect> for Registry {
 }
 
 impl Handler<PresenceUpdate> for Registry {
-    type Result = Result<(), String>;
+    type Result = Result<(), DomainError>;
 
     fn handle(&mut self, msg: PresenceUpdate, _ctx: &mut Self::Context) -> Self::Result {
         self.presence_updates += 1;
         let Some(entry) = self.visitors.get_mut(&msg.key) else {
-            return Err("the connection is not registered".to_owned());
+            return Err(DomainError::NotRegistered);
         };
         if !entry.touch(&msg.connection_id) {
-            return Err("the connection is not registered".to_owned());
+            return Err(DomainError::NotRegistered);
         }
-        let (merged, changed) = entry.data.merged(&msg.data)?;
+        let (merged, changed) = entry
+            .data
+            .merged(&msg.data)
+            .map_err(DomainError::BadPresenceData)?;
         entry.data = merged;
         self.publish(&msg.key);
         if changed {

@@ -30,6 +30,13 @@ use crate::presence::visitor::VisitorState;
 /// no node receives it. Watches stay on the agent's node; visitor events
 /// cross nodes on the event bus (see [`crate::presence::events`]). `stats`
 /// counts this node's visitors, connections and watches.
+///
+/// `lookup`, `page`, `route` and `broadcast` are synchronous: they run on
+/// request workers and actor threads, so they must answer from memory and
+/// never wait on the network. A Redis implementation serves them from a
+/// node-local replica of the shared presence, kept current from the bus;
+/// its network writes happen in the async methods and behind `route`'s
+/// fire-and-forget publish.
 pub trait PresenceDirectory: Send + Sync {
     /// Registers a visitor socket that said hello. Refused with
     /// `bad_presence_data` if the merged presence data would be too large.

@@ -16,7 +16,8 @@ pub fn status(error: &DomainError) -> StatusCode {
         | DomainError::BadCredentialsForm(_)
         | DomainError::GroupIdRequired
         | DomainError::BadPolicy(_)
-        | DomainError::BadPresenceData(_) => StatusCode::BAD_REQUEST,
+        | DomainError::BadPresenceData(_)
+        | DomainError::NotRegistered => StatusCode::BAD_REQUEST,
         DomainError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         DomainError::InvalidCredentials | DomainError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         DomainError::WrongGroup { .. }

@@ -46,7 +46,9 @@ impl VisitorSession {
             // The client's mistake counts against its error budget; the
             // server's own failure does not.
             match e {
-                DomainError::BadPresenceData(_) => reject(session, ctx, None, &e),
+                DomainError::BadPresenceData(_) | DomainError::NotRegistered => {
+                    reject(session, ctx, None, &e)
+                }
                 _ => send_error(ctx, None, &e),
             }
         }));
