@@ -26,7 +26,9 @@ out=$(mktemp -d /tmp/presence-bench.XXXXXX)
 visitor_pids=()
 cleanup() {
   for pid in "${visitor_pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Only the visitor processes: a bare `wait` would also wait for the
+  # server, which is stopped next.
+  for pid in "${visitor_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   stop_server
 }
 trap cleanup EXIT
