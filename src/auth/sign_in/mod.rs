@@ -361,16 +361,10 @@ impl Authenticator {
     /// the async workers: the write is flushed.
     async fn touch_agent(&self, group: GroupId, record: AgentRecord) -> Result<(), AuthFailure> {
         let (store, now) = (self.store.clone(), self.clock.now_secs());
-        on_blocking_pool("agent store", move || {
+        on_store("agent store", move || {
             store.touch_agent(group, &record, now)
         })
-        .await
-        .map_err(|error| AuthFailure {
-            error,
-            reason: "store_failed",
-            username: None,
-        })?
-        .map_err(store_failure)?;
+        .await?;
         Ok(())
     }
 
@@ -405,6 +399,22 @@ impl Authenticator {
             )
         })
     }
+}
+
+/// Runs a store call on the blocking pool (its writes are flushed); a
+/// failure of the pool or of the store is a `store_failed` refusal.
+async fn on_store<T: Send + 'static>(
+    what: &'static str,
+    call: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, AuthFailure> {
+    on_blocking_pool(what, call)
+        .await
+        .map_err(|error| AuthFailure {
+            error,
+            reason: "store_failed",
+            username: None,
+        })?
+        .map_err(store_failure)
 }
 
 fn store_failure(e: crate::store::StoreError) -> AuthFailure {

@@ -5,9 +5,9 @@
 //! single-node implementation.
 
 use super::sso::SsoError;
-use super::{store_failure, AuthFailure, Authenticated, Authenticator, CredentialKind};
+use super::{on_store, store_failure, AuthFailure, Authenticated, Authenticator, CredentialKind};
 use crate::infra::config::GroupConfig;
-use crate::infra::error::{on_blocking_pool, DomainError};
+use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
 use crate::store::{AgentRecord, AgentSource, Store, StoreError};
 
@@ -80,14 +80,7 @@ impl Authenticator {
         if let Some(jti) = identity.jti.clone() {
             // A durable claim, flushed: off the async workers.
             let (used, groupid, exp) = (self.used_sso_tokens.clone(), group.id, identity.exp);
-            let fresh = on_blocking_pool("sso token ids", move || used.claim(groupid, &jti, exp))
-                .await
-                .map_err(|error| AuthFailure {
-                    error,
-                    reason: "store_failed",
-                    username: None,
-                })?
-                .map_err(store_failure)?;
+            let fresh = on_store("sso token ids", move || used.claim(groupid, &jti, exp)).await?;
             if !fresh {
                 return Err(AuthFailure::invalid("sso_replay", Some(&email)));
             }
