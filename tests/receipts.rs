@@ -228,3 +228,24 @@ async fn the_deadline_covers_the_wait_across_a_repark() {
     let metrics = scrape(&server).await;
     assert_eq!(sample(&metrics, "presence_invokes_reparked_total"), 1.0);
 }
+
+#[actix_web::test]
+async fn a_receiptless_close_hands_the_invoke_to_another_open_tab() {
+    let server = TestServer::start().await;
+    let token = server.token("fred.demo", 72);
+    let mut tab1 = server.receipts_visitor("v-r7").await;
+    // The last to say hello is the most recently active: invokes go there.
+    let mut tab2 = server.receipts_visitor("v-r7").await;
+    let call = server.invoke(&token, "v-r7", json!({"func":"f","timeout_ms":10000}));
+    let tabs = async {
+        next_invoke(&mut tab2, "f").await;
+        tab2.close().await;
+        let again = next_invoke(&mut tab1, "f").await;
+        tab1.send(json!({"type":"received","id":again["id"]})).await;
+        tab1.send(json!({"type":"result","id":again["id"],"ok":true,"value":"tab1"}))
+            .await;
+    };
+    let ((status, body), ()) = tokio::join!(call, tabs);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"], "tab1");
+}
