@@ -76,6 +76,8 @@ pub struct Metrics {
     audit_records: Family<OutcomeLabel, Counter>,
     audit_suppressed: Family<RuleLabel, Counter>,
     limited_connections: Family<LimitLabel, Counter>,
+    invokes_reparked: Counter,
+    visitor_closes: Family<KindLabel, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -183,7 +185,22 @@ impl Metrics {
              connections_per_ip, sockets_per_ip, group_visitors",
             limited_connections.clone(),
         );
+        let invokes_reparked = Counter::default();
+        registry.register(
+            "invokes_reparked",
+            "Invokes written to a visitor socket that closed before their receipt, routed again",
+            invokes_reparked.clone(),
+        );
+        let visitor_closes = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "visitor_closes",
+            "Registered visitor sockets closed, by kind: leaving (the page said so first) \
+             or unannounced",
+            visitor_closes.clone(),
+        );
         Self {
+            invokes_reparked,
+            visitor_closes,
             audit_records,
             audit_suppressed,
             limited_connections,
@@ -251,6 +268,17 @@ impl Metrics {
         self.limited_connections
             .get_or_create(&LimitLabel { limit })
             .inc();
+    }
+
+    /// `count` unreceipted invokes of a closed socket were routed again.
+    pub fn invokes_reparked(&self, count: usize) {
+        self.invokes_reparked.inc_by(count as u64);
+    }
+
+    /// A registered visitor socket closed; `leaving` if it said so first.
+    pub fn visitor_closed(&self, leaving: bool) {
+        let kind = if leaving { "leaving" } else { "unannounced" };
+        self.visitor_closes.get_or_create(&KindLabel { kind }).inc();
     }
 
     pub fn confirmation_settled(&self, outcome: &'static str) {

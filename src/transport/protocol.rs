@@ -105,6 +105,9 @@ pub enum VisitorInbound {
         /// Confirmation tickets this tab was given (at most 16).
         #[serde(default)]
         tickets: Vec<String>,
+        /// The client sends `received` for each invoke before running it.
+        #[serde(default)]
+        receipts: bool,
     },
     Presence {
         data: Value,
@@ -124,6 +127,12 @@ pub enum VisitorInbound {
         id: String,
         choice: Option<String>,
     },
+    /// A receipts client took invoke `id` and is about to run it.
+    Received {
+        id: String,
+    },
+    /// `pagehide`: no new commands here; owed results still arrive.
+    Leaving {},
 }
 
 impl InboundFrame for VisitorInbound {
@@ -133,6 +142,8 @@ impl InboundFrame for VisitorInbound {
         "result",
         "session_key",
         "confirm_answer",
+        "received",
+        "leaving",
     ];
 }
 

@@ -344,6 +344,16 @@ impl TestServer {
         ws
     }
 
+    /// A visitor socket whose hello says `receipts: true`, welcomed.
+    pub async fn receipts_visitor(&self, id: &str) -> WsClient {
+        let mut ws = self.socket("/visitor/ws", None).await.expect("connect");
+        ws.send(json!({"type": "hello", "groupid": 72, "visitorid": id, "receipts": true}))
+            .await;
+        let welcome = ws.recv().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        ws
+    }
+
     /// A visitor socket whose hello presents confirmation `tickets`.
     pub async fn visitor_with_tickets(&self, id: &str, data: Value, tickets: &[&str]) -> WsClient {
         let mut ws = self.socket("/visitor/ws", None).await.expect("connect");
@@ -493,6 +503,27 @@ impl WsClient {
         loop {
             match self.next_frame().await {
                 Some(Frame::Close(_)) | None => return,
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+impl WsClient {
+    /// Closes from the client side and returns every text frame that came
+    /// before the server's close.
+    pub async fn close_collecting(mut self) -> Vec<Value> {
+        self.framed
+            .send(Message::Close(Some(CloseCode::Normal.into())))
+            .await
+            .expect("send close");
+        let mut texts = Vec::new();
+        loop {
+            match self.next_frame().await {
+                Some(Frame::Close(_)) | None => return texts,
+                Some(Frame::Text(bytes)) => {
+                    texts.push(serde_json::from_slice(&bytes).expect("json frame"))
+                }
                 Some(_) => {}
             }
         }

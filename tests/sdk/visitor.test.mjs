@@ -22,12 +22,15 @@ function load(storage) {
     close() { this.readyState = 3; }
   }
   // Timers are looked up now, so a test can install mock timers first.
+  const listeners = {};
   const sandbox = { WebSocket: FakeSocket, URL, setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout, console };
+  sandbox.addEventListener = (type, fn) => { (listeners[type] ||= []).push(fn); };
+  sandbox.dispatch = (type, event) => { for (const fn of listeners[type] || []) fn(event); };
   if (storage) sandbox.sessionStorage = storage;
   sandbox.window = sandbox;
   vm.createContext(sandbox);
   vm.runInContext(source, sandbox);
-  return { PresenceVisitor: sandbox.PresenceVisitor, sockets };
+  return { PresenceVisitor: sandbox.PresenceVisitor, sockets, dispatch: sandbox.dispatch };
 }
 
 test("backoff is full jitter between 500 ms and 20 s", () => {
@@ -68,7 +71,7 @@ test("hello, registered functions, thrown errors and unknown functions", async (
   const ws = sockets[0];
   ws.onopen();
   assert.deepEqual({ ...ws.sent[0], data: { ...ws.sent[0].data } },
-    { type: "hello", groupid: 72, visitorid: "v-1", data: {} });
+    { type: "hello", groupid: 72, visitorid: "v-1", data: {}, receipts: true });
   let ready = 0;
   v.onready = () => ready++;
   ws.onmessage({ data: JSON.stringify({ type: "welcome", visitorid: "v-1", connection: "c" }) });
@@ -155,4 +158,36 @@ test("confirmation tickets are kept per tab and presented in every hello", (t) =
   assert.deepEqual([...PresenceVisitor.loadTickets(72, "v-2")], [], "per visitor");
   items.set("presence-tickets:72:v-3", "not json");
   assert.deepEqual([...PresenceVisitor.loadTickets(72, "v-3")], [], "a corrupt entry is ignored");
+});
+
+test("an invoke is acknowledged with received before its function runs", async () => {
+  const { PresenceVisitor, sockets } = load();
+  const v = new PresenceVisitor({ server: "http://s.test", groupid: 72, visitorid: "v-1", presence: false });
+  const ws = () => sockets[0];
+  let sentWhenRun = null;
+  v.register("f", () => { sentWhenRun = ws().sent.map((f) => ({ ...f })); return 1; });
+  v.connect();
+  ws().onopen();
+  ws().onmessage({ data: JSON.stringify({ type: "welcome", visitorid: "v-1", connection: "c" }) });
+  ws().onmessage({ data: JSON.stringify({ type: "invoke", id: "7", func: "f", args: null }) });
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(sentWhenRun.at(-1), { type: "received", id: "7" });
+  assert.deepEqual({ ...ws().sent.at(-1) }, { type: "result", id: "7", ok: true, value: 1 });
+});
+
+test("pagehide says leaving; a page restored from the bfcache reconnects", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { PresenceVisitor, sockets, dispatch } = load();
+  const v = new PresenceVisitor({ server: "http://s.test", groupid: 72, visitorid: "v-1", presence: false });
+  v.connect();
+  sockets[0].onopen();
+  dispatch("pagehide", { persisted: true });
+  assert.deepEqual({ ...sockets[0].sent.at(-1) }, { type: "leaving" });
+  dispatch("pageshow", { persisted: false });
+  assert.equal(sockets[0].readyState, 1, "a fresh load keeps its socket");
+  dispatch("pageshow", { persisted: true });
+  assert.equal(sockets[0].readyState, 3, "the restored page's old socket is closed");
+  sockets[0].onclose({ code: 1000, reason: "" });
+  t.mock.timers.tick(20000);
+  assert.equal(sockets.length, 2, "and a new one opened");
 });

@@ -14,7 +14,7 @@ use futures_core::future::LocalBoxFuture;
 
 use super::directory::Directory;
 use super::messages::{
-    Connect, Disconnect, PresenceUpdate, Route, Stats, Unwatch, UnwatchAll, Watch,
+    Connect, Disconnect, PresenceUpdate, Repark, Route, Stats, Unwatch, UnwatchAll, Watch,
 };
 use super::{LiveConnection, PresenceDirectory, Registry, RegistryStats, VisitorCommand};
 use crate::infra::clock::SharedClock;
@@ -90,6 +90,13 @@ impl PresenceDirectory for RegistryHandle {
             key,
             connection_id: connection_id.to_owned(),
         });
+    }
+
+    fn repark(&self, key: VisitorKey, commands: Vec<VisitorCommand>) {
+        if !commands.is_empty() {
+            // Through the actor, behind the socket's Disconnect.
+            self.addr.do_send(Repark { key, commands });
+        }
     }
 
     fn presence_update(

@@ -48,6 +48,16 @@ pub(super) struct Route {
     pub command: VisitorCommand,
 }
 
+/// Invokes a closing socket had written but never got a receipt for: they
+/// provably did not run, so they are routed again (parked while the
+/// visitor is between sockets).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct Repark {
+    pub key: VisitorKey,
+    pub commands: Vec<VisitorCommand>,
+}
+
 /// Start watching a visitor; the current state arrives first, as an event,
 /// so it is ordered with the events that follow.
 #[derive(Message)]

@@ -43,14 +43,15 @@ use crate::presence::visitor::{EventKind, VisitorEvent};
 
 pub use crate::presence::visitor::VisitorState;
 pub use commands::{
-    ConnectionFilter, InvokeOutcome, InvokeRequest, InvokeResponder, Prompt, SignalRequest,
-    VisitorCommand,
+    ConnectionFilter, InvokeOutcome, InvokeRequest, Prompt, SignalRequest, VisitorCommand,
 };
 use directory::Directory;
 pub use entry::LiveConnection;
 use entry::{Grace, Routed, VisitorEntry};
 pub use handle::RegistryHandle;
-use messages::{Connect, Disconnect, PresenceUpdate, Route, Stats, Unwatch, UnwatchAll, Watch};
+use messages::{
+    Connect, Disconnect, PresenceUpdate, Repark, Route, Stats, Unwatch, UnwatchAll, Watch,
+};
 pub use presence_directory::PresenceDirectory;
 
 /// Mailbox size; `send` callers wait (back-pressure) beyond it.
@@ -278,6 +279,18 @@ impl Handler<Route> for Registry {
 
     fn handle(&mut self, msg: Route, ctx: &mut Self::Context) {
         self.route(&msg.key, msg.command, ctx);
+    }
+}
+
+impl Handler<Repark> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Repark, ctx: &mut Self::Context) {
+        // The closing socket's Disconnect came first (same mailbox), so
+        // these go to another open tab, or are parked for the next page.
+        for command in msg.commands {
+            self.route(&msg.key, command, ctx);
+        }
     }
 }
 

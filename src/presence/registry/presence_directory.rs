@@ -52,6 +52,14 @@ pub trait PresenceDirectory: Send + Sync {
     /// The visitor stays present through its reconnect grace period.
     fn disconnect(&self, key: VisitorKey, connection_id: &str, held: Option<PresenceData>);
 
+    /// Routes again the invokes a closing socket wrote but got no receipt
+    /// for (they provably did not run), after that socket's `disconnect`:
+    /// to another open connection, parked for the visitor's next socket
+    /// during its grace period, or failed `visitor_not_present`. Each keeps
+    /// its responder and deadline. A Redis implementation routes them like
+    /// `route` does.
+    fn repark(&self, key: VisitorKey, commands: Vec<VisitorCommand>);
+
     /// Merges presence data published by a visitor socket, which becomes
     /// the visitor's most recently active one. Refused with
     /// `bad_presence_data` if the merge would be too large or the

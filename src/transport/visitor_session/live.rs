@@ -10,6 +10,10 @@ impl VisitorSession {
         data: Value,
         ctx: &mut WebsocketContext<Self>,
     ) {
+        if self.leaving {
+            // The connection is no longer registered as a routing target.
+            return;
+        }
         let offered = PresenceData::from_value(data)
             .and_then(|data| self.presence.offer(data, std::time::Instant::now()));
         match offered {
@@ -80,7 +84,7 @@ impl VisitorSession {
             InvokeOutcome::failure(error.unwrap_or_else(|| "the function failed".to_owned()))
         };
         // The waiter may have given up at its deadline; that is fine.
-        let _ = pending.responder.send(Ok(outcome));
+        let _ = pending.request.responder.send(Ok(outcome));
     }
 
     pub(super) fn deliver_invoke(
@@ -91,9 +95,18 @@ impl VisitorSession {
         if request.responder.is_closed() {
             return;
         }
-        if !matches!(self.phase, Phase::Live(_)) {
+        let Phase::Live(key) = &self.phase else {
             let _ = request.responder.send(Err(DomainError::not_present()));
             return;
+        };
+        if self.leaving {
+            // Queued before the client said `leaving`; never written, so
+            // it goes where new commands go.
+            let key = key.clone();
+            return self
+                .deps
+                .registry
+                .route(key, VisitorCommand::Invoke(request));
         }
         let limit = self.deps.limits.max_pending_invokes;
         if self.pending.len() >= limit {
@@ -124,6 +137,7 @@ impl VisitorSession {
         let timer = ctx.run_later(request.deadline - now, move |session, _| {
             if let Some(pending) = session.pending.remove(&timer_id) {
                 let _ = pending
+                    .request
                     .responder
                     .send(Err(DomainError::InvokeTimeout(timeout_ms)));
             }
@@ -131,8 +145,9 @@ impl VisitorSession {
         self.pending.insert(
             id,
             PendingInvoke {
-                responder: request.responder,
+                request,
                 timer,
+                received: false,
             },
         );
     }

@@ -2,9 +2,11 @@
 //!
 //! It waits for `hello`, registers with the registry, then carries invokes
 //! and signals down to the browser and results back up. It owns the
-//! invokes in flight on its socket, bounded by `max_pending_invokes`, and
-//! fails them at once if the socket closes, since their results can no
-//! longer arrive (invokes are delivered at most once). Its presence updates
+//! invokes in flight on its socket, bounded by `max_pending_invokes`. When
+//! the socket closes it fails them at once, since their results can no
+//! longer arrive; a receipts client's invokes that got no `received` did
+//! not run, so they go back to the registry to be routed again (see
+//! `receipts.rs`). Its presence updates
 //! reach the registry coalesced, at most one per
 //! `presence.min_presence_interval_ms` (see [`crate::presence::coalescer`]).
 
@@ -33,8 +35,7 @@ use crate::presence::confirmation::{ConfirmationStatus, MAX_TICKETS_PER_HELLO};
 use crate::presence::data::PresenceData;
 use crate::presence::origin::RequestOrigin;
 use crate::presence::registry::{
-    InvokeOutcome, InvokeRequest, InvokeResponder, LiveConnection, PresenceDirectory, Prompt,
-    VisitorCommand,
+    InvokeOutcome, InvokeRequest, LiveConnection, PresenceDirectory, Prompt, VisitorCommand,
 };
 use crate::presence::session_keys::KeyHolder;
 use crate::presence::session_keys::SessionKeys;
@@ -47,6 +48,7 @@ use crate::transport::ws_support::{
 
 mod hello;
 mod live;
+mod receipts;
 
 enum Phase {
     AwaitingHello,
@@ -64,8 +66,12 @@ pub struct GroupAdmission {
 }
 
 struct PendingInvoke {
-    responder: InvokeResponder,
+    /// Kept whole, so an invoke that got no receipt can be routed again
+    /// with its responder and deadline.
+    request: InvokeRequest,
     timer: SpawnHandle,
+    /// A receipts client said `received`: the function may have run.
+    received: bool,
 }
 
 /// What a visitor socket uses, and nothing more; built once at start-up.
@@ -96,6 +102,10 @@ pub struct VisitorSession {
     link: SocketLink,
     pending: HashMap<String, PendingInvoke>,
     next_invoke: u64,
+    /// The hello said `receipts: true`.
+    receipts: bool,
+    /// The client said `leaving`: no new commands are written here.
+    leaving: bool,
     /// Confirmation prompts this socket is showing, so one that arrives
     /// both by broadcast and on joining is shown once.
     prompts: HashSet<String>,
@@ -126,6 +136,8 @@ impl VisitorSession {
             link: SocketLink::new(limit, inbound),
             pending: HashMap::new(),
             next_invoke: 0,
+            receipts: false,
+            leaving: false,
             prompts: HashSet::new(),
             permit,
             group,
@@ -147,22 +159,28 @@ impl VisitorSession {
         }
         let phase = std::mem::replace(&mut self.phase, Phase::Left);
         if let Phase::Joining(key) | Phase::Live(key) = phase {
+            self.deps.metrics.visitor_closed(self.leaving);
             // A held presence update still counts: it goes ahead of the
             // disconnect.
             let held = self.presence.flush(std::time::Instant::now());
             self.deps
                 .registry
-                .disconnect(key, &self.connection_id, held);
+                .disconnect(key.clone(), &self.connection_id, held);
+            self.settle_pending(key);
         }
         self.deps
             .confirmations
             .forget_connection(&self.connection_id);
+        // Only a socket that never registered gets here with invokes left
+        // (none): fail whatever remains.
         for (_, pending) in self.pending.drain() {
-            let _ = pending.responder.send(Err(DomainError::VisitorNotPresent(
-                "the visitor's connection closed before it answered".to_owned(),
-            )));
+            let _ = pending.request.responder.send(Err(closed_before_answer()));
         }
     }
+}
+
+fn closed_before_answer() -> DomainError {
+    DomainError::VisitorNotPresent("the visitor's connection closed before it answered".to_owned())
 }
 
 fn truncate(id: &str) -> String {
@@ -200,7 +218,13 @@ impl Handler<VisitorCommand> for VisitorSession {
         match command {
             VisitorCommand::Invoke(request) => self.deliver_invoke(request, ctx),
             VisitorCommand::Signal(request) => {
-                if matches!(self.phase, Phase::Live(_)) {
+                if let (Phase::Live(key), true) = (&self.phase, self.leaving) {
+                    // Queued before `leaving`: it goes where new commands go.
+                    let key = key.clone();
+                    self.deps
+                        .registry
+                        .route(key, VisitorCommand::Signal(request));
+                } else if matches!(self.phase, Phase::Live(_)) {
                     ctx.text(
                         ServerFrame::Signal {
                             data: &request.data,
@@ -245,15 +269,19 @@ impl TextSocket for VisitorSession {
                     data,
                     identity,
                     tickets,
+                    receipts,
                 }),
-            ) => self.hello(
-                groupid,
-                &visitorid,
-                data,
-                identity.as_deref(),
-                &tickets,
-                ctx,
-            ),
+            ) => {
+                self.receipts = receipts;
+                self.hello(
+                    groupid,
+                    &visitorid,
+                    data,
+                    identity.as_deref(),
+                    &tickets,
+                    ctx,
+                )
+            }
             (Phase::AwaitingHello, Ok(_)) => fail_and_close(
                 ctx,
                 &DomainError::HelloRequired("the first frame must be hello"),
@@ -276,6 +304,8 @@ impl TextSocket for VisitorSession {
                     error,
                 }),
             ) => self.result(&id, ok, value, error, ctx),
+            (Phase::Live(_), Ok(VisitorInbound::Received { id })) => self.received(&id, ctx),
+            (Phase::Live(_), Ok(VisitorInbound::Leaving {})) => self.leaving(),
             (Phase::Live(key), Ok(VisitorInbound::SessionKey {})) => {
                 let key = key.clone();
                 self.session_key(key, ctx)

@@ -7,6 +7,8 @@
  *   const v = new PresenceVisitor({server, groupid, visitorid, identity});
  *   v.register("showTerms", async (args) => ...);
  *   v.connect();
+ * Receipts: each invoke is acknowledged (`received`) before it runs, and
+ * `pagehide` sends `leaving`; the server re-sends only what did not run.
  */
 (function (global) {
   "use strict";
@@ -151,6 +153,7 @@
     connect() {
       this.stopped = false;
       if (this.sendPageData) this.watchNavigation();
+      this.watchLifecycle();
       this.open();
       return this;
     }
@@ -204,7 +207,7 @@
       this.welcomed = false;
       ws.onopen = () => {
         const data = this.sendPageData ? { ...this.pageData(), ...this.data } : { ...this.data };
-        const hello = { type: "hello", groupid: this.groupid, visitorid: this.visitorid, data };
+        const hello = { type: "hello", groupid: this.groupid, visitorid: this.visitorid, data, receipts: true };
         if (this.identity) hello.identity = this.identity;
         const tickets = loadTickets(this.groupid, this.visitorid);
         if (tickets.length) hello.tickets = tickets;
@@ -278,6 +281,8 @@
 
     /** @private Runs a registered function and answers with its result. */
     async invoke(frame) {
+      // Taken: from here on the server must not send it again.
+      this.send({ type: "received", id: frame.id });
       const fn = this.functions.get(frame.func);
       if (!fn) {
         this.send({ type: "result", id: frame.id, ok: false, error: `function ${frame.func} is not registered` });
@@ -315,6 +320,17 @@
         };
       }
       global.addEventListener("popstate", update);
+    }
+
+    /** @private `pagehide` says `leaving`; a page back from the bfcache
+     * reconnects, as its socket no longer gets commands. */
+    watchLifecycle() {
+      if (this.lifecycleWatched || typeof global.addEventListener !== "function") return;
+      this.lifecycleWatched = true;
+      global.addEventListener("pagehide", () => this.send({ type: "leaving" }));
+      global.addEventListener("pageshow", (event) => {
+        if (event.persisted && this.ws && !this.stopped) this.ws.close(1000, "page restored");
+      });
     }
 
     /** @private A host element with its own shadow root. */

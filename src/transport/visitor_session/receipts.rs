@@ -1,0 +1,69 @@
+//! Receipts and `leaving`, for clients whose hello said `receipts: true`.
+//!
+//! Such a client sends `received` for an invoke the moment it takes it,
+//! before it runs the function. When the socket closes, an invoke with a
+//! receipt and no result may have run, so it fails `visitor_not_present`
+//! as for any client (at most once); one without a receipt provably did
+//! not run, so it goes back to the registry with its responder and
+//! deadline, to be routed again (parked for the visitor's next socket
+//! during its grace period). An invoke whose deadline has passed is never
+//! sent again.
+//!
+//! `leaving` (the page's `pagehide`) clears the connection's shared `open`
+//! flag: routing skips it from then on and commands still queued for it go
+//! back to routing, while results of invokes already written still arrive.
+
+use super::*;
+
+impl VisitorSession {
+    /// A receipts client took invoke `id`.
+    pub(super) fn received(&mut self, id: &str, ctx: &mut WebsocketContext<Self>) {
+        if !self.receipts {
+            let e = DomainError::BadFrame(
+                "received is for clients whose hello said receipts: true".to_owned(),
+            );
+            return reject(self, ctx, None, &e);
+        }
+        match self.pending.get_mut(id) {
+            // A repeated receipt changes nothing.
+            Some(pending) => pending.received = true,
+            None => reject(
+                self,
+                ctx,
+                None,
+                &DomainError::UnknownInvoke(format!(
+                    "no invoke with id {:?} is awaiting a receipt",
+                    truncate(id)
+                )),
+            ),
+        }
+    }
+
+    /// The page is going away: stop being a routing target, stay open for
+    /// results.
+    pub(super) fn leaving(&mut self) {
+        self.leaving = true;
+        self.open.store(false, Ordering::Release);
+    }
+
+    /// The socket closed after `disconnect`: fails the invokes in flight,
+    /// except a receipts client's unreceipted ones within their deadline,
+    /// which go back to the registry.
+    pub(super) fn settle_pending(&mut self, key: VisitorKey) {
+        let now = tokio::time::Instant::now();
+        let mut again = Vec::new();
+        for (_, pending) in self.pending.drain() {
+            let request = pending.request;
+            let unreceipted = self.receipts && !pending.received;
+            if unreceipted && request.deadline > now && !request.responder.is_closed() {
+                again.push(VisitorCommand::Invoke(request));
+            } else {
+                let _ = request.responder.send(Err(closed_before_answer()));
+            }
+        }
+        if !again.is_empty() {
+            self.deps.metrics.invokes_reparked(again.len());
+            self.deps.registry.repark(key, again);
+        }
+    }
+}

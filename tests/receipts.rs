@@ -1,0 +1,251 @@
+//! Invoke receipts and `leaving` (issue 14): a receipts client's invoke
+//! that got no `received` before its socket closed is routed again to the
+//! visitor's next socket; one with a receipt fails at most once; a
+//! `leaving` socket gets no new commands but still delivers results; the
+//! waiter's deadline covers a re-park; raw clients behave as before.
+
+mod common;
+
+use common::{sample, scrape, TestServer, WsClient};
+use serde_json::{json, Value};
+
+/// Receives the next frame, which must be an invoke of `func`.
+async fn next_invoke(ws: &mut WsClient, func: &str) -> Value {
+    let invoke = ws.recv().await;
+    assert_eq!(invoke["type"], "invoke", "{invoke}");
+    assert_eq!(invoke["func"], func, "{invoke}");
+    invoke
+}
+
+/// Sends `leaving`, then waits until the socket has handled it (its answer
+/// to the `session_key` sent after it arrives).
+async fn leave(ws: &mut WsClient) {
+    ws.send(json!({"type": "leaving"})).await;
+    ws.send(json!({"type": "session_key"})).await;
+    let reply = ws.recv().await;
+    assert_eq!(reply["type"], "session_key", "{reply}");
+}
+
+#[actix_web::test]
+async fn a_receiptless_close_reparks_the_invoke_for_the_next_socket() {
+    let server = TestServer::start().await;
+    let token = server.token("fred.demo", 72);
+    let mut page1 = server.receipts_visitor("v-r1").await;
+    let call = server.invoke(
+        &token,
+        "v-r1",
+        json!({"func":"f","args":1,"timeout_ms":10000}),
+    );
+    let navigate = async {
+        let first = next_invoke(&mut page1, "f").await;
+        // Taken by the socket, never acknowledged: the page went away.
+        page1.close().await;
+        let mut page2 = server.receipts_visitor("v-r1").await;
+        let again = next_invoke(&mut page2, "f").await;
+        assert_eq!(again["args"], first["args"]);
+        page2
+            .send(json!({"type":"received","id":again["id"]}))
+            .await;
+        page2
+            .send(json!({"type":"result","id":again["id"],"ok":true,"value":"page2"}))
+            .await;
+        page2
+    };
+    let ((status, body), _page2) = tokio::join!(call, navigate);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"], "page2");
+    let metrics = scrape(&server).await;
+    assert_eq!(sample(&metrics, "presence_invokes_reparked_total"), 1.0);
+    assert_eq!(
+        sample(
+            &metrics,
+            "presence_visitor_closes_total{kind=\"unannounced\"}"
+        ),
+        1.0
+    );
+}
+
+#[actix_web::test]
+async fn a_receipted_close_fails_and_is_never_resent() {
+    let server = TestServer::start().await;
+    let token = server.token("fred.demo", 72);
+    let mut page1 = server.receipts_visitor("v-r2").await;
+    let call = server.invoke(&token, "v-r2", json!({"func":"f","timeout_ms":60000}));
+    let close = async {
+        let invoke = next_invoke(&mut page1, "f").await;
+        page1
+            .send(json!({"type":"received","id":invoke["id"]}))
+            .await;
+        page1.close().await;
+    };
+    let ((status, body), ()) = tokio::join!(call, close);
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], "visitor_not_present");
+
+    // The next page gets the next invoke, not the one that may have run.
+    let mut page2 = server.receipts_visitor("v-r2").await;
+    let call = server.invoke(&token, "v-r2", json!({"func":"second","timeout_ms":10000}));
+    let answer = async {
+        let invoke = next_invoke(&mut page2, "second").await;
+        page2
+            .send(json!({"type":"result","id":invoke["id"],"ok":true,"value":2}))
+            .await;
+    };
+    let ((status, body), ()) = tokio::join!(call, answer);
+    assert_eq!(status, 200, "{body}");
+    let metrics = scrape(&server).await;
+    assert_eq!(sample(&metrics, "presence_invokes_reparked_total"), 0.0);
+}
+
+#[actix_web::test]
+async fn a_client_without_receipts_fails_its_invoke_at_once_as_before() {
+    let server = TestServer::start().await;
+    let token = server.token("fred.demo", 72);
+    let mut raw = server.visitor("v-r3", json!({})).await;
+    let call = server.invoke(&token, "v-r3", json!({"func":"f","timeout_ms":60000}));
+    let close = async {
+        let invoke = next_invoke(&mut raw, "f").await;
+        // A receipt means nothing without the hello's opt-in.
+        raw.send(json!({"type":"received","id":invoke["id"]})).await;
+        let error = raw.recv().await;
+        assert_eq!(error["type"], "error", "{error}");
+        assert_eq!(error["code"], "bad_frame", "{error}");
+        raw.close().await;
+    };
+    let ((status, body), ()) = tokio::join!(call, close);
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], "visitor_not_present");
+
+    // The next page gets the next invoke: nothing was kept for it.
+    let mut next = server.visitor("v-r3", json!({})).await;
+    let call = server.invoke(&token, "v-r3", json!({"func":"second","timeout_ms":10000}));
+    let answer = async {
+        let invoke = next_invoke(&mut next, "second").await;
+        next.send(json!({"type":"result","id":invoke["id"],"ok":true,"value":2}))
+            .await;
+    };
+    let ((status, body), ()) = tokio::join!(call, answer);
+    assert_eq!(status, 200, "{body}");
+    let metrics = scrape(&server).await;
+    assert_eq!(sample(&metrics, "presence_invokes_reparked_total"), 0.0);
+}
+
+#[actix_web::test]
+async fn an_unknown_receipt_is_a_client_error() {
+    let server = TestServer::start().await;
+    let mut page = server.receipts_visitor("v-r4").await;
+    page.send(json!({"type":"received","id":"nope"})).await;
+    let error = page.recv().await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["code"], "unknown_invoke", "{error}");
+}
+
+#[actix_web::test]
+async fn a_leaving_socket_gets_no_new_commands_but_still_delivers_results() {
+    let server = TestServer::start().await;
+    let token = server.token("fred.demo", 72);
+    let mut agent = server.agent(&token).await;
+    let mut page1 = server.receipts_visitor("v-r5").await;
+
+    agent
+        .send(json!({"type":"invoke","id":"a1","visitorid":"v-r5","func":"first"}))
+        .await;
+    let first = next_invoke(&mut page1, "first").await;
+    page1
+        .send(json!({"type":"received","id":first["id"]}))
+        .await;
+    leave(&mut page1).await;
+
+    // Routed after the socket said leaving: parked for the next page.
+    agent
+        .send(json!({"type":"invoke","id":"a2","visitorid":"v-r5","func":"second"}))
+        .await;
+    agent
+        .send(json!({"type":"lookup","id":"l1","visitorid":"v-r5"}))
+        .await;
+    let lookup = agent.recv().await;
+    assert_eq!(lookup["online"], true, "{lookup}");
+    assert_eq!(lookup["connections"], 0, "{lookup}");
+
+    // The leaving page still delivers the result it owes.
+    page1
+        .send(json!({"type":"result","id":first["id"],"ok":true,"value":"one"}))
+        .await;
+    assert_eq!(
+        agent.recv().await,
+        json!({"type":"result","id":"a1","ok":true,"value":"one"})
+    );
+    let seen = page1.close_collecting().await;
+    assert!(
+        seen.iter().all(|frame| frame["type"] != "invoke"),
+        "a leaving socket was written an invoke: {seen:?}"
+    );
+
+    let mut page2 = server.receipts_visitor("v-r5").await;
+    let second = next_invoke(&mut page2, "second").await;
+    page2
+        .send(json!({"type":"result","id":second["id"],"ok":true,"value":"two"}))
+        .await;
+    assert_eq!(
+        agent.recv().await,
+        json!({"type":"result","id":"a2","ok":true,"value":"two"})
+    );
+    let metrics = scrape(&server).await;
+    assert_eq!(
+        sample(&metrics, "presence_visitor_closes_total{kind=\"leaving\"}"),
+        1.0
+    );
+}
+
+#[actix_web::test]
+async fn the_deadline_covers_the_wait_across_a_repark() {
+    let server = TestServer::start().await;
+    let token = server.token("fred.demo", 72);
+    let mut page1 = server.receipts_visitor("v-r6").await;
+    let started = std::time::Instant::now();
+    let call = server.invoke(&token, "v-r6", json!({"func":"f","timeout_ms":800}));
+    let close = async {
+        next_invoke(&mut page1, "f").await;
+        page1.close().await;
+    };
+    // Re-parked, and no page comes back before the deadline.
+    let ((status, body), ()) = tokio::join!(call, close);
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"], "invoke_timeout");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // The page that comes back later is not sent the expired invoke.
+    let mut page2 = server.receipts_visitor("v-r6").await;
+    let call = server.invoke(&token, "v-r6", json!({"func":"second","timeout_ms":10000}));
+    let answer = async {
+        let invoke = next_invoke(&mut page2, "second").await;
+        page2
+            .send(json!({"type":"result","id":invoke["id"],"ok":true,"value":2}))
+            .await;
+    };
+    let ((status, body), ()) = tokio::join!(call, answer);
+    assert_eq!(status, 200, "{body}");
+    let metrics = scrape(&server).await;
+    assert_eq!(sample(&metrics, "presence_invokes_reparked_total"), 1.0);
+}
+
+#[actix_web::test]
+async fn a_receiptless_close_hands_the_invoke_to_another_open_tab() {
+    let server = TestServer::start().await;
+    let token = server.token("fred.demo", 72);
+    let mut tab1 = server.receipts_visitor("v-r7").await;
+    // The last to say hello is the most recently active: invokes go there.
+    let mut tab2 = server.receipts_visitor("v-r7").await;
+    let call = server.invoke(&token, "v-r7", json!({"func":"f","timeout_ms":10000}));
+    let tabs = async {
+        next_invoke(&mut tab2, "f").await;
+        tab2.close().await;
+        let again = next_invoke(&mut tab1, "f").await;
+        tab1.send(json!({"type":"received","id":again["id"]})).await;
+        tab1.send(json!({"type":"result","id":again["id"],"ok":true,"value":"tab1"}))
+            .await;
+    };
+    let ((status, body), ()) = tokio::join!(call, tabs);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"], "tab1");
+}
