@@ -90,8 +90,10 @@ pub fn parse_frame<F: InboundFrame>(text: &str) -> Result<F, FrameError> {
     })
 }
 
-/// Frames a visitor sends.
+/// Frames a visitor sends. (`Serialize` only for the fuzz targets' round
+/// trip.)
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "fuzzing", derive(Serialize))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum VisitorInbound {
     Hello {
@@ -137,7 +139,9 @@ impl InboundFrame for VisitorInbound {
 }
 
 /// Frames an agent sends. `Debug` redacts the token of `auth`.
+/// (`Serialize` only for the fuzz targets' round trip.)
 #[derive(Deserialize)]
+#[cfg_attr(feature = "fuzzing", derive(Serialize))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentInbound {
     Auth {
