@@ -31,7 +31,7 @@ fn rules() -> IdentityRules<'static> {
     }
 }
 
-fn sign(claims: &impl serde::Serialize) -> Option<String> {
+fn sign(claims: &Value) -> Option<String> {
     encode(
         &Header::new(Algorithm::HS256),
         claims,
@@ -67,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => {
             let Some(claims) = object(rest) else { return };
-            let Some(token) = sign(&claims) else { return };
+            let Some(token) = sign(&Value::Object(claims.clone())) else { return };
             if let Ok(custom) = visitor_identity_verify(&token, &rules(), VISITOR, NOW) {
                 assert_eq!(claims.get("iss"), Some(&json!(ISSUER)));
                 assert_eq!(claims.get("aud"), Some(&json!(VISITOR)));

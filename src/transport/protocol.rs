@@ -418,6 +418,20 @@ mod tests {
         assert!(matches!(result, VisitorInbound::Result { ok: false, .. }));
     }
 
+    /// Found by `fuzz/agent_frame`: without correctly rounded float
+    /// parsing, a number re-serialised from a parsed frame read back one
+    /// ulp off, so what the server forwarded differed from what it read.
+    #[test]
+    fn numbers_survive_a_round_trip() {
+        let text = r#"{"type":"invoke","id":"1","visitorid":"v","func":"f","args":{"a":15301256253012569999999999999530125625301256999999999999999999999999999999999999999999999992}}"#;
+        let AgentInbound::Invoke { args, .. } = parse_frame::<AgentInbound>(text).expect("invoke")
+        else {
+            panic!("expected an invoke");
+        };
+        let again: Value = serde_json::from_str(&args.to_string()).expect("json");
+        assert_eq!(again, args);
+    }
+
     #[test]
     fn debug_never_shows_an_auth_token() {
         let frame: AgentInbound =
