@@ -76,3 +76,59 @@ pub mod ws_guard {
 pub mod ws_support {
     pub use crate::transport::ws_support::ERROR_BUDGET;
 }
+
+/// Entry points for the fuzz targets in `fuzz/`, only with the `fuzzing`
+/// feature: the frame parsers (and, under the feature, `Serialize` on the
+/// inbound frames for the round trip), the fragment reassembly, login keys,
+/// the three token verifiers, presence data and the config loader. Not part
+/// of the supported surface.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use actix_http::ws::Item;
+    pub use actix_web::web::Bytes;
+
+    pub use crate::auth::sign_in::login_key::{
+        generate as login_key_generate, verify as login_key_verify, LoginKeyError,
+        MAX_KEY_BYTES as LOGIN_KEY_MAX_BYTES,
+    };
+    pub use crate::auth::sign_in::sso::{SsoError, SsoIdentity, SsoVerifier};
+    pub use crate::auth::token::{AgentClaims, TokenError, TokenService, LEEWAY_SECS};
+    pub use crate::auth::visitor_identity::{
+        verify as visitor_identity_verify, IdentityError, IdentityRules, MAX_CUSTOM_CLAIMS_BYTES,
+    };
+    pub use crate::infra::config::{Config, ConfigError, SsoAlgorithm, SsoConfig};
+    pub use crate::presence::data::{PresenceData, MAX_KEY_BYTES, MAX_PRESENCE_BYTES};
+    pub use crate::transport::protocol::{
+        parse_frame, AgentInbound, FrameError, InboundFrame, VisitorInbound,
+    };
+    pub use crate::transport::ws_support::{Assembled, MessageAssembler};
+
+    /// A token service over a fresh store in `dir`, its clock frozen at
+    /// `now_secs`, with one signing key and tokens living at most
+    /// `max_lifetime_secs`.
+    pub fn token_service(
+        dir: &std::path::Path,
+        now_secs: u64,
+        max_lifetime_secs: u64,
+    ) -> Result<TokenService, String> {
+        use std::sync::Arc;
+        let store = Arc::new(crate::store::Store::open(dir).map_err(|e| e.to_string())?);
+        let clock: crate::infra::clock::SharedClock =
+            Arc::new(crate::infra::clock::ManualClock::new(now_secs * 1000));
+        let keys = crate::auth::token::KeyRing::load_or_create(
+            store.clone(),
+            clock.clone(),
+            86_400,
+            max_lifetime_secs,
+        )
+        .map_err(|e| e.to_string())?;
+        let revocations =
+            crate::auth::token::Revocations::load(store).map_err(|e| e.to_string())?;
+        Ok(TokenService::new(
+            Arc::new(keys),
+            revocations,
+            clock,
+            max_lifetime_secs,
+        ))
+    }
+}

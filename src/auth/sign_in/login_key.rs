@@ -78,7 +78,7 @@ pub fn verify(
         return Err(LoginKeyError::Malformed);
     };
     if exp.is_empty()
-        || exp.len() > 19
+        || exp.len() > 20
         || !exp.bytes().all(|b| b.is_ascii_digit())
         || exp.starts_with('0')
     {
@@ -119,6 +119,20 @@ mod tests {
         assert_eq!(
             verify(KNOWN, API_KEY, 72, "fred", EXP - 3600, 86_400),
             Ok(())
+        );
+    }
+
+    /// Found by `fuzz/login_key`: the generator writes any `u64` expiry,
+    /// and a 20-digit one was refused as malformed; every key the
+    /// generator makes must verify inside its window.
+    #[test]
+    fn the_largest_expiry_verifies() {
+        let key = generate(API_KEY, 72, "fred", u64::MAX);
+        assert_eq!(verify(&key, API_KEY, 72, "fred", u64::MAX - 1, 1), Ok(()));
+        let over = key.replacen("18446744073709551615", "18446744073709551616", 1);
+        assert_eq!(
+            verify(&over, API_KEY, 72, "fred", 0, u64::MAX),
+            Err(LoginKeyError::Malformed)
         );
     }
 
