@@ -284,3 +284,46 @@ async fn the_agent_socket_finds_sessions_under_the_same_miss_limit() {
         .await;
     assert_eq!(status, 429);
 }
+
+#[actix_web::test]
+async fn a_key_survives_a_restart_when_its_visitor_comes_back_within_the_grace_period() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let grace = |c: &mut presence_server::config::Config| c.presence.reconnect_grace_ms = 5_000;
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let server = TestServer::start_in(dir.clone(), grace, clock.clone()).await;
+    let mut visitor = server.visitor("v-1", json!({})).await;
+    let key = ask_key(&mut visitor).await;
+    let late = ask_key(&mut server.visitor("v-2", json!({})).await).await;
+    drop(visitor);
+    server.shutdown().await;
+
+    let server = TestServer::start_in(dir.clone(), grace, clock.clone()).await;
+    let token = server.token("fred.demo", 72);
+    assert_eq!(
+        find(&server, &token, &key).await.0,
+        404,
+        "not while its visitor is away"
+    );
+    let _back = server.visitor("v-1", json!({})).await;
+    let (status, doc) = find(&server, &token, &key).await;
+    assert_eq!(
+        (status, doc["visitorid"].as_str()),
+        (200, Some("v-1")),
+        "{doc}"
+    );
+
+    // v-2 comes back only after the grace period: its period is a new one.
+    clock.advance(Duration::from_millis(5_001));
+    let _v2 = server.visitor("v-2", json!({})).await;
+    let (status, body) = find(&server, &token, &late).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("session_key_not_found")),
+        "{body}"
+    );
+    assert_eq!(
+        find(&server, &token, &key).await.0,
+        200,
+        "v-1's key lives on"
+    );
+}

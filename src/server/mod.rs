@@ -30,7 +30,7 @@ use crate::presence::confirmation::{
 use crate::presence::events::{EventBus, LocalEventBus};
 use crate::presence::origin::OriginPolicy;
 use crate::presence::registry::{PresenceDirectory, RegistryHandle};
-use crate::presence::session_keys::{InMemorySessionKeys, SessionKeys};
+use crate::presence::session_keys::{LocalSessionKeys, SessionKeys};
 use crate::store::{Store, StoreError};
 use crate::transport::agent_session::AgentSocketDeps;
 use crate::transport::visitor_session::VisitorSocketDeps;
@@ -85,8 +85,8 @@ struct Seams {
 
 impl Seams {
     /// This process alone: the rotating key ring, website sessions, used
-    /// SSO token ids and confirmation records in sled; lockout counters,
-    /// session keys and prompt failure locks in memory.
+    /// SSO token ids, confirmation records and session keys in sled;
+    /// lockout counters and prompt failure locks in memory.
     fn single_node(
         config: &Config,
         store: &Arc<Store>,
@@ -115,11 +115,13 @@ impl Seams {
         Ok(Self {
             keys: Arc::new(keys),
             sign_in,
-            session_keys: Arc::new(InMemorySessionKeys::new(
+            session_keys: Arc::new(LocalSessionKeys::durable(
+                store.clone(),
                 clock.clone(),
                 config.presence.session_key_ttl_secs,
                 config.presence.session_key_mints_per_minute,
-            )),
+                config.presence.reconnect_grace_ms,
+            )?),
             session_key_misses: Arc::new(InMemoryLockout::new(
                 clock.clone(),
                 SESSION_KEY_MISSES_PER_MINUTE,

@@ -17,6 +17,8 @@
 //! - `sso_jtis`: `group/jti` → big-endian `exp`, SSO tokens already used.
 //! - `session_tokens`: session digest + `jti` → big-endian `exp`, the
 //!   tokens a website session issued (revoked when it logs out).
+//! - `session_keys`: big-endian group + code → [`StoredSessionKey`], the
+//!   visitors' live 6-digit session keys.
 
 use std::path::Path;
 use std::sync::RwLock;
@@ -44,16 +46,20 @@ const TREE_AGENTS: &str = "agents";
 const TREE_SSO_JTIS: &str = "sso_jtis";
 /// Name of the tree of tokens issued from website sessions.
 const TREE_SESSION_TOKENS: &str = "session_tokens";
+/// Name of the visitors' session-key tree.
+const TREE_SESSION_KEYS: &str = "session_keys";
 
 mod agents;
 mod audit;
 mod confirmations;
+mod session_keys;
 mod sessions;
 mod tokens;
 pub use agents::{AgentRecord, AgentSource};
 pub use confirmations::{
     grant_key, AgentCard, ConfirmationGrant, ConfirmationRecord, ConfirmationStatus, Settled,
 };
+pub use session_keys::StoredSessionKey;
 pub use sessions::StoredSession;
 pub use tokens::{IssuedToken, StoredSigningKey};
 
@@ -81,6 +87,7 @@ struct Trees {
     agents: sled::Tree,
     sso_jtis: sled::Tree,
     session_tokens: sled::Tree,
+    session_keys: sled::Tree,
 }
 
 /// The embedded database. [`Store::close`] releases it (and its directory
@@ -104,6 +111,7 @@ impl Store {
         let agents = db.open_tree(TREE_AGENTS)?;
         let sso_jtis = db.open_tree(TREE_SSO_JTIS)?;
         let session_tokens = db.open_tree(TREE_SESSION_TOKENS)?;
+        let session_keys = db.open_tree(TREE_SESSION_KEYS)?;
         Ok(Self {
             trees: RwLock::new(Some(Trees {
                 db,
@@ -117,6 +125,7 @@ impl Store {
                 agents,
                 sso_jtis,
                 session_tokens,
+                session_keys,
             })),
         })
     }

@@ -184,9 +184,12 @@ impl FindSession<'_> {
             .flatten()
             .filter(|holder| {
                 let state = ops.registry.lookup(&holder.visitor);
-                let current = state.online && state.connected_at == Some(holder.online_since);
+                let current = state.online
+                    && state
+                        .connected_at
+                        .is_some_and(|at| holder.period.includes(at));
                 if !current {
-                    ops.session_keys.drop_key(claims.groupid, self.key);
+                    ops.session_keys.not_current(claims.groupid, self.key);
                 }
                 current
             })

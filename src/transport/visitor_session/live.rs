@@ -153,7 +153,8 @@ impl VisitorSession {
     }
 
     /// Answers `session_key`: this connection's live key, or a fresh one
-    /// bound to the visitor's current online period.
+    /// bound to the visitor's current online period. Minting writes the
+    /// key durably, so it runs on the blocking pool.
     pub(super) fn session_key(&mut self, key: VisitorKey, ctx: &mut WebsocketContext<Self>) {
         // Live, so the registry has published this visitor.
         let Some(online_since) = self.deps.registry.lookup(&key).connected_at else {
@@ -161,18 +162,23 @@ impl VisitorSession {
         };
         let holder = KeyHolder {
             visitor: key,
-            online_since,
+            period: OnlinePeriod::Began(online_since),
         };
-        match self.deps.session_keys.issue(&holder, &self.connection_id) {
-            Ok(code) => ctx.text(
-                ServerFrame::SessionKey {
-                    key: &code.key,
-                    expires: code.expires,
-                }
-                .to_text(),
-            ),
-            Err(e) => send_error(ctx, None, &e.into()),
-        }
+        let keys = self.deps.session_keys.clone();
+        let connection = self.connection_id.clone();
+        let fut = on_blocking_pool("session keys", move || keys.issue(&holder, &connection));
+        ctx.spawn(fut.into_actor(self).map(|issued, _, ctx| {
+            match issued.and_then(|issued| issued.map_err(DomainError::from)) {
+                Ok(code) => ctx.text(
+                    ServerFrame::SessionKey {
+                        key: &code.key,
+                        expires: code.expires,
+                    }
+                    .to_text(),
+                ),
+                Err(e) => send_error(ctx, None, &e),
+            }
+        }));
     }
 
     pub(super) fn show_prompt(&mut self, prompt: &Prompt, ctx: &mut WebsocketContext<Self>) {

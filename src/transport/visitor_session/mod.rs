@@ -25,7 +25,7 @@ use crate::auth::identity_verifier::IdentityVerifier;
 use crate::infra::capacity::ConnectionGate;
 use crate::infra::capacity::{ConnectionPermit, GroupSlot};
 use crate::infra::config::PresenceConfig;
-use crate::infra::error::DomainError;
+use crate::infra::error::{on_blocking_pool, DomainError};
 use crate::infra::ids::{random_id, VisitorId, VisitorKey};
 use crate::infra::metrics::Metrics;
 use crate::presence::admission::GroupAccess;
@@ -37,8 +37,7 @@ use crate::presence::origin::RequestOrigin;
 use crate::presence::registry::{
     InvokeOutcome, InvokeRequest, LiveConnection, PresenceDirectory, Prompt, VisitorCommand,
 };
-use crate::presence::session_keys::KeyHolder;
-use crate::presence::session_keys::SessionKeys;
+use crate::presence::session_keys::{KeyHolder, OnlinePeriod, SessionKeys};
 use crate::transport::protocol::{parse_frame, ServerFrame, VisitorInbound};
 use crate::transport::ws_guard::InboundHandle;
 use crate::transport::ws_support::{
