@@ -158,6 +158,9 @@ pub async fn run_with_clock(
         clock.clone(),
         config.auth.token_max_secs,
     ));
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     for warning in password::hash_warnings(&config) {
         tracing::warn!(group = warning.group, user = %warning.username, "{warning}");
     }

@@ -361,6 +361,9 @@ pub struct UserConfig {
     pub name: Option<String>,
 }
 
+/// Rotation periods below this are accepted but warned about.
+const MIN_PRODUCTION_ROTATION_SECS: u64 = 60;
+
 impl Config {
     /// Loads defaults, then `path` (which must exist), then the environment,
     /// and validates the result.
@@ -388,6 +391,19 @@ impl Config {
         let config: Config = figment.extract().map_err(ConfigError::from_figment)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Valid values that an operator should hear about: one line each,
+    /// logged at start-up and printed by `check-config`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.auth.key_rotation_secs < MIN_PRODUCTION_ROTATION_SECS {
+            notes.push(format!(
+                "auth.key_rotation_secs = {} is below {MIN_PRODUCTION_ROTATION_SECS}: meant for tests such as loadtest/crash.sh; the ring keeps every key for auth.token_max_secs after it retires",
+                self.auth.key_rotation_secs
+            ));
+        }
+        notes
     }
 
     /// Checks every value; the error names the offending key.

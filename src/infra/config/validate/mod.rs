@@ -230,9 +230,9 @@ fn validate_auth(config: &Config) -> Result<(), ConfigError> {
         ),
     )?;
     check(
-        (60..=86_400).contains(&a.key_rotation_secs),
+        (1..=86_400).contains(&a.key_rotation_secs),
         "auth.key_rotation_secs",
-        "must be 60 to 86400",
+        "must be 1 to 86400",
     )?;
     check(
         (60..=30 * 86_400).contains(&a.login_key_max_future_secs),
