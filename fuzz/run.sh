@@ -6,25 +6,34 @@
 #
 #   fuzz/run.sh SECONDS [TARGET...]
 #
-# Needs a nightly toolchain and cargo-fuzz (cargo install cargo-fuzz --locked).
+# Needs cargo-fuzz (cargo install cargo-fuzz --locked) and a nightly
+# toolchain; without one, the stable compiler is told to accept
+# cargo-fuzz's unstable flags (RUSTC_BOOTSTRAP=1).
 set -euo pipefail
 cd "$(dirname "$0")"
+
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  fuzz=(cargo +nightly fuzz)
+else
+  export RUSTC_BOOTSTRAP=1
+  fuzz=(cargo fuzz)
+fi
 
 seconds=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  mapfile -t targets < <(cargo +nightly fuzz list)
+  mapfile -t targets < <("${fuzz[@]}" list)
 fi
 
-cargo +nightly fuzz build
+"${fuzz[@]}" build
 total=0
 for target in "${targets[@]}"; do
   mkdir -p "work/corpus/$target" "corpus/$target"
   log="work/$target.log"
   echo "== $target (${seconds}s)"
   # The first directory takes new inputs; the committed seeds are only read.
-  if ! cargo +nightly fuzz run "$target" "work/corpus/$target" "corpus/$target" -- \
+  if ! "${fuzz[@]}" run "$target" "work/corpus/$target" "corpus/$target" -- \
       -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       >"$log" 2>&1; then
     tail -n 40 "$log"
