@@ -58,24 +58,32 @@ struct Options {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let options = Options::parse();
-    match run(options).await {
+    let scratch = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("crash: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let root = options.keep.clone().unwrap_or_else(|| scratch.path().to_owned());
+    match run(options, &root).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("crash: FAILED: {e}");
+            // Keep the data directory and the server log for a post-mortem.
+            let kept = scratch.keep();
+            eprintln!("crash: FAILED: {e}\ncrash: data and server.log kept in {}", kept.display());
             std::process::ExitCode::from(1)
         }
     }
 }
 
-async fn run(options: Options) -> Result<(), String> {
+async fn run(options: Options, root: &std::path::Path) -> Result<(), String> {
     if options.min_kill_ms > options.max_kill_ms || options.rounds == 0 || options.workers == 0 {
         return Err("need --rounds >= 1, --workers >= 1 and --min-kill-ms <= --max-kill-ms".into());
     }
-    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let root = options.keep.clone().unwrap_or_else(|| scratch.path().to_owned());
     let sso_key = std::fs::read(&options.sso_key)
         .map_err(|e| format!("{}: {e}", options.sso_key.display()))?;
-    let setup = server::Setup::new(&options.binary, &root, &options.sso_public_key)?;
+    let setup = server::Setup::new(&options.binary, root, &options.sso_public_key)?;
     let journal = Arc::new(Mutex::new(Journal::default()));
     let started = Instant::now();
     let mut totals = check::Totals::default();
@@ -87,7 +95,7 @@ async fn run(options: Options) -> Result<(), String> {
         // reconnect grace period.
         let checked = check::everything(&ctx, &journal, round)
             .await
-            .map_err(|e| format!("round {round}, after restart: {e} (server log: {})", server.log.display()))?;
+            .map_err(|e| format!("round {round}, after restart: {e}"))?;
         totals.add(&checked);
         if round == options.rounds {
             server.stop().await?;
@@ -120,8 +128,5 @@ async fn run(options: Options) -> Result<(), String> {
         j.summary(),
         totals.summary()
     );
-    if options.keep.is_none() {
-        drop(scratch);
-    }
     Ok(())
 }
