@@ -127,7 +127,12 @@ pub fn check_config_notes(config: &Config) -> Vec<String> {
     let mut notes: Vec<String> = crate::auth::password::hash_warnings(config)
         .iter()
         .map(|w| format!("warning: {w}"))
-        .chain(config.warnings().into_iter().map(|w| format!("warning: {w}")))
+        .chain(
+            config
+                .warnings()
+                .into_iter()
+                .map(|w| format!("warning: {w}")),
+        )
         .collect();
     let hashes = crate::auth::password::configured_hashes(config);
     notes.push(format!(

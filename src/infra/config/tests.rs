@@ -269,11 +269,14 @@ fn a_rotation_period_under_a_minute_is_valid_but_warned_about() {
         error_key(&format!("[auth]\nkey_rotation_secs = 0\n{MINIMAL}")),
         "auth.key_rotation_secs"
     );
-    let fast = Config::from_toml_str(&format!("[auth]\nkey_rotation_secs = 2\n{MINIMAL}"))
-        .expect("valid");
+    let fast =
+        Config::from_toml_str(&format!("[auth]\nkey_rotation_secs = 2\n{MINIMAL}")).expect("valid");
     let warnings = fast.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("auth.key_rotation_secs = 2"), "{warnings:?}");
+    assert!(
+        warnings[0].contains("auth.key_rotation_secs = 2"),
+        "{warnings:?}"
+    );
     let usual = Config::from_toml_str(MINIMAL).expect("valid");
     assert!(usual.warnings().is_empty());
 }

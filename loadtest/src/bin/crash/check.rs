@@ -68,7 +68,11 @@ impl Totals {
 
 /// The items of `round` and a sample of older ones.
 fn pick<T: Clone>(items: &[T], round_of: impl Fn(&T) -> u32, last: u32) -> (Vec<T>, Vec<T>) {
-    let recent: Vec<T> = items.iter().filter(|i| round_of(i) == last).cloned().collect();
+    let recent: Vec<T> = items
+        .iter()
+        .filter(|i| round_of(i) == last)
+        .cloned()
+        .collect();
     let older: Vec<&T> = items.iter().filter(|i| round_of(i) < last).collect();
     let sample = older
         .choose_multiple(&mut rand::rng(), SAMPLE)
@@ -78,7 +82,11 @@ fn pick<T: Clone>(items: &[T], round_of: impl Fn(&T) -> u32, last: u32) -> (Vec<
 }
 
 /// Checks everything acknowledged before round `round` began.
-pub async fn everything(ctx: &Ctx, journal: &Mutex<Journal>, round: u32) -> Result<Checked, String> {
+pub async fn everything(
+    ctx: &Ctx,
+    journal: &Mutex<Journal>,
+    round: u32,
+) -> Result<Checked, String> {
     let mut checked = Checked::default();
     let agent = token_of(&ctx.token_by_login_key("fred").await?)
         .ok_or("no agent token after the restart")?;
@@ -87,7 +95,10 @@ pub async fn everything(ctx: &Ctx, journal: &Mutex<Journal>, round: u32) -> Resu
     };
     let (keys, confirmations, tokens, sessions, sso, since) = {
         let j = journal.lock().expect("journal");
-        let since = j.round_started_at.get(last as usize).map_or(0, |t| t.saturating_sub(2));
+        let since = j
+            .round_started_at
+            .get(last as usize)
+            .map_or(0, |t| t.saturating_sub(2));
         let keys = pick(&j.session_keys, |k| k.round, last).0;
         let (mut confirmations, older) = pick(&j.confirmations, |c| c.round, last);
         let recent_confirmations = confirmations.clone();
@@ -109,7 +120,14 @@ pub async fn everything(ctx: &Ctx, journal: &Mutex<Journal>, round: u32) -> Resu
             .collect();
         let (mut sso, older) = pick(&j.sso, |s| s.round, last);
         sso.extend(older);
-        ((keys, recent_confirmations), confirmations, tokens, sessions, sso, since)
+        (
+            (keys, recent_confirmations),
+            confirmations,
+            tokens,
+            sessions,
+            sso,
+            since,
+        )
     };
 
     // Session keys first: their visitors must be back within the grace
@@ -124,7 +142,10 @@ pub async fn everything(ctx: &Ctx, journal: &Mutex<Journal>, round: u32) -> Resu
             .collect();
         back.push(ctx.visitor(&key.visitor, &tickets).await?);
         let reply = ctx
-            .get(&format!("/presence/{GROUP}/sessions/{}", key.key), Some(&agent))
+            .get(
+                &format!("/presence/{GROUP}/sessions/{}", key.key),
+                Some(&agent),
+            )
             .await?;
         if reply.status != 200 || reply.body["visitorid"] != key.visitor.as_str() {
             return Err(format!(
@@ -164,12 +185,10 @@ pub async fn everything(ctx: &Ctx, journal: &Mutex<Journal>, round: u32) -> Resu
             (Expect::Valid, 200 | 404) => checked.tokens_valid += 1,
             (Expect::Revoked, 401) => checked.tokens_revoked += 1,
             (Expect::Unknown, _) => {}
-            (e, s) => {
-                return Err(format!(
-                    "token {} (kid {}, {:?}, round {}) should be {e:?} but a request with it got {s}",
-                    t.jti, t.kid, t.via, t.round
-                ))
-            }
+            (e, s) => return Err(format!(
+                "token {} (kid {}, {:?}, round {}) should be {e:?} but a request with it got {s}",
+                t.jti, t.kid, t.via, t.round
+            )),
         }
     }
 

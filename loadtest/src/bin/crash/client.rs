@@ -82,8 +82,14 @@ impl Ctx {
         Ok(Reply { status, body })
     }
 
-    pub async fn post(&self, path: &str, body: &Value, bearer: Option<&str>) -> Result<Reply, String> {
-        self.call(reqwest::Method::POST, path, Some(body), bearer).await
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        bearer: Option<&str>,
+    ) -> Result<Reply, String> {
+        self.call(reqwest::Method::POST, path, Some(body), bearer)
+            .await
     }
 
     pub async fn get(&self, path: &str, bearer: Option<&str>) -> Result<Reply, String> {
@@ -119,15 +125,19 @@ impl Ctx {
 
     /// Opens a visitor socket and says hello; `Ok` once welcomed.
     pub async fn visitor(&self, id: &str, tickets: &[String]) -> Result<Visitor, String> {
-        let ws_url = format!("{}/visitor/ws?groupid={GROUP}", self.url.replacen("http", "ws", 1));
+        let ws_url = format!(
+            "{}/visitor/ws?groupid={GROUP}",
+            self.url.replacen("http", "ws", 1)
+        );
         let mut request = ws_url.into_client_request().map_err(|e| e.to_string())?;
         request
             .headers_mut()
             .insert("origin", ORIGIN.parse().map_err(|_| "origin header")?);
-        let (socket, _) = tokio::time::timeout(CALL_TIMEOUT, tokio_tungstenite::connect_async(request))
-            .await
-            .map_err(|_| "visitor connect timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+        let (socket, _) =
+            tokio::time::timeout(CALL_TIMEOUT, tokio_tungstenite::connect_async(request))
+                .await
+                .map_err(|_| "visitor connect timed out".to_string())?
+                .map_err(|e| e.to_string())?;
         let mut visitor = Visitor { socket };
         visitor
             .send(json!({"type": "hello", "groupid": GROUP, "visitorid": id,

@@ -92,7 +92,8 @@ impl Journal {
             Via::Session(g) => Some(g),
             _ => None,
         };
-        if self.revoked.contains(&token.jti) || session.is_some_and(|g| self.logged_out.contains(g)) {
+        if self.revoked.contains(&token.jti) || session.is_some_and(|g| self.logged_out.contains(g))
+        {
             Expect::Revoked
         } else if self.maybe_revoked.contains(&token.jti)
             || session.is_some_and(|g| self.maybe_logged_out.contains(g))

@@ -65,13 +65,19 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let root = options.keep.clone().unwrap_or_else(|| scratch.path().to_owned());
+    let root = options
+        .keep
+        .clone()
+        .unwrap_or_else(|| scratch.path().to_owned());
     match run(options, &root).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // Keep the data directory and the server log for a post-mortem.
             let kept = scratch.keep();
-            eprintln!("crash: FAILED: {e}\ncrash: data and server.log kept in {}", kept.display());
+            eprintln!(
+                "crash: FAILED: {e}\ncrash: data and server.log kept in {}",
+                kept.display()
+            );
             std::process::ExitCode::from(1)
         }
     }

@@ -126,7 +126,8 @@ name = "Ada Admin"
             .append(true)
             .open(&self.log)
             .map_err(|e| e.to_string())?;
-        writeln!(log, "==== crash round {round}: start on port {port}").map_err(|e| e.to_string())?;
+        writeln!(log, "==== crash round {round}: start on port {port}")
+            .map_err(|e| e.to_string())?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new(&self.binary)
             .args(["serve", "--config"])
@@ -167,7 +168,9 @@ impl Running {
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!("the server did not answer /healthz in {START_DEADLINE:?}"));
+                return Err(format!(
+                    "the server did not answer /healthz in {START_DEADLINE:?}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

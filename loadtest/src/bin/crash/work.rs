@@ -74,7 +74,12 @@ pub async fn until_killed(
 
 /// One worker: changes of every kind, in random order, until a call goes
 /// unanswered. Returns the count and why it stopped.
-async fn work(ctx: Arc<Ctx>, journal: Arc<Mutex<Journal>>, round: u32, worker: usize) -> (usize, Stop) {
+async fn work(
+    ctx: Arc<Ctx>,
+    journal: Arc<Mutex<Journal>>,
+    round: u32,
+    worker: usize,
+) -> (usize, Stop) {
     let mut done = 0;
     let mut visitors = Vec::new();
     let agent = match ctx.token_by_login_key("fred").await {
@@ -92,9 +97,15 @@ async fn work(ctx: Arc<Ctx>, journal: Arc<Mutex<Journal>>, round: u32, worker: u
             50..56 => website_session(&ctx, &journal, round).await,
             56..60 => logout(&ctx, &journal).await,
             60..75 => sso(&ctx, &journal, round).await,
-            _ => visitor(&ctx, &journal, &agent, round, &format!("crash-{round}-{worker}-{n}"))
-                .await
-                .map(|v| visitors.push(v)),
+            _ => visitor(
+                &ctx,
+                &journal,
+                &agent,
+                round,
+                &format!("crash-{round}-{worker}-{n}"),
+            )
+            .await
+            .map(|v| visitors.push(v)),
         };
         match step {
             Ok(()) => done += 1,
@@ -105,7 +116,8 @@ async fn work(ctx: Arc<Ctx>, journal: Arc<Mutex<Journal>>, round: u32, worker: u
 }
 
 fn record_token(journal: &Mutex<Journal>, token: String, via: Via, round: u32) -> Result<(), Stop> {
-    let (kid, jti) = kid_and_jti(&token).ok_or_else(|| Stop::Wrong(format!("unreadable token {token}")))?;
+    let (kid, jti) =
+        kid_and_jti(&token).ok_or_else(|| Stop::Wrong(format!("unreadable token {token}")))?;
     let mut j = journal.lock().expect("journal");
     j.kids.insert(kid.clone());
     j.tokens.push(Token {
@@ -137,7 +149,11 @@ async fn revoke(ctx: &Ctx, journal: &Mutex<Journal>) -> Result<(), Stop> {
         return Ok(());
     };
     let reply = ctx
-        .post("/auth/revoke", &json!({"jti": token.jti}), Some(&token.token))
+        .post(
+            "/auth/revoke",
+            &json!({"jti": token.jti}),
+            Some(&token.token),
+        )
         .await?;
     if reply.status != 200 || reply.body["revoked"] != token.jti.as_str() {
         return Err(wrong("revoke", &reply));
@@ -200,7 +216,11 @@ async fn sso(ctx: &Ctx, journal: &Mutex<Journal>, round: u32) -> Result<(), Stop
     let jti = format!("crash-{:032x}", rand::rng().random::<u128>());
     let jwt = ctx.sso_jwt(&jti).map_err(Stop::Wrong)?;
     let reply = ctx
-        .post("/auth/token", &json!({"groupid": GROUP, "credentials": {"jwt": jwt}}), None)
+        .post(
+            "/auth/token",
+            &json!({"groupid": GROUP, "credentials": {"jwt": jwt}}),
+            None,
+        )
         .await?;
     let token = token_of(&reply).ok_or_else(|| wrong("SSO token", &reply))?;
     journal
@@ -225,16 +245,26 @@ async fn visitor(
     let key = frame["key"]
         .as_str()
         .ok_or_else(|| Stop::Wrong(format!("session key frame {frame}")))?;
-    journal.lock().expect("journal").session_keys.push(SessionKey {
-        visitor: id.to_owned(),
-        key: key.to_owned(),
-        round,
-    });
+    journal
+        .lock()
+        .expect("journal")
+        .session_keys
+        .push(SessionKey {
+            visitor: id.to_owned(),
+            key: key.to_owned(),
+            round,
+        });
     let reply = ctx
-        .post(&format!("/presence/{GROUP}/visitors/{id}/confirm"), &json!({}), Some(agent))
+        .post(
+            &format!("/presence/{GROUP}/visitors/{id}/confirm"),
+            &json!({}),
+            Some(agent),
+        )
         .await?;
-    let (Some(cid), Some(answer)) = (reply.body["confirmation"].as_str(), reply.body["answer"].as_str())
-    else {
+    let (Some(cid), Some(answer)) = (
+        reply.body["confirmation"].as_str(),
+        reply.body["answer"].as_str(),
+    ) else {
         return Err(wrong("start confirmation", &reply));
     };
     visitor.expect("confirm").await?;
@@ -249,11 +279,15 @@ async fn visitor(
     let ticket = ticket["ticket"]
         .as_str()
         .ok_or_else(|| Stop::Wrong(format!("confirm_ticket {ticket}")))?;
-    journal.lock().expect("journal").confirmations.push(Confirmation {
-        visitor: id.to_owned(),
-        cid: cid.to_owned(),
-        ticket: ticket.to_owned(),
-        round,
-    });
+    journal
+        .lock()
+        .expect("journal")
+        .confirmations
+        .push(Confirmation {
+            visitor: id.to_owned(),
+            cid: cid.to_owned(),
+            ticket: ticket.to_owned(),
+            round,
+        });
     Ok(visitor)
 }
