@@ -59,6 +59,11 @@ impl VisitorSession {
         self.deps
             .registry
             .disconnect(key, &self.connection_id, held);
+        // Nor does it hold confirmation tickets: `confirmed` describes the
+        // visitor's connections.
+        self.deps
+            .confirmations
+            .forget_connection(&self.connection_id);
         ctx.run_later(self.deps.limits.reconnect_grace(), |_, ctx| {
             close(ctx, CloseCode::Normal, "left");
         });
