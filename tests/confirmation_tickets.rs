@@ -164,3 +164,29 @@ async fn without_the_gate_a_confirmed_agent_still_reaches_the_confirmed_browser(
     let ((status, _), _) = tokio::join!(call, impostor.answer(json!("y")));
     assert_eq!(status, 200, "no gate in this group");
 }
+
+#[actix_web::test]
+async fn a_leaving_tab_stops_showing_confirmed_and_its_ticket_confirms_the_next_page() {
+    let server = TestServer::start_with(gated).await;
+    let fred = server.token("fred.demo", 72);
+    let mut page1 = server.visitor("v-6", json!({})).await;
+    let ticket = confirm(&server, &fred, "v-6", &mut page1).await;
+    assert_eq!(lookup(&server, &fred, "v-6").await["confirmed"], true);
+
+    // pagehide: the tab no longer counts, so neither does its ticket.
+    page1.send(json!({"type":"leaving"})).await;
+    // Handled once the session_key sent after it is answered.
+    page1.send(json!({"type":"session_key"})).await;
+    assert_eq!(page1.recv().await["type"], "session_key");
+    let state = lookup(&server, &fred, "v-6").await;
+    assert_eq!(
+        (&state["confirmed"], &state["connections"]),
+        (&json!(false), &json!(0)),
+        "{state}"
+    );
+
+    let _page2 = server
+        .visitor_with_tickets("v-6", json!({}), &[&ticket])
+        .await;
+    assert_eq!(lookup(&server, &fred, "v-6").await["confirmed"], true);
+}

@@ -6,6 +6,7 @@
 
 mod common;
 
+use awc::ws::CloseCode;
 use common::{sample, scrape, TestServer, WsClient};
 use serde_json::{json, Value};
 
@@ -248,4 +249,109 @@ async fn a_receiptless_close_hands_the_invoke_to_another_open_tab() {
     let ((status, body), ()) = tokio::join!(call, tabs);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["value"], "tab1");
+}
+
+/// The agent socket's next `n` frames, in any order, keyed by their `id`
+/// (results) or their `event` (watch events).
+async fn next_frames(agent: &mut WsClient, n: usize) -> std::collections::BTreeMap<String, Value> {
+    let mut frames = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let frame = agent.recv().await;
+        let key = frame["id"].as_str().or(frame["event"].as_str());
+        let key = key.unwrap_or_else(|| panic!("unexpected frame {frame}"));
+        frames.insert(key.to_owned(), frame);
+    }
+    frames
+}
+
+#[actix_web::test]
+async fn a_leaving_socket_that_stays_open_goes_offline_after_the_grace_period() {
+    // The page went into the back/forward cache: it said leaving, and its
+    // socket stays open with nobody behind it.
+    let server = TestServer::start_with(|c| c.presence.reconnect_grace_ms = 1000).await;
+    let token = server.token("fred.demo", 72);
+    let mut agent = server.agent(&token).await;
+    agent.send(json!({"type":"watch","visitorid":"v-r8"})).await;
+    assert_eq!(agent.recv().await["event"], "state");
+    let mut page = server.receipts_visitor("v-r8").await;
+    assert_eq!(agent.recv().await["event"], "connected");
+    for (id, func) in [("taken", "f"), ("untaken", "g")] {
+        agent
+            .send(
+                json!({"type":"invoke","id":id,"visitorid":"v-r8","func":func,"timeout_ms":60000}),
+            )
+            .await;
+    }
+    let taken = next_invoke(&mut page, "f").await;
+    page.send(json!({"type":"received","id":taken["id"]})).await;
+    next_invoke(&mut page, "g").await;
+    leave(&mut page).await;
+
+    // A leaving socket does not count: the visitor is in its grace period.
+    agent
+        .send(json!({"type":"lookup","id":"l1","visitorid":"v-r8"}))
+        .await;
+    let lookup = agent.recv().await;
+    assert_eq!(
+        (&lookup["online"], &lookup["connections"]),
+        (&json!(true), &json!(0)),
+        "{lookup}"
+    );
+    agent
+        .send(
+            json!({"type":"invoke","id":"parked","visitorid":"v-r8","func":"h","timeout_ms":60000}),
+        )
+        .await;
+
+    // The grace period ends with no new page: the visitor goes offline,
+    // every invoke fails long before its deadline, and the server closes
+    // the socket.
+    let frames = next_frames(&mut agent, 4).await;
+    for id in ["taken", "untaken", "parked"] {
+        assert_eq!(frames[id]["code"], "visitor_not_present", "{frames:?}");
+    }
+    assert_eq!(frames["disconnected"]["online"], false, "{frames:?}");
+    let closed = page.closed().await;
+    assert_eq!(closed.code, Some(CloseCode::Normal), "{closed:?}");
+    assert!(closed.errors.is_empty(), "{closed:?}");
+    let (status, body) = server
+        .get("/presence/72/visitors/v-r8", Some(&token), None)
+        .await;
+    assert_eq!((status, &body["online"]), (200, &json!(false)), "{body}");
+}
+
+#[actix_web::test]
+async fn a_leaving_sockets_unreceipted_invoke_reaches_the_next_page_when_the_grace_ends() {
+    let server = TestServer::start_with(|c| c.presence.reconnect_grace_ms = 1000).await;
+    let token = server.token("fred.demo", 72);
+    let mut agent = server.agent(&token).await;
+    agent.send(json!({"type":"watch","visitorid":"v-r9"})).await;
+    assert_eq!(agent.recv().await["event"], "state");
+    let mut page1 = server.receipts_visitor("v-r9").await;
+    assert_eq!(agent.recv().await["event"], "connected");
+    agent
+        .send(json!({"type":"invoke","id":"a1","visitorid":"v-r9","func":"f","timeout_ms":60000}))
+        .await;
+    // Written to the page, which froze before taking it.
+    next_invoke(&mut page1, "f").await;
+    leave(&mut page1).await;
+    let mut page2 = server.receipts_visitor("v-r9").await;
+
+    // page1 never closes by itself; at the end of its grace period the
+    // server closes it, and the invoke it provably did not run goes to
+    // the visitor's live page.
+    let closed = page1.closed().await;
+    assert_eq!(closed.code, Some(CloseCode::Normal), "{closed:?}");
+    let again = next_invoke(&mut page2, "f").await;
+    page2
+        .send(json!({"type":"received","id":again["id"]}))
+        .await;
+    page2
+        .send(json!({"type":"result","id":again["id"],"ok":true,"value":"page2"}))
+        .await;
+    // The visitor never looked offline: the next frame is the result.
+    assert_eq!(
+        agent.recv().await,
+        json!({"type":"result","id":"a1","ok":true,"value":"page2"})
+    );
 }

@@ -15,7 +15,9 @@ import { chromium } from "playwright-core";
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const root = path.resolve(here, "../..");
 export const screenshots = path.join(root, "target", "e2e");
-const binary = process.env.PRESENCE_BIN || path.join(root, "target", "debug", "presence-server");
+// The binary `cargo build` wrote, under CARGO_TARGET_DIR when that is set.
+const targetDir = path.resolve(root, process.env.CARGO_TARGET_DIR || "target");
+const binary = process.env.PRESENCE_BIN || path.join(targetDir, "debug", "presence-server");
 
 /** A loopback port the OS considers free right now. */
 function freePort() {

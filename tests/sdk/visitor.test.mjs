@@ -191,3 +191,20 @@ test("pagehide says leaving; a page restored from the bfcache reconnects", (t) =
   t.mock.timers.tick(20000);
   assert.equal(sockets.length, 2, "and a new one opened");
 });
+
+test("a page restored after the server closed its leaving socket reconnects once", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { PresenceVisitor, sockets, dispatch } = load();
+  const v = new PresenceVisitor({ server: "http://s.test", groupid: 72, visitorid: "v-1", presence: false });
+  v.connect();
+  sockets[0].onopen();
+  dispatch("pagehide", { persisted: true });
+  // In the cache past reconnect_grace_ms: the server closed the socket.
+  sockets[0].readyState = 3;
+  sockets[0].onclose({ code: 1000, reason: "left" });
+  dispatch("pageshow", { persisted: true });
+  t.mock.timers.tick(20000);
+  assert.equal(sockets.length, 2, "one new socket");
+  sockets[1].onopen();
+  assert.equal(sockets[1].sent[0].type, "hello");
+});

@@ -47,9 +47,11 @@ pub trait PresenceDirectory: Send + Sync {
         data: PresenceData,
     ) -> LocalBoxFuture<'static, Result<(), DomainError>>;
 
-    /// A visitor socket is closing. `held` is a presence update the socket
-    /// had not sent yet: it still counts, applied before the disconnect.
-    /// The visitor stays present through its reconnect grace period.
+    /// A visitor socket is closing, or said `leaving`: either way it is no
+    /// longer one of the visitor's connections. `held` is a presence update
+    /// the socket had not sent yet: it still counts, applied before the
+    /// disconnect. The visitor stays present through its reconnect grace
+    /// period. A second call for the same connection changes nothing.
     fn disconnect(&self, key: VisitorKey, connection_id: &str, held: Option<PresenceData>);
 
     /// Routes again the invokes a closing socket wrote but got no receipt

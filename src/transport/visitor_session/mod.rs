@@ -18,7 +18,7 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, SpawnHandle, StreamHandler,
     WrapFuture,
 };
-use actix_web_actors::ws::{self, WebsocketContext};
+use actix_web_actors::ws::{self, CloseCode, WebsocketContext};
 use serde_json::Value;
 
 use crate::auth::identity_verifier::IdentityVerifier;
@@ -41,8 +41,8 @@ use crate::presence::session_keys::{KeyHolder, OnlinePeriod, SessionKeys};
 use crate::transport::protocol::{parse_frame, ServerFrame, VisitorInbound};
 use crate::transport::ws_guard::InboundHandle;
 use crate::transport::ws_support::{
-    close_on_shutdown, dispatch, fail_and_close, reject, send_error, start_heartbeat, SocketLink,
-    TextSocket,
+    close, close_on_shutdown, dispatch, fail_and_close, reject, send_error, start_heartbeat,
+    SocketLink, TextSocket,
 };
 
 mod hello;
@@ -103,7 +103,8 @@ pub struct VisitorSession {
     next_invoke: u64,
     /// The hello said `receipts: true`.
     receipts: bool,
-    /// The client said `leaving`: no new commands are written here.
+    /// The client said `leaving`: no new commands are written here, and
+    /// the registry no longer counts the connection.
     leaving: bool,
     /// Confirmation prompts this socket is showing, so one that arrives
     /// both by broadcast and on joining is shown once.
@@ -159,12 +160,14 @@ impl VisitorSession {
         let phase = std::mem::replace(&mut self.phase, Phase::Left);
         if let Phase::Joining(key) | Phase::Live(key) = phase {
             self.deps.metrics.visitor_closed(self.leaving);
-            // A held presence update still counts: it goes ahead of the
-            // disconnect.
-            let held = self.presence.flush(std::time::Instant::now());
-            self.deps
-                .registry
-                .disconnect(key.clone(), &self.connection_id, held);
+            if !self.leaving {
+                // A held presence update still counts: it goes ahead of the
+                // disconnect. (A leaving socket disconnected when it said so.)
+                let held = self.presence.flush(std::time::Instant::now());
+                self.deps
+                    .registry
+                    .disconnect(key.clone(), &self.connection_id, held);
+            }
             self.settle_pending(key);
         }
         self.deps
@@ -304,7 +307,10 @@ impl TextSocket for VisitorSession {
                 }),
             ) => self.result(&id, ok, value, error, ctx),
             (Phase::Live(_), Ok(VisitorInbound::Received { id })) => self.received(&id, ctx),
-            (Phase::Live(_), Ok(VisitorInbound::Leaving {})) => self.leaving(),
+            (Phase::Live(key), Ok(VisitorInbound::Leaving {})) => {
+                let key = key.clone();
+                self.leaving(key, ctx)
+            }
             (Phase::Live(key), Ok(VisitorInbound::SessionKey {})) => {
                 let key = key.clone();
                 self.session_key(key, ctx)

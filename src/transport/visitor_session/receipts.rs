@@ -12,6 +12,12 @@
 //! `leaving` (the page's `pagehide`) clears the connection's shared `open`
 //! flag: routing skips it from then on and commands still queued for it go
 //! back to routing, while results of invokes already written still arrive.
+//! The registry hears of it as a disconnect, so the socket stops counting
+//! toward the visitor being online, and if it was the visitor's last, the
+//! reconnect grace period starts. A page in the back/forward cache said
+//! `leaving` but keeps its socket open with nobody behind it: the session
+//! closes it itself once `reconnect_grace_ms` have passed, settling its
+//! invokes as any close does.
 
 use super::*;
 
@@ -39,11 +45,28 @@ impl VisitorSession {
         }
     }
 
-    /// The page is going away: stop being a routing target, stay open for
-    /// results.
-    pub(super) fn leaving(&mut self) {
+    /// The page is going away: stop being a routing target and stop
+    /// counting as a connection; stay open for results until the grace
+    /// period ends.
+    pub(super) fn leaving(&mut self, key: VisitorKey, ctx: &mut WebsocketContext<Self>) {
+        if self.leaving {
+            // A repeated leaving changes nothing.
+            return;
+        }
         self.leaving = true;
         self.open.store(false, Ordering::Release);
+        let held = self.presence.flush(std::time::Instant::now());
+        self.deps
+            .registry
+            .disconnect(key, &self.connection_id, held);
+        // Nor does it hold confirmation tickets: `confirmed` describes the
+        // visitor's connections.
+        self.deps
+            .confirmations
+            .forget_connection(&self.connection_id);
+        ctx.run_later(self.deps.limits.reconnect_grace(), |_, ctx| {
+            close(ctx, CloseCode::Normal, "left");
+        });
     }
 
     /// The socket closed after `disconnect`: fails the invokes in flight,

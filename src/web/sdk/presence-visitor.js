@@ -93,6 +93,14 @@
     }
   }
 
+  /** A new `tag` element of `doc` with these attributes and, if given, text. */
+  function element(doc, tag, attributes = {}, text) {
+    const node = doc.createElement(tag);
+    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
   const DIALOG_CSS = `
     :host { all: initial; }
     .backdrop { position: fixed; inset: 0; background: rgba(0,0,0,.45); display: flex;
@@ -100,8 +108,7 @@
       font: 16px/1.4 system-ui, sans-serif; }
     .dialog { background: #fff; color: #111; border-radius: 10px; padding: 20px 22px;
       max-width: min(92vw, 420px); box-shadow: 0 10px 40px rgba(0,0,0,.3); }
-    h2 { font-size: 18px; margin: 0 0 8px; }
-    p { margin: 0 0 14px; }
+    h2 { font-size: 18px; margin: 0 0 8px; }  p { margin: 0 0 14px; }
     .choices { display: flex; flex-wrap: wrap; gap: 10px; margin-bottom: 12px; }
     button { font: inherit; border-radius: 8px; border: 1px solid #888; background: #f4f4f4;
       color: #111; padding: 10px 16px; cursor: pointer; min-width: 64px; }
@@ -251,12 +258,9 @@
         case "signal":
           if (this.onsignal) this.onsignal(frame.data);
           break;
-        case "session_key": {
-          const waiter = this.waiting.get("session_key");
-          this.waiting.delete("session_key");
-          if (waiter) waiter.resolve(frame.key);
+        case "session_key":
+          this.settle("session_key", (waiter) => waiter.resolve(frame.key));
           break;
-        }
         case "confirm":
           this.showConfirm(frame);
           break;
@@ -270,13 +274,18 @@
           // A session_key request refused: no free code, or the group's
           // minting budget is spent for now.
           if (frame.code === "session_keys_exhausted" || frame.code === "rate_limited") {
-            const waiter = this.waiting.get("session_key");
-            this.waiting.delete("session_key");
-            if (waiter) waiter.reject(new Error(frame.message));
+            this.settle("session_key", (waiter) => waiter.reject(new Error(frame.message)));
           }
           if (this.onerror) this.onerror({ code: frame.code, message: frame.message });
           break;
       }
+    }
+
+    /** @private Hands the request waiting for `kind` (if any) to `fn`. */
+    settle(kind, fn) {
+      const waiter = this.waiting.get(kind);
+      this.waiting.delete(kind);
+      if (waiter) fn(waiter);
     }
 
     /** @private Runs a registered function and answers with its result. */
@@ -284,16 +293,13 @@
       // Taken: from here on the server must not send it again.
       this.send({ type: "received", id: frame.id });
       const fn = this.functions.get(frame.func);
-      if (!fn) {
-        this.send({ type: "result", id: frame.id, ok: false, error: `function ${frame.func} is not registered` });
-        return;
-      }
+      const fail = (error) => this.send({ type: "result", id: frame.id, ok: false, error });
+      if (!fn) return fail(`function ${frame.func} is not registered`);
       try {
         const value = await fn(frame.args);
         this.send({ type: "result", id: frame.id, ok: true, value: value === undefined ? null : value });
       } catch (error) {
-        const message = error && error.message ? error.message : String(error);
-        this.send({ type: "result", id: frame.id, ok: false, error: message });
+        fail(error && error.message ? error.message : String(error));
       }
     }
 
@@ -357,41 +363,26 @@
       if (!global.document || this.dialogs.has(frame.id)) return;
       const { host, root } = this.shadowHost();
       const doc = global.document;
-      const backdrop = doc.createElement("div");
-      backdrop.className = "backdrop";
-      const dialog = doc.createElement("div");
-      dialog.className = "dialog";
-      dialog.setAttribute("role", "dialog");
-      dialog.setAttribute("aria-modal", "true");
-      dialog.setAttribute("aria-labelledby", "presence-confirm-title");
-      dialog.setAttribute("aria-describedby", "presence-confirm-text");
-      const title = doc.createElement("h2");
-      title.id = "presence-confirm-title";
-      title.textContent = "Confirm it is you";
-      const text = doc.createElement("p");
-      text.id = "presence-confirm-text";
+      const backdrop = element(doc, "div", { class: "backdrop" });
+      const dialog = element(doc, "div", {
+        class: "dialog", role: "dialog", "aria-modal": "true",
+        "aria-labelledby": "presence-confirm-title", "aria-describedby": "presence-confirm-text",
+      });
+      const title = element(doc, "h2", { id: "presence-confirm-title" }, "Confirm it is you");
       const name = frame.agent && frame.agent.name ? frame.agent.name : "An agent";
-      text.textContent = `${name} is asking you to confirm. Press the number they read to you.`;
-      const choices = doc.createElement("div");
-      choices.className = "choices";
-      choices.setAttribute("role", "group");
-      choices.setAttribute("aria-label", "Choices");
+      const text = element(doc, "p", { id: "presence-confirm-text" },
+        `${name} is asking you to confirm. Press the number they read to you.`);
+      const choices = element(doc, "div", { class: "choices", role: "group", "aria-label": "Choices" });
       const answer = (choice) => {
         this.send({ type: "confirm_answer", id: frame.id, choice });
         this.closeConfirm(frame.id);
       };
       for (const choice of frame.choices || []) {
-        const button = doc.createElement("button");
-        button.type = "button";
-        button.className = "choice";
-        button.textContent = String(choice);
+        const button = element(doc, "button", { type: "button", class: "choice" }, String(choice));
         button.addEventListener("click", () => answer(String(choice)));
         choices.appendChild(button);
       }
-      const decline = doc.createElement("button");
-      decline.type = "button";
-      decline.className = "decline";
-      decline.textContent = "Decline";
+      const decline = element(doc, "button", { type: "button", class: "decline" }, "Decline");
       decline.addEventListener("click", () => answer(null));
       dialog.append(title, text, choices, decline);
       backdrop.appendChild(dialog);
@@ -431,10 +422,7 @@
       if (!global.document) return;
       if (!this.badgeHost) {
         const { host, root } = this.shadowHost();
-        const badge = global.document.createElement("div");
-        badge.className = "badge";
-        badge.setAttribute("role", "status");
-        badge.setAttribute("aria-live", "polite");
+        const badge = element(global.document, "div", { class: "badge", role: "status", "aria-live": "polite" });
         root.appendChild(badge);
         this.badgeHost = { host, badge };
       }
@@ -442,25 +430,19 @@
     }
   }
 
-  PresenceVisitor.backoffDelay = backoffDelay;
-  PresenceVisitor.cleanData = cleanData;
-  PresenceVisitor.socketUrl = socketUrl;
-  PresenceVisitor.loadTickets = loadTickets;
-  PresenceVisitor.saveTicket = saveTicket;
+  Object.assign(PresenceVisitor, { backoffDelay, cleanData, socketUrl, loadTickets, saveTicket });
   global.PresenceVisitor = PresenceVisitor;
 
   // Script-tag start: <script ... data-groupid data-visitorid data-presence>.
   const script = global.document && global.document.currentScript;
   if (script && script.dataset && script.dataset.groupid && script.dataset.visitorid) {
-    const visitor = new PresenceVisitor({
+    global.presenceVisitor = new PresenceVisitor({
       server: new URL(script.src).origin,
       groupid: Number(script.dataset.groupid),
       visitorid: script.dataset.visitorid,
       identity: script.dataset.identity,
       presence: script.dataset.presence !== "off",
       badge: script.dataset.badge === "on",
-    });
-    global.presenceVisitor = visitor;
-    visitor.connect();
+    }).connect();
   }
 })(typeof window !== "undefined" ? window : globalThis);
