@@ -185,10 +185,12 @@ pub async fn everything(
             (Expect::Valid, 200 | 404) => checked.tokens_valid += 1,
             (Expect::Revoked, 401) => checked.tokens_revoked += 1,
             (Expect::Unknown, _) => {}
-            (e, s) => return Err(format!(
+            (e, s) => {
+                return Err(format!(
                 "token {} (kid {}, {:?}, round {}) should be {e:?} but a request with it got {s}",
                 t.jti, t.kid, t.via, t.round
-            )),
+            ))
+            }
         }
     }
 
