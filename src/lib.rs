@@ -103,6 +103,30 @@ pub mod fuzzing {
     };
     pub use crate::transport::ws_support::{Assembled, MessageAssembler};
 
+    /// The frame targets' invariants: no panic on any text; a frame that
+    /// parses re-serialises to text that parses to the same frame
+    /// (compared by its serialisation); an error's `id` is always a usable
+    /// request id. Panics when one fails.
+    pub fn check_frame_round_trip<F: InboundFrame + serde::Serialize>(text: &str) {
+        match parse_frame::<F>(text) {
+            Ok(frame) => {
+                let once = serde_json::to_string(&frame).expect("a parsed frame serialises");
+                let again = parse_frame::<F>(&once)
+                    .unwrap_or_else(|e| panic!("re-serialised frame {once} does not parse: {e:?}"));
+                let twice = serde_json::to_string(&again).expect("serialises");
+                assert_eq!(once, twice, "round trip changed the frame");
+            }
+            Err(e) => {
+                if let Some(id) = &e.id {
+                    assert!(
+                        !id.is_empty() && id.len() <= 128,
+                        "unusable error id {id:?}"
+                    );
+                }
+            }
+        }
+    }
+
     /// A token service over a fresh store in `dir`, its clock frozen at
     /// `now_secs`, with one signing key and tokens living at most
     /// `max_lifetime_secs`.

@@ -18,6 +18,20 @@ async fn next_invoke(ws: &mut WsClient, func: &str) -> Value {
     invoke
 }
 
+/// A new page of `visitor` gets, and answers, an invoke sent once it is
+/// connected: nothing older is delivered to it first.
+async fn a_new_page_answers(server: &TestServer, token: &str, visitor: &str) {
+    let mut page = server.receipts_visitor(visitor).await;
+    let call = server.invoke(token, visitor, json!({"func":"second","timeout_ms":10000}));
+    let answer = async {
+        let invoke = next_invoke(&mut page, "second").await;
+        page.send(json!({"type":"result","id":invoke["id"],"ok":true,"value":2}))
+            .await;
+    };
+    let ((status, body), ()) = tokio::join!(call, answer);
+    assert_eq!(status, 200, "{body}");
+}
+
 /// Sends `leaving`, then waits until the socket has handled it (its answer
 /// to the `session_key` sent after it arrives).
 async fn leave(ws: &mut WsClient) {
@@ -84,16 +98,7 @@ async fn a_receipted_close_fails_and_is_never_resent() {
     assert_eq!(body["error"], "visitor_not_present");
 
     // The next page gets the next invoke, not the one that may have run.
-    let mut page2 = server.receipts_visitor("v-r2").await;
-    let call = server.invoke(&token, "v-r2", json!({"func":"second","timeout_ms":10000}));
-    let answer = async {
-        let invoke = next_invoke(&mut page2, "second").await;
-        page2
-            .send(json!({"type":"result","id":invoke["id"],"ok":true,"value":2}))
-            .await;
-    };
-    let ((status, body), ()) = tokio::join!(call, answer);
-    assert_eq!(status, 200, "{body}");
+    a_new_page_answers(&server, &token, "v-r2").await;
     let metrics = scrape(&server).await;
     assert_eq!(sample(&metrics, "presence_invokes_reparked_total"), 0.0);
 }
@@ -216,16 +221,7 @@ async fn the_deadline_covers_the_wait_across_a_repark() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 
     // The page that comes back later is not sent the expired invoke.
-    let mut page2 = server.receipts_visitor("v-r6").await;
-    let call = server.invoke(&token, "v-r6", json!({"func":"second","timeout_ms":10000}));
-    let answer = async {
-        let invoke = next_invoke(&mut page2, "second").await;
-        page2
-            .send(json!({"type":"result","id":invoke["id"],"ok":true,"value":2}))
-            .await;
-    };
-    let ((status, body), ()) = tokio::join!(call, answer);
-    assert_eq!(status, 200, "{body}");
+    a_new_page_answers(&server, &token, "v-r6").await;
     let metrics = scrape(&server).await;
     assert_eq!(sample(&metrics, "presence_invokes_reparked_total"), 1.0);
 }
