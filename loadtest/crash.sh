@@ -16,8 +16,8 @@ cd "$root"
 rounds=${1:?usage: loadtest/crash.sh ROUNDS [--keep DIR] [--workers N] [--min-kill-ms MS] [--max-kill-ms MS]}
 shift
 case "${CRASH_BUILD:-release}" in
-  release) cargo build --release -q -p presence-server -p loadtest; dir=target/release ;;
-  debug) cargo build -q -p presence-server -p loadtest; dir=target/debug ;;
+  release) cargo build --release -q -p presence-server -p loadtest; dir=${CARGO_TARGET_DIR:-target}/release ;;
+  debug) cargo build -q -p presence-server -p loadtest; dir=${CARGO_TARGET_DIR:-target}/debug ;;
   *) echo "CRASH_BUILD must be release or debug" >&2; exit 2 ;;
 esac
 exec "$dir/crash" --rounds "$rounds" --binary "$dir/presence-server" \

@@ -22,9 +22,19 @@ async fn next_invoke(ws: &mut WsClient, func: &str) -> Value {
 /// connected: nothing older is delivered to it first.
 async fn a_new_page_answers(server: &TestServer, token: &str, visitor: &str) {
     let mut page = server.receipts_visitor(visitor).await;
+    a_new_page_answers_on(&mut page, server, token, visitor).await;
+}
+
+/// `page` of `visitor` gets, and answers, the next invoke.
+async fn a_new_page_answers_on(
+    page: &mut WsClient,
+    server: &TestServer,
+    token: &str,
+    visitor: &str,
+) {
     let call = server.invoke(token, visitor, json!({"func":"second","timeout_ms":10000}));
     let answer = async {
-        let invoke = next_invoke(&mut page, "second").await;
+        let invoke = next_invoke(page, "second").await;
         page.send(json!({"type":"result","id":invoke["id"],"ok":true,"value":2}))
             .await;
     };
@@ -115,7 +125,10 @@ async fn a_client_without_receipts_fails_its_invoke_at_once_as_before() {
         raw.send(json!({"type":"received","id":invoke["id"]})).await;
         let error = raw.recv().await;
         assert_eq!(error["type"], "error", "{error}");
-        assert_eq!(error["code"], "bad_frame", "{error}");
+        assert_eq!(
+            error["code"], "unknown_type",
+            "as before receipts existed: {error}"
+        );
         raw.close().await;
     };
     let ((status, body), ()) = tokio::join!(call, close);
@@ -317,7 +330,7 @@ async fn a_leaving_socket_that_stays_open_goes_offline_after_the_grace_period() 
 }
 
 #[actix_web::test]
-async fn a_leaving_sockets_unreceipted_invoke_reaches_the_next_page_when_the_grace_ends() {
+async fn a_leaving_socket_the_server_closes_fails_its_unanswered_invoke() {
     let server = TestServer::start_with(|c| c.presence.reconnect_grace_ms = 1000).await;
     let token = server.token("fred.demo", 72);
     let mut agent = server.agent(&token).await;
@@ -328,26 +341,53 @@ async fn a_leaving_sockets_unreceipted_invoke_reaches_the_next_page_when_the_gra
     agent
         .send(json!({"type":"invoke","id":"a1","visitorid":"v-r9","func":"f","timeout_ms":60000}))
         .await;
-    // Written to the page, which froze before taking it.
+    // Written to the page, which froze (back/forward cache) after taking it:
+    // its receipt may be queued in a page that never runs again.
     next_invoke(&mut page1, "f").await;
     leave(&mut page1).await;
     let mut page2 = server.receipts_visitor("v-r9").await;
 
     // page1 never closes by itself; at the end of its grace period the
-    // server closes it, and the invoke it provably did not run goes to
-    // the visitor's live page.
+    // server closes it. Being the server's close, a receipt could still be
+    // on its way, so the invoke fails rather than risk running twice.
     let closed = page1.closed().await;
     assert_eq!(closed.code, Some(CloseCode::Normal), "{closed:?}");
-    let again = next_invoke(&mut page2, "f").await;
-    page2
-        .send(json!({"type":"received","id":again["id"]}))
-        .await;
-    page2
-        .send(json!({"type":"result","id":again["id"],"ok":true,"value":"page2"}))
-        .await;
-    // The visitor never looked offline: the next frame is the result.
+    let answer = agent.recv().await;
+    assert_eq!(answer["id"], "a1", "{answer}");
     assert_eq!(
-        agent.recv().await,
-        json!({"type":"result","id":"a1","ok":true,"value":"page2"})
+        (answer["type"].as_str(), answer["code"].as_str()),
+        (Some("error"), Some("visitor_not_present")),
+        "{answer}"
     );
+    a_new_page_answers_on(&mut page2, &server, &token, "v-r9").await;
+}
+
+#[actix_web::test]
+async fn a_heartbeat_timeout_fails_an_invoke_whose_receipt_may_be_in_flight() {
+    let server = TestServer::start_with(|c| {
+        c.presence.ping_interval_ms = 100;
+        c.presence.client_timeout_ms = 600;
+        c.presence.reconnect_grace_ms = 30_000;
+    })
+    .await;
+    let token = server.token("fred.demo", 72);
+    let mut page = server.receipts_visitor("v-r10").await;
+    let call = server.invoke(&token, "v-r10", json!({"func":"f","timeout_ms":10000}));
+    let stall = async {
+        // The page takes the invoke; its uplink then stalls, so the server
+        // hears nothing (not even pongs) and times the socket out.
+        next_invoke(&mut page, "f").await;
+        let closed = page.closed().await;
+        assert_ne!(closed.code, None, "{closed:?}");
+    };
+    let ((status, body), ()) = tokio::join!(call, stall);
+    // At the close, not parked for a next page (which would run it again).
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("visitor_not_present")),
+        "{body}"
+    );
+    a_new_page_answers(&server, &token, "v-r10").await;
+    let metrics = scrape(&server).await;
+    assert_eq!(sample(&metrics, "presence_invokes_reparked_total"), 0.0);
 }

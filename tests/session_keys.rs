@@ -327,3 +327,56 @@ async fn a_key_survives_a_restart_when_its_visitor_comes_back_within_the_grace_p
         "v-1's key lives on"
     );
 }
+
+#[actix_web::test]
+async fn a_burst_of_requests_on_one_socket_gets_one_key() {
+    let server = TestServer::start().await;
+    let mut visitor = server.visitor("v-burst", json!({})).await;
+    for _ in 0..16 {
+        visitor.send(json!({"type":"session_key"})).await;
+    }
+    let mut keys = std::collections::HashSet::new();
+    for _ in 0..16 {
+        let frame = visitor.recv().await;
+        assert_eq!(frame["type"], "session_key", "{frame}");
+        keys.insert(frame["key"].as_str().expect("key").to_owned());
+    }
+    assert_eq!(keys.len(), 1, "one live key per connection: {keys:?}");
+}
+
+#[actix_web::test]
+async fn a_key_of_an_ended_online_period_stays_dead_after_a_restart() {
+    let grace = |c: &mut presence_server::config::Config| c.presence.reconnect_grace_ms = 150;
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let server = TestServer::start_in(
+        dir.clone(),
+        grace,
+        Arc::new(presence_server::clock::SystemClock),
+    )
+    .await;
+    let token = server.token("fred.demo", 72);
+    let mut agent = server.agent(&token).await;
+    agent
+        .send(json!({"type":"watch","visitorid":"v-old"}))
+        .await;
+    assert_eq!(agent.recv().await["event"], "state");
+    let mut visitor = server.visitor("v-old", json!({})).await;
+    assert_eq!(agent.recv().await["event"], "connected");
+    let key = ask_key(&mut visitor).await;
+    visitor.close().await;
+    assert_eq!(agent.recv().await["event"], "disconnected");
+    // Nobody looked the key up; the housekeeping pass drops it.
+    server.running().housekeeping().expect("housekeeping");
+    server.shutdown().await;
+
+    let server =
+        TestServer::start_in(dir, grace, Arc::new(presence_server::clock::SystemClock)).await;
+    let token = server.token("fred.demo", 72);
+    let _back = server.visitor("v-old", json!({})).await;
+    let (status, body) = find(&server, &token, &key).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("session_key_not_found")),
+        "{body}"
+    );
+}

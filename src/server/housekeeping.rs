@@ -20,6 +20,7 @@ use crate::auth::audit::Audit;
 use crate::auth::sign_in::{Authenticator, LockoutCounters};
 use crate::auth::token::{KeyMaintenance, TokenService};
 use crate::presence::confirmation::Confirmations;
+use crate::presence::registry::PresenceDirectory;
 use crate::presence::session_keys::SessionKeys;
 use crate::store::StoreError;
 
@@ -46,6 +47,8 @@ pub struct Chores {
     session_keys: Arc<dyn SessionKeys>,
     session_key_misses: Arc<dyn LockoutCounters>,
     confirmations: Arc<Confirmations>,
+    /// Whose online periods have ended (for the session-key sweep).
+    registry: Arc<dyn PresenceDirectory>,
     /// Held for a whole pass, so that a pass run directly (start-up, tests)
     /// and the timer's never interleave (two rotations at once, say).
     pass: Arc<Mutex<()>>,
@@ -59,6 +62,7 @@ impl Chores {
         session_keys: Arc<dyn SessionKeys>,
         session_key_misses: Arc<dyn LockoutCounters>,
         confirmations: Arc<Confirmations>,
+        registry: Arc<dyn PresenceDirectory>,
     ) -> Self {
         Self {
             tokens,
@@ -67,6 +71,7 @@ impl Chores {
             session_keys,
             session_key_misses,
             confirmations,
+            registry,
             pass: Arc::default(),
         }
     }
@@ -88,7 +93,13 @@ impl Chores {
             keys,
             sessions_swept: self.auth.sessions().sweep()?,
             lockout_keys_swept: self.auth.lockout().sweep() + self.session_key_misses.sweep(),
-            session_keys_swept: self.session_keys.sweep(),
+            session_keys_swept: self.session_keys.sweep(&|holder| {
+                let state = self.registry.lookup(&holder.visitor);
+                state.online
+                    && state
+                        .connected_at
+                        .is_some_and(|at| holder.period.includes(at))
+            }),
             audit_swept: self.audit.sweep()?,
             audit_summaries_written: self.audit.write_ended_summaries()?,
             expired_tokens_forgotten: self

@@ -225,6 +225,7 @@ pub async fn run_with_clock(
         session_keys.clone(),
         session_key_misses.clone(),
         confirmations.clone(),
+        registry.clone(),
     );
     // Rotate or purge at once if the ring is overdue (after downtime).
     chores.run_once()?;

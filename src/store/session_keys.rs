@@ -80,8 +80,8 @@ impl Store {
         })
     }
 
-    /// Deletes the keys that expired by `now` (Unix seconds); returns how
-    /// many.
+    /// Deletes the keys that expired by `now` (Unix seconds) and flushes,
+    /// with any removals before it; returns how many.
     pub fn remove_expired_session_keys(&self, now: u64) -> Result<usize, StoreError> {
         self.with(|t| {
             let mut removed = 0;
@@ -94,6 +94,7 @@ impl Store {
                     removed += 1;
                 }
             }
+            t.session_keys.flush()?;
             Ok(removed)
         })
     }

@@ -174,29 +174,43 @@ impl SessionKeys for LocalSessionKeys {
 
     fn not_current(&self, group: GroupId, key: &str) {
         let now_ms = self.clock.now_ms();
-        let awaited =
-            |e: &Entry| matches!(e.holder.period, OnlinePeriod::FirstBy(by) if now_ms <= by);
         if self
             .by_code
-            .remove_if(&(group, key.to_owned()), |_, e| !awaited(e))
+            .remove_if(&(group, key.to_owned()), |_, e| !awaited(e, now_ms))
             .is_some()
         {
             self.forget(group, key);
         }
     }
 
-    fn sweep(&self) -> usize {
-        let now = self.clock.now_secs();
-        let before = self.by_code.len();
-        self.by_code.retain(|_, e| e.expires > now);
+    fn sweep(&self, in_period: &dyn Fn(&KeyHolder) -> bool) -> usize {
+        let now_ms = self.clock.now_ms();
+        let now = now_ms / 1000;
+        let mut ended = Vec::new();
+        self.by_code.retain(|(group, code), e| {
+            let keep = e.expires > now && (awaited(e, now_ms) || in_period(&e.holder));
+            if !keep {
+                ended.push((*group, code.clone()));
+            }
+            keep
+        });
         self.by_connection.retain(|_, key| key.expires > now);
         if let Some(store) = &self.store {
-            if let Err(e) = store.remove_expired_session_keys(now) {
+            let removed = ended
+                .iter()
+                .try_for_each(|(group, code)| store.remove_session_key(*group, code))
+                .and_then(|()| store.remove_expired_session_keys(now));
+            if let Err(e) = removed {
                 tracing::warn!(error = %e, "could not sweep stored session keys");
             }
         }
-        before - self.by_code.len()
+        ended.len()
     }
+}
+
+/// A key restored after a restart whose visitor may still come back.
+fn awaited(e: &Entry, now_ms: u64) -> bool {
+    matches!(e.holder.period, OnlinePeriod::FirstBy(by) if now_ms <= by)
 }
 
 #[cfg(test)]

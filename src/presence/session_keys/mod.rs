@@ -158,8 +158,12 @@ pub trait SessionKeys: Send + Sync {
     /// visitor may still come back within the grace period.
     fn not_current(&self, group: GroupId, key: &str);
 
-    /// Drops expired keys; returns how many.
-    fn sweep(&self) -> usize;
+    /// Drops expired keys, and keys whose holder is no longer in their
+    /// online period (`in_period` says whether it is; a key restored after
+    /// a restart is kept while its visitor may still come back), so that
+    /// a key of an ended period does not come back after a restart.
+    /// Returns how many.
+    fn sweep(&self, in_period: &dyn Fn(&KeyHolder) -> bool) -> usize;
 }
 
 /// A uniform 6-digit code from the OS CSPRNG (rejection sampling, so no

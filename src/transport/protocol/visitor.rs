@@ -26,9 +26,10 @@ pub enum VisitorInbound {
         /// Confirmation tickets this tab was given (at most 16).
         #[serde(default)]
         tickets: Vec<String>,
-        /// The client sends `received` for each invoke before running it.
+        /// The client sends `received` for each invoke before running it
+        /// (absent or `null`: it does not).
         #[serde(default)]
-        receipts: bool,
+        receipts: Option<bool>,
     },
     Presence {
         data: Value,

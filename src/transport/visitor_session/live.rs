@@ -154,8 +154,13 @@ impl VisitorSession {
 
     /// Answers `session_key`: this connection's live key, or a fresh one
     /// bound to the visitor's current online period. Minting writes the
-    /// key durably, so it runs on the blocking pool.
+    /// key durably, so it runs on the blocking pool, one mint per socket
+    /// at a time: requests that come meanwhile get the same answer.
     pub(super) fn session_key(&mut self, key: VisitorKey, ctx: &mut WebsocketContext<Self>) {
+        if let Some(waiting) = self.minting.as_mut() {
+            *waiting += 1;
+            return;
+        }
         // Live, so the registry has published this visitor.
         let Some(online_since) = self.deps.registry.lookup(&key).connected_at else {
             return send_error(ctx, None, &DomainError::NotReady);
@@ -166,17 +171,22 @@ impl VisitorSession {
         };
         let keys = self.deps.session_keys.clone();
         let connection = self.connection_id.clone();
+        self.minting = Some(0);
         let fut = on_blocking_pool("session keys", move || keys.issue(&holder, &connection));
-        ctx.spawn(fut.into_actor(self).map(|issued, _, ctx| {
-            match issued.and_then(|issued| issued.map_err(DomainError::from)) {
-                Ok(code) => ctx.text(
-                    ServerFrame::SessionKey {
-                        key: &code.key,
-                        expires: code.expires,
-                    }
-                    .to_text(),
-                ),
-                Err(e) => send_error(ctx, None, &e),
+        ctx.spawn(fut.into_actor(self).map(|issued, session, ctx| {
+            let answers = 1 + session.minting.take().unwrap_or(0);
+            let issued = issued.and_then(|issued| issued.map_err(DomainError::from));
+            for _ in 0..answers {
+                match &issued {
+                    Ok(code) => ctx.text(
+                        ServerFrame::SessionKey {
+                            key: &code.key,
+                            expires: code.expires,
+                        }
+                        .to_text(),
+                    ),
+                    Err(e) => send_error(ctx, None, e),
+                }
             }
         }));
     }

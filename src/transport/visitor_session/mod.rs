@@ -103,6 +103,13 @@ pub struct VisitorSession {
     next_invoke: u64,
     /// The hello said `receipts: true`.
     receipts: bool,
+    /// The peer ended the stream (a close frame, or end of input): every
+    /// frame it sent has been read, so an invoke without a receipt
+    /// provably did not run. False when the server closed first.
+    peer_done: bool,
+    /// A `session_key` mint is on the blocking pool; this many more
+    /// requests wait for the same answer.
+    minting: Option<u32>,
     /// The client said `leaving`: no new commands are written here, and
     /// the registry no longer counts the connection.
     leaving: bool,
@@ -138,6 +145,8 @@ impl VisitorSession {
             next_invoke: 0,
             receipts: false,
             leaving: false,
+            peer_done: false,
+            minting: None,
             prompts: HashSet::new(),
             permit,
             group,
@@ -274,7 +283,7 @@ impl TextSocket for VisitorSession {
                     receipts,
                 }),
             ) => {
-                self.receipts = receipts;
+                self.receipts = receipts.unwrap_or(false);
                 self.hello(
                     groupid,
                     &visitorid,
@@ -306,6 +315,16 @@ impl TextSocket for VisitorSession {
                     error,
                 }),
             ) => self.result(&id, ok, value, error, ctx),
+            (Phase::Live(_), Ok(VisitorInbound::Received { .. } | VisitorInbound::Leaving {}))
+                if !self.receipts =>
+            {
+                // Not part of this client's protocol: as any unknown type.
+                let e = DomainError::UnknownType(
+                    "received and leaving are for clients whose hello said receipts: true"
+                        .to_owned(),
+                );
+                reject(self, ctx, None, &e)
+            }
             (Phase::Live(_), Ok(VisitorInbound::Received { id })) => self.received(&id, ctx),
             (Phase::Live(key), Ok(VisitorInbound::Leaving {})) => {
                 let key = key.clone();
@@ -337,6 +356,7 @@ impl TextSocket for VisitorSession {
     fn on_peer_close(&mut self) {
         // Deregister before the close is answered, so a client that has seen
         // the close knows the registry has too.
+        self.peer_done = true;
         self.leave();
     }
 }
@@ -347,6 +367,8 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSession {
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
+        // The input ended cleanly: everything the peer sent was read.
+        self.peer_done = true;
         ctx.stop();
     }
 }

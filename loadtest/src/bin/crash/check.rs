@@ -103,13 +103,30 @@ pub async fn everything(
         let (mut confirmations, older) = pick(&j.confirmations, |c| c.round, last);
         let recent_confirmations = confirmations.clone();
         confirmations.extend(older);
-        let (recent_tokens, older) = pick(&j.tokens, |t| t.round, last);
+        // A token counts as of the round it was issued in, or revoked in
+        // (or its session logged out in), whichever is later.
+        let round_of = |t: &crate::journal::Token| {
+            let session = match &t.via {
+                crate::journal::Via::Session(g) => j.ended_in.get(g).copied(),
+                _ => None,
+            };
+            let ended = j.ended_in.get(&t.jti).copied().max(session);
+            ended.map_or(t.round, |e| e.max(t.round))
+        };
+        let (recent_tokens, older) = pick(&j.tokens, round_of, last);
         let tokens: Vec<_> = recent_tokens
             .iter()
             .chain(&older)
             .map(|t| (t.clone(), j.expect(t), t.round == last))
             .collect();
-        let (mut sessions, older) = pick(&j.sessions, |s| s.round, last);
+        let session_round = |s: &crate::journal::Session| {
+            j.ended_in
+                .get(&s.gssnid)
+                .copied()
+                .unwrap_or(s.round)
+                .max(s.round)
+        };
+        let (mut sessions, older) = pick(&j.sessions, session_round, last);
         sessions.extend(older);
         let sessions: Vec<_> = sessions
             .into_iter()

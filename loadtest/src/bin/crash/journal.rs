@@ -72,6 +72,9 @@ pub struct Journal {
     /// Revocations acknowledged (count; the set above also has them).
     pub revocations: usize,
     pub logouts: usize,
+    /// Round in which each acknowledged revocation (`jti`) or logout
+    /// (`gssnid`) was answered, so the killed round's are all checked.
+    pub ended_in: std::collections::HashMap<String, u32>,
     /// Unix seconds at which each round's work began.
     pub round_started_at: Vec<u64>,
 }

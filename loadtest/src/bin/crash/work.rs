@@ -93,9 +93,9 @@ async fn work(
         let pick: u32 = rand::rng().random_range(0..100);
         let step = match pick {
             0..40 => login_key_token(&ctx, &journal, round).await,
-            40..50 => revoke(&ctx, &journal).await,
+            40..50 => revoke(&ctx, &journal, round).await,
             50..56 => website_session(&ctx, &journal, round).await,
-            56..60 => logout(&ctx, &journal).await,
+            56..60 => logout(&ctx, &journal, round).await,
             60..75 => sso(&ctx, &journal, round).await,
             _ => visitor(
                 &ctx,
@@ -136,7 +136,7 @@ async fn login_key_token(ctx: &Ctx, journal: &Mutex<Journal>, round: u32) -> Res
     record_token(journal, token, Via::LoginKey, round)
 }
 
-async fn revoke(ctx: &Ctx, journal: &Mutex<Journal>) -> Result<(), Stop> {
+async fn revoke(ctx: &Ctx, journal: &Mutex<Journal>, round: u32) -> Result<(), Stop> {
     let pick = rand::rng().random_range(0..usize::MAX);
     let Some(token) = ({
         let mut j = journal.lock().expect("journal");
@@ -160,6 +160,7 @@ async fn revoke(ctx: &Ctx, journal: &Mutex<Journal>) -> Result<(), Stop> {
     }
     let mut j = journal.lock().expect("journal");
     j.maybe_revoked.remove(&token.jti);
+    j.ended_in.insert(token.jti.clone(), round);
     j.revoked.insert(token.jti);
     j.revocations += 1;
     Ok(())
@@ -187,7 +188,7 @@ async fn website_session(ctx: &Ctx, journal: &Mutex<Journal>, round: u32) -> Res
     record_token(journal, token, Via::Session(gssnid), round)
 }
 
-async fn logout(ctx: &Ctx, journal: &Mutex<Journal>) -> Result<(), Stop> {
+async fn logout(ctx: &Ctx, journal: &Mutex<Journal>, round: u32) -> Result<(), Stop> {
     let pick = rand::rng().random_range(0..usize::MAX);
     let Some(session) = ({
         let mut j = journal.lock().expect("journal");
@@ -207,6 +208,7 @@ async fn logout(ctx: &Ctx, journal: &Mutex<Journal>) -> Result<(), Stop> {
     }
     let mut j = journal.lock().expect("journal");
     j.maybe_logged_out.remove(&session.gssnid);
+    j.ended_in.insert(session.gssnid.clone(), round);
     j.logged_out.insert(session.gssnid);
     j.logouts += 1;
     Ok(())
