@@ -169,7 +169,8 @@ async fn without_the_gate_a_confirmed_agent_still_reaches_the_confirmed_browser(
 async fn a_leaving_tab_stops_showing_confirmed_and_its_ticket_confirms_the_next_page() {
     let server = TestServer::start_with(gated).await;
     let fred = server.token("fred.demo", 72);
-    let mut page1 = server.visitor("v-6", json!({})).await;
+    // `leaving` is for clients that opted in to receipts, as the SDK does.
+    let mut page1 = server.receipts_visitor("v-6").await;
     let ticket = confirm(&server, &fred, "v-6", &mut page1).await;
     assert_eq!(lookup(&server, &fred, "v-6").await["confirmed"], true);
 
