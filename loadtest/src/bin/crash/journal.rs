@@ -69,9 +69,6 @@ pub struct Journal {
     pub session_keys: Vec<SessionKey>,
     /// Signing keys seen on acknowledged tokens.
     pub kids: BTreeSet<String>,
-    /// Revocations acknowledged (count; the set above also has them).
-    pub revocations: usize,
-    pub logouts: usize,
     /// Round in which each acknowledged revocation (`jti`) or logout
     /// (`gssnid`) was answered, so the killed round's are all checked.
     pub ended_in: std::collections::HashMap<String, u32>,
@@ -143,9 +140,9 @@ impl Journal {
             "{} tokens signed by {} keys, {} revocations, {} website sessions ({} logged out), {} SSO token ids, {} confirmations, {} session keys",
             self.tokens.len(),
             self.kids.len(),
-            self.revocations,
+            self.revoked.len(),
             self.sessions.len(),
-            self.logouts,
+            self.logged_out.len(),
             self.sso.len(),
             self.confirmations.len(),
             self.session_keys.len()
