@@ -26,8 +26,8 @@ pub use store::Store;
 /// Configuration: the typed, validated config and its sections.
 pub mod config {
     pub use crate::infra::config::{
-        Config, ConfigError, GroupConfig, LogFormat, PresenceConfig, Role, SsoAlgorithm, SsoConfig,
-        UserConfig,
+        ClusterConfig, ClusterMode, Config, ConfigError, GroupConfig, LogFormat, PresenceConfig,
+        Role, SsoAlgorithm, SsoConfig, UserConfig,
     };
 }
 

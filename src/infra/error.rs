@@ -154,6 +154,9 @@ pub enum DomainError {
     SessionKeyMintLimited(u64),
     #[error("no free session key right now; retry shortly")]
     SessionKeysExhausted,
+    /// Cluster mode: the shared state (Redis) did not answer in time.
+    #[error("the cluster's shared state is unreachable: {0}")]
+    ClusterUnavailable(String),
 }
 
 impl DomainError {
@@ -223,6 +226,7 @@ impl DomainError {
             DomainError::TokenExpired => "token_expired",
             DomainError::SessionKeyMintLimited(_) => "rate_limited",
             DomainError::SessionKeysExhausted => "session_keys_exhausted",
+            DomainError::ClusterUnavailable(_) => "cluster_unavailable",
         }
     }
 
@@ -255,11 +259,34 @@ pub async fn off_thread<T, E>(
 ) -> Result<T, DomainError>
 where
     T: Send + 'static,
-    E: std::fmt::Display + Send + 'static,
+    E: std::error::Error + Send + 'static,
 {
     on_blocking_pool(what, call)
         .await?
-        .map_err(|e| DomainError::Internal(format!("{what}: {e}")))
+        .map_err(|e| DomainError::from_failure(what, &e))
+}
+
+/// The cluster's shared state (Redis) did not answer in time or refused:
+/// a cause any lower-layer error may carry (as its `source`), so that the
+/// client is told `cluster_unavailable` (503) rather than `internal`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SharedStateUnavailable(pub String);
+
+impl DomainError {
+    /// The error a client sees for a failed call: `cluster_unavailable` if
+    /// the failure, or any of its causes, is [`SharedStateUnavailable`];
+    /// otherwise an internal error described as `what: failure`.
+    pub fn from_failure(what: &str, failure: &(dyn std::error::Error + 'static)) -> Self {
+        let mut cause = Some(failure);
+        while let Some(error) = cause {
+            if let Some(unavailable) = error.downcast_ref::<SharedStateUnavailable>() {
+                return DomainError::ClusterUnavailable(unavailable.0.clone());
+            }
+            cause = error.source();
+        }
+        DomainError::Internal(format!("{what}: {failure}"))
+    }
 }
 
 /// Runs a blocking call on the blocking pool and hands back what it

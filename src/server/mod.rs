@@ -4,6 +4,7 @@
 
 pub mod housekeeping;
 mod running;
+mod seams;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -15,22 +16,18 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::audit::Audit;
 use crate::auth::identity_verifier::IdentityVerifier;
 use crate::auth::password::{self, PasswordChecker};
-use crate::auth::sign_in::{
-    Authenticator, InMemoryLockout, LockoutCounters, SignInState, SledWebsiteSessions,
-};
-use crate::auth::token::{KeyRing, Revocations, SigningKeySource, TokenService};
+use crate::auth::sign_in::Authenticator;
+use crate::auth::token::{Revocations, TokenService};
 use crate::infra::clock::{SharedClock, SystemClock};
 use crate::infra::config::Config;
 use crate::infra::{capacity, config, ids, metrics};
 use crate::presence::admission::GroupAccess;
 use crate::presence::agent_ops::AgentOps;
-use crate::presence::confirmation::{
-    self, ConfirmationRecords, InMemoryFailureLocks, PromptFailureLocks,
-};
+use crate::presence::confirmation;
 use crate::presence::events::{EventBus, LocalEventBus};
 use crate::presence::origin::OriginPolicy;
 use crate::presence::registry::{PresenceDirectory, RegistryHandle};
-use crate::presence::session_keys::{LocalSessionKeys, SessionKeys};
+use crate::store::cluster::ClusterLink;
 use crate::store::{Store, StoreError};
 use crate::transport::agent_session::AgentSocketDeps;
 use crate::transport::visitor_session::VisitorSocketDeps;
@@ -42,6 +39,7 @@ pub const SESSION_KEY_MISSES_PER_MINUTE: usize = 10;
 
 use running::Parts;
 pub use running::RunningServer;
+use seams::Seams;
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +52,8 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("password hashing: {0}")]
     Password(String),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::store::cluster::LinkError),
 }
 
 /// Binds the configured address with the configured listen backlog.
@@ -69,69 +69,6 @@ pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
     socket.listen(config.server.backlog.min(i32::MAX as u32) as i32)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
-}
-
-/// The seams a cluster build fills differently: where signing keys come
-/// from, and the short-lived state the nodes would share. Handlers,
-/// sessions and services hold only the traits.
-struct Seams {
-    keys: Arc<dyn SigningKeySource>,
-    sign_in: SignInState,
-    session_keys: Arc<dyn SessionKeys>,
-    session_key_misses: Arc<dyn LockoutCounters>,
-    confirmation_records: Arc<dyn ConfirmationRecords>,
-    prompt_failures: Arc<dyn PromptFailureLocks>,
-}
-
-impl Seams {
-    /// This process alone: the rotating key ring, website sessions, used
-    /// SSO token ids, confirmation records and session keys in sled;
-    /// lockout counters and prompt failure locks in memory.
-    fn single_node(
-        config: &Config,
-        store: &Arc<Store>,
-        clock: &SharedClock,
-    ) -> Result<Self, StoreError> {
-        let keys = KeyRing::load_or_create(
-            store.clone(),
-            clock.clone(),
-            config.auth.key_rotation_secs,
-            config.auth.token_max_secs,
-        )?;
-        let sign_in = SignInState {
-            lockout: Arc::new(InMemoryLockout::new(
-                clock.clone(),
-                config.auth.lockout_failures,
-                config.auth.lockout_client_failures,
-                config.auth.lockout_window_secs,
-            )),
-            sessions: Arc::new(SledWebsiteSessions::new(
-                store.clone(),
-                clock.clone(),
-                config.auth.session_idle_secs,
-            )),
-            used_sso_tokens: store.clone(),
-        };
-        Ok(Self {
-            keys: Arc::new(keys),
-            sign_in,
-            session_keys: Arc::new(LocalSessionKeys::durable(
-                store.clone(),
-                clock.clone(),
-                config.presence.session_key_ttl_secs,
-                config.presence.session_key_mints_per_minute,
-                config.presence.reconnect_grace_ms,
-            )?),
-            session_key_misses: Arc::new(InMemoryLockout::new(
-                clock.clone(),
-                SESSION_KEY_MISSES_PER_MINUTE,
-                SESSION_KEY_MISSES_PER_MINUTE,
-                60,
-            )),
-            confirmation_records: store.clone(),
-            prompt_failures: Arc::new(InMemoryFailureLocks::default()),
-        })
-    }
 }
 
 /// Starts the server on `listener` with the system clock. Must be called
@@ -151,7 +88,15 @@ pub async fn run_with_clock(
     ids::check_random_source()?;
     let config = Arc::new(config);
     let store = Arc::new(Store::open(&config.server.data_dir)?);
-    let seams = Seams::single_node(&config, &store, &clock)?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let cluster = match config.cluster.is_redis() {
+        true => Some(ClusterLink::connect(&config.cluster, metrics.clone()).await?),
+        false => None,
+    };
+    let seams = match &cluster {
+        Some(link) => Seams::cluster(&config, &store, &clock, link)?,
+        None => Seams::single_node(&config, &store, &clock)?,
+    };
     let tokens = Arc::new(TokenService::new(
         seams.keys,
         Revocations::load(store.clone())?,
@@ -179,7 +124,6 @@ pub async fn run_with_clock(
         )
         .map_err(|message| config::ConfigError::new("groups.sso", message))?,
     );
-    let metrics = Arc::new(metrics::Metrics::new());
     let audit = Arc::new(Audit::new(
         store.clone(),
         clock.clone(),
@@ -284,6 +228,9 @@ pub async fn run_with_clock(
         store: store.clone(),
         metrics: metrics.clone(),
     });
+    let health = web::Data::new(http::Health {
+        cluster: cluster.clone(),
+    });
     let token_data = web::Data::from(tokens.clone());
     let metrics_data = web::Data::from(metrics.clone());
 
@@ -310,12 +257,17 @@ pub async fn run_with_clock(
         trusted_proxies,
         metrics.clone(),
     );
+    if let Some(link) = &cluster {
+        // Every handler is registered: subscribe, beat, hear the others.
+        link.start();
+    }
     let addr = listener.local_addr()?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(http_limits.clone())
             .app_data(auth_deps.clone())
             .app_data(token_data.clone())
+            .app_data(health.clone())
             .app_data(metrics_data.clone())
             .app_data(origins.clone())
             .app_data(ops.clone())
@@ -367,6 +319,7 @@ pub async fn run_with_clock(
             shutdown,
             shutdown_timeout_secs: config.server.shutdown_timeout_secs,
             store,
+            cluster,
         },
         metrics_server,
         housekeeping,

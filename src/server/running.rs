@@ -36,6 +36,8 @@ pub(super) struct Parts {
     pub(super) shutdown: CancellationToken,
     pub(super) shutdown_timeout_secs: u64,
     pub(super) store: Arc<Store>,
+    /// Cluster mode: this node's link to Redis.
+    pub(super) cluster: Option<crate::store::cluster::ClusterLink>,
 }
 
 impl RunningServer {
@@ -103,6 +105,11 @@ impl RunningServer {
         }
         // No pass may run into the closed store.
         self.housekeeping.stop().await;
+        if let Some(link) = &self.parts.cluster {
+            // The other nodes hear at once that this one left.
+            link.leave().await;
+            link.close();
+        }
         // Flush and release the database now, rather than whenever the
         // last worker lets go of the app state, so the data directory can be
         // reopened at once (by a restart in the same process, or a test).

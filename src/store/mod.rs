@@ -50,6 +50,7 @@ const TREE_SESSION_TOKENS: &str = "session_tokens";
 const TREE_SESSION_KEYS: &str = "session_keys";
 
 mod agents;
+pub mod cluster;
 mod audit;
 mod confirmations;
 mod session_keys;
@@ -72,6 +73,22 @@ pub enum StoreError {
     Corrupt { tree: &'static str, reason: String },
     #[error("the store is closed")]
     Closed,
+    /// Cluster mode: Redis did not answer in time, or refused.
+    #[error("shared state: {0}")]
+    Unavailable(#[source] crate::infra::error::SharedStateUnavailable),
+}
+
+impl From<crate::infra::error::SharedStateUnavailable> for StoreError {
+    fn from(e: crate::infra::error::SharedStateUnavailable) -> Self {
+        StoreError::Unavailable(e)
+    }
+}
+
+impl From<StoreError> for crate::infra::error::DomainError {
+    /// `cluster_unavailable` when Redis failed, `internal` otherwise.
+    fn from(e: StoreError) -> Self {
+        crate::infra::error::DomainError::from_failure("store", &e)
+    }
 }
 
 /// The open database and its named trees.

@@ -16,9 +16,10 @@ pub fn close_code(error: &DomainError) -> CloseCode {
         // 1001: the server is going away.
         DomainError::ShuttingDown => CloseCode::Away,
         // 1013: try again later (the SDK retries with backoff).
-        DomainError::AtCapacity(_) | DomainError::TooManyConnections(_) | DomainError::Busy => {
-            CloseCode::Again
-        }
+        DomainError::AtCapacity(_)
+        | DomainError::TooManyConnections(_)
+        | DomainError::Busy
+        | DomainError::ClusterUnavailable(_) => CloseCode::Again,
         // 1011: the server failed.
         DomainError::Internal(_) => CloseCode::Error,
         // 1008: everything else is a policy the client broke.

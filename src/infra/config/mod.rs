@@ -6,6 +6,7 @@
 //! [`secrecy::SecretString`], whose `Debug` prints a redaction marker, so a
 //! config dumped to a log never carries them.
 
+mod cluster;
 mod sso;
 mod validate;
 mod values;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::infra::ids::GroupId;
 
+pub use cluster::{ClusterConfig, ClusterMode};
 pub use sso::{load_public_key, SsoAlgorithm, SsoConfig};
 pub use validate::ConfigError;
 pub use values::{function_allowed, normalize_origin, parse_network, ForwardedHeader};
@@ -41,6 +43,8 @@ pub struct Config {
     pub presence: PresenceConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
 }

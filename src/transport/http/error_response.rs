@@ -56,7 +56,9 @@ pub fn status(error: &DomainError) -> StatusCode {
         | DomainError::TooManyWatches(_)
         | DomainError::SessionKeyMintLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         DomainError::PromptNotOpen(_) | DomainError::UnknownInvoke(_) => StatusCode::NOT_FOUND,
-        DomainError::SessionKeysExhausted => StatusCode::SERVICE_UNAVAILABLE,
+        DomainError::SessionKeysExhausted | DomainError::ClusterUnavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         DomainError::HeartbeatTimeout | DomainError::AuthTimeout | DomainError::HelloTimeout => {
             StatusCode::REQUEST_TIMEOUT
         }

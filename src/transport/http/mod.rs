@@ -16,6 +16,7 @@ mod session_api;
 mod sockets;
 mod sso_start;
 
+use crate::store::cluster::ClusterLink;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::infra::error::DomainError;
@@ -97,8 +98,31 @@ pub async fn not_found() -> HttpResponse {
     DomainError::NotFound.error_response()
 }
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+/// What `/healthz` reports on.
+pub struct Health {
+    /// Cluster mode: the node's link to Redis.
+    pub cluster: Option<ClusterLink>,
+}
+
+/// `{"status":"ok","mode":"single"}` on one node. In cluster mode 200
+/// `{"status":"ok","mode":"redis","node":id,"nodes":N}` while Redis is
+/// reachable, else 503 with `"status":"degraded"`.
+async fn healthz(health: web::Data<Health>) -> HttpResponse {
+    let Some(link) = &health.cluster else {
+        return HttpResponse::Ok().json(serde_json::json!({"status": "ok", "mode": "single"}));
+    };
+    let reachable = link.is_reachable();
+    let body = serde_json::json!({
+        "status": if reachable { "ok" } else { "degraded" },
+        "mode": "redis",
+        "node": link.node_id(),
+        "nodes": link.live_nodes().len(),
+    });
+    if reachable {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 fn json_error(err: actix_web::error::JsonPayloadError) -> DomainError {

@@ -62,6 +62,7 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
     validate_server(config)?;
     validate_presence(config)?;
     validate_auth(config)?;
+    config.cluster.validate()?;
     groups::validate_groups(config)
 }
 

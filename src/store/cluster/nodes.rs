@@ -1,0 +1,357 @@
+//! Node liveness. Each node holds a lease, `{prefix}:node:{id}` (`SET PX
+//! node_lease_ms`), renews it four times per lease, records itself in the
+//! sorted set `{prefix}:nodes` (id → last beat, Unix ms) and says `beat` on
+//! the control channel. Every node keeps its own table of peers and
+//! declares a peer dead when it has not heard it for a lease, with no
+//! leader to wait for (a stale leader made every request of Sockudo time
+//! out, sockudo #418). While this node's own subscriber is down it hears
+//! nobody, so it declares nobody dead: when it is back every peer starts a
+//! fresh lease.
+//!
+//! A dead node's shared entries are removed by one node: whoever wins
+//! `SET {prefix}:reap:{id} NX` runs the reapers the layers above
+//! registered (compare-and-delete scripts that keep what moved elsewhere).
+//! Nodes found in `{prefix}:nodes` without a lease at start-up, or whose
+//! last beat is two leases old, are reaped too, so the entries of a node
+//! that died while nobody was watching do not live on.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures_core::future::BoxFuture;
+use serde_json::json;
+
+use super::ClusterLink;
+use crate::infra::error::SharedStateUnavailable;
+
+/// What a node listener hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A node was heard from for the first time.
+    Joined(String),
+    /// A node said it is leaving (SIGTERM): it removed its own entries.
+    Left(String),
+    /// A node's lease ran out: it crashed or was cut off.
+    Died(String),
+}
+
+/// Hears nodes come and go; must not wait.
+pub type NodeListener = Arc<dyn Fn(&NodeEvent) + Send + Sync>;
+
+/// Removes the shared entries of a dead node.
+pub type Reaper = Arc<dyn Fn(String) -> BoxFuture<'static, Result<(), SharedStateUnavailable>> + Send + Sync>;
+
+pub(super) struct NodeTable {
+    me: String,
+    peers: Mutex<HashMap<String, Instant>>,
+    listeners: Mutex<Vec<NodeListener>>,
+    reapers: Mutex<Vec<Reaper>>,
+    /// Dead nodes whose entries are still to be reaped.
+    to_reap: Mutex<HashSet<String>>,
+    /// When this node last heard its own beat (the subscriber works).
+    own_beat: Mutex<Instant>,
+}
+
+impl NodeTable {
+    pub(super) fn new(me: String) -> Self {
+        Self {
+            me,
+            peers: Mutex::default(),
+            listeners: Mutex::default(),
+            reapers: Mutex::default(),
+            to_reap: Mutex::default(),
+            own_beat: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ClusterLink {
+    /// Live nodes, this one included, sorted.
+    pub fn live_nodes(&self) -> Vec<String> {
+        let table = &self.inner.nodes;
+        let mut nodes: Vec<String> = lock(&table.peers).keys().cloned().collect();
+        nodes.push(table.me.clone());
+        nodes.sort();
+        nodes
+    }
+
+    /// Whether `node` is this one or a live peer.
+    pub fn is_live(&self, node: &str) -> bool {
+        node == self.inner.nodes.me || lock(&self.inner.nodes.peers).contains_key(node)
+    }
+
+    /// Hears nodes join, leave and die. Register before `start`.
+    pub fn on_node_event(&self, listener: NodeListener) {
+        lock(&self.inner.nodes.listeners).push(listener);
+    }
+
+    /// Removes a dead node's shared entries when this node reaps it.
+    pub fn on_reap(&self, reaper: Reaper) {
+        lock(&self.inner.nodes.reapers).push(reaper);
+    }
+
+    fn node_event(&self, event: NodeEvent) {
+        let listeners = lock(&self.inner.nodes.listeners).clone();
+        for listener in listeners {
+            listener(&event);
+        }
+        self.inner
+            .metrics
+            .cluster
+            .set_live_nodes(lock(&self.inner.nodes.peers).len() + 1);
+    }
+
+    fn heard(&self, node: &str) {
+        let table = &self.inner.nodes;
+        if node == table.me {
+            *lock(&table.own_beat) = Instant::now();
+            return;
+        }
+        let new = lock(&table.peers)
+            .insert(node.to_owned(), Instant::now())
+            .is_none();
+        if new {
+            lock(&table.to_reap).remove(node);
+            self.node_event(NodeEvent::Joined(node.to_owned()));
+        }
+    }
+
+    fn gone(&self, node: &str, event: NodeEvent) {
+        if lock(&self.inner.nodes.peers).remove(node).is_some() {
+            self.node_event(event);
+        }
+    }
+}
+
+pub(super) fn start(link: &ClusterLink) {
+    let beats = link.clone();
+    link.on_control(
+        "beat",
+        Arc::new(move |from, _body| beats.heard(from)),
+    );
+    let leaves = link.clone();
+    link.on_control(
+        "leave",
+        Arc::new(move |from, _body| leaves.gone(from, NodeEvent::Left(from.to_owned()))),
+    );
+    // A reconnected subscriber missed beats: every peer gets a fresh lease.
+    let fresh = link.clone();
+    link.on_connected(Arc::new(move |_first| {
+        let now = Instant::now();
+        for heard in lock(&fresh.inner.nodes.peers).values_mut() {
+            *heard = now;
+        }
+        *lock(&fresh.inner.nodes.own_beat) = now;
+    }));
+    let link = link.clone();
+    link.inner.handle.clone().spawn(async move {
+        seed(&link).await;
+        let beat = link.config().heartbeat();
+        let mut ticks = tokio::time::interval(beat);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut round = 0u64;
+        loop {
+            ticks.tick().await;
+            round += 1;
+            renew(&link).await;
+            expire(&link);
+            if round % 4 == 0 {
+                find_stale(&link).await;
+            }
+            reap_due(&link).await;
+        }
+    });
+}
+
+/// Reads the nodes Redis knows: those with a lease are live, the rest are
+/// dead and reaped.
+async fn seed(link: &ClusterLink) {
+    let nodes_key = link.key("nodes");
+    let listed: Result<Vec<String>, _> = link
+        .run("list nodes", move |mut conn| async move {
+            redis::cmd("ZRANGE")
+                .arg(nodes_key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+        })
+        .await;
+    for node in listed.unwrap_or_default() {
+        if node == link.node_id() {
+            continue;
+        }
+        let lease = link.key(&format!("node:{node}"));
+        let alive: Result<bool, _> = link
+            .run("node lease", move |mut conn| async move {
+                redis::cmd("EXISTS").arg(lease).query_async(&mut conn).await
+            })
+            .await;
+        match alive {
+            Ok(true) => link.heard(&node),
+            Ok(false) => {
+                lock(&link.inner.nodes.to_reap).insert(node);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+async fn renew(link: &ClusterLink) {
+    let lease = link.key(&format!("node:{}", link.node_id()));
+    let nodes_key = link.key("nodes");
+    let me = link.node_id().to_owned();
+    let lease_ms = link.config().node_lease_ms;
+    let now_ms = unix_ms();
+    let renewed = link
+        .run("renew lease", move |mut conn| async move {
+            redis::pipe()
+                .cmd("SET")
+                .arg(lease)
+                .arg(1)
+                .arg("PX")
+                .arg(lease_ms)
+                .ignore()
+                .cmd("ZADD")
+                .arg(nodes_key)
+                .arg(now_ms)
+                .arg(me)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await;
+    if renewed.is_err() {
+        return;
+    }
+    match link.broadcast("beat", json!({})).await {
+        // Not even this node's subscriber got it: the subscription is gone.
+        Ok(0) => link.inner.channels.force_reconnect(),
+        Ok(_) => {
+            let own = *lock(&link.inner.nodes.own_beat);
+            if link.subscriber_connected() && own.elapsed() > link.config().heartbeat() * 3 {
+                tracing::warn!("this node's beats stopped arriving; resubscribing");
+                link.inner.channels.force_reconnect();
+            }
+        }
+        Err(_) => {}
+    }
+}
+
+/// Declares dead the peers unheard for a lease (not while this node hears
+/// nobody).
+fn expire(link: &ClusterLink) {
+    if !link.subscriber_connected() {
+        return;
+    }
+    let lease = link.config().node_lease();
+    let dead: Vec<String> = lock(&link.inner.nodes.peers)
+        .iter()
+        .filter(|(_, heard)| heard.elapsed() > lease)
+        .map(|(node, _)| node.clone())
+        .collect();
+    for node in dead {
+        tracing::warn!(node = %node, "node lease ran out; declaring it dead");
+        link.gone(&node, NodeEvent::Died(node.clone()));
+        lock(&link.inner.nodes.to_reap).insert(node);
+    }
+}
+
+/// Nodes whose last recorded beat is two leases old are dead, heard or not.
+async fn find_stale(link: &ClusterLink) {
+    let nodes_key = link.key("nodes");
+    let cutoff = unix_ms().saturating_sub(2 * link.config().node_lease_ms);
+    let stale: Result<Vec<String>, _> = link
+        .run("stale nodes", move |mut conn| async move {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(nodes_key)
+                .arg("-inf")
+                .arg(cutoff)
+                .query_async(&mut conn)
+                .await
+        })
+        .await;
+    for node in stale.unwrap_or_default() {
+        if node != link.node_id() && !link.is_live(&node) {
+            lock(&link.inner.nodes.to_reap).insert(node);
+        }
+    }
+}
+
+async fn reap_due(link: &ClusterLink) {
+    let due: Vec<String> = lock(&link.inner.nodes.to_reap).iter().cloned().collect();
+    for node in due {
+        if reap(link, &node).await.is_ok() {
+            lock(&link.inner.nodes.to_reap).remove(&node);
+        }
+    }
+}
+
+/// Reaps `node` if this node wins the claim; Ok when nothing is left to do.
+async fn reap(link: &ClusterLink, node: &str) -> Result<(), SharedStateUnavailable> {
+    let claim = link.key(&format!("reap:{node}"));
+    let me = link.node_id().to_owned();
+    let hold_ms = 3 * link.config().node_lease_ms;
+    let won: Option<String> = link
+        .run("claim reap", move |mut conn| async move {
+            redis::cmd("SET")
+                .arg(claim)
+                .arg(me)
+                .arg("NX")
+                .arg("PX")
+                .arg(hold_ms)
+                .query_async(&mut conn)
+                .await
+        })
+        .await?;
+    if won.is_none() {
+        // Another node reaps it.
+        return Ok(());
+    }
+    let reapers = lock(&link.inner.nodes.reapers).clone();
+    for reaper in reapers {
+        reaper(node.to_owned()).await?;
+    }
+    let nodes_key = link.key("nodes");
+    let node = node.to_owned();
+    link.run("forget node", move |mut conn| async move {
+        redis::cmd("ZREM")
+            .arg(nodes_key)
+            .arg(node)
+            .query_async::<()>(&mut conn)
+            .await
+    })
+    .await
+}
+
+pub(super) async fn leave(link: &ClusterLink) {
+    let _ = link.broadcast("leave", json!({})).await;
+    let lease = link.key(&format!("node:{}", link.node_id()));
+    let nodes_key = link.key("nodes");
+    let me = link.node_id().to_owned();
+    let _ = link
+        .run("leave", move |mut conn| async move {
+            redis::pipe()
+                .cmd("DEL")
+                .arg(lease)
+                .ignore()
+                .cmd("ZREM")
+                .arg(nodes_key)
+                .arg(me)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await;
+}
+
+pub(super) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
