@@ -1,14 +1,22 @@
 //! Group admission, the one check every visitor hello and every agent
 //! request starts with: the group exists (`unknown_group`), it has Presence
 //! (`presence_not_subscribed`) and the Origin is on its list
-//! (`origin_not_allowed`), in that order.
+//! (`origin_not_allowed`), in that order. In cluster mode,
+//! [`GroupCensus`] makes `max_visitors` count over every node.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use dashmap::DashMap;
+use futures_util::FutureExt;
+
+use crate::infra::capacity::{ConnectionGate, VisitorsElsewhere};
 use crate::infra::config::{Config, GroupConfig};
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
 use crate::presence::origin::{OriginPolicy, RequestOrigin};
+use crate::store::cluster::ClusterLink;
 
 /// The configured groups and their Origin rules.
 pub struct GroupAccess {
@@ -46,5 +54,135 @@ impl GroupAccess {
     /// The server's whole config.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+}
+
+/// Cluster mode's count of `groups[].max_visitors` over every node.
+///
+/// Each node writes its own visitor sockets per capped group to
+/// `{prefix}:group_visitors:{group}` (hash: node id → count) every
+/// heartbeat (`node_lease_ms / 4`), and reads back the other live nodes'
+/// counts; a hello is admitted while this node's count plus the cached
+/// sum of the others' stays under the cap. A dead node's field is ignored
+/// at once (only live nodes count) and deleted by the node that reaps it.
+///
+/// **Slack:** the others' sum is up to one refresh interval old, so the
+/// cluster may overshoot the cap by what the other nodes admitted during
+/// the last interval (never more than (nodes − 1) × cap in the worst
+/// burst; about admission rate × `node_lease_ms / 4` in practice). A
+/// group never exceeds its cap on one node. When the count could not be
+/// refreshed for a whole lease (Redis unreachable), capped groups refuse
+/// new visitors with `cluster_unavailable` rather than admit blindly.
+pub struct GroupCensus {
+    link: ClusterLink,
+    elsewhere: DashMap<GroupId, usize>,
+    refreshed: Mutex<Instant>,
+}
+
+impl VisitorsElsewhere for GroupCensus {
+    fn of(&self, group: GroupId) -> Result<usize, DomainError> {
+        let age = self
+            .refreshed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed();
+        if age > self.link.config().node_lease() {
+            return Err(DomainError::ClusterUnavailable(
+                "the cluster's visitor counts are out of date".into(),
+            ));
+        }
+        Ok(self.elsewhere.get(&group).map_or(0, |n| *n))
+    }
+}
+
+impl GroupCensus {
+    /// Starts counting the groups of `config` that have `max_visitors`,
+    /// and makes `gate` admit on the cluster-wide count.
+    pub fn start(link: &ClusterLink, gate: &Arc<ConnectionGate>, config: &Config) {
+        let capped: Vec<GroupId> = config
+            .groups
+            .iter()
+            .filter(|g| g.max_visitors.is_some())
+            .map(|g| g.id)
+            .collect();
+        if capped.is_empty() {
+            return;
+        }
+        let census = Arc::new(Self {
+            link: link.clone(),
+            elsewhere: DashMap::new(),
+            refreshed: Mutex::new(Instant::now()),
+        });
+        gate.count_elsewhere(census.clone());
+        let reaping = link.clone();
+        let groups = capped.clone();
+        link.on_reap(Arc::new(move |node| {
+            let keys: Vec<String> = groups
+                .iter()
+                .map(|g| reaping.key(&format!("group_visitors:{g}")))
+                .collect();
+            reaping
+                .run("group visitors reap", move |mut conn| async move {
+                    let mut pipe = redis::pipe();
+                    for key in keys {
+                        pipe.hdel(key, &node).ignore();
+                    }
+                    pipe.query_async::<()>(&mut conn).await
+                })
+                .boxed()
+        }));
+        let gate = Arc::downgrade(gate);
+        let every = link.config().heartbeat();
+        link.runtime().spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(gate) = gate.upgrade() else { return };
+                if census.refresh(&gate, &capped).await.is_ok() {
+                    *census.refreshed.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                }
+            }
+        });
+    }
+
+    async fn refresh(&self, gate: &ConnectionGate, capped: &[GroupId]) -> Result<(), ()> {
+        let mine: HashMap<GroupId, usize> = gate.group_visitors().into_iter().collect();
+        let me = self.link.node_id().to_owned();
+        let ttl_ms = self.link.config().node_lease_ms.saturating_mul(2).max(1);
+        let writes: Vec<(GroupId, String, usize)> = capped
+            .iter()
+            .map(|g| {
+                let key = self.link.key(&format!("group_visitors:{g}"));
+                (*g, key, mine.get(g).copied().unwrap_or(0))
+            })
+            .collect();
+        let node = me.clone();
+        let read: Vec<(GroupId, HashMap<String, usize>)> = self
+            .link
+            .run("group visitors", move |mut conn| async move {
+                let mut pipe = redis::pipe();
+                for (_, key, count) in &writes {
+                    pipe.hset(key, &node, *count)
+                        .ignore()
+                        .pexpire(key, ttl_ms as i64)
+                        .ignore();
+                }
+                for (_, key, _) in &writes {
+                    pipe.hgetall(key);
+                }
+                let counts: Vec<HashMap<String, usize>> = pipe.query_async(&mut conn).await?;
+                Ok(writes.iter().map(|w| w.0).zip(counts).collect())
+            })
+            .await
+            .map_err(|_| ())?;
+        for (group, by_node) in read {
+            let others = by_node
+                .iter()
+                .filter(|(node, _)| **node != me && self.link.is_live(node))
+                .map(|(_, n)| *n)
+                .sum();
+            self.elsewhere.insert(group, others);
+        }
+        Ok(())
     }
 }

@@ -161,6 +161,10 @@ pub async fn run_with_clock(
         metrics.clone(),
         &config.presence,
     );
+    if let Some(link) = &cluster {
+        confirmations.join_cluster(link);
+        crate::presence::admission::GroupCensus::start(link, &gate, &config);
+    }
     confirmations.resume().await?;
     let chores = housekeeping::Chores::new(
         tokens.clone(),

@@ -8,8 +8,11 @@ use crate::auth::sign_in::{InMemoryLockout, LockoutCounters, SignInState, SledWe
 use crate::auth::token::{KeyRing, SigningKeySource};
 use crate::infra::clock::SharedClock;
 use crate::infra::config::Config;
-use crate::presence::confirmation::{ConfirmationRecords, InMemoryFailureLocks, PromptFailureLocks};
-use crate::presence::session_keys::{LocalSessionKeys, SessionKeys};
+use crate::presence::confirmation::{
+    ConfirmationRecords, InMemoryFailureLocks, PromptFailureLocks, RedisConfirmationRecords,
+    RedisFailureLocks,
+};
+use crate::presence::session_keys::{LocalSessionKeys, RedisSessionKeys, SessionKeys};
 use crate::store::cluster::ClusterLink;
 use crate::store::{Store, StoreError};
 
@@ -85,7 +88,20 @@ impl Seams {
         clock: &SharedClock,
         link: &ClusterLink,
     ) -> Result<Self, StoreError> {
-        let _ = link;
-        Self::single_node(config, store, clock)
+        let mut seams = Self::single_node(config, store, clock)?;
+        let presence = &config.presence;
+        seams.confirmation_records = RedisConfirmationRecords::new(
+            link.clone(),
+            clock.clone(),
+            presence.confirm_timeout_ms + presence.confirmation_ttl_secs * 1000,
+        );
+        seams.prompt_failures = Arc::new(RedisFailureLocks::new(link.clone()));
+        seams.session_keys = RedisSessionKeys::new(
+            link.clone(),
+            clock.clone(),
+            presence.session_key_ttl_secs,
+            presence.session_key_mints_per_minute,
+        );
+        Ok(seams)
     }
 }

@@ -37,6 +37,14 @@ impl<K: Hash + Eq + Clone> KeyedSlots<K> {
         })
     }
 
+    /// Slots held now, by key.
+    pub fn counts(&self) -> Vec<(K, usize)> {
+        self.held
+            .iter()
+            .map(|e| (e.key().clone(), *e.value()))
+            .collect()
+    }
+
     /// Slots `key` holds now.
     #[cfg(test)]
     pub fn held(&self, key: &K) -> usize {

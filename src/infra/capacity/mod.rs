@@ -76,6 +76,15 @@ impl FileLimit {
     }
 }
 
+/// Cluster mode: what the other nodes hold of each group, so that
+/// `max_visitors` counts over the whole cluster (see
+/// [`crate::presence::admission::GroupCensus`] for its slack).
+pub trait VisitorsElsewhere: Send + Sync {
+    /// Visitor sockets of `group` on the other live nodes, as last heard;
+    /// an error when that count is too old to admit on.
+    fn of(&self, group: GroupId) -> Result<usize, DomainError>;
+}
+
 /// Counts open WebSocket connections against one limit, across workers,
 /// and per client address and per group under it.
 pub struct ConnectionGate {
@@ -85,6 +94,7 @@ pub struct ConnectionGate {
     per_client_cap: usize,
     per_client: Arc<KeyedSlots<IpAddr>>,
     per_group: Arc<KeyedSlots<GroupId>>,
+    elsewhere: std::sync::OnceLock<Arc<dyn VisitorsElsewhere>>,
 }
 
 /// A group's visitor socket slot, held while the socket is open.
@@ -100,7 +110,18 @@ impl ConnectionGate {
             per_client_cap,
             per_client: KeyedSlots::new(),
             per_group: KeyedSlots::new(),
+            elsewhere: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Cluster mode: group caps also count the other nodes' visitors.
+    pub fn count_elsewhere(&self, elsewhere: Arc<dyn VisitorsElsewhere>) {
+        let _ = self.elsewhere.set(elsewhere);
+    }
+
+    /// Visitor sockets of each group this node holds now.
+    pub fn group_visitors(&self) -> Vec<(GroupId, usize)> {
+        self.per_group.counts()
     }
 
     /// Takes a visitor slot of `group`, capped at `max_visitors`.
@@ -112,12 +133,19 @@ impl ConnectionGate {
         let Some(cap) = max_visitors else {
             return Ok(None);
         };
-        self.per_group.take(group, cap).map(Some).ok_or_else(|| {
-            self.metrics.connection_limited("group_visitors");
-            DomainError::TooManyConnections(format!(
-                "group {group} holds its maximum of {cap} visitor connections"
-            ))
-        })
+        let elsewhere = match self.elsewhere.get() {
+            Some(counts) => counts.of(group)?,
+            None => 0,
+        };
+        self.per_group
+            .take(group, cap.saturating_sub(elsewhere))
+            .map(Some)
+            .ok_or_else(|| {
+                self.metrics.connection_limited("group_visitors");
+                DomainError::TooManyConnections(format!(
+                    "group {group} holds its maximum of {cap} visitor connections"
+                ))
+            })
     }
 
     pub fn limit(&self) -> usize {

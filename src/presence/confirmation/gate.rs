@@ -8,28 +8,40 @@ use crate::infra::ids::VisitorKey;
 use crate::presence::registry::ConnectionFilter;
 use crate::store::{grant_key, StoreError};
 
+use super::tickets::Shared;
 use super::{tickets, Confirmations};
 
 impl Confirmations {
     /// Makes `connection` (a new socket of `key`, saying hello) a holder of
     /// each live grant whose ticket it presents. Unknown or expired
     /// tickets are ignored, so a stale `sessionStorage` never breaks a page.
-    pub fn redeem(&self, key: &VisitorKey, presented: &[String], connection: &str) {
+    /// In cluster mode the returned future completes once every node was
+    /// told of the holdings (await it before registering the connection).
+    pub fn redeem(&self, key: &VisitorKey, presented: &[String], connection: &str) -> Shared {
+        let mut shared: Vec<Shared> = Vec::new();
         if presented.is_empty() {
-            return;
+            return Box::pin(async {});
         }
         let digests: Vec<String> = presented.iter().map(|t| tickets::digest(t)).collect();
         let grants = match self.records.grants_of(key.group, key.visitor.as_str()) {
             Ok(grants) => grants,
-            Err(e) => return tracing::error!(error = %e, "cannot read confirmation grants"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read confirmation grants");
+                return Box::pin(async {});
+            }
         };
         let now = self.clock.now_secs();
         for (grant, record) in grants {
             let live = record.until > now;
             if live && record.ticket.as_ref().is_some_and(|t| digests.contains(t)) {
-                self.holders.hold(&grant, connection);
+                shared.push(self.holders.hold(&grant, connection));
             }
         }
+        Box::pin(async move {
+            for share in shared {
+                share.await;
+            }
+        })
     }
 
     /// A visitor connection closed: it holds no ticket any more.

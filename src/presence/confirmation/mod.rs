@@ -13,14 +13,20 @@
 //! hears the outcome, so of two racing answers exactly one counts.
 //!
 //! Both shared parts are seams chosen at start-up: prompts and grants
-//! ([`ConfirmationRecords`], the store today) and the failure locks
-//! ([`PromptFailureLocks`], in memory today).
+//! ([`ConfirmationRecords`]: the store, or Redis in cluster mode) and the
+//! failure locks ([`PromptFailureLocks`]: memory, or Redis). In cluster
+//! mode the ticket holders are shared too ([`Confirmations::join_cluster`]),
+//! and every node times out overdue prompts, so a prompt whose node died
+//! still ends (through the same atomic settle: exactly once).
 
 mod card;
 mod choices;
+mod cluster_tickets;
 mod failures;
 mod gate;
 mod records;
+mod redis_failures;
+mod redis_records;
 mod settle;
 mod tickets;
 
@@ -33,6 +39,8 @@ pub use card::card_for;
 pub use choices::{DEFAULT_CHOICES, MAX_CHOICES, MIN_CHOICES};
 pub use failures::{InMemoryFailureLocks, PromptFailureLocks, FAILURE_LIMIT, LOCK_MS};
 pub use records::ConfirmationRecords;
+pub use redis_failures::RedisFailureLocks;
+pub use redis_records::RedisConfirmationRecords;
 pub use tickets::MAX_TICKETS_PER_HELLO;
 
 use crate::infra::clock::SharedClock;
@@ -141,7 +149,18 @@ impl Confirmations {
     /// deadline passed while the server was down expire now (without
     /// counting against the visitor, who could not answer).
     pub async fn resume(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let pending = self.records.pending_prompts()?;
+        let records = self.records.clone();
+        let pending = crate::infra::error::on_blocking_pool("confirmation store", move || {
+            records.pending_prompts()
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt {
+            tree: "confirmations",
+            reason: e.to_string(),
+        })??;
+        if self.records.shared() {
+            self.time_out_overdue();
+        }
         let now = self.clock.now_ms();
         let count = pending.len();
         for record in pending {
@@ -179,7 +198,7 @@ impl Confirmations {
             )));
         }
         let now = self.clock.now_ms();
-        if let Some(ms) = self.failures.locked_for(&key, now) {
+        if let Some(ms) = self.failures.locked_for(&key, now).await? {
             return Err(DomainError::TooManyAttempts(ms.div_ceil(1000)));
         }
         if !self.registry.lookup(&key).online {
@@ -274,6 +293,33 @@ impl Confirmations {
                 .confirmed_until
                 .filter(|_| status == ConfirmationStatus::Confirmed),
         })
+    }
+
+    /// Shares the ticket holders through `link` (cluster mode); call
+    /// before the link starts.
+    pub fn join_cluster(&self, link: &crate::store::cluster::ClusterLink) {
+        self.holders.join_cluster(link);
+    }
+
+    /// Cluster mode: every second, expires the prompts whose deadline
+    /// passed, whichever node started them (their own timer may have died
+    /// with that node). The settle is atomic, so a prompt ends once.
+    fn time_out_overdue(self: &Arc<Self>) {
+        let this = Arc::downgrade(self);
+        actix::spawn(async move {
+            loop {
+                actix::clock::sleep(std::time::Duration::from_secs(1)).await;
+                let Some(this) = this.upgrade() else { return };
+                let now = this.clock.now_ms();
+                let pending = on_store(&this.records, |r| r.pending_prompts()).await;
+                let Ok(pending) = pending else { continue };
+                for record in pending.into_iter().filter(|r| r.deadline_ms < now) {
+                    if let Err(e) = this.expire(record.id, true).await {
+                        tracing::warn!(error = %e, "cannot expire an overdue prompt");
+                    }
+                }
+            }
+        });
     }
 
     /// Drops ended grants, old settled prompts and stale failure counts.

@@ -21,9 +21,10 @@ pub type Decide<'a> =
 /// settling one prompt exactly one wins.
 ///
 /// `grant` and `grants_of` are also read synchronously by the invoke gate
-/// and at hello (sled reads, served from its cache); a Redis implementation
-/// serves those from a node-local replica of the grants, kept current from
-/// the bus, or the cluster issue makes the gate await them.
+/// and at hello (sled reads, served from its cache). The Redis
+/// implementation ([`super::RedisConfirmationRecords`]) serves those from a
+/// node-local replica of the grants, kept current by broadcasts that are
+/// awaited before a write returns, and re-read on every reconnection.
 pub trait ConfirmationRecords: Send + Sync {
     /// Stores a new prompt.
     fn put_prompt(&self, record: &ConfirmationRecord) -> Result<(), StoreError>;
@@ -55,6 +56,13 @@ pub trait ConfirmationRecords: Send + Sync {
     /// Deletes grants that ended before `now_secs` and settled prompts
     /// created before `settled_cutoff_ms`; returns how many.
     fn sweep(&self, now_secs: u64, settled_cutoff_ms: u64) -> Result<usize, StoreError>;
+
+    /// Whether other nodes share these records (cluster mode): then every
+    /// node also times out overdue prompts, so a prompt whose node died
+    /// still ends.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// The single-node records: sled, settled by one transaction.

@@ -66,10 +66,10 @@ impl Confirmations {
                 if confirmed {
                     // Before anyone hears of it: the agent may invoke at once.
                     let grant = grant_key(key.group, key.visitor.as_str(), &record.agent);
-                    self.holders.replace(&grant, connection);
+                    self.holders.replace(&grant, connection).await;
                 }
                 let ticket = confirmed.then(|| Arc::new((connection.to_owned(), ticket)));
-                self.announce(&record, ticket);
+                self.announce(&record, ticket).await;
                 Ok(record.status)
             }
             Settled::Already(record) => Err(DomainError::ConfirmationSettled(
@@ -97,7 +97,7 @@ impl Confirmations {
             ended |= matches!(self.expire(id, false).await?, Settled::Now(_));
         }
         let grant = grant_key(key.group, key.visitor.as_str(), agent);
-        self.holders.drop_grant(&grant);
+        self.holders.drop_grant(&grant).await;
         ended |= on_store(&self.records, move |r| r.remove_grant(&grant)).await?;
         Ok(ended)
     }
@@ -137,20 +137,31 @@ impl Confirmations {
     ) -> Result<Settled, DomainError> {
         let settled = on_store(&self.records, move |r| r.settle(&id, &decide)).await?;
         if let Settled::Now(record) = &settled {
-            self.announce(record, None);
+            self.announce(record, None).await;
         }
         Ok(settled)
     }
 
     /// Tells the asking agent and the visitor's sockets how a prompt ended;
     /// `ticket` is (connection, ticket) for the one that confirmed it.
-    fn announce(&self, record: &ConfirmationRecord, ticket: Option<Arc<(String, String)>>) {
+    async fn announce(&self, record: &ConfirmationRecord, ticket: Option<Arc<(String, String)>>) {
         let Ok(key) = key_of(record) else { return };
         self.open.remove_if_mut(&key, |_, prompts| {
             prompts.retain(|p| p.id != record.id);
             prompts.is_empty()
         });
-        if record.counts_as_failure && self.failures.record(&key, self.clock.now_ms()) {
+        let locked = match record.counts_as_failure {
+            true => self
+                .failures
+                .record(&key, self.clock.now_ms())
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot count a failed confirmation");
+                    false
+                }),
+            false => false,
+        };
+        if locked {
             tracing::warn!(
                 visitor = %key,
                 "{FAILURE_LIMIT} failed confirmations: prompts refused for {} min",

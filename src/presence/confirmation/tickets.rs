@@ -7,9 +7,14 @@
 //! too, so the grant follows a navigation, a reconnect or a restart of
 //! that tab. Gated invokes and signals go only to holders, and `confirmed`
 //! is true only while a holder is connected. Holders live in memory; a
-//! connection stops holding when it closes.
+//! connection stops holding when it closes. In cluster mode every node
+//! owns its connections' holdings and shares them (see
+//! [`super::cluster_tickets`]).
 
 use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use futures_util::future::BoxFuture;
 
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
@@ -36,53 +41,95 @@ pub fn digest(ticket: &str) -> String {
         .collect()
 }
 
-/// Which connections hold which grant (by grant key).
+/// A connection's holdings: its node (`None`: this one) and its grants.
 #[derive(Default)]
-pub struct TicketHolders {
-    by_grant: DashMap<String, HashSet<String>>,
-    by_connection: DashMap<String, HashSet<String>>,
+pub(super) struct Holding {
+    pub(super) node: Option<String>,
+    pub(super) grants: HashSet<String>,
 }
 
+/// Which connections hold which grant (by grant key): this node's own
+/// connections and, in cluster mode, a replica of every other node's (see
+/// [`super::cluster_tickets`]), so the gate's filters, evaluated on the
+/// agent's node, see holders wherever they are connected.
+#[derive(Default)]
+pub struct TicketHolders {
+    pub(super) by_grant: DashMap<String, HashSet<String>>,
+    pub(super) by_connection: DashMap<String, Holding>,
+    pub(super) cluster: OnceLock<super::cluster_tickets::TicketSync>,
+}
+
+/// Sharing a change with the other nodes; ready at once on one node.
+pub type Shared = BoxFuture<'static, ()>;
+
 impl TicketHolders {
-    /// `connection` holds the grant `grant` (in addition to others).
-    pub fn hold(&self, grant: &str, connection: &str) {
+    /// `connection` of `node` (`None`: this one) holds `grant`.
+    pub(super) fn insert(&self, grant: &str, connection: &str, node: Option<&str>) {
         self.by_grant
             .entry(grant.to_owned())
             .or_default()
             .insert(connection.to_owned());
-        self.by_connection
-            .entry(connection.to_owned())
-            .or_default()
-            .insert(grant.to_owned());
+        let mut holding = self.by_connection.entry(connection.to_owned()).or_default();
+        holding.node = node.map(str::to_owned);
+        holding.grants.insert(grant.to_owned());
     }
 
-    /// A new grant for `grant`'s pair: `connection` is its only holder.
-    pub fn replace(&self, grant: &str, connection: &str) {
-        self.drop_grant(grant);
-        self.hold(grant, connection);
-    }
-
-    /// The grant ended: nobody holds it.
-    pub fn drop_grant(&self, grant: &str) {
+    /// Nobody holds `grant`; returns this node's connections that did.
+    pub(super) fn remove_grant(&self, grant: &str) -> Vec<String> {
+        let mut local = Vec::new();
         if let Some((_, connections)) = self.by_grant.remove(grant) {
             for connection in connections {
-                self.by_connection.remove_if_mut(&connection, |_, grants| {
-                    grants.remove(grant);
-                    grants.is_empty()
+                self.by_connection.remove_if_mut(&connection, |_, holding| {
+                    if holding.node.is_none() {
+                        local.push(connection.clone());
+                    }
+                    holding.grants.remove(grant);
+                    holding.grants.is_empty()
                 });
             }
         }
+        local
     }
 
-    /// The connection closed: it holds nothing any more.
-    pub fn release_connection(&self, connection: &str) {
-        if let Some((_, grants)) = self.by_connection.remove(connection) {
-            for grant in grants {
+    /// `connection` holds nothing any more.
+    pub(super) fn remove_connection(&self, connection: &str) {
+        if let Some((_, holding)) = self.by_connection.remove(connection) {
+            for grant in holding.grants {
                 self.by_grant.remove_if_mut(&grant, |_, holders| {
                     holders.remove(connection);
                     holders.is_empty()
                 });
             }
+        }
+    }
+
+    /// `connection` holds the grant `grant` (in addition to others).
+    pub fn hold(&self, grant: &str, connection: &str) -> Shared {
+        self.insert(grant, connection, None);
+        self.share("hold", grant, connection, vec![connection.to_owned()])
+    }
+
+    /// A new grant for `grant`'s pair: `connection` is its only holder.
+    pub fn replace(&self, grant: &str, connection: &str) -> Shared {
+        let mut touched = self.remove_grant(grant);
+        self.insert(grant, connection, None);
+        touched.push(connection.to_owned());
+        self.share("replace", grant, connection, touched)
+    }
+
+    /// The grant ended: nobody holds it.
+    pub fn drop_grant(&self, grant: &str) -> Shared {
+        let touched = self.remove_grant(grant);
+        self.share("drop", grant, "", touched)
+    }
+
+    /// The connection closed: it holds nothing any more (the other nodes
+    /// hear of it in the background).
+    pub fn release_connection(&self, connection: &str) {
+        self.remove_connection(connection);
+        let shared = self.share("release", "", connection, vec![connection.to_owned()]);
+        if let Some(sync) = self.cluster.get() {
+            sync.link.runtime().spawn(shared);
         }
     }
 
@@ -106,20 +153,20 @@ mod tests {
     #[test]
     fn holders_follow_grants_and_connections() {
         let holders = TicketHolders::default();
-        holders.hold("72/v/fred", "c1");
-        holders.hold("72/v/fred", "c2");
-        holders.hold("72/v/ada", "c2");
+        let _ = holders.hold("72/v/fred", "c1");
+        let _ = holders.hold("72/v/fred", "c2");
+        let _ = holders.hold("72/v/ada", "c2");
         assert!(holders.holds("72/v/fred", "c1") && holders.holds("72/v/ada", "c2"));
         holders.release_connection("c2");
         assert!(!holders.holds("72/v/fred", "c2"));
         assert!(!holders.held("72/v/ada"));
-        holders.replace("72/v/fred", "c3");
+        let _ = holders.replace("72/v/fred", "c3");
         assert!(
             !holders.holds("72/v/fred", "c1"),
             "a new grant has one holder"
         );
         assert!(holders.holds("72/v/fred", "c3"));
-        holders.drop_grant("72/v/fred");
+        let _ = holders.drop_grant("72/v/fred");
         assert!(!holders.held("72/v/fred"));
     }
 

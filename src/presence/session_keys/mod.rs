@@ -33,7 +33,9 @@ use crate::infra::error::DomainError;
 use crate::infra::ids::{fill_random, GroupId, VisitorKey};
 use crate::infra::rate::TokenBucket;
 
+mod cluster;
 mod local;
+pub use cluster::RedisSessionKeys;
 pub use local::LocalSessionKeys;
 
 /// A code handed to a visitor.
@@ -87,6 +89,9 @@ pub enum IssueError {
     /// The key could not be made durable; nobody was shown it.
     #[error("session key store: {0}")]
     Store(String),
+    /// Cluster mode: Redis did not answer in time; nobody was shown a key.
+    #[error("shared state: {0}")]
+    Unavailable(String),
 }
 
 impl From<IssueError> for DomainError {
@@ -97,6 +102,7 @@ impl From<IssueError> for DomainError {
             }
             IssueError::Exhausted => DomainError::SessionKeysExhausted,
             IssueError::Store(e) => DomainError::Internal(format!("session key store: {e}")),
+            IssueError::Unavailable(e) => DomainError::ClusterUnavailable(e),
         }
     }
 }
@@ -136,9 +142,11 @@ impl MintBudget {
 ///
 /// The methods are synchronous. `issue` writes durably and may block, so
 /// visitor sessions call it on the blocking pool; the others touch only
-/// memory and run on request workers and visitor actors. A Redis
-/// implementation must not block in those; the cluster issue makes `find`
-/// return a future or serves it from a node-local replica.
+/// memory and run on request workers and visitor actors. The Redis
+/// implementation ([`RedisSessionKeys`]) keeps them so: `find` reads a
+/// node-local replica of the live keys, kept current by broadcasts that
+/// `issue` awaits before the visitor sees its code, and drops are written
+/// in the background.
 pub trait SessionKeys: Send + Sync {
     /// The live key of `connection`, or a fresh one for `holder` (spending
     /// one of its group's mints).

@@ -70,23 +70,25 @@ impl VisitorSession {
             return fail_and_close(ctx, &e);
         }
         // Before the registry routes to it: a ticket holder may be the one
-        // waiting invokes are for.
-        self.deps
+        // waiting invokes are for (in cluster mode, every node hears of
+        // the holding before the connection's presence).
+        let redeemed = self
+            .deps
             .confirmations
             .redeem(&key, tickets, &self.connection_id);
         self.phase = Phase::Joining(key.clone());
-        let connection = LiveConnection {
-            id: self.connection_id.clone(),
-            commands: ctx.address().recipient(),
-            open: self.open.clone(),
-            identity: identity.map(Arc::new),
-        };
-        let connect = self.deps.registry.connect(key.clone(), connection, data);
         // `wait` holds other frames back until the registry has answered, so
         // nothing is handled half-registered.
-        ctx.wait(
+        ctx.wait(redeemed.into_actor(self).then(move |(), session, ctx| {
+            let connection = LiveConnection {
+                id: session.connection_id.clone(),
+                commands: ctx.address().recipient(),
+                open: session.open.clone(),
+                identity: identity.map(Arc::new),
+            };
+            let connect = session.deps.registry.connect(key.clone(), connection, data);
             connect
-                .into_actor(self)
+                .into_actor(session)
                 .map(move |reply, session, ctx| match reply {
                     Ok(()) => {
                         session.phase = Phase::Live(key.clone());
@@ -103,7 +105,7 @@ impl VisitorSession {
                         }
                     }
                     Err(e) => fail_and_close(ctx, &e),
-                }),
-        );
+                })
+        }));
     }
 }

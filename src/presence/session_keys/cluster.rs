@@ -1,0 +1,388 @@
+//! [`RedisSessionKeys`]: cluster mode's session keys, unique per group
+//! across every node.
+//!
+//! Layout (under `{prefix}:`):
+//! - `session_key:{group}:{code}` → the holder (JSON: visitor id, online
+//!   period, expiry), claimed with `SET NX EX session_key_ttl_secs`, so a
+//!   code is unique in its group whichever node mints it, and expires by
+//!   itself;
+//! - `session_key_mints:{group}` → the group's mint budget, a token bucket
+//!   (hash `credit`, `at`) spent by one script, shared by every node.
+//!
+//! `issue` runs on the blocking pool and talks to Redis. `find` and
+//! `not_current` run on request workers and actors, so lookups are served
+//! from a **node-local replica** of the live keys: a node that mints a key
+//! broadcasts it (`session_key`) and awaits the broadcast before the
+//! visitor sees the code, so every node's subscriber has it queued before
+//! anyone can read it out to an agent; the replica is re-read from Redis
+//! after every (re)connection of the subscriber. Drops (`not_current`,
+//! sweeps) are written and broadcast in the background. A connection's
+//! claim on its key is local: a connection lives on one node.
+
+use std::sync::{Arc, LazyLock};
+
+use dashmap::DashMap;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{draw, IssueError, KeyHolder, OnlinePeriod, SessionKey, SessionKeys};
+use crate::infra::clock::SharedClock;
+use crate::infra::error::SharedStateUnavailable;
+use crate::infra::ids::{GroupId, VisitorId, VisitorKey};
+use crate::store::cluster::ClusterLink;
+
+/// Draws before giving up on finding an unused code.
+const MAX_DRAWS: usize = 32;
+/// Control broadcast kind of key changes.
+const KIND: &str = "session_key";
+
+/// KEYS bucket; ARGV per minute, now (ms). 0, or ms until a mint refills.
+static MINT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local p = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local w = 60000
+local cap = p * w
+local credit = tonumber(redis.call('HGET', KEYS[1], 'credit') or cap)
+local at = tonumber(redis.call('HGET', KEYS[1], 'at') or now)
+if now > at then
+  credit = math.min(cap, credit + (now - at) * p)
+  at = now
+end
+local wait = 0
+if credit < w then
+  wait = math.ceil((w - credit) / p)
+else
+  credit = credit - w
+end
+redis.call('HSET', KEYS[1], 'credit', string.format('%d', credit), 'at', string.format('%d', at))
+redis.call('PEXPIRE', KEYS[1], w * 2)
+return wait
+",
+    )
+});
+
+/// A key's holder as stored.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    v: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    b: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    f: Option<u64>,
+    e: u64,
+}
+
+impl Stored {
+    fn of(holder: &KeyHolder, expires: u64) -> Self {
+        let (b, f) = match holder.period {
+            OnlinePeriod::Began(at) => (Some(at), None),
+            OnlinePeriod::FirstBy(by) => (None, Some(by)),
+        };
+        Self {
+            v: holder.visitor.visitor.as_str().to_owned(),
+            b,
+            f,
+            e: expires,
+        }
+    }
+
+    fn entry(&self, group: GroupId) -> Option<Entry> {
+        let visitor = VisitorId::parse(&self.v).ok()?;
+        let period = match (self.b, self.f) {
+            (Some(at), _) => OnlinePeriod::Began(at),
+            (None, Some(by)) => OnlinePeriod::FirstBy(by),
+            (None, None) => return None,
+        };
+        Some(Entry {
+            holder: KeyHolder {
+                visitor: VisitorKey::new(group, visitor),
+                period,
+            },
+            expires: self.e,
+        })
+    }
+}
+
+struct Entry {
+    holder: KeyHolder,
+    expires: u64,
+}
+
+/// Session keys in Redis, looked up in a node-local replica.
+pub struct RedisSessionKeys {
+    link: ClusterLink,
+    clock: SharedClock,
+    ttl_secs: u64,
+    mints_per_minute: u64,
+    by_code: DashMap<(GroupId, String), Entry>,
+    by_connection: DashMap<String, SessionKey>,
+}
+
+impl RedisSessionKeys {
+    /// Keys through `link`: they live `ttl_secs`; each group mints at most
+    /// `mints_per_minute` a minute over the whole cluster. Registers the
+    /// replica's handlers (before the link starts).
+    pub fn new(
+        link: ClusterLink,
+        clock: SharedClock,
+        ttl_secs: u64,
+        mints_per_minute: u64,
+    ) -> Arc<Self> {
+        let this = Arc::new(Self {
+            link: link.clone(),
+            clock,
+            ttl_secs,
+            mints_per_minute: mints_per_minute.max(1),
+            by_code: DashMap::new(),
+            by_connection: DashMap::new(),
+        });
+        let weak = Arc::downgrade(&this);
+        let me = link.node_id().to_owned();
+        link.on_control(
+            KIND,
+            Arc::new(move |from, body| {
+                if let Some(this) = weak.upgrade() {
+                    if from != me {
+                        this.apply(body);
+                    }
+                }
+            }),
+        );
+        let weak = Arc::downgrade(&this);
+        link.on_connected(Arc::new(move |_first| {
+            let Some(this) = weak.upgrade() else { return };
+            let runtime = this.link.runtime().clone();
+            runtime.spawn(async move {
+                if let Err(e) = this.reload().await {
+                    tracing::warn!(error = %e.0, "cannot reload the session keys");
+                }
+            });
+        }));
+        this
+    }
+
+    fn code_key(&self, group: GroupId, code: &str) -> String {
+        self.link.key(&format!("session_key:{group}:{code}"))
+    }
+
+    fn apply(&self, body: &Value) {
+        let (Some(group), Some(code)) = (
+            body.get("g").and_then(Value::as_u64),
+            body.get("c").and_then(Value::as_str),
+        ) else {
+            return;
+        };
+        let stored = body
+            .get("h")
+            .cloned()
+            .and_then(|h| serde_json::from_value::<Stored>(h).ok());
+        match stored.and_then(|s| s.entry(group)) {
+            Some(entry) => {
+                self.by_code.insert((group, code.to_owned()), entry);
+            }
+            None => {
+                self.by_code.remove(&(group, code.to_owned()));
+            }
+        }
+    }
+
+    async fn reload(&self) -> Result<(), SharedStateUnavailable> {
+        let pattern = self.link.key("session_key:*");
+        let found: Vec<(String, String)> = self
+            .link
+            .run("session keys reload", move |mut conn| async move {
+                let mut keys: Vec<String> = Vec::new();
+                {
+                    let mut iter = conn.scan_match::<_, String>(pattern).await?;
+                    while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
+                        keys.push(key?);
+                    }
+                }
+                let mut out = Vec::new();
+                for chunk in keys.chunks(200) {
+                    let values: Vec<Option<String>> =
+                        redis::cmd("MGET").arg(chunk).query_async(&mut conn).await?;
+                    out.extend(
+                        chunk
+                            .iter()
+                            .cloned()
+                            .zip(values)
+                            .filter_map(|(k, v)| Some((k, v?))),
+                    );
+                }
+                Ok(out)
+            })
+            .await?;
+        let prefix = self.link.key("session_key:");
+        let mut live = std::collections::HashSet::new();
+        for (key, value) in found {
+            let Some((group, code)) = key.strip_prefix(&prefix).and_then(|r| r.split_once(':'))
+            else {
+                continue;
+            };
+            let Ok(group) = group.parse::<GroupId>() else {
+                continue;
+            };
+            let Some(entry) = serde_json::from_str::<Stored>(&value)
+                .ok()
+                .and_then(|s| s.entry(group))
+            else {
+                continue;
+            };
+            live.insert((group, code.to_owned()));
+            self.by_code.insert((group, code.to_owned()), entry);
+        }
+        self.by_code.retain(|k, _| live.contains(k));
+        Ok(())
+    }
+
+    /// Deletes a key everywhere, in the background.
+    fn drop_shared(&self, group: GroupId, code: &str) {
+        let key = self.code_key(group, code);
+        let delete = self
+            .link
+            .run("session key drop", move |mut conn| async move {
+                conn.del::<_, ()>(key).await
+            });
+        let tell = self.link.broadcast(KIND, json!({ "g": group, "c": code }));
+        self.link.runtime().spawn(async move {
+            if let Err(e) = async {
+                delete.await?;
+                tell.await.map(|_| ())
+            }
+            .await
+            {
+                tracing::warn!(error = %e.0, "cannot drop a session key");
+            }
+        });
+    }
+}
+
+/// Waits, on the blocking pool, for a future run on the link's runtime.
+fn wait_on<T: Send + 'static>(
+    link: &ClusterLink,
+    fut: impl std::future::Future<Output = Result<T, SharedStateUnavailable>> + Send + 'static,
+) -> Result<T, SharedStateUnavailable> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    link.runtime().spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    let limit =
+        std::time::Duration::from_millis(link.config().redis_timeout_ms.saturating_mul(2) + 100);
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| Err(SharedStateUnavailable("the Redis runtime stopped".into())))
+}
+
+fn unavailable(e: SharedStateUnavailable) -> IssueError {
+    IssueError::Unavailable(e.0)
+}
+
+impl SessionKeys for RedisSessionKeys {
+    fn issue(&self, holder: &KeyHolder, connection: &str) -> Result<SessionKey, IssueError> {
+        let now_ms = self.clock.now_ms();
+        let now = now_ms / 1000;
+        if let Some(live) = self.by_connection.get(connection) {
+            if live.expires > now {
+                return Ok(live.clone());
+            }
+        }
+        let group = holder.visitor.group;
+        let bucket = self.link.key(&format!("session_key_mints:{group}"));
+        let per_minute = self.mints_per_minute;
+        let wait: u64 = self
+            .link
+            .run_blocking("session key mint", move |mut conn| async move {
+                MINT.key(bucket)
+                    .arg(per_minute)
+                    .arg(now_ms)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .map_err(unavailable)?;
+        if wait > 0 {
+            return Err(IssueError::RateLimited {
+                retry_after_secs: wait.div_ceil(1000).max(1),
+            });
+        }
+        let expires = now + self.ttl_secs;
+        let stored = Stored::of(holder, expires);
+        let value = serde_json::to_string(&stored).map_err(|e| IssueError::Store(e.to_string()))?;
+        let ttl = self.ttl_secs.max(1);
+        for _ in 0..MAX_DRAWS {
+            let code = draw();
+            let key = self.code_key(group, &code);
+            let value = value.clone();
+            let claimed: Option<String> = self
+                .link
+                .run_blocking("session key claim", move |mut conn| async move {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(value)
+                        .arg("NX")
+                        .arg("EX")
+                        .arg(ttl)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .map_err(unavailable)?;
+            if claimed.is_none() {
+                continue;
+            }
+            self.by_code.insert(
+                (group, code.clone()),
+                Entry {
+                    holder: holder.clone(),
+                    expires,
+                },
+            );
+            let body = json!({ "g": group, "c": code, "h": stored });
+            wait_on(&self.link, self.link.broadcast(KIND, body)).map_err(unavailable)?;
+            let key = SessionKey { key: code, expires };
+            self.by_connection
+                .insert(connection.to_owned(), key.clone());
+            return Ok(key);
+        }
+        Err(IssueError::Exhausted)
+    }
+
+    fn connection_closed(&self, connection: &str) {
+        self.by_connection.remove(connection);
+    }
+
+    fn find(&self, group: GroupId, key: &str) -> Option<KeyHolder> {
+        let now = self.clock.now_secs();
+        let entry = self.by_code.get(&(group, key.to_owned()))?;
+        (entry.expires > now).then(|| entry.holder.clone())
+    }
+
+    fn not_current(&self, group: GroupId, key: &str) {
+        let now_ms = self.clock.now_ms();
+        let removed = self
+            .by_code
+            .remove_if(&(group, key.to_owned()), |_, e| !awaited(e, now_ms));
+        if removed.is_some() {
+            self.drop_shared(group, key);
+        }
+    }
+
+    /// Drops expired keys from the replica (Redis expires them by
+    /// itself). Keys of ended periods are dropped by `find`'s caller
+    /// through [`SessionKeys::not_current`]; a sweep does not judge
+    /// periods here, since a node may not yet see a visitor that just
+    /// connected elsewhere.
+    fn sweep(&self, _in_period: &dyn Fn(&KeyHolder) -> bool) -> usize {
+        let now = self.clock.now_secs();
+        let before = self.by_code.len();
+        self.by_code.retain(|_, e| e.expires > now);
+        self.by_connection.retain(|_, key| key.expires > now);
+        before - self.by_code.len()
+    }
+}
+
+/// A key restored after a restart whose visitor may still come back.
+fn awaited(e: &Entry, now_ms: u64) -> bool {
+    matches!(e.holder.period, OnlinePeriod::FirstBy(by) if now_ms <= by)
+}
