@@ -21,6 +21,7 @@
 
 mod card;
 mod choices;
+mod cluster_prompts;
 mod cluster_tickets;
 mod failures;
 mod gate;
@@ -108,6 +109,8 @@ pub struct Confirmations {
     failures: Arc<dyn PromptFailureLocks>,
     /// Which connections hold which grant's ticket.
     holders: Arc<TicketHolders>,
+    /// Cluster mode: the link open prompts are shared through.
+    cluster: std::sync::OnceLock<crate::store::cluster::ClusterLink>,
 }
 
 /// Runs a call of the records off the async workers (it may flush to disk).
@@ -142,6 +145,7 @@ impl Confirmations {
             open: DashMap::new(),
             failures,
             holders: Arc::default(),
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
@@ -239,6 +243,7 @@ impl Confirmations {
             .entry(key.clone())
             .or_default()
             .push(prompt.clone());
+        self.share_prompt(&record, true).await;
         self.arm_timer(record.id.clone(), self.timeout_ms);
         self.registry
             .broadcast(&key, &|| VisitorCommand::Prompt(prompt.clone()));
@@ -293,12 +298,6 @@ impl Confirmations {
                 .confirmed_until
                 .filter(|_| status == ConfirmationStatus::Confirmed),
         })
-    }
-
-    /// Shares the ticket holders through `link` (cluster mode); call
-    /// before the link starts.
-    pub fn join_cluster(&self, link: &crate::store::cluster::ClusterLink) {
-        self.holders.join_cluster(link);
     }
 
     /// Cluster mode: every second, expires the prompts whose deadline

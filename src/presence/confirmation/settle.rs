@@ -150,6 +150,7 @@ impl Confirmations {
             prompts.retain(|p| p.id != record.id);
             prompts.is_empty()
         });
+        self.share_prompt(record, false).await;
         let locked = match record.counts_as_failure {
             true => self
                 .failures
