@@ -218,7 +218,7 @@ async fn session_keys_are_unique_across_nodes_minting_at_once() {
             tabs.push(node.visitor(&format!("v-{i}-{j}"), json!({})).await);
         }
     }
-    let frames = futures_util::future::join_all(tabs.iter_mut().map(|tab| ask_key(tab))).await;
+    let frames = futures_util::future::join_all(tabs.iter_mut().map(ask_key)).await;
     let codes: Vec<String> = frames
         .iter()
         .map(|f| {

@@ -149,24 +149,25 @@ impl TicketHolders {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
 
     #[test]
     fn holders_follow_grants_and_connections() {
         let holders = TicketHolders::default();
-        let _ = holders.hold("72/v/fred", "c1");
-        let _ = holders.hold("72/v/fred", "c2");
-        let _ = holders.hold("72/v/ada", "c2");
+        holders.hold("72/v/fred", "c1").now_or_never();
+        holders.hold("72/v/fred", "c2").now_or_never();
+        holders.hold("72/v/ada", "c2").now_or_never();
         assert!(holders.holds("72/v/fred", "c1") && holders.holds("72/v/ada", "c2"));
         holders.release_connection("c2");
         assert!(!holders.holds("72/v/fred", "c2"));
         assert!(!holders.held("72/v/ada"));
-        let _ = holders.replace("72/v/fred", "c3");
+        holders.replace("72/v/fred", "c3").now_or_never();
         assert!(
             !holders.holds("72/v/fred", "c1"),
             "a new grant has one holder"
         );
         assert!(holders.holds("72/v/fred", "c3"));
-        let _ = holders.drop_grant("72/v/fred");
+        holders.drop_grant("72/v/fred").now_or_never();
         assert!(!holders.held("72/v/fred"));
     }
 
