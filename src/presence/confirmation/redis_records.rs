@@ -186,10 +186,13 @@ impl RedisConfirmationRecords {
     }
 
     /// Tells every other node about a grant change, waiting for Redis.
-    fn tell(&self, key: &str, grant: Option<&ConfirmationGrant>) -> Result<(), StoreError> {
+    /// The change itself is already in Redis: if the broadcast fails, the
+    /// other nodes learn it when their subscriber reconnects and reloads.
+    fn tell(&self, key: &str, grant: Option<&ConfirmationGrant>) {
         let body = json!({ "key": key, "grant": grant });
-        wait_on(&self.link, self.link.broadcast(GRANT_KIND, body))?;
-        Ok(())
+        if let Err(e) = wait_on(&self.link, self.link.broadcast(GRANT_KIND, body)) {
+            tracing::warn!(error = %e.0, "cannot broadcast a confirmation grant change");
+        }
     }
 
     fn record_key(&self, id: &str) -> String {
@@ -310,7 +313,7 @@ impl ConfirmationRecords for RedisConfirmationRecords {
                 1 => {
                     if let Some(grant) = &grant {
                         self.grants.insert(grant_key.clone(), grant.clone());
-                        self.tell(&grant_key, Some(grant))?;
+                        self.tell(&grant_key, Some(grant));
                     }
                     return Ok(Settled::Now(next));
                 }
@@ -346,7 +349,7 @@ impl ConfirmationRecords for RedisConfirmationRecords {
                 conn.del(redis_key).await
             })?;
         let had = self.grants.remove(key).is_some();
-        self.tell(key, None)?;
+        self.tell(key, None);
         Ok(removed > 0 || had)
     }
 
