@@ -295,12 +295,7 @@ impl ClusterLink {
         })
     }
 
-    fn failed(
-        &self,
-        what: &'static str,
-        cause: &'static str,
-        detail: &str,
-    ) -> SharedStateUnavailable {
+    fn failed(&self, what: &'static str, cause: &'static str, detail: &str) -> SharedStateUnavailable {
         self.inner.metrics.cluster.redis_error(cause);
         if cause != "saturated" {
             self.inner.reachable.store(false, Ordering::Relaxed);

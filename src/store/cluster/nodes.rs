@@ -40,8 +40,7 @@ pub enum NodeEvent {
 pub type NodeListener = Arc<dyn Fn(&NodeEvent) + Send + Sync>;
 
 /// Removes the shared entries of a dead node.
-pub type Reaper =
-    Arc<dyn Fn(String) -> BoxFuture<'static, Result<(), SharedStateUnavailable>> + Send + Sync>;
+pub type Reaper = Arc<dyn Fn(String) -> BoxFuture<'static, Result<(), SharedStateUnavailable>> + Send + Sync>;
 
 pub(super) struct NodeTable {
     me: String,
@@ -131,7 +130,10 @@ impl ClusterLink {
 
 pub(super) fn start(link: &ClusterLink) {
     let beats = link.clone();
-    link.on_control("beat", Arc::new(move |from, _body| beats.heard(from)));
+    link.on_control(
+        "beat",
+        Arc::new(move |from, _body| beats.heard(from)),
+    );
     let leaves = link.clone();
     link.on_control(
         "leave",
