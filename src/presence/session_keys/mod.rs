@@ -133,12 +133,13 @@ impl MintBudget {
 /// Visitors' live session keys: minting (one per connection, within the
 /// group's budget), lookup by code, and expiry.
 ///
-/// A Redis implementation keeps `session_key:{group}:{code}` → the holder,
-/// claimed with `SET NX` and a TTL of `session_key_ttl_secs` (so codes stay
-/// unique per group and expire by themselves, leaving `sweep` nothing to
-/// do), `session_key:conn:{connection}` → the connection's code with the
-/// same TTL, and each group's mint budget as a token bucket updated by one
-/// script.
+/// The Redis implementation ([`RedisSessionKeys`]) keeps
+/// `session_key:{group}:{code}` → the holder, claimed with `SET NX` and a
+/// TTL of `session_key_ttl_secs` (so codes stay unique per group across
+/// nodes and expire by themselves), and each group's mint budget
+/// (`session_key_mints:{group}`) as a token bucket updated by one script.
+/// A connection's own key stays in its node's memory: a connection lives
+/// on one node.
 ///
 /// The methods are synchronous. `issue` writes durably and may block, so
 /// visitor sessions call it on the blocking pool; the others touch only
