@@ -409,3 +409,47 @@ async fn a_node_that_leaves_takes_its_holdings_with_it() {
         .unwrap_or_default();
     assert!(!holdings.contains("tickets"), "{holdings}");
 }
+
+#[actix_web::test]
+async fn grants_and_holdings_outlive_a_redis_restart() {
+    let mut cluster = Cluster::start_with(2, |_, c| gated(c)).await;
+    let nodes = std::mem::take(&mut cluster.nodes);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut tab = b.visitor("v-1", json!({})).await;
+    let fred_b = b.token("fred.demo", 72);
+    confirm(b, &fred_b, "v-1", &mut tab).await;
+    let (_, health) = common::cluster::health(b).await;
+    let holdings = format!("presence:tickets:{}", health["node"].as_str().expect("id"));
+
+    let fred_a = a.token("fred.demo", 72);
+    let grant = "presence:confirmation_grant:72/v-1/fred.demo";
+
+    // Redis comes back from its append-only file: the grant is there, the
+    // gate on node B lets the agent through, node A still sees it.
+    cluster.redis.restart(false);
+    for node in [a, b] {
+        common::cluster::wait_for_nodes(node, 2).await;
+    }
+    assert!(redis_get(&cluster, grant).contains("\"until\""));
+    let call = invoke_status(b, &fred_b, "v-1");
+    let ((status, _), frame) = tokio::join!(call, tab.answer(json!("ok")));
+    assert_eq!((status, frame["func"].as_str()), (200, Some("showTerms")));
+    let (_, doc) = a
+        .get("/presence/72/visitors/v-1", Some(&fred_a), None)
+        .await;
+    assert_eq!(doc["confirmed"], true);
+
+    // Redis comes back empty: node B re-writes its holdings within 5 s.
+    cluster.redis.restart(true);
+    let began = Instant::now();
+    eventually(SOON, "node B's holdings re-written", || async {
+        let n = cluster.redis.command(&["HLEN", &holdings])?;
+        (n.trim() == ":1").then_some(())
+    })
+    .await;
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+}
