@@ -9,7 +9,8 @@
 //! reloaded from the hashes after every (re)connection of the subscriber
 //! (its own hash is rewritten first, for a Redis that lost its data);
 //! a node that dies or leaves loses its holdings everywhere, and its hash
-//! is deleted by the node that reaps it.
+//! is deleted by the node that reaps it; a node that joins (or comes back)
+//! has its hash read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +26,10 @@ use crate::store::cluster::{ClusterLink, NodeEvent};
 
 /// Control broadcast kind of holding changes.
 const KIND: &str = "confirm_tickets";
+/// How long a closed remote connection is remembered.
+const RELEASED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+/// Remembered connections at which old ones are dropped.
+const RELEASED_PRUNE_AT: usize = 4096;
 
 /// The link a node shares its holdings through.
 pub(super) struct TicketSync {
@@ -52,11 +57,12 @@ impl TicketHolders {
         );
         let weak = Arc::downgrade(self);
         link.on_node_event(Arc::new(move |event| {
-            let (NodeEvent::Died(node) | NodeEvent::Left(node)) = event else {
-                return;
-            };
-            if let Some(this) = weak.upgrade() {
-                this.forget_node(node);
+            let Some(this) = weak.upgrade() else { return };
+            match event {
+                NodeEvent::Died(node) | NodeEvent::Left(node) => this.forget_node(node),
+                // A node (back) in the table: read what it holds, in case
+                // it was declared dead while it went on holding.
+                NodeEvent::Joined(node) => this.load_node(node.clone()),
             }
         }));
         let weak = Arc::downgrade(self);
@@ -100,6 +106,7 @@ impl TicketHolders {
             "drop" => self.remove_grant(grant),
             "release" => {
                 self.remove_connection(connection);
+                self.remember_released(connection);
                 return;
             }
             _ => return,
@@ -115,6 +122,23 @@ impl TicketHolders {
         }
     }
 
+    /// Remembers a closed remote connection for a while (ids are never
+    /// reused); bounded by dropping entries older than [`RELEASED_FOR`].
+    fn remember_released(&self, connection: &str) {
+        if self.released.len() >= RELEASED_PRUNE_AT {
+            self.released.retain(|_, at| at.elapsed() < RELEASED_FOR);
+        }
+        self.released
+            .insert(connection.to_owned(), std::time::Instant::now());
+    }
+
+    /// A holding read back from a node's hash, unless it closed meanwhile.
+    fn insert_loaded(&self, grant: &str, connection: &str, node: &str) {
+        if !self.released.contains_key(connection) {
+            self.insert(grant, connection, Some(node));
+        }
+    }
+
     fn forget_node(&self, node: &str) {
         let gone: Vec<String> = self
             .by_connection
@@ -125,6 +149,31 @@ impl TicketHolders {
         for connection in gone {
             self.remove_connection(&connection);
         }
+    }
+
+    /// Reads `node`'s hash into the replica, in the background.
+    fn load_node(self: Arc<Self>, node: String) {
+        let Some(sync) = self.cluster.get() else {
+            return;
+        };
+        let key = sync.link.key(&format!("tickets:{node}"));
+        let read = sync.link.run("tickets load", move |mut conn| async move {
+            conn.hgetall::<_, HashMap<String, String>>(key).await
+        });
+        let runtime = sync.link.runtime().clone();
+        runtime.spawn(async move {
+            match read.await {
+                Ok(entries) => {
+                    for (connection, grants) in entries {
+                        let grants: Vec<String> = serde_json::from_str(&grants).unwrap_or_default();
+                        for grant in grants {
+                            self.insert_loaded(&grant, &connection, &node);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e.0, "cannot read a node's ticket holders"),
+            }
+        });
     }
 
     /// Writes the holdings of this node's `connections` to its hash.
@@ -250,7 +299,7 @@ impl TicketHolders {
             for (connection, grants) in entries {
                 let grants: Vec<String> = serde_json::from_str(&grants).unwrap_or_default();
                 for grant in grants {
-                    self.insert(&grant, &connection, Some(node));
+                    self.insert_loaded(&grant, &connection, node);
                 }
             }
         }

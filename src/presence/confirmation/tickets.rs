@@ -57,6 +57,9 @@ pub struct TicketHolders {
     pub(super) by_grant: DashMap<String, HashSet<String>>,
     pub(super) by_connection: DashMap<String, Holding>,
     pub(super) cluster: OnceLock<super::cluster_tickets::TicketSync>,
+    /// Connections of other nodes that closed lately, so that a reload
+    /// racing with their release does not bring them back.
+    pub(super) released: DashMap<String, std::time::Instant>,
 }
 
 /// Sharing a change with the other nodes; ready at once on one node.
