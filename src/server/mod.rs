@@ -24,6 +24,7 @@ use crate::infra::{capacity, config, ids, metrics};
 use crate::presence::admission::GroupAccess;
 use crate::presence::agent_ops::AgentOps;
 use crate::presence::confirmation;
+use crate::presence::cluster::{ClusterEventBus, ClusterPresence, MutedBus};
 use crate::presence::events::{EventBus, LocalEventBus};
 use crate::presence::origin::OriginPolicy;
 use crate::presence::registry::{PresenceDirectory, RegistryHandle};
@@ -146,12 +147,33 @@ pub async fn run_with_clock(
         .map_err(|m| config::ConfigError::new("server.trusted_proxies", m))?,
     );
     // The single-node presence directory and event bus.
-    let live_agents: Arc<dyn EventBus> = Arc::new(LocalEventBus::default());
-    let registry: Arc<dyn PresenceDirectory> = Arc::new(RegistryHandle::start(
-        Arc::new(config.presence.clone()),
-        clock.clone(),
-        live_agents.clone(),
-    ));
+    let local_bus: Arc<dyn EventBus> = Arc::new(LocalEventBus::default());
+    let (live_agents, registry, cluster_presence) = match &cluster {
+        None => {
+            let registry: Arc<dyn PresenceDirectory> = Arc::new(RegistryHandle::start(
+                Arc::new(config.presence.clone()),
+                clock.clone(),
+                local_bus.clone(),
+            ));
+            (local_bus, registry, None)
+        }
+        Some(link) => {
+            // This node's registry holds its own sockets; the cluster
+            // directory merges every node's and derives watch events.
+            let bus: Arc<dyn EventBus> =
+                Arc::new(ClusterEventBus::new(local_bus.clone(), link.clone()));
+            let local = RegistryHandle::start(
+                Arc::new(config.presence.clone()),
+                clock.clone(),
+                Arc::new(MutedBus(local_bus)),
+            );
+            let presence =
+                ClusterPresence::start(link.clone(), local, bus.clone(), clock.clone(), &config)
+                    .await;
+            let registry: Arc<dyn PresenceDirectory> = Arc::new(presence.clone());
+            (bus, registry, Some(presence))
+        }
+    };
     let confirmations = confirmation::Confirmations::new(
         seams.confirmation_records,
         seams.prompt_failures,
@@ -320,6 +342,7 @@ pub async fn run_with_clock(
             shutdown_timeout_secs: config.server.shutdown_timeout_secs,
             store,
             cluster,
+            cluster_presence,
         },
         metrics_server,
         housekeeping,

@@ -53,8 +53,13 @@ fn password_hash() -> &'static str {
 /// group 73 (Presence, another origin: olga, multi) and group 74 (no
 /// Presence: nick). `multi` belongs to 72 and 73.
 pub fn config(data_dir: &std::path::Path) -> Config {
+    Config::from_toml_str(&config_toml(data_dir)).expect("test config")
+}
+
+/// The base test config as TOML (for nodes started as processes).
+pub fn config_toml(data_dir: &std::path::Path) -> String {
     let hash = password_hash();
-    let toml = format!(
+    format!(
         r#"
 [server]
 bind = "127.0.0.1:0"
@@ -127,8 +132,7 @@ password_hash = "{hash}"
 partner_user_id = "nick"
 "#,
         dir = data_dir.display()
-    );
-    Config::from_toml_str(&toml).expect("test config")
+    )
 }
 
 /// Raises the failed-attempt limits, for tests that fail on purpose many
