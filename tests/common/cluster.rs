@@ -90,6 +90,26 @@ impl RedisServer {
         (n > 0).then(|| String::from_utf8_lossy(&buf[..n]).into_owned())
     }
 
+    /// Stops it answering (SIGSTOP): a Redis that hangs.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused Redis go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success());
+        }
+    }
+
     /// Kills it (SIGKILL) and waits for it to go.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -227,8 +247,9 @@ pub struct ProcessNode {
 
 impl ProcessNode {
     /// Starts `presence-server serve` with `config_toml` (whose data_dir
-    /// and bind this sets) and waits for its "listening" line.
-    pub fn start(config_toml: &str) -> Self {
+    /// and bind this sets) and `env` overrides, and waits for its
+    /// "listening" line.
+    pub fn start(config_toml: &str, env: &[(&str, String)]) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config_toml).expect("write config");
@@ -245,6 +266,7 @@ impl ProcessNode {
             )
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
@@ -278,15 +300,45 @@ impl ProcessNode {
 
     /// SIGTERM, then waits for the exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.send_term();
+        self.wait()
+    }
+
+    /// SIGTERM, without waiting.
+    pub fn send_term(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().expect("wait")
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
+
+    /// A client of this node with the usual helpers (those that need the
+    /// server in-process, like minting tokens, are not available).
+    pub fn client(&self) -> TestServer {
+        TestServer {
+            server: None,
+            addr: self.addr,
+            dir: self.dir.clone(),
+            http: awc::Client::builder().timeout(WAIT).finish(),
+        }
+    }
+}
+
+/// The base config as a cluster node on `redis_url`, as TOML.
+pub fn node_toml(redis_url: &str, lease_ms: u64) -> String {
+    let mut toml = super::config_toml(std::path::Path::new("unused"));
+    toml.push_str(&format!(
+        "\n[cluster]\nmode = \"redis\"\nredis_url = \"{redis_url}\"\nnode_lease_ms = {lease_ms}\nredis_timeout_ms = 500\n"
+    ));
+    toml
 }
 
 impl Drop for ProcessNode {
