@@ -16,7 +16,11 @@ use serde_json::{json, Value};
 async fn lookup(node: &TestServer, visitor: &str) -> Value {
     let token = node.token("fred.demo", 72);
     let (status, body) = node
-        .get(&format!("/presence/72/visitors/{visitor}"), Some(&token), None)
+        .get(
+            &format!("/presence/72/visitors/{visitor}"),
+            Some(&token),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     body
@@ -29,7 +33,10 @@ async fn until_online(node: &TestServer, visitor: &str, online: bool, within: Du
     .await;
 }
 
-async fn node_on(redis: &RedisServer, tune: impl FnOnce(&mut presence_server::config::Config)) -> TestServer {
+async fn node_on(
+    redis: &RedisServer,
+    tune: impl FnOnce(&mut presence_server::config::Config),
+) -> TestServer {
     let url = redis.url();
     TestServer::start_with(|c| {
         join(c, &url, TEST_LEASE_MS);
@@ -56,17 +63,25 @@ async fn a_killed_node_goes_offline_everywhere_within_the_lease_and_its_invokes_
     // An invoke waiting on the doomed node (the page never answers).
     let waiting = survivor.invoke(&token, "v-k", json!({"func": "f", "timeout_ms": 30000}));
     let kill = async {
-        eventually(Duration::from_secs(10), "the invoke to be in flight", || async {
-            let text = common::scrape(&survivor).await;
-            (common::sample(&text, "presence_pending_invokes") >= 1.0).then_some(())
-        })
+        eventually(
+            Duration::from_secs(10),
+            "the invoke to be in flight",
+            || async {
+                let text = common::scrape(&survivor).await;
+                (common::sample(&text, "presence_pending_invokes") >= 1.0).then_some(())
+            },
+        )
         .await;
         doomed.kill();
         Instant::now()
     };
     let ((status, body), killed_at) = tokio::join!(waiting, kill);
     let lease = Duration::from_millis(TEST_LEASE_MS);
-    assert_eq!((status, body["error"].as_str()), (404, Some("visitor_not_present")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("visitor_not_present")),
+        "{body}"
+    );
     assert!(
         killed_at.elapsed() < lease + Duration::from_secs(2),
         "failed {:?} after the kill, not at its 30 s deadline",
@@ -80,7 +95,11 @@ async fn a_killed_node_goes_offline_everywhere_within_the_lease_and_its_invokes_
         .invoke(&token, "v-k", json!({"func": "f", "timeout_ms": 30000}))
         .await;
     assert_eq!(status, 404);
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 
     until_online(&survivor, "v-k", false, lease + Duration::from_secs(2)).await;
     let gone = agent.recv().await;
@@ -91,10 +110,14 @@ async fn a_killed_node_goes_offline_everywhere_within_the_lease_and_its_invokes_
     let _replacement = ProcessNode::start(&node_toml(&redis.url(), TEST_LEASE_MS), &[]);
     wait_for_nodes(&survivor, 2).await;
     // The dead node's entries were reaped from Redis.
-    eventually(Duration::from_secs(10), "the dead node's entries to go", || async {
-        let reply = redis.command(&["HLEN", "presence:presence:72"])?;
-        (reply.trim() == ":0").then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the dead node's entries to go",
+        || async {
+            let reply = redis.command(&["HLEN", "presence:presence:72"])?;
+            (reply.trim() == ":0").then_some(())
+        },
+    )
     .await;
 }
 
@@ -158,7 +181,9 @@ async fn redis_comes_back(empty: bool) {
         .await;
     }
     // Local sockets stay, and local invokes work.
-    let local = cluster.node(0).invoke(&token, "v-here", json!({"func": "f"}));
+    let local = cluster
+        .node(0)
+        .invoke(&token, "v-here", json!({"func": "f"}));
     let ((status, _), _) = tokio::join!(local, here.answer(json!(1)));
     assert_eq!(status, 200);
     // What needs Redis fails fast.
@@ -167,22 +192,36 @@ async fn redis_comes_back(empty: bool) {
         .node(0)
         .invoke(&token, "v-there", json!({"func": "f"}))
         .await;
-    assert_eq!((status, body["error"].as_str()), (503, Some("cluster_unavailable")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("cluster_unavailable")),
+        "{body}"
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
 
     cluster.redis.restart(empty);
     let back = Instant::now();
     // Within 5 s every node re-published its visitors and resubscribed.
-    eventually(Duration::from_secs(5), "the visitors to be re-published", || async {
-        let reply = cluster.redis.command(&["HLEN", "presence:presence:72"])?;
-        (reply.trim() == ":2").then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the visitors to be re-published",
+        || async {
+            let reply = cluster.redis.command(&["HLEN", "presence:presence:72"])?;
+            (reply.trim() == ":2").then_some(())
+        },
+    )
     .await;
     for node in &cluster.nodes {
         wait_for_nodes(node, 2).await;
     }
-    assert!(back.elapsed() < Duration::from_secs(5), "{:?}", back.elapsed());
-    let remote = cluster.node(0).invoke(&token, "v-there", json!({"func": "f"}));
+    assert!(
+        back.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        back.elapsed()
+    );
+    let remote = cluster
+        .node(0)
+        .invoke(&token, "v-there", json!({"func": "f"}));
     let ((status, body), _) = tokio::join!(remote, there.answer(json!(2)));
     assert_eq!((status, &body["value"]), (200, &json!(2)), "{body}");
     // A node that joins now sees both.
@@ -215,14 +254,28 @@ async fn a_redis_that_stops_answering_fails_requests_by_their_deadline() {
     let started = Instant::now();
     let mut waits = Vec::new();
     for _ in 0..50 {
-        waits.push(cluster.node(0).invoke(&token, "v-there", json!({"func": "f"})));
+        waits.push(
+            cluster
+                .node(0)
+                .invoke(&token, "v-there", json!({"func": "f"})),
+        );
     }
     for (status, body) in futures_util::future::join_all(waits).await {
-        assert_eq!((status, body["error"].as_str()), (503, Some("cluster_unavailable")), "{body}");
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (503, Some("cluster_unavailable")),
+            "{body}"
+        );
     }
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     // Local visitors still answer.
-    let local = cluster.node(0).invoke(&token, "v-here", json!({"func": "f"}));
+    let local = cluster
+        .node(0)
+        .invoke(&token, "v-here", json!({"func": "f"}));
     let ((status, _), _) = tokio::join!(local, here.answer(json!(1)));
     assert_eq!(status, 200);
     cluster.redis.resume();

@@ -13,7 +13,11 @@ use serde_json::{json, Value};
 async fn lookup(node: &TestServer, visitor: &str) -> Value {
     let token = node.token("fred.demo", 72);
     let (status, body) = node
-        .get(&format!("/presence/72/visitors/{visitor}"), Some(&token), None)
+        .get(
+            &format!("/presence/72/visitors/{visitor}"),
+            Some(&token),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     body
@@ -21,11 +25,15 @@ async fn lookup(node: &TestServer, visitor: &str) -> Value {
 
 /// Waits until `node` sees `visitor` with `tabs` connections.
 async fn until_tabs(node: &TestServer, visitor: &str, tabs: u64) -> Value {
-    eventually(Duration::from_secs(10), "the lookup to show the tabs", || async {
-        let body = lookup(node, visitor).await;
-        (body["connections"] == tabs && body["online"] == (tabs > 0 || body["online"] == true))
-            .then_some(body)
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the lookup to show the tabs",
+        || async {
+            let body = lookup(node, visitor).await;
+            (body["connections"] == tabs && body["online"] == (tabs > 0 || body["online"] == true))
+                .then_some(body)
+        },
+    )
     .await
 }
 
@@ -84,9 +92,12 @@ async fn invokes_and_signals_reach_a_visitor_on_another_node() {
 
     // A signal from node 2's REST.
     let body = json!({"data": {"hello": 1}});
-    let signal = cluster
-        .node(2)
-        .post("/presence/72/visitors/v-2/signal", Some(&token2), None, &body);
+    let signal = cluster.node(2).post(
+        "/presence/72/visitors/v-2/signal",
+        Some(&token2),
+        None,
+        &body,
+    );
     let received = async { visitor.recv().await };
     let ((status, _), frame) = tokio::join!(signal, received);
     assert!(status == 200 || status == 202, "{status}");
@@ -97,7 +108,10 @@ async fn invokes_and_signals_reach_a_visitor_on_another_node() {
         .node(1)
         .invoke(&token, "nobody", json!({"func": "f"}))
         .await;
-    assert_eq!((status, body["error"].as_str()), (404, Some("visitor_not_present")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("visitor_not_present"))
+    );
 }
 
 #[actix_web::test]
@@ -114,7 +128,9 @@ async fn the_most_recently_active_tab_wins_across_nodes() {
     assert_eq!(reply.1["value"], "b", "{invoke}");
 
     // Tab a becomes the active one.
-    tab_a.send(json!({"type":"presence","data":{"tab":"a2"}})).await;
+    tab_a
+        .send(json!({"type":"presence","data":{"tab":"a2"}}))
+        .await;
     eventually(Duration::from_secs(10), "tab a's update", || async {
         let body = lookup(cluster.node(2), "v-3").await;
         (body["data"]["tab"] == "a2").then_some(())
@@ -132,15 +148,23 @@ async fn watch_events_cross_nodes_in_order() {
     let mut agent = cluster.node(2).agent(&token).await;
     agent.send(json!({"type":"watch","visitorid":"v-4"})).await;
     let state = agent.recv().await;
-    assert_eq!((state["event"].as_str(), &state["online"]), (Some("state"), &json!(false)));
+    assert_eq!(
+        (state["event"].as_str(), &state["online"]),
+        (Some("state"), &json!(false))
+    );
 
-    let mut visitor = cluster.node(0).visitor("v-4", json!({"url": "/home"})).await;
+    let mut visitor = cluster
+        .node(0)
+        .visitor("v-4", json!({"url": "/home"}))
+        .await;
     let connected = agent.recv().await;
     assert_eq!(
         connected,
         json!({"type":"visitor","event":"connected","visitorid":"v-4","online":true,"connections":1,"data":{"url":"/home"},"verified":false,"confirmed":false})
     );
-    visitor.send(json!({"type":"presence","data":{"url":"/cart"}})).await;
+    visitor
+        .send(json!({"type":"presence","data":{"url":"/cart"}}))
+        .await;
     let presence = agent.recv().await;
     assert_eq!(
         (presence["event"].as_str(), &presence["data"]),
@@ -148,7 +172,10 @@ async fn watch_events_cross_nodes_in_order() {
     );
     visitor.close().await;
     let gone = agent.recv().await;
-    assert_eq!((gone["event"].as_str(), &gone["online"]), (Some("disconnected"), &json!(false)));
+    assert_eq!(
+        (gone["event"].as_str(), &gone["online"]),
+        (Some("disconnected"), &json!(false))
+    );
 }
 
 #[actix_web::test]
@@ -170,10 +197,14 @@ async fn a_page_navigation_from_one_node_to_another_is_seamless() {
     // An invoke sent in the gap, from node 0, waits for the next page.
     let rest = cluster.node(0).invoke(&token, "v-5", json!({"func": "f"}));
     let open_next = async {
-        eventually(Duration::from_secs(10), "the invoke to be waiting", || async {
-            let text = common::scrape(cluster.node(0)).await;
-            (common::sample(&text, "presence_pending_invokes") >= 1.0).then_some(())
-        })
+        eventually(
+            Duration::from_secs(10),
+            "the invoke to be waiting",
+            || async {
+                let text = common::scrape(cluster.node(0)).await;
+                (common::sample(&text, "presence_pending_invokes") >= 1.0).then_some(())
+            },
+        )
         .await;
         let mut page2 = cluster.node(2).visitor("v-5", json!({"url": "/2"})).await;
         page2.answer(json!("page 2")).await;

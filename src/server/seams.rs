@@ -8,7 +8,9 @@ use crate::auth::sign_in::{InMemoryLockout, LockoutCounters, SignInState, SledWe
 use crate::auth::token::{KeyRing, SigningKeySource};
 use crate::infra::clock::SharedClock;
 use crate::infra::config::Config;
-use crate::presence::confirmation::{ConfirmationRecords, InMemoryFailureLocks, PromptFailureLocks};
+use crate::presence::confirmation::{
+    ConfirmationRecords, InMemoryFailureLocks, PromptFailureLocks,
+};
 use crate::presence::session_keys::{LocalSessionKeys, SessionKeys};
 use crate::store::cluster::ClusterLink;
 use crate::store::{Store, StoreError};

@@ -118,29 +118,42 @@ impl ClusterPresence {
             .hooks()
             .park
             .set(Arc::new(move |key, command| me.park(key, command)));
-        inner
-            .writer
-            .start(inner.link.clone(), inner.local.clone());
-        remote::serve(&inner.link, inner.local.clone(), inner.limits.max_pending_invokes);
-        let me = self.clone();
-        inner.link.subscribe(
-            "presence",
-            Arc::new(move |payload| me.announced(payload)),
+        inner.writer.start(inner.link.clone(), inner.local.clone());
+        remote::serve(
+            &inner.link,
+            inner.local.clone(),
+            inner.limits.max_pending_invokes,
         );
         let me = self.clone();
-        inner.link.on_node_event(Arc::new(move |event| {
-            if let NodeEvent::Died(node) = event {
+        inner
+            .link
+            .subscribe("presence", Arc::new(move |payload| me.announced(payload)));
+        let me = self.clone();
+        inner.link.on_node_event(Arc::new(move |event| match event {
+            NodeEvent::Died(node) => {
                 for key in me.inner.replica.remove_node(node) {
                     me.changed(&key);
                 }
             }
+            // Its first announcements may have gone out before this node
+            // listened: read what it wrote.
+            NodeEvent::Joined(_) => {
+                let me = me.clone();
+                me.inner.link.runtime().clone().spawn(async move {
+                    let generation = me.inner.replica.next_generation();
+                    me.reload(generation).await;
+                });
+            }
+            NodeEvent::Left(_) => {}
         }));
         let link = inner.link.clone();
-        inner.link.on_reap(Arc::new(move |node| {
-            Box::pin(writer::reap(&link, node))
-        }));
+        inner
+            .link
+            .on_reap(Arc::new(move |node| Box::pin(writer::reap(&link, node))));
         let me = self.clone();
-        inner.link.on_connected(Arc::new(move |first| me.reconnected(first)));
+        inner
+            .link
+            .on_connected(Arc::new(move |first| me.reconnected(first)));
         let me = self.clone();
         inner.link.runtime().spawn(async move {
             let mut ticks = tokio::time::interval(TICK);
@@ -210,7 +223,7 @@ impl ClusterPresence {
                     let Some((visitor, node)) = field.split_once('\n') else {
                         continue;
                     };
-                    if node == me || !self.inner.link.is_live(node) {
+                    if node == me || self.inner.link.is_dead(node) {
                         continue;
                     }
                     let (Ok(visitor), Ok(portion)) = (
@@ -220,7 +233,11 @@ impl ClusterPresence {
                         continue;
                     };
                     let key = VisitorKey::new(group, visitor);
-                    if self.inner.replica.apply(&key, node, portion.seq, Some(portion)) {
+                    if self
+                        .inner
+                        .replica
+                        .apply(&key, node, portion.seq, Some(portion))
+                    {
                         self.changed(&key);
                     }
                 }
@@ -296,7 +313,11 @@ impl ClusterPresence {
         }
         self.inner.room.park(key.clone(), command);
         // It may have opened between the look and the park.
-        if self.portions(&key).iter().any(|p| !p.connections.is_empty()) {
+        if self
+            .portions(&key)
+            .iter()
+            .any(|p| !p.connections.is_empty())
+        {
             self.changed(&key);
         }
     }

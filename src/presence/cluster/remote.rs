@@ -316,7 +316,9 @@ async fn deliver(local: &RegistryHandle, body: Value, max_pending: usize) -> Rpc
             });
             hand(local, &key, &addressed.connection, command, max_pending)?;
             match tokio::time::timeout(within, outcome).await {
-                Ok(Ok(Ok(outcome))) => serde_json::to_value(outcome).map_err(|e| bad(e.to_string())),
+                Ok(Ok(Ok(outcome))) => {
+                    serde_json::to_value(outcome).map_err(|e| bad(e.to_string()))
+                }
                 Ok(Ok(Err(e))) => Err(wire(&e)),
                 Ok(Err(_)) => Err(wire(&DomainError::not_present())),
                 Err(_) => Err(wire(&DomainError::InvokeTimeout(timeout_ms))),

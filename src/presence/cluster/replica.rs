@@ -39,11 +39,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Replica {
     /// Applies `node`'s portion of `key` (or its removal) at `seq`; true if
     /// it changed anything.
-    pub(super) fn apply(&self, key: &VisitorKey, node: &str, seq: u64, portion: Option<Portion>) -> bool {
+    pub(super) fn apply(
+        &self,
+        key: &VisitorKey,
+        node: &str,
+        seq: u64,
+        portion: Option<Portion>,
+    ) -> bool {
         let tomb = (key.clone(), node.to_owned());
         {
             let mut tombstones = lock(&self.tombstones);
-            if tombstones.get(&tomb).is_some_and(|(dead_at, _)| *dead_at >= seq) {
+            if tombstones
+                .get(&tomb)
+                .is_some_and(|(dead_at, _)| *dead_at >= seq)
+            {
                 return false;
             }
             if portion.is_none() {
@@ -98,7 +107,9 @@ impl Replica {
     pub(super) fn visitors_of(&self, group: GroupId, after: Option<&str>) -> Vec<String> {
         self.visitors
             .iter()
-            .filter(|e| e.key().group == group && after.is_none_or(|a| e.key().visitor.as_str() > a))
+            .filter(|e| {
+                e.key().group == group && after.is_none_or(|a| e.key().visitor.as_str() > a)
+            })
             .map(|e| e.key().visitor.as_str().to_owned())
             .collect()
     }

@@ -97,7 +97,8 @@ impl Watchers {
         };
         watched.last = now.clone();
         if let Some(kind) = kind {
-            self.bus.visitor_event(key, VisitorEvent { kind, state: now });
+            self.bus
+                .visitor_event(key, VisitorEvent { kind, state: now });
         }
         // The bus drops the watches of sockets that stopped reading.
         if self.bus.watch_count() == 0 {

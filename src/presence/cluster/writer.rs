@@ -222,7 +222,10 @@ async fn write(link: &ClusterLink, updates: Vec<Update>) -> Result<(), ()> {
                 pipe.cmd("SADD").arg(&index).arg(member).ignore();
             }
             None => {
-                pipe.cmd("HDEL").arg(&hash).arg(field(&update.v, &node)).ignore();
+                pipe.cmd("HDEL")
+                    .arg(&hash)
+                    .arg(field(&update.v, &node))
+                    .ignore();
                 pipe.cmd("SREM").arg(&index).arg(member).ignore();
             }
         }

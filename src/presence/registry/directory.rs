@@ -131,8 +131,10 @@ impl Directory {
     pub(super) fn publish(&self, key: &VisitorKey, entry: Option<&VisitorEntry>, grace_ms: u64) {
         match entry {
             Some(entry) => {
-                self.visitors
-                    .insert(key.clone(), Arc::new(Published::from_entry(entry, grace_ms)));
+                self.visitors.insert(
+                    key.clone(),
+                    Arc::new(Published::from_entry(entry, grace_ms)),
+                );
             }
             None => {
                 self.visitors.remove(key);

@@ -232,7 +232,10 @@ impl RegistryHandle {
         command: VisitorCommand,
     ) -> Result<(), Undelivered> {
         let published = self.directory.get(key);
-        let Some(target) = published.as_deref().and_then(|p| p.connection(connection_id)) else {
+        let Some(target) = published
+            .as_deref()
+            .and_then(|p| p.connection(connection_id))
+        else {
             return Err(Undelivered::Gone(command));
         };
         match target.commands.try_send(command) {

@@ -49,12 +49,12 @@ pub use commands::{
 use directory::Directory;
 pub use directory::LocalHooks;
 pub use entry::LiveConnection;
-pub use portion::{merged_state, most_recent_first, Portion, PortionConnection};
 use entry::{Grace, Routed, VisitorEntry};
 pub use handle::{RegistryHandle, Undelivered};
 use messages::{
     Connect, Disconnect, PresenceUpdate, Repark, Route, Stats, Unwatch, UnwatchAll, Watch,
 };
+pub use portion::{merged_state, most_recent_first, Portion, PortionConnection};
 pub use presence_directory::PresenceDirectory;
 
 /// Mailbox size; `send` callers wait (back-pressure) beyond it.
@@ -93,7 +93,9 @@ impl Registry {
 
     fn lookup(&self, key: &VisitorKey) -> VisitorState {
         match self.visitors.get(key) {
-            Some(entry) => directory::Published::from_entry(entry, self.config.reconnect_grace_ms).state(key),
+            Some(entry) => {
+                directory::Published::from_entry(entry, self.config.reconnect_grace_ms).state(key)
+            }
             None => VisitorState::offline(key),
         }
     }

@@ -95,7 +95,11 @@ mod tests {
             data,
             connected_at_ms: active,
             last_active_ms: active,
-            grace_until_ms: if tabs.is_empty() { Some(active + 10) } else { None },
+            grace_until_ms: if tabs.is_empty() {
+                Some(active + 10)
+            } else {
+                None
+            },
         }
     }
 
@@ -119,6 +123,12 @@ mod tests {
         let p = portion("a", 100, &[], json!({}));
         assert!(p.is_live(105));
         assert!(!p.is_live(110));
-        assert!(!merged_state(&VisitorKey::new(72, VisitorId::parse("v").expect("id")), &[]).online);
+        assert!(
+            !merged_state(
+                &VisitorKey::new(72, VisitorId::parse("v").expect("id")),
+                &[]
+            )
+            .online
+        );
     }
 }

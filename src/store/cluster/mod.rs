@@ -154,6 +154,7 @@ impl ClusterLink {
         .await
         .map_err(|e| LinkError::Unreachable(e.0))?;
         rpc::install(&link);
+        nodes::seed(&link).await;
         Ok(link)
     }
 
@@ -295,7 +296,12 @@ impl ClusterLink {
         })
     }
 
-    fn failed(&self, what: &'static str, cause: &'static str, detail: &str) -> SharedStateUnavailable {
+    fn failed(
+        &self,
+        what: &'static str,
+        cause: &'static str,
+        detail: &str,
+    ) -> SharedStateUnavailable {
         self.inner.metrics.cluster.redis_error(cause);
         if cause != "saturated" {
             self.inner.reachable.store(false, Ordering::Relaxed);
