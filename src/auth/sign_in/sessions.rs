@@ -22,7 +22,7 @@ use crate::infra::ids::{random_id, GroupId};
 use crate::store::{Store, StoreError, StoredSession};
 
 /// Bytes of entropy in a session id.
-const SESSION_ID_BYTES: usize = 32;
+pub(super) const SESSION_ID_BYTES: usize = 32;
 
 /// Website sessions: started by a password, used (and kept alive) as a
 /// credential, ended by logout or idleness, with the tokens each issued.
@@ -88,7 +88,7 @@ pub struct SessionUser {
     pub digest: SessionDigest,
 }
 
-fn digest(id: &str) -> SessionDigest {
+pub(super) fn digest(id: &str) -> SessionDigest {
     Sha256::digest(id.as_bytes()).into()
 }
 

@@ -5,7 +5,7 @@
 //! single-node implementation.
 
 use super::sso::SsoError;
-use super::{on_store, store_failure, AuthFailure, Authenticated, Authenticator, CredentialKind};
+use super::{on_store, AuthFailure, Authenticated, Authenticator, CredentialKind};
 use crate::infra::config::GroupConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
@@ -69,7 +69,14 @@ impl Authenticator {
             return Err(AuthFailure::invalid("sso_jti_missing", Some(&email)));
         }
         let configured = group.users.iter().find(|u| u.username == email);
-        let known = self.knows(group, &email).map_err(store_failure)?;
+        let known = self
+            .knows(group, &email)
+            .await
+            .map_err(|error| AuthFailure {
+                error,
+                reason: "store_failed",
+                username: None,
+            })?;
         if !known && !verifier.auto_provision {
             return Err(AuthFailure {
                 error: DomainError::UnknownAgent,
