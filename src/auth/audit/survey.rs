@@ -309,3 +309,38 @@ fn keyed(records: Vec<Keyed>) -> Part {
         .collect::<Option<Vec<_>>>()
         .map_or(Part::Missing, Part::Found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_merged_cursor_round_trips_and_bounds_each_node_exactly() {
+        let key: Vec<u8> = (1..=16).collect();
+        let at = Position {
+            key: key.clone(),
+            node: "nodeB".into(),
+        };
+        let cursor = at.encode();
+        assert_eq!(cursor, format!("{}.nodeB", encode_cursor(&key)));
+        let back = Position::parse(&cursor).expect("parses");
+        assert_eq!((back.key, back.node.as_str()), (key.clone(), "nodeB"));
+        // After (key, nodeB) come: keys below `key` on every node, and
+        // `key` itself only on nodes ordered below nodeB.
+        assert_eq!(at.bound_for("nodeB"), key);
+        assert_eq!(at.bound_for("nodeC"), key);
+        let below = at.bound_for("nodeA");
+        assert!(below.as_slice() > key.as_slice() && below.starts_with(&key));
+        for bad in [
+            "",
+            "00",
+            &encode_cursor(&key),
+            &format!("{}.", encode_cursor(&key)),
+        ] {
+            assert!(Position::parse(bad).is_none(), "{bad:?}");
+        }
+        assert!(Position::parse(&format!("{}.a b", encode_cursor(&key))).is_none());
+        assert_eq!(unhex(&hex(&below)), Some(below));
+        assert_eq!(unhex("0g"), None);
+    }
+}
