@@ -10,8 +10,9 @@
 //! filed under its digest, so logging out revokes them too.
 //!
 //! Handlers and the authenticator hold the [`WebsiteSessions`] seam;
-//! [`SledWebsiteSessions`] is its single-node implementation. Every method
-//! may write and flush: callers run them on the blocking pool.
+//! [`SledWebsiteSessions`] is its single-node implementation and
+//! `redis_sessions` the cluster one. Every method may write and flush (or
+//! wait on Redis): callers run them on the blocking pool.
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! checked against the group (known, or provisioned), and the token's `jti`
 //! is claimed so it is accepted once. The used ids are shared short-lived
 //! state behind [`UsedSsoTokens`]; the store's `sso_jtis` tree is its
-//! single-node implementation.
+//! single-node implementation, `redis_sessions` the cluster one.
 
 use super::sso::SsoError;
 use super::{on_store, AuthFailure, Authenticated, Authenticator, CredentialKind};
