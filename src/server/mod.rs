@@ -116,14 +116,8 @@ pub async fn run_with_clock(
             .map_err(|e| ServerError::Password(e.to_string()))?,
     );
     let auth = Arc::new(
-        Authenticator::new(
-            config.clone(),
-            passwords,
-            store.clone(),
-            clock.clone(),
-            seams.sign_in,
-        )
-        .map_err(|message| config::ConfigError::new("groups.sso", message))?,
+        Authenticator::new(config.clone(), passwords, clock.clone(), seams.sign_in)
+            .map_err(|message| config::ConfigError::new("groups.sso", message))?,
     );
     let audit = Arc::new(Audit::new(
         store.clone(),
@@ -131,6 +125,9 @@ pub async fn run_with_clock(
         config.auth.audit_retention_days,
         metrics.clone(),
     ));
+    if let Some(link) = &cluster {
+        audit.join_cluster(link);
+    }
     let (session_keys, session_key_misses) = (seams.session_keys, seams.session_key_misses);
     let file_limit = capacity::FileLimit::raise()?;
     let socket_limit = config.server.max_connections.min(file_limit.socket_room());
@@ -247,7 +244,6 @@ pub async fn run_with_clock(
         audit,
         origins: origins.clone().into_inner(),
         events: live_agents,
-        store: store.clone(),
         metrics: metrics.clone(),
     });
     let health = web::Data::new(http::Health {
