@@ -305,8 +305,9 @@ async fn the_audit_log_merges_every_node_newest_first_and_pages_exactly() {
 
 /// A node of the real binary on `redis_url`, for SIGSTOP.
 fn process_node(redis_url: &str) -> ProcessNode {
-    ProcessNode::start(&format!(
-        r#"
+    ProcessNode::start(
+        &format!(
+            r#"
 [cluster]
 mode = "redis"
 redis_url = "{redis_url}"
@@ -319,7 +320,9 @@ presence = true
 api_key = "{API_KEY_72}"
 origins = ["{ORIGIN_72}"]
 "#
-    ))
+        ),
+        &[],
+    )
 }
 
 #[actix_web::test]
