@@ -40,7 +40,7 @@ async fn until_tabs(node: &TestServer, visitor: &str, tabs: u64) -> Value {
 #[actix_web::test]
 async fn a_lookup_on_any_node_sums_the_tabs_and_shows_the_latest_page() {
     let cluster = Cluster::start(3).await;
-    let token = cluster.node(2).token("fred.demo", 72);
+
     let offline = lookup(cluster.node(2), "v-1").await;
     assert_eq!(offline["online"], false);
 
@@ -229,7 +229,6 @@ async fn the_administrators_visitor_list_pages_over_the_cluster() {
         sockets.push(cluster.node(i % 3).visitor(id, json!({"n": i})).await);
     }
     for node in &cluster.nodes {
-        let token = node.token("fred.demo", 72);
         until_tabs(node, "v-a", 1).await;
         until_tabs(node, "v-e", 1).await;
     }

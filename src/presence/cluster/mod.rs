@@ -47,6 +47,9 @@ use crate::store::cluster::{ClusterLink, NodeEvent};
 
 pub use bus::{ClusterEventBus, MutedBus};
 
+/// One `HSCAN` reply: the next cursor and `(field, value)` pairs.
+type ScanPage = (u64, Vec<(String, Vec<u8>)>);
+
 /// How often remote grace periods are checked and abandoned commands swept.
 const TICK: Duration = Duration::from_millis(100);
 /// After Redis came back, how long the other nodes get to re-publish
@@ -164,7 +167,7 @@ impl ClusterPresence {
                 for key in me.inner.replica.expire(me.inner.clock.now_ms()) {
                     me.changed(&key);
                 }
-                if round % 50 == 0 {
+                if round.is_multiple_of(50) {
                     me.inner.room.sweep();
                     me.inner.replica.purge_tombstones();
                 }
@@ -202,7 +205,7 @@ impl ClusterPresence {
             let mut cursor = 0u64;
             loop {
                 let hash = hash.clone();
-                let page: Result<(u64, Vec<(String, Vec<u8>)>), _> = self
+                let page: Result<ScanPage, _> = self
                     .inner
                     .link
                     .run("presence read", move |mut conn| async move {
@@ -373,11 +376,6 @@ impl ClusterPresence {
                 self.inner.limits.reconnect_grace_ms,
             )
             .await;
-    }
-
-    /// Visitors known to this node's replica (for metrics).
-    pub fn remote_visitors(&self) -> usize {
-        self.inner.replica.len()
     }
 }
 

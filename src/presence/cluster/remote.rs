@@ -351,8 +351,8 @@ fn hand(
 ) -> Result<(), WireError> {
     match local.deliver(key, connection, command) {
         Ok(()) => Ok(()),
-        Err(Undelivered::Busy(_)) => Err(wire(&DomainError::TooManyPending(max_pending))),
-        Err(Undelivered::Gone(_)) => Err(WireError {
+        Err(Undelivered::Busy) => Err(wire(&DomainError::TooManyPending(max_pending))),
+        Err(Undelivered::Gone) => Err(WireError {
             code: MOVED.to_owned(),
             message: "the connection closed".to_owned(),
         }),

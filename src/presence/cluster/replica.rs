@@ -141,10 +141,6 @@ impl Replica {
         lock(&self.tombstones).retain(|_, (_, at)| at.elapsed() < TOMBSTONE_TTL);
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.visitors.len()
-    }
-
     fn remove_where(&self, drop: impl Fn(&Held) -> bool) -> Vec<VisitorKey> {
         let mut changed = Vec::new();
         self.visitors.retain(|key, held| {

@@ -109,14 +109,19 @@ impl Published {
     }
 }
 
+/// Told of a key that changed.
+pub type ChangeHook = Arc<dyn Fn(&VisitorKey) + Send + Sync>;
+/// Takes a command the registry would park.
+pub type ParkHook = Arc<dyn Fn(VisitorKey, super::VisitorCommand) + Send + Sync>;
+
 /// Cluster mode's hooks into the local registry (unset on one node).
 #[derive(Default)]
 pub struct LocalHooks {
     /// Told after every publish, with the key that changed.
-    pub changed: OnceLock<Arc<dyn Fn(&VisitorKey) + Send + Sync>>,
+    pub changed: OnceLock<ChangeHook>,
     /// Takes the commands the registry would park (no open connection
     /// here): the visitor's next socket may open on any node.
-    pub park: OnceLock<Arc<dyn Fn(VisitorKey, super::VisitorCommand) + Send + Sync>>,
+    pub park: OnceLock<ParkHook>,
 }
 
 /// Visitor key → published snapshot.

@@ -197,18 +197,19 @@ impl PresenceDirectory for RegistryHandle {
     }
 }
 
-/// Why a command pinned to one connection was not delivered; it comes back.
+/// Why a command pinned to one connection was not delivered (it is
+/// dropped: its waiter is answered by whoever chose the connection).
 pub enum Undelivered {
     /// The connection's mailbox is full.
-    Busy(VisitorCommand),
+    Busy,
     /// The connection is not open here (any more).
-    Gone(VisitorCommand),
+    Gone,
 }
 
 /// What cluster mode reads of, and asks of, the local registry.
 impl RegistryHandle {
-    /// Starts the registry as one node of a cluster: it tells `hooks` of
-    /// every change and hands them the commands it would park.
+    /// Cluster mode's hooks: told of every change, handed the commands
+    /// the registry would park.
     pub fn hooks(&self) -> &super::LocalHooks {
         &self.directory.hooks
     }
@@ -236,12 +237,12 @@ impl RegistryHandle {
             .as_deref()
             .and_then(|p| p.connection(connection_id))
         else {
-            return Err(Undelivered::Gone(command));
+            return Err(Undelivered::Gone);
         };
         match target.commands.try_send(command) {
             Ok(()) => Ok(()),
-            Err(SendError::Full(back)) => Err(Undelivered::Busy(back)),
-            Err(SendError::Closed(back)) => Err(Undelivered::Gone(back)),
+            Err(SendError::Full(_)) => Err(Undelivered::Busy),
+            Err(SendError::Closed(_)) => Err(Undelivered::Gone),
         }
     }
 

@@ -35,9 +35,8 @@ use crate::infra::error::SharedStateUnavailable;
 use crate::infra::ids;
 use crate::infra::metrics::Metrics;
 
-pub use channels::{ConnectionHook, MessageHandler};
-pub use nodes::{NodeEvent, NodeListener, Reaper};
-pub use rpc::{ControlHandler, RequestError, RpcHandler, RpcReply, WireError};
+pub use nodes::NodeEvent;
+pub use rpc::{RequestError, RpcReply, WireError};
 
 /// A cheap, cloneable handle on this node's link to the cluster.
 #[derive(Clone)]

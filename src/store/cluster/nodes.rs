@@ -181,7 +181,7 @@ pub(super) fn start(link: &ClusterLink) {
             round += 1;
             renew(&link).await;
             expire(&link);
-            if round % 4 == 0 {
+            if round.is_multiple_of(4) {
                 find_stale(&link).await;
             }
             reap_due(&link).await;
