@@ -249,7 +249,6 @@ async fn session_keys_are_unique_across_nodes_minting_at_once() {
 }
 
 #[actix_web::test]
-#[ignore = "needs the cluster-aware PresenceDirectory (the lead's part) to see the visitor from node B"]
 async fn a_session_key_minted_on_node_a_resolves_on_node_b() {
     let cluster = Cluster::start(3).await;
     let mut tab = cluster.node(0).visitor("v-1", json!({})).await;

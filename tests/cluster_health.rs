@@ -26,11 +26,11 @@ async fn healthz_names_the_node_and_counts_the_cluster() {
 }
 
 #[actix_web::test]
-async fn a_single_node_says_so() {
+async fn a_single_node_answers_as_before() {
     let server = common::TestServer::start().await;
     let (status, body) = server.get("/healthz", None, None).await;
     assert_eq!(status, 200);
-    assert_eq!(body, serde_json::json!({"status": "ok", "mode": "single"}));
+    assert_eq!(body, serde_json::json!({"status": "ok"}));
 }
 
 #[actix_web::test]

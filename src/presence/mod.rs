@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod agent_ops;
+pub mod cluster;
 pub mod coalescer;
 pub mod confirmation;
 pub mod data;

@@ -23,6 +23,7 @@ use crate::infra::config::Config;
 use crate::infra::{capacity, config, ids, metrics};
 use crate::presence::admission::GroupAccess;
 use crate::presence::agent_ops::AgentOps;
+use crate::presence::cluster::{ClusterEventBus, ClusterPresence, MutedBus};
 use crate::presence::confirmation;
 use crate::presence::events::{EventBus, LocalEventBus};
 use crate::presence::origin::OriginPolicy;
@@ -115,14 +116,8 @@ pub async fn run_with_clock(
             .map_err(|e| ServerError::Password(e.to_string()))?,
     );
     let auth = Arc::new(
-        Authenticator::new(
-            config.clone(),
-            passwords,
-            store.clone(),
-            clock.clone(),
-            seams.sign_in,
-        )
-        .map_err(|message| config::ConfigError::new("groups.sso", message))?,
+        Authenticator::new(config.clone(), passwords, clock.clone(), seams.sign_in)
+            .map_err(|message| config::ConfigError::new("groups.sso", message))?,
     );
     let audit = Arc::new(Audit::new(
         store.clone(),
@@ -130,6 +125,9 @@ pub async fn run_with_clock(
         config.auth.audit_retention_days,
         metrics.clone(),
     ));
+    if let Some(link) = &cluster {
+        audit.join_cluster(link);
+    }
     let (session_keys, session_key_misses) = (seams.session_keys, seams.session_key_misses);
     let file_limit = capacity::FileLimit::raise()?;
     let socket_limit = config.server.max_connections.min(file_limit.socket_room());
@@ -146,12 +144,33 @@ pub async fn run_with_clock(
         .map_err(|m| config::ConfigError::new("server.trusted_proxies", m))?,
     );
     // The single-node presence directory and event bus.
-    let live_agents: Arc<dyn EventBus> = Arc::new(LocalEventBus::default());
-    let registry: Arc<dyn PresenceDirectory> = Arc::new(RegistryHandle::start(
-        Arc::new(config.presence.clone()),
-        clock.clone(),
-        live_agents.clone(),
-    ));
+    let local_bus: Arc<dyn EventBus> = Arc::new(LocalEventBus::default());
+    let (live_agents, registry, cluster_presence) = match &cluster {
+        None => {
+            let registry: Arc<dyn PresenceDirectory> = Arc::new(RegistryHandle::start(
+                Arc::new(config.presence.clone()),
+                clock.clone(),
+                local_bus.clone(),
+            ));
+            (local_bus, registry, None)
+        }
+        Some(link) => {
+            // This node's registry holds its own sockets; the cluster
+            // directory merges every node's and derives watch events.
+            let bus: Arc<dyn EventBus> =
+                Arc::new(ClusterEventBus::new(local_bus.clone(), link.clone()));
+            let local = RegistryHandle::start(
+                Arc::new(config.presence.clone()),
+                clock.clone(),
+                Arc::new(MutedBus(local_bus)),
+            );
+            let presence =
+                ClusterPresence::start(link.clone(), local, bus.clone(), clock.clone(), &config)
+                    .await;
+            let registry: Arc<dyn PresenceDirectory> = Arc::new(presence.clone());
+            (bus, registry, Some(presence))
+        }
+    };
     let confirmations = confirmation::Confirmations::new(
         seams.confirmation_records,
         seams.prompt_failures,
@@ -229,7 +248,6 @@ pub async fn run_with_clock(
         audit,
         origins: origins.clone().into_inner(),
         events: live_agents,
-        store: store.clone(),
         metrics: metrics.clone(),
     });
     let health = web::Data::new(http::Health {
@@ -324,6 +342,7 @@ pub async fn run_with_clock(
             shutdown_timeout_secs: config.server.shutdown_timeout_secs,
             store,
             cluster,
+            cluster_presence,
         },
         metrics_server,
         housekeeping,

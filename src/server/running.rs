@@ -38,6 +38,8 @@ pub(super) struct Parts {
     pub(super) store: Arc<Store>,
     /// Cluster mode: this node's link to Redis.
     pub(super) cluster: Option<crate::store::cluster::ClusterLink>,
+    /// Cluster mode: the cluster-wide presence directory.
+    pub(super) cluster_presence: Option<crate::presence::cluster::ClusterPresence>,
 }
 
 impl RunningServer {
@@ -105,6 +107,11 @@ impl RunningServer {
         }
         // No pass may run into the closed store.
         self.housekeeping.stop().await;
+        if let Some(presence) = &self.parts.cluster_presence {
+            // Its sockets are closed: the others keep its visitors through
+            // their grace period, then drop them, unless they come back.
+            presence.withdraw().await;
+        }
         if let Some(link) = &self.parts.cluster {
             // The other nodes hear at once that this one left.
             link.leave().await;

@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use crate::auth::sign_in::{InMemoryLockout, LockoutCounters, SignInState, SledWebsiteSessions};
+use crate::auth::sign_in::{
+    InMemoryLockout, LockoutCounters, RedisAgents, RedisLockout, RedisUsedSsoTokens,
+    RedisWebsiteSessions, SignInState, SledWebsiteSessions,
+};
 use crate::auth::token::{KeyRing, SigningKeySource};
 use crate::infra::clock::SharedClock;
 use crate::infra::config::Config;
@@ -58,6 +61,7 @@ impl Seams {
                 config.auth.session_idle_secs,
             )),
             used_sso_tokens: store.clone(),
+            agents: store.clone(),
         };
         Ok(Self {
             keys: Arc::new(keys),
@@ -81,7 +85,9 @@ impl Seams {
     }
 
     /// One node of a cluster: the state every node must see alike lives in
-    /// Redis, reached through `link`.
+    /// Redis, reached through `link`: lockout counters (scopes `sign_in`
+    /// and `session_key`), website sessions, used SSO token ids and
+    /// provisioned agents. The rest is still the single node's.
     pub(super) fn cluster(
         config: &Config,
         store: &Arc<Store>,
@@ -89,6 +95,30 @@ impl Seams {
         link: &ClusterLink,
     ) -> Result<Self, StoreError> {
         let mut seams = Self::single_node(config, store, clock)?;
+        let auth = &config.auth;
+        seams.sign_in = SignInState {
+            lockout: Arc::new(RedisLockout::new(
+                link,
+                clock.clone(),
+                "sign_in",
+                (auth.lockout_failures, auth.lockout_client_failures),
+                auth.lockout_window_secs,
+            )),
+            sessions: Arc::new(RedisWebsiteSessions::new(
+                link,
+                clock.clone(),
+                auth.session_idle_secs,
+            )),
+            used_sso_tokens: Arc::new(RedisUsedSsoTokens::new(link, clock.clone())),
+            agents: Arc::new(RedisAgents::new(link)),
+        };
+        seams.session_key_misses = Arc::new(RedisLockout::new(
+            link,
+            clock.clone(),
+            "session_key",
+            (SESSION_KEY_MISSES_PER_MINUTE, SESSION_KEY_MISSES_PER_MINUTE),
+            60,
+        ));
         let presence = &config.presence;
         seams.confirmation_records = RedisConfirmationRecords::new(
             link.clone(),

@@ -1,6 +1,8 @@
 //! The agent trees: agents seen or provisioned per group (`agents`), and
 //! the SSO token ids already used (`sso_jtis`), so a customer-signed token
-//! is accepted once.
+//! is accepted once. Callers reach them through seams
+//! (`auth::sign_in::ProvisionedAgents`, `UsedSsoTokens`), which cluster
+//! mode fills with Redis instead.
 
 use serde::{Deserialize, Serialize};
 

@@ -50,8 +50,8 @@ const TREE_SESSION_TOKENS: &str = "session_tokens";
 const TREE_SESSION_KEYS: &str = "session_keys";
 
 mod agents;
-pub mod cluster;
 mod audit;
+pub mod cluster;
 mod confirmations;
 mod session_keys;
 mod sessions;

@@ -47,7 +47,14 @@ impl RedisServer {
             .arg(self.port.to_string())
             .arg("--dir")
             .arg(self.dir.path())
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
             .args(["--daemonize", "no", "--protected-mode", "yes"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -62,7 +69,10 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + WAIT;
         while !self.answers() {
-            assert!(Instant::now() < deadline, "redis-server did not answer PING");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING"
+            );
             std::thread::yield_now();
         }
     }
@@ -73,7 +83,8 @@ impl RedisServer {
 
     /// Whether it answers `PING` now.
     pub fn answers(&self) -> bool {
-        self.command(&["PING"]).is_some_and(|r| r.starts_with("+PONG"))
+        self.command(&["PING"])
+            .is_some_and(|r| r.starts_with("+PONG"))
     }
 
     /// Sends one command (inline protocol); the raw reply.
@@ -88,6 +99,26 @@ impl RedisServer {
         let mut buf = [0u8; 65536];
         let n = stream.read(&mut buf).ok()?;
         (n > 0).then(|| String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Stops it answering (SIGSTOP): a Redis that hangs.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused Redis go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success());
+        }
     }
 
     /// Kills it (SIGKILL) and waits for it to go.
@@ -227,8 +258,9 @@ pub struct ProcessNode {
 
 impl ProcessNode {
     /// Starts `presence-server serve` with `config_toml` (whose data_dir
-    /// and bind this sets) and waits for its "listening" line.
-    pub fn start(config_toml: &str) -> Self {
+    /// and bind this sets) and `env` overrides, and waits for its
+    /// "listening" line.
+    pub fn start(config_toml: &str, env: &[(&str, String)]) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config_toml).expect("write config");
@@ -245,6 +277,7 @@ impl ProcessNode {
             )
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
@@ -278,15 +311,118 @@ impl ProcessNode {
 
     /// SIGTERM, then waits for the exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.send_term();
+        self.wait()
+    }
+
+    /// SIGTERM, without waiting.
+    pub fn send_term(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().expect("wait")
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
+
+    /// A client of this node with the usual helpers (those that need the
+    /// server in-process, like minting tokens, are not available).
+    pub fn client(&self) -> TestServer {
+        TestServer {
+            server: None,
+            addr: self.addr,
+            dir: self.dir.clone(),
+            http: awc::Client::builder().timeout(WAIT).finish(),
+            spread: None,
+        }
+    }
+}
+
+/// Whether the suite runs spread over a cluster (`PRESENCE_TEST_CLUSTER=3`)
+/// and `config` is a single-node one (cluster tests build their own).
+pub fn spread_requested(config: &Config) -> bool {
+    config.cluster.mode == ClusterMode::Single
+        && std::env::var("PRESENCE_TEST_CLUSTER").is_ok_and(|v| v == "3")
+}
+
+/// The two other nodes of a test server spread over a 3-node cluster:
+/// visitor sockets connect to one, agent sockets to the other, and REST
+/// calls to the test server itself.
+pub struct Spread {
+    pub redis: RedisServer,
+    visitor_node: Option<presence_server::RunningServer>,
+    agent_node: Option<presence_server::RunningServer>,
+}
+
+impl Spread {
+    /// Starts Redis and the two other nodes with `config` (their own data
+    /// directories under `dir`), and makes `config` the third node.
+    pub async fn start(
+        config: &mut Config,
+        dir: &std::path::Path,
+        clock: presence_server::clock::SharedClock,
+    ) -> Self {
+        let redis = RedisServer::start();
+        join(config, &redis.url(), TEST_LEASE_MS);
+        let mut nodes = Vec::new();
+        for name in ["visitor-node", "agent-node"] {
+            let mut node = config.clone();
+            node.server.data_dir = dir.join(name);
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            nodes.push(
+                presence_server::run_with_clock(node, listener, clock.clone())
+                    .await
+                    .expect("node starts"),
+            );
+        }
+        let agent_node = nodes.pop();
+        let visitor_node = nodes.pop();
+        Self {
+            redis,
+            visitor_node,
+            agent_node,
+        }
+    }
+
+    pub fn addr_for(&self, path: &str) -> Option<SocketAddr> {
+        let node = if path.starts_with("/visitor") {
+            self.visitor_node.as_ref()
+        } else if path.starts_with("/agent") {
+            self.agent_node.as_ref()
+        } else {
+            None
+        };
+        node.map(|n| n.local_addr())
+    }
+
+    /// Waits until the REST node counts all three.
+    pub async fn wait_until_joined(&self, rest: &TestServer) {
+        wait_for_nodes(rest, 3).await;
+    }
+
+    pub async fn shutdown(mut self) {
+        for node in [self.visitor_node.take(), self.agent_node.take()]
+            .into_iter()
+            .flatten()
+        {
+            node.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+/// The base config as a cluster node on `redis_url`, as TOML.
+pub fn node_toml(redis_url: &str, lease_ms: u64) -> String {
+    let mut toml = super::config_toml(std::path::Path::new("unused"));
+    toml.push_str(&format!(
+        "\n[cluster]\nmode = \"redis\"\nredis_url = \"{redis_url}\"\nnode_lease_ms = {lease_ms}\nredis_timeout_ms = 500\n"
+    ));
+    toml
 }
 
 impl Drop for ProcessNode {

@@ -53,8 +53,13 @@ fn password_hash() -> &'static str {
 /// group 73 (Presence, another origin: olga, multi) and group 74 (no
 /// Presence: nick). `multi` belongs to 72 and 73.
 pub fn config(data_dir: &std::path::Path) -> Config {
+    Config::from_toml_str(&config_toml(data_dir)).expect("test config")
+}
+
+/// The base test config as TOML (for nodes started as processes).
+pub fn config_toml(data_dir: &std::path::Path) -> String {
     let hash = password_hash();
-    let toml = format!(
+    format!(
         r#"
 [server]
 bind = "127.0.0.1:0"
@@ -127,8 +132,7 @@ password_hash = "{hash}"
 partner_user_id = "nick"
 "#,
         dir = data_dir.display()
-    );
-    Config::from_toml_str(&toml).expect("test config")
+    )
 }
 
 /// Raises the failed-attempt limits, for tests that fail on purpose many
@@ -144,6 +148,10 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub dir: Arc<TempDir>,
     pub http: awc::Client,
+    /// With `PRESENCE_TEST_CLUSTER=3`: the server is a 3-node cluster and
+    /// visitor sockets, REST calls and agent sockets land on different
+    /// nodes (see [`cluster::Spread`]).
+    pub spread: Option<Box<cluster::Spread>>,
 }
 
 impl TestServer {
@@ -169,18 +177,29 @@ impl TestServer {
         }
         let mut config = config(dir.path());
         tune(&mut config);
+        let spread = match cluster::spread_requested(&config) {
+            true => Some(Box::new(
+                cluster::Spread::start(&mut config, dir.path(), clock.clone()).await,
+            )),
+            false => None,
+        };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let server = presence_server::run_with_clock(config, listener, clock)
             .await
             .expect("server starts");
         let addr = server.local_addr();
         let http = awc::Client::builder().timeout(WAIT).finish();
-        Self {
+        let server = Self {
             server: Some(server),
             addr,
             dir,
             http,
+            spread,
+        };
+        if let Some(spread) = &server.spread {
+            spread.wait_until_joined(&server).await;
         }
+        server
     }
 
     /// Starts with a manual clock.
@@ -201,6 +220,9 @@ impl TestServer {
     pub async fn shutdown(mut self) -> Arc<TempDir> {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
+        }
+        if let Some(spread) = self.spread.take() {
+            spread.shutdown().await;
         }
         self.dir.clone()
     }
@@ -325,13 +347,22 @@ impl TestServer {
     ) -> Result<WsClient, awc::error::WsClientError> {
         let mut req = self
             .http
-            .ws(format!("ws://{}{}", self.addr, path))
+            .ws(format!("ws://{}{}", self.socket_addr(path), path))
             .max_frame_size(4 << 20);
         if let Some(origin) = origin {
             req = req.origin(origin);
         }
         let (_resp, framed) = req.connect().await?;
         Ok(WsClient { framed })
+    }
+
+    /// Where a socket at `path` connects: in a spread cluster, visitor
+    /// sockets go to one node and agent sockets to another.
+    pub fn socket_addr(&self, path: &str) -> SocketAddr {
+        match &self.spread {
+            Some(spread) => spread.addr_for(path).unwrap_or(self.addr),
+            None => self.addr,
+        }
     }
 
     /// A visitor socket that has said hello and been welcomed.

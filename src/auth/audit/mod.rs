@@ -4,9 +4,10 @@
 //! queried newest first by a group's administrators. What refusals may
 //! write is bounded by [`throttle`].
 
+mod survey;
 mod throttle;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +16,7 @@ use crate::infra::clock::SharedClock;
 use crate::infra::config::Role;
 use crate::infra::ids::{fill_random, GroupId};
 use crate::infra::metrics::Metrics;
+use crate::store::cluster::ClusterLink;
 use crate::store::{Store, StoreError};
 pub use throttle::{RefusalThrottle, Suppressed, REFUSALS_PER_CLIENT_PER_MINUTE};
 
@@ -159,6 +161,8 @@ pub struct Audit {
     retention_days: u64,
     metrics: Arc<Metrics>,
     throttle: RefusalThrottle,
+    /// Cluster mode: the link queries are merged over (`survey`).
+    cluster: OnceLock<ClusterLink>,
 }
 
 fn key(at_ms: u64) -> Vec<u8> {
@@ -195,6 +199,7 @@ impl Audit {
             retention_days,
             metrics,
             throttle: RefusalThrottle::default(),
+            cluster: OnceLock::new(),
         }
     }
 
@@ -234,30 +239,15 @@ impl Audit {
     /// One group's records matching `query`, newest first. `None` if the
     /// cursor is not one this server issued.
     pub fn query(&self, group: GroupId, query: &Query) -> Result<Option<Page>, StoreError> {
-        let lower = query
-            .since
-            .map_or(0, |s| s.saturating_mul(1000))
-            .to_be_bytes()
-            .to_vec();
-        let mut upper = query
-            .until
-            .map_or(u64::MAX, |u| u.saturating_mul(1000))
-            .to_be_bytes()
-            .to_vec();
-        if let Some(cursor) = &query.cursor {
-            let Some(after) = decode_cursor(cursor) else {
-                return Ok(None);
-            };
-            upper = upper.min(after);
-        }
+        let before = match &query.cursor {
+            Some(cursor) => match decode_cursor(cursor) {
+                Some(after) => Some(after),
+                None => return Ok(None),
+            },
+            None => None,
+        };
         let limit = query.limit.clamp(1, MAX_PAGE);
-        let username = query.username.as_deref();
-        let mut found =
-            self.store
-                .audit_newest_first::<AuditRecord>(&lower, &upper, limit + 1, |r| {
-                    r.groupid == Some(group)
-                        && username.is_none_or(|u| r.username.as_deref() == Some(u))
-                })?;
+        let mut found = self.scan(group, query, before.as_deref(), limit + 1)?;
         let next_cursor = if found.len() > limit {
             found.truncate(limit);
             found.last().map(|(key, _)| encode_cursor(key))
@@ -268,6 +258,37 @@ impl Audit {
             records: found.into_iter().map(|(_, r)| r).collect(),
             next_cursor,
         }))
+    }
+
+    /// Up to `n` of one group's records matching `query`'s time window and
+    /// username, newest first, with keys below `before` (the cursor is not
+    /// read), each with its key.
+    fn scan(
+        &self,
+        group: GroupId,
+        query: &Query,
+        before: Option<&[u8]>,
+        n: usize,
+    ) -> Result<Vec<(Vec<u8>, AuditRecord)>, StoreError> {
+        let lower = query
+            .since
+            .map_or(0, |s| s.saturating_mul(1000))
+            .to_be_bytes()
+            .to_vec();
+        let mut upper = query
+            .until
+            .map_or(u64::MAX, |u| u.saturating_mul(1000))
+            .to_be_bytes()
+            .to_vec();
+        if let Some(before) = before {
+            upper = upper.min(before.to_vec());
+        }
+        let username = query.username.as_deref();
+        self.store
+            .audit_newest_first::<AuditRecord>(&lower, &upper, n, |r| {
+                r.groupid == Some(group)
+                    && username.is_none_or(|u| r.username.as_deref() == Some(u))
+            })
     }
 
     /// Deletes records older than the retention period.

@@ -12,13 +12,19 @@
 //!
 //! [`LockoutCounters`] is the seam every user holds (credential sign-ins,
 //! session-key lookups); [`InMemoryLockout`] is its single-node
-//! implementation.
+//! implementation, `redis_lockout` the cluster one.
 
 use std::collections::VecDeque;
 
 use dashmap::DashMap;
+use futures_core::future::BoxFuture;
 
 use crate::infra::clock::SharedClock;
+use crate::infra::error::SharedStateUnavailable;
+
+/// What the asynchronous lockout methods return: the answer, or the shared
+/// state (cluster mode) did not answer.
+pub type Pending<T> = BoxFuture<'static, Result<T, SharedStateUnavailable>>;
 
 /// One keyed window of failure (or reserved) times.
 struct Window {
@@ -77,11 +83,14 @@ pub struct Locked {
 }
 
 /// An attempt holding failure slots until it is settled.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[must_use = "settle the attempt with succeeded() or failed()"]
 pub struct Attempt {
     /// When the slots were reserved (Unix ms).
     pub at: u64,
+    /// Tells this attempt's slots from others reserved in the same
+    /// millisecond (on other nodes); 0 in memory.
+    pub nonce: u64,
     /// The account's key and the 1-based position of its reserved slot.
     pub account: Option<(String, usize)>,
     /// The client's key and the position of its reserved slot.
@@ -96,10 +105,18 @@ pub struct Attempt {
 /// the window and expiring one window after its newest entry; `begin`
 /// reserves in both sets in one script, so nodes cannot overrun a limit.
 ///
-/// The methods are synchronous and called on request workers: today they
-/// touch only memory. A Redis implementation must not block a worker on
-/// them; the cluster issue either makes them return futures (the handlers
-/// already await around them) or runs them on the blocking pool.
+/// Two ways in, and neither blocks a request worker:
+/// - `begin_async` / `succeeded_async` / `failed_async` return futures
+///   and are exact across nodes: the credential sign-ins (`/auth/token`,
+///   `/auth/login`) use them. Their defaults settle in memory at once, so
+///   single-node behaviour is the synchronous one.
+/// - `begin` / `succeeded` / `failed` are synchronous (session-key
+///   lookups, whose caller is synchronous). In cluster mode they answer
+///   from this node's memory (its own failures, plus the locks other nodes
+///   broadcast) and count each failure in Redis in the background; when the
+///   cluster-wide count fills the window, every node hears the lock. The
+///   slack: failures still in flight on other nodes while that broadcast
+///   travels (milliseconds) are not refused.
 pub trait LockoutCounters: Send + Sync {
     /// Starts an attempt, or refuses it while its account or client is
     /// locked.
@@ -115,6 +132,54 @@ pub trait LockoutCounters: Send + Sync {
     /// Forgets keys with no failure in the window; bounds memory. Returns
     /// how many went.
     fn sweep(&self) -> usize;
+
+    /// As [`LockoutCounters::begin`], reserving in the shared counters.
+    fn begin_async(
+        &self,
+        account: Option<&str>,
+        client: Option<&str>,
+    ) -> Pending<Result<Attempt, Locked>> {
+        let begun = self.begin(account, client);
+        Box::pin(std::future::ready(Ok(begun)))
+    }
+
+    /// As [`LockoutCounters::succeeded`], for an attempt begun with
+    /// [`LockoutCounters::begin_async`].
+    fn succeeded_async(&self, attempt: Attempt) -> Pending<()> {
+        self.succeeded(attempt);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// As [`LockoutCounters::failed`], for an attempt begun with
+    /// [`LockoutCounters::begin_async`].
+    fn failed_async(&self, attempt: Attempt) -> Pending<Vec<&'static str>> {
+        let locked = self.failed(attempt);
+        Box::pin(std::future::ready(Ok(locked)))
+    }
+}
+
+/// What a failed attempt locked: the windows its slot filled.
+pub(crate) fn filled(
+    attempt: &Attempt,
+    account_limit: usize,
+    client_limit: usize,
+) -> Vec<&'static str> {
+    let mut locked = Vec::new();
+    if attempt
+        .account
+        .as_ref()
+        .is_some_and(|(_, pos)| *pos == account_limit)
+    {
+        locked.push("account");
+    }
+    if attempt
+        .client
+        .as_ref()
+        .is_some_and(|(_, pos)| *pos == client_limit)
+    {
+        locked.push("client");
+    }
+    locked
 }
 
 /// Per-account and per-IP failure limits, in this process's memory.
@@ -169,6 +234,7 @@ impl LockoutCounters for InMemoryLockout {
         };
         Ok(Attempt {
             at,
+            nonce: 0,
             account,
             client,
         })
@@ -184,20 +250,7 @@ impl LockoutCounters for InMemoryLockout {
     }
 
     fn failed(&self, attempt: Attempt) -> Vec<&'static str> {
-        let mut locked = Vec::new();
-        if attempt
-            .account
-            .is_some_and(|(_, pos)| pos == self.accounts.limit)
-        {
-            locked.push("account");
-        }
-        if attempt
-            .client
-            .is_some_and(|(_, pos)| pos == self.clients.limit)
-        {
-            locked.push("client");
-        }
-        locked
+        filled(&attempt, self.accounts.limit, self.clients.limit)
     }
 
     fn sweep(&self) -> usize {

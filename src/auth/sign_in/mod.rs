@@ -8,9 +8,12 @@
 //! credentials. A login key is signed by one group's `api_key` and is a
 //! credential for that group only.
 
+pub mod agents;
 pub mod credentials;
 pub mod lockout;
 pub mod login_key;
+pub mod redis_lockout;
+pub mod redis_sessions;
 pub mod sessions;
 mod single_sign_on;
 pub mod sso;
@@ -27,11 +30,14 @@ use crate::infra::clock::SharedClock;
 use crate::infra::config::{Config, GroupConfig, Role, UserConfig};
 use crate::infra::error::{on_blocking_pool, DomainError};
 use crate::infra::ids::GroupId;
-use crate::store::{AgentRecord, AgentSource, Store};
+use crate::store::{AgentRecord, AgentSource};
 use sso::SsoVerifier;
 
+pub use agents::{ProvisionedAgents, RedisAgents};
 pub use credentials::{CredentialKind, Credentials};
 pub use lockout::{InMemoryLockout, LockoutCounters};
+pub use redis_lockout::RedisLockout;
+pub use redis_sessions::{RedisUsedSsoTokens, RedisWebsiteSessions};
 pub use sessions::{SessionDigest, SledWebsiteSessions, WebsiteSessions};
 pub use single_sign_on::UsedSsoTokens;
 
@@ -82,6 +88,8 @@ pub struct SignInState {
     pub sessions: Arc<dyn WebsiteSessions>,
     /// Ids of SSO tokens already used.
     pub used_sso_tokens: Arc<dyn UsedSsoTokens>,
+    /// Agents seen or provisioned.
+    pub agents: Arc<dyn ProvisionedAgents>,
 }
 
 /// Checks credentials against the configured users.
@@ -93,7 +101,7 @@ pub struct Authenticator {
     used_sso_tokens: Arc<dyn UsedSsoTokens>,
     clock: SharedClock,
     by_username: HashMap<String, Records>,
-    store: Arc<Store>,
+    agents: Arc<dyn ProvisionedAgents>,
     sso: HashMap<GroupId, SsoVerifier>,
     /// Password checks in flight per client address.
     checks_in_flight: Arc<KeyedSlots<String>>,
@@ -108,7 +116,6 @@ impl Authenticator {
     pub fn new(
         config: Arc<Config>,
         passwords: Arc<PasswordChecker>,
-        store: Arc<Store>,
         clock: SharedClock,
         state: SignInState,
     ) -> Result<Self, String> {
@@ -130,7 +137,7 @@ impl Authenticator {
             used_sso_tokens: state.used_sso_tokens,
             clock,
             by_username,
-            store,
+            agents: state.agents,
             sso,
             checks_in_flight: KeyedSlots::new(),
         })
@@ -151,15 +158,24 @@ impl Authenticator {
         )
     }
 
+    /// Agents seen or provisioned (their calls may wait on disk or Redis:
+    /// run them off the async workers).
+    pub fn agents(&self) -> &Arc<dyn ProvisionedAgents> {
+        &self.agents
+    }
+
     /// Whether `username` is an agent of `group`: configured, or seen
     /// (provisioned) before.
-    pub fn knows(
-        &self,
-        group: &GroupConfig,
-        username: &str,
-    ) -> Result<bool, crate::store::StoreError> {
-        Ok(group.users.iter().any(|u| u.username == username)
-            || self.store.agent(group.id, username)?.is_some())
+    pub async fn knows(&self, group: &GroupConfig, username: &str) -> Result<bool, DomainError> {
+        if group.users.iter().any(|u| u.username == username) {
+            return Ok(true);
+        }
+        let (agents, groupid, username) = (self.agents.clone(), group.id, username.to_owned());
+        let seen = crate::infra::error::off_thread("agent store", move || {
+            agents.agent(groupid, &username)
+        })
+        .await?;
+        Ok(seen.is_some())
     }
 
     /// Failed-attempt limits.
@@ -315,7 +331,7 @@ impl Authenticator {
                     on_blocking_pool("website sessions", move || sessions.touch(&session_id))
                         .await
                         .map_err(session_store_failed)?
-                        .map_err(|e| session_store_failed(DomainError::Internal(e.to_string())))?
+                        .map_err(|e| session_store_failed(DomainError::from(e)))?
                         .ok_or_else(|| AuthFailure::invalid("unknown_or_expired_session", None))?;
                 // A session speaks for the one (group, user) record whose
                 // password was checked, never for another group.
@@ -360,9 +376,9 @@ impl Authenticator {
     /// Records that an agent signed in now (first seen, or last seen), off
     /// the async workers: the write is flushed.
     async fn touch_agent(&self, group: GroupId, record: AgentRecord) -> Result<(), AuthFailure> {
-        let (store, now) = (self.store.clone(), self.clock.now_secs());
+        let (agents, now) = (self.agents.clone(), self.clock.now_secs());
         on_store("agent store", move || {
-            store.touch_agent(group, &record, now)
+            agents.touch_agent(group, &record, now)
         })
         .await?;
         Ok(())
@@ -417,9 +433,10 @@ async fn on_store<T: Send + 'static>(
         .map_err(store_failure)
 }
 
+/// `cluster_unavailable` when Redis failed, `internal` otherwise.
 fn store_failure(e: crate::store::StoreError) -> AuthFailure {
     AuthFailure {
-        error: DomainError::Internal(e.to_string()),
+        error: DomainError::from(e),
         reason: "store_failed",
         username: None,
     }

@@ -10,8 +10,9 @@
 //! filed under its digest, so logging out revokes them too.
 //!
 //! Handlers and the authenticator hold the [`WebsiteSessions`] seam;
-//! [`SledWebsiteSessions`] is its single-node implementation. Every method
-//! may write and flush: callers run them on the blocking pool.
+//! [`SledWebsiteSessions`] is its single-node implementation and
+//! `redis_sessions` the cluster one. Every method may write and flush (or
+//! wait on Redis): callers run them on the blocking pool.
 
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use crate::infra::ids::{random_id, GroupId};
 use crate::store::{Store, StoreError, StoredSession};
 
 /// Bytes of entropy in a session id.
-const SESSION_ID_BYTES: usize = 32;
+pub(super) const SESSION_ID_BYTES: usize = 32;
 
 /// Website sessions: started by a password, used (and kept alive) as a
 /// credential, ended by logout or idleness, with the tokens each issued.
@@ -88,7 +89,7 @@ pub struct SessionUser {
     pub digest: SessionDigest,
 }
 
-fn digest(id: &str) -> SessionDigest {
+pub(super) fn digest(id: &str) -> SessionDigest {
     Sha256::digest(id.as_bytes()).into()
 }
 

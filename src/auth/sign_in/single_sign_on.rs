@@ -2,10 +2,10 @@
 //! checked against the group (known, or provisioned), and the token's `jti`
 //! is claimed so it is accepted once. The used ids are shared short-lived
 //! state behind [`UsedSsoTokens`]; the store's `sso_jtis` tree is its
-//! single-node implementation.
+//! single-node implementation, `redis_sessions` the cluster one.
 
 use super::sso::SsoError;
-use super::{on_store, store_failure, AuthFailure, Authenticated, Authenticator, CredentialKind};
+use super::{on_store, AuthFailure, Authenticated, Authenticator, CredentialKind};
 use crate::infra::config::GroupConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
@@ -69,7 +69,14 @@ impl Authenticator {
             return Err(AuthFailure::invalid("sso_jti_missing", Some(&email)));
         }
         let configured = group.users.iter().find(|u| u.username == email);
-        let known = self.knows(group, &email).map_err(store_failure)?;
+        let known = self
+            .knows(group, &email)
+            .await
+            .map_err(|error| AuthFailure {
+                error,
+                reason: "store_failed",
+                username: None,
+            })?;
         if !known && !verifier.auto_provision {
             return Err(AuthFailure {
                 error: DomainError::UnknownAgent,

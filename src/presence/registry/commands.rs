@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use actix::Message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -15,7 +15,7 @@ use crate::infra::error::DomainError;
 use crate::store::{AgentCard, ConfirmationStatus};
 
 /// What the visitor's function returned.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum InvokeOutcome {
     /// `{"ok": true, "value": ...}`
@@ -121,6 +121,16 @@ impl VisitorCommand {
             VisitorCommand::Prompt(_) | VisitorCommand::PromptClosed { .. } => None,
         };
         only_to.is_none_or(|filter| filter.accepts(id))
+    }
+
+    /// Whether its waiter already gave up (an invoke or signal whose
+    /// receiver is gone); prompts are never abandoned.
+    pub fn is_abandoned(&self) -> bool {
+        match self {
+            VisitorCommand::Invoke(request) => request.responder.is_closed(),
+            VisitorCommand::Signal(request) => request.responder.is_closed(),
+            VisitorCommand::Prompt(_) | VisitorCommand::PromptClosed { .. } => false,
+        }
     }
 
     /// Answers the command's waiter with `error`.

@@ -8,7 +8,7 @@
 //! socket that is closing stops being a routing target, and stops counting,
 //! the moment its session lets go, before the registry has caught up.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use serde_json::Value;
@@ -24,6 +24,9 @@ pub struct Published {
     connections: Vec<LiveConnection>,
     data: Value,
     connected_at_ms: u64,
+    last_active_ms: u64,
+    /// Unix ms the grace period ends, while the visitor has no socket.
+    grace_until_ms: Option<u64>,
 }
 
 impl Published {
@@ -66,34 +69,90 @@ impl Published {
     }
 }
 
-impl From<&VisitorEntry> for Published {
-    fn from(entry: &VisitorEntry) -> Self {
+impl Published {
+    pub(super) fn from_entry(entry: &VisitorEntry, grace_ms: u64) -> Self {
         Self {
             connections: entry.connections.clone(),
             data: entry.data.to_value(),
             connected_at_ms: entry.connected_at_ms,
+            last_active_ms: entry.last_active_ms,
+            grace_until_ms: entry
+                .grace
+                .as_ref()
+                .filter(|_| entry.connections.is_empty())
+                .map(|g| g.started_ms + grace_ms),
         }
     }
+
+    /// This node's share of the visitor, as the cluster shares it.
+    pub fn portion(&self, node: &str, seq: u64) -> super::Portion {
+        super::Portion {
+            node: node.to_owned(),
+            seq,
+            connections: self
+                .open_connections()
+                .map(|c| super::PortionConnection {
+                    id: c.id.clone(),
+                    identity: c.identity.as_deref().cloned(),
+                })
+                .collect(),
+            data: self.data.clone(),
+            connected_at_ms: self.connected_at_ms,
+            last_active_ms: self.last_active_ms,
+            grace_until_ms: self.grace_until_ms,
+        }
+    }
+
+    /// The open connection with this id.
+    pub fn connection(&self, id: &str) -> Option<&LiveConnection> {
+        self.open_connections().find(|c| c.id == id)
+    }
+}
+
+/// Told of a key that changed.
+pub type ChangeHook = Arc<dyn Fn(&VisitorKey) + Send + Sync>;
+/// Takes a command the registry would park.
+pub type ParkHook = Arc<dyn Fn(VisitorKey, super::VisitorCommand) + Send + Sync>;
+
+/// Cluster mode's hooks into the local registry (unset on one node).
+#[derive(Default)]
+pub struct LocalHooks {
+    /// Told after every publish, with the key that changed.
+    pub changed: OnceLock<ChangeHook>,
+    /// Takes the commands the registry would park (no open connection
+    /// here): the visitor's next socket may open on any node.
+    pub park: OnceLock<ParkHook>,
 }
 
 /// Visitor key → published snapshot.
 #[derive(Default)]
 pub struct Directory {
     visitors: DashMap<VisitorKey, Arc<Published>>,
+    pub(super) hooks: LocalHooks,
 }
 
 impl Directory {
     /// Publishes `entry` for `key`, or withdraws the key when `None`.
-    pub(super) fn publish(&self, key: &VisitorKey, entry: Option<&VisitorEntry>) {
+    pub(super) fn publish(&self, key: &VisitorKey, entry: Option<&VisitorEntry>, grace_ms: u64) {
         match entry {
             Some(entry) => {
-                self.visitors
-                    .insert(key.clone(), Arc::new(Published::from(entry)));
+                self.visitors.insert(
+                    key.clone(),
+                    Arc::new(Published::from_entry(entry, grace_ms)),
+                );
             }
             None => {
                 self.visitors.remove(key);
             }
         }
+        if let Some(changed) = self.hooks.changed.get() {
+            changed(key);
+        }
+    }
+
+    /// Every present visitor's key.
+    pub fn keys(&self) -> Vec<VisitorKey> {
+        self.visitors.iter().map(|e| e.key().clone()).collect()
     }
 
     /// The snapshot of a present visitor.

@@ -33,6 +33,8 @@ impl LiveConnection {
 pub struct Grace {
     pub generation: u64,
     pub parked: Vec<VisitorCommand>,
+    /// Unix ms the grace period began.
+    pub started_ms: u64,
 }
 
 pub struct VisitorEntry {
@@ -40,6 +42,8 @@ pub struct VisitorEntry {
     pub connections: Vec<LiveConnection>,
     pub data: PresenceData,
     pub connected_at_ms: u64,
+    /// Unix ms a socket of the visitor last connected or sent presence.
+    pub last_active_ms: u64,
     /// Set while no socket is live but the visitor is still present.
     pub grace: Option<Grace>,
 }
@@ -62,6 +66,7 @@ impl VisitorEntry {
             connections: vec![connection],
             data,
             connected_at_ms: now_ms,
+            last_active_ms: now_ms,
             grace: None,
         }
     }

@@ -196,3 +196,58 @@ impl PresenceDirectory for RegistryHandle {
         }
     }
 }
+
+/// Why a command pinned to one connection was not delivered (it is
+/// dropped: its waiter is answered by whoever chose the connection).
+pub enum Undelivered {
+    /// The connection's mailbox is full.
+    Busy,
+    /// The connection is not open here (any more).
+    Gone,
+}
+
+/// What cluster mode reads of, and asks of, the local registry.
+impl RegistryHandle {
+    /// Cluster mode's hooks: told of every change, handed the commands
+    /// the registry would park.
+    pub fn hooks(&self) -> &super::LocalHooks {
+        &self.directory.hooks
+    }
+
+    /// This node's share of the visitor, if it is present here.
+    pub fn portion(&self, key: &VisitorKey, node: &str, seq: u64) -> Option<super::Portion> {
+        self.directory.get(key).map(|p| p.portion(node, seq))
+    }
+
+    /// Every visitor present on this node.
+    pub fn keys(&self) -> Vec<VisitorKey> {
+        self.directory.keys()
+    }
+
+    /// Hands `command` to this node's open connection `connection_id` of
+    /// the visitor (chosen by the node that routed it).
+    pub fn deliver(
+        &self,
+        key: &VisitorKey,
+        connection_id: &str,
+        command: VisitorCommand,
+    ) -> Result<(), Undelivered> {
+        let published = self.directory.get(key);
+        let Some(target) = published
+            .as_deref()
+            .and_then(|p| p.connection(connection_id))
+        else {
+            return Err(Undelivered::Gone);
+        };
+        match target.commands.try_send(command) {
+            Ok(()) => Ok(()),
+            Err(SendError::Full(_)) => Err(Undelivered::Busy),
+            Err(SendError::Closed(_)) => Err(Undelivered::Gone),
+        }
+    }
+
+    /// Hands `command` to every open connection of the visitor here.
+    pub fn deliver_to_all(&self, key: &VisitorKey, command: &dyn Fn() -> VisitorCommand) {
+        PresenceDirectory::broadcast(self, key, command);
+    }
+}

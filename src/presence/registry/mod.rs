@@ -26,6 +26,7 @@ mod directory;
 mod entry;
 mod handle;
 mod messages;
+mod portion;
 mod presence_directory;
 
 use std::collections::HashMap;
@@ -46,12 +47,14 @@ pub use commands::{
     ConnectionFilter, InvokeOutcome, InvokeRequest, Prompt, SignalRequest, VisitorCommand,
 };
 use directory::Directory;
+pub use directory::LocalHooks;
 pub use entry::LiveConnection;
 use entry::{Grace, Routed, VisitorEntry};
-pub use handle::RegistryHandle;
+pub use handle::{RegistryHandle, Undelivered};
 use messages::{
     Connect, Disconnect, PresenceUpdate, Repark, Route, Stats, Unwatch, UnwatchAll, Watch,
 };
+pub use portion::{merged_state, most_recent_first, Portion, PortionConnection};
 pub use presence_directory::PresenceDirectory;
 
 /// Mailbox size; `send` callers wait (back-pressure) beyond it.
@@ -90,7 +93,9 @@ impl Registry {
 
     fn lookup(&self, key: &VisitorKey) -> VisitorState {
         match self.visitors.get(key) {
-            Some(entry) => directory::Published::from(entry).state(key),
+            Some(entry) => {
+                directory::Published::from_entry(entry, self.config.reconnect_grace_ms).state(key)
+            }
             None => VisitorState::offline(key),
         }
     }
@@ -99,7 +104,8 @@ impl Registry {
     /// every change and before any event about it, so an agent that saw an
     /// event finds the directory at least as new.
     fn publish(&self, key: &VisitorKey) {
-        self.directory.publish(key, self.visitors.get(key));
+        self.directory
+            .publish(key, self.visitors.get(key), self.config.reconnect_grace_ms);
     }
 
     fn notify(&self, key: &VisitorKey, kind: EventKind) {
@@ -123,6 +129,7 @@ impl Registry {
         entry.grace = Some(Grace {
             generation,
             parked: Vec::new(),
+            started_ms: self.clock.now_ms(),
         });
         let key = key.clone();
         ctx.run_later(self.config.reconnect_grace(), move |registry, _| {
@@ -167,6 +174,13 @@ impl Registry {
                 // Either already in grace, or every connection turned out
                 // stopped: park until the visitor comes back or grace ends.
                 self.start_grace(key, ctx);
+                if let Some(park) = self.directory.hooks.park.get() {
+                    // Cluster mode: the visitor's next socket may open on
+                    // any node, so the cluster parks it.
+                    self.publish(key);
+                    park(key.clone(), command);
+                    return;
+                }
                 match self.visitors.get_mut(key).and_then(|e| e.grace.as_mut()) {
                     Some(grace) if grace.parked.len() < limit => grace.parked.push(command),
                     Some(_) => command.fail(DomainError::TooManyPending(limit)),
@@ -207,6 +221,7 @@ impl Handler<Connect> for Registry {
             .map_err(DomainError::BadPresenceData)?;
         entry.data = merged;
         entry.connections.push(msg.connection);
+        entry.last_active_ms = now;
         if let Some(grace) = entry.grace.take() {
             let limit = self.config.max_pending_invokes;
             for command in grace.parked {
@@ -240,6 +255,7 @@ impl Handler<Disconnect> for Registry {
                 entry.grace = Some(Grace {
                     generation,
                     parked: Vec::new(),
+                    started_ms: self.clock.now_ms(),
                 });
                 self.end_grace(&msg.key, generation);
             } else {
@@ -261,6 +277,7 @@ impl Handler<PresenceUpdate> for Registry {
         if !entry.touch(&msg.connection_id) {
             return Err(DomainError::NotRegistered);
         }
+        entry.last_active_ms = self.clock.now_ms();
         let (merged, changed) = entry
             .data
             .merged(&msg.data)

@@ -87,7 +87,10 @@ pub(super) fn start(link: &ClusterLink) {
                     }
                     first = false;
                     read(&link, pubsub).await;
-                    link.inner.channels.connected.store(false, Ordering::Relaxed);
+                    link.inner
+                        .channels
+                        .connected
+                        .store(false, Ordering::Relaxed);
                     tracing::warn!("redis subscriber disconnected");
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot subscribe to redis"),
@@ -100,7 +103,10 @@ pub(super) fn start(link: &ClusterLink) {
 
 async fn subscribe_all(link: &ClusterLink) -> Result<redis::aio::PubSub, String> {
     let timeout = link.inner.timeout;
-    let channels: Vec<String> = lock(&link.inner.channels.handlers).keys().cloned().collect();
+    let channels: Vec<String> = lock(&link.inner.channels.handlers)
+        .keys()
+        .cloned()
+        .collect();
     let subscribing = async {
         let mut pubsub = link.client().get_async_pubsub().await?;
         for channel in &channels {

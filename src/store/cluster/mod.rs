@@ -35,9 +35,8 @@ use crate::infra::error::SharedStateUnavailable;
 use crate::infra::ids;
 use crate::infra::metrics::Metrics;
 
-pub use channels::{ConnectionHook, MessageHandler};
-pub use nodes::{NodeEvent, NodeListener, Reaper};
-pub use rpc::{ControlHandler, RequestError, RpcHandler, RpcReply, WireError};
+pub use nodes::NodeEvent;
+pub use rpc::{RequestError, RpcReply, WireError};
 
 /// A cheap, cloneable handle on this node's link to the cluster.
 #[derive(Clone)]
@@ -154,6 +153,7 @@ impl ClusterLink {
         .await
         .map_err(|e| LinkError::Unreachable(e.0))?;
         rpc::install(&link);
+        nodes::seed(&link).await;
         Ok(link)
     }
 
@@ -295,7 +295,12 @@ impl ClusterLink {
         })
     }
 
-    fn failed(&self, what: &'static str, cause: &'static str, detail: &str) -> SharedStateUnavailable {
+    fn failed(
+        &self,
+        what: &'static str,
+        cause: &'static str,
+        detail: &str,
+    ) -> SharedStateUnavailable {
         self.inner.metrics.cluster.redis_error(cause);
         if cause != "saturated" {
             self.inner.reachable.store(false, Ordering::Relaxed);

@@ -40,7 +40,8 @@ pub enum NodeEvent {
 pub type NodeListener = Arc<dyn Fn(&NodeEvent) + Send + Sync>;
 
 /// Removes the shared entries of a dead node.
-pub type Reaper = Arc<dyn Fn(String) -> BoxFuture<'static, Result<(), SharedStateUnavailable>> + Send + Sync>;
+pub type Reaper =
+    Arc<dyn Fn(String) -> BoxFuture<'static, Result<(), SharedStateUnavailable>> + Send + Sync>;
 
 pub(super) struct NodeTable {
     me: String,
@@ -49,6 +50,9 @@ pub(super) struct NodeTable {
     reapers: Mutex<Vec<Reaper>>,
     /// Dead nodes whose entries are still to be reaped.
     to_reap: Mutex<HashSet<String>>,
+    /// Every node known to have died or left (their entries in Redis are
+    /// ignored until reaped).
+    dead: Mutex<HashSet<String>>,
     /// When this node last heard its own beat (the subscriber works).
     own_beat: Mutex<Instant>,
 }
@@ -61,6 +65,7 @@ impl NodeTable {
             listeners: Mutex::default(),
             reapers: Mutex::default(),
             to_reap: Mutex::default(),
+            dead: Mutex::default(),
             own_beat: Mutex::new(Instant::now()),
         }
     }
@@ -83,6 +88,11 @@ impl ClusterLink {
     /// Whether `node` is this one or a live peer.
     pub fn is_live(&self, node: &str) -> bool {
         node == self.inner.nodes.me || lock(&self.inner.nodes.peers).contains_key(node)
+    }
+
+    /// Whether `node` is known to have died or left.
+    pub fn is_dead(&self, node: &str) -> bool {
+        lock(&self.inner.nodes.dead).contains(node)
     }
 
     /// Hears nodes join, leave and die. Register before `start`.
@@ -117,23 +127,35 @@ impl ClusterLink {
             .is_none();
         if new {
             lock(&table.to_reap).remove(node);
+            lock(&table.dead).remove(node);
             self.node_event(NodeEvent::Joined(node.to_owned()));
         }
     }
 
     fn gone(&self, node: &str, event: NodeEvent) {
+        lock(&self.inner.nodes.dead).insert(node.to_owned());
         if lock(&self.inner.nodes.peers).remove(node).is_some() {
             self.node_event(event);
+        }
+    }
+
+    /// A node found dead without ever being heard: its entries are
+    /// ignored, dropped from replicas and reaped.
+    fn found_dead(&self, node: String) {
+        if node == self.inner.nodes.me || self.is_live(&node) {
+            return;
+        }
+        let new = lock(&self.inner.nodes.dead).insert(node.clone());
+        lock(&self.inner.nodes.to_reap).insert(node.clone());
+        if new {
+            self.node_event(NodeEvent::Died(node));
         }
     }
 }
 
 pub(super) fn start(link: &ClusterLink) {
     let beats = link.clone();
-    link.on_control(
-        "beat",
-        Arc::new(move |from, _body| beats.heard(from)),
-    );
+    link.on_control("beat", Arc::new(move |from, _body| beats.heard(from)));
     let leaves = link.clone();
     link.on_control(
         "leave",
@@ -150,7 +172,6 @@ pub(super) fn start(link: &ClusterLink) {
     }));
     let link = link.clone();
     link.inner.handle.clone().spawn(async move {
-        seed(&link).await;
         let beat = link.config().heartbeat();
         let mut ticks = tokio::time::interval(beat);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -160,7 +181,7 @@ pub(super) fn start(link: &ClusterLink) {
             round += 1;
             renew(&link).await;
             expire(&link);
-            if round % 4 == 0 {
+            if round.is_multiple_of(4) {
                 find_stale(&link).await;
             }
             reap_due(&link).await;
@@ -169,8 +190,8 @@ pub(super) fn start(link: &ClusterLink) {
 }
 
 /// Reads the nodes Redis knows: those with a lease are live, the rest are
-/// dead and reaped.
-async fn seed(link: &ClusterLink) {
+/// dead and reaped. Runs once, before anything reads shared entries.
+pub(super) async fn seed(link: &ClusterLink) {
     let nodes_key = link.key("nodes");
     let listed: Result<Vec<String>, _> = link
         .run("list nodes", move |mut conn| async move {
@@ -194,9 +215,7 @@ async fn seed(link: &ClusterLink) {
             .await;
         match alive {
             Ok(true) => link.heard(&node),
-            Ok(false) => {
-                lock(&link.inner.nodes.to_reap).insert(node);
-            }
+            Ok(false) => link.found_dead(node),
             Err(_) => {}
         }
     }
@@ -277,9 +296,7 @@ async fn find_stale(link: &ClusterLink) {
         })
         .await;
     for node in stale.unwrap_or_default() {
-        if node != link.node_id() && !link.is_live(&node) {
-            lock(&link.inner.nodes.to_reap).insert(node);
-        }
+        link.found_dead(node);
     }
 }
 

@@ -246,7 +246,9 @@ impl ClusterLink {
                 .filter(|(_, p)| p.node == node)
                 .map(|(id, _)| *id)
                 .collect();
-            ids.into_iter().filter_map(|id| pending.remove(&id)).collect()
+            ids.into_iter()
+                .filter_map(|id| pending.remove(&id))
+                .collect()
         };
         for pending in gone {
             let _ = pending.reply.send(Err(RequestError::NodeGone));
@@ -263,7 +265,10 @@ pub(super) fn install(link: &ClusterLink) {
         Arc::new(move |payload| node.on_node_message(payload)),
     );
     let control = link.clone();
-    link.subscribe("ctl", Arc::new(move |payload| control.on_control_message(payload)));
+    link.subscribe(
+        "ctl",
+        Arc::new(move |payload| control.on_control_message(payload)),
+    );
     let deaths = link.clone();
     link.on_node_event(Arc::new(move |event| match event {
         NodeEvent::Left(node) | NodeEvent::Died(node) => deaths.fail_requests_to(node),

@@ -56,11 +56,10 @@ pub async fn audit(
         limit,
         cursor: params.cursor,
     };
-    // The scan reads sled: keep it off the request threads.
-    let audit = app.audit.clone();
-    let page = off_thread("audit log", move || audit.query(group, &query))
-        .await?
-        .ok_or_else(|| DomainError::BadRequest("cursor is not one this server issued".into()))?;
+    // The scan reads sled off the request threads; in cluster mode it
+    // merges every live node's records (`partial` and `missing` say whether
+    // one did not answer).
+    let page = app.audit.clone().search(group, query).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -101,8 +100,8 @@ pub async fn list_agents(
 ) -> Result<HttpResponse, DomainError> {
     let group = group.into_inner();
     let config = auth.require_admin(&ops, group)?;
-    let store = app.store.clone();
-    let seen = off_thread("agent store", move || store.agents(group)).await?;
+    let agents = app.auth.agents().clone();
+    let seen = off_thread("agent store", move || agents.agents(group)).await?;
     let mut agents: BTreeMap<String, AgentEntry> = seen
         .into_iter()
         .map(|r| {
@@ -165,10 +164,7 @@ pub async fn revoke_agent(
     })
     .await?
     .map_err(|e| DomainError::Internal(e.to_string()))?;
-    let known = app
-        .auth
-        .knows(config, &username)
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
+    let known = app.auth.knows(config, &username).await?;
     if !known && tokens.is_empty() {
         return Err(DomainError::NotFound);
     }

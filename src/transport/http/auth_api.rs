@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::auth_audit::{
-    begin_attempt, client_of, failed_attempt, refuse, write_audit, write_refusal, Refusal,
+    begin_attempt, client_of, failed_attempt, forgive_attempt, refuse, write_audit, write_refusal,
+    Refusal,
 };
 use super::session_api::SESSION_COOKIE;
 use super::AgentAuth;
@@ -133,7 +134,7 @@ async fn attempt(
     record.credential = Some(kind);
     record.username = credentials.claimed_username().map(str::to_owned);
     let account = credentials.account(group.id);
-    let attempt = begin_attempt(app, account.as_deref(), record.remote.as_deref())?;
+    let attempt = begin_attempt(app, account.as_deref(), record.remote.as_deref()).await?;
     let client = record.remote.clone();
     let agent = match app
         .auth
@@ -141,7 +142,7 @@ async fn attempt(
         .await
     {
         Ok(agent) => {
-            app.auth.lockout().succeeded(attempt);
+            forgive_attempt(app, attempt).await;
             agent
         }
         Err(failure) => {
@@ -166,10 +167,10 @@ async fn attempt(
                 failure.reason
             };
             if failure.error == DomainError::InvalidCredentials {
-                lockouts.extend(failed_attempt(app, attempt, record));
+                lockouts.extend(failed_attempt(app, attempt, record).await);
             } else {
                 // Not a guess (busy, not a member...): it does not count.
-                app.auth.lockout().succeeded(attempt);
+                forgive_attempt(app, attempt).await;
             }
             return Err(Refusal::new(failure.error, reason));
         }
@@ -194,10 +195,12 @@ async fn attempt(
             .issue_scoped(&username, groupid, role, lifetime, name, policy)
             .map_err(|e| internal(&e))?;
         if let Some(session) = &session {
+            // Redis down (cluster mode) is `cluster_unavailable`.
+            let shared = |e| refuse(DomainError::from(e));
             sessions
                 .record_token(session, &issued.claims.jti, issued.claims.exp)
-                .map_err(|e| internal(&e))?;
-            if !sessions.still_live(session).map_err(|e| internal(&e))? {
+                .map_err(shared)?;
+            if !sessions.still_live(session).map_err(shared)? {
                 // Logged out while the token was being issued: it never leaves.
                 tokens
                     .revocations()

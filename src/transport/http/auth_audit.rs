@@ -107,13 +107,20 @@ pub(super) async fn write_refusal(
     }
 }
 
-/// Starts a lockout-counted attempt, or refuses it while locked.
-pub(super) fn begin_attempt(
+/// Starts a lockout-counted attempt, or refuses it while locked (or, in
+/// cluster mode, while the shared counters are unreachable: 503).
+pub(super) async fn begin_attempt(
     app: &AuthDeps,
     account: Option<&str>,
     client: Option<&str>,
 ) -> Result<Attempt, Refusal> {
-    app.auth.lockout().begin(account, client).map_err(|locked| {
+    let begun = app
+        .auth
+        .lockout()
+        .begin_async(account, client)
+        .await
+        .map_err(|e| refuse(DomainError::ClusterUnavailable(e.0)))?;
+    begun.map_err(|locked| {
         let who = if locked.what == "account" {
             account
         } else {
@@ -129,15 +136,29 @@ pub(super) fn begin_attempt(
     })
 }
 
+/// Gives back the slot of an attempt that does not count. A release the
+/// shared counters did not take is logged: the slot expires with its
+/// window.
+pub(super) async fn forgive_attempt(app: &AuthDeps, attempt: Attempt) {
+    if let Err(e) = app.auth.lockout().succeeded_async(attempt).await {
+        tracing::warn!(error = %e, "could not release a lockout slot");
+    }
+}
+
 /// Settles a failed attempt; returns the lockout records it causes.
-pub(super) fn failed_attempt(
+pub(super) async fn failed_attempt(
     app: &AuthDeps,
     attempt: Attempt,
     base: &AuditRecord,
 ) -> Vec<AuditRecord> {
-    app.auth
-        .lockout()
-        .failed(attempt)
+    let locked = match app.auth.lockout().failed_async(attempt).await {
+        Ok(locked) => locked,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not settle a failed attempt");
+            Vec::new()
+        }
+    };
+    locked
         .into_iter()
         .map(|what| {
             let limit = if what == "account" {

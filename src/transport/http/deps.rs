@@ -14,7 +14,6 @@ use crate::infra::config::Config;
 use crate::infra::metrics::Metrics;
 use crate::presence::events::EventBus;
 use crate::presence::origin::OriginPolicy;
-use crate::store::Store;
 use crate::transport::client_addr::TrustedProxies;
 
 /// What the authorization endpoints use: `/auth/*`, SSO start and the
@@ -31,8 +30,6 @@ pub struct AuthDeps {
     pub origins: Arc<OriginPolicy>,
     /// Closes a revoked token's live sockets.
     pub events: Arc<dyn EventBus>,
-    /// Seen and provisioned agents, for the administrator's agent list.
-    pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
 }
 

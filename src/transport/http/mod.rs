@@ -104,12 +104,12 @@ pub struct Health {
     pub cluster: Option<ClusterLink>,
 }
 
-/// `{"status":"ok","mode":"single"}` on one node. In cluster mode 200
+/// `{"status":"ok"}` on one node (as always). In cluster mode 200
 /// `{"status":"ok","mode":"redis","node":id,"nodes":N}` while Redis is
 /// reachable, else 503 with `"status":"degraded"`.
 async fn healthz(health: web::Data<Health>) -> HttpResponse {
     let Some(link) = &health.cluster else {
-        return HttpResponse::Ok().json(serde_json::json!({"status": "ok", "mode": "single"}));
+        return HttpResponse::Ok().json(serde_json::json!({"status": "ok"}));
     };
     let reachable = link.is_reachable();
     let body = serde_json::json!({

@@ -10,7 +10,9 @@ use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::auth_audit::{begin_attempt, client_of, failed_attempt, write_audit, write_refusal};
+use super::auth_audit::{
+    begin_attempt, client_of, failed_attempt, forgive_attempt, write_audit, write_refusal,
+};
 use super::AuthDeps;
 use crate::auth::audit::{AuditRecord, Outcome};
 use crate::auth::password::MAX_PASSWORD_BYTES;
@@ -66,7 +68,7 @@ pub async fn login(
     record.username = Some(username.clone());
     record.credential = Some(CredentialKind::Password);
     let account = crate::auth::sign_in::credentials::username_account(group, &username);
-    let attempt = match begin_attempt(&app, Some(&account), record.remote.as_deref()) {
+    let attempt = match begin_attempt(&app, Some(&account), record.remote.as_deref()).await {
         Ok(attempt) => attempt,
         Err(refusal) => {
             app.metrics.auth_failed(refusal.error.code());
@@ -85,9 +87,9 @@ pub async fn login(
         app.metrics.auth_failed(failure.error.code());
         record.reason = Some(format!("login: {}", failure.reason));
         let lockouts = if failure.error == DomainError::InvalidCredentials {
-            failed_attempt(&app, attempt, &record)
+            failed_attempt(&app, attempt, &record).await
         } else {
-            app.auth.lockout().succeeded(attempt);
+            forgive_attempt(&app, attempt).await;
             Vec::new()
         };
         write_refusal(&app, record, None, lockouts).await;
@@ -95,12 +97,12 @@ pub async fn login(
     }
     // A password only ever matches a record in a group.
     let group = group.ok_or(DomainError::InvalidCredentials)?;
-    app.auth.lockout().succeeded(attempt);
+    forgive_attempt(&app, attempt).await;
     // The session is flushed before the client hears of it: off the workers.
     let (sessions, user) = (app.auth.sessions().clone(), username.clone());
     let session = on_blocking_pool("website sessions", move || sessions.create(group, &user))
         .await?
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
+        .map_err(DomainError::from)?;
     tracing::info!(group, username = %username, "website session started");
     Ok(HttpResponse::Ok()
         .cookie(session_cookie(&app, session.id.clone(), None))
@@ -140,7 +142,7 @@ pub async fn logout(
         let (peeking, peeked) = (sessions.clone(), id.clone());
         let user = on_blocking_pool("website sessions", move || peeking.peek(&peeked))
             .await?
-            .map_err(|e| DomainError::Internal(e.to_string()))?;
+            .map_err(DomainError::from)?;
         if from_cookie {
             let origin = RequestOrigin::from_headers(req.headers());
             app.origins
@@ -148,7 +150,7 @@ pub async fn logout(
         }
         let tokens = on_blocking_pool("website sessions", move || sessions.end(&id))
             .await?
-            .map_err(|e| DomainError::Internal(e.to_string()))?;
+            .map_err(DomainError::from)?;
         if let Some(user) = user {
             revoke_session_tokens(&app, &req, &user.username, user.groupid, tokens).await?;
         }

@@ -1,0 +1,156 @@
+//! This node's copy of the other nodes' portions of every visitor, kept
+//! current from the presence channel and re-read from Redis after every
+//! (re)connection. Lookups, pages and routing read it from memory.
+//!
+//! A portion never replaces a newer one of the same node (`seq`), and a
+//! removal leaves a short-lived tombstone so that a re-read that raced it
+//! cannot bring the visitor back. A re-read stamps what it found with a
+//! new generation; a later prune drops what no re-read found since.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use crate::infra::ids::{GroupId, VisitorKey};
+use crate::presence::registry::Portion;
+
+/// How long a removal is remembered.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(60);
+
+struct Held {
+    portion: Portion,
+    generation: u64,
+}
+
+#[derive(Default)]
+pub(super) struct Replica {
+    visitors: DashMap<VisitorKey, Vec<Held>>,
+    tombstones: Mutex<HashMap<(VisitorKey, String), (u64, Instant)>>,
+    generation: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Replica {
+    /// Applies `node`'s portion of `key` (or its removal) at `seq`; true if
+    /// it changed anything.
+    pub(super) fn apply(
+        &self,
+        key: &VisitorKey,
+        node: &str,
+        seq: u64,
+        portion: Option<Portion>,
+    ) -> bool {
+        let tomb = (key.clone(), node.to_owned());
+        {
+            let mut tombstones = lock(&self.tombstones);
+            if tombstones
+                .get(&tomb)
+                .is_some_and(|(dead_at, _)| *dead_at >= seq)
+            {
+                return false;
+            }
+            if portion.is_none() {
+                tombstones.insert(tomb, (seq, Instant::now()));
+            }
+        }
+        let generation = self.generation.load(Ordering::Relaxed);
+        let mut entry = self.visitors.entry(key.clone()).or_default();
+        let held = entry.iter().position(|h| h.portion.node == node);
+        let changed = match (held, portion) {
+            (Some(i), _) if entry[i].portion.seq > seq => false,
+            (Some(i), Some(portion)) => {
+                let changed = entry[i].portion != portion;
+                entry[i] = Held {
+                    portion,
+                    generation,
+                };
+                changed
+            }
+            (Some(i), None) => {
+                entry.remove(i);
+                true
+            }
+            (None, Some(portion)) => {
+                entry.push(Held {
+                    portion,
+                    generation,
+                });
+                true
+            }
+            (None, None) => false,
+        };
+        let empty = entry.is_empty();
+        drop(entry);
+        if empty {
+            self.visitors.remove_if(key, |_, held| held.is_empty());
+        }
+        changed
+    }
+
+    /// The live portions of `key` at `now_ms`.
+    pub(super) fn get(&self, key: &VisitorKey, now_ms: u64) -> Vec<Portion> {
+        self.visitors.get(key).map_or_else(Vec::new, |held| {
+            held.iter()
+                .filter(|h| h.portion.is_live(now_ms))
+                .map(|h| h.portion.clone())
+                .collect()
+        })
+    }
+
+    /// Visitor ids of `group` after `after` with a portion here.
+    pub(super) fn visitors_of(&self, group: GroupId, after: Option<&str>) -> Vec<String> {
+        self.visitors
+            .iter()
+            .filter(|e| {
+                e.key().group == group && after.is_none_or(|a| e.key().visitor.as_str() > a)
+            })
+            .map(|e| e.key().visitor.as_str().to_owned())
+            .collect()
+    }
+
+    /// Drops every portion of `node`; the keys that changed.
+    pub(super) fn remove_node(&self, node: &str) -> Vec<VisitorKey> {
+        self.remove_where(|h| h.portion.node == node)
+    }
+
+    /// Drops portions whose grace period ended; the keys that changed.
+    pub(super) fn expire(&self, now_ms: u64) -> Vec<VisitorKey> {
+        self.remove_where(|h| !h.portion.is_live(now_ms))
+    }
+
+    /// Starts a re-read: what it finds is stamped with the new generation.
+    pub(super) fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Drops what neither a re-read nor an update has confirmed since
+    /// `generation` began (entries removed while this node was not
+    /// listening). The keys that changed.
+    pub(super) fn prune_before(&self, generation: u64) -> Vec<VisitorKey> {
+        self.remove_where(|h| h.generation < generation)
+    }
+
+    /// Forgets old tombstones.
+    pub(super) fn purge_tombstones(&self) {
+        lock(&self.tombstones).retain(|_, (_, at)| at.elapsed() < TOMBSTONE_TTL);
+    }
+
+    fn remove_where(&self, drop: impl Fn(&Held) -> bool) -> Vec<VisitorKey> {
+        let mut changed = Vec::new();
+        self.visitors.retain(|key, held| {
+            let before = held.len();
+            held.retain(|h| !drop(h));
+            if held.len() != before {
+                changed.push(key.clone());
+            }
+            !held.is_empty()
+        });
+        changed
+    }
+}
