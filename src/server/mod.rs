@@ -17,7 +17,7 @@ use crate::auth::audit::Audit;
 use crate::auth::identity_verifier::IdentityVerifier;
 use crate::auth::password::{self, PasswordChecker};
 use crate::auth::sign_in::Authenticator;
-use crate::auth::token::{Revocations, TokenService};
+use crate::auth::token::TokenService;
 use crate::infra::clock::{SharedClock, SystemClock};
 use crate::infra::config::Config;
 use crate::infra::{capacity, config, ids, metrics};
@@ -94,12 +94,12 @@ pub async fn run_with_clock(
         false => None,
     };
     let seams = match &cluster {
-        Some(link) => Seams::cluster(&config, &store, &clock, link)?,
+        Some(link) => Seams::cluster(&config, &store, &clock, link).await?,
         None => Seams::single_node(&config, &store, &clock)?,
     };
     let tokens = Arc::new(TokenService::new(
         seams.keys,
-        Revocations::load(store.clone())?,
+        seams.revocations,
         clock.clone(),
         config.auth.token_max_secs,
     ));
@@ -147,6 +147,11 @@ pub async fn run_with_clock(
     );
     // The single-node presence directory and event bus.
     let live_agents: Arc<dyn EventBus> = Arc::new(LocalEventBus::default());
+    // Cluster mode: a token revoked on another node closes its sockets here.
+    let closing = live_agents.clone();
+    tokens
+        .revocations()
+        .on_revoked(Arc::new(move |jti| closing.revoke(jti)));
     let registry: Arc<dyn PresenceDirectory> = Arc::new(RegistryHandle::start(
         Arc::new(config.presence.clone()),
         clock.clone(),

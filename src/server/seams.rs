@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::auth::sign_in::{InMemoryLockout, LockoutCounters, SignInState, SledWebsiteSessions};
-use crate::auth::token::{KeyRing, SigningKeySource};
+use crate::auth::token::{KeyRing, RedisKeys, Revocations, SharedRevocations, SigningKeySource};
 use crate::infra::clock::SharedClock;
 use crate::infra::config::Config;
 use crate::presence::confirmation::{ConfirmationRecords, InMemoryFailureLocks, PromptFailureLocks};
@@ -20,6 +20,7 @@ use super::SESSION_KEY_MISSES_PER_MINUTE;
 /// sessions and services hold only the traits.
 pub(super) struct Seams {
     pub keys: Arc<dyn SigningKeySource>,
+    pub revocations: Revocations,
     pub sign_in: SignInState,
     pub session_keys: Arc<dyn SessionKeys>,
     pub session_key_misses: Arc<dyn LockoutCounters>,
@@ -58,6 +59,7 @@ impl Seams {
         };
         Ok(Self {
             keys: Arc::new(keys),
+            revocations: Revocations::load(store.clone())?,
             sign_in,
             session_keys: Arc::new(LocalSessionKeys::durable(
                 store.clone(),
@@ -79,13 +81,25 @@ impl Seams {
 
     /// One node of a cluster: the state every node must see alike lives in
     /// Redis, reached through `link`.
-    pub(super) fn cluster(
+    pub(super) async fn cluster(
         config: &Config,
         store: &Arc<Store>,
         clock: &SharedClock,
         link: &ClusterLink,
     ) -> Result<Self, StoreError> {
-        let _ = link;
-        Self::single_node(config, store, clock)
+        let keys = RedisKeys::load(
+            link,
+            clock.clone(),
+            config.auth.key_rotation_secs,
+            config.auth.token_max_secs,
+            super::housekeeping::interval(config.auth.key_rotation_secs),
+        )
+        .await?;
+        let revocations = SharedRevocations::load(link, clock.clone()).await?;
+        Ok(Self {
+            keys: Arc::new(keys),
+            revocations: Revocations::Shared(revocations),
+            ..Self::single_node(config, store, clock)?
+        })
     }
 }

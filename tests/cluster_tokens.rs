@@ -1,0 +1,322 @@
+//! Tokens everywhere in cluster mode: a token issued by any node verifies
+//! on every node; one node rotates the shared key per period and every node
+//! knows a key before it signs; a revocation on one node is a 401 on every
+//! node as soon as it is acknowledged and closes the token's sockets on
+//! every node; Redis killed, or back empty, loses no key.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use awc::ws::CloseCode;
+use common::cluster::{eventually, join, Cluster, TEST_LEASE_MS};
+use common::{assert_closed, TestServer, PASSWORD};
+use presence_server::clock::SystemClock;
+use serde_json::{json, Value};
+
+const LOOKUP: &str = "/presence/72/visitors/v-nobody";
+
+/// A token for `user` of group 72 over `POST /auth/token`, and its `jti`.
+async fn password_token(node: &TestServer, user: &str) -> (String, String) {
+    let (status, body) = node
+        .post(
+            "/auth/token",
+            None,
+            None,
+            &json!({"groupid":72,"credentials":{"username":user,"password":PASSWORD}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().expect("token").to_owned();
+    let jti = node.running().tokens().verify(&token).expect("valid").jti;
+    (token, jti)
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .expect("header")
+        .kid
+        .expect("kid")
+}
+
+async fn lookup_status(node: &TestServer, token: &str) -> (u16, Value) {
+    node.get(LOOKUP, Some(token), None).await
+}
+
+/// The bulk strings of a RESP array reply (or of a single bulk string).
+fn bulk_strings(reply: &str) -> Vec<String> {
+    let mut lines = reply.split("\r\n");
+    let mut out = Vec::new();
+    while let Some(line) = lines.next() {
+        if line.starts_with('$') && line != "$-1" {
+            if let Some(value) = lines.next() {
+                out.push(value.to_owned());
+            }
+        }
+    }
+    out
+}
+
+fn integer(reply: &str) -> i64 {
+    reply
+        .trim()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap_or_else(|_| panic!("not an integer reply: {reply:?}"))
+}
+
+fn redis(cluster: &Cluster, args: &[&str]) -> String {
+    cluster.redis.command(args).expect("redis answers")
+}
+
+/// `(kid, created_at_ms, active_at_ms)` of every key in Redis, by creation.
+fn shared_keys(cluster: &Cluster) -> Vec<(String, u64, u64)> {
+    let fields = bulk_strings(&redis(cluster, &["HGETALL", "presence:signing_keys"]));
+    let mut keys: Vec<(String, u64, u64)> = fields
+        .chunks(2)
+        .map(|pair| {
+            let key: Value = serde_json::from_str(&pair[1]).expect("key json");
+            (
+                pair[0].clone(),
+                key["created_at_ms"].as_u64().expect("created"),
+                key["active_at_ms"].as_u64().expect("active"),
+            )
+        })
+        .collect();
+    keys.sort_by_key(|k| k.1);
+    keys
+}
+
+/// A node joining `cluster` later, on the system clock.
+async fn new_node(cluster: &Cluster) -> TestServer {
+    let url = cluster.redis.url();
+    TestServer::start_with(|config| join(config, &url, TEST_LEASE_MS)).await
+}
+
+#[actix_web::test]
+async fn a_token_issued_by_any_node_verifies_on_every_node() {
+    let cluster = Cluster::start(3).await;
+    let (over_http, _) = password_token(cluster.node(0), "fred.demo").await;
+    let in_process = cluster.node(0).token("fred.demo", 72);
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        for token in [&over_http, &in_process] {
+            let (status, body) = lookup_status(node, token).await;
+            assert_eq!(status, 200, "node {i}: {body}");
+            assert!(node.running().tokens().verify(token).is_ok(), "node {i}");
+        }
+    }
+    assert_eq!(shared_keys(&cluster).len(), 1, "one first key for all");
+}
+
+#[actix_web::test]
+async fn one_node_rotates_per_period_and_every_node_verifies_the_new_key() {
+    let cluster = Cluster::start_with(3, |_, config| config.auth.key_rotation_secs = 1).await;
+    let first_token = cluster.node(0).token("fred.demo", 72);
+    let first = kid_of(&first_token);
+    // Every node's housekeeping tries each second; the ring grows by one.
+    eventually(Duration::from_secs(15), "five shared keys", || async {
+        (shared_keys(&cluster).len() >= 5).then_some(())
+    })
+    .await;
+    let keys = shared_keys(&cluster);
+    for pair in keys.windows(2) {
+        let gap = pair[1].1 - pair[0].1;
+        assert!(gap >= 1000, "two rotations {gap} ms apart: {keys:?}");
+    }
+    for (kid, created, active) in &keys[1..] {
+        assert!(*active >= created + 3000, "{kid} signs too early");
+    }
+    // Wait until every node signs with a rotated key...
+    for node in &cluster.nodes {
+        eventually(Duration::from_secs(10), "a rotated signer", || async {
+            (kid_of(&node.token("fred.demo", 72)) != first).then_some(())
+        })
+        .await;
+    }
+    // ...then its tokens verify everywhere at once, without waiting.
+    for (i, issuer) in cluster.nodes.iter().enumerate() {
+        let token = issuer.token("fred.demo", 72);
+        for (j, node) in cluster.nodes.iter().enumerate() {
+            let (status, body) = lookup_status(node, &token).await;
+            assert_eq!(status, 200, "issued by {i}, checked on {j}: {body}");
+        }
+    }
+    // A node that starts now verifies tokens of the first key too.
+    let late = new_node(&cluster).await;
+    let (status, body) = lookup_status(&late, &first_token).await;
+    assert_eq!(status, 200, "{body}");
+    // Still one rotation per period, with four nodes trying.
+    let keys = shared_keys(&cluster);
+    for pair in keys.windows(2) {
+        assert!(pair[1].1 - pair[0].1 >= 1000, "{keys:?}");
+    }
+}
+
+#[actix_web::test]
+async fn a_revocation_on_one_node_is_a_401_on_every_node_and_closes_sockets_there() {
+    let cluster = Cluster::start(3).await;
+    let (fred, jti) = password_token(cluster.node(0), "fred.demo").await;
+    let mut on_c = cluster.node(2).agent(&fred).await;
+    let mut on_b = cluster.node(1).agent(&fred).await;
+    let (status, body) = cluster
+        .node(0)
+        .post("/auth/revoke", Some(&fred), None, &json!({"jti": jti}))
+        .await;
+    let revoked_at = Instant::now();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sockets_closed"], 2, "counted on every node: {body}");
+    // No polling: acknowledged means denied everywhere.
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let (status, body) = lookup_status(node, &fred).await;
+        assert_eq!(status, 401, "node {i}: {body}");
+    }
+    for socket in [&mut on_c, &mut on_b] {
+        let within = Duration::from_secs(1).saturating_sub(revoked_at.elapsed());
+        let closed = tokio::time::timeout(within, socket.closed())
+            .await
+            .expect("closed within 1 s of the revocation");
+        assert_closed(&closed, CloseCode::Policy, "token_revoked");
+    }
+    // Durable in Redis, where a later node reads it.
+    assert_eq!(integer(&redis(&cluster, &["ZCARD", "presence:revoked"])), 1);
+    let late = new_node(&cluster).await;
+    let (status, _) = lookup_status(&late, &fred).await;
+    assert_eq!(status, 401, "revoked on a node that started after");
+    let mut socket = late.socket("/agent/ws", None).await.expect("connect");
+    socket.send(json!({"type":"auth","token":fred})).await;
+    assert_closed(&socket.closed().await, CloseCode::Policy, "unauthorized");
+}
+
+#[actix_web::test]
+async fn an_administrator_on_one_node_revokes_tokens_issued_on_others() {
+    let cluster = Cluster::start(3).await;
+    let (on_a, _) = password_token(cluster.node(0), "fred.demo").await;
+    let (on_b, jti_b) = password_token(cluster.node(1), "fred.demo").await;
+    let mut socket = cluster.node(0).agent(&on_b).await;
+    let (admin, _) = password_token(cluster.node(2), "ada.admin").await;
+    // The owner index is shared: the token's own user may revoke from C.
+    let (status, body) = cluster
+        .node(2)
+        .post("/auth/revoke", Some(&on_a), None, &json!({"jti": jti_b}))
+        .await;
+    assert_eq!(
+        status, 200,
+        "the same user revokes from another node: {body}"
+    );
+    assert_closed(&socket.closed().await, CloseCode::Policy, "token_revoked");
+    let (status, body) = cluster
+        .node(2)
+        .post(
+            "/admin/72/agents/fred.demo/revoke",
+            Some(&admin),
+            None,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Both live tokens, the one already revoked included (as on one node).
+    assert_eq!(body["tokens_revoked"], 2, "{body}");
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        for token in [&on_a, &on_b] {
+            assert_eq!(lookup_status(node, token).await.0, 401, "node {i}");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_token_with_a_kid_unknown_to_the_cluster_is_refused_everywhere() {
+    let cluster = Cluster::start(3).await;
+    let real = cluster.node(0).token("fred.demo", 72);
+    let claims = cluster
+        .node(0)
+        .running()
+        .tokens()
+        .verify(&real)
+        .expect("ok");
+    let forge = |kid: &str| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some(kid.to_owned());
+        let key = jsonwebtoken::EncodingKey::from_secret(&[7u8; 32]);
+        jsonwebtoken::encode(&header, &claims, &key).expect("encode")
+    };
+    let unknown = forge("no-such-kid");
+    let wrong_secret = forge(&kid_of(&real));
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        for token in [&unknown, &wrong_secret] {
+            let (status, body) = lookup_status(node, token).await;
+            assert_eq!(status, 401, "node {i}: {body}");
+        }
+    }
+    assert_eq!(shared_keys(&cluster).len(), 1, "a miss adds no key");
+}
+
+#[actix_web::test]
+async fn keys_and_revocations_survive_redis_going_away_and_coming_back_empty() {
+    let mut cluster = Cluster::start(2).await;
+    let token = cluster.node(0).token("fred.demo", 72);
+    let (revoked, jti) = password_token(cluster.node(1), "fred.demo").await;
+    let (status, _) = cluster
+        .node(1)
+        .post("/auth/revoke", Some(&revoked), None, &json!({"jti": jti}))
+        .await;
+    assert_eq!(status, 200);
+    let kid = kid_of(&token);
+
+    cluster.redis.kill();
+    // Cached keys and denylist keep working; what needs Redis says so.
+    for node in &cluster.nodes {
+        let tokens = node.running().tokens();
+        assert!(tokens.verify(&token).is_ok(), "verifies from the cache");
+        assert!(tokens.verify(&revoked).is_err(), "still revoked");
+    }
+    let (status, body) = cluster
+        .node(0)
+        .post("/auth/revoke", Some(&token), None, &json!({"jti": "x"}))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("cluster_unavailable"))
+    );
+
+    let (status, body) = cluster
+        .node(0)
+        .post(
+            "/auth/token",
+            None,
+            None,
+            &json!({"groupid":72,"credentials":{"username":"fred.demo","password":PASSWORD}}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("cluster_unavailable")),
+        "no token that could not be recorded: {body}"
+    );
+
+    cluster.redis.restart(true);
+    eventually(Duration::from_secs(10), "keys re-published", || async {
+        let keys = cluster.redis.command(&["HKEYS", "presence:signing_keys"])?;
+        bulk_strings(&keys).contains(&kid).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "denylist re-published", || async {
+        let listed = cluster
+            .redis
+            .command(&["ZRANGE", "presence:revoked", "0", "-1"])?;
+        bulk_strings(&listed).contains(&jti).then_some(())
+    })
+    .await;
+    // A node that never saw the old Redis verifies old tokens, and denies
+    // the revoked one.
+    let late = TestServer::start_in(
+        Arc::new(tempfile::tempdir().expect("tempdir")),
+        |config| join(config, &cluster.redis.url(), TEST_LEASE_MS),
+        Arc::new(SystemClock),
+    )
+    .await;
+    let (status, body) = lookup_status(&late, &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(lookup_status(&late, &revoked).await.0, 401);
+    assert_eq!(shared_keys(&cluster).len(), 1, "no second first key");
+}
