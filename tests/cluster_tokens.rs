@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use awc::ws::CloseCode;
-use common::cluster::{eventually, join, Cluster, TEST_LEASE_MS};
+use common::cluster::{
+    eventually, join, wait_for_nodes, Cluster, ProcessNode, RedisServer, TEST_LEASE_MS,
+};
 use common::{assert_closed, TestServer, PASSWORD};
-use presence_server::clock::SystemClock;
+use presence_server::clock::{ManualClock, SharedClock, SystemClock};
 use serde_json::{json, Value};
 
 const LOOKUP: &str = "/presence/72/visitors/v-nobody";
@@ -319,4 +321,149 @@ async fn keys_and_revocations_survive_redis_going_away_and_coming_back_empty() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(lookup_status(&late, &revoked).await.0, 401);
     assert_eq!(shared_keys(&cluster).len(), 1, "no second first key");
+}
+
+/// Two nodes on one Redis and one manual clock (key ages follow it).
+async fn manual_pair(clock: &Arc<ManualClock>) -> (RedisServer, TestServer, TestServer) {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let clock: SharedClock = clock.clone();
+        nodes.push(TestServer::start_in(dir, |c| join(c, &url, TEST_LEASE_MS), clock).await);
+    }
+    for node in &nodes {
+        wait_for_nodes(node, 2).await;
+    }
+    let b = nodes.pop().expect("b");
+    let a = nodes.pop().expect("a");
+    (redis, a, b)
+}
+
+fn hash_kids(redis: &RedisServer) -> Vec<String> {
+    bulk_strings(
+        &redis
+            .command(&["HKEYS", "presence:signing_keys"])
+            .expect("redis"),
+    )
+}
+
+#[actix_web::test]
+async fn a_rotated_key_signs_only_once_every_node_has_it_and_goes_when_no_token_needs_it() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let (redis, a, b) = manual_pair(&clock).await;
+    let old = a.token("fred.demo", 72);
+    let old_kid = kid_of(&old);
+
+    clock.advance(Duration::from_secs(7200));
+    // Both nodes' housekeeping try; one rotation lands.
+    eventually(Duration::from_secs(10), "a rotation", || async {
+        let _ = a.running().housekeeping();
+        let _ = b.running().housekeeping();
+        (hash_kids(&redis).len() == 2).then_some(())
+    })
+    .await;
+    let new_kid = hash_kids(&redis)
+        .into_iter()
+        .find(|k| *k != old_kid)
+        .expect("new kid");
+    // Not active yet: both still sign with the old key.
+    for node in [&a, &b] {
+        assert_eq!(kid_of(&node.token("fred.demo", 72)), old_kid);
+    }
+    clock.advance(Duration::from_millis(3_000));
+    for node in [&a, &b] {
+        // The manual clock jumped past the real-time delay the notice and
+        // the poll have: wait for the node that did not rotate.
+        let token = eventually(Duration::from_secs(5), "the new signer", || async {
+            let token = node.token("fred.demo", 72);
+            (kid_of(&token) == new_kid).then_some(token)
+        })
+        .await;
+        for checker in [&a, &b] {
+            assert_eq!(lookup_status(checker, &token).await.0, 200);
+        }
+    }
+    assert_eq!(hash_kids(&redis).len(), 2, "one rotation for two nodes");
+
+    // Once the new key has signed for token_max_secs + leeway, no live
+    // token can need the old one: it leaves Redis and every node.
+    clock.advance(Duration::from_secs(7200 + 6));
+    let mut purged_on_b = Vec::new();
+    eventually(Duration::from_secs(10), "the old key purged", || {
+        let _ = a.running().housekeeping();
+        if let Ok(done) = b.running().housekeeping() {
+            purged_on_b.extend(done.keys.purged);
+        }
+        let gone = !hash_kids(&redis).contains(&old_kid) && purged_on_b.contains(&old_kid);
+        async move { gone.then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        b.running().tokens().verify(&old),
+        Err(presence_server::token::TokenError::UnknownKey)
+    );
+}
+
+/// A node of the real binary on `redis_url`, with fred.demo in group 72.
+fn process_node(redis_url: &str) -> ProcessNode {
+    let hash = presence_server::password::hash_password(PASSWORD).expect("hash");
+    ProcessNode::start(&format!(
+        r#"
+[cluster]
+mode = "redis"
+redis_url = "{redis_url}"
+node_lease_ms = {TEST_LEASE_MS}
+redis_timeout_ms = 500
+
+[[groups]]
+id = 72
+name = "demo"
+presence = true
+origins = ["http://allowed.test"]
+
+[[groups.users]]
+username = "fred.demo"
+password_hash = "{hash}"
+"#
+    ))
+}
+
+#[actix_web::test]
+async fn a_revocation_does_not_wait_for_a_node_killed_with_sigkill() {
+    let cluster = Cluster::start(1).await;
+    let a = cluster.node(0);
+    let mut other = process_node(&cluster.redis.url());
+    wait_for_nodes(a, 2).await;
+    let mut response = a
+        .http
+        .post(other.url("/auth/token"))
+        .send_json(
+            &json!({"groupid":72,"credentials":{"username":"fred.demo","password":PASSWORD}}),
+        )
+        .await
+        .expect("token request");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    let token = body["token"].as_str().expect("token").to_owned();
+    // Issued by another process: verifies here.
+    let (status, body) = lookup_status(a, &token).await;
+    assert_eq!(status, 200, "{body}");
+    let jti = a.running().tokens().verify(&token).expect("valid").jti;
+
+    // Dead, but not yet declared dead (its lease runs): the request to it
+    // fails at once, not at its deadline.
+    other.kill();
+    let started = Instant::now();
+    let (status, body) = a
+        .post("/auth/revoke", Some(&token), None, &json!({"jti": jti}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "waited {:?} for a dead node",
+        started.elapsed()
+    );
+    assert_eq!(lookup_status(a, &token).await.0, 401);
 }
