@@ -467,3 +467,46 @@ async fn a_revocation_does_not_wait_for_a_node_killed_with_sigkill() {
     );
     assert_eq!(lookup_status(a, &token).await.0, 401);
 }
+
+#[actix_web::test]
+async fn a_key_whose_notice_was_lost_is_known_everywhere_before_it_signs() {
+    use base64::Engine;
+    let cluster = Cluster::start(3).await;
+    let real = cluster.node(0).token("fred.demo", 72);
+    let claims = cluster
+        .node(0)
+        .running()
+        .tokens()
+        .verify(&real)
+        .expect("ok");
+    // A rotation whose `keys` notice nobody heard: only the poll finds it.
+    let secret = [42u8; 32];
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as u64;
+    let wire = json!({
+        "secret": base64::engine::general_purpose::STANDARD.encode(secret),
+        "created_at_ms": now_ms,
+        "active_at_ms": now_ms + 3_000,
+    })
+    .to_string();
+    redis(
+        &cluster,
+        &["HSET", "presence:signing_keys", "silent", &wire],
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the silent key signing",
+        || async { (kid_of(&cluster.node(0).token("fred.demo", 72)) == "silent").then_some(()) },
+    )
+    .await;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("silent".into());
+    let key = jsonwebtoken::EncodingKey::from_secret(&secret);
+    let token = jsonwebtoken::encode(&header, &claims, &key).expect("encode");
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let (status, body) = lookup_status(node, &token).await;
+        assert_eq!(status, 200, "node {i} had not read the key: {body}");
+    }
+}

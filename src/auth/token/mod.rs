@@ -6,6 +6,7 @@
 //! [`TokenError`], as Centrifugo keeps token checks apart from transports.
 
 mod keyring;
+mod redis_key_wire;
 mod redis_keys;
 mod redis_revocations;
 mod revocation;

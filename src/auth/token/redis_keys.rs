@@ -21,21 +21,24 @@
 //! `token_max_secs` + leeway (it can verify no live token); a key missing
 //! from Redis is never dropped from memory, and is written back (`HSETNX`),
 //! so a Redis that comes back empty gets the ring from the nodes again.
+//! While Redis is unreachable nothing rotates (the lock and the script need
+//! it): every node keeps signing and verifying with the ring it holds, and
+//! a node that starts then cannot start. Clocks must agree to well within
+//! the activation delay (a node whose clock runs ahead could sign with a
+//! key before a peer polled it; the peer's reread on the unknown `kid`
+//! then accepts the retry).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use dashmap::DashMap;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::keyring::{KeyMaintenance, SigningKey, SigningKeySource, SECRET_BYTES};
+use super::keyring::{KeyMaintenance, SigningKey, SigningKeySource};
+use super::redis_key_wire::{generate, Entry, WireKey, BOOTSTRAP, ROTATE};
 use super::LEEWAY_SECS;
 use crate::infra::clock::SharedClock;
-use crate::infra::ids::{fill_random, random_id};
 use crate::store::cluster::ClusterLink;
 use crate::store::StoreError;
 
@@ -45,72 +48,6 @@ pub const POLL: Duration = Duration::from_secs(1);
 pub const ACTIVATION_DELAY_MS: u64 = 3_000;
 /// Least time between two rereads caused by unknown `kid`s.
 const MISS_REFRESH_MS: u64 = 250;
-
-/// Writes `ARGV[2]` as `ARGV[1]` only if the hash is empty (the first key
-/// of a new cluster).
-static BOOTSTRAP: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        r"if redis.call('HLEN', KEYS[1]) == 0 then
-            redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end
-          return 0",
-    )
-});
-
-/// Writes key `ARGV[3]` = `ARGV[4]` only if no key was created within the
-/// rotation period (`ARGV[2]` ms before now, `ARGV[1]`).
-static ROTATE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        r"local newest = -1
-          for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
-            local ok, k = pcall(cjson.decode, v)
-            if ok and type(k) == 'table' then
-              local c = tonumber(k.created_at_ms)
-              if c and c > newest then newest = c end
-            end
-          end
-          if newest >= 0 and newest + tonumber(ARGV[2]) > tonumber(ARGV[1]) then return 0 end
-          redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
-          return 1",
-    )
-});
-
-/// A key as the hash holds it.
-#[derive(Serialize, Deserialize)]
-struct WireKey {
-    secret: String,
-    created_at_ms: u64,
-    active_at_ms: u64,
-}
-
-/// A cached key.
-struct Entry {
-    key: Arc<SigningKey>,
-    secret: Vec<u8>,
-    active_at_ms: u64,
-}
-
-impl Entry {
-    fn from_wire(kid: &str, wire: &WireKey) -> Option<Self> {
-        let secret = B64.decode(&wire.secret).ok()?;
-        if secret.len() < SECRET_BYTES {
-            return None;
-        }
-        Some(Self {
-            key: Arc::new(SigningKey::new(kid.to_owned(), wire.created_at_ms, &secret)),
-            secret,
-            active_at_ms: wire.active_at_ms,
-        })
-    }
-
-    fn wire(&self) -> String {
-        let wire = WireKey {
-            secret: B64.encode(&self.secret),
-            created_at_ms: self.key.created_at_ms,
-            active_at_ms: self.active_at_ms,
-        };
-        serde_json::to_string(&wire).unwrap_or_default()
-    }
-}
 
 /// The shared ring, as this node caches it.
 #[derive(Clone)]
@@ -435,16 +372,4 @@ impl SigningKeySource for RedisKeys {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A fresh 256-bit key, created at `now_ms`, signing `delay_ms` later.
-fn generate(now_ms: u64, delay_ms: u64) -> Entry {
-    let mut secret = vec![0u8; SECRET_BYTES];
-    fill_random(&mut secret);
-    let kid = random_id(9);
-    Entry {
-        key: Arc::new(SigningKey::new(kid, now_ms, &secret)),
-        secret,
-        active_at_ms: now_ms.saturating_add(delay_ms),
-    }
 }
