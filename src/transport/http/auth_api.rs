@@ -237,6 +237,15 @@ async fn attempt(
     })
 }
 
+/// A storage failure as a client sees it: 503 `cluster_unavailable` when
+/// Redis did not answer (cluster mode), otherwise internal.
+fn storage_failure(e: crate::store::StoreError) -> DomainError {
+    match e {
+        crate::store::StoreError::Unavailable(e) => DomainError::ClusterUnavailable(e.0),
+        e => DomainError::Internal(e.to_string()),
+    }
+}
+
 /// Denylists `jti` until it expires (durably, on the blocking pool) and
 /// closes the sockets using it; returns how many closed and the audit
 /// record to write.
@@ -254,7 +263,7 @@ pub(super) async fn revoke_token(
         tokens.revocations().revoke(&denied, exp)
     })
     .await?
-    .map_err(|e| DomainError::from_failure("revocation", &e))?;
+    .map_err(storage_failure)?;
     // Denied from here on: close its sockets before anything that can fail.
     let sockets_closed = app.events.revoke(jti) + elsewhere;
     let (remote, user_agent) = client_of(req);
@@ -294,7 +303,7 @@ pub async fn revoke(
     let (tokens, looked_up) = (app.tokens.clone(), jti.clone());
     let owner = on_blocking_pool("revocation", move || tokens.revocations().owner(&looked_up))
         .await?
-        .map_err(|e| DomainError::from_failure("revocation", &e))?
+        .map_err(storage_failure)?
         .ok_or(DomainError::UnknownToken)?;
     let same_user = caller.sub == owner.sub && caller.groupid == owner.groupid;
     let group_admin = caller.role == Role::Administrator && caller.groupid == owner.groupid;
