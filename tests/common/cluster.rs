@@ -47,14 +47,7 @@ impl RedisServer {
             .arg(self.port.to_string())
             .arg("--dir")
             .arg(self.dir.path())
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
             .args(["--daemonize", "no", "--protected-mode", "yes"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -69,10 +62,7 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + WAIT;
         while !self.answers() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING"
-            );
+            assert!(Instant::now() < deadline, "redis-server did not answer PING");
             std::thread::yield_now();
         }
     }
@@ -83,8 +73,7 @@ impl RedisServer {
 
     /// Whether it answers `PING` now.
     pub fn answers(&self) -> bool {
-        self.command(&["PING"])
-            .is_some_and(|r| r.starts_with("+PONG"))
+        self.command(&["PING"]).is_some_and(|r| r.starts_with("+PONG"))
     }
 
     /// Sends one command (inline protocol); the raw reply.
