@@ -126,8 +126,9 @@ async fn an_administrator_on_one_node_revokes_tokens_issued_on_others() {
 /// A node of the real binary on `redis_url`, with fred.demo in group 72.
 fn process_node(redis_url: &str) -> ProcessNode {
     let hash = presence_server::password::hash_password(PASSWORD).expect("hash");
-    ProcessNode::start(&format!(
-        r#"
+    ProcessNode::start(
+        &format!(
+            r#"
 [cluster]
 mode = "redis"
 redis_url = "{redis_url}"
@@ -144,7 +145,9 @@ origins = ["http://allowed.test"]
 username = "fred.demo"
 password_hash = "{hash}"
 "#
-    ))
+        ),
+        &[],
+    )
 }
 
 #[actix_web::test]
