@@ -17,7 +17,7 @@ use crate::auth::audit::Audit;
 use crate::auth::identity_verifier::IdentityVerifier;
 use crate::auth::password::{self, PasswordChecker};
 use crate::auth::sign_in::Authenticator;
-use crate::auth::token::{Revocations, TokenService};
+use crate::auth::token::TokenService;
 use crate::infra::clock::{SharedClock, SystemClock};
 use crate::infra::config::Config;
 use crate::infra::{capacity, config, ids, metrics};
@@ -95,12 +95,12 @@ pub async fn run_with_clock(
         false => None,
     };
     let seams = match &cluster {
-        Some(link) => Seams::cluster(&config, &store, &clock, link)?,
+        Some(link) => Seams::cluster(&config, &store, &clock, link).await?,
         None => Seams::single_node(&config, &store, &clock)?,
     };
     let tokens = Arc::new(TokenService::new(
         seams.keys,
-        Revocations::load(store.clone())?,
+        seams.revocations,
         clock.clone(),
         config.auth.token_max_secs,
     ));
@@ -171,6 +171,12 @@ pub async fn run_with_clock(
             (bus, registry, Some(presence))
         }
     };
+    // Cluster mode: a token revoked on another node closes its sockets here
+    // (the local close only: the revoking node asked every node itself).
+    let closing = live_agents.clone();
+    tokens
+        .revocations()
+        .on_revoked(Arc::new(move |jti| closing.revoke(jti)));
     let confirmations = confirmation::Confirmations::new(
         seams.confirmation_records,
         seams.prompt_failures,

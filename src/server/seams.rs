@@ -8,7 +8,7 @@ use crate::auth::sign_in::{
     InMemoryLockout, LockoutCounters, RedisAgents, RedisLockout, RedisUsedSsoTokens,
     RedisWebsiteSessions, SignInState, SledWebsiteSessions,
 };
-use crate::auth::token::{KeyRing, SigningKeySource};
+use crate::auth::token::{KeyRing, RedisKeys, Revocations, SharedRevocations, SigningKeySource};
 use crate::infra::clock::SharedClock;
 use crate::infra::config::Config;
 use crate::presence::confirmation::{
@@ -26,6 +26,7 @@ use super::SESSION_KEY_MISSES_PER_MINUTE;
 /// sessions and services hold only the traits.
 pub(super) struct Seams {
     pub keys: Arc<dyn SigningKeySource>,
+    pub revocations: Revocations,
     pub sign_in: SignInState,
     pub session_keys: Arc<dyn SessionKeys>,
     pub session_key_misses: Arc<dyn LockoutCounters>,
@@ -65,6 +66,7 @@ impl Seams {
         };
         Ok(Self {
             keys: Arc::new(keys),
+            revocations: Revocations::load(store.clone())?,
             sign_in,
             session_keys: Arc::new(LocalSessionKeys::durable(
                 store.clone(),
@@ -85,16 +87,28 @@ impl Seams {
     }
 
     /// One node of a cluster: the state every node must see alike lives in
-    /// Redis, reached through `link`: lockout counters (scopes `sign_in`
-    /// and `session_key`), website sessions, used SSO token ids and
-    /// provisioned agents. The rest is still the single node's.
-    pub(super) fn cluster(
+    /// Redis, reached through `link`: signing keys and revocations,
+    /// lockout counters (scopes `sign_in` and `session_key`), website
+    /// sessions, used SSO token ids and provisioned agents.
+    pub(super) async fn cluster(
         config: &Config,
         store: &Arc<Store>,
         clock: &SharedClock,
         link: &ClusterLink,
     ) -> Result<Self, StoreError> {
         let mut seams = Self::single_node(config, store, clock)?;
+        seams.keys = Arc::new(
+            RedisKeys::load(
+                link,
+                clock.clone(),
+                config.auth.key_rotation_secs,
+                config.auth.token_max_secs,
+                super::housekeeping::interval(config.auth.key_rotation_secs),
+            )
+            .await?,
+        );
+        seams.revocations =
+            Revocations::Shared(SharedRevocations::load(link, clock.clone()).await?);
         let auth = &config.auth;
         seams.sign_in = SignInState {
             lockout: Arc::new(RedisLockout::new(

@@ -55,12 +55,17 @@ impl SigningKey {
 /// generates, rotates and purges keys ([`SigningKeySource::maintain`]).
 ///
 /// The single-node implementation is the [`KeyRing`] (sled, rotated by
-/// housekeeping). A Redis implementation keeps every key in one hash,
-/// `signing_keys` (`kid` → secret and creation time, each field deleted
-/// once it can no longer verify a live token) and the signer's `kid` in
-/// `signing_keys:current`; a node caches them, rereads on an unknown `kid`,
-/// and rotates only while holding `signing_keys:rotating` (`SET NX`, with a
-/// TTL of one housekeeping interval).
+/// housekeeping). Cluster mode's, [`super::RedisKeys`], keeps every key in
+/// one hash, `signing_keys` (`kid` → secret, creation and activation time,
+/// each field deleted once it can no longer verify a live token); the
+/// signer is the newest key whose activation time has passed, so every
+/// node has read a rotated key before anyone signs with it. A node caches
+/// the whole hash, rereads on a notice, a poll, a reconnection and an
+/// unknown `kid`, and rotates only while holding `signing_keys:rotating`
+/// (`SET NX`, with a TTL of one housekeeping interval).
+///
+/// [`SigningKeySource::signing_key`] and [`SigningKeySource::verifying_key`]
+/// run on request workers: they read memory only, never storage.
 pub trait SigningKeySource: Send + Sync {
     /// The key that signs new tokens.
     fn signing_key(&self) -> Arc<SigningKey>;

@@ -6,6 +6,9 @@
 //! [`TokenError`], as Centrifugo keeps token checks apart from transports.
 
 mod keyring;
+mod redis_key_wire;
+mod redis_keys;
+mod redis_revocations;
 mod revocation;
 
 use std::sync::Arc;
@@ -20,6 +23,8 @@ use crate::infra::ids::{random_id, GroupId};
 pub use crate::infra::jwt::ISSUER;
 use crate::infra::jwt::{self, WithNotBefore};
 pub use keyring::{KeyMaintenance, KeyRing, SigningKeySource};
+pub use redis_keys::RedisKeys;
+pub use redis_revocations::SharedRevocations;
 pub use revocation::Revocations;
 
 /// `aud` of every agent token.
@@ -77,6 +82,9 @@ pub enum TokenError {
     Revoked,
     #[error("the token could not be recorded")]
     Unrecorded,
+    /// Cluster mode: Redis, where tokens are recorded, did not answer.
+    #[error("the token could not be recorded: the cluster's shared state is unavailable")]
+    Unavailable,
 }
 
 impl TokenError {
@@ -95,6 +103,7 @@ impl TokenError {
             TokenError::LifetimeTooLong => "token_lifetime_too_long",
             TokenError::Revoked => "token_revoked",
             TokenError::Unrecorded => "token_unrecorded",
+            TokenError::Unavailable => "cluster_unavailable",
         }
     }
 }
@@ -197,7 +206,10 @@ impl TokenService {
                     exp: claims.exp,
                 },
             )
-            .map_err(|_| TokenError::Unrecorded)?;
+            .map_err(|e| match e {
+                crate::store::StoreError::Unavailable(_) => TokenError::Unavailable,
+                _ => TokenError::Unrecorded,
+            })?;
         Ok(IssuedToken { token, claims })
     }
 

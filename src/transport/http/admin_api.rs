@@ -163,7 +163,7 @@ pub async fn revoke_agent(
         issued.revocations().live_tokens_of(groupid, &user, now)
     })
     .await?
-    .map_err(|e| DomainError::Internal(e.to_string()))?;
+    .map_err(DomainError::from)?;
     let known = app.auth.knows(config, &username).await?;
     if !known && tokens.is_empty() {
         return Err(DomainError::NotFound);

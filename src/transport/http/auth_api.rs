@@ -19,6 +19,7 @@ use super::AgentAuth;
 use super::AuthDeps;
 use crate::auth::audit::{AuditRecord, Outcome};
 use crate::auth::sign_in::{CredentialKind, Credentials};
+use crate::auth::token::TokenError;
 use crate::infra::config::{Role, MIN_TOKEN_SECS};
 use crate::infra::error::{on_blocking_pool, DomainError};
 use crate::infra::ids::GroupId;
@@ -193,7 +194,10 @@ async fn attempt(
         let internal = |e: &dyn std::fmt::Display| refuse(DomainError::Internal(e.to_string()));
         let issued = tokens
             .issue_scoped(&username, groupid, role, lifetime, name, policy)
-            .map_err(|e| internal(&e))?;
+            .map_err(|e| match e {
+                TokenError::Unavailable => refuse(DomainError::ClusterUnavailable(e.to_string())),
+                e => internal(&e),
+            })?;
         if let Some(session) = &session {
             // Redis down (cluster mode) is `cluster_unavailable`.
             let shared = |e| refuse(DomainError::from(e));
@@ -236,6 +240,15 @@ async fn attempt(
     })
 }
 
+/// A storage failure as a client sees it: 503 `cluster_unavailable` when
+/// Redis did not answer (cluster mode), otherwise internal.
+fn storage_failure(e: crate::store::StoreError) -> DomainError {
+    match e {
+        crate::store::StoreError::Unavailable(e) => DomainError::ClusterUnavailable(e.0),
+        e => DomainError::Internal(e.to_string()),
+    }
+}
+
 /// Denylists `jti` until it expires (durably, on the blocking pool) and
 /// closes the sockets using it; returns how many closed and the audit
 /// record to write.
@@ -247,13 +260,15 @@ pub(super) async fn revoke_token(
     by: &str,
 ) -> Result<(usize, AuditRecord), DomainError> {
     let (tokens, denied, exp) = (app.tokens.clone(), jti.to_owned(), owner.exp);
-    on_blocking_pool("revocation", move || {
+    // In a cluster, other nodes have denied it and closed theirs when this
+    // returns; `sockets_closed` counts every node that answered.
+    let elsewhere = on_blocking_pool("revocation", move || {
         tokens.revocations().revoke(&denied, exp)
     })
     .await?
-    .map_err(|e| DomainError::Internal(e.to_string()))?;
+    .map_err(storage_failure)?;
     // Denied from here on: close its sockets before anything that can fail.
-    let sockets_closed = app.events.revoke(jti);
+    let sockets_closed = app.events.revoke(jti) + elsewhere;
     let (remote, user_agent) = client_of(req);
     let mut record =
         AuditRecord::new(Outcome::Revoked, app.audit.now_ms()).with_client(remote, user_agent);
@@ -287,11 +302,11 @@ pub async fn revoke(
     }
     let caller = &auth.claims;
     app.origins.check_group(caller.groupid, &auth.origin)?;
-    let owner = app
-        .tokens
-        .revocations()
-        .owner(&jti)
-        .map_err(|e| DomainError::Internal(e.to_string()))?
+    // A Redis read in a cluster: off the workers.
+    let (tokens, looked_up) = (app.tokens.clone(), jti.clone());
+    let owner = on_blocking_pool("revocation", move || tokens.revocations().owner(&looked_up))
+        .await?
+        .map_err(storage_failure)?
         .ok_or(DomainError::UnknownToken)?;
     let same_user = caller.sub == owner.sub && caller.groupid == owner.groupid;
     let group_admin = caller.role == Role::Administrator && caller.groupid == owner.groupid;
