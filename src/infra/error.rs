@@ -238,6 +238,14 @@ impl DomainError {
         }
     }
 
+    /// A command waited for the visitor's next socket, and the grace
+    /// period ended without one.
+    pub fn went_offline() -> Self {
+        DomainError::VisitorNotPresent(
+            "the visitor went offline before the command could be delivered".to_owned(),
+        )
+    }
+
     /// The standard "visitor is not online" error.
     pub fn not_present() -> Self {
         DomainError::VisitorNotPresent("the visitor is not online".to_owned())

@@ -296,7 +296,11 @@ impl ClusterPresence {
         if self.inner.room.holds(key) {
             let portions = self.portions(key);
             let open = portions.iter().any(|p| !p.connections.is_empty());
-            if open || portions.is_empty() {
+            if portions.is_empty() {
+                for command in self.inner.room.take(key) {
+                    command.fail(DomainError::went_offline());
+                }
+            } else if open {
                 for command in self.inner.room.take(key) {
                     self.route_with(key.clone(), command, 0);
                 }
@@ -363,6 +367,30 @@ impl ClusterPresence {
         );
     }
 
+    /// `change`, then (while Redis answers, and for at most a command
+    /// deadline) until every node can see it: a visitor welcomed on one
+    /// node is visible on all, an update acknowledged on one is read on all.
+    fn then_published(
+        &self,
+        key: VisitorKey,
+        change: LocalBoxFuture<'static, Result<(), DomainError>>,
+    ) -> LocalBoxFuture<'static, Result<(), DomainError>> {
+        let writer = self.inner.writer.clone();
+        let link = self.inner.link.clone();
+        Box::pin(async move {
+            change.await?;
+            if link.is_reachable() {
+                let within = link.config().redis_timeout();
+                // On the link's runtime: the writer's waiters live there.
+                let _ = link
+                    .runtime()
+                    .spawn(async move { writer.written(&key, within).await })
+                    .await;
+            }
+            Ok(())
+        })
+    }
+
     /// The node is stopping (its sockets are closed): announce every local
     /// visitor in grace and delete this node's entries.
     pub async fn withdraw(&self) {
@@ -386,7 +414,8 @@ impl PresenceDirectory for ClusterPresence {
         connection: LiveConnection,
         data: PresenceData,
     ) -> LocalBoxFuture<'static, Result<(), DomainError>> {
-        self.inner.local.connect(key, connection, data)
+        let connected = self.inner.local.connect(key.clone(), connection, data);
+        self.then_published(key, connected)
     }
 
     fn disconnect(&self, key: VisitorKey, connection_id: &str, held: Option<PresenceData>) {
@@ -405,7 +434,11 @@ impl PresenceDirectory for ClusterPresence {
         connection_id: &str,
         data: PresenceData,
     ) -> LocalBoxFuture<'static, Result<(), DomainError>> {
-        self.inner.local.presence_update(key, connection_id, data)
+        let updated = self
+            .inner
+            .local
+            .presence_update(key.clone(), connection_id, data);
+        self.then_published(key, updated)
     }
 
     fn watch(&self, key: VisitorKey, socket: AgentSocketId, events: Recipient<AgentEvent>) {

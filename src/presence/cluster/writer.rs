@@ -12,13 +12,13 @@
 //! - channel `{p}:presence`: `{"node":id,"updates":[{"g","v","seq","p"}]}`,
 //!   `p` null for a removal.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 use crate::infra::ids::{GroupId, VisitorKey};
 use crate::presence::registry::{Portion, RegistryHandle};
@@ -68,8 +68,12 @@ pub(super) fn field(visitor: &str, node: &str) -> String {
     format!("{visitor}\n{node}")
 }
 
+/// Told once a visitor's portion, as it was when they asked, is written.
+type Waiters = Vec<oneshot::Sender<()>>;
+
 pub(super) struct Writer {
-    dirty: Mutex<HashSet<VisitorKey>>,
+    /// Visitors to write, with who waits for each write.
+    dirty: Mutex<HashMap<VisitorKey, Waiters>>,
     wake: Notify,
     seq: AtomicU64,
     idle: Notify,
@@ -90,14 +94,29 @@ impl Writer {
     }
 
     pub(super) fn mark(&self, key: &VisitorKey) {
-        if lock(&self.dirty).insert(key.clone()) {
+        let mut dirty = lock(&self.dirty);
+        if !dirty.contains_key(key) {
+            dirty.insert(key.clone(), Vec::new());
             self.wake.notify_one();
         }
     }
 
     pub(super) fn mark_all(&self, keys: Vec<VisitorKey>) {
-        lock(&self.dirty).extend(keys);
+        let mut dirty = lock(&self.dirty);
+        for key in keys {
+            dirty.entry(key).or_default();
+        }
         self.wake.notify_one();
+    }
+
+    /// Waits (at most `within`) until a write of `key` that began after
+    /// this call is in Redis and announced: then every node can see what
+    /// the registry holds for it now.
+    pub(super) async fn written(&self, key: &VisitorKey, within: Duration) {
+        let (told, wait) = oneshot::channel();
+        lock(&self.dirty).entry(key.clone()).or_default().push(told);
+        self.wake.notify_one();
+        let _ = tokio::time::timeout(within, wait).await;
     }
 
     fn next_seq(&self) -> u64 {
@@ -109,13 +128,12 @@ impl Writer {
         let writer = self.clone();
         link.runtime().clone().spawn(async move {
             loop {
-                let batch: Vec<VisitorKey> = {
+                let (batch, waiters): (Vec<VisitorKey>, Vec<Waiters>) = {
                     let mut dirty = lock(&writer.dirty);
-                    let batch: Vec<VisitorKey> = dirty.iter().take(BATCH).cloned().collect();
-                    for key in &batch {
-                        dirty.remove(key);
-                    }
-                    batch
+                    let keys: Vec<VisitorKey> = dirty.keys().take(BATCH).cloned().collect();
+                    keys.into_iter()
+                        .filter_map(|key| dirty.remove_entry(&key))
+                        .unzip()
                 };
                 if batch.is_empty() {
                     writer.idle.notify_waiters();
@@ -134,10 +152,19 @@ impl Writer {
                         }
                     })
                     .collect();
-                if write(&link, updates).await.is_err() {
+                if write(&link, updates).await.is_ok() {
+                    for told in waiters.into_iter().flatten() {
+                        let _ = told.send(());
+                    }
+                } else {
                     // Redis is away: keep them (newer marks merge in) and
                     // try again; a reconnection re-marks everything anyway.
-                    lock(&writer.dirty).extend(batch);
+                    {
+                        let mut dirty = lock(&writer.dirty);
+                        for (key, waiting) in batch.into_iter().zip(waiters) {
+                            dirty.entry(key).or_default().extend(waiting);
+                        }
+                    }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }

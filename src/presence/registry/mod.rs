@@ -151,9 +151,7 @@ impl Registry {
         }
         if let Some(entry) = self.visitors.remove(key) {
             for command in entry.grace.map(|g| g.parked).unwrap_or_default() {
-                command.fail(DomainError::VisitorNotPresent(
-                    "the visitor went offline before the command could be delivered".to_owned(),
-                ));
+                command.fail(DomainError::went_offline());
             }
         }
         self.publish(key);
