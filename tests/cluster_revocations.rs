@@ -133,7 +133,7 @@ fn process_node(redis_url: &str) -> ProcessNode {
 mode = "redis"
 redis_url = "{redis_url}"
 node_lease_ms = {TEST_LEASE_MS}
-redis_timeout_ms = 500
+redis_timeout_ms = 1500
 
 [[groups]]
 id = 72

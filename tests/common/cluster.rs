@@ -166,11 +166,14 @@ pub fn join(config: &mut Config, redis_url: &str, lease_ms: u64) {
     config.cluster.mode = ClusterMode::Redis;
     config.cluster.redis_url = SecretString::from(redis_url.to_owned());
     config.cluster.node_lease_ms = lease_ms;
-    config.cluster.redis_timeout_ms = 500;
+    config.cluster.redis_timeout_ms = TEST_REDIS_TIMEOUT_MS;
 }
 
 /// The default lease of test nodes: short, so deaths are seen quickly.
-pub const TEST_LEASE_MS: u64 = 2_000;
+pub const TEST_LEASE_MS: u64 = 3_000;
+/// The Redis command deadline of test nodes: generous, so a loaded CI
+/// machine does not turn slow answers into 503s.
+pub const TEST_REDIS_TIMEOUT_MS: u64 = 1_500;
 
 /// Redis and `n` in-process nodes on it.
 pub struct Cluster {
@@ -420,7 +423,7 @@ impl Spread {
 pub fn node_toml(redis_url: &str, lease_ms: u64) -> String {
     let mut toml = super::config_toml(std::path::Path::new("unused"));
     toml.push_str(&format!(
-        "\n[cluster]\nmode = \"redis\"\nredis_url = \"{redis_url}\"\nnode_lease_ms = {lease_ms}\nredis_timeout_ms = 500\n"
+        "\n[cluster]\nmode = \"redis\"\nredis_url = \"{redis_url}\"\nnode_lease_ms = {lease_ms}\nredis_timeout_ms = {TEST_REDIS_TIMEOUT_MS}\n"
     ));
     toml
 }
