@@ -77,8 +77,8 @@ impl FileLimit {
 }
 
 /// Cluster mode: what the other nodes hold of each group, so that
-/// `max_visitors` counts over the whole cluster (see
-/// [`crate::presence::admission::GroupCensus`] for its slack).
+/// `max_visitors` counts over the whole cluster (the presence layer's
+/// group census implements it and documents its slack).
 pub trait VisitorsElsewhere: Send + Sync {
     /// Visitor sockets of `group` on the other live nodes, as last heard;
     /// an error when that count is too old to admit on.
