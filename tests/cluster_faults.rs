@@ -283,3 +283,72 @@ async fn a_redis_that_stops_answering_fails_requests_by_their_deadline() {
         wait_for_nodes(node, 2).await;
     }
 }
+
+/// A Redis that hangs (SIGSTOP) for longer than a lease, then comes back:
+/// no node is declared dead while nobody can hear anybody (no visitor
+/// reads offline, no watcher hears `disconnected`), and every visitor is
+/// back in Redis and on every node once it answers again.
+#[actix_web::test]
+async fn a_redis_that_hangs_past_a_lease_declares_nobody_dead() {
+    let cluster = Cluster::start(2).await;
+    let _here = cluster.node(0).visitor("v-here", json!({})).await;
+    let _there = cluster.node(1).visitor("v-there", json!({})).await;
+    until_online(cluster.node(0), "v-there", true, Duration::from_secs(10)).await;
+    until_online(cluster.node(1), "v-here", true, Duration::from_secs(10)).await;
+    let token = cluster.node(0).token("fred.demo", 72);
+    let mut agent = cluster.node(0).agent(&token).await;
+    agent
+        .send(json!({"type":"watch","visitorid":"v-there"}))
+        .await;
+    assert_eq!(agent.recv().await["event"], "state");
+
+    cluster.redis.pause();
+    for node in &cluster.nodes {
+        eventually(Duration::from_secs(10), "degraded", || async {
+            (health(node).await.0 == 503).then_some(())
+        })
+        .await;
+    }
+    // Two leases of silence, watched the whole time.
+    let paused = Instant::now();
+    while paused.elapsed() < Duration::from_millis(2 * TEST_LEASE_MS) {
+        let (status, seen) = cluster
+            .node(0)
+            .get("/presence/72/visitors/v-there", Some(&token), None)
+            .await;
+        assert_eq!(status, 200, "{seen}");
+        assert_eq!(
+            seen["online"], true,
+            "declared dead while Redis hung: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.redis.resume();
+    eventually(
+        Duration::from_secs(5),
+        "both visitors back in Redis",
+        || async {
+            let reply = cluster.redis.command(&["HLEN", "presence:presence:72"])?;
+            (reply.trim() == ":2").then_some(())
+        },
+    )
+    .await;
+    for node in &cluster.nodes {
+        wait_for_nodes(node, 2).await;
+    }
+    let (_, seen) = cluster
+        .node(0)
+        .get("/presence/72/visitors/v-there", Some(&token), None)
+        .await;
+    assert_eq!(seen["online"], true, "{seen}");
+    // The watcher heard nothing: no disconnected, no connected.
+    agent
+        .send(json!({"type":"unwatch","visitorid":"v-there"}))
+        .await;
+    agent
+        .send(json!({"type":"watch","visitorid":"v-there"}))
+        .await;
+    let next = agent.recv().await;
+    assert_eq!(next["event"], "state", "{next}");
+    assert_eq!(next["online"], true);
+}

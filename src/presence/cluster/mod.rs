@@ -190,15 +190,19 @@ impl ClusterPresence {
             }
             tokio::time::sleep(PRUNE_AFTER).await;
             let generation = me.inner.replica.next_generation();
-            me.reload(generation).await;
-            for key in me.inner.replica.prune_before(generation) {
-                me.changed(&key);
+            // Only a complete re-read may prune: a failed one found nothing.
+            if me.reload(generation).await {
+                for key in me.inner.replica.prune_before(generation) {
+                    me.changed(&key);
+                }
             }
         });
     }
 
-    /// Reads every group's portions from Redis into the replica.
-    async fn reload(&self, _generation: u64) {
+    /// Reads every group's portions from Redis into the replica; whether
+    /// it read them all.
+    async fn reload(&self, _generation: u64) -> bool {
+        let mut complete = true;
         let me = self.inner.link.node_id().to_owned();
         for &group in &self.inner.groups {
             let hash = self.inner.link.key(&format!("presence:{group}"));
@@ -220,6 +224,7 @@ impl ClusterPresence {
                     .await;
                 let Ok((next, entries)) = page else {
                     tracing::warn!(group, "cannot read the cluster's presence");
+                    complete = false;
                     break;
                 };
                 for (field, json) in entries {
@@ -250,6 +255,7 @@ impl ClusterPresence {
                 cursor = next;
             }
         }
+        complete
     }
 
     /// Another node's announcement (or this node's own, ignored).
@@ -258,7 +264,9 @@ impl ClusterPresence {
             tracing::warn!("unreadable presence announcement");
             return;
         };
-        if announcement.node == self.inner.link.node_id() {
+        if announcement.node == self.inner.link.node_id()
+            || self.inner.link.is_dead(&announcement.node)
+        {
             return;
         }
         for update in announcement.updates {

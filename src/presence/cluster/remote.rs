@@ -41,6 +41,9 @@ enum WireCommand {
         args: Value,
         timeout_ms: u64,
         remaining_ms: u64,
+        /// Unix ms of the waiter's deadline: a command that reaches the
+        /// owner after it (a slow or resumed Redis) is never delivered.
+        deadline_unix_ms: u64,
     },
     Signal {
         data: Value,
@@ -121,6 +124,8 @@ pub(super) fn send(
                     args: request.args.clone(),
                     timeout_ms: request.timeout_ms,
                     remaining_ms: u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
+                    deadline_unix_ms: unix_ms()
+                        .saturating_add(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX)),
                 },
                 remaining + REPLY_SLACK,
                 Finish::Invoke(request),
@@ -290,6 +295,12 @@ pub(super) fn serve(link: &ClusterLink, local: RegistryHandle, max_pending: usiz
     );
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn bad(message: String) -> WireError {
     wire(&DomainError::BadRequest(message))
 }
@@ -303,8 +314,14 @@ async fn deliver(local: &RegistryHandle, body: Value, max_pending: usize) -> Rpc
             args,
             timeout_ms,
             remaining_ms,
+            deadline_unix_ms,
         } => {
-            let within = Duration::from_millis(remaining_ms);
+            let left = deadline_unix_ms.saturating_sub(unix_ms()).min(remaining_ms);
+            if left == 0 {
+                // Its waiter has given up: never run it now.
+                return Err(wire(&DomainError::InvokeTimeout(timeout_ms)));
+            }
+            let within = Duration::from_millis(left);
             let (responder, outcome) = oneshot::channel();
             let command = VisitorCommand::Invoke(InvokeRequest {
                 func,

@@ -3,8 +3,10 @@
 //! node, so in cluster mode commands wait here, on the node that routed
 //! them, instead of in the registry of the node whose socket closed; each
 //! change of the visitor routes them again. At most
-//! `max_pending_invokes` wait per visitor; a command whose waiter gave up
-//! is dropped at the next change or sweep.
+//! `max_pending_invokes` wait per visitor on each routing node (so a
+//! cluster of N nodes may hold N times that for a visitor between pages;
+//! each one is still bounded by its waiter's deadline); a command whose
+//! waiter gave up is dropped at the next change or sweep.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -77,6 +77,10 @@ pub(super) struct Writer {
     wake: Notify,
     seq: AtomicU64,
     idle: Notify,
+    /// Set when the node withdraws: nothing is written after its reap.
+    stopped: std::sync::atomic::AtomicBool,
+    /// Held while a batch is being written.
+    writing: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -90,6 +94,8 @@ impl Writer {
             wake: Notify::new(),
             seq: AtomicU64::new(1),
             idle: Notify::new(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            writing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -135,6 +141,10 @@ impl Writer {
                         .filter_map(|key| dirty.remove_entry(&key))
                         .unzip()
                 };
+                let _writing = writer.writing.lock().await;
+                if writer.stopped.load(Ordering::Acquire) {
+                    return;
+                }
                 if batch.is_empty() {
                     writer.idle.notify_waiters();
                     writer.wake.notified().await;
@@ -162,6 +172,8 @@ impl Writer {
                     {
                         let mut dirty = lock(&writer.dirty);
                         for (key, waiting) in batch.into_iter().zip(waiters) {
+                            // Waiters that gave up go: bounded while Redis fails.
+                            let waiting = waiting.into_iter().filter(|t| !t.is_closed());
                             dirty.entry(key).or_default().extend(waiting);
                         }
                     }
@@ -192,6 +204,10 @@ impl Writer {
         now_ms: u64,
         grace_ms: u64,
     ) {
+        self.stopped.store(true, Ordering::Release);
+        self.wake.notify_one();
+        // A batch in flight finishes before the reap below.
+        let _writing = self.writing.lock().await;
         let updates: Vec<Update> = local
             .keys()
             .into_iter()

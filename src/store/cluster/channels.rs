@@ -43,6 +43,15 @@ impl Subscriptions {
     pub(super) fn force_reconnect(&self) {
         self.reconnect.notify_one();
     }
+
+    /// Runs the connection hooks as after a reconnection: re-publish and
+    /// re-read.
+    pub(super) fn run_hooks(&self, first: bool) {
+        let hooks = lock(&self.hooks).clone();
+        for hook in hooks {
+            hook(first);
+        }
+    }
 }
 
 impl ClusterLink {
@@ -81,10 +90,7 @@ pub(super) fn start(link: &ClusterLink) {
                         link.inner.metrics.cluster.republished();
                         tracing::info!("redis subscriber reconnected; re-publishing");
                     }
-                    let hooks = lock(&link.inner.channels.hooks).clone();
-                    for hook in hooks {
-                        hook(first);
-                    }
+                    link.inner.channels.run_hooks(first);
                     first = false;
                     read(&link, pubsub).await;
                     link.inner

@@ -179,7 +179,7 @@ pub(super) fn start(link: &ClusterLink) {
         loop {
             ticks.tick().await;
             round += 1;
-            renew(&link).await;
+            renew(&link, round == 1).await;
             expire(&link);
             if round.is_multiple_of(4) {
                 find_stale(&link).await;
@@ -221,13 +221,13 @@ pub(super) async fn seed(link: &ClusterLink) {
     }
 }
 
-async fn renew(link: &ClusterLink) {
+async fn renew(link: &ClusterLink, first: bool) {
     let lease = link.key(&format!("node:{}", link.node_id()));
     let nodes_key = link.key("nodes");
     let me = link.node_id().to_owned();
     let lease_ms = link.config().node_lease_ms;
     let now_ms = unix_ms();
-    let renewed = link
+    let renewed: Result<(Option<String>,), _> = link
         .run("renew lease", move |mut conn| async move {
             redis::pipe()
                 .cmd("SET")
@@ -235,18 +235,24 @@ async fn renew(link: &ClusterLink) {
                 .arg(1)
                 .arg("PX")
                 .arg(lease_ms)
-                .ignore()
+                .arg("GET")
                 .cmd("ZADD")
                 .arg(nodes_key)
                 .arg(now_ms)
                 .arg(me)
                 .ignore()
-                .query_async::<()>(&mut conn)
+                .query_async(&mut conn)
                 .await
         })
         .await;
-    if renewed.is_err() {
+    let Ok((previous,)) = renewed else {
         return;
+    };
+    if previous.is_none() && !first {
+        // The lease had run out (Redis hung or lost its data): the others
+        // may have declared this node dead and reaped its entries.
+        tracing::warn!("this node's lease had expired; re-publishing");
+        link.inner.channels.run_hooks(false);
     }
     match link.broadcast("beat", json!({})).await {
         // Not even this node's subscriber got it: the subscription is gone.
@@ -265,7 +271,10 @@ async fn renew(link: &ClusterLink) {
 /// Declares dead the peers unheard for a lease (not while this node hears
 /// nobody).
 fn expire(link: &ClusterLink) {
-    if !link.subscriber_connected() {
+    // Not hearing its own beats (a hung Redis keeps the connection open)
+    // is this node's problem, not its peers'.
+    let own = *lock(&link.inner.nodes.own_beat);
+    if !link.is_reachable() || own.elapsed() > link.config().heartbeat() * 2 {
         return;
     }
     let lease = link.config().node_lease();
@@ -327,8 +336,17 @@ async fn reap(link: &ClusterLink, node: &str) -> Result<(), SharedStateUnavailab
         })
         .await?;
     if won.is_none() {
-        // Another node reaps it.
-        return Ok(());
+        let claim = link.key(&format!("reap:{node}"));
+        let holder: Option<String> = link
+            .run("reap claim", move |mut conn| async move {
+                redis::cmd("GET").arg(claim).query_async(&mut conn).await
+            })
+            .await?;
+        if holder.as_deref() != Some(link.node_id()) {
+            // Another node reaps it.
+            return Ok(());
+        }
+        // Ours, from an attempt that failed half-way: go on.
     }
     let reapers = lock(&link.inner.nodes.reapers).clone();
     for reaper in reapers {

@@ -153,12 +153,13 @@ impl ClusterLink {
             body,
         };
         let payload = serde_json::to_vec(&message).unwrap_or_default();
-        let sent = self.publish(&format!("node:{node}"), payload);
+        // Never sent to a node not known live: "gone" must mean "not run".
+        let sent = known.then(|| self.publish(&format!("node:{node}"), payload));
         let link = self.clone();
         async move {
-            if !known {
+            let Some(sent) = sent else {
                 return Err(RequestError::NodeGone);
-            }
+            };
             let forget = |link: &ClusterLink| lock(&link.inner.rpc.pending).remove(&id);
             match sent.await {
                 Ok(0) => {
