@@ -85,8 +85,10 @@ fn wire(error: &DomainError) -> WireError {
 }
 
 /// The error a remote failure stands for here.
-fn domain(error: WireError, max_pending: usize) -> DomainError {
+fn domain(error: WireError, max_pending: usize, timeout_ms: u64) -> DomainError {
     match error.code.as_str() {
+        // The owner's copy of the deadline can answer first.
+        "invoke_timeout" => DomainError::InvokeTimeout(timeout_ms),
         "visitor_not_present" => DomainError::VisitorNotPresent(error.message),
         "too_many_pending" => DomainError::TooManyPending(max_pending),
         "confirmation_required" => DomainError::ConfirmationRequired,
@@ -193,7 +195,13 @@ impl Finish {
                     Finish::Signal(request) => VisitorCommand::Signal(request),
                 });
             }
-            Err(RequestError::Remote(e)) => domain(e, max_pending),
+            Err(RequestError::Remote(e)) => {
+                let timeout_ms = match &self {
+                    Finish::Invoke(request) => request.timeout_ms,
+                    Finish::Signal(_) => 0,
+                };
+                domain(e, max_pending, timeout_ms)
+            }
             Err(RequestError::NodeGone) => DomainError::VisitorNotPresent(
                 "the node holding the visitor's socket went away".to_owned(),
             ),
