@@ -7,24 +7,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    eventually, health, join, node_toml, wait_for_nodes, Cluster, ProcessNode, RedisServer,
+    eventually, health, join, lookup, node_toml, wait_for_nodes, Cluster, ProcessNode, RedisServer,
     TEST_LEASE_MS,
 };
 use common::TestServer;
-use serde_json::{json, Value};
-
-async fn lookup(node: &TestServer, visitor: &str) -> Value {
-    let token = node.token("fred.demo", 72);
-    let (status, body) = node
-        .get(
-            &format!("/presence/72/visitors/{visitor}"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
+use serde_json::json;
 
 async fn until_online(node: &TestServer, visitor: &str, online: bool, within: Duration) {
     eventually(within, "the visitor's presence", || async {

@@ -6,22 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{eventually, Cluster};
+use common::cluster::{eventually, lookup, Cluster};
 use common::TestServer;
 use serde_json::{json, Value};
-
-async fn lookup(node: &TestServer, visitor: &str) -> Value {
-    let token = node.token("fred.demo", 72);
-    let (status, body) = node
-        .get(
-            &format!("/presence/72/visitors/{visitor}"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
 
 /// Waits until `node` sees `visitor` with `tabs` connections.
 async fn until_tabs(node: &TestServer, visitor: &str, tabs: u64) -> Value {

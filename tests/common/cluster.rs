@@ -213,6 +213,21 @@ impl Cluster {
     }
 }
 
+/// The lookup document of `visitor` in group 72, as `node` answers it
+/// (with a token that node mints).
+pub async fn lookup(node: &TestServer, visitor: &str) -> Value {
+    let token = node.token("fred.demo", 72);
+    let (status, body) = node
+        .get(
+            &format!("/presence/72/visitors/{visitor}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 /// `GET /healthz` of `node`.
 pub async fn health(node: &TestServer) -> (u16, Value) {
     node.get("/healthz", None, None).await
