@@ -170,6 +170,54 @@ async fn a_token_with_a_kid_unknown_to_the_cluster_is_refused_everywhere() {
     assert_eq!(shared_keys(&cluster).len(), 1, "a miss adds no key");
 }
 
+/// A node that has not read the shared key ring for a key's activation
+/// delay cannot tell a made-up `kid` from a key rotated in meanwhile: it
+/// answers 503 `cluster_unavailable` (on REST and on the agent socket),
+/// not a 401 that would send a console to sign in again. A known `kid`
+/// with a bad signature is still a bad token.
+#[actix_web::test]
+async fn an_unknown_kid_is_503_while_the_key_ring_cannot_be_read() {
+    let cluster = Cluster::start(1).await;
+    let node = cluster.node(0);
+    let real = node.token("fred.demo", 72);
+    let claims = node.running().tokens().verify(&real).expect("ok");
+    let forge = |kid: &str| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some(kid.to_owned());
+        let key = jsonwebtoken::EncodingKey::from_secret(&[7u8; 32]);
+        jsonwebtoken::encode(&header, &claims, &key).expect("encode")
+    };
+    let (unknown, wrong_secret) = (forge("maybe-new"), forge(&kid_of(&real)));
+    assert_eq!(lookup_status(node, &unknown).await.0, 401);
+
+    cluster.redis.pause();
+    let refused = eventually(
+        Duration::from_secs(10),
+        "503 for an unknown kid",
+        || async {
+            let (status, body) = lookup_status(node, &unknown).await;
+            (status == 503).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(refused["error"], "cluster_unavailable", "{refused}");
+    let (status, body) = lookup_status(node, &wrong_secret).await;
+    assert_eq!(status, 401, "a known kid, a bad signature: {body}");
+    let mut socket = node.socket("/agent/ws", None).await.expect("connect");
+    socket.send(json!({"type":"auth","token":unknown})).await;
+    common::assert_closed(
+        &socket.closed().await,
+        awc::ws::CloseCode::Again,
+        "cluster_unavailable",
+    );
+
+    cluster.redis.resume();
+    eventually(Duration::from_secs(10), "401 again", || async {
+        (lookup_status(node, &unknown).await.0 == 401).then_some(())
+    })
+    .await;
+}
+
 #[actix_web::test]
 async fn keys_and_revocations_survive_redis_going_away_and_coming_back_empty() {
     let mut cluster = Cluster::start(2).await;

@@ -159,7 +159,11 @@ async fn without_the_gate_a_confirmed_agent_still_reaches_the_confirmed_browser(
     assert_eq!(status, 200);
     // With the confirmed browser gone, nothing claims to be confirmed.
     real.close().await;
-    assert_eq!(lookup(&server, &fred, "v-5").await["confirmed"], false);
+    server
+        .after_close("confirmed: false", || async {
+            (lookup(&server, &fred, "v-5").await["confirmed"] == false).then_some(())
+        })
+        .await;
     let call = invoke_status(&server, &fred, "v-5");
     let ((status, _), _) = tokio::join!(call, impostor.answer(json!("y")));
     assert_eq!(status, 200, "no gate in this group");

@@ -202,6 +202,24 @@ impl TestServer {
         server
     }
 
+    /// What `probe` reads after a socket closed. On one node the first read
+    /// already sees the close; spread over a cluster, the close reaches
+    /// the other nodes with its announcement (README, "Cluster mode":
+    /// lookups follow a change on another node once it arrives), so this
+    /// waits for it, within 5 s.
+    pub async fn after_close<T, F, Fut>(&self, what: &str, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        match self.spread {
+            Some(_) => cluster::eventually(Duration::from_secs(5), what, probe).await,
+            None => probe()
+                .await
+                .unwrap_or_else(|| panic!("not seen at once: {what}")),
+        }
+    }
+
     /// Starts with a manual clock.
     pub async fn start_with_clock(clock: Arc<ManualClock>) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));

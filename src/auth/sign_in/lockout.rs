@@ -105,57 +105,29 @@ pub struct Attempt {
 /// the window and expiring one window after its newest entry; `begin`
 /// reserves in both sets in one script, so nodes cannot overrun a limit.
 ///
-/// Two ways in, and neither blocks a request worker:
-/// - `begin_async` / `succeeded_async` / `failed_async` return futures
-///   and are exact across nodes: the credential sign-ins (`/auth/token`,
-///   `/auth/login`) use them. Their defaults settle in memory at once, so
-///   single-node behaviour is the synchronous one.
-/// - `begin` / `succeeded` / `failed` are synchronous (session-key
-///   lookups, whose caller is synchronous). In cluster mode they answer
-///   from this node's memory (its own failures, plus the locks other nodes
-///   broadcast) and count each failure in Redis in the background; when the
-///   cluster-wide count fills the window, every node hears the lock. The
-///   slack: failures still in flight on other nodes while that broadcast
-///   travels (milliseconds) are not refused.
+/// Every method returns a future, so no request worker blocks on Redis;
+/// the in-memory one settles at once. Every user (credential sign-ins,
+/// session-key lookups) goes through them, so the cluster-wide count is
+/// exact.
 pub trait LockoutCounters: Send + Sync {
     /// Starts an attempt, or refuses it while its account or client is
     /// locked.
-    fn begin(&self, account: Option<&str>, client: Option<&str>) -> Result<Attempt, Locked>;
-
-    /// The credentials were good: the attempt does not count.
-    fn succeeded(&self, attempt: Attempt);
-
-    /// The credentials were bad: the slot stays taken. Returns what this
-    /// failure locked (the one that filled the window), for the audit log.
-    fn failed(&self, attempt: Attempt) -> Vec<&'static str>;
-
-    /// Forgets keys with no failure in the window; bounds memory. Returns
-    /// how many went.
-    fn sweep(&self) -> usize;
-
-    /// As [`LockoutCounters::begin`], reserving in the shared counters.
     fn begin_async(
         &self,
         account: Option<&str>,
         client: Option<&str>,
-    ) -> Pending<Result<Attempt, Locked>> {
-        let begun = self.begin(account, client);
-        Box::pin(std::future::ready(Ok(begun)))
-    }
+    ) -> Pending<Result<Attempt, Locked>>;
 
-    /// As [`LockoutCounters::succeeded`], for an attempt begun with
-    /// [`LockoutCounters::begin_async`].
-    fn succeeded_async(&self, attempt: Attempt) -> Pending<()> {
-        self.succeeded(attempt);
-        Box::pin(std::future::ready(Ok(())))
-    }
+    /// The credentials were good: the attempt does not count.
+    fn succeeded_async(&self, attempt: Attempt) -> Pending<()>;
 
-    /// As [`LockoutCounters::failed`], for an attempt begun with
-    /// [`LockoutCounters::begin_async`].
-    fn failed_async(&self, attempt: Attempt) -> Pending<Vec<&'static str>> {
-        let locked = self.failed(attempt);
-        Box::pin(std::future::ready(Ok(locked)))
-    }
+    /// The credentials were bad: the slot stays taken. Returns what this
+    /// failure locked (the one that filled the window), for the audit log.
+    fn failed_async(&self, attempt: Attempt) -> Pending<Vec<&'static str>>;
+
+    /// Forgets keys with no failure in the window; bounds memory. Returns
+    /// how many went.
+    fn sweep(&self) -> usize;
 }
 
 /// What a failed attempt locked: the windows its slot filled.
@@ -204,8 +176,9 @@ impl InMemoryLockout {
     }
 }
 
-impl LockoutCounters for InMemoryLockout {
-    fn begin(&self, account: Option<&str>, client: Option<&str>) -> Result<Attempt, Locked> {
+impl InMemoryLockout {
+    /// Starts an attempt, or refuses it while locked.
+    pub fn begin(&self, account: Option<&str>, client: Option<&str>) -> Result<Attempt, Locked> {
         let at = self.clock.now_ms();
         let locked = |ms: u64, what| Locked {
             retry_after_secs: ms.div_ceil(1000).max(1),
@@ -240,7 +213,8 @@ impl LockoutCounters for InMemoryLockout {
         })
     }
 
-    fn succeeded(&self, attempt: Attempt) {
+    /// The attempt does not count: its slots are given back.
+    pub fn succeeded(&self, attempt: Attempt) {
         if let Some((a, _)) = &attempt.account {
             self.accounts.release(a, attempt.at);
         }
@@ -249,8 +223,28 @@ impl LockoutCounters for InMemoryLockout {
         }
     }
 
-    fn failed(&self, attempt: Attempt) -> Vec<&'static str> {
+    /// The attempt failed: its slots stay taken; what it filled.
+    pub fn failed(&self, attempt: Attempt) -> Vec<&'static str> {
         filled(&attempt, self.accounts.limit, self.clients.limit)
+    }
+}
+
+impl LockoutCounters for InMemoryLockout {
+    fn begin_async(
+        &self,
+        account: Option<&str>,
+        client: Option<&str>,
+    ) -> Pending<Result<Attempt, Locked>> {
+        Box::pin(std::future::ready(Ok(self.begin(account, client))))
+    }
+
+    fn succeeded_async(&self, attempt: Attempt) -> Pending<()> {
+        self.succeeded(attempt);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn failed_async(&self, attempt: Attempt) -> Pending<Vec<&'static str>> {
+        Box::pin(std::future::ready(Ok(self.failed(attempt))))
     }
 
     fn sweep(&self) -> usize {

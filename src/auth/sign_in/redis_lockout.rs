@@ -11,18 +11,14 @@
 //! The asynchronous methods are exact: [`BEGIN`] trims, checks and
 //! reserves in both sets in one script, so racing attempts on several nodes
 //! cannot overrun a limit, and the slot's position says which failure
-//! filled the window. The synchronous ones (see the trait's doc) answer
-//! from this node's memory and count failures in the background
-//! ([`RECORD`]); a failure that fills the cluster-wide window is broadcast
-//! as `lockout:{scope}` `{"key", "until"}` so every node refuses at once.
+//! filled the window. Nothing is kept on the node: every answer is
+//! Redis's, and the sets expire by themselves.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use dashmap::DashMap;
 use redis::Script;
-use serde_json::json;
 
-use super::lockout::{filled, Attempt, InMemoryLockout, Locked, LockoutCounters, Pending};
+use super::lockout::{filled, Attempt, Locked, LockoutCounters, Pending};
 use crate::infra::clock::SharedClock;
 use crate::infra::ids::fill_random;
 use crate::store::cluster::ClusterLink;
@@ -61,27 +57,6 @@ return {0, pos[1], pos[2]}
     )
 });
 
-/// KEYS: one set. ARGV: now, window ms, member, limit. Counts a failure;
-/// returns when the window's lock ends (Unix ms), or 0 if it is not full.
-static RECORD: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local limit = tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-redis.call('ZADD', KEYS[1], now, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], window)
-local n = redis.call('ZCARD', KEYS[1])
-if n < limit then
-  return 0
-end
-local oldest = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
-return tonumber(oldest[2]) + window
-",
-    )
-});
-
 /// The cluster-wide failure windows of one scope.
 pub struct RedisLockout {
     link: ClusterLink,
@@ -90,11 +65,6 @@ pub struct RedisLockout {
     account_limit: usize,
     client_limit: usize,
     window_ms: u64,
-    /// The synchronous path's floor: this node's own failures.
-    local: InMemoryLockout,
-    /// The synchronous path's view of cluster-wide locks: `account:{key}`
-    /// or `client:{key}` → until (Unix ms).
-    locked: Arc<DashMap<String, u64>>,
 }
 
 fn nonce() -> u64 {
@@ -115,9 +85,7 @@ fn retry_after(ms: u64, what: &'static str) -> Locked {
 }
 
 impl RedisLockout {
-    /// Windows of `window_secs` in `scope` (`sign_in`, `session_key`);
-    /// registers the scope's lock broadcasts, so call it before the link
-    /// starts.
+    /// Windows of `window_secs` in `scope` (`sign_in`, `session_key`).
     pub fn new(
         link: &ClusterLink,
         clock: SharedClock,
@@ -125,28 +93,13 @@ impl RedisLockout {
         limits: (usize, usize),
         window_secs: u64,
     ) -> Self {
-        let locked: Arc<DashMap<String, u64>> = Arc::default();
-        let heard = locked.clone();
-        link.on_control(
-            &format!("lockout:{scope}"),
-            Arc::new(move |_from, body| {
-                let (Some(key), Some(until)) = (body["key"].as_str(), body["until"].as_u64())
-                else {
-                    return;
-                };
-                let mut entry = heard.entry(key.to_owned()).or_insert(until);
-                *entry = (*entry).max(until);
-            }),
-        );
         Self {
             link: link.clone(),
-            local: InMemoryLockout::new(clock.clone(), limits.0, limits.1, window_secs),
             clock,
             scope,
             account_limit: limits.0,
             client_limit: limits.1,
             window_ms: window_secs * 1000,
-            locked,
         }
     }
 
@@ -154,80 +107,12 @@ impl RedisLockout {
         self.link
             .key(&format!("lockout:{}:{what}:{key}", self.scope))
     }
-
-    /// A lock this node heard of for `what:key`, if it still holds.
-    fn heard_lock(&self, what: &'static str, key: Option<&str>, now: u64) -> Option<Locked> {
-        let until = *self.locked.get(&format!("{what}:{key}", key = key?))?;
-        (until > now).then(|| retry_after(until - now, what))
-    }
-
-    /// Counts a failure of the synchronous path in Redis, in the
-    /// background; broadcasts the lock if it filled the window.
-    fn record_failure(&self, what: &'static str, key: &str, member: String, limit: usize) {
-        let (link, set) = (self.link.clone(), self.key(what, key));
-        let (now, window) = (self.clock.now_ms(), self.window_ms);
-        let (kind, lock) = (format!("lockout:{}", self.scope), format!("{what}:{key}"));
-        self.link.runtime().spawn(async move {
-            let until = link
-                .run("lockout failure", move |mut conn| async move {
-                    RECORD
-                        .key(set)
-                        .arg(now)
-                        .arg(window)
-                        .arg(member)
-                        .arg(limit)
-                        .invoke_async::<u64>(&mut conn)
-                        .await
-                })
-                .await;
-            match until {
-                Ok(0) => {}
-                Ok(until) => {
-                    let _ = link
-                        .broadcast(&kind, json!({"key": lock, "until": until}))
-                        .await;
-                }
-                // The local floor still holds; the link logged it.
-                Err(_) => {}
-            }
-        });
-    }
 }
 
 impl LockoutCounters for RedisLockout {
-    fn begin(&self, account: Option<&str>, client: Option<&str>) -> Result<Attempt, Locked> {
-        let now = self.clock.now_ms();
-        if let Some(locked) = self
-            .heard_lock("account", account, now)
-            .or_else(|| self.heard_lock("client", client, now))
-        {
-            return Err(locked);
-        }
-        let mut attempt = self.local.begin(account, client)?;
-        attempt.nonce = nonce();
-        Ok(attempt)
-    }
-
-    fn succeeded(&self, attempt: Attempt) {
-        self.local.succeeded(attempt);
-    }
-
-    fn failed(&self, attempt: Attempt) -> Vec<&'static str> {
-        let member = member(&attempt);
-        if let Some((key, _)) = &attempt.account {
-            self.record_failure("account", key, member.clone(), self.account_limit);
-        }
-        if let Some((key, _)) = &attempt.client {
-            self.record_failure("client", key, member, self.client_limit);
-        }
-        self.local.failed(attempt)
-    }
-
+    /// Nothing to forget: the sets expire in Redis.
     fn sweep(&self) -> usize {
-        let now = self.clock.now_ms();
-        let before = self.locked.len();
-        self.locked.retain(|_, until| *until > now);
-        self.local.sweep() + (before - self.locked.len())
+        0
     }
 
     fn begin_async(

@@ -6,7 +6,9 @@
 //! - `website_session:{hex digest}`: a hash `g` (group), `u` (username),
 //!   `c` (created, Unix s), `l` (last used), expiring `session_idle_secs`
 //!   after its last use (set by `create`, renewed by `touch`), so idle
-//!   sessions end by themselves on Redis's clock;
+//!   sessions end by themselves on Redis's clock. Reads also compare `l`
+//!   with the node's clock (the rule the embedded store keeps: idle once
+//!   `now >= l + idle`), so both clocks end a session, whichever is first;
 //! - `website_session:{hex digest}:tokens`: a hash `jti` → `exp` of the
 //!   tokens the session issued, expiring with the last of them; `end`
 //!   deletes the session and takes this hash in one `MULTI`;
@@ -30,13 +32,22 @@ use crate::infra::ids::{random_id, GroupId};
 use crate::store::cluster::ClusterLink;
 use crate::store::StoreError;
 
-/// KEYS: session. ARGV: now, idle secs. Renews a live session; its group
-/// and username, or nil.
-static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+/// KEYS: session. ARGV: now, idle secs, renew (1 or 0). A live session's
+/// group and username, or nil; a session idle on the node's clock is
+/// deleted. With renew, its last use becomes now.
+static READ: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local last = tonumber(redis.call('HGET', KEYS[1], 'l'))
+if not last then
   return false
+end
+if tonumber(ARGV[1]) >= last + tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  return false
+end
+if ARGV[3] == '0' then
+  return redis.call('HMGET', KEYS[1], 'g', 'u')
 end
 redis.call('HSET', KEYS[1], 'l', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -101,6 +112,32 @@ impl RedisWebsiteSessions {
     }
 }
 
+impl RedisWebsiteSessions {
+    /// The session's user if it is live on both clocks; `renew` extends it.
+    fn read(&self, id: &str, renew: bool) -> Result<Option<SessionUser>, StoreError> {
+        let digest = digest(id);
+        let (key, now, idle) = (
+            self.session_key(&digest),
+            self.clock.now_secs(),
+            self.idle_secs,
+        );
+        let what = if renew {
+            "website session touch"
+        } else {
+            "website session read"
+        };
+        let fields = self.link.run_blocking(what, move |mut conn| async move {
+            READ.key(key)
+                .arg(now)
+                .arg(idle)
+                .arg(u8::from(renew))
+                .invoke_async::<Option<Vec<Option<String>>>>(&mut conn)
+                .await
+        })?;
+        Ok(Self::user(fields, digest))
+    }
+}
+
 impl WebsiteSessions for RedisWebsiteSessions {
     fn create(&self, groupid: GroupId, username: &str) -> Result<NewSession, StoreError> {
         let id = random_id(super::sessions::SESSION_ID_BYTES);
@@ -139,39 +176,11 @@ impl WebsiteSessions for RedisWebsiteSessions {
     }
 
     fn peek(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
-        let digest = digest(id);
-        let key = self.session_key(&digest);
-        let fields =
-            self.link
-                .run_blocking("website session read", move |mut conn| async move {
-                    redis::cmd("HMGET")
-                        .arg(key)
-                        .arg("g")
-                        .arg("u")
-                        .query_async::<Vec<Option<String>>>(&mut conn)
-                        .await
-                })?;
-        Ok(Self::user(Some(fields), digest))
+        self.read(id, false)
     }
 
     fn touch(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
-        let digest = digest(id);
-        let (key, now, idle) = (
-            self.session_key(&digest),
-            self.clock.now_secs(),
-            self.idle_secs,
-        );
-        let fields =
-            self.link
-                .run_blocking("website session touch", move |mut conn| async move {
-                    TOUCH
-                        .key(key)
-                        .arg(now)
-                        .arg(idle)
-                        .invoke_async::<Option<Vec<Option<String>>>>(&mut conn)
-                        .await
-                })?;
-        Ok(Self::user(fields, digest))
+        self.read(id, true)
     }
 
     fn record_token(&self, session: &SessionDigest, jti: &str, exp: u64) -> Result<(), StoreError> {

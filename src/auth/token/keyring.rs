@@ -73,6 +73,14 @@ pub trait SigningKeySource: Send + Sync {
     /// The key with this id, while it may still verify tokens.
     fn verifying_key(&self, kid: &str) -> Option<Arc<SigningKey>>;
 
+    /// Whether this source knows every key that may be signing now, so an
+    /// unknown `kid` is a bad token rather than a key not read yet. Always,
+    /// for a source that holds its keys; a shared ring that cannot be read
+    /// may not.
+    fn keys_current(&self) -> bool {
+        true
+    }
+
     /// Rotates the signer when it is due and purges keys that can no
     /// longer have live tokens (housekeeping calls it each pass). A source
     /// whose keys another process generates does nothing here.

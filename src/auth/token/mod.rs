@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::policy::Policy;
 use crate::infra::clock::SharedClock;
 use crate::infra::config::Role;
+use crate::infra::error::DomainError;
 use crate::infra::ids::{random_id, GroupId};
 pub use crate::infra::jwt::ISSUER;
 use crate::infra::jwt::{self, WithNotBefore};
@@ -85,6 +86,10 @@ pub enum TokenError {
     /// Cluster mode: Redis, where tokens are recorded, did not answer.
     #[error("the token could not be recorded: the cluster's shared state is unavailable")]
     Unavailable,
+    /// Cluster mode: the `kid` is unknown here, and this node has not been
+    /// able to read the shared key ring lately, so it may be a new key.
+    #[error("the token's signing key is unknown here and the cluster's key ring cannot be read")]
+    KeysUnavailable,
 }
 
 impl TokenError {
@@ -103,7 +108,19 @@ impl TokenError {
             TokenError::LifetimeTooLong => "token_lifetime_too_long",
             TokenError::Revoked => "token_revoked",
             TokenError::Unrecorded => "token_unrecorded",
-            TokenError::Unavailable => "cluster_unavailable",
+            TokenError::Unavailable | TokenError::KeysUnavailable => "cluster_unavailable",
+        }
+    }
+
+    /// The error a request refused with this gets: 503
+    /// `cluster_unavailable` when the cluster could not vouch either way,
+    /// otherwise 401 `invalid_token`.
+    pub fn to_domain(&self) -> DomainError {
+        match self {
+            TokenError::Unavailable | TokenError::KeysUnavailable => {
+                DomainError::ClusterUnavailable(self.to_string())
+            }
+            _ => DomainError::unauthorized(self.to_string()),
         }
     }
 }
@@ -240,10 +257,13 @@ impl TokenService {
             return Err(TokenError::WrongAlgorithm);
         }
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-        let key = self
-            .keys
-            .verifying_key(&kid)
-            .ok_or(TokenError::UnknownKey)?;
+        let key = self.keys.verifying_key(&kid).ok_or_else(|| {
+            if self.keys.keys_current() {
+                TokenError::UnknownKey
+            } else {
+                TokenError::KeysUnavailable
+            }
+        })?;
 
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);

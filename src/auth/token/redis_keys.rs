@@ -69,6 +69,11 @@ struct Ring {
     /// What background passes did since housekeeping last asked.
     done: Mutex<KeyMaintenance>,
     last_miss_refresh_ms: AtomicU64,
+    /// When the last whole read of the hash that succeeded was sent (ms
+    /// after `created`, real time): a node that read within
+    /// [`ACTIVATION_DELAY_MS`] knows every key anyone may sign with.
+    last_read_ms: AtomicU64,
+    created: std::time::Instant,
 }
 
 impl RedisKeys {
@@ -93,6 +98,8 @@ impl RedisKeys {
             busy: AtomicBool::new(false),
             done: Mutex::new(KeyMaintenance::default()),
             last_miss_refresh_ms: AtomicU64::new(0),
+            last_read_ms: AtomicU64::new(0),
+            created: std::time::Instant::now(),
         });
         let first = generate(ring.clock.now_ms(), 0);
         let (hash, kid, value) = (ring.hash(), first.key.kid.clone(), first.wire());
@@ -181,14 +188,20 @@ impl Ring {
 
     /// Merges the hash into memory, writes back what Redis lacks, and
     /// purges what can verify no live token.
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     async fn refresh(&self) -> Result<(), StoreError> {
         let hash = self.hash();
+        let sent_at = self.elapsed_ms();
         let stored: Vec<(String, String)> = self
             .link
             .run("read signing keys", move |mut conn| async move {
                 redis::cmd("HGETALL").arg(hash).query_async(&mut conn).await
             })
             .await?;
+        self.last_read_ms.fetch_max(sent_at, Ordering::Relaxed);
         let mut in_redis = std::collections::HashSet::new();
         for (kid, value) in &stored {
             in_redis.insert(kid.clone());
@@ -346,6 +359,11 @@ impl SigningKeySource for RedisKeys {
             }
         }
         found
+    }
+
+    fn keys_current(&self) -> bool {
+        let read = self.inner.last_read_ms.load(Ordering::Relaxed);
+        self.inner.elapsed_ms().saturating_sub(read) < ACTIVATION_DELAY_MS
     }
 
     /// Starts a pass in the background (never waits on Redis: housekeeping

@@ -171,13 +171,21 @@ pub struct FindSession<'a> {
 }
 
 impl FindSession<'_> {
-    pub fn apply(self, ops: &AgentOps, caller: &Caller) -> Result<VisitorView, DomainError> {
+    /// Counts misses in the shared counters (exact across nodes in cluster
+    /// mode; 503 `cluster_unavailable` when they cannot be reached).
+    pub async fn apply(
+        self,
+        ops: &AgentOps,
+        caller: &Caller<'_>,
+    ) -> Result<VisitorView, DomainError> {
         ops.admit(caller, self.group)?;
         let claims = caller.claims;
         let token = format!("jti:{}", claims.jti);
-        let attempt = ops
-            .session_key_misses
-            .begin(Some(&token), caller.client)
+        let misses = &ops.session_key_misses;
+        let attempt = misses
+            .begin_async(Some(&token), caller.client)
+            .await
+            .map_err(|e| DomainError::ClusterUnavailable(e.0))?
             .map_err(|locked| DomainError::TooManyAttempts(locked.retry_after_secs))?;
         let found = session_keys::well_formed(self.key)
             .then(|| ops.session_keys.find(claims.groupid, self.key))
@@ -196,11 +204,17 @@ impl FindSession<'_> {
             .and_then(|holder| ops.view(&holder.visitor, claims).ok());
         match found {
             Some(view) => {
-                ops.session_key_misses.succeeded(attempt);
+                if let Err(e) = misses.succeeded_async(attempt).await {
+                    // The reserved slot expires with its window.
+                    tracing::warn!(error = %e, "could not release a session-key slot");
+                }
                 Ok(view)
             }
             None => {
-                let _ = ops.session_key_misses.failed(attempt);
+                misses
+                    .failed_async(attempt)
+                    .await
+                    .map_err(|e| DomainError::ClusterUnavailable(e.0))?;
                 Err(DomainError::SessionKeyNotFound)
             }
         }

@@ -60,6 +60,18 @@ struct Pending {
     reply: oneshot::Sender<Result<Value, RequestError>>,
 }
 
+/// Removes a request's [`Pending`] entry when its future goes.
+struct PendingEntry {
+    link: ClusterLink,
+    id: u64,
+}
+
+impl Drop for PendingEntry {
+    fn drop(&mut self) {
+        lock(&self.link.inner.rpc.pending).remove(&self.id);
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Requests {
     next_id: AtomicU64,
@@ -155,30 +167,26 @@ impl ClusterLink {
         let payload = serde_json::to_vec(&message).unwrap_or_default();
         // Never sent to a node not known live: "gone" must mean "not run".
         let sent = known.then(|| self.publish(&format!("node:{node}"), payload));
-        let link = self.clone();
+        // Dropped with the future, answered or not, so a caller that gives
+        // up (or never polls) leaves no entry behind.
+        let entry = known.then(|| PendingEntry {
+            link: self.clone(),
+            id,
+        });
         async move {
+            let _entry = entry;
             let Some(sent) = sent else {
                 return Err(RequestError::NodeGone);
             };
-            let forget = |link: &ClusterLink| lock(&link.inner.rpc.pending).remove(&id);
             match sent.await {
-                Ok(0) => {
-                    forget(&link);
-                    return Err(RequestError::NodeGone);
-                }
+                Ok(0) => return Err(RequestError::NodeGone),
                 Ok(_) => {}
-                Err(e) => {
-                    forget(&link);
-                    return Err(RequestError::Unavailable(e));
-                }
+                Err(e) => return Err(RequestError::Unavailable(e)),
             }
             match tokio::time::timeout(timeout, answer).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(_)) => Err(RequestError::NodeGone),
-                Err(_) => {
-                    forget(&link);
-                    Err(RequestError::Timeout)
-                }
+                Err(_) => Err(RequestError::Timeout),
             }
         }
     }

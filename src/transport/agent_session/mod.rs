@@ -99,7 +99,7 @@ impl AgentSession {
             .verify(token)
             .map_err(|e| {
                 deps.metrics.auth_failed(e.reason());
-                DomainError::unauthorized(e.to_string())
+                e.to_domain()
             })
             .and_then(|claims| {
                 let caller = Caller {

@@ -5,6 +5,8 @@
 //! echoing it. A frame may name its `groupid`; without one it is the
 //! token's group.
 
+use std::sync::Arc;
+
 use actix::{ActorFutureExt, AsyncContext, WrapFuture};
 use actix_web_actors::ws::WebsocketContext;
 use serde_json::Value;
@@ -220,12 +222,27 @@ impl AgentSession {
         if !self.request_id(&id, ctx) {
             return;
         }
-        let found = FindSession {
-            group: group.unwrap_or(claims.groupid),
-            key,
-        }
-        .apply(&self.deps.ops, &self.caller(claims));
-        self.answer_lookup(&id, found, ctx);
+        let (ops, claims, origin, client) = (
+            Arc::clone(&self.deps.ops),
+            claims.clone(),
+            self.origin.clone(),
+            self.client.clone(),
+        );
+        let key = key.to_owned();
+        let found: Pending<VisitorView> = Box::pin(async move {
+            let caller = Caller {
+                claims: &claims,
+                origin: &origin,
+                client: client.as_deref(),
+            };
+            FindSession {
+                group: group.unwrap_or(claims.groupid),
+                key: &key,
+            }
+            .apply(&ops, &caller)
+            .await
+        });
+        self.in_flight(Some(id), Ok(found), answer_found, ctx);
     }
 
     /// Answers a lookup-style request with the visitor's document, or the
@@ -252,6 +269,25 @@ impl AgentSession {
             Err(e @ DomainError::BadRequest(_)) => reject(self, ctx, Some(id), &e),
             Err(e) => send_error(ctx, Some(id), &e),
         }
+    }
+}
+
+/// Answers `find_session` with the visitor's document, as a lookup.
+fn answer_found(ctx: &mut WebsocketContext<AgentSession>, id: Option<&str>, view: VisitorView) {
+    let id = id.unwrap_or_default();
+    match serde_json::to_value(view) {
+        Ok(visitor) => ctx.text(
+            ServerFrame::Lookup {
+                id,
+                visitor: &visitor,
+            }
+            .to_text(),
+        ),
+        Err(e) => send_error(
+            ctx,
+            Some(id),
+            &DomainError::Internal(format!("lookup: {e}")),
+        ),
     }
 }
 

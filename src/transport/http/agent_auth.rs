@@ -53,7 +53,7 @@ fn extract(req: &HttpRequest) -> Result<AgentAuth, DomainError> {
         .ok_or_else(|| DomainError::unauthorized("Authorization must be `Bearer <token>`"))?;
     let claims = tokens.verify(token.trim()).map_err(|e| {
         metrics.auth_failed(e.reason());
-        DomainError::unauthorized(e.to_string())
+        e.to_domain()
     })?;
     Ok(AgentAuth {
         claims,

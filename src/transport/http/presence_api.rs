@@ -85,7 +85,8 @@ pub async fn find_session(
         group: path.groupid,
         key: &path.key,
     }
-    .apply(&ops, &auth.caller(client.as_deref()))?;
+    .apply(&ops, &auth.caller(client.as_deref()))
+    .await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
