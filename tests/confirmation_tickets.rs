@@ -160,7 +160,7 @@ async fn without_the_gate_a_confirmed_agent_still_reaches_the_confirmed_browser(
     // With the confirmed browser gone, nothing claims to be confirmed.
     real.close().await;
     server
-        .after_close("confirmed: false", || async {
+        .once_seen("confirmed: false", || async {
             (lookup(&server, &fred, "v-5").await["confirmed"] == false).then_some(())
         })
         .await;

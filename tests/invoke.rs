@@ -169,10 +169,14 @@ async fn invokes_go_to_the_most_recently_active_tab() {
     assert_eq!(agent.recv().await["event"], "connected");
     let mut tab_b = server.visitor("v-1", json!({"url":"/b"})).await;
     assert_eq!(agent.recv().await["event"], "presence");
-    let (_, doc) = server
-        .get("/presence/72/visitors/v-1", Some(&token), None)
+    server
+        .once_seen("both tabs", || async {
+            let (_, doc) = server
+                .get("/presence/72/visitors/v-1", Some(&token), None)
+                .await;
+            (doc["connections"] == 2).then_some(())
+        })
         .await;
-    assert_eq!(doc["connections"], 2);
 
     let call = server.invoke(&token, "v-1", json!({"func":"whoami"}));
     let answer = tab_b.answer(json!("b"));
@@ -184,6 +188,14 @@ async fn invokes_go_to_the_most_recently_active_tab() {
         .send(json!({"type":"presence","data":{"url":"/a2"}}))
         .await;
     assert_eq!(agent.recv().await["event"], "presence");
+    server
+        .once_seen("tab A's update", || async {
+            let (_, doc) = server
+                .get("/presence/72/visitors/v-1", Some(&token), None)
+                .await;
+            (doc["data"]["url"] == "/a2").then_some(())
+        })
+        .await;
     let call = server.invoke(&token, "v-1", json!({"func":"whoami"}));
     let answer = tab_a.answer(json!("a"));
     let ((_, body), _) = tokio::join!(call, answer);

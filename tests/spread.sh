@@ -12,8 +12,9 @@
 #   presence coalescing, registry stats) from the REST node's /metrics;
 # - the single-node /healthz body (cluster_health covers the cluster's).
 #
-# A read after a socket's close waits for the close to reach the other
-# nodes (TestServer::after_close); everything else is read at once.
+# A read that follows a change made through a socket on another node
+# waits for it to arrive (TestServer::once_seen); everything else is read
+# at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PRESENCE_TEST_CLUSTER=3 cargo test --no-fail-fast \

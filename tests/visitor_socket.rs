@@ -222,7 +222,7 @@ async fn a_socket_that_never_answers_pings_is_dropped() {
     // registry already counts no live connection (the visitor is in its
     // reconnect grace period).
     server
-        .after_close("no live connection", || async {
+        .once_seen("no live connection", || async {
             let (_, doc) = server
                 .get("/presence/72/visitors/v-1", Some(&token), None)
                 .await;

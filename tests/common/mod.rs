@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod confirm;
 pub mod raw_ws;
+pub mod spread;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, OnceLock};
@@ -150,8 +151,8 @@ pub struct TestServer {
     pub http: awc::Client,
     /// With `PRESENCE_TEST_CLUSTER=3`: the server is a 3-node cluster and
     /// visitor sockets, REST calls and agent sockets land on different
-    /// nodes (see [`cluster::Spread`]).
-    pub spread: Option<Box<cluster::Spread>>,
+    /// nodes (see [`spread::Spread`]).
+    pub spread: Option<Box<spread::Spread>>,
 }
 
 impl TestServer {
@@ -177,9 +178,9 @@ impl TestServer {
         }
         let mut config = config(dir.path());
         tune(&mut config);
-        let spread = match cluster::spread_requested(&config) {
+        let spread = match spread::spread_requested(&config) {
             true => Some(Box::new(
-                cluster::Spread::start(&mut config, dir.path(), clock.clone()).await,
+                spread::Spread::start(&mut config, dir.path(), clock.clone()).await,
             )),
             false => None,
         };
@@ -202,12 +203,14 @@ impl TestServer {
         server
     }
 
-    /// What `probe` reads after a socket closed. On one node the first read
-    /// already sees the close; spread over a cluster, the close reaches
-    /// the other nodes with its announcement (README, "Cluster mode":
-    /// lookups follow a change on another node once it arrives), so this
-    /// waits for it, within 5 s.
-    pub async fn after_close<T, F, Fut>(&self, what: &str, mut probe: F) -> T
+    /// What `probe` reads after a change made through a socket (a close, a
+    /// presence update). On one node the first read already sees it;
+    /// spread over a cluster, the change reaches the other nodes with its
+    /// announcement (README, "Cluster mode": lookups and routing follow a
+    /// change on another node once it arrives, and an event seen on one
+    /// node may arrive before it on another), so this waits for it, within
+    /// 5 s.
+    pub async fn once_seen<T, F, Fut>(&self, what: &str, mut probe: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,

@@ -15,6 +15,7 @@
 //! implementation, `redis_lockout` the cluster one.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use dashmap::DashMap;
 use futures_core::future::BoxFuture;
@@ -128,6 +129,55 @@ pub trait LockoutCounters: Send + Sync {
     /// Forgets keys with no failure in the window; bounds memory. Returns
     /// how many went.
     fn sweep(&self) -> usize;
+}
+
+/// An attempt whose slots are given back if it is dropped unsettled (its
+/// caller went away before the outcome was known, so nobody learnt
+/// anything from it).
+pub struct Reservation {
+    counters: Arc<dyn LockoutCounters>,
+    attempt: Option<Attempt>,
+}
+
+impl Reservation {
+    /// Begins an attempt on `counters`; as [`LockoutCounters::begin_async`].
+    pub async fn begin(
+        counters: &Arc<dyn LockoutCounters>,
+        account: Option<&str>,
+        client: Option<&str>,
+    ) -> Result<Result<Self, Locked>, SharedStateUnavailable> {
+        let begun = counters.begin_async(account, client).await?;
+        Ok(begun.map(|attempt| Self {
+            counters: counters.clone(),
+            attempt: Some(attempt),
+        }))
+    }
+
+    /// The attempt does not count.
+    pub fn succeeded(mut self) -> Pending<()> {
+        match self.attempt.take() {
+            Some(attempt) => self.counters.succeeded_async(attempt),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+
+    /// The attempt failed; what it locked.
+    pub fn failed(mut self) -> Pending<Vec<&'static str>> {
+        match self.attempt.take() {
+            Some(attempt) => self.counters.failed_async(attempt),
+            None => Box::pin(std::future::ready(Ok(Vec::new()))),
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(attempt) = self.attempt.take() {
+            // The release is under way once asked for (Redis commands are
+            // spawned), so the future may go.
+            drop(self.counters.succeeded_async(attempt));
+        }
+    }
 }
 
 /// What a failed attempt locked: the windows its slot filled.
@@ -257,8 +307,26 @@ impl LockoutCounters for InMemoryLockout {
 mod tests {
     use super::*;
     use crate::infra::clock::ManualClock;
-    use std::sync::Arc;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_reservation_dropped_unsettled_gives_its_slot_back() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let counters: Arc<dyn LockoutCounters> = Arc::new(InMemoryLockout::new(clock, 1, 20, 900));
+        let held = Reservation::begin(&counters, Some("fred"), None).await;
+        let held = held.expect("reachable").expect("a slot");
+        let second = Reservation::begin(&counters, Some("fred"), None).await;
+        assert!(second.expect("reachable").is_err(), "the one slot is held");
+        drop(held);
+        let again = Reservation::begin(&counters, Some("fred"), None).await;
+        let again = again.expect("reachable").expect("given back");
+        let _ = again.failed().await;
+        let locked = Reservation::begin(&counters, Some("fred"), None).await;
+        assert!(
+            locked.expect("reachable").is_err(),
+            "a settled failure counts"
+        );
+    }
 
     #[test]
     fn five_failures_in_the_window_lock_the_account_until_the_oldest_expires() {

@@ -101,7 +101,16 @@ impl RedisKeys {
             last_read_ms: AtomicU64::new(0),
             created: std::time::Instant::now(),
         });
-        let first = generate(ring.clock.now_ms(), 0);
+        // With peers already live (a Redis that came back empty), the
+        // first key waits out the activation delay like any rotation, so
+        // they read it before it signs; peers write their keys back
+        // meanwhile, and the newest active one signs.
+        let delay = if link.live_nodes().len() > 1 {
+            ACTIVATION_DELAY_MS
+        } else {
+            0
+        };
+        let first = generate(ring.clock.now_ms(), delay);
         let (hash, kid, value) = (ring.hash(), first.key.kid.clone(), first.wire());
         ring.link
             .run("create first signing key", move |mut conn| async move {

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::{AgentOps, Caller, VisitorView};
+use crate::auth::sign_in::lockout::Reservation;
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
 use crate::presence::confirmation::{card_for, ConfirmOptions, ConfirmationView, Started};
@@ -181,9 +182,8 @@ impl FindSession<'_> {
         ops.admit(caller, self.group)?;
         let claims = caller.claims;
         let token = format!("jti:{}", claims.jti);
-        let misses = &ops.session_key_misses;
-        let attempt = misses
-            .begin_async(Some(&token), caller.client)
+        // Dropped unsettled (the caller went away), the slot is given back.
+        let attempt = Reservation::begin(&ops.session_key_misses, Some(&token), caller.client)
             .await
             .map_err(|e| DomainError::ClusterUnavailable(e.0))?
             .map_err(|locked| DomainError::TooManyAttempts(locked.retry_after_secs))?;
@@ -204,15 +204,15 @@ impl FindSession<'_> {
             .and_then(|holder| ops.view(&holder.visitor, claims).ok());
         match found {
             Some(view) => {
-                if let Err(e) = misses.succeeded_async(attempt).await {
+                if let Err(e) = attempt.succeeded().await {
                     // The reserved slot expires with its window.
                     tracing::warn!(error = %e, "could not release a session-key slot");
                 }
                 Ok(view)
             }
             None => {
-                misses
-                    .failed_async(attempt)
+                attempt
+                    .failed()
                     .await
                     .map_err(|e| DomainError::ClusterUnavailable(e.0))?;
                 Err(DomainError::SessionKeyNotFound)

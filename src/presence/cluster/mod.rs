@@ -145,7 +145,14 @@ impl ClusterPresence {
                     me.reload(generation).await;
                 });
             }
-            NodeEvent::Left(_) => {}
+            // Its withdrawal announced its visitors as between sockets;
+            // any it did not (lost announcements) go into grace here.
+            NodeEvent::Left(node) => {
+                let until = me.inner.clock.now_ms() + me.inner.limits.reconnect_grace_ms;
+                for key in me.inner.replica.node_left(node, until) {
+                    me.changed(&key);
+                }
+            }
         }));
         let link = inner.link.clone();
         inner

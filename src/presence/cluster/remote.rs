@@ -205,8 +205,15 @@ impl Finish {
             Err(RequestError::NodeGone) => DomainError::VisitorNotPresent(
                 "the node holding the visitor's socket went away".to_owned(),
             ),
-            // The waiter's own deadline answers.
-            Err(RequestError::Timeout) => return Sent::Done,
+            // An invoke's waiter has its own deadline, which answers it. A
+            // signal has none: tell it the visitor's node did not confirm
+            // (it may or may not have been delivered).
+            Err(RequestError::Timeout) => match self {
+                Finish::Invoke(_) => return Sent::Done,
+                Finish::Signal(_) => DomainError::ClusterUnavailable(
+                    "the visitor's node did not confirm the signal in time".to_owned(),
+                ),
+            },
             Err(RequestError::Unavailable(e)) => DomainError::ClusterUnavailable(e.0),
         };
         match self {

@@ -119,6 +119,28 @@ impl Replica {
         self.remove_where(|h| h.portion.node == node)
     }
 
+    /// A node left: its portions that still hold sockets are between
+    /// sockets from now, in grace until `grace_until_ms`; the keys that
+    /// changed.
+    pub(super) fn node_left(&self, node: &str, grace_until_ms: u64) -> Vec<VisitorKey> {
+        let mut changed = Vec::new();
+        for mut entry in self.visitors.iter_mut() {
+            let mut touched = false;
+            for held in entry.value_mut().iter_mut() {
+                let portion = &mut held.portion;
+                if portion.node == node && !portion.connections.is_empty() {
+                    portion.connections.clear();
+                    portion.grace_until_ms = Some(grace_until_ms);
+                    touched = true;
+                }
+            }
+            if touched {
+                changed.push(entry.key().clone());
+            }
+        }
+        changed
+    }
+
     /// Drops portions whose grace period ended; the keys that changed.
     pub(super) fn expire(&self, now_ms: u64) -> Vec<VisitorKey> {
         self.remove_where(|h| !h.portion.is_live(now_ms))
@@ -152,5 +174,58 @@ impl Replica {
             !held.is_empty()
         });
         changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infra::ids::VisitorId;
+    use crate::presence::registry::PortionConnection;
+
+    fn portion(node: &str, seq: u64, sockets: usize) -> Portion {
+        Portion {
+            node: node.to_owned(),
+            seq,
+            connections: (0..sockets)
+                .map(|i| PortionConnection {
+                    id: format!("c{i}"),
+                    identity: None,
+                })
+                .collect(),
+            data: serde_json::json!({}),
+            connected_at_ms: 1,
+            last_active_ms: 1,
+            grace_until_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_node_that_left_without_announcing_puts_its_visitors_in_grace() {
+        let replica = Replica::default();
+        let key = VisitorKey::new(72, VisitorId::parse("v-1").expect("id"));
+        assert!(replica.apply(&key, "gone", 1, Some(portion("gone", 1, 1))));
+        assert!(replica.apply(&key, "stays", 1, Some(portion("stays", 1, 1))));
+        assert_eq!(replica.node_left("gone", 5_000), vec![key.clone()]);
+        let now = replica.get(&key, 4_999);
+        assert_eq!(now.len(), 2, "in grace until 5000");
+        assert!(now
+            .iter()
+            .any(|p| p.node == "gone" && p.connections.is_empty()));
+        assert_eq!(replica.expire(5_000), vec![key.clone()]);
+        let left: Vec<String> = replica
+            .get(&key, 5_000)
+            .into_iter()
+            .map(|p| p.node)
+            .collect();
+        assert_eq!(
+            left,
+            vec!["stays".to_owned()],
+            "the other node's portion stays"
+        );
+        assert!(
+            replica.node_left("gone", 9_000).is_empty(),
+            "nothing more to do"
+        );
     }
 }

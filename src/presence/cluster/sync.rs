@@ -105,6 +105,8 @@ impl ClusterPresence {
         {
             return;
         }
+        // A node that announces is alive: requests to it may go now.
+        self.inner.link.heard_from(&announcement.node);
         for update in announcement.updates {
             let Ok(visitor) = VisitorId::parse(&update.v) else {
                 continue;

@@ -28,13 +28,12 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use dashmap::DashMap;
 use redis::AsyncCommands;
 use serde_json::{json, Value};
 
 use super::records::{ConfirmationRecords, Decide};
 use crate::infra::error::SharedStateUnavailable;
-use crate::store::cluster::ClusterLink;
+use crate::store::cluster::{scan_values, ClusterLink, ReplicaMap};
 use crate::store::{
     ConfirmationGrant, ConfirmationRecord, ConfirmationStatus, Settled, StoreError,
 };
@@ -66,7 +65,7 @@ pub struct RedisConfirmationRecords {
     clock: crate::infra::clock::SharedClock,
     /// How long a prompt record lives (ms).
     record_ttl_ms: u64,
-    grants: DashMap<String, ConfirmationGrant>,
+    grants: ReplicaMap<String, ConfirmationGrant>,
 }
 
 fn corrupt(reason: impl std::fmt::Display) -> StoreError {
@@ -103,7 +102,7 @@ impl RedisConfirmationRecords {
             link: link.clone(),
             clock,
             record_ttl_ms,
-            grants: DashMap::new(),
+            grants: ReplicaMap::default(),
         });
         let weak = Arc::downgrade(&this);
         let me = link.node_id().to_owned();
@@ -138,51 +137,27 @@ impl RedisConfirmationRecords {
                 self.grants.insert(key.to_owned(), grant);
             }
             _ => {
-                self.grants.remove(key);
+                self.grants.remove(&key.to_owned());
             }
         }
     }
 
-    /// Replaces the replica with every grant in Redis.
+    /// Replaces the replica with every grant in Redis (changes that
+    /// arrive meanwhile win: [`ReplicaMap::reload`]).
     async fn reload(&self) -> Result<(), SharedStateUnavailable> {
         let pattern = self.link.key("confirmation_grant:*");
         let prefix = self.link.key("confirmation_grant:");
-        let found: Vec<(String, String)> = self
-            .link
-            .run("confirmation grants", move |mut conn| async move {
-                let mut keys: Vec<String> = Vec::new();
-                {
-                    let mut iter = conn.scan_match::<_, String>(pattern).await?;
-                    while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
-                        keys.push(key?);
-                    }
-                }
-                let mut out = Vec::new();
-                for chunk in keys.chunks(200) {
-                    let values: Vec<Option<String>> =
-                        redis::cmd("MGET").arg(chunk).query_async(&mut conn).await?;
-                    for (k, v) in chunk.iter().zip(values) {
-                        if let Some(v) = v {
-                            out.push((k.clone(), v));
-                        }
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
-        let live: Vec<(String, ConfirmationGrant)> = found
-            .into_iter()
-            .filter_map(|(k, v)| {
-                let key = k.strip_prefix(&prefix)?.to_owned();
-                Some((key, serde_json::from_str(&v).ok()?))
-            })
-            .collect();
-        let keep: std::collections::HashSet<&String> = live.iter().map(|(k, _)| k).collect();
-        self.grants.retain(|k, _| keep.contains(k));
-        for (k, g) in &live {
-            self.grants.insert(k.clone(), g.clone());
-        }
-        Ok(())
+        let read = async {
+            let found = scan_values(&self.link, "confirmation grants", pattern).await?;
+            Ok(found
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let key = k.strip_prefix(&prefix)?.to_owned();
+                    Some((key, serde_json::from_str(&v).ok()?))
+                })
+                .collect())
+        };
+        self.grants.reload(read).await
     }
 
     /// Tells every other node about a grant change, waiting for Redis.
@@ -324,7 +299,7 @@ impl ConfirmationRecords for RedisConfirmationRecords {
     }
 
     fn grant(&self, key: &str) -> Result<Option<ConfirmationGrant>, StoreError> {
-        Ok(self.grants.get(key).map(|g| g.clone()))
+        Ok(self.grants.entries().get(key).map(|g| g.clone()))
     }
 
     fn grants_of(
@@ -335,6 +310,7 @@ impl ConfirmationRecords for RedisConfirmationRecords {
         let prefix = format!("{groupid}/{visitorid}/");
         Ok(self
             .grants
+            .entries()
             .iter()
             .filter(|e| e.key().starts_with(&prefix))
             .map(|e| (e.key().clone(), e.value().clone()))
@@ -348,14 +324,14 @@ impl ConfirmationRecords for RedisConfirmationRecords {
             .run_blocking("confirmation grant remove", move |mut conn| async move {
                 conn.del(redis_key).await
             })?;
-        let had = self.grants.remove(key).is_some();
+        let had = self.grants.remove(&key.to_owned()).is_some();
         self.tell(key, None);
         Ok(removed > 0 || had)
     }
 
     fn sweep(&self, now_secs: u64, settled_cutoff_ms: u64) -> Result<usize, StoreError> {
-        let before = self.grants.len();
-        self.grants.retain(|_, g| g.until > now_secs);
+        let before = self.grants.entries().len();
+        self.grants.entries().retain(|_, g| g.until > now_secs);
         // Pending ids whose record expired (its node never settled it).
         let pending = self.link.key("confirmations:pending");
         let cutoff = settled_cutoff_ms;
@@ -364,7 +340,7 @@ impl ConfirmationRecords for RedisConfirmationRecords {
             .run_blocking("confirmations sweep", move |mut conn| async move {
                 conn.zrembyscore(pending, 0, cutoff).await
             })?;
-        Ok(before - self.grants.len() + dropped)
+        Ok(before - self.grants.entries().len() + dropped)
     }
 
     fn shared(&self) -> bool {

@@ -15,7 +15,9 @@
 //! broadcasts it (`session_key`) and awaits the broadcast before the
 //! visitor sees the code, so every node's subscriber has it queued before
 //! anyone can read it out to an agent; the replica is re-read from Redis
-//! after every (re)connection of the subscriber. Drops (`not_current`,
+//! after every (re)connection of the subscriber, once this node has
+//! written back its own connections' keys that Redis lacks (a Redis that
+//! came back empty). Drops (`not_current`,
 //! sweeps) are written and broadcast in the background. A connection's
 //! claim on its key is local: a connection lives on one node.
 
@@ -30,7 +32,7 @@ use super::{draw, IssueError, KeyHolder, OnlinePeriod, SessionKey, SessionKeys};
 use crate::infra::clock::SharedClock;
 use crate::infra::error::SharedStateUnavailable;
 use crate::infra::ids::{GroupId, VisitorId, VisitorKey};
-use crate::store::cluster::ClusterLink;
+use crate::store::cluster::{scan_values, ClusterLink, ReplicaMap};
 
 /// Draws before giving up on finding an unused code.
 const MAX_DRAWS: usize = 32;
@@ -117,8 +119,9 @@ pub struct RedisSessionKeys {
     clock: SharedClock,
     ttl_secs: u64,
     mints_per_minute: u64,
-    by_code: DashMap<(GroupId, String), Entry>,
-    by_connection: DashMap<String, SessionKey>,
+    by_code: ReplicaMap<(GroupId, String), Entry>,
+    /// This node's connections' keys (and their groups).
+    by_connection: DashMap<String, (GroupId, SessionKey)>,
 }
 
 impl RedisSessionKeys {
@@ -136,7 +139,7 @@ impl RedisSessionKeys {
             clock,
             ttl_secs,
             mints_per_minute: mints_per_minute.max(1),
-            by_code: DashMap::new(),
+            by_code: ReplicaMap::default(),
             by_connection: DashMap::new(),
         });
         let weak = Arc::downgrade(&this);
@@ -189,53 +192,64 @@ impl RedisSessionKeys {
         }
     }
 
+    /// Writes back this node's live keys that Redis lacks (a Redis that
+    /// came back empty), telling the other nodes; then replaces the replica
+    /// with every key in Redis (changes that arrive meanwhile win).
     async fn reload(&self) -> Result<(), SharedStateUnavailable> {
+        self.write_back().await?;
         let pattern = self.link.key("session_key:*");
-        let found: Vec<(String, String)> = self
-            .link
-            .run("session keys reload", move |mut conn| async move {
-                let mut keys: Vec<String> = Vec::new();
-                {
-                    let mut iter = conn.scan_match::<_, String>(pattern).await?;
-                    while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
-                        keys.push(key?);
-                    }
-                }
-                let mut out = Vec::new();
-                for chunk in keys.chunks(200) {
-                    let values: Vec<Option<String>> =
-                        redis::cmd("MGET").arg(chunk).query_async(&mut conn).await?;
-                    out.extend(
-                        chunk
-                            .iter()
-                            .cloned()
-                            .zip(values)
-                            .filter_map(|(k, v)| Some((k, v?))),
-                    );
-                }
-                Ok(out)
-            })
-            .await?;
         let prefix = self.link.key("session_key:");
-        let mut live = std::collections::HashSet::new();
-        for (key, value) in found {
-            let Some((group, code)) = key.strip_prefix(&prefix).and_then(|r| r.split_once(':'))
-            else {
-                continue;
-            };
-            let Ok(group) = group.parse::<GroupId>() else {
-                continue;
-            };
-            let Some(entry) = serde_json::from_str::<Stored>(&value)
-                .ok()
-                .and_then(|s| s.entry(group))
-            else {
-                continue;
-            };
-            live.insert((group, code.to_owned()));
-            self.by_code.insert((group, code.to_owned()), entry);
+        let read = async {
+            let found = scan_values(&self.link, "session keys reload", pattern).await?;
+            Ok(found
+                .into_iter()
+                .filter_map(|(key, value)| {
+                    let (group, code) = key.strip_prefix(&prefix)?.split_once(':')?;
+                    let group = group.parse::<GroupId>().ok()?;
+                    let entry = serde_json::from_str::<Stored>(&value).ok()?.entry(group)?;
+                    Some(((group, code.to_owned()), entry))
+                })
+                .collect())
+        };
+        self.by_code.reload(read).await
+    }
+
+    async fn write_back(&self) -> Result<(), SharedStateUnavailable> {
+        let now = self.clock.now_secs();
+        let mine: Vec<(GroupId, String, String, u64)> = self
+            .by_connection
+            .iter()
+            .filter(|e| e.value().1.expires > now)
+            .filter_map(|e| {
+                let (group, key) = e.value();
+                let entry = self.by_code.entries().get(&(*group, key.key.clone()))?;
+                let stored = serde_json::to_string(&Stored::of(&entry.holder, key.expires)).ok()?;
+                Some((*group, key.key.clone(), stored, key.expires - now))
+            })
+            .collect();
+        for (group, code, stored, ttl) in mine {
+            let key = self.code_key(group, &code);
+            let value = stored.clone();
+            let restored: Option<String> = self
+                .link
+                .run("session key write-back", move |mut conn| async move {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(value)
+                        .arg("NX")
+                        .arg("EX")
+                        .arg(ttl.max(1))
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            if restored.is_some() {
+                let h: Value = serde_json::from_str(&stored).unwrap_or_default();
+                self.link
+                    .broadcast(KIND, json!({ "g": group, "c": code, "h": h }))
+                    .await?;
+            }
         }
-        self.by_code.retain(|k, _| live.contains(k));
         Ok(())
     }
 
@@ -285,8 +299,8 @@ impl SessionKeys for RedisSessionKeys {
         let now_ms = self.clock.now_ms();
         let now = now_ms / 1000;
         if let Some(live) = self.by_connection.get(connection) {
-            if live.expires > now {
-                return Ok(live.clone());
+            if live.1.expires > now {
+                return Ok(live.1.clone());
             }
         }
         let group = holder.visitor.group;
@@ -342,7 +356,7 @@ impl SessionKeys for RedisSessionKeys {
             wait_on(&self.link, self.link.broadcast(KIND, body)).map_err(unavailable)?;
             let key = SessionKey { key: code, expires };
             self.by_connection
-                .insert(connection.to_owned(), key.clone());
+                .insert(connection.to_owned(), (group, key.clone()));
             return Ok(key);
         }
         Err(IssueError::Exhausted)
@@ -354,7 +368,7 @@ impl SessionKeys for RedisSessionKeys {
 
     fn find(&self, group: GroupId, key: &str) -> Option<KeyHolder> {
         let now = self.clock.now_secs();
-        let entry = self.by_code.get(&(group, key.to_owned()))?;
+        let entry = self.by_code.entries().get(&(group, key.to_owned()))?;
         (entry.expires > now).then(|| entry.holder.clone())
     }
 
@@ -375,10 +389,11 @@ impl SessionKeys for RedisSessionKeys {
     /// connected elsewhere.
     fn sweep(&self, _in_period: &dyn Fn(&KeyHolder) -> bool) -> usize {
         let now = self.clock.now_secs();
-        let before = self.by_code.len();
-        self.by_code.retain(|_, e| e.expires > now);
-        self.by_connection.retain(|_, key| key.expires > now);
-        before - self.by_code.len()
+        let codes = self.by_code.entries();
+        let before = codes.len();
+        codes.retain(|_, e| e.expires > now);
+        self.by_connection.retain(|_, (_, key)| key.expires > now);
+        before - codes.len()
     }
 }
 

@@ -13,11 +13,15 @@
 //!
 //! Keys and channels are `{key_prefix}:...`, so deployments can share one
 //! Redis. `channels.rs` runs the pub/sub subscriber (with reconnects),
-//! `nodes.rs` the node lease and the table of live nodes, `rpc.rs`
-//! requests from one node to another with their replies.
+//! `nodes.rs` the node lease and the table of live nodes (`reaping.rs`
+//! what happens to a dead one's entries), `rpc.rs` requests from one node
+//! to another with their replies, `replica_map.rs` node-local replicas
+//! of shared entries and their re-reads.
 
 mod channels;
 mod nodes;
+mod reaping;
+mod replica_map;
 mod rpc;
 
 use std::future::Future;
@@ -36,6 +40,7 @@ use crate::infra::ids;
 use crate::infra::metrics::Metrics;
 
 pub use nodes::NodeEvent;
+pub use replica_map::{scan_values, ReplicaMap};
 pub use rpc::{RequestError, RpcReply, WireError};
 
 /// A cheap, cloneable handle on this node's link to the cluster.

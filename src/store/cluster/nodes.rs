@@ -10,7 +10,11 @@
 //!
 //! A dead node's shared entries are removed by one node: whoever wins
 //! `SET {prefix}:reap:{id} NX` runs the reapers the layers above
-//! registered (compare-and-delete scripts that keep what moved elsewhere).
+//! registered (compare-and-delete scripts that keep what moved elsewhere),
+//! unless the node's lease is back (it was stalled, not dead), then drops
+//! the claim. A node that finds its own lease lapsed re-publishes its
+//! entries only once no reap of it is in progress, so a reap never deletes
+//! a re-publication.
 //! Nodes found in `{prefix}:nodes` without a lease at start-up, or whose
 //! last beat is two leases old, are reaped too, so the entries of a node
 //! that died while nobody was watching do not live on.
@@ -22,8 +26,11 @@ use std::time::Instant;
 use futures_core::future::BoxFuture;
 use serde_json::json;
 
-use super::ClusterLink;
+use super::{reaping, ClusterLink};
 use crate::infra::error::SharedStateUnavailable;
+
+/// How often peers' leases are checked, at most.
+const EXPIRY_TICK: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What a node listener hears.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +54,9 @@ pub(super) struct NodeTable {
     me: String,
     peers: Mutex<HashMap<String, Instant>>,
     listeners: Mutex<Vec<NodeListener>>,
-    reapers: Mutex<Vec<Reaper>>,
+    pub(super) reapers: Mutex<Vec<Reaper>>,
     /// Dead nodes whose entries are still to be reaped.
-    to_reap: Mutex<HashSet<String>>,
+    pub(super) to_reap: Mutex<HashSet<String>>,
     /// Every node known to have died or left (their entries in Redis are
     /// ignored until reaped).
     dead: Mutex<HashSet<String>>,
@@ -71,7 +78,7 @@ impl NodeTable {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -114,6 +121,15 @@ impl ClusterLink {
             .metrics
             .cluster
             .set_live_nodes(lock(&self.inner.nodes.peers).len() + 1);
+    }
+
+    /// Something `node` just published (an announcement) says it is alive:
+    /// a node not heard yet counts as live from now (its first beat may
+    /// still be on the way). A node known dead stays dead until it beats.
+    pub fn heard_from(&self, node: &str) {
+        if !self.is_live(node) && !self.is_dead(node) {
+            self.heard(node);
+        }
     }
 
     fn heard(&self, node: &str) {
@@ -170,6 +186,17 @@ pub(super) fn start(link: &ClusterLink) {
         }
         *lock(&fresh.inner.nodes.own_beat) = now;
     }));
+    // Expiry on a tick of its own, so a death is declared within
+    // EXPIRY_TICK of the lease running out, whatever the heartbeat.
+    let expiring = link.clone();
+    link.inner.handle.clone().spawn(async move {
+        let mut ticks = tokio::time::interval(expiring.config().heartbeat().min(EXPIRY_TICK));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            expire(&expiring);
+        }
+    });
     let link = link.clone();
     link.inner.handle.clone().spawn(async move {
         let beat = link.config().heartbeat();
@@ -180,11 +207,10 @@ pub(super) fn start(link: &ClusterLink) {
             ticks.tick().await;
             round += 1;
             renew(&link, round == 1).await;
-            expire(&link);
             if round.is_multiple_of(4) {
                 find_stale(&link).await;
             }
-            reap_due(&link).await;
+            reaping::reap_due(&link).await;
         }
     });
 }
@@ -252,7 +278,10 @@ async fn renew(link: &ClusterLink, first: bool) {
         // The lease had run out (Redis hung or lost its data): the others
         // may have declared this node dead and reaped its entries.
         tracing::warn!("this node's lease had expired; re-publishing");
-        link.inner.channels.run_hooks(false);
+        let link = link.clone();
+        link.inner.handle.clone().spawn(async move {
+            reaping::republish_after_reaps(&link).await;
+        });
     }
     match link.broadcast("beat", json!({})).await {
         // Not even this node's subscriber got it: the subscription is gone.
@@ -307,61 +336,6 @@ async fn find_stale(link: &ClusterLink) {
     for node in stale.unwrap_or_default() {
         link.found_dead(node);
     }
-}
-
-async fn reap_due(link: &ClusterLink) {
-    let due: Vec<String> = lock(&link.inner.nodes.to_reap).iter().cloned().collect();
-    for node in due {
-        if reap(link, &node).await.is_ok() {
-            lock(&link.inner.nodes.to_reap).remove(&node);
-        }
-    }
-}
-
-/// Reaps `node` if this node wins the claim; Ok when nothing is left to do.
-async fn reap(link: &ClusterLink, node: &str) -> Result<(), SharedStateUnavailable> {
-    let claim = link.key(&format!("reap:{node}"));
-    let me = link.node_id().to_owned();
-    let hold_ms = 3 * link.config().node_lease_ms;
-    let won: Option<String> = link
-        .run("claim reap", move |mut conn| async move {
-            redis::cmd("SET")
-                .arg(claim)
-                .arg(me)
-                .arg("NX")
-                .arg("PX")
-                .arg(hold_ms)
-                .query_async(&mut conn)
-                .await
-        })
-        .await?;
-    if won.is_none() {
-        let claim = link.key(&format!("reap:{node}"));
-        let holder: Option<String> = link
-            .run("reap claim", move |mut conn| async move {
-                redis::cmd("GET").arg(claim).query_async(&mut conn).await
-            })
-            .await?;
-        if holder.as_deref() != Some(link.node_id()) {
-            // Another node reaps it.
-            return Ok(());
-        }
-        // Ours, from an attempt that failed half-way: go on.
-    }
-    let reapers = lock(&link.inner.nodes.reapers).clone();
-    for reaper in reapers {
-        reaper(node.to_owned()).await?;
-    }
-    let nodes_key = link.key("nodes");
-    let node = node.to_owned();
-    link.run("forget node", move |mut conn| async move {
-        redis::cmd("ZREM")
-            .arg(nodes_key)
-            .arg(node)
-            .query_async::<()>(&mut conn)
-            .await
-    })
-    .await
 }
 
 pub(super) async fn leave(link: &ClusterLink) {

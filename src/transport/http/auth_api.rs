@@ -209,7 +209,7 @@ async fn attempt(
                 tokens
                     .revocations()
                     .revoke(&issued.claims.jti, issued.claims.exp)
-                    .map_err(|e| internal(&e))?;
+                    .map_err(shared)?;
                 return Err(Refusal::new(
                     DomainError::InvalidCredentials,
                     "unknown_or_expired_session",
