@@ -64,7 +64,13 @@ async fn a_node_frozen_past_its_lease_is_reaped_then_comes_back_whole() {
     wait_for_nodes(&survivor, 2).await;
     eventually(Duration::from_secs(5), "online again", online(true)).await;
     let token = survivor.token("fred.demo", 72);
-    let call = survivor.invoke(&token, "v-f", json!({"func": "f"}));
-    let ((status, body), _) = tokio::join!(call, visitor.answer(json!("back")));
+    let call = survivor.invoke(&token, "v-f", json!({"func": "f", "timeout_ms": 8000}));
+    let answer = tokio::time::timeout(Duration::from_secs(10), visitor.answer(json!("back")));
+    let ((status, body), answered) = tokio::join!(call, answer);
+    let log = std::fs::read_to_string(&frozen.log).unwrap_or_default();
+    assert!(
+        answered.is_ok(),
+        "the invoke never reached the visitor: {status} {body}; the frozen node's log:\n{log}"
+    );
     assert_eq!((status, &body["value"]), (200, &json!("back")), "{body}");
 }

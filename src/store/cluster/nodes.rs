@@ -62,6 +62,9 @@ pub(super) struct NodeTable {
     dead: Mutex<HashSet<String>>,
     /// When this node last heard its own beat (the subscriber works).
     own_beat: Mutex<Instant>,
+    /// When the oldest of this node's beats sent since it last heard one
+    /// was sent (None: every beat sent has been heard back).
+    unheard_since: Mutex<Option<Instant>>,
 }
 
 impl NodeTable {
@@ -74,6 +77,7 @@ impl NodeTable {
             to_reap: Mutex::default(),
             dead: Mutex::default(),
             own_beat: Mutex::new(Instant::now()),
+            unheard_since: Mutex::new(None),
         }
     }
 }
@@ -136,6 +140,7 @@ impl ClusterLink {
         let table = &self.inner.nodes;
         if node == table.me {
             *lock(&table.own_beat) = Instant::now();
+            *lock(&table.unheard_since) = None;
             return;
         }
         let new = lock(&table.peers)
@@ -185,6 +190,7 @@ pub(super) fn start(link: &ClusterLink) {
             *heard = now;
         }
         *lock(&fresh.inner.nodes.own_beat) = now;
+        *lock(&fresh.inner.nodes.unheard_since) = None;
     }));
     // Expiry on a tick of its own, so a death is declared within
     // EXPIRY_TICK of the lease running out, whatever the heartbeat.
@@ -283,13 +289,22 @@ async fn renew(link: &ClusterLink, first: bool) {
             reaping::republish_after_reaps(&link).await;
         });
     }
+    // Noted before it is sent: hearing it back clears it.
+    let oldest_unheard = *lock(&link.inner.nodes.unheard_since).get_or_insert_with(Instant::now);
     match link.broadcast("beat", json!({})).await {
         // Not even this node's subscriber got it: the subscription is gone.
         Ok(0) => link.inner.channels.force_reconnect(),
+        // Resubscribe only if a beat sent three heartbeats ago has still
+        // not come back (not merely because none was heard for a while:
+        // after a stall the beats are still on their way).
         Ok(_) => {
-            let own = *lock(&link.inner.nodes.own_beat);
-            if link.subscriber_connected() && own.elapsed() > link.config().heartbeat() * 3 {
+            let heard_since = lock(&link.inner.nodes.unheard_since).is_none();
+            if !heard_since
+                && link.subscriber_connected()
+                && oldest_unheard.elapsed() > link.config().heartbeat() * 3
+            {
                 tracing::warn!("this node's beats stopped arriving; resubscribing");
+                *lock(&link.inner.nodes.unheard_since) = None;
                 link.inner.channels.force_reconnect();
             }
         }
