@@ -20,6 +20,7 @@ use redis::Script;
 
 use super::lockout::{filled, Attempt, Locked, LockoutCounters, Pending};
 use crate::infra::clock::SharedClock;
+use crate::infra::error::SharedStateUnavailable;
 use crate::infra::ids::fill_random;
 use crate::store::cluster::ClusterLink;
 
@@ -130,6 +131,7 @@ impl LockoutCounters for RedisLockout {
         let member = format!("{at}:{nonce:016x}");
         let (limits, window) = ((self.account_limit, self.client_limit), self.window_ms);
         let used = (account.is_some(), client.is_some());
+        let sets = keys.clone();
         let reserved = self.link.run("lockout begin", move |mut conn| async move {
             BEGIN
                 .key(keys.0)
@@ -144,8 +146,33 @@ impl LockoutCounters for RedisLockout {
                 .invoke_async::<Vec<i64>>(&mut conn)
                 .await
         });
+        // The answer goes through a task of its own: if the caller went
+        // away meanwhile (a cancelled request), the slot it reserved is
+        // given back after the reservation, never before it.
+        let (tell, told) = tokio::sync::oneshot::channel();
+        let link = self.link.clone();
+        self.link.runtime().spawn(async move {
+            let answer = reserved.await;
+            if let Err(Ok(unread)) = tell.send(answer) {
+                if unread.first() == Some(&0) {
+                    let member = format!("{at}:{nonce:016x}");
+                    let release = link.run("lockout release", move |mut conn| async move {
+                        let mut pipe = redis::pipe();
+                        for (set, used) in [(sets.0, used.0), (sets.1, used.1)] {
+                            if used {
+                                pipe.cmd("ZREM").arg(set).arg(&member).ignore();
+                            }
+                        }
+                        pipe.query_async::<()>(&mut conn).await
+                    });
+                    let _ = release.await;
+                }
+            }
+        });
         Box::pin(async move {
-            let answer = reserved.await?;
+            let answer = told
+                .await
+                .map_err(|_| SharedStateUnavailable("the Redis runtime stopped".to_owned()))??;
             let field = |i: usize| answer.get(i).copied().unwrap_or(0).max(0) as u64;
             Ok(match field(0) {
                 1 => Err(retry_after(field(1), "account")),

@@ -38,6 +38,8 @@ use crate::store::cluster::{scan_values, ClusterLink, ReplicaMap};
 const MAX_DRAWS: usize = 32;
 /// Control broadcast kind of key changes.
 const KIND: &str = "session_key";
+/// Keys written back per pipeline after a Redis lost them.
+const WRITE_BACK_BATCH: usize = 200;
 
 /// KEYS bucket; ARGV per minute, now (ms). 0, or ms until a mint refills.
 static MINT: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -196,7 +198,10 @@ impl RedisSessionKeys {
     /// came back empty), telling the other nodes; then replaces the replica
     /// with every key in Redis (changes that arrive meanwhile win).
     async fn reload(&self) -> Result<(), SharedStateUnavailable> {
-        self.write_back().await?;
+        if let Err(e) = self.write_back().await {
+            // The re-read goes on: the other nodes' keys matter as much.
+            tracing::warn!(error = %e.0, "cannot write this node's session keys back");
+        }
         let pattern = self.link.key("session_key:*");
         let prefix = self.link.key("session_key:");
         let read = async {
@@ -214,40 +219,56 @@ impl RedisSessionKeys {
         self.by_code.reload(read).await
     }
 
+    /// Writes this node's live keys back with `SET NX` (a Redis that lost
+    /// them), a pipeline per [`WRITE_BACK_BATCH`], and tells the other
+    /// nodes of those it restored. A key dropped meanwhile (no longer in
+    /// the replica when its batch is built) is not restored.
     async fn write_back(&self) -> Result<(), SharedStateUnavailable> {
-        let now = self.clock.now_secs();
-        let mine: Vec<(GroupId, String, String, u64)> = self
+        let mine: Vec<(GroupId, String)> = self
             .by_connection
             .iter()
-            .filter(|e| e.value().1.expires > now)
-            .filter_map(|e| {
-                let (group, key) = e.value();
-                let entry = self.by_code.entries().get(&(*group, key.key.clone()))?;
-                let stored = serde_json::to_string(&Stored::of(&entry.holder, key.expires)).ok()?;
-                Some((*group, key.key.clone(), stored, key.expires - now))
-            })
+            .map(|e| (e.value().0, e.value().1.key.clone()))
             .collect();
-        for (group, code, stored, ttl) in mine {
-            let key = self.code_key(group, &code);
-            let value = stored.clone();
-            let restored: Option<String> = self
+        for chunk in mine.chunks(WRITE_BACK_BATCH) {
+            let now = self.clock.now_secs();
+            let batch: Vec<(GroupId, String, String, u64)> = chunk
+                .iter()
+                .filter_map(|(group, code)| {
+                    let entry = self.by_code.entries().get(&(*group, code.clone()))?;
+                    let stored = serde_json::to_string(&Stored::of(&entry.holder, entry.expires));
+                    let ttl = entry.expires.checked_sub(now).filter(|t| *t > 0)?;
+                    Some((*group, code.clone(), stored.ok()?, ttl))
+                })
+                .collect();
+            if batch.is_empty() {
+                continue;
+            }
+            let writes: Vec<(String, String, u64)> = batch
+                .iter()
+                .map(|(g, c, v, ttl)| (self.code_key(*g, c), v.clone(), *ttl))
+                .collect();
+            let restored: Vec<Option<String>> = self
                 .link
                 .run("session key write-back", move |mut conn| async move {
-                    redis::cmd("SET")
-                        .arg(key)
-                        .arg(value)
-                        .arg("NX")
-                        .arg("EX")
-                        .arg(ttl.max(1))
-                        .query_async(&mut conn)
-                        .await
+                    let mut pipe = redis::pipe();
+                    for (key, value, ttl) in writes {
+                        pipe.cmd("SET")
+                            .arg(key)
+                            .arg(value)
+                            .arg("NX")
+                            .arg("EX")
+                            .arg(ttl);
+                    }
+                    pipe.query_async(&mut conn).await
                 })
                 .await?;
-            if restored.is_some() {
-                let h: Value = serde_json::from_str(&stored).unwrap_or_default();
-                self.link
-                    .broadcast(KIND, json!({ "g": group, "c": code, "h": h }))
-                    .await?;
+            for ((group, code, stored, _), restored) in batch.into_iter().zip(restored) {
+                if restored.is_some() {
+                    let h: Value = serde_json::from_str(&stored).unwrap_or_default();
+                    self.link
+                        .broadcast(KIND, json!({ "g": group, "c": code, "h": h }))
+                        .await?;
+                }
             }
         }
         Ok(())

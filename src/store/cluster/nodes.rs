@@ -147,7 +147,9 @@ impl ClusterLink {
             .insert(node.to_owned(), Instant::now())
             .is_none();
         if new {
-            lock(&table.to_reap).remove(node);
+            // A pending reap stays pending: it finds the lease back and
+            // only drops its claim (one that failed half-way must not
+            // leave `reap:{id}` holding back the node's re-publication).
             lock(&table.dead).remove(node);
             self.node_event(NodeEvent::Joined(node.to_owned()));
         }

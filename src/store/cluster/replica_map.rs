@@ -63,7 +63,8 @@ impl<K: Eq + Hash + Clone, V> ReplicaMap<K, V> {
         self.entries.insert(key, value);
     }
 
-    /// Removes `key` if `drop` says so; the removed value.
+    /// Removes `key` if `drop` says so (a change only then); the removed
+    /// value.
     pub fn remove_if(&self, key: &K, drop: impl FnOnce(&K, &V) -> bool) -> Option<V> {
         let mut changed = lock(&self.changed_during_reload);
         let removed = self.entries.remove_if(key, drop).map(|(_, v)| v);
@@ -73,9 +74,15 @@ impl<K: Eq + Hash + Clone, V> ReplicaMap<K, V> {
         removed
     }
 
-    /// Removes `key`; the removed value.
+    /// Removes `key` (a removal broadcast by another node, or this node's):
+    /// a change even if this replica did not hold it yet, so a re-read that
+    /// read it before the removal does not bring it back.
     pub fn remove(&self, key: &K) -> Option<V> {
-        self.remove_if(key, |_, _| true)
+        let mut changed = lock(&self.changed_during_reload);
+        if let Some(changed) = changed.as_mut() {
+            changed.insert(key.clone());
+        }
+        self.entries.remove(key).map(|(_, v)| v)
     }
 
     /// Replaces the entries with what `read` finds in Redis, except keys
@@ -159,9 +166,11 @@ mod tests {
             // Broadcasts arriving while Redis is read.
             map.insert("added-meanwhile", 2);
             map.remove(&"removed-meanwhile");
+            map.remove(&"never-held-removed-meanwhile");
             map.insert("updated-meanwhile", 3);
             Ok::<_, ()>(vec![
                 ("removed-meanwhile", 1),
+                ("never-held-removed-meanwhile", 1),
                 ("updated-meanwhile", 1),
                 ("in-redis", 4),
             ])
