@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::auth::password::{hash_password, MAX_PASSWORD_BYTES};
-use crate::infra::config::Config;
+use crate::infra::config::{Config, ServerRole};
 
 /// The demo config `cargo run` starts with.
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
@@ -29,6 +29,9 @@ pub enum Command {
         /// TOML config file; PRESENCE__SECTION__KEY variables override it.
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        /// What this process serves (overrides `server.role`).
+        #[arg(long, value_enum)]
+        role: Option<ServerRole>,
     },
     /// Read a password on stdin and print its argon2id PHC string.
     HashPassword,
@@ -36,6 +39,9 @@ pub enum Command {
     CheckConfig {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        /// Check the config as this role would load it.
+        #[arg(long, value_enum)]
+        role: Option<ServerRole>,
     },
     /// Print a partner login key ($1$<exp>$<sig>) signed with the group's api_key.
     LoginKey {
@@ -58,6 +64,7 @@ impl Cli {
     pub fn command(self) -> Command {
         self.command.unwrap_or(Command::Serve {
             config: PathBuf::from(DEFAULT_CONFIG_PATH),
+            role: None,
         })
     }
 }
@@ -116,8 +123,8 @@ pub fn login_key(
 }
 
 /// `check-config`.
-pub fn check_config(path: &std::path::Path) -> Result<Config, String> {
-    Config::load(path).map_err(|e| e.to_string())
+pub fn check_config(path: &std::path::Path, role: Option<ServerRole>) -> Result<Config, String> {
+    Config::load_as(path, role).map_err(|e| e.to_string())
 }
 
 /// What `check-config` prints after a valid config: a `warning:` line per
@@ -177,7 +184,7 @@ mod tests {
     fn no_subcommand_means_serve_the_demo_config() {
         let cli = Cli::parse_from(["presence-server"]);
         assert!(
-            matches!(cli.command(), Command::Serve { config } if config == std::path::Path::new(DEFAULT_CONFIG_PATH))
+            matches!(cli.command(), Command::Serve { config, role: None } if config == std::path::Path::new(DEFAULT_CONFIG_PATH))
         );
     }
 }

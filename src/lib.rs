@@ -27,13 +27,20 @@ pub use store::Store;
 pub mod config {
     pub use crate::infra::config::{
         ClusterConfig, ClusterMode, Config, ConfigError, GroupConfig, LogFormat, PresenceConfig,
-        Role, SsoAlgorithm, SsoConfig, UserConfig,
+        Role, ServerRole, SsoAlgorithm, SsoConfig, UserConfig,
     };
 }
 
 /// Wall clocks; tests drive token expiry and key ages with [`ManualClock`](clock::ManualClock).
 pub mod clock {
     pub use crate::infra::clock::{Clock, ManualClock, SharedClock, SystemClock};
+}
+
+/// The signing of internal calls between the auth and presence roles.
+pub mod internal_auth {
+    pub use crate::infra::internal_auth::{
+        sign, SignedHeaders, MAX_SKEW_MS, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    };
 }
 
 /// Random ids.

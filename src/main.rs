@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use presence_server::cli::{self, Cli, Command};
-use presence_server::config::Config;
+use presence_server::config::{Config, ServerRole};
 
 fn main() -> ExitCode {
     match Cli::parse().command() {
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config, role } => serve(&config, role),
         Command::HashPassword => match cli::hash_password_from(std::io::stdin()) {
             Ok(phc) => {
                 println!("{phc}");
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::CheckConfig { config } => match cli::check_config(&config) {
+        Command::CheckConfig { config, role } => match cli::check_config(&config, role) {
             Ok(checked) => {
                 println!("{}: ok", config.display());
                 for note in cli::check_config_notes(&checked) {
@@ -50,8 +50,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(path: &std::path::Path) -> ExitCode {
-    let config = match Config::load(path) {
+fn serve(path: &std::path::Path, role: Option<ServerRole>) -> ExitCode {
+    let config = match Config::load_as(path, role) {
         Ok(config) => config,
         Err(e) => return fail(&e.to_string()),
     };

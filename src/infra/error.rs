@@ -157,6 +157,17 @@ pub enum DomainError {
     /// Cluster mode: the shared state (Redis) did not answer in time.
     #[error("the cluster's shared state is unreachable: {0}")]
     ClusterUnavailable(String),
+    /// Split roles: the endpoint belongs to the other role (named here).
+    #[error("this node has role {0}; this endpoint is served by the {1} role")]
+    NotServedHere(&'static str, &'static str),
+    /// Auth role: no presence node has handed a signing key over yet.
+    #[error("no signing key has been handed over by a presence node yet")]
+    NoSigningKey,
+    /// An internal call whose HMAC signature, timestamp or nonce is refused;
+    /// the code is the reason (`bad_signature`, `stale_request`,
+    /// `replayed_request`).
+    #[error("{1}")]
+    InternalAuth(&'static str, String),
 }
 
 impl DomainError {
@@ -227,6 +238,9 @@ impl DomainError {
             DomainError::SessionKeyMintLimited(_) => "rate_limited",
             DomainError::SessionKeysExhausted => "session_keys_exhausted",
             DomainError::ClusterUnavailable(_) => "cluster_unavailable",
+            DomainError::NotServedHere(..) => "not_served_here",
+            DomainError::NoSigningKey => "no_signing_key",
+            DomainError::InternalAuth(code, _) => code,
         }
     }
 

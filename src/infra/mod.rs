@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod internal_auth;
 pub mod jwt;
 pub mod metrics;
 pub mod rate;

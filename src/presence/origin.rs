@@ -70,7 +70,7 @@ impl OriginPolicy {
             policy.union.extend(set.iter().cloned());
             policy.per_group.insert(group.id, set);
         }
-        policy.console = url::Url::parse(&config.server.public_url)
+        policy.console = url::Url::parse(config.server.console_origin_url())
             .ok()
             .and_then(|u| normalize_origin(&u.origin().ascii_serialization()));
         if let Some(console) = &policy.console {
@@ -79,6 +79,12 @@ impl OriginPolicy {
             policy.union.insert(console.clone());
         }
         policy
+    }
+
+    /// Whether `origin` is the console's (it alone may send cookies
+    /// cross-origin, to an auth node).
+    pub fn is_console(&self, origin: &RequestOrigin) -> bool {
+        matches!(origin, RequestOrigin::Valid(o) if self.console.as_deref() == Some(o.as_str()))
     }
 
     /// `Ok` if the origin is the console's own or `group` allows it: the

@@ -3,6 +3,7 @@
 //! down in order. The only module that knows every layer.
 
 pub mod housekeeping;
+mod roles;
 mod running;
 mod seams;
 
@@ -98,6 +99,7 @@ pub async fn run_with_clock(
         Some(link) => Seams::cluster(&config, &store, &clock, link).await?,
         None => Seams::single_node(&config, &store, &clock)?,
     };
+    let received = seams.received.clone();
     let tokens = Arc::new(TokenService::new(
         seams.keys,
         seams.revocations,
@@ -256,9 +258,27 @@ pub async fn run_with_clock(
         events: live_agents,
         metrics: metrics.clone(),
     });
+    let role_parts = roles::start(roles::RoleInputs {
+        config: config.clone(),
+        store: store.clone(),
+        clock: clock.clone(),
+        tokens: tokens.clone(),
+        received,
+        events: auth_deps.events.clone(),
+        audit: auth_deps.audit.clone(),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    })?;
+    let audit = auth_deps.audit.clone();
     let health = web::Data::new(http::Health {
         cluster: cluster.clone(),
+        role: role_parts.health,
     });
+    let role = web::Data::new(config.server.role);
+    let console = web::Data::new(http::ConsoleSettings::new(match config.server.role {
+        config::ServerRole::Presence => &config.server.auth_url,
+        _ => "",
+    }));
     let token_data = web::Data::from(tokens.clone());
     let metrics_data = web::Data::from(metrics.clone());
 
@@ -301,8 +321,11 @@ pub async fn run_with_clock(
             .app_data(ops.clone())
             .app_data(visitor_sockets.clone())
             .app_data(agent_sockets.clone())
+            .app_data(role.clone())
+            .app_data(console.clone())
             .wrap(from_fn(http::guards::body_deadline))
             .wrap(from_fn(http::cors::cors))
+            .wrap(from_fn(http::role_gate::role_gate))
             .wrap(from_fn(http::guards::connection_limit))
             .wrap(from_fn(http::request_log::log_requests))
             .configure(|cfg| http::configure(cfg, &http_limits))
@@ -347,10 +370,12 @@ pub async fn run_with_clock(
             shutdown,
             shutdown_timeout_secs: config.server.shutdown_timeout_secs,
             store,
+            audit,
             cluster,
             cluster_presence,
         },
         metrics_server,
+        internal_server: role_parts.internal,
         housekeeping,
     })
 }

@@ -22,6 +22,7 @@ pub struct RunningServer {
     pub(super) task: tokio::task::JoinHandle<std::io::Result<()>>,
     pub(super) parts: Parts,
     pub(super) metrics_server: Option<metrics_server::MetricsServer>,
+    pub(super) internal_server: Option<crate::transport::internal::InternalServer>,
     pub(super) housekeeping: housekeeping::HousekeepingThread,
 }
 
@@ -36,6 +37,7 @@ pub(super) struct Parts {
     pub(super) shutdown: CancellationToken,
     pub(super) shutdown_timeout_secs: u64,
     pub(super) store: Arc<Store>,
+    pub(super) audit: Arc<crate::auth::audit::Audit>,
     /// Cluster mode: this node's link to Redis.
     pub(super) cluster: Option<crate::store::cluster::ClusterLink>,
     /// Cluster mode: the cluster-wide presence directory.
@@ -51,6 +53,24 @@ impl RunningServer {
     /// The address `/metrics` is served on, if metrics are on.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_server.as_ref().map(|m| m.addr)
+    }
+
+    /// The address of the internal listener (split roles only).
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.internal_server.as_ref().map(|s| s.addr)
+    }
+
+    /// The `reason`s of this node's newest audit records of `group`
+    /// (group 0 holds refused internal calls), newest first.
+    pub fn audit_reasons(&self, group: u64) -> Vec<String> {
+        let query = crate::auth::audit::Query {
+            limit: 100,
+            ..Default::default()
+        };
+        match self.parts.audit.query(group, &query) {
+            Ok(Some(page)) => page.records.into_iter().filter_map(|r| r.reason).collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// WebSocket connections open now, and the most the server holds.
@@ -93,6 +113,9 @@ impl RunningServer {
         let stopped = self.handle.stop(true);
         if let Some(metrics) = &self.metrics_server {
             metrics.handle.stop(false).await;
+        }
+        if let Some(internal) = &self.internal_server {
+            internal.handle.stop(true).await;
         }
         self.parts.shutdown.cancel();
         // Validation caps shutdown_timeout_secs at 25, so this stays under

@@ -8,9 +8,11 @@ use crate::auth::sign_in::{
     InMemoryLockout, LockoutCounters, RedisAgents, RedisLockout, RedisUsedSsoTokens,
     RedisWebsiteSessions, SignInState, SledWebsiteSessions,
 };
-use crate::auth::token::{KeyRing, RedisKeys, Revocations, SharedRevocations, SigningKeySource};
+use crate::auth::token::{
+    KeyRing, ReceivedKeys, RedisKeys, Revocations, SharedRevocations, SigningKeySource,
+};
 use crate::infra::clock::SharedClock;
-use crate::infra::config::Config;
+use crate::infra::config::{Config, ServerRole};
 use crate::presence::confirmation::{
     ConfirmationRecords, InMemoryFailureLocks, PromptFailureLocks, RedisConfirmationRecords,
     RedisFailureLocks,
@@ -26,6 +28,8 @@ use super::SESSION_KEY_MISSES_PER_MINUTE;
 /// sessions and services hold only the traits.
 pub(super) struct Seams {
     pub keys: Arc<dyn SigningKeySource>,
+    /// Auth role: the keys are only those presence nodes handed over.
+    pub received: Option<Arc<ReceivedKeys>>,
     pub revocations: Revocations,
     pub sign_in: SignInState,
     pub session_keys: Arc<dyn SessionKeys>,
@@ -43,12 +47,26 @@ impl Seams {
         store: &Arc<Store>,
         clock: &SharedClock,
     ) -> Result<Self, StoreError> {
-        let keys = KeyRing::load_or_create(
-            store.clone(),
-            clock.clone(),
-            config.auth.key_rotation_secs,
-            config.auth.token_max_secs,
-        )?;
+        // An auth node never generates a key (nor opens a key ring).
+        let (keys, received): (Arc<dyn SigningKeySource>, _) = match config.server.role {
+            ServerRole::Auth => {
+                let received = Arc::new(ReceivedKeys::load(
+                    store.clone(),
+                    clock.clone(),
+                    config.auth.token_max_secs,
+                )?);
+                (received.clone(), Some(received))
+            }
+            _ => (
+                Arc::new(KeyRing::load_or_create(
+                    store.clone(),
+                    clock.clone(),
+                    config.auth.key_rotation_secs,
+                    config.auth.token_max_secs,
+                )?),
+                None,
+            ),
+        };
         let sign_in = SignInState {
             lockout: Arc::new(InMemoryLockout::new(
                 clock.clone(),
@@ -65,7 +83,8 @@ impl Seams {
             agents: store.clone(),
         };
         Ok(Self {
-            keys: Arc::new(keys),
+            keys,
+            received,
             revocations: Revocations::load(store.clone())?,
             sign_in,
             session_keys: Arc::new(LocalSessionKeys::durable(
@@ -97,16 +116,18 @@ impl Seams {
         link: &ClusterLink,
     ) -> Result<Self, StoreError> {
         let mut seams = Self::single_node(config, store, clock)?;
-        seams.keys = Arc::new(
-            RedisKeys::load(
-                link,
-                clock.clone(),
-                config.auth.key_rotation_secs,
-                config.auth.token_max_secs,
-                super::housekeeping::interval(config.auth.key_rotation_secs),
-            )
-            .await?,
-        );
+        if seams.received.is_none() {
+            seams.keys = Arc::new(
+                RedisKeys::load(
+                    link,
+                    clock.clone(),
+                    config.auth.key_rotation_secs,
+                    config.auth.token_max_secs,
+                    super::housekeeping::interval(config.auth.key_rotation_secs),
+                )
+                .await?,
+            );
+        }
         seams.revocations =
             Revocations::Shared(SharedRevocations::load(link, clock.clone()).await?);
         let auth = &config.auth;

@@ -19,6 +19,12 @@
 //!   tokens a website session issued (revoked when it logs out).
 //! - `session_keys`: big-endian group + code → [`StoredSessionKey`], the
 //!   visitors' live 6-digit session keys.
+//! - `received_keys` (auth role): `kid` → [`ReceivedKey`], the signing keys
+//!   presence nodes handed over.
+//! - `key_handovers` (presence role): `kid` → big-endian ms, when an auth
+//!   node first confirmed it holds the key.
+//! - `revocation_outbox` (auth role without Redis): `jti` → big-endian
+//!   `exp`, revocations not yet confirmed by the presence node.
 
 use std::path::Path;
 use std::sync::RwLock;
@@ -48,11 +54,18 @@ const TREE_SSO_JTIS: &str = "sso_jtis";
 const TREE_SESSION_TOKENS: &str = "session_tokens";
 /// Name of the visitors' session-key tree.
 const TREE_SESSION_KEYS: &str = "session_keys";
+/// Name of the auth role's handed-over keys.
+const TREE_RECEIVED_KEYS: &str = "received_keys";
+/// Name of the presence role's handover confirmations.
+const TREE_KEY_HANDOVERS: &str = "key_handovers";
+/// Name of the auth role's undelivered revocations.
+const TREE_REVOCATION_OUTBOX: &str = "revocation_outbox";
 
 mod agents;
 mod audit;
 pub mod cluster;
 mod confirmations;
+mod handover;
 mod session_keys;
 mod sessions;
 mod tokens;
@@ -60,6 +73,7 @@ pub use agents::{AgentRecord, AgentSource};
 pub use confirmations::{
     grant_key, AgentCard, ConfirmationGrant, ConfirmationRecord, ConfirmationStatus, Settled,
 };
+pub use handover::ReceivedKey;
 pub use session_keys::StoredSessionKey;
 pub use sessions::StoredSession;
 pub use tokens::{IssuedToken, StoredSigningKey};
@@ -105,6 +119,9 @@ struct Trees {
     sso_jtis: sled::Tree,
     session_tokens: sled::Tree,
     session_keys: sled::Tree,
+    received_keys: sled::Tree,
+    key_handovers: sled::Tree,
+    revocation_outbox: sled::Tree,
 }
 
 /// The embedded database. [`Store::close`] releases it (and its directory
@@ -129,6 +146,9 @@ impl Store {
         let sso_jtis = db.open_tree(TREE_SSO_JTIS)?;
         let session_tokens = db.open_tree(TREE_SESSION_TOKENS)?;
         let session_keys = db.open_tree(TREE_SESSION_KEYS)?;
+        let received_keys = db.open_tree(TREE_RECEIVED_KEYS)?;
+        let key_handovers = db.open_tree(TREE_KEY_HANDOVERS)?;
+        let revocation_outbox = db.open_tree(TREE_REVOCATION_OUTBOX)?;
         Ok(Self {
             trees: RwLock::new(Some(Trees {
                 db,
@@ -143,6 +163,9 @@ impl Store {
                 sso_jtis,
                 session_tokens,
                 session_keys,
+                received_keys,
+                key_handovers,
+                revocation_outbox,
             })),
         })
     }

@@ -19,7 +19,8 @@ pub fn close_code(error: &DomainError) -> CloseCode {
         DomainError::AtCapacity(_)
         | DomainError::TooManyConnections(_)
         | DomainError::Busy
-        | DomainError::ClusterUnavailable(_) => CloseCode::Again,
+        | DomainError::ClusterUnavailable(_)
+        | DomainError::NoSigningKey => CloseCode::Again,
         // 1011: the server failed.
         DomainError::Internal(_) => CloseCode::Error,
         // 1008: everything else is a policy the client broke.

@@ -6,6 +6,7 @@ pub mod agent_session;
 pub mod client_addr;
 pub mod close_codes;
 pub mod http;
+pub mod internal;
 pub mod metrics_server;
 pub mod protocol;
 pub mod visitor_session;

@@ -279,6 +279,11 @@ impl ProcessNode {
     /// and bind this sets) and `env` overrides, and waits for its
     /// "listening" line.
     pub fn start(config_toml: &str, env: &[(&str, String)]) -> Self {
+        Self::start_as(config_toml, &[], env)
+    }
+
+    /// [`ProcessNode::start`] with more `serve` arguments (`--role auth`).
+    pub fn start_as(config_toml: &str, args: &[&str], env: &[(&str, String)]) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config_toml).expect("write config");
@@ -287,6 +292,7 @@ impl ProcessNode {
         let child = Command::new(env!("CARGO_BIN_EXE_presence-server"))
             .args(["serve", "--config"])
             .arg(&config_path)
+            .args(args)
             .env("PRESENCE__SERVER__BIND", "127.0.0.1:0")
             .env("PRESENCE__SERVER__METRICS_BIND", "")
             .env(

@@ -13,10 +13,11 @@
 //! [`SigningKeySource`] is the seam the token service signs and verifies
 //! through; the [`KeyRing`] is its single-node implementation.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use dashmap::DashMap;
 use jsonwebtoken::{DecodingKey, EncodingKey};
+use secrecy::{ExposeSecret, SecretSlice};
 
 use super::LEEWAY_SECS;
 use crate::infra::clock::SharedClock;
@@ -32,6 +33,8 @@ pub struct SigningKey {
     pub created_at_ms: u64,
     pub(super) encoding: EncodingKey,
     pub(super) decoding: DecodingKey,
+    /// Kept for the handover to auth nodes; never logged.
+    secret: SecretSlice<u8>,
 }
 
 impl SigningKey {
@@ -42,7 +45,13 @@ impl SigningKey {
             created_at_ms,
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            secret: secret.to_vec().into(),
         }
+    }
+
+    /// The raw HS256 secret (for the handover only).
+    pub fn secret(&self) -> &[u8] {
+        self.secret.expose_secret()
     }
 
     fn from_stored(stored: &StoredSigningKey) -> Self {
@@ -67,8 +76,9 @@ impl SigningKey {
 /// [`SigningKeySource::signing_key`] and [`SigningKeySource::verifying_key`]
 /// run on request workers: they read memory only, never storage.
 pub trait SigningKeySource: Send + Sync {
-    /// The key that signs new tokens.
-    fn signing_key(&self) -> Arc<SigningKey>;
+    /// The key that signs new tokens; `None` on an auth node that has not
+    /// been handed one yet.
+    fn signing_key(&self) -> Option<Arc<SigningKey>>;
 
     /// The key with this id, while it may still verify tokens.
     fn verifying_key(&self, kid: &str) -> Option<Arc<SigningKey>>;
@@ -85,6 +95,36 @@ pub trait SigningKeySource: Send + Sync {
     /// longer have live tokens (housekeeping calls it each pass). A source
     /// whose keys another process generates does nothing here.
     fn maintain(&self) -> Result<KeyMaintenance, StoreError>;
+
+    /// Every key that may still verify, with its activation time, for the
+    /// handover to auth nodes (presence side; empty elsewhere).
+    fn handover_keys(&self) -> Vec<(Arc<SigningKey>, u64)> {
+        Vec::new()
+    }
+
+    /// Split roles, presence side: a retired key is kept until its
+    /// successor has been held by an auth node for a whole token lifetime
+    /// (`ledger` says since when, `None` while none has it), so an auth
+    /// node that still signs with the old key never makes tokens nobody
+    /// verifies.
+    fn hold_retired_until_handed_over(&self, _ledger: HandoverLedger) {}
+}
+
+/// When an auth node first confirmed it holds a key (`None`: not yet).
+pub type HandoverLedger = Arc<dyn Fn(&str) -> Option<u64> + Send + Sync>;
+
+/// The time from which the successor of a retiring key counts as in use:
+/// `since` without a ledger, else the later of `since` and its handover
+/// (`None` while no auth node has it: the old key stays).
+pub(super) fn retired_from(
+    ledger: Option<&HandoverLedger>,
+    successor: &str,
+    since: u64,
+) -> Option<u64> {
+    match ledger {
+        None => Some(since),
+        Some(ledger) => ledger(successor).map(|at| at.max(since)),
+    }
 }
 
 /// What one maintenance pass did.
@@ -102,6 +142,7 @@ pub struct KeyRing {
     clock: SharedClock,
     rotation_secs: u64,
     token_max_secs: u64,
+    ledger: OnceLock<HandoverLedger>,
 }
 
 impl KeyRing {
@@ -138,6 +179,7 @@ impl KeyRing {
             clock,
             rotation_secs,
             token_max_secs,
+            ledger: OnceLock::new(),
         })
     }
 
@@ -194,7 +236,12 @@ impl KeyRing {
         // A key retires when its successor is created.
         for pair in keys.windows(2) {
             let (old, successor) = (&pair[0], &pair[1]);
-            if successor.created_at_ms.saturating_add(keep_ms) < now_ms {
+            let Some(since) =
+                retired_from(self.ledger.get(), &successor.kid, successor.created_at_ms)
+            else {
+                break;
+            };
+            if since.saturating_add(keep_ms) < now_ms {
                 self.store.remove_signing_key(&old.kid)?;
                 self.by_kid.remove(&old.kid);
                 purged.push(old.kid.clone());
@@ -205,8 +252,19 @@ impl KeyRing {
 }
 
 impl SigningKeySource for KeyRing {
-    fn signing_key(&self) -> Arc<SigningKey> {
-        self.current()
+    fn signing_key(&self) -> Option<Arc<SigningKey>> {
+        Some(self.current())
+    }
+
+    fn handover_keys(&self) -> Vec<(Arc<SigningKey>, u64)> {
+        self.by_kid
+            .iter()
+            .map(|e| (e.value().clone(), e.value().created_at_ms))
+            .collect()
+    }
+
+    fn hold_retired_until_handed_over(&self, ledger: HandoverLedger) {
+        let _ = self.ledger.set(ledger);
     }
 
     fn verifying_key(&self, kid: &str) -> Option<Arc<SigningKey>> {

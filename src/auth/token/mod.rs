@@ -5,7 +5,9 @@
 //! [`TokenService::verify`] and get typed [`AgentClaims`] or a
 //! [`TokenError`], as Centrifugo keeps token checks apart from transports.
 
+pub mod handover;
 mod keyring;
+mod received_keys;
 mod redis_key_wire;
 mod redis_keys;
 mod redis_revocations;
@@ -24,9 +26,10 @@ use crate::infra::ids::{random_id, GroupId};
 pub use crate::infra::jwt::ISSUER;
 use crate::infra::jwt::{self, WithNotBefore};
 pub use keyring::{KeyMaintenance, KeyRing, SigningKeySource};
+pub use received_keys::{HandoverError, ReceivedKeys};
 pub use redis_keys::RedisKeys;
 pub use redis_revocations::SharedRevocations;
-pub use revocation::Revocations;
+pub use revocation::{RevocationForwarder, Revocations};
 
 /// `aud` of every agent token.
 pub const AUDIENCE: &str = "presence";
@@ -90,6 +93,9 @@ pub enum TokenError {
     /// able to read the shared key ring lately, so it may be a new key.
     #[error("the token's signing key is unknown here and the cluster's key ring cannot be read")]
     KeysUnavailable,
+    /// Auth role: no presence node has handed a signing key over yet.
+    #[error("no signing key has been handed over yet")]
+    NoSigningKey,
 }
 
 impl TokenError {
@@ -109,6 +115,7 @@ impl TokenError {
             TokenError::Revoked => "token_revoked",
             TokenError::Unrecorded => "token_unrecorded",
             TokenError::Unavailable | TokenError::KeysUnavailable => "cluster_unavailable",
+            TokenError::NoSigningKey => "no_signing_key",
         }
     }
 
@@ -120,6 +127,7 @@ impl TokenError {
             TokenError::Unavailable | TokenError::KeysUnavailable => {
                 DomainError::ClusterUnavailable(self.to_string())
             }
+            TokenError::NoSigningKey => DomainError::NoSigningKey,
             _ => DomainError::unauthorized(self.to_string()),
         }
     }
@@ -170,6 +178,11 @@ impl TokenService {
     /// Where the keys come from (housekeeping rotates them through it).
     pub fn keys(&self) -> &dyn SigningKeySource {
         self.keys.as_ref()
+    }
+
+    /// Where the keys come from, shared (the handover reads it).
+    pub fn keys_arc(&self) -> Arc<dyn SigningKeySource> {
+        self.keys.clone()
     }
 
     /// The denylist and the index of issued tokens.
@@ -234,7 +247,7 @@ impl TokenService {
     /// with [`AgentClaims`]; tests use it to craft tokens the verifier must
     /// refuse (too long a lifetime, missing claims).
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
-        let key = self.keys.signing_key();
+        let key = self.keys.signing_key().ok_or(TokenError::NoSigningKey)?;
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(key.kid.clone());
         jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|_| TokenError::Malformed)

@@ -35,7 +35,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use serde_json::json;
 
-use super::keyring::{KeyMaintenance, SigningKey, SigningKeySource};
+use super::keyring::{retired_from, HandoverLedger, KeyMaintenance, SigningKey, SigningKeySource};
 use super::redis_key_wire::{generate, Entry, WireKey, BOOTSTRAP, ROTATE};
 use super::LEEWAY_SECS;
 use crate::infra::clock::SharedClock;
@@ -74,6 +74,8 @@ struct Ring {
     /// [`ACTIVATION_DELAY_MS`] knows every key anyone may sign with.
     last_read_ms: AtomicU64,
     created: std::time::Instant,
+    /// Split roles: handover confirmations that hold retired keys.
+    ledger: std::sync::OnceLock<HandoverLedger>,
 }
 
 impl RedisKeys {
@@ -100,6 +102,7 @@ impl RedisKeys {
             last_miss_refresh_ms: AtomicU64::new(0),
             last_read_ms: AtomicU64::new(0),
             created: std::time::Instant::now(),
+            ledger: std::sync::OnceLock::new(),
         });
         // With peers already live (a Redis that came back empty), the
         // first key waits out the activation delay like any rotation, so
@@ -270,7 +273,15 @@ impl Ring {
         let now = self.clock.now_ms();
         let mut order = self.order.write().unwrap_or_else(|p| p.into_inner());
         let mut purged = Vec::new();
-        while order.len() > 1 && order[1].active_at_ms.saturating_add(self.keep_ms) < now {
+        while order.len() > 1 {
+            let Some(since) =
+                retired_from(self.ledger.get(), &order[1].key.kid, order[1].active_at_ms)
+            else {
+                break;
+            };
+            if since.saturating_add(self.keep_ms) >= now {
+                break;
+            }
             let old = order.remove(0);
             self.by_kid.remove(&old.key.kid);
             purged.push(old.key.kid.clone());
@@ -339,15 +350,24 @@ impl Ring {
 }
 
 impl SigningKeySource for RedisKeys {
-    fn signing_key(&self) -> Arc<SigningKey> {
+    fn signing_key(&self) -> Option<Arc<SigningKey>> {
         let now = self.inner.clock.now_ms();
         let order = self.inner.order();
         let active = order.iter().rev().find(|e| e.active_at_ms <= now);
-        match active.or_else(|| order.first()) {
-            Some(entry) => entry.key.clone(),
-            // `load` refused an empty ring, and purging keeps the newest.
-            None => Arc::new(generate(now, 0)).key.clone(),
-        }
+        // `load` refused an empty ring, and purging keeps the newest.
+        active.or_else(|| order.first()).map(|e| e.key.clone())
+    }
+
+    fn handover_keys(&self) -> Vec<(Arc<SigningKey>, u64)> {
+        self.inner
+            .order()
+            .iter()
+            .map(|e| (e.key.clone(), e.active_at_ms))
+            .collect()
+    }
+
+    fn hold_retired_until_handed_over(&self, ledger: HandoverLedger) {
+        let _ = self.inner.ledger.set(ledger);
     }
 
     fn verifying_key(&self, kid: &str) -> Option<Arc<SigningKey>> {

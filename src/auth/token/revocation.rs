@@ -22,6 +22,11 @@ use crate::store::{IssuedToken, Store, StoreError};
 /// sockets itself); returns how many sockets it closed.
 pub type RevokedHook = Arc<dyn Fn(&str) -> usize + Send + Sync>;
 
+/// Called, on the revoking thread, with each `(jti, exp)` this process
+/// revokes alone (no Redis): the auth role queues it, durably, for the
+/// presence node.
+pub type RevocationForwarder = Arc<dyn Fn(&str, u64) -> Result<(), StoreError> + Send + Sync>;
+
 /// Where revocations and the issued-token index live.
 pub enum Revocations {
     /// This process alone.
@@ -78,6 +83,9 @@ impl Revocations {
             Self::Local(local) => {
                 local.store.put_revoked(jti, exp)?;
                 local.denied.insert(jti.to_owned(), exp);
+                if let Some(forward) = local.forward.get() {
+                    forward(jti, exp)?;
+                }
                 Ok(0)
             }
             Self::Shared(shared) => shared.revoke(jti, exp),
@@ -104,6 +112,14 @@ impl Revocations {
         }
     }
 
+    /// Auth role without Redis: hands every revocation made here to
+    /// `forward` as well (cluster mode shares revocations through Redis).
+    pub fn forward_local(&self, forward: RevocationForwarder) {
+        if let Self::Local(local) = self {
+            let _ = local.forward.set(forward);
+        }
+    }
+
     /// Registers what closes the local sockets of a token another node
     /// revoked. A single node has no other nodes: it never calls it.
     pub fn on_revoked(&self, hook: RevokedHook) {
@@ -117,12 +133,17 @@ impl Revocations {
 pub struct LocalRevocations {
     store: Arc<Store>,
     denied: DashMap<String, u64>,
+    forward: std::sync::OnceLock<RevocationForwarder>,
 }
 
 impl LocalRevocations {
     /// Loads the persisted denylist.
     pub fn load(store: Arc<Store>) -> Result<Self, StoreError> {
         let denied = store.revoked()?.into_iter().collect();
-        Ok(Self { store, denied })
+        Ok(Self {
+            store,
+            denied,
+            forward: std::sync::OnceLock::new(),
+        })
     }
 }

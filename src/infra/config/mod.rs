@@ -7,6 +7,7 @@
 //! config dumped to a log never carries them.
 
 mod cluster;
+mod server;
 mod sso;
 mod validate;
 mod values;
@@ -14,8 +15,7 @@ mod values;
 pub(crate) use validate::{valid_allow_pattern, valid_username};
 pub use validate::{valid_function_name, MIN_TOKEN_SECS};
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::infra::ids::GroupId;
 
 pub use cluster::{ClusterConfig, ClusterMode};
+pub use server::{ServerConfig, ServerRole};
 pub use sso::{load_public_key, SsoAlgorithm, SsoConfig};
 pub use validate::ConfigError;
 pub use values::{function_allowed, normalize_origin, parse_network, ForwardedHeader};
@@ -65,90 +66,6 @@ pub const DEFAULT_MAX_SOCKETS_PER_IP: usize = 1_000;
 /// Default of `server.max_connections_per_ip`: those sockets plus the
 /// short-lived REST connections of the same browsers.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_500;
-
-/// `[server]`: the listener and process.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// Address to listen on.
-    pub bind: String,
-    /// Directory of the sled database.
-    pub data_dir: PathBuf,
-    /// The URL clients reach this server at.
-    pub public_url: String,
-    /// HTTP worker threads; 0 means one per core.
-    pub workers: usize,
-    /// WebSocket connections the whole server holds (not per worker);
-    /// also capped by the open-file limit less a reserve.
-    pub max_connections: usize,
-    /// Where `/metrics` is served (Prometheus); empty turns it off. Keep it
-    /// on a private interface.
-    pub metrics_bind: String,
-    /// Listen backlog of the socket.
-    pub backlog: u32,
-    /// How long a graceful shutdown waits for in-flight requests.
-    pub shutdown_timeout_secs: u64,
-    /// `text` or `json` log lines.
-    pub log_format: LogFormat,
-    /// A request body not complete this long after its headers gets 408,
-    /// and its connection closes.
-    pub request_body_timeout_ms: u64,
-    /// TCP connections (HTTP and WebSocket) one peer address may hold;
-    /// trusted proxies are exempt.
-    pub max_connections_per_ip: usize,
-    /// WebSockets one client address may hold (behind a trusted proxy, the
-    /// forwarded client's).
-    pub max_sockets_per_ip: usize,
-    /// CIDRs of the load balancers whose forwarding headers name the client.
-    pub trusted_proxies: Vec<String>,
-    /// The header those balancers write: `x-forwarded-for` or `forwarded`.
-    pub forwarded_header: ForwardedHeader,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            bind: "127.0.0.1:8080".to_owned(),
-            data_dir: PathBuf::from("data"),
-            public_url: "http://127.0.0.1:8080".to_owned(),
-            workers: 0,
-            max_connections: 250_000,
-            metrics_bind: "127.0.0.1:9090".to_owned(),
-            backlog: 2048,
-            shutdown_timeout_secs: 20,
-            log_format: LogFormat::Text,
-            request_body_timeout_ms: 10_000,
-            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
-            max_sockets_per_ip: DEFAULT_MAX_SOCKETS_PER_IP,
-            trusted_proxies: Vec::new(),
-            forwarded_header: Default::default(),
-        }
-    }
-}
-
-impl ServerConfig {
-    /// The bind address; valid after [`Config::validate`].
-    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.bind
-            .parse()
-            .map_err(|e| ConfigError::new("server.bind", format!("not a socket address: {e}")))
-    }
-
-    /// Worker threads to start: the configured number, or one per core.
-    pub fn request_body_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_body_timeout_ms)
-    }
-
-    pub fn worker_count(&self) -> usize {
-        if self.workers > 0 {
-            self.workers
-        } else {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        }
-    }
-}
 
 /// `[presence]`: visitor and agent socket behaviour.
 #[derive(Debug, Clone, Deserialize)]
@@ -372,17 +289,28 @@ impl Config {
     /// Loads defaults, then `path` (which must exist), then the environment,
     /// and validates the result.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_as(path, None)
+    }
+
+    /// [`Config::load`], with `role` (the command line's `--role`) over
+    /// every layer's `server.role`.
+    pub fn load_as(path: &Path, role: Option<ServerRole>) -> Result<Self, ConfigError> {
         if !path.is_file() {
             return Err(ConfigError::new(
                 "config",
                 format!("config file {} not found", path.display()),
             ));
         }
-        Self::from_figment(
-            Figment::new()
-                .merge(Toml::file_exact(path))
-                .merge(env_layer()),
-        )
+        let mut figment = Figment::new()
+            .merge(Toml::file_exact(path))
+            .merge(env_layer());
+        if let Some(role) = role {
+            figment = figment.merge(figment::providers::Serialized::default(
+                "server.role",
+                role.as_str(),
+            ));
+        }
+        Self::from_figment(figment)
     }
 
     /// Parses a TOML document (no environment layer) and validates it; for

@@ -280,3 +280,41 @@ fn a_rotation_period_under_a_minute_is_valid_but_warned_about() {
     let usual = Config::from_toml_str(MINIMAL).expect("valid");
     assert!(usual.warnings().is_empty());
 }
+
+#[test]
+fn split_roles_are_validated_at_start_up() {
+    let secret = "internal_secret = \"0123456789abcdef0123456789abcdef\"";
+    let with = |server: &str| format!("[server]\n{server}\n{MINIMAL}");
+    let presence = format!(
+        "role = \"presence\"\n{secret}\nauth_url = \"https://auth.example\"\nauth_internal_urls = [\"http://10.0.0.5:9091\"]"
+    );
+    let config = Config::from_toml_str(&with(&presence)).expect("a valid presence node");
+    assert_eq!(config.server.role, ServerRole::Presence);
+    assert!(
+        !format!("{config:?}").contains("0123456789abcdef"),
+        "the secret is redacted"
+    );
+    let cases = [
+        ("role = \"presence\"\nauth_url = \"https://auth.example\"\nauth_internal_urls = [\"http://a:1\"]\ninternal_secret = \"short\"", "server.internal_secret"),
+        (&*format!("role = \"presence\"\n{secret}\nauth_internal_urls = [\"http://a:1\"]"), "server.auth_url"),
+        (&*format!("role = \"presence\"\n{secret}\nauth_url = \"https://auth.example\""), "server.auth_internal_urls"),
+        (&*format!("role = \"presence\"\n{secret}\nauth_url = \"https://auth.example\"\nauth_internal_urls = [\"http://user:pw@a:1\"]"), "server.auth_internal_urls[0]"),
+        (&*format!("role = \"presence\"\n{secret}\nauth_url = \"https://auth.example/path\"\nauth_internal_urls = [\"http://a:1\"]"), "server.auth_url"),
+        (&*format!("role = \"presence\"\n{secret}\nauth_url = \"https://auth.example\"\nauth_internal_urls = [\"http://a:1\", \"http://a:1/\"]"), "server.auth_internal_urls[1]"),
+        (&*format!("role = \"auth\"\n{secret}"), "server.presence_internal_urls"),
+        (&*format!("role = \"auth\"\n{secret}\npresence_internal_urls = [\"http://a:1\", \"http://b:1\"]"), "server.presence_internal_urls"),
+        (&*format!("role = \"auth\"\n{secret}\npresence_internal_urls = [\"ftp://a:1\"]"), "server.presence_internal_urls[0]"),
+        (&*format!("role = \"auth\"\n{secret}\npresence_internal_urls = [\"http://a:1\"]\ninternal_bind = \"nonsense\""), "server.internal_bind"),
+        (&*format!("role = \"auth\"\n{secret}\npresence_internal_urls = [\"http://a:1\"]\nbind = \"127.0.0.1:7000\"\ninternal_bind = \"127.0.0.1:7000\""), "server.internal_bind"),
+        ("role = \"both\"", "server.role"),
+    ];
+    for (server, key) in cases {
+        assert!(
+            error_key(&with(server)).starts_with(key),
+            "{server}: expected {key}, got {}",
+            error_key(&with(server))
+        );
+    }
+    // `all` needs none of it.
+    Config::from_toml_str(&with("role = \"all\"")).expect("the default role");
+}

@@ -6,6 +6,7 @@
 //! in tests count apart.
 
 mod cluster;
+mod roles;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use prometheus_client::registry::Registry;
 use crate::infra::error::DomainError;
 
 pub use cluster::ClusterMetrics;
+pub use roles::RoleMetrics;
 
 /// The kind of a socket: `visitor` or `agent`.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -84,6 +86,8 @@ pub struct Metrics {
     visitor_closes: Family<KindLabel, Counter>,
     /// Cluster mode's own counters.
     pub cluster: ClusterMetrics,
+    /// The split roles' counters.
+    pub roles: RoleMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -205,8 +209,10 @@ impl Metrics {
             visitor_closes.clone(),
         );
         let cluster = ClusterMetrics::register(&mut registry);
+        let roles = RoleMetrics::register(&mut registry);
         Self {
             cluster,
+            roles,
             invokes_reparked,
             visitor_closes,
             audit_records,

@@ -6,10 +6,39 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpResponse};
 
-/// CSP of the HTML pages: same-origin scripts, styles and sockets only.
-const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-     connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
-     form-action 'self'; frame-ancestors 'none'";
+/// What the console is told, and the pages' CSP: same-origin scripts,
+/// styles and sockets only, plus, on a presence node, requests to the auth
+/// service's origin (`server.auth_url`), where the console signs in.
+pub struct ConsoleSettings {
+    auth_url: Option<String>,
+    csp: String,
+}
+
+impl ConsoleSettings {
+    /// `auth_url` empty: the console signs in on its own origin.
+    pub fn new(auth_url: &str) -> Self {
+        let auth_url = url::Url::parse(auth_url).ok();
+        let connect = match &auth_url {
+            Some(url) => format!("'self' {}", url.origin().ascii_serialization()),
+            None => "'self'".to_owned(),
+        };
+        Self {
+            auth_url: auth_url.map(|u| u.origin().ascii_serialization()),
+            csp: format!(
+                "default-src 'self'; script-src 'self'; style-src 'self'; \
+                 connect-src {connect}; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
+                 form-action 'self'; frame-ancestors 'none'"
+            ),
+        }
+    }
+}
+
+/// `GET /console/config.json`: `{"auth_url": origin | null}`.
+async fn console_config(settings: web::Data<ConsoleSettings>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(serde_json::json!({ "auth_url": settings.auth_url }))
+}
 
 /// One embedded file.
 struct Asset {
@@ -80,14 +109,15 @@ const ASSETS: &[Asset] = &[
 
 /// Registers a GET route per embedded file.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/console/config.json").route(web::get().to(console_config)));
     for asset in ASSETS {
-        cfg.service(
-            super::resource(asset.path).route(web::get().to(move || async move { serve(asset) })),
-        );
+        cfg.service(super::resource(asset.path).route(web::get().to(
+            move |settings: web::Data<ConsoleSettings>| async move { serve(asset, &settings) },
+        )));
     }
 }
 
-fn serve(asset: &'static Asset) -> HttpResponse {
+fn serve(asset: &'static Asset, settings: &ConsoleSettings) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     response
         .insert_header((
@@ -105,7 +135,8 @@ fn serve(asset: &'static Asset) -> HttpResponse {
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .insert_header((
                 header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(PAGE_CSP),
+                HeaderValue::from_str(&settings.csp)
+                    .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
             ))
             .insert_header((
                 header::REFERRER_POLICY,

@@ -54,6 +54,12 @@ pub async fn issue_token(
     body: web::Json<TokenRequest>,
 ) -> Result<HttpResponse, DomainError> {
     let body = body.into_inner();
+    if app.tokens.keys().signing_key().is_none() {
+        // Auth role before the first handover: refused before any
+        // credential is checked (no argon2 work, no lockout counted).
+        app.metrics.auth_failed(DomainError::NoSigningKey.code());
+        return Err(DomainError::NoSigningKey);
+    }
     let (remote, user_agent) = client_of(&req);
     let mut record =
         AuditRecord::new(Outcome::Refused, app.audit.now_ms()).with_client(remote, user_agent);
@@ -196,6 +202,7 @@ async fn attempt(
             .issue_scoped(&username, groupid, role, lifetime, name, policy)
             .map_err(|e| match e {
                 TokenError::Unavailable => refuse(DomainError::ClusterUnavailable(e.to_string())),
+                TokenError::NoSigningKey => refuse(DomainError::NoSigningKey),
                 e => internal(&e),
             })?;
         if let Some(session) = &session {

@@ -63,7 +63,7 @@ pub async fn cors(
     if req.path() == HEALTH_PATH {
         // Liveness is public and carries no data; never gate it on Origin.
         let mut response = next.call(req).await?;
-        decorate(response.headers_mut(), &origin, false);
+        decorate(response.headers_mut(), &origin, false, false);
         return Ok(response.map_into_left_body());
     }
     let is_preflight = req.method() == Method::OPTIONS
@@ -91,7 +91,8 @@ pub async fn cors(
             );
             ok
         };
-        decorate(response.headers_mut(), &origin, allowed);
+        let console = allowed && policy.is_console(&origin);
+        decorate(response.headers_mut(), &origin, allowed, console);
         return Ok(req.into_response(response).map_into_right_body());
     }
 
@@ -102,16 +103,26 @@ pub async fn cors(
         .error()
         .and_then(|e| e.as_error::<DomainError>())
         .is_some_and(|e| matches!(e, DomainError::OriginNotAllowed(_)));
+    let echoed = allowed && !refused_by_group;
     decorate(
         response.headers_mut(),
         &origin,
-        allowed && !refused_by_group,
+        echoed,
+        echoed && policy.is_console(&origin),
     );
     Ok(response.map_into_left_body())
 }
 
-fn decorate(headers: &mut HeaderMap, origin: &RequestOrigin, allowed: bool) {
+/// `credentials`: the console's origin, whose requests to an auth node of
+/// a split deployment carry the website session cookie.
+fn decorate(headers: &mut HeaderMap, origin: &RequestOrigin, allowed: bool, credentials: bool) {
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    if credentials {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
     if let (RequestOrigin::Valid(o), true) = (origin, allowed) {
         if let Ok(value) = HeaderValue::from_str(o) {
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);

@@ -33,6 +33,7 @@ pub fn status(error: &DomainError) -> StatusCode {
         | DomainError::SsoNotConfigured(_)
         | DomainError::VisitorNotPresent(_)
         | DomainError::NotFound
+        | DomainError::NotServedHere(..)
         | DomainError::UnknownToken
         | DomainError::SessionKeyNotFound
         | DomainError::ConfirmationNotFound => StatusCode::NOT_FOUND,
@@ -56,9 +57,10 @@ pub fn status(error: &DomainError) -> StatusCode {
         | DomainError::TooManyWatches(_)
         | DomainError::SessionKeyMintLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         DomainError::PromptNotOpen(_) | DomainError::UnknownInvoke(_) => StatusCode::NOT_FOUND,
-        DomainError::SessionKeysExhausted | DomainError::ClusterUnavailable(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        DomainError::SessionKeysExhausted
+        | DomainError::ClusterUnavailable(_)
+        | DomainError::NoSigningKey => StatusCode::SERVICE_UNAVAILABLE,
+        DomainError::InternalAuth(..) => StatusCode::UNAUTHORIZED,
         DomainError::HeartbeatTimeout | DomainError::AuthTimeout | DomainError::HelloTimeout => {
             StatusCode::REQUEST_TIMEOUT
         }

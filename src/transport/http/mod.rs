@@ -12,16 +12,23 @@ pub mod error_response;
 pub(crate) mod guards;
 mod presence_api;
 pub mod request_log;
+pub mod role_gate;
 mod session_api;
 mod sockets;
 mod sso_start;
 
+use std::sync::Arc;
+
+use crate::auth::token::ReceivedKeys;
+use crate::infra::clock::SharedClock;
 use crate::store::cluster::ClusterLink;
+use crate::transport::internal::handover::{self, HandoverStatus};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::infra::error::DomainError;
 
 pub use agent_auth::AgentAuth;
+pub use assets::ConsoleSettings;
 pub use deps::{AuthDeps, HttpLimits};
 
 /// Registers every route on an app.
@@ -102,23 +109,76 @@ pub async fn not_found() -> HttpResponse {
 pub struct Health {
     /// Cluster mode: the node's link to Redis.
     pub cluster: Option<ClusterLink>,
+    /// Split roles: what this node serves, and its side of the handover.
+    pub role: RoleHealth,
+}
+
+/// A split role's part of `/healthz`.
+pub enum RoleHealth {
+    All,
+    /// The keys received, judged stale past `key_rotation_secs` + 5 min.
+    Auth {
+        keys: Arc<ReceivedKeys>,
+        clock: SharedClock,
+        rotation_secs: u64,
+        started_ms: u64,
+    },
+    /// Each auth node's handover.
+    Presence(Arc<HandoverStatus>),
 }
 
 /// `{"status":"ok"}` on one node (as always). In cluster mode 200
 /// `{"status":"ok","mode":"redis","node":id,"nodes":N}` while Redis is
-/// reachable, else 503 with `"status":"degraded"`.
+/// reachable, else 503 with `"status":"degraded"`. A split role adds
+/// `"role"`; an auth node `"signing_key": {"kid", "last_received_ms",
+/// "stale"}` (503 while it has no key, `"status":"degraded"` when stale); a
+/// presence node `"handover": [{"last_ok_ms", "error", "current"}]`.
 async fn healthz(health: web::Data<Health>) -> HttpResponse {
-    let Some(link) = &health.cluster else {
-        return HttpResponse::Ok().json(serde_json::json!({"status": "ok"}));
-    };
-    let reachable = link.is_reachable();
-    let body = serde_json::json!({
-        "status": if reachable { "ok" } else { "degraded" },
-        "mode": "redis",
-        "node": link.node_id(),
-        "nodes": link.live_nodes().len(),
-    });
-    if reachable {
+    let mut body = serde_json::json!({"status": "ok"});
+    let mut healthy = true;
+    if let Some(link) = &health.cluster {
+        let reachable = link.is_reachable();
+        healthy &= reachable;
+        body["mode"] = "redis".into();
+        body["node"] = link.node_id().into();
+        body["nodes"] = link.live_nodes().len().into();
+        if !reachable {
+            body["status"] = "degraded".into();
+        }
+    }
+    match &health.role {
+        RoleHealth::All => {}
+        RoleHealth::Auth {
+            keys,
+            clock,
+            rotation_secs,
+            started_ms,
+        } => {
+            let status = keys.status();
+            let stale = handover::is_stale(
+                status.last_received_ms.or(Some(*started_ms)),
+                clock.now_ms(),
+                *rotation_secs,
+            );
+            body["role"] = "auth".into();
+            body["signing_key"] = serde_json::json!({
+                "kid": status.signing,
+                "last_received_ms": status.last_received_ms,
+                "stale": stale,
+            });
+            if status.signing.is_none() {
+                healthy = false;
+                body["status"] = "no_signing_key".into();
+            } else if stale && healthy {
+                body["status"] = "degraded".into();
+            }
+        }
+        RoleHealth::Presence(handover) => {
+            body["role"] = "presence".into();
+            body["handover"] = serde_json::to_value(handover.snapshot()).unwrap_or_default();
+        }
+    }
+    if healthy {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -60,7 +60,8 @@ pub async fn start(
             "return_to must be a /console path on this server".into(),
         ));
     }
-    let public = app.config.server.public_url.trim_end_matches('/');
+    // The console's own server: `server.console_url` on an auth node.
+    let public = app.config.server.console_origin_url().trim_end_matches('/');
     // Both URLs were validated at start-up.
     let mut target = url::Url::parse(login_url)
         .map_err(|e| DomainError::Internal(format!("sso.login_url: {e}")))?;

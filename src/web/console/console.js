@@ -36,6 +36,12 @@
   let current = null; // the visitor id shown
   let stopWatching = null;
   let pendingConfirmation = null;
+  // The auth service's origin when it is not this server's (a presence node
+  // of a split deployment names it in /console/config.json); "" otherwise.
+  let authBase = "";
+  const authUrl = (path) => authBase + path;
+  const authCredentials = () => (authBase ? "include" : "same-origin");
+  const authorize = (request) => Authorization.authorize({ ...request, server: authBase || undefined });
 
   function show(id, visible) {
     $(id).hidden = !visible;
@@ -55,13 +61,14 @@
   /** A REST call with the group's token. */
   async function api(path, options = {}) {
     const token = await Authorization.renew(groupid);
-    const response = await fetch(path, {
+    const auth = /^\/(auth|admin)\//.test(path);
+    const response = await fetch(auth ? authUrl(path) : path, {
       method: options.method || "GET",
       headers: {
         ...(token ? { authorization: `Bearer ${token}` } : {}),
         ...(options.body !== undefined ? { "content-type": "application/json" } : {}),
       },
-      credentials: "same-origin",
+      credentials: auth ? authCredentials() : "same-origin",
       body: options.body !== undefined ? JSON.stringify(options.body) : undefined,
     });
     if (response.status === 204) return null;
@@ -76,7 +83,7 @@
   Authorization.onexpired = async (group) => {
     if (localStorage.getItem(SESSION_FLAG) !== "1") return null;
     try {
-      await Authorization.authorize({ groupid: group, credentials: {} });
+      await authorize({ groupid: group, credentials: {} });
     } catch (error) {
       if (error.status === 401) localStorage.removeItem(SESSION_FLAG);
       return null;
@@ -98,7 +105,7 @@
 
   function startSso() {
     const back = location.pathname + location.search;
-    location.assign(`/auth/sso/${encodeURIComponent(idpid)}?return_to=${encodeURIComponent(back)}`);
+    location.assign(authUrl(`/auth/sso/${encodeURIComponent(idpid)}?return_to=${encodeURIComponent(back)}`));
   }
 
   $("sign-in-sso").addEventListener("click", startSso);
@@ -113,10 +120,10 @@
     setText("sign-in-error", "");
     $("sign-in-submit").disabled = true;
     try {
-      const login = await fetch("/auth/login", {
+      const login = await fetch(authUrl("/auth/login"), {
         method: "POST",
         headers: { "content-type": "application/json" },
-        credentials: "same-origin",
+        credentials: authCredentials(),
         body: JSON.stringify({ groupid: group, username, password }),
       });
       if (!login.ok) {
@@ -125,7 +132,7 @@
       }
       localStorage.setItem(SESSION_FLAG, "1");
       groupid = group;
-      await Authorization.authorize({ groupid, credentials: {} });
+      await authorize({ groupid, credentials: {} });
       start();
     } catch (error) {
       setText("sign-in-error", describe(error));
@@ -142,7 +149,7 @@
     } catch {
       // The token may already be gone; signing out goes on.
     }
-    await fetch("/auth/logout", { method: "POST", credentials: "same-origin" }).catch(() => null);
+    await fetch(authUrl("/auth/logout"), { method: "POST", credentials: authCredentials() }).catch(() => null);
     localStorage.removeItem(SESSION_FLAG);
     if (groupid) Authorization.clear(groupid);
     if (agent) agent.close();
@@ -441,12 +448,18 @@
   // ---- start -------------------------------------------------------------
 
   async function boot() {
+    try {
+      const config = await (await fetch("/console/config.json")).json();
+      if (typeof config.auth_url === "string") authBase = config.auth_url.replace(/\/+$/, "");
+    } catch {
+      // An older server: sign in on this origin.
+    }
     if (ssoJwt && !groupid) {
       return showSignIn("Single sign-on links need idpid=<group id>.");
     }
     if (ssoJwt) {
       try {
-        await Authorization.authorize({ groupid, credentials: { jwt: ssoJwt } });
+        await authorize({ groupid, credentials: { jwt: ssoJwt } });
       } catch (error) {
         return showSignIn(`Single sign-on failed: ${describe(error)}`);
       }

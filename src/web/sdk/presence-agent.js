@@ -123,10 +123,14 @@
     async authorize({ groupid, credentials, duration, server }) {
       const body = { groupid: Number(groupid), credentials: credentials || {} };
       if (duration !== undefined) body.duration = duration;
-      const response = await global.fetch(new URL("/auth/token", server || this.server), {
+      const url = new URL("/auth/token", server || this.server);
+      // `{}` signs in with the website session cookie, which an auth
+      // service on another origin only sees when the request includes it.
+      const cookie = Object.keys(body.credentials).length === 0 && url.origin !== global.location?.origin;
+      const response = await global.fetch(url, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        credentials: "same-origin",
+        credentials: cookie ? "include" : "same-origin",
         body: JSON.stringify(body),
       });
       const answer = await response.json().catch(() => ({}));

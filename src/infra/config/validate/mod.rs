@@ -63,6 +63,7 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
     validate_presence(config)?;
     validate_auth(config)?;
     config.cluster.validate()?;
+    config.server.validate_role(config.cluster.is_redis())?;
     groups::validate_groups(config)
 }
 
