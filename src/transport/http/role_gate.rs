@@ -37,7 +37,9 @@ pub async fn role_gate(
         .app_data::<web::Data<ServerRole>>()
         .map_or(ServerRole::All, |r| *r.get_ref());
     if role.is_split() {
-        if let Some(owner) = owner_of(req.path()) {
+        // The router's (requoted) path, as it matches routes: `/%61uth/token`
+        // routes to `/auth/token`, so it is gated as that.
+        if let Some(owner) = owner_of(req.match_info().as_str()) {
             if owner != role {
                 let refusal = DomainError::NotServedHere(role.as_str(), owner.as_str());
                 return Ok(req
