@@ -10,7 +10,11 @@
 #   cluster_confirmation cover restarts of nodes and of Redis);
 # - tests that read a counter of the node that did the work (re-parks,
 #   presence coalescing, registry stats) from the REST node's /metrics;
-# - the single-node /healthz body (cluster_health covers the cluster's).
+# - the single-node /healthz body (cluster_health covers the cluster's);
+# - a_heartbeat_timeout_fails_an_invoke_whose_receipt_may_be_in_flight: its
+#   page times out after 600 ms of silence, shorter than a cross-node invoke
+#   can take to arrive on a loaded 2-core CI machine (it failed so once, and
+#   passes alone); it also reads the re-park counter of the page's node.
 #
 # A read that follows a change made through a socket on another node
 # waits for it to arrive (TestServer::once_seen); everything else is read
@@ -30,4 +34,5 @@ PRESENCE_TEST_CLUSTER=3 cargo test --no-fail-fast \
   --skip unknown_paths_and_methods_get_json_errors \
   --skip a_leaving_socket_gets_no_new_commands_but_still_delivers_results \
   --skip a_receiptless_close_reparks_the_invoke_for_the_next_socket \
-  --skip the_deadline_covers_the_wait_across_a_repark
+  --skip the_deadline_covers_the_wait_across_a_repark \
+  --skip a_heartbeat_timeout_fails_an_invoke_whose_receipt_may_be_in_flight
