@@ -97,6 +97,25 @@ test("authorize posts the credentials and stores the token; errors keep their co
   );
 });
 
+test("a cookie sign-in at an auth service on another origin includes the cookie; others do not", async () => {
+  const calls = [];
+  const t = token({ sub: "fred", groupid: 72, role: "agent", exp: 2_000_000, jti: "a" });
+  const { Authorization } = load({
+    fetch: async (url, init) => {
+      calls.push({ url: String(url), credentials: init.credentials });
+      return { ok: true, status: 200, json: async () => ({ token: t, expires: 2_000_000, groupid: 72 }) };
+    },
+  });
+  await Authorization.authorize({ groupid: 72, credentials: {}, server: "https://auth.test" });
+  await Authorization.authorize({ groupid: 72, credentials: { username: "fred", password: "p" }, server: "https://auth.test" });
+  await Authorization.authorize({ groupid: 72, credentials: {} });
+  assert.deepEqual(calls, [
+    { url: "https://auth.test/auth/token", credentials: "include" },
+    { url: "https://auth.test/auth/token", credentials: "same-origin" },
+    { url: "http://s.test/auth/token", credentials: "same-origin" },
+  ]);
+});
+
 function connectedAgent(env, groupid = 72) {
   env.Authorization.setToken(token({ sub: "fred", groupid, role: "agent", exp: 2_000_000, jti: "a" }));
   const agent = new env.PresenceAgent({ groupid });
