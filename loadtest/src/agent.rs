@@ -1,8 +1,12 @@
 //! The agent scenario: a token once per token lifetime (password or login
 //! key), then invokes to random online visitors at this agent's share of
-//! the total rate, with a lookup and a signal every tenth tick. Over REST,
-//! or over one agent socket with `--agent-socket`.
+//! the total rate, with a lookup and a signal every tenth tick. Over REST
+//! (to a random node other than the visitor's home, or to its home with
+//! `--same-node`), or over one agent socket with `--agent-socket`. Every
+//! invoke carries a unique tag in `args.n`, so that a visitor can tell an
+//! invoke run twice.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,12 +19,29 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::options::Options;
+use crate::options::{self, Options};
 use crate::report::{lock, Stats};
 
 type AgentSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 static CONTEXT: OnceLock<(Arc<Options>, Arc<Stats>)> = OnceLock::new();
+static NEXT_INVOKE: AtomicU64 = AtomicU64::new(0);
+
+/// A tag no other invoke of this run carries: this process and a count.
+fn invoke_tag() -> String {
+    let n = NEXT_INVOKE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
+}
+
+/// The base URL of the node an agent request about `visitorid` goes to.
+fn node_for(options: &Options, visitorid: &str) -> String {
+    let nodes = options.nodes();
+    let index = match options::parse_visitor(visitorid) {
+        Some((shard, n)) => options.agent_node(shard, n, &mut rand::rng()),
+        None => rand::rng().random_range(0..nodes.len()),
+    };
+    nodes[index].trim_end_matches('/').to_owned()
+}
 
 /// The agent token this process's agents share, and when to renew it: one
 /// sign-in per token lifetime, as a console does, rather than one per
@@ -125,7 +146,9 @@ async fn shared_token(user: &mut GooseUser) -> Option<String> {
 }
 
 async fn open_agent_socket(options: &Options, token: &str) -> Result<AgentSocket, String> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(options.socket_url("/agent/ws"))
+    let nodes = options.nodes();
+    let node = nodes[rand::rng().random_range(0..nodes.len())];
+    let (mut socket, _) = tokio_tungstenite::connect_async(options::socket_url(node, "/agent/ws"))
         .await
         .map_err(|e| e.to_string())?;
     socket
@@ -219,10 +242,11 @@ async fn rest_invoke(
 ) -> TransactionResult {
     let (options, _) = context();
     let path = format!("/presence/{}/visitors/{visitorid}/invoke", options.group);
+    let url = format!("{}{path}", node_for(options, visitorid));
     let builder = user
-        .get_request_builder(&GooseMethod::Post, &path)?
+        .get_request_builder(&GooseMethod::Post, &url)?
         .bearer_auth(token)
-        .json(&json!({"func": "showTerms", "args": {"n": 1}}));
+        .json(&json!({"func": "showTerms", "args": {"n": invoke_tag()}}));
     let request = GooseRequest::builder()
         .method(GooseMethod::Post)
         .path(path.as_str())
@@ -252,6 +276,7 @@ async fn classify_invoke(
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     stats.round_trip(started.elapsed());
+    note_if_late(started, stats);
     match (status, body["ok"].as_bool()) {
         (200, Some(true)) => Stats::count(&stats.invokes_ok),
         (200, Some(false)) => Stats::count(&stats.invokes_failed_in_page),
@@ -262,6 +287,15 @@ async fn classify_invoke(
     }
 }
 
+/// Counts an answer that came later than the server's invoke deadline
+/// plus a second: the server promised to answer (or fail) by then.
+fn note_if_late(started: Instant, stats: &Stats) {
+    let (options, _) = context();
+    if started.elapsed() > Duration::from_millis(options.invoke_deadline_ms + 1000) {
+        Stats::count(&stats.late);
+    }
+}
+
 async fn rest_side_requests(
     user: &mut GooseUser,
     token: &str,
@@ -269,9 +303,11 @@ async fn rest_side_requests(
     visitorid: &str,
     stats: &Stats,
 ) -> TransactionResult {
+    let (options, _) = context();
+    let node = node_for(options, visitorid);
     let path = format!("/presence/{group}/visitors/{visitorid}");
     let builder = user
-        .get_request_builder(&GooseMethod::Get, &path)?
+        .get_request_builder(&GooseMethod::Get, &format!("{node}{path}"))?
         .bearer_auth(token);
     let request = GooseRequest::builder()
         .method(GooseMethod::Get)
@@ -287,7 +323,7 @@ async fn rest_side_requests(
     }
     let path = format!("/presence/{group}/visitors/{visitorid}/signal");
     let builder = user
-        .get_request_builder(&GooseMethod::Post, &path)?
+        .get_request_builder(&GooseMethod::Post, &format!("{node}{path}"))?
         .bearer_auth(token)
         .json(&json!({"data": {"hint": "load test"}}));
     let request = GooseRequest::builder()
@@ -313,7 +349,7 @@ async fn socket_invoke(agent: &Agent, visitorid: &str, n: u64, stats: &Stats) {
         return;
     };
     let id = format!("i{n}");
-    let frame = json!({"type": "invoke", "id": id, "visitorid": visitorid, "func": "showTerms", "args": {"n": 1}});
+    let frame = json!({"type": "invoke", "id": id, "visitorid": visitorid, "func": "showTerms", "args": {"n": invoke_tag()}});
     Stats::count(&stats.invokes_sent);
     let started = Instant::now();
     if let Err(e) = socket.send(Message::text(frame.to_string())).await {
@@ -339,6 +375,7 @@ async fn socket_invoke(agent: &Agent, visitorid: &str, n: u64, stats: &Stats) {
     match answer {
         Ok(Some(frame)) => {
             stats.round_trip(started.elapsed());
+            note_if_late(started, stats);
             match (frame["type"].as_str(), frame["ok"].as_bool()) {
                 (Some("result"), Some(true)) => Stats::count(&stats.invokes_ok),
                 (Some("result"), Some(false)) => Stats::count(&stats.invokes_failed_in_page),

@@ -51,6 +51,9 @@ async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
     }
     let options = Arc::new(options);
     let stats = Arc::new(report::Stats::default());
+    if let Some(path) = options.status_file.clone() {
+        stats.clone().write_status_forever(options.clone(), path);
+    }
     visitor::configure(options.clone(), stats.clone());
     agent::configure(options.clone(), stats.clone());
 
@@ -65,7 +68,7 @@ async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
                 .without_cookies()
                 .timeout(std::time::Duration::from_secs(30)),
         )?
-        .set_default(GooseDefault::Host, options.server.as_str())?
+        .set_default(GooseDefault::Host, options.nodes()[0])?
         .set_default(GooseDefault::Users, users)?
         .set_default(
             GooseDefault::IncreaseRate,
@@ -84,5 +87,8 @@ async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
     }
     attack.execute().await?;
     let clean = stats.print(&options);
+    if let Some(path) = &options.status_file {
+        let _ = std::fs::write(path, stats.status_json(&options).to_string());
+    }
     Ok(clean || !options.check)
 }

@@ -11,6 +11,28 @@ pub struct Options {
     /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// Base URLs of a cluster's nodes (instead of `--server`). Visitor
+    /// `lt-<shard>-<n>` lives on node `(shard + n) % nodes` (its home
+    /// node); each agent request goes to a random node other than the
+    /// visitor's home, so every invoke crosses nodes.
+    #[arg(long, value_delimiter = ',')]
+    pub servers: Vec<String>,
+    /// Send each agent request to its visitor's home node instead (the
+    /// same-node baseline).
+    #[arg(long)]
+    pub same_node: bool,
+    /// A visitor whose socket is closed or fails reconnects, as the
+    /// visitor script does: to the next node in the list (or through the
+    /// same balancer URL), after 250 ms doubling to 4 s, with jitter.
+    /// Closes are then counted as drops, not errors, and only visitors
+    /// still offline at the end count against `--check`.
+    #[arg(long)]
+    pub reconnect: bool,
+    /// Write this process's live counts here as JSON every 200 ms
+    /// (`connected`, `visitors`, `connects`, `drops`, ...), for scripts
+    /// that wait on them.
+    #[arg(long)]
+    pub status_file: Option<std::path::PathBuf>,
     /// Group the visitors and agents belong to.
     #[arg(long, default_value_t = 72)]
     pub group: u64,
@@ -56,6 +78,10 @@ pub struct Options {
     /// Lifetime of agent tokens; agents get a new one when it runs out.
     #[arg(long, default_value_t = 3600)]
     pub token_secs: u64,
+    /// The server's invoke deadline (`presence.invoke_timeout_ms`): an
+    /// answer later than this plus a second counts as late.
+    #[arg(long, default_value_t = 10_000)]
+    pub invoke_deadline_ms: u64,
     /// Milliseconds a visitor takes before answering an invoke.
     #[arg(long, default_value_t = 0)]
     pub think_ms: u64,
@@ -93,14 +119,46 @@ impl Options {
         std::time::Duration::from_secs_f64(1.0 / per_agent.max(0.001))
     }
 
-    /// The WebSocket URL of a path on the server.
-    pub fn socket_url(&self, path: &str) -> String {
-        let base = self
-            .server
-            .replacen("https://", "wss://", 1)
-            .replacen("http://", "ws://", 1);
-        format!("{}{path}", base.trim_end_matches('/'))
+    /// The nodes' base URLs: `--servers`, or the one `--server`.
+    pub fn nodes(&self) -> Vec<&str> {
+        if self.servers.is_empty() {
+            vec![self.server.as_str()]
+        } else {
+            self.servers.iter().map(String::as_str).collect()
+        }
     }
+
+    /// The index of the home node of visitor `lt-<shard>-<n>`.
+    pub fn home_node(&self, shard: usize, n: usize) -> usize {
+        (shard + n) % self.nodes().len()
+    }
+
+    /// The node an agent request about visitor `lt-<shard>-<n>` goes to:
+    /// its home with `--same-node` (or with one node), otherwise a random
+    /// other node.
+    pub fn agent_node(&self, shard: usize, n: usize, rng: &mut impl rand::Rng) -> usize {
+        let nodes = self.nodes().len();
+        let home = self.home_node(shard, n);
+        if self.same_node || nodes == 1 {
+            return home;
+        }
+        (home + rng.random_range(1..nodes)) % nodes
+    }
+}
+
+/// The WebSocket URL of a path on the node at `base`.
+pub fn socket_url(base: &str, path: &str) -> String {
+    let base = base
+        .replacen("https://", "wss://", 1)
+        .replacen("http://", "ws://", 1);
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
+/// The shard and number of a load-test visitor id `lt-<shard>-<n>`.
+pub fn parse_visitor(id: &str) -> Option<(usize, usize)> {
+    let rest = id.strip_prefix("lt-")?;
+    let (shard, n) = rest.split_once('-')?;
+    Some((shard.parse().ok()?, n.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -119,11 +177,35 @@ mod tests {
         assert_eq!(options.agent_users(), 8);
         assert_eq!(options.agent_period(), std::time::Duration::from_millis(4));
         assert_eq!(
-            options.socket_url("/visitor/ws"),
+            socket_url(&options.server, "/visitor/ws"),
             "wss://p.example/visitor/ws"
         );
         let idle = Options::parse_from(["loadtest"]);
+        assert_eq!(idle.nodes(), vec!["http://127.0.0.1:8080"]);
         assert_eq!(idle.agent_users(), 0);
-        assert_eq!(idle.socket_url("/agent/ws"), "ws://127.0.0.1:8080/agent/ws");
+        assert_eq!(
+            socket_url(idle.nodes()[0], "/agent/ws"),
+            "ws://127.0.0.1:8080/agent/ws"
+        );
+    }
+
+    #[test]
+    fn visitors_spread_round_robin_and_agents_cross_nodes_unless_pinned() {
+        let urls = "http://a:1,http://b:2,http://c:3";
+        let cross = Options::parse_from(["loadtest", "--servers", urls]);
+        assert_eq!(cross.nodes().len(), 3);
+        let homes: Vec<usize> = (0..6).map(|n| cross.home_node(1, n)).collect();
+        assert_eq!(homes, vec![1, 2, 0, 1, 2, 0]);
+        let mut rng = rand::rng();
+        for n in 0..300 {
+            assert_ne!(cross.agent_node(1, n, &mut rng), cross.home_node(1, n));
+        }
+        let pinned = Options::parse_from(["loadtest", "--servers", urls, "--same-node"]);
+        for n in 0..30 {
+            assert_eq!(pinned.agent_node(0, n, &mut rng), pinned.home_node(0, n));
+        }
+        assert_eq!(parse_visitor("lt-3-41"), Some((3, 41)));
+        assert_eq!(parse_visitor("v-3-41"), None);
+        assert_eq!(parse_visitor("lt-3"), None);
     }
 }

@@ -1,6 +1,6 @@
 //! What a run counts, and the summary printed at its end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -23,6 +23,19 @@ pub struct Stats {
     pub lost: AtomicU64,
     pub lookups: AtomicU64,
     pub signals: AtomicU64,
+    /// Visitor sockets open and welcomed right now.
+    pub connected: AtomicU64,
+    /// With `--reconnect`: sockets the server closed or that failed, the
+    /// reconnects that worked, and the attempts that did not (retried).
+    pub drops: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub reconnect_attempts_failed: AtomicU64,
+    /// Invokes a visitor of this process ran a second time (each agent
+    /// invoke carries a unique `args.n`; a visitor lives in one process).
+    pub duplicates: AtomicU64,
+    seen_invokes: Mutex<HashSet<String>>,
+    /// Invokes answered later than the server's invoke deadline allows.
+    pub late: AtomicU64,
     /// Clean error answers by code (status and JSON body).
     pub errors: Mutex<BTreeMap<String, u64>>,
     /// Agent-side invoke round trip, microseconds.
@@ -46,6 +59,13 @@ impl Default for Stats {
             lost: AtomicU64::new(0),
             lookups: AtomicU64::new(0),
             signals: AtomicU64::new(0),
+            connected: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            reconnect_attempts_failed: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            seen_invokes: Mutex::new(HashSet::new()),
+            late: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
             // 1 µs to 60 s, 3 significant figures: always valid bounds.
             round_trip_us: Mutex::new(
@@ -77,6 +97,68 @@ impl Stats {
         ramp.1 = Some(now);
         drop(ramp);
         lock(&self.online).push(visitorid.to_owned());
+    }
+
+    /// A visitor ran the invoke tagged `tag`; false (and counted) when it
+    /// already had.
+    pub fn served_once(&self, tag: &str) -> bool {
+        let first = lock(&self.seen_invokes).insert(tag.to_owned());
+        if !first {
+            Self::count(&self.duplicates);
+        }
+        first
+    }
+
+    pub fn socket_opened(&self) {
+        Self::count(&self.connected);
+    }
+
+    pub fn socket_dropped(&self) {
+        let _ = self
+            .connected
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// The live counts as one JSON object (for `--status-file`).
+    pub fn status_json(&self, options: &Options) -> serde_json::Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let errors: u64 = lock(&self.errors).values().sum();
+        serde_json::json!({
+            "shard": options.shard,
+            "visitors": options.visitors,
+            "connected": get(&self.connected),
+            "connects": get(&self.connects),
+            "connect_failures": get(&self.connect_failures),
+            "drops": get(&self.drops),
+            "reconnects": get(&self.reconnects),
+            "reconnect_attempts_failed": get(&self.reconnect_attempts_failed),
+            "invokes_served": get(&self.invokes_served),
+            "duplicates": get(&self.duplicates),
+            "invokes_sent": get(&self.invokes_sent),
+            "invokes_ok": get(&self.invokes_ok),
+            "lost": get(&self.lost),
+            "late": get(&self.late),
+            "errors": errors,
+        })
+    }
+
+    /// Writes [`Self::status_json`] to `path` every 200 ms (through a
+    /// temporary file and a rename, so a reader never sees half of it).
+    pub fn write_status_forever(
+        self: std::sync::Arc<Self>,
+        options: std::sync::Arc<Options>,
+        path: std::path::PathBuf,
+    ) {
+        tokio::spawn(async move {
+            let partial = path.with_extension("partial");
+            loop {
+                let json = self.status_json(&options).to_string();
+                if std::fs::write(&partial, json).is_ok() {
+                    let _ = std::fs::rename(&partial, &path);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
     }
 
     pub fn error(&self, code: impl Into<String>) {
@@ -131,6 +213,20 @@ impl Stats {
                 hist.len()
             );
         }
+        let offline = (options.visitors as u64).saturating_sub(get(&self.connected));
+        if options.reconnect {
+            println!(
+                "reconnects: {} drops, {} reconnects, {} failed attempts (retried), {offline} visitors offline at the end",
+                get(&self.drops),
+                get(&self.reconnects),
+                get(&self.reconnect_attempts_failed)
+            );
+        }
+        println!(
+            "invokes run twice by a visitor: {}; answered past the deadline: {}",
+            get(&self.duplicates),
+            get(&self.late)
+        );
         for (code, count) in &errors {
             println!("error {code}: {count}");
         }
@@ -138,7 +234,17 @@ impl Stats {
         if unanswered > 0 {
             println!("invokes without any answer: {unanswered}");
         }
-        error_total == 0 && lost == 0 && get(&self.connect_failures) == 0 && unanswered == 0
+        let connections_clean = if options.reconnect {
+            offline == 0
+        } else {
+            get(&self.connect_failures) == 0
+        };
+        error_total == 0
+            && lost == 0
+            && connections_clean
+            && unanswered == 0
+            && get(&self.duplicates) == 0
+            && get(&self.late) == 0
     }
 }
 

@@ -1,6 +1,8 @@
-//! The visitor scenario: one real WebSocket per goose user, hello, then
-//! answer every invoke, send presence now and then, and sometimes navigate
-//! (close and reconnect at once, as a page change does).
+//! The visitor scenario: one real WebSocket per goose user, to its home
+//! node, hello, then answer every invoke, send presence now and then, and
+//! sometimes navigate (close and reconnect at once, as a page change
+//! does). With `--reconnect`, a socket that closes or fails is opened
+//! again on the next node with backoff, as the visitor script does.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::options::Options;
+use crate::options::{self, Options};
 use crate::report::Stats;
 
 type Socket = WebSocketStream<TcpStream>;
@@ -53,6 +55,27 @@ struct Visitor {
     id: String,
     socket: Arc<Mutex<Option<Socket>>>,
     next_presence: Arc<Mutex<Instant>>,
+    retry: Arc<Mutex<Retry>>,
+}
+
+/// Where a visitor connects next, and when (with `--reconnect`).
+struct Retry {
+    node: usize,
+    failures: u32,
+    at: Instant,
+}
+
+impl Retry {
+    /// After a drop or a failed attempt: the next node, after 250 ms
+    /// doubling to 4 s, plus up to half of that again (spread, so the
+    /// visitors of a node that died do not all come back in one instant).
+    fn move_on(&mut self, nodes: usize) {
+        self.node = (self.node + 1) % nodes.max(1);
+        let base = 250u64 << self.failures.min(4);
+        self.failures += 1;
+        let jitter = rand::rng().random_range(0..=base / 2);
+        self.at = Instant::now() + Duration::from_millis(base + jitter);
+    }
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -63,9 +86,10 @@ fn ws_config() -> WebSocketConfig {
         .max_write_buffer_size(64 * 1024)
 }
 
-/// Opens a socket from the next source address and says hello.
-async fn open(options: &Options, id: &str) -> Result<Socket, String> {
-    let url = options.socket_url("/visitor/ws");
+/// Opens a socket to the node at `base` from the next source address and
+/// says hello.
+async fn open(options: &Options, base: &str, id: &str) -> Result<Socket, String> {
+    let url = options::socket_url(base, "/visitor/ws");
     let parsed = url::Url::parse(&url).map_err(|e| e.to_string())?;
     let host = parsed.host_str().ok_or("no host")?.to_owned();
     let port = parsed.port_or_known_default().ok_or("no port")?;
@@ -117,8 +141,9 @@ async fn connect(user: &mut GooseUser) -> TransactionResult {
     let (options, stats) = context();
     let n = NEXT_VISITOR.fetch_add(1, Ordering::Relaxed);
     let id = format!("lt-{}-{n}", options.shard);
+    let home = options.home_node(options.shard, n);
     let started = Instant::now();
-    let opened = open(options, &id).await;
+    let opened = open(options, options.nodes()[home], &id).await;
     let ok = opened.is_ok();
     user.record_custom_request_duration(
         "WS",
@@ -129,15 +154,25 @@ async fn connect(user: &mut GooseUser) -> TransactionResult {
         opened.as_ref().err().map(String::as_str),
     )
     .await?;
+    let mut retry = Retry {
+        node: home,
+        failures: 0,
+        at: Instant::now(),
+    };
     let socket = match opened {
         Ok(socket) => {
             Stats::count(&stats.connects);
+            stats.socket_opened();
             stats.first_connect(&id);
             Some(socket)
         }
         Err(e) => {
             Stats::count(&stats.connect_failures);
-            stats.error(format!("connect: {e}"));
+            if options.reconnect {
+                retry.move_on(options.nodes().len());
+            } else {
+                stats.error(format!("connect: {e}"));
+            }
             None
         }
     };
@@ -146,7 +181,59 @@ async fn connect(user: &mut GooseUser) -> TransactionResult {
         id,
         socket: Arc::new(Mutex::new(socket)),
         next_presence: Arc::new(Mutex::new(first_presence)),
+        retry: Arc::new(Mutex::new(retry)),
     });
+    Ok(())
+}
+
+/// A socket that closed or failed: with `--reconnect` a drop, retried on
+/// the next node; otherwise an error.
+async fn lost_socket(visitor: &Visitor, what: String) {
+    let (options, stats) = context();
+    stats.socket_dropped();
+    if options.reconnect {
+        Stats::count(&stats.drops);
+        visitor.retry.lock().await.move_on(options.nodes().len());
+    } else {
+        stats.error(what);
+    }
+}
+
+/// With `--reconnect`, an attempt to open the socket again once it is due.
+async fn reconnect(
+    user: &mut GooseUser,
+    visitor: &Visitor,
+    guard: &mut Option<Socket>,
+) -> TransactionResult {
+    let (options, stats) = context();
+    let mut retry = visitor.retry.lock().await;
+    if !options.reconnect || Instant::now() < retry.at {
+        let wait = retry.at.saturating_duration_since(Instant::now());
+        drop(retry);
+        // The connection failed for good, or is not due yet: idle rather
+        // than spin.
+        tokio::time::sleep(wait.clamp(Duration::from_millis(20), SERVE_SLICE)).await;
+        return Ok(());
+    }
+    let started = Instant::now();
+    let opened = open(options, options.nodes()[retry.node], &visitor.id).await;
+    let ok = opened.is_ok();
+    match opened {
+        Ok(socket) => {
+            *guard = Some(socket);
+            retry.failures = 0;
+            Stats::count(&stats.connects);
+            Stats::count(&stats.reconnects);
+            stats.socket_opened();
+        }
+        Err(_) => {
+            Stats::count(&stats.reconnect_attempts_failed);
+            retry.move_on(options.nodes().len());
+        }
+    }
+    drop(retry);
+    user.record_custom_request_duration("WS", "reconnect", started.elapsed(), ok, None, None)
+        .await?;
     Ok(())
 }
 
@@ -165,9 +252,10 @@ async fn serve(user: &mut GooseUser) -> TransactionResult {
         return Ok(());
     };
     let mut guard = visitor.socket.lock().await;
+    if guard.is_none() {
+        return reconnect(user, &visitor, &mut guard).await;
+    }
     let Some(socket) = guard.as_mut() else {
-        // The connection failed; idle rather than spin.
-        tokio::time::sleep(SERVE_SLICE).await;
         return Ok(());
     };
     let slice_end = tokio::time::Instant::now() + SERVE_SLICE;
@@ -177,19 +265,19 @@ async fn serve(user: &mut GooseUser) -> TransactionResult {
             Err(_) => break,
             Ok(Some(Ok(Message::Text(text)))) => text,
             Ok(Some(Ok(Message::Close(close)))) => {
-                stats.error(format!("visitor closed by server: {close:?}"));
                 *guard = None;
+                lost_socket(&visitor, format!("visitor closed by server: {close:?}")).await;
                 return Ok(());
             }
             Ok(Some(Ok(_))) => continue,
             Ok(Some(Err(e))) => {
-                stats.error(format!("visitor socket: {e}"));
                 *guard = None;
+                lost_socket(&visitor, format!("visitor socket: {e}")).await;
                 return Ok(());
             }
             Ok(None) => {
-                stats.error("visitor socket ended");
                 *guard = None;
+                lost_socket(&visitor, "visitor socket ended".to_owned()).await;
                 return Ok(());
             }
         };
@@ -198,13 +286,20 @@ async fn serve(user: &mut GooseUser) -> TransactionResult {
         };
         if frame["type"] == "invoke" {
             let started = Instant::now();
+            if let Some(tag) = frame["args"]["n"].as_str() {
+                stats.served_once(tag);
+            }
             if options.think_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(options.think_ms)).await;
             }
             let result = json!({"type": "result", "id": frame["id"], "ok": true,
                                 "value": {"echo": frame["func"]}});
             if let Err(e) = socket.send(Message::text(result.to_string())).await {
-                stats.error(format!("visitor send: {e}"));
+                // With --reconnect the next read sees the drop; the agent
+                // gets a clean error from the server.
+                if !options.reconnect {
+                    stats.error(format!("visitor send: {e}"));
+                }
             }
             Stats::count(&stats.invokes_served);
             served.push(started.elapsed());
@@ -223,16 +318,23 @@ async fn serve(user: &mut GooseUser) -> TransactionResult {
         options.navigate_prob > 0.0 && rand::rng().random_bool(options.navigate_prob.min(1.0));
     if navigate {
         let _ = socket.close(None).await;
+        stats.socket_dropped();
         Stats::count(&stats.navigations);
         let started = Instant::now();
-        let reopened = open(options, &visitor.id).await;
+        let node = visitor.retry.lock().await.node;
+        let reopened = open(options, options.nodes()[node], &visitor.id).await;
         let error = reopened.as_ref().err().cloned();
         *guard = reopened.ok();
         if let Some(e) = &error {
             Stats::count(&stats.connect_failures);
-            stats.error(format!("reconnect: {e}"));
+            if options.reconnect {
+                visitor.retry.lock().await.move_on(options.nodes().len());
+            } else {
+                stats.error(format!("reconnect: {e}"));
+            }
         } else {
             Stats::count(&stats.connects);
+            stats.socket_opened();
         }
         drop(guard);
         user.record_custom_request_duration(

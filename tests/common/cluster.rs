@@ -381,7 +381,7 @@ impl ProcessNode {
             server: None,
             addr: self.addr,
             dir: self.dir.clone(),
-            http: awc::Client::builder().timeout(WAIT).finish(),
+            http: super::http_client(),
             spread: None,
         }
     }

@@ -30,6 +30,18 @@ use tempfile::TempDir;
 /// Upper bound on any single wait; generous so slow CI never flakes.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// The HTTP client every test helper uses. It drops a pooled connection
+/// after 2 s idle, well before the server's 5 s keep-alive closes it: a
+/// request written into a connection the server closes at that instant
+/// fails with `Connect(Disconnected)`, and tests that wait about 5 s on
+/// something else hit that race.
+pub fn http_client() -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().conn_keep_alive(Duration::from_secs(2)))
+        .timeout(WAIT)
+        .finish()
+}
+
 /// The password of every test user.
 pub const PASSWORD: &str = "test-pass-123";
 /// An origin group 72 allows.
@@ -190,7 +202,7 @@ impl TestServer {
             .await
             .expect("server starts");
         let addr = server.local_addr();
-        let http = awc::Client::builder().timeout(WAIT).finish();
+        let http = http_client();
         let server = Self {
             server: Some(server),
             addr,

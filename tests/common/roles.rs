@@ -63,7 +63,7 @@ pub async fn internal_post(
     body: &[u8],
 ) -> (u16, Value) {
     use presence_server::internal_auth::{NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-    let client = awc::Client::builder().timeout(WAIT).finish();
+    let client = super::http_client();
     let mut resp = client
         .post(format!("{base}{path}"))
         .insert_header((TIMESTAMP_HEADER, headers.timestamp.as_str()))
