@@ -34,6 +34,8 @@ pub struct Stats {
     /// invoke carries a unique `args.n`; a visitor lives in one process).
     pub duplicates: AtomicU64,
     seen_invokes: Mutex<HashSet<String>>,
+    /// Invokes sent again after failing at once on a closed connection.
+    pub retried: AtomicU64,
     /// Invokes answered later than the server's invoke deadline allows.
     pub late: AtomicU64,
     /// Clean error answers by code (status and JSON body).
@@ -66,6 +68,7 @@ impl Default for Stats {
             duplicates: AtomicU64::new(0),
             seen_invokes: Mutex::new(HashSet::new()),
             late: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
             // 1 µs to 60 s, 3 significant figures: always valid bounds.
             round_trip_us: Mutex::new(
@@ -138,6 +141,7 @@ impl Stats {
             "invokes_ok": get(&self.invokes_ok),
             "lost": get(&self.lost),
             "late": get(&self.late),
+            "retried": get(&self.retried),
             "errors": errors,
         })
     }
@@ -223,9 +227,10 @@ impl Stats {
             );
         }
         println!(
-            "invokes run twice by a visitor: {}; answered past the deadline: {}",
+            "invokes run twice by a visitor: {}; answered past the deadline: {}; sent again after a closed connection: {}",
             get(&self.duplicates),
-            get(&self.late)
+            get(&self.late),
+            get(&self.retried)
         );
         for (code, count) in &errors {
             println!("error {code}: {count}");
