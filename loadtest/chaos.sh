@@ -186,7 +186,9 @@ for fault in $FAULTS; do
   phase_out=$out/$fault
   mkdir -p "$phase_out"
   dup_before=$(field "$(state)" duplicates)
-  "$bin/loadtest" --server "$LB" --visitors 0 --invoke-rate "$RATE" \
+  # One agent per 25/s: each waits for its answer, so a slow moment does
+  # not cut the rate.
+  "$bin/loadtest" --server "$LB" --visitors 0 --invoke-rate "$RATE" --agents $(( (RATE + 24) / 25 )) \
     --target-shards "$shards" --target-per-shard "$per_shard" --ramp-rate 1000 \
     --duration-secs "$PHASE_SECS" --status-file "$phase_out/agents.json" \
     > "$phase_out/agents.log" 2>&1 &

@@ -107,7 +107,9 @@ for rate in $RATES; do
   for routing in cross-node same-node; do
     log="$out/agents-$rate-$routing.log"
     flag=(); [ "$routing" = same-node ] && flag=(--same-node)
+    # One agent per 25/s: each waits for its answer before the next.
     "$loadtest_bin" --servers "$servers" "${flag[@]}" --visitors 0 --invoke-rate "$rate" \
+      --agents $(( (rate + 24) / 25 )) \
       --target-shards "$shards" --target-per-shard "$per_shard" \
       --ramp-rate 1000 --duration-secs "$PHASE_SECS" > "$log" 2>&1 || true
     line=$(grep "invoke round trip" "$log" || echo "invoke round trip: none")

@@ -246,34 +246,17 @@ async fn rest_invoke(
     let body = json!({"func": "showTerms", "args": {"n": invoke_tag()}});
     Stats::count(&stats.invokes_sent);
     let started = Instant::now();
-    let mut response = None;
-    for attempt in 0..2 {
-        let builder = user
-            .get_request_builder(&GooseMethod::Post, &url)?
-            .bearer_auth(token)
-            .json(&body);
-        let request = GooseRequest::builder()
-            .method(GooseMethod::Post)
-            .path(path.as_str())
-            .name("invoke")
-            .set_request_builder(builder)
-            .build();
-        let answer = user.request(request).await?.response;
-        // As a browser does: a request that failed at once on a kept-alive
-        // connection the balancer closed is sent once more, with the same
-        // tag, so that a visitor that did run it counts it twice.
-        let closed_under_us = matches!(&answer, Err(e) if !e.is_timeout())
-            && started.elapsed() < Duration::from_secs(1);
-        response = Some(answer);
-        if attempt == 0 && closed_under_us {
-            Stats::count(&stats.retried);
-            continue;
-        }
-        break;
-    }
-    let Some(response) = response else {
-        return Ok(());
-    };
+    let builder = user
+        .get_request_builder(&GooseMethod::Post, &url)?
+        .bearer_auth(token)
+        .json(&body);
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Post)
+        .path(path.as_str())
+        .name("invoke")
+        .set_request_builder(builder)
+        .build();
+    let response = user.request(request).await?.response;
     classify_invoke(response, started, stats).await;
     Ok(())
 }

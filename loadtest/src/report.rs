@@ -34,8 +34,6 @@ pub struct Stats {
     /// invoke carries a unique `args.n`; a visitor lives in one process).
     pub duplicates: AtomicU64,
     seen_invokes: Mutex<HashSet<String>>,
-    /// Invokes sent again after failing at once on a closed connection.
-    pub retried: AtomicU64,
     /// Invokes answered later than the server's invoke deadline allows.
     pub late: AtomicU64,
     /// Clean error answers by code (status and JSON body).
@@ -68,7 +66,6 @@ impl Default for Stats {
             duplicates: AtomicU64::new(0),
             seen_invokes: Mutex::new(HashSet::new()),
             late: AtomicU64::new(0),
-            retried: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
             // 1 µs to 60 s, 3 significant figures: always valid bounds.
             round_trip_us: Mutex::new(
@@ -141,7 +138,6 @@ impl Stats {
             "invokes_ok": get(&self.invokes_ok),
             "lost": get(&self.lost),
             "late": get(&self.late),
-            "retried": get(&self.retried),
             "errors": errors,
         })
     }
@@ -227,10 +223,9 @@ impl Stats {
             );
         }
         println!(
-            "invokes run twice by a visitor: {}; answered past the deadline: {}; sent again after a closed connection: {}",
+            "invokes run twice by a visitor: {}; answered past the deadline: {}",
             get(&self.duplicates),
-            get(&self.late),
-            get(&self.retried)
+            get(&self.late)
         );
         for (code, count) in &errors {
             println!("error {code}: {count}");
