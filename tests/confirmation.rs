@@ -363,9 +363,18 @@ async fn wrong_answers_declines_and_timeouts_fail_and_three_lock_the_visitor() {
         .and_then(|v| v.parse().ok())
         .expect("Retry-After");
     assert!((590..=600).contains(&retry), "{retry}");
-    // Other visitors are not affected.
-    let _other = server.visitor("v-5", json!({})).await;
-    start(&server, &fred, "v-5", json!({})).await;
+    // Other visitors are not affected. Their prompt is settled here so that
+    // its expiry cannot reach the console ahead of v-4's last outcome.
+    let mut other = server.visitor("v-5", json!({})).await;
+    let other_started = start(&server, &fred, "v-5", json!({})).await;
+    let other_cid = other_started["confirmation"].clone();
+    prompt(&mut other, &other_cid).await;
+    press(&mut other, &other_cid, Value::Null).await;
+    let settled = outcome(&mut console).await;
+    assert_eq!(
+        (settled["visitorid"].as_str(), settled["id"].clone()),
+        (Some("v-5"), other_cid)
+    );
 
     clock.advance(Duration::from_secs(599));
     let (status, error) = server
@@ -380,7 +389,10 @@ async fn wrong_answers_declines_and_timeouts_fail_and_three_lock_the_visitor() {
     let cid = started["confirmation"].clone();
     prompt(&mut visitor, &cid).await;
     press(&mut visitor, &cid, started["answer"].clone()).await;
-    assert_eq!(outcome(&mut console).await["status"], "confirmed");
+    assert_eq!(
+        outcome(&mut console).await,
+        json!({"type":"confirmation","visitorid":"v-4","id":cid,"status":"confirmed"})
+    );
 }
 
 #[actix_web::test]
