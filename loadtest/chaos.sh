@@ -108,8 +108,21 @@ defaults
   retries 3
   retry-on conn-failure
   option redispatch
+  # Errors of the balancer's own in the server's shape.
+  http-error status 502 content-type application/json string '{"error":"bad_gateway","message":"the node serving this request went away before it answered; a request that changes something may have taken effect"}'
+  http-error status 503 content-type application/json string '{"error":"service_unavailable","message":"no node is available"}'
+  http-error status 504 content-type application/json string '{"error":"gateway_timeout","message":"the node did not answer in time"}'
 frontend visitors_and_agents
   bind 127.0.0.1:$lb_port
+  # Every request is the first and only one on its client connection.
+  # When a node dies under a request that was not the first on a
+  # kept-alive client connection, HAProxy closes that connection without
+  # an answer, for the client to retry; an invoke (a POST) must not be
+  # retried, as it may have run, so it would be lost. A request that is
+  # first on its connection gets the 502 above instead. (WebSocket
+  # upgrades are unaffected: the upgrade is their connection's only
+  # request.)
+  option httpclose
   default_backend nodes
 frontend stats
   bind 127.0.0.1:$stats_port

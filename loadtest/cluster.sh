@@ -47,6 +47,17 @@ done
 redis_info() { redis-cli -p "$redis_port" info "$1" | tr -d '\r' | awk -F: -v k="$2" '$1 == k {print $2}'; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
+# CPU seconds used so far by the given processes (user + system).
+cpu_secs() {
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}'
+}
+# The machine's busy and total CPU seconds so far.
+machine_secs() {
+  awk -v hz="$(getconf CLK_TCK)" '/^cpu / {printf "%.2f %.2f", ($2+$3+$4+$7+$8+$9) / hz, ($2+$3+$4+$5+$6+$7+$8+$9) / hz}' /proc/stat
+}
+cores() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN {printf "%.2f", (b - a) / t}'; }
 
 export PRESENCE__CLUSTER__MODE=redis
 export PRESENCE__CLUSTER__REDIS_URL="redis://127.0.0.1:${redis_port}/0"
@@ -95,11 +106,20 @@ for pid in "${node_pids[@]}" "${generator_pids[@]}"; do
 done
 for pid in "${node_pids[@]}"; do rss=$((rss + $(rss_kib "$pid"))); done
 per_visitor=$(awk -v r="$rss" -v b="$baseline_rss" -v n="$total" 'BEGIN {printf "%.1f", (r - b) / n}')
+echo "server RSS per idle visitor: $per_visitor KiB"
 redis_per_visitor=$(awk -v m="$(redis_info memory used_memory)" -v b="$redis_mem0" -v n="$total" 'BEGIN {printf "%.0f", (m - b) / n}')
 redis_rss_per_visitor=$(awk -v m="$(redis_info memory used_memory_rss)" -v b="$redis_rss0" -v n="$total" 'BEGIN {printf "%.0f", (m - b) / n}')
 commands0=$(redis_info stats total_commands_processed)
+idle_nodes0=$(cpu_secs "${node_pids[@]}") idle_gens0=$(cpu_secs "${generator_pids[@]}")
+idle_redis0=$(cpu_secs "$redis_pid")
+read -r idle_busy0 _ <<<"$(machine_secs)"
 sleep "$IDLE_SECS"
 commands1=$(redis_info stats total_commands_processed)
+idle_nodes=$(cores "$idle_nodes0" "$(cpu_secs "${node_pids[@]}")" "$IDLE_SECS")
+idle_gens=$(cores "$idle_gens0" "$(cpu_secs "${generator_pids[@]}")" "$IDLE_SECS")
+idle_redis=$(cores "$idle_redis0" "$(cpu_secs "$redis_pid")" "$IDLE_SECS")
+read -r idle_busy1 _ <<<"$(machine_secs)"
+idle_machine=$(cores "$idle_busy0" "$idle_busy1" "$IDLE_SECS")
 per_minute=$(awk -v a="$commands0" -v b="$commands1" -v n="$total" -v t="$IDLE_SECS" 'BEGIN {printf "%.4f", (b - a - 1) / n / (t / 60)}')
 
 rows=()
@@ -107,11 +127,19 @@ for rate in $RATES; do
   for routing in cross-node same-node; do
     log="$out/agents-$rate-$routing.log"
     flag=(); [ "$routing" = same-node ] && flag=(--same-node)
+    nodes0=$(cpu_secs "${node_pids[@]}")
+    redis0=$(cpu_secs "$redis_pid")
+    read -r busy0 _ <<<"$(machine_secs)"
+    phase_start=$(date +%s.%N)
     # One agent per 25/s: each waits for its answer before the next.
     "$loadtest_bin" --servers "$servers" "${flag[@]}" --visitors 0 --invoke-rate "$rate" \
       --agents $(( (rate + 24) / 25 )) \
       --target-shards "$shards" --target-per-shard "$per_shard" \
       --ramp-rate 1000 --duration-secs "$PHASE_SECS" > "$log" 2>&1 || true
+    phase_secs=$(awk -v a="$phase_start" -v b="$(date +%s.%N)" 'BEGIN {print b - a}')
+    nodes1=$(cpu_secs "${node_pids[@]}")
+    redis1=$(cpu_secs "$redis_pid")
+    read -r busy1 _ <<<"$(machine_secs)"
     line=$(grep "invoke round trip" "$log" || echo "invoke round trip: none")
     counts=$(grep "^agents:" "$log" || echo "agents: none")
     p50=$(sed -n 's/.*p50 \([0-9]*\).*/\1/p' <<<"$line")
@@ -122,7 +150,10 @@ for rate in $RATES; do
     clean=$(sed -n 's/.*, \([0-9]*\) clean errors.*/\1/p' <<<"$counts")
     lost=$(sed -n 's/.*, \([0-9]*\) lost.*/\1/p' <<<"$counts")
     ms() { awk -v u="${1:-0}" 'BEGIN {printf "%.2f", u / 1000}'; }
-    rows+=("| $rate | $routing | $achieved | $(ms "$p50") | $(ms "$p99") | $(ms "$p999") | ${clean:-?} | ${lost:-?} |")
+    # The nodes' CPU per invoke: what they used beyond their idle rate.
+    node_ms=$(awk -v a="$nodes0" -v b="$nodes1" -v i="$idle_nodes" -v t="$phase_secs" -v n="${n:-0}" \
+      'BEGIN {if (n > 0) printf "%.2f", (b - a - i * t) * 1000 / n; else print "-"}')
+    rows+=("| $rate | $routing | $achieved | $(ms "$p50") | $(ms "$p99") | $(ms "$p999") | ${clean:-?} | ${lost:-?} | $node_ms | $(cores "$redis0" "$redis1" "$phase_secs") | $(cores "$busy0" "$busy1" "$phase_secs") of $(nproc) |")
   done
 done
 offline=$(( total - $(connected connected) ))
@@ -140,9 +171,10 @@ command: N_VISITORS=$N_VISITORS NODES=$NODES RATES="$RATES" PHASE_SECS=$PHASE_SE
 | server RSS per idle visitor | $per_visitor KiB (sum over nodes less their baselines) | ≤ 16 KiB |
 | Redis memory per visitor | $redis_per_visitor B used_memory, $redis_rss_per_visitor B RSS | ≤ 1 KiB |
 | Redis commands per idle visitor per minute | $per_minute | ≤ 1 |
+| CPU while idle, in cores | nodes $idle_nodes, generators $idle_gens, Redis $idle_redis; machine $idle_machine of $(nproc) | |
 
-| invokes/s asked | routing | achieved/s | p50 ms | p99 ms | p99.9 ms | clean errors | lost |
-|---|---|---|---|---|---|---|---|
+| invokes/s asked | routing | achieved/s | p50 ms | p99 ms | p99.9 ms | clean errors | lost | node CPU ms per invoke | Redis cores | machine busy cores |
+|---|---|---|---|---|---|---|---|---|---|---|
 $(printf '%s\n' "${rows[@]}")
 
 logs: $out

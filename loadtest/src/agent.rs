@@ -177,6 +177,14 @@ async fn sign_in(user: &mut GooseUser) -> TransactionResult {
     } else {
         None
     };
+    // Pooled connections are dropped before a node's keep-alive (5 s)
+    // could close one under a request being sent on it.
+    user.set_client_builder(
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(2)),
+    )
+    .await?;
     user.set_session_data(Agent {
         next_tick: Arc::new(Mutex::new(tokio::time::Instant::now())),
         ticks: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -270,7 +278,13 @@ async fn classify_invoke(
         Ok(response) => response,
         Err(e) => {
             Stats::count(&stats.lost);
-            stats.error(format!("transport: {e}"));
+            let what = transport_error(&e);
+            eprintln!(
+                "loadtest: invoke lost after {} ms at {:?}: {what}",
+                started.elapsed().as_millis(),
+                std::time::SystemTime::now()
+            );
+            stats.error(what);
             return;
         }
     };
@@ -286,6 +300,31 @@ async fn classify_invoke(
             body["error"].as_str().unwrap_or("(no JSON error)")
         )),
     }
+}
+
+/// Names a failed request by what failed (timeout, connect, request or
+/// body) and its innermost cause, without the URL, so that the summary
+/// groups them.
+fn transport_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() {
+        "body"
+    } else if e.is_request() {
+        "request"
+    } else {
+        "other"
+    };
+    let mut cause = None;
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        cause = Some(inner.to_string());
+        source = inner.source();
+    }
+    let cause = cause.unwrap_or_else(|| e.to_string());
+    format!("transport:{kind}: {cause}")
 }
 
 /// Counts an answer that came later than the server's invoke deadline

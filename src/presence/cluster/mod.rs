@@ -23,6 +23,7 @@ mod bus;
 mod remote;
 mod replica;
 mod room;
+mod stored_portion;
 mod sync;
 mod watchers;
 mod writer;

@@ -14,20 +14,19 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
+use super::stored_portion::{NodeNames, StoredPortion};
 use crate::infra::ids::{GroupId, VisitorKey};
 use crate::presence::registry::Portion;
 
 /// How long a removal is remembered.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(60);
 
-struct Held {
-    portion: Portion,
-    generation: u64,
-}
-
 #[derive(Default)]
 pub(super) struct Replica {
-    visitors: DashMap<VisitorKey, Vec<Held>>,
+    /// Each visitor's portions, one per node (a boxed slice: a `Vec`
+    /// would reserve room for four).
+    visitors: DashMap<VisitorKey, Box<[StoredPortion]>>,
+    nodes: NodeNames,
     tombstones: Mutex<HashMap<(VisitorKey, String), (u64, Instant)>>,
     generation: AtomicU64,
 }
@@ -61,26 +60,28 @@ impl Replica {
         }
         let generation = self.generation.load(Ordering::Relaxed);
         let mut entry = self.visitors.entry(key.clone()).or_default();
-        let held = entry.iter().position(|h| h.portion.node == node);
+        let held = entry.iter().position(|h| h.node() == node);
         let changed = match (held, portion) {
-            (Some(i), _) if entry[i].portion.seq > seq => false,
+            (Some(i), _) if entry[i].seq() > seq => false,
             (Some(i), Some(portion)) => {
-                let changed = entry[i].portion != portion;
-                entry[i] = Held {
-                    portion,
-                    generation,
-                };
+                let changed = !entry[i].holds(&portion);
+                entry[i] = StoredPortion::new(&portion, self.nodes.intern(node), generation);
                 changed
             }
             (Some(i), None) => {
-                entry.remove(i);
+                let mut held = std::mem::take(&mut *entry).into_vec();
+                held.remove(i);
+                *entry = held.into_boxed_slice();
                 true
             }
             (None, Some(portion)) => {
-                entry.push(Held {
-                    portion,
+                let mut held = std::mem::take(&mut *entry).into_vec();
+                held.push(StoredPortion::new(
+                    &portion,
+                    self.nodes.intern(node),
                     generation,
-                });
+                ));
+                *entry = held.into_boxed_slice();
                 true
             }
             (None, None) => false,
@@ -97,8 +98,8 @@ impl Replica {
     pub(super) fn get(&self, key: &VisitorKey, now_ms: u64) -> Vec<Portion> {
         self.visitors.get(key).map_or_else(Vec::new, |held| {
             held.iter()
-                .filter(|h| h.portion.is_live(now_ms))
-                .map(|h| h.portion.clone())
+                .filter(|h| h.is_live(now_ms))
+                .map(StoredPortion::portion)
                 .collect()
         })
     }
@@ -116,7 +117,7 @@ impl Replica {
 
     /// Drops every portion of `node`; the keys that changed.
     pub(super) fn remove_node(&self, node: &str) -> Vec<VisitorKey> {
-        self.remove_where(|h| h.portion.node == node)
+        self.remove_where(|h| h.node() == node)
     }
 
     /// A node left: its portions that still hold sockets are between
@@ -127,10 +128,7 @@ impl Replica {
         for mut entry in self.visitors.iter_mut() {
             let mut touched = false;
             for held in entry.value_mut().iter_mut() {
-                let portion = &mut held.portion;
-                if portion.node == node && !portion.connections.is_empty() {
-                    portion.connections.clear();
-                    portion.grace_until_ms = Some(grace_until_ms);
+                if held.node() == node && held.close_connections(grace_until_ms) {
                     touched = true;
                 }
             }
@@ -143,7 +141,7 @@ impl Replica {
 
     /// Drops portions whose grace period ended; the keys that changed.
     pub(super) fn expire(&self, now_ms: u64) -> Vec<VisitorKey> {
-        self.remove_where(|h| !h.portion.is_live(now_ms))
+        self.remove_where(|h| !h.is_live(now_ms))
     }
 
     /// Starts a re-read: what it finds is stamped with the new generation.
@@ -158,17 +156,19 @@ impl Replica {
         self.remove_where(|h| h.generation < generation)
     }
 
-    /// Forgets old tombstones.
+    /// Forgets old tombstones, and the ids of nodes no portion is of.
     pub(super) fn purge_tombstones(&self) {
         lock(&self.tombstones).retain(|_, (_, at)| at.elapsed() < TOMBSTONE_TTL);
+        self.nodes.purge();
     }
 
-    fn remove_where(&self, drop: impl Fn(&Held) -> bool) -> Vec<VisitorKey> {
+    fn remove_where(&self, drop: impl Fn(&StoredPortion) -> bool) -> Vec<VisitorKey> {
         let mut changed = Vec::new();
         self.visitors.retain(|key, held| {
-            let before = held.len();
-            held.retain(|h| !drop(h));
-            if held.len() != before {
+            if held.iter().any(&drop) {
+                let mut kept = std::mem::take(held).into_vec();
+                kept.retain(|h| !drop(h));
+                *held = kept.into_boxed_slice();
                 changed.push(key.clone());
             }
             !held.is_empty()

@@ -54,7 +54,7 @@ pub use handle::{RegistryHandle, Undelivered};
 use messages::{
     Connect, Disconnect, PresenceUpdate, Repark, Route, Stats, Unwatch, UnwatchAll, Watch,
 };
-pub use portion::{merged_state, most_recent_first, Portion, PortionConnection};
+pub use portion::{merged_state, most_recent_first, portion_is_live, Portion, PortionConnection};
 pub use presence_directory::PresenceDirectory;
 
 /// Mailbox size; `send` callers wait (back-pressure) beyond it.

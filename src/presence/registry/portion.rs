@@ -33,12 +33,10 @@ pub struct Portion {
     pub grace_until_ms: Option<u64>,
 }
 
-impl Portion {
-    /// Whether it still counts at `now_ms`: it has a socket, or its grace
-    /// period has not ended.
-    pub fn is_live(&self, now_ms: u64) -> bool {
-        !self.connections.is_empty() || self.grace_until_ms.is_none_or(|until| until > now_ms)
-    }
+/// Whether a portion still counts at `now_ms`: it has a socket, or its
+/// grace period has not ended.
+pub fn portion_is_live(has_connections: bool, grace_until_ms: Option<u64>, now_ms: u64) -> bool {
+    has_connections || grace_until_ms.is_none_or(|until| until > now_ms)
 }
 
 /// Orders portions most recently active first (ties by node id, so every
@@ -121,8 +119,9 @@ mod tests {
     #[test]
     fn a_portion_in_grace_counts_until_its_grace_ends() {
         let p = portion("a", 100, &[], json!({}));
-        assert!(p.is_live(105));
-        assert!(!p.is_live(110));
+        assert!(portion_is_live(false, p.grace_until_ms, 105));
+        assert!(!portion_is_live(false, p.grace_until_ms, 110));
+        assert!(portion_is_live(true, p.grace_until_ms, 110));
         assert!(
             !merged_state(
                 &VisitorKey::new(72, VisitorId::parse("v").expect("id")),
