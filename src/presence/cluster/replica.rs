@@ -7,7 +7,7 @@
 //! cannot bring the visitor back. A re-read stamps what it found with a
 //! new generation; a later prune drops what no re-read found since.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -27,6 +27,11 @@ pub(super) struct Replica {
     /// would reserve room for four).
     visitors: DashMap<VisitorKey, Box<[StoredPortion]>>,
     nodes: NodeNames,
+    /// The keys that hold a portion in grace, so that expiry (ten times a
+    /// second) looks at those and not at every visitor of the cluster. A
+    /// key is added under its entry's lock; a stale key is dropped by
+    /// the next expiry. Lock order: an entry, then this set.
+    expiring: Mutex<HashSet<VisitorKey>>,
     tombstones: Mutex<HashMap<(VisitorKey, String), (u64, Instant)>>,
     generation: AtomicU64,
 }
@@ -86,6 +91,7 @@ impl Replica {
             }
             (None, None) => false,
         };
+        self.note_expiry(key, &entry);
         let empty = entry.is_empty();
         drop(entry);
         if empty {
@@ -133,15 +139,46 @@ impl Replica {
                 }
             }
             if touched {
+                self.note_expiry(entry.key(), entry.value());
                 changed.push(entry.key().clone());
             }
         }
         changed
     }
 
+    /// Keeps `key`'s place in [`Replica::expiring`] right; called with its
+    /// entry held.
+    fn note_expiry(&self, key: &VisitorKey, held: &[StoredPortion]) {
+        if held.iter().any(StoredPortion::can_expire) {
+            lock(&self.expiring).insert(key.clone());
+        } else {
+            lock(&self.expiring).remove(key);
+        }
+    }
+
     /// Drops portions whose grace period ended; the keys that changed.
     pub(super) fn expire(&self, now_ms: u64) -> Vec<VisitorKey> {
-        self.remove_where(|h| !h.is_live(now_ms))
+        let candidates: Vec<VisitorKey> = lock(&self.expiring).iter().cloned().collect();
+        let mut changed = Vec::new();
+        for key in candidates {
+            let Some(mut held) = self.visitors.get_mut(&key) else {
+                lock(&self.expiring).remove(&key);
+                continue;
+            };
+            if held.iter().any(|h| !h.is_live(now_ms)) {
+                let mut kept = std::mem::take(&mut *held).into_vec();
+                kept.retain(|h| h.is_live(now_ms));
+                *held = kept.into_boxed_slice();
+                changed.push(key.clone());
+            }
+            self.note_expiry(&key, &held);
+            let empty = held.is_empty();
+            drop(held);
+            if empty {
+                self.visitors.remove_if(&key, |_, held| held.is_empty());
+            }
+        }
+        changed
     }
 
     /// Starts a re-read: what it finds is stamped with the new generation.
@@ -227,5 +264,24 @@ mod tests {
             replica.node_left("gone", 9_000).is_empty(),
             "nothing more to do"
         );
+    }
+
+    #[test]
+    fn a_portion_announced_in_grace_expires_and_a_reconnected_one_does_not() {
+        let replica = Replica::default();
+        let key = VisitorKey::new(72, VisitorId::parse("v-2").expect("id"));
+        let mut between = portion("n", 1, 0);
+        between.grace_until_ms = Some(5_000);
+        assert!(replica.apply(&key, "n", 1, Some(between.clone())));
+        assert!(replica.expire(4_999).is_empty());
+        assert_eq!(replica.expire(5_000), vec![key.clone()]);
+        assert!(replica.get(&key, 5_000).is_empty());
+
+        let later = VisitorKey::new(72, VisitorId::parse("v-3").expect("id"));
+        assert!(replica.apply(&later, "n", 2, Some(between)));
+        assert!(replica.apply(&later, "n", 3, Some(portion("n", 3, 1))));
+        assert!(replica.expire(9_000).is_empty(), "it has a socket again");
+        assert_eq!(replica.get(&later, 9_000).len(), 1);
+        assert!(lock(&replica.expiring).is_empty(), "nothing left to watch");
     }
 }

@@ -81,6 +81,11 @@ impl StoredPortion {
         portion_is_live(self.open, self.grace_until_ms, now_ms)
     }
 
+    /// Whether it will stop counting by itself: no sockets, a grace end.
+    pub(super) fn can_expire(&self) -> bool {
+        !self.open && self.grace_until_ms.is_some()
+    }
+
     /// Whether it stores exactly `portion`.
     pub(super) fn holds(&self, portion: &Portion) -> bool {
         *self.node == *portion.node
