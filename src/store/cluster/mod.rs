@@ -104,8 +104,17 @@ impl ClusterLink {
     /// deadlines) with a fresh node id. Nothing is subscribed or published
     /// until [`ClusterLink::start`].
     pub async fn connect(config: &ClusterConfig, metrics: Arc<Metrics>) -> Result<Self, LinkError> {
-        let client =
-            redis::Client::open(config.redis_url()).map_err(|e| LinkError::Url(e.to_string()))?;
+        use redis::IntoConnectionInfo;
+        let url_error = |e: redis::RedisError| LinkError::Url(e.to_string());
+        // Without TCP_NODELAY, Nagle's algorithm holds a small command back
+        // while an earlier one is unacknowledged: a cross-node invoke (two
+        // PUBLISHes) waited milliseconds for it on loopback.
+        let info = config
+            .redis_url()
+            .into_connection_info()
+            .map_err(url_error)?;
+        let tcp = info.tcp_settings().clone().set_nodelay(true);
+        let client = redis::Client::open(info.set_tcp_settings(tcp)).map_err(url_error)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("redis-link")
