@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
 use super::stored_portion::{NodeNames, StoredPortion};
@@ -69,8 +70,9 @@ impl Replica {
         let changed = match (held, portion) {
             (Some(i), _) if entry[i].seq() > seq => false,
             (Some(i), Some(portion)) => {
-                let changed = !entry[i].holds(&portion);
-                entry[i] = StoredPortion::new(&portion, self.nodes.intern(node), generation);
+                let stored = StoredPortion::new(&portion, self.nodes.intern(node), generation);
+                let changed = !entry[i].same_as(&stored);
+                entry[i] = stored;
                 changed
             }
             (Some(i), None) => {
@@ -161,21 +163,24 @@ impl Replica {
         let candidates: Vec<VisitorKey> = lock(&self.expiring).iter().cloned().collect();
         let mut changed = Vec::new();
         for key in candidates {
-            let Some(mut held) = self.visitors.get_mut(&key) else {
-                lock(&self.expiring).remove(&key);
-                continue;
-            };
-            if held.iter().any(|h| !h.is_live(now_ms)) {
-                let mut kept = std::mem::take(&mut *held).into_vec();
-                kept.retain(|h| h.is_live(now_ms));
-                *held = kept.into_boxed_slice();
-                changed.push(key.clone());
-            }
-            self.note_expiry(&key, &held);
-            let empty = held.is_empty();
-            drop(held);
-            if empty {
-                self.visitors.remove_if(&key, |_, held| held.is_empty());
+            // Under the entry's lock, vacant or not: an `apply` of a
+            // portion in grace may be adding the key right now.
+            match self.visitors.entry(key.clone()) {
+                Entry::Vacant(_) => {
+                    lock(&self.expiring).remove(&key);
+                }
+                Entry::Occupied(mut held) => {
+                    if held.get().iter().any(|h| !h.is_live(now_ms)) {
+                        let mut kept = std::mem::take(held.get_mut()).into_vec();
+                        kept.retain(|h| h.is_live(now_ms));
+                        *held.get_mut() = kept.into_boxed_slice();
+                        changed.push(key.clone());
+                    }
+                    self.note_expiry(&key, held.get());
+                    if held.get().is_empty() {
+                        held.remove();
+                    }
+                }
             }
         }
         changed
@@ -283,5 +288,21 @@ mod tests {
         assert!(replica.expire(9_000).is_empty(), "it has a socket again");
         assert_eq!(replica.get(&later, 9_000).len(), 1);
         assert!(lock(&replica.expiring).is_empty(), "nothing left to watch");
+    }
+
+    #[test]
+    fn a_key_left_stale_by_a_dropped_node_still_expires_when_it_returns_in_grace() {
+        let replica = Replica::default();
+        let key = VisitorKey::new(72, VisitorId::parse("v-4").expect("id"));
+        let mut between = portion("a", 1, 0);
+        between.grace_until_ms = Some(5_000);
+        assert!(replica.apply(&key, "a", 1, Some(between.clone())));
+        assert_eq!(replica.remove_node("a"), vec![key.clone()]);
+        between.node = "b".into();
+        assert!(replica.apply(&key, "b", 1, Some(between)));
+        assert!(replica.expire(4_000).is_empty());
+        assert_eq!(replica.expire(5_000), vec![key.clone()]);
+        assert!(replica.expire(6_000).is_empty());
+        assert!(lock(&replica.expiring).is_empty());
     }
 }
