@@ -37,6 +37,17 @@ pub(super) struct Replica {
     generation: AtomicU64,
 }
 
+/// Drops the portions `drop` picks from a visitor's; true if there were any.
+fn drop_from(held: &mut Box<[StoredPortion]>, drop: impl Fn(&StoredPortion) -> bool) -> bool {
+    if !held.iter().any(&drop) {
+        return false;
+    }
+    let mut kept = std::mem::take(held).into_vec();
+    kept.retain(|h| !drop(h));
+    *held = kept.into_boxed_slice();
+    true
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -75,12 +86,7 @@ impl Replica {
                 entry[i] = stored;
                 changed
             }
-            (Some(i), None) => {
-                let mut held = std::mem::take(&mut *entry).into_vec();
-                held.remove(i);
-                *entry = held.into_boxed_slice();
-                true
-            }
+            (Some(_), None) => drop_from(&mut entry, |h| h.node() == node),
             (None, Some(portion)) => {
                 let mut held = std::mem::take(&mut *entry).into_vec();
                 held.push(StoredPortion::new(
@@ -170,10 +176,7 @@ impl Replica {
                     lock(&self.expiring).remove(&key);
                 }
                 Entry::Occupied(mut held) => {
-                    if held.get().iter().any(|h| !h.is_live(now_ms)) {
-                        let mut kept = std::mem::take(held.get_mut()).into_vec();
-                        kept.retain(|h| h.is_live(now_ms));
-                        *held.get_mut() = kept.into_boxed_slice();
+                    if drop_from(held.get_mut(), |h| !h.is_live(now_ms)) {
                         changed.push(key.clone());
                     }
                     self.note_expiry(&key, held.get());
@@ -207,10 +210,7 @@ impl Replica {
     fn remove_where(&self, drop: impl Fn(&StoredPortion) -> bool) -> Vec<VisitorKey> {
         let mut changed = Vec::new();
         self.visitors.retain(|key, held| {
-            if held.iter().any(&drop) {
-                let mut kept = std::mem::take(held).into_vec();
-                kept.retain(|h| !drop(h));
-                *held = kept.into_boxed_slice();
+            if drop_from(held, &drop) {
                 changed.push(key.clone());
             }
             !held.is_empty()
@@ -239,6 +239,14 @@ mod tests {
             connected_at_ms: 1,
             last_active_ms: 1,
             grace_until_ms: None,
+        }
+    }
+
+    /// A portion between sockets, in grace until `until_ms`.
+    fn in_grace(node: &str, seq: u64, until_ms: u64) -> Portion {
+        Portion {
+            grace_until_ms: Some(until_ms),
+            ..portion(node, seq, 0)
         }
     }
 
@@ -275,15 +283,13 @@ mod tests {
     fn a_portion_announced_in_grace_expires_and_a_reconnected_one_does_not() {
         let replica = Replica::default();
         let key = VisitorKey::new(72, VisitorId::parse("v-2").expect("id"));
-        let mut between = portion("n", 1, 0);
-        between.grace_until_ms = Some(5_000);
-        assert!(replica.apply(&key, "n", 1, Some(between.clone())));
+        assert!(replica.apply(&key, "n", 1, Some(in_grace("n", 1, 5_000))));
         assert!(replica.expire(4_999).is_empty());
         assert_eq!(replica.expire(5_000), vec![key.clone()]);
         assert!(replica.get(&key, 5_000).is_empty());
 
         let later = VisitorKey::new(72, VisitorId::parse("v-3").expect("id"));
-        assert!(replica.apply(&later, "n", 2, Some(between)));
+        assert!(replica.apply(&later, "n", 2, Some(in_grace("n", 2, 5_000))));
         assert!(replica.apply(&later, "n", 3, Some(portion("n", 3, 1))));
         assert!(replica.expire(9_000).is_empty(), "it has a socket again");
         assert_eq!(replica.get(&later, 9_000).len(), 1);
@@ -294,12 +300,9 @@ mod tests {
     fn a_key_left_stale_by_a_dropped_node_still_expires_when_it_returns_in_grace() {
         let replica = Replica::default();
         let key = VisitorKey::new(72, VisitorId::parse("v-4").expect("id"));
-        let mut between = portion("a", 1, 0);
-        between.grace_until_ms = Some(5_000);
-        assert!(replica.apply(&key, "a", 1, Some(between.clone())));
+        assert!(replica.apply(&key, "a", 1, Some(in_grace("a", 1, 5_000))));
         assert_eq!(replica.remove_node("a"), vec![key.clone()]);
-        between.node = "b".into();
-        assert!(replica.apply(&key, "b", 1, Some(between)));
+        assert!(replica.apply(&key, "b", 1, Some(in_grace("b", 1, 5_000))));
         assert!(replica.expire(4_000).is_empty());
         assert_eq!(replica.expire(5_000), vec![key.clone()]);
         assert!(replica.expire(6_000).is_empty());
