@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Exits 1 when one of the targets it checks at the end was missed.
 # The cluster benchmark: a real redis-server (AOF, appendfsync always) and
 # two nodes on loopback; VISITORS visitors on node B; then the invoke round
 # trip at RATE invokes/s from agents on node A (visitor and agent on
@@ -78,6 +79,7 @@ for phase in "different nodes:$A_URL" "same node:$B_URL"; do
   achieved=$(awk -v n="${n:-0}" -v t="$PHASE_SECS" 'BEGIN {printf "%.0f", n / t}')
   clean=$(sed -n 's/.*, \([0-9]*\) clean errors.*/\1/p' <<<"$counts")
   lost=$(sed -n 's/.*, \([0-9]*\) lost.*/\1/p' <<<"$counts")
+  if [ "${lost:-1}" != 0 ] || [ "${clean:-1}" != 0 ]; then missed=1; fi
   rows+=("| $name | $RATE | $achieved | ${p50:-?} | ${p99:-?} | ${max:-?} | ${clean:-?} | ${lost:-?} |")
 done
 
@@ -92,3 +94,6 @@ $(printf '%s\n' "${rows[@]}")
 
 logs: $out
 TABLE
+# Its target: every invoke answered, with no clean error, on both routes.
+if [ "${missed:-0}" != 0 ]; then echo "TARGET MISSED: an invoke was lost or answered with an error"; fi
+exit "${missed:-0}"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Exits 1 when one of the targets it checks at the end was missed.
 # The cluster load test: a real redis-server (AOF, appendfsync always),
 # NODES release nodes on loopback, and N_VISITORS visitors spread round
 # robin over the nodes by sharded goose generators (at most PER_PROCESS
@@ -123,6 +124,7 @@ idle_machine=$(cores "$idle_busy0" "$idle_busy1" "$IDLE_SECS")
 per_minute=$(awk -v a="$commands0" -v b="$commands1" -v n="$total" -v t="$IDLE_SECS" 'BEGIN {printf "%.4f", (b - a - 1) / n / (t / 60)}')
 
 rows=()
+answered_all=true
 for rate in $RATES; do
   for routing in cross-node same-node; do
     log="$out/agents-$rate-$routing.log"
@@ -153,6 +155,7 @@ for rate in $RATES; do
     # The nodes' CPU per invoke: what they used beyond their idle rate.
     node_ms=$(awk -v a="$nodes0" -v b="$nodes1" -v i="$idle_nodes" -v t="$phase_secs" -v n="${n:-0}" \
       'BEGIN {if (n > 0) printf "%.2f", (b - a - i * t) * 1000 / n; else print "-"}')
+    if [ "${lost:-1}" != 0 ] || [ "${clean:-1}" != 0 ]; then answered_all=false; fi
     rows+=("| $rate | $routing | $achieved | $(ms "$p50") | $(ms "$p99") | $(ms "$p999") | ${clean:-?} | ${lost:-?} | $node_ms | $(cores "$redis0" "$redis1" "$phase_secs") | $(cores "$busy0" "$busy1" "$phase_secs") of $(nproc) |")
   done
 done
@@ -179,3 +182,13 @@ $(printf '%s\n' "${rows[@]}")
 
 logs: $out
 TABLE
+
+# The targets this script can judge on its own; exit 1 if one was missed.
+held() { if eval "$2"; then echo "target held: $1"; else echo "TARGET MISSED: $1"; missed=1; fi; }
+missed=0
+held "every visitor online at the end" '[ "$offline" -le 0 ]'
+held "server RSS per idle visitor ≤ 16 KiB" "awk -v a=$per_visitor 'BEGIN {exit !(a <= 16)}'"
+held "Redis memory per visitor ≤ 1 KiB" '[ "$redis_per_visitor" -le 1024 ]'
+held "Redis commands per idle visitor per minute ≤ 1" "awk -v a=$per_minute 'BEGIN {exit !(a <= 1)}'"
+held "every invoke answered, no clean errors" '$answered_all'
+exit "$missed"

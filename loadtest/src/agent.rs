@@ -8,7 +8,7 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use goose::prelude::*;
@@ -78,31 +78,11 @@ struct Agent {
     socket: Arc<Mutex<Option<AgentSocket>>>,
 }
 
-/// A Glance login key for `puid`, valid for `ttl` seconds.
-fn login_key(api_key: &str, partner_id: u64, puid: &str, ttl: u64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    login_key_until(api_key, partner_id, puid, now + ttl)
-}
-
-/// The login key that expires at `exp` (Unix seconds).
-fn login_key_until(api_key: &str, partner_id: u64, puid: &str, exp: u64) -> String {
-    use base64::Engine as _;
-    use hmac::{Hmac, Mac};
-    // HMAC accepts keys of any length.
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(api_key.as_bytes()).expect("any key length");
-    mac.update(format!("{partner_id}{puid}1{exp}").as_bytes());
-    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("$1${exp}${}", &sig[..43])
-}
-
 async fn fetch_token(user: &mut GooseUser) -> Result<(String, Instant), String> {
     let (options, _) = context();
     let credentials = match &options.api_key {
         Some(key) => json!({"partnerid": options.group, "partneruserid": options.partner_user_id,
-                            "loginkey": login_key(key, options.group, &options.partner_user_id, 600)}),
+                            "loginkey": crate::login_key::login_key(key, options.group, &options.partner_user_id, 600)}),
         None => json!({"username": options.username, "password": options.password}),
     };
     let body = json!({"groupid": options.group, "duration": options.token_secs, "credentials": credentials});
@@ -166,9 +146,13 @@ async fn open_agent_socket(options: &Options, token: &str) -> Result<AgentSocket
 async fn sign_in(user: &mut GooseUser) -> TransactionResult {
     let (options, stats) = context();
     let token = shared_token(user).await.unwrap_or_default();
-    let socket = if options.agent_socket && !token.is_empty() {
+    let wants_socket = options.agent_socket || options.idle_agent_sockets > 0;
+    let socket = if wants_socket && !token.is_empty() {
         match open_agent_socket(options, &token).await {
-            Ok(socket) => Some(socket),
+            Ok(socket) => {
+                Stats::count(&stats.agent_sockets);
+                Some(socket)
+            }
             Err(e) => {
                 stats.error(format!("agent socket: {e}"));
                 None
@@ -214,6 +198,10 @@ async fn tick(user: &mut GooseUser) -> TransactionResult {
     let Some(agent) = user.get_session_data::<Agent>().cloned() else {
         return Ok(());
     };
+    if options.invoke_rate <= 0.0 {
+        hold_idle_socket(&agent, stats).await;
+        return Ok(());
+    }
     {
         // Fixed pacing per agent; after a stall, start again from now
         // rather than bursting to catch up.
@@ -240,6 +228,34 @@ async fn tick(user: &mut GooseUser) -> TransactionResult {
         }
     }
     Ok(())
+}
+
+/// An idle agent (`--idle-agent-sockets`): reads its socket for a while,
+/// so pings are answered, and notes a socket the server closed.
+async fn hold_idle_socket(agent: &Agent, stats: &Stats) {
+    let mut guard = agent.socket.lock().await;
+    let Some(socket) = guard.as_mut() else {
+        drop(guard);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        return;
+    };
+    let until = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match tokio::time::timeout_at(until, socket.next()).await {
+            Err(_) => return,
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_))) | Ok(None) => {
+                *guard = None;
+                let _ = stats.agent_sockets.fetch_update(
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                    |n| n.checked_sub(1),
+                );
+                stats.error("agent socket closed while idle".to_owned());
+                return;
+            }
+        }
+    }
 }
 
 async fn rest_invoke(
@@ -430,18 +446,5 @@ async fn socket_invoke(agent: &Agent, visitorid: &str, n: u64, stats: &Stats) {
             stats.error("agent socket: no answer");
             *guard = None;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn login_keys_match_the_documented_known_answer() {
-        assert_eq!(
-            login_key_until("demo-api-key-7f3a", 72, "fred", 1_767_225_600),
-            "$1$1767225600$8hwsGeuhRBzMKTqH9PMJpyyLPLqIrzocP1i6dh_DUjs"
-        );
     }
 }

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod login_key;
 mod options;
 mod report;
 mod visitor;
@@ -55,6 +56,15 @@ async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
         stats.clone().write_status_forever(options.clone(), path);
     }
     visitor::configure(options.clone(), stats.clone());
+    if options.large_update_bytes > 0 {
+        let mut signals =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+        tokio::spawn(async move {
+            while signals.recv().await.is_some() {
+                visitor::ask_for_large_updates();
+            }
+        });
+    }
     agent::configure(options.clone(), stats.clone());
 
     let agents = options.agent_users();

@@ -64,6 +64,17 @@ pub struct Options {
     /// Agents use the agent socket instead of REST.
     #[arg(long)]
     pub agent_socket: bool,
+    /// With `--invoke-rate 0`: this many agents that only open an agent
+    /// socket, authenticate and hold it (answering pings), as a parked
+    /// console does.
+    #[arg(long, default_value_t = 0)]
+    pub idle_agent_sockets: usize,
+    /// Each visitor sends one presence update of this many bytes of page
+    /// data whenever the process gets SIGUSR1 (0: never). Over the server's
+    /// 4 KiB presence cap it is refused with an error frame and the socket
+    /// stays; the bytes still pass every buffer of the socket.
+    #[arg(long, default_value_t = 0)]
+    pub large_update_bytes: usize,
     /// Agent credentials: a password ...
     #[arg(long, default_value = "fred.demo")]
     pub username: String,
@@ -106,7 +117,7 @@ pub struct Options {
 impl Options {
     pub fn agent_users(&self) -> usize {
         if self.invoke_rate <= 0.0 {
-            return 0;
+            return self.idle_agent_sockets;
         }
         self.agents
             .unwrap_or_else(|| (self.invoke_rate / 250.0).ceil() as usize)

@@ -36,6 +36,11 @@ pub struct Stats {
     seen_invokes: Mutex<HashSet<String>>,
     /// Invokes answered later than the server's invoke deadline allows.
     pub late: AtomicU64,
+    /// `--large-update-bytes` updates sent, and agent sockets open now.
+    pub large_updates: AtomicU64,
+    pub agent_sockets: AtomicU64,
+    /// With `--reconnect`: why attempts to reconnect failed, by cause.
+    pub retry_causes: Mutex<BTreeMap<String, u64>>,
     /// Clean error answers by code (status and JSON body).
     pub errors: Mutex<BTreeMap<String, u64>>,
     /// Agent-side invoke round trip, microseconds.
@@ -66,6 +71,9 @@ impl Default for Stats {
             duplicates: AtomicU64::new(0),
             seen_invokes: Mutex::new(HashSet::new()),
             late: AtomicU64::new(0),
+            large_updates: AtomicU64::new(0),
+            agent_sockets: AtomicU64::new(0),
+            retry_causes: Mutex::new(BTreeMap::new()),
             errors: Mutex::new(BTreeMap::new()),
             // 1 µs to 60 s, 3 significant figures: always valid bounds.
             round_trip_us: Mutex::new(
@@ -138,6 +146,9 @@ impl Stats {
             "invokes_ok": get(&self.invokes_ok),
             "lost": get(&self.lost),
             "late": get(&self.late),
+            "large_updates": get(&self.large_updates),
+            "agent_sockets": get(&self.agent_sockets),
+            "retry_causes": lock(&self.retry_causes).clone(),
             "errors": errors,
         })
     }
@@ -193,7 +204,16 @@ impl Stats {
         println!("== presence loadtest summary (shard {})", options.shard);
         println!("visitors: {} connects ({} first), {} connect failures, {} navigations, setup rate {setup_rate}",
             connects, lock(&self.online).len(), get(&self.connect_failures), get(&self.navigations));
-        println!("visitor side: {} invokes served", get(&self.invokes_served));
+        let causes = lock(&self.retry_causes).clone();
+        if !causes.is_empty() {
+            println!("reconnect attempts that failed, by cause: {causes:?}");
+        }
+        println!(
+            "visitor side: {} invokes served, {} large updates sent; {} agent sockets open",
+            get(&self.invokes_served),
+            get(&self.large_updates),
+            get(&self.agent_sockets)
+        );
         println!(
             "agents: {sent} invokes sent, {} ok, {} failed in the page, {} clean errors, {lost} lost; {} lookups, {} signals",
             get(&self.invokes_ok),

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::options::{self, Options};
-use crate::report::Stats;
+use crate::report::{lock, Stats};
 
 type Socket = WebSocketStream<TcpStream>;
 
@@ -70,6 +70,8 @@ struct Visitor {
     socket: Arc<Mutex<Option<Socket>>>,
     next_presence: Arc<Mutex<Instant>>,
     retry: Arc<Mutex<Retry>>,
+    /// The last round of large updates this visitor sent.
+    large_rounds: Arc<AtomicUsize>,
 }
 
 /// Where a visitor connects next, and when (with `--reconnect`).
@@ -79,16 +81,56 @@ struct Retry {
     at: Instant,
 }
 
+/// The visitor script's reconnect backoff (`backoffDelay` in
+/// `presence-visitor.js`): full jitter, a uniform delay in
+/// [0, min(20 s, 500 ms * 2^attempt)], never below 500 ms.
+pub fn sdk_backoff(attempt: u32, random: f64) -> Duration {
+    const MIN_MS: f64 = 500.0;
+    const MAX_MS: f64 = 20_000.0;
+    let ceiling = (MIN_MS * 2f64.powi(attempt.min(16) as i32)).min(MAX_MS);
+    Duration::from_millis((random * ceiling).floor().max(MIN_MS) as u64)
+}
+
 impl Retry {
-    /// After a drop or a failed attempt: the next node, after 250 ms
-    /// doubling to 4 s, plus up to half of that again (spread, so the
-    /// visitors of a node that died do not all come back in one instant).
+    /// After a drop or a failed attempt: the next node, after the visitor
+    /// script's backoff for this many failures in a row.
     fn move_on(&mut self, nodes: usize) {
         self.node = (self.node + 1) % nodes.max(1);
-        let base = 250u64 << self.failures.min(4);
+        let delay = sdk_backoff(self.failures, rand::rng().random::<f64>());
         self.failures += 1;
-        let jitter = rand::rng().random_range(0..=base / 2);
-        self.at = Instant::now() + Duration::from_millis(base + jitter);
+        self.at = Instant::now() + delay;
+    }
+}
+
+/// Rounds of `--large-update-bytes` asked for (one per SIGUSR1), and the
+/// wake-up of every visitor listening when one is.
+static LARGE_UPDATE_ROUND: AtomicUsize = AtomicUsize::new(0);
+static LARGE_UPDATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Starts a round of large updates: each visitor sends one.
+pub fn ask_for_large_updates() {
+    LARGE_UPDATE_ROUND.fetch_add(1, Ordering::SeqCst);
+    LARGE_UPDATE.notify_waiters();
+}
+
+/// Sends this visitor's large update if a round is due.
+async fn large_update_if_due(
+    socket: &mut Socket,
+    visitor: &Visitor,
+    options: &Options,
+    stats: &Stats,
+) {
+    let round = LARGE_UPDATE_ROUND.load(Ordering::SeqCst);
+    if options.large_update_bytes == 0
+        || visitor.large_rounds.swap(round, Ordering::SeqCst) >= round
+    {
+        return;
+    }
+    let update = json!({"type": "presence",
+                        "data": {"blob": "x".repeat(options.large_update_bytes)}});
+    match socket.send(Message::text(update.to_string())).await {
+        Ok(()) => Stats::count(&stats.large_updates),
+        Err(e) => stats.error(format!("large update: {e}")),
     }
 }
 
@@ -196,6 +238,7 @@ async fn connect(user: &mut GooseUser) -> TransactionResult {
         socket: Arc::new(Mutex::new(socket)),
         next_presence: Arc::new(Mutex::new(first_presence)),
         retry: Arc::new(Mutex::new(retry)),
+        large_rounds: Arc::new(AtomicUsize::new(LARGE_UPDATE_ROUND.load(Ordering::SeqCst))),
     });
     Ok(())
 }
@@ -240,8 +283,11 @@ async fn reconnect(
             Stats::count(&stats.reconnects);
             stats.socket_opened();
         }
-        Err(_) => {
+        Err(e) => {
             Stats::count(&stats.reconnect_attempts_failed);
+            // The cause without what varies per attempt (ports, ids).
+            let cause: String = e.chars().take(60).collect();
+            *lock(&stats.retry_causes).entry(cause).or_default() += 1;
             retry.move_on(options.nodes().len());
         }
     }
@@ -275,7 +321,15 @@ async fn serve(user: &mut GooseUser) -> TransactionResult {
     let slice_end = tokio::time::Instant::now() + serve_slice(options);
     let mut served = Vec::new();
     loop {
-        let frame = match tokio::time::timeout_at(slice_end, socket.next()).await {
+        large_update_if_due(socket, &visitor, options, stats).await;
+        let polled = tokio::select! {
+            polled = tokio::time::timeout_at(slice_end, socket.next()) => Some(polled),
+            _ = LARGE_UPDATE.notified(), if options.large_update_bytes > 0 => None,
+        };
+        let Some(polled) = polled else {
+            continue;
+        };
+        let frame = match polled {
             Err(_) => break,
             Ok(Some(Ok(Message::Text(text)))) => text,
             Ok(Some(Ok(Message::Close(close)))) => {
@@ -375,4 +429,21 @@ async fn serve(user: &mut GooseUser) -> TransactionResult {
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sdk_backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_is_the_visitor_scripts_full_jitter() {
+        // presence-visitor.js: max(500, floor(random * min(20000, 500 * 2^attempt))).
+        assert_eq!(sdk_backoff(0, 0.0), Duration::from_millis(500));
+        assert_eq!(sdk_backoff(0, 0.999), Duration::from_millis(500));
+        assert_eq!(sdk_backoff(3, 0.5), Duration::from_millis(2000));
+        assert_eq!(sdk_backoff(3, 0.1), Duration::from_millis(500));
+        assert_eq!(sdk_backoff(10, 0.5), Duration::from_millis(10_000));
+        assert_eq!(sdk_backoff(40, 0.999), Duration::from_millis(19_980));
+    }
 }

@@ -1,6 +1,7 @@
 //! The private listener that serves `GET /metrics`, apart from the public
 //! server so that a public bind never exposes it.
 
+use crate::infra::metrics::RegistryFigures;
 use std::net::{SocketAddr, TcpListener};
 
 use actix_web::dev::ServerHandle;
@@ -50,7 +51,12 @@ pub fn start(config: &Config, source: MetricsSource) -> std::io::Result<Option<M
 
 async fn metrics(app: web::Data<MetricsSource>) -> Result<HttpResponse, DomainError> {
     let stats = app.registry.stats().await?;
-    let text = app.metrics.render(stats.visitors, stats.connections)?;
+    let text = app.metrics.render(RegistryFigures {
+        visitors: stats.visitors,
+        connections: stats.connections,
+        mailbox_depth: stats.mailbox_depth,
+        mailbox_peak: stats.mailbox_peak,
+    })?;
     Ok(HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,

@@ -78,6 +78,8 @@ pub struct Metrics {
     confirmations: Family<OutcomeLabel, Counter>,
     registry_visitors: Gauge,
     registry_connections: Gauge,
+    registry_mailbox_depth: Gauge,
+    registry_mailbox_peak: Gauge,
     socket_buffer_peak: Gauge,
     audit_records: Family<OutcomeLabel, Counter>,
     audit_suppressed: Family<RuleLabel, Counter>,
@@ -170,6 +172,18 @@ impl Metrics {
             "Visitor connections registered",
             registry_connections.clone(),
         );
+        let registry_mailbox_depth = Gauge::default();
+        registry.register(
+            "registry_mailbox_depth",
+            "Messages waiting in the registry actor's mailbox",
+            registry_mailbox_depth.clone(),
+        );
+        let registry_mailbox_peak = Gauge::default();
+        registry.register(
+            "registry_mailbox_peak",
+            "The most messages that have waited in the registry actor's mailbox at once since start",
+            registry_mailbox_peak.clone(),
+        );
         let socket_buffer_peak = Gauge::default();
         registry.register(
             "socket_buffer_peak_bytes",
@@ -229,6 +243,8 @@ impl Metrics {
             confirmations,
             registry_visitors,
             registry_connections,
+            registry_mailbox_depth,
+            registry_mailbox_peak,
             socket_buffer_peak,
         }
     }
@@ -314,14 +330,29 @@ impl Metrics {
     }
 
     /// The exposition, after setting the gauges read at scrape time.
-    pub fn render(&self, visitors: usize, connections: usize) -> Result<String, DomainError> {
-        self.registry_visitors.set(saturating_i64(visitors));
-        self.registry_connections.set(saturating_i64(connections));
+    pub fn render(&self, registry: RegistryFigures) -> Result<String, DomainError> {
+        self.registry_visitors
+            .set(saturating_i64(registry.visitors));
+        self.registry_connections
+            .set(saturating_i64(registry.connections));
+        self.registry_mailbox_depth
+            .set(saturating_i64(registry.mailbox_depth));
+        self.registry_mailbox_peak
+            .set(saturating_i64(registry.mailbox_peak));
         let mut text = String::new();
         encode(&mut text, &self.registry)
             .map_err(|e| DomainError::Internal(format!("metrics encoding: {e}")))?;
         Ok(text)
     }
+}
+
+/// The registry's figures read at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RegistryFigures {
+    pub visitors: usize,
+    pub connections: usize,
+    pub mailbox_depth: usize,
+    pub mailbox_peak: usize,
 }
 
 fn saturating_i64(n: usize) -> i64 {

@@ -129,6 +129,9 @@ pub struct LocalHooks {
 pub struct Directory {
     visitors: DashMap<VisitorKey, Arc<Published>>,
     pub(super) hooks: LocalHooks,
+    /// The registry actor's mailbox: the handle counts sends, the actor
+    /// counts what it handles.
+    pub(super) mailbox: super::mailbox::MailboxDepth,
 }
 
 impl Directory {

@@ -64,6 +64,7 @@ impl PresenceDirectory for RegistryHandle {
         connection: LiveConnection,
         data: PresenceData,
     ) -> LocalBoxFuture<'static, Result<(), DomainError>> {
+        self.directory.mailbox.queued();
         let reply = self.addr.send(Connect {
             key,
             connection,
@@ -80,12 +81,14 @@ impl PresenceDirectory for RegistryHandle {
     fn disconnect(&self, key: VisitorKey, connection_id: &str, held: Option<PresenceData>) {
         // Through the same mailbox, so the update goes ahead.
         if let Some(data) = held {
+            self.directory.mailbox.queued();
             self.addr.do_send(PresenceUpdate {
                 key: key.clone(),
                 connection_id: connection_id.to_owned(),
                 data,
             });
         }
+        self.directory.mailbox.queued();
         self.addr.do_send(Disconnect {
             key,
             connection_id: connection_id.to_owned(),
@@ -95,6 +98,7 @@ impl PresenceDirectory for RegistryHandle {
     fn repark(&self, key: VisitorKey, commands: Vec<VisitorCommand>) {
         if !commands.is_empty() {
             // Through the actor, behind the socket's Disconnect.
+            self.directory.mailbox.queued();
             self.addr.do_send(Repark { key, commands });
         }
     }
@@ -105,6 +109,7 @@ impl PresenceDirectory for RegistryHandle {
         connection_id: &str,
         data: PresenceData,
     ) -> LocalBoxFuture<'static, Result<(), DomainError>> {
+        self.directory.mailbox.queued();
         let reply = self.addr.send(PresenceUpdate {
             key,
             connection_id: connection_id.to_owned(),
@@ -119,6 +124,7 @@ impl PresenceDirectory for RegistryHandle {
     }
 
     fn watch(&self, key: VisitorKey, socket: AgentSocketId, events: Recipient<AgentEvent>) {
+        self.directory.mailbox.queued();
         self.addr.do_send(Watch {
             key,
             watcher: socket,
@@ -127,6 +133,7 @@ impl PresenceDirectory for RegistryHandle {
     }
 
     fn unwatch(&self, key: VisitorKey, socket: AgentSocketId) {
+        self.directory.mailbox.queued();
         self.addr.do_send(Unwatch {
             key,
             watcher: socket,
@@ -134,10 +141,12 @@ impl PresenceDirectory for RegistryHandle {
     }
 
     fn unwatch_all(&self, socket: AgentSocketId) {
+        self.directory.mailbox.queued();
         self.addr.do_send(UnwatchAll { watcher: socket });
     }
 
     fn stats(&self) -> LocalBoxFuture<'static, Result<RegistryStats, DomainError>> {
+        self.directory.mailbox.queued();
         let reply = self.addr.send(Stats);
         Box::pin(async move {
             reply
@@ -184,6 +193,7 @@ impl PresenceDirectory for RegistryHandle {
                 Err(SendError::Closed(back)) => command = back,
             }
         }
+        self.directory.mailbox.queued();
         self.addr.do_send(Route { key, command });
     }
 

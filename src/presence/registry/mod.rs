@@ -25,6 +25,7 @@ mod commands;
 mod directory;
 mod entry;
 mod handle;
+mod mailbox;
 mod messages;
 mod portion;
 mod presence_directory;
@@ -203,6 +204,7 @@ impl Handler<Connect> for Registry {
     type Result = Result<(), DomainError>;
 
     fn handle(&mut self, msg: Connect, _ctx: &mut Self::Context) -> Self::Result {
+        self.directory.mailbox.handled();
         let now = self.clock.now_ms();
         let Some(entry) = self.visitors.get_mut(&msg.key) else {
             self.visitors.insert(
@@ -243,6 +245,7 @@ impl Handler<Disconnect> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
+        self.directory.mailbox.handled();
         let Some(entry) = self.visitors.get_mut(&msg.key) else {
             return;
         };
@@ -268,6 +271,7 @@ impl Handler<PresenceUpdate> for Registry {
     type Result = Result<(), DomainError>;
 
     fn handle(&mut self, msg: PresenceUpdate, _ctx: &mut Self::Context) -> Self::Result {
+        self.directory.mailbox.handled();
         self.presence_updates += 1;
         let Some(entry) = self.visitors.get_mut(&msg.key) else {
             return Err(DomainError::NotRegistered);
@@ -293,6 +297,7 @@ impl Handler<Route> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Route, ctx: &mut Self::Context) {
+        self.directory.mailbox.handled();
         self.route(&msg.key, msg.command, ctx);
     }
 }
@@ -301,6 +306,7 @@ impl Handler<Repark> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Repark, ctx: &mut Self::Context) {
+        self.directory.mailbox.handled();
         // The closing socket's Disconnect came first (same mailbox), so
         // these go to another open tab, or are parked for the next page.
         for command in msg.commands {
@@ -313,6 +319,7 @@ impl Handler<Watch> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Watch, _ctx: &mut Self::Context) {
+        self.directory.mailbox.handled();
         let current = self.lookup(&msg.key);
         self.events.watch(msg.key, msg.watcher, msg.events, current);
     }
@@ -322,6 +329,7 @@ impl Handler<Unwatch> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Unwatch, _ctx: &mut Self::Context) {
+        self.directory.mailbox.handled();
         self.events.unwatch(&msg.key, msg.watcher);
     }
 }
@@ -330,6 +338,7 @@ impl Handler<UnwatchAll> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: UnwatchAll, _ctx: &mut Self::Context) {
+        self.directory.mailbox.handled();
         self.events.unwatch_all(msg.watcher);
     }
 }
@@ -342,17 +351,24 @@ pub struct RegistryStats {
     pub watches: usize,
     /// Presence updates the registry has handled since start.
     pub presence_updates: u64,
+    /// Messages waiting in the registry actor's mailbox now, and the most
+    /// that have waited at once since start.
+    pub mailbox_depth: usize,
+    pub mailbox_peak: usize,
 }
 
 impl Handler<Stats> for Registry {
     type Result = MessageResult<Stats>;
 
     fn handle(&mut self, _msg: Stats, _ctx: &mut Self::Context) -> Self::Result {
+        self.directory.mailbox.handled();
         MessageResult(RegistryStats {
             visitors: self.visitors.len(),
             connections: self.visitors.values().map(|e| e.connections.len()).sum(),
             watches: self.events.watch_count(),
             presence_updates: self.presence_updates,
+            mailbox_depth: self.directory.mailbox.depth(),
+            mailbox_peak: self.directory.mailbox.peak(),
         })
     }
 }
