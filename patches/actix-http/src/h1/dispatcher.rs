@@ -1493,7 +1493,13 @@ where
                     if inner_p.flags.intersects(Flags::LINGER | Flags::SHUTDOWN) {
                         cx.waker().wake_by_ref();
                     } else {
-                        release_drained_buffers(inner_p.read_buf, inner_p.write_buf);
+                        let payload_drained =
+                            inner_p.payload.as_ref().is_none_or(|p| p.is_drained());
+                        release_drained_buffers(
+                            inner_p.read_buf,
+                            inner_p.write_buf,
+                            payload_drained,
+                        );
                         if inner_p.write_buf.is_empty() {
                             // A released write buffer has nothing left to reset.
                             *inner_p.write_buf_needs_reset = false;
@@ -1520,11 +1526,16 @@ where
 /// permanent use (actix/actix-web#2075, #3367). A drained buffer holds no
 /// bytes, so dropping it loses nothing: the next read reserves
 /// `HW_BUFFER_SIZE` again (`read_available`) and the next write grows the
-/// write buffer from empty. Emptiness alone decides: a buffer split to its
-/// end reads capacity 0 but still holds the allocation it shares with the
-/// bytes split off it. Replacing an empty `BytesMut::new()` costs nothing.
-fn release_drained_buffers(read_buf: &mut BytesMut, write_buf: &mut BytesMut) {
-    if read_buf.is_empty() {
+/// write buffer from empty. Emptiness decides, not capacity: a buffer split
+/// to its end reads capacity 0 but still holds the allocation it shares
+/// with the bytes split off it.
+///
+/// The read buffer is kept while payload chunks wait for a consumer
+/// (`payload_drained` false): each queued chunk shares the block it was read
+/// into, and a fresh block per read behind a stalled consumer would let a
+/// peer pin 8 KiB per few bytes sent, up to the payload's pause limit.
+fn release_drained_buffers(read_buf: &mut BytesMut, write_buf: &mut BytesMut, payload_drained: bool) {
+    if read_buf.is_empty() && payload_drained {
         *read_buf = BytesMut::new();
     }
     if write_buf.is_empty() {

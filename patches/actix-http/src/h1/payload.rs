@@ -134,6 +134,16 @@ impl PayloadSender {
         }
     }
 
+    /// Whether the consumer has taken every chunk fed so far (or is gone).
+    /// Patch of presence-server: the dispatcher frees its drained read
+    /// buffer only then, so chunks queued behind a stalled consumer cannot
+    /// each pin a block of their own.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.inner
+            .upgrade()
+            .is_none_or(|shared| shared.borrow().items.is_empty())
+    }
+
     #[inline]
     pub fn is_dropped(&self) -> bool {
         self.inner.strong_count() == 0
