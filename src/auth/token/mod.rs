@@ -12,6 +12,7 @@ mod redis_key_wire;
 mod redis_keys;
 mod redis_revocations;
 mod revocation;
+mod verified;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub use received_keys::{HandoverError, ReceivedKeys};
 pub use redis_keys::RedisKeys;
 pub use redis_revocations::SharedRevocations;
 pub use revocation::{RevocationForwarder, Revocations};
+use verified::{Verified, VerifiedTokens, MAX_VERIFIED_TOKENS};
 
 /// `aud` of every agent token.
 pub const AUDIENCE: &str = "presence";
@@ -156,6 +158,7 @@ pub struct TokenService {
     revocations: Revocations,
     clock: SharedClock,
     max_lifetime_secs: u64,
+    verified: VerifiedTokens,
 }
 
 impl TokenService {
@@ -172,6 +175,7 @@ impl TokenService {
             revocations,
             clock,
             max_lifetime_secs,
+            verified: VerifiedTokens::new(MAX_VERIFIED_TOKENS),
         }
     }
 
@@ -261,6 +265,27 @@ impl TokenService {
         if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
+        let now = self.clock.now_secs();
+        let verified = match self.verified.get(token, |kid| self.keys.verifying_key(kid)) {
+            Some(hit) => hit,
+            None => {
+                let verified = self.verify_signed(token)?;
+                if verified.claims.exp.saturating_add(LEEWAY_SECS) > now {
+                    self.verified.insert(token, verified.clone(), now);
+                }
+                verified
+            }
+        };
+        let checked = self.check_live(&verified, now);
+        if matches!(checked, Err(TokenError::Expired | TokenError::Revoked)) {
+            self.verified.remove(token);
+        }
+        checked.map(|()| verified.claims)
+    }
+
+    /// The checks that hold for good once made: the header, the key, the
+    /// signature, and the claims that do not depend on the time.
+    fn verify_signed(&self, token: &str) -> Result<Verified, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         jwt::check_header(token).map_err(|e| match e {
             jwt::HeaderError::Malformed => TokenError::Malformed,
@@ -282,7 +307,7 @@ impl TokenService {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
-        // Time is checked below against the injectable clock.
+        // Time is checked in `check_live` against the injectable clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
         let data =
@@ -296,8 +321,20 @@ impl TokenService {
                 _ => TokenError::BadClaims,
             })?;
         let WithNotBefore { claims, nbf } = data.claims;
-        let now = self.clock.now_secs();
-        jwt::check_not_before(nbf.as_ref(), now, LEEWAY_SECS).map_err(|e| match e {
+        if nbf.as_ref().is_some_and(|nbf| nbf.as_u64().is_none()) {
+            return Err(TokenError::BadClaims);
+        }
+        if claims.exp < claims.iat || claims.exp - claims.iat > self.max_lifetime_secs {
+            return Err(TokenError::LifetimeTooLong);
+        }
+        Ok(Verified { key, claims, nbf })
+    }
+
+    /// The checks that can change after signing, made on every use: the
+    /// time claims against `now`, and revocation.
+    fn check_live(&self, verified: &Verified, now: u64) -> Result<(), TokenError> {
+        let claims = &verified.claims;
+        jwt::check_not_before(verified.nbf.as_ref(), now, LEEWAY_SECS).map_err(|e| match e {
             jwt::NotBeforeError::Malformed => TokenError::BadClaims,
             jwt::NotBeforeError::NotYetValid => TokenError::NotYetValid,
         })?;
@@ -307,13 +344,10 @@ impl TokenService {
         if claims.iat > now.saturating_add(LEEWAY_SECS) {
             return Err(TokenError::IssuedInFuture);
         }
-        if claims.exp < claims.iat || claims.exp - claims.iat > self.max_lifetime_secs {
-            return Err(TokenError::LifetimeTooLong);
-        }
         if self.revocations.is_revoked(&claims.jti) {
             return Err(TokenError::Revoked);
         }
-        Ok(claims)
+        Ok(())
     }
 
     /// Seconds until `claims` expire (zero if already past).

@@ -355,3 +355,30 @@ fn the_service_signs_and_verifies_only_through_its_key_source() {
         "a key the source dropped verifies nothing"
     );
 }
+
+#[test]
+fn a_token_verified_before_is_still_checked_in_full_each_time() {
+    let f = fixture();
+    let issued = f
+        .service
+        .issue("fred.demo", 72, Role::Agent, 600)
+        .expect("issue");
+    assert!(f.service.verify(&issued.token).is_ok());
+    assert!(f.service.verify(&issued.token).is_ok(), "a hit");
+    // Only the exact text hits: any change is verified afresh and fails.
+    let (rest, sig) = issued.token.rsplit_once('.').expect("three parts");
+    let flipped = if sig.starts_with('A') { 'B' } else { 'A' };
+    let tampered = format!("{rest}.{flipped}{}", &sig[1..]);
+    assert_eq!(f.service.verify(&tampered), Err(TokenError::BadSignature));
+    assert_eq!(
+        f.service.verify(&format!("{}x", issued.token)),
+        Err(TokenError::BadSignature)
+    );
+    // Revocation is seen at once, on a token verified moments before.
+    f.service
+        .revocations()
+        .revoke(&issued.claims.jti, issued.claims.exp)
+        .expect("revoke");
+    assert_eq!(f.service.verify(&issued.token), Err(TokenError::Revoked));
+    assert_eq!(f.service.verify(&issued.token), Err(TokenError::Revoked));
+}

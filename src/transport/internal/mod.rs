@@ -91,6 +91,7 @@ pub fn start(config: &Config, deps: InternalDeps) -> std::io::Result<Option<Inte
         app.default_service(web::to(crate::transport::http::not_found))
     })
     .workers(1)
+    .tcp_nodelay(true)
     .disable_signals()
     .listen(listener)?
     .run();
