@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # The reproducible single-node benchmark. Builds the release server and
-# load test, starts the server on loopback and runs, in turn:
+# load test, measures the machine, starts the server on loopback and runs,
+# in turn:
+#   machine  GAP_SECS with one busy thread per CPU and nothing else running:
+#            how often the machine takes a CPU away for 2 ms or more (the
+#            floor under any latency tail measured here; vcpu_gaps.py);
 #   agents   AGENT_SOCKETS idle, authenticated agent sockets: RSS per socket
 #            (first: N visitors take nearly all of the 20,000 open files);
 #   ramp     N visitors (split over processes of at most PER_PROCESS,
@@ -29,6 +33,7 @@ AGENT_SOCKETS=${AGENT_SOCKETS:-1000}
 AGENT_WARMUP=${AGENT_WARMUP:-100}
 LARGE_BYTES=${LARGE_BYTES:-61440}
 STORM_LIMIT_SECS=${STORM_LIMIT_SECS:-10}
+GAP_SECS=${GAP_SECS:-20}
 # Each visitor process connects from its own loopback addresses.
 SOURCES=(127.0.0.2,127.0.0.3 127.0.0.4,127.0.0.5 127.0.0.6,127.0.0.7 127.0.0.8,127.0.0.9
          127.0.0.10,127.0.0.11 127.0.0.12,127.0.0.13 127.0.0.14,127.0.0.15 127.0.0.16,127.0.0.17)
@@ -84,6 +89,13 @@ secs_between() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
 # Holds when A <= B (floats).
 at_most() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a <= b)}'; }
 
+echo "== machine: CPU gaps over $GAP_SECS s with nothing else running"
+python3 "$root/loadtest/vcpu_gaps.py" "$GAP_SECS" | tee "$out/machine.txt"
+machine=$(tail -1 "$out/machine.txt")
+gaps_ge_2ms=$(sed -n 's/.*gaps_ge_2ms=\([0-9]*\).*/\1/p' <<<"$machine")
+max_gap_ms=$(sed -n 's/.*max_gap_ms=\([0-9.]*\).*/\1/p' <<<"$machine")
+share_in_gaps=$(sed -n 's/.*share_in_gaps_ge_2ms=\([0-9.]*\).*/\1/p' <<<"$machine")
+
 ulimit -n "$(ulimit -Hn)"
 METRICS_BIND="127.0.0.1:$(free_port)"
 SERVER_LOG=warn start_server "$server_bin"
@@ -111,7 +123,7 @@ for phase in warmup measured; do
 done
 with_agents=$(status_kib VmRSS)
 agent_per=$(per "$with_agents" "$before_agents" "$AGENT_SOCKETS")
-for pid in "${agent_pids[@]}"; do kill -INT "$pid"; wait "$pid" || true; done
+for pid in "${agent_pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; wait "$pid" || true; done
 agent_pid=""
 # Visitors next, on a fresh server (memory the agents freed would
 # flatter them).
@@ -125,7 +137,6 @@ total=$(( per_shard * shards ))
 hold_secs=$(( (PHASE_SECS + 15) * $(wc -w <<<"$RATES") + 600 ))
 
 echo "== ramp: $total visitors in $shards processes of $per_shard, $RAMP_RATE/s in total"
-start=$(now)
 for ((s = 0; s < shards; s++)); do
   "$loadtest_bin" --server "$SERVER_URL" --shard "$s" --visitors "$per_shard" \
     --ramp-rate $(( RAMP_RATE / shards )) --duration-secs "$hold_secs" \
@@ -135,14 +146,25 @@ for ((s = 0; s < shards; s++)); do
   visitor_pids+=($!)
 done
 wait_for 300 '[ "$(status_sum connected)" -ge "$total" ]' || { echo "ramp: not all visitors connected" >&2; exit 1; }
-connected_at=$(now)
-setup=$(awk -v n="$total" -v a="$start" -v b="$connected_at" 'BEGIN {printf "%.0f", n / (b - a)}')
-peak=$(status_kib VmHWM)
+# The setup rate from the first to the last first connection over all the
+# processes (their own clocks' readings, not this script's polling of
+# status files, which would add up to a quarter of a second).
+setup=$(python3 - "$total" "$out"/status-*.json <<'PY'
+import json, sys
+stats = [json.load(open(p)) for p in sys.argv[2:]]
+first = min(s["first_connect_ms"] for s in stats)
+last = max(s["last_connect_ms"] for s in stats)
+print(round(int(sys.argv[1]) / max(last - first, 1) * 1000))
+PY
+)
 ramp_failures=$(status_sum connect_failures)
 
 echo "== idle"
 sleep 5   # at rest: let allocators settle before reading RSS
 idle=$(status_kib VmRSS)
+# The high-water mark after the rest too: the last hellos may still have
+# been in flight when the count was reached.
+peak=$(status_kib VmHWM)
 open=$(ls "/proc/$SERVER_PID/fd" | wc -l)
 idle_per=$(per "$idle" "$baseline" "$total")
 peak_per=$(per "$peak" "$baseline" "$total")
@@ -171,6 +193,7 @@ for rate in $RATES; do
 done
 
 echo "== large: one $LARGE_BYTES-byte presence update per visitor"
+after_invokes=$(status_kib VmRSS)
 for pid in "${visitor_pids[@]}"; do kill -USR1 "$pid"; done
 wait_for 120 '[ "$(status_sum large_updates)" -ge "$total" ]' || { echo "large: not every visitor sent its update" >&2; exit 1; }
 sleep 5   # idle again
@@ -179,6 +202,7 @@ large_per=$(per "$after_large" "$baseline" "$total")
 
 echo "== storm: restart under $total visitors"
 drops_before=$(status_sum drops)
+retries_before=$(status_sum reconnect_attempts_failed)
 storm_start=$(now)
 restart_server "$server_bin"
 ready_at=$(now)
@@ -187,7 +211,7 @@ wait_for 120 '[ "$(status_sum drops)" -ge $(( drops_before + total )) ] && [ "$(
 online_at=$(now)
 storm_secs=$(secs_between "$storm_start" "$online_at")
 storm_after_ready=$(secs_between "$ready_at" "$online_at")
-storm_retries=$(status_sum reconnect_attempts_failed)
+storm_retries=$(( $(status_sum reconnect_attempts_failed) - retries_before ))
 mailbox_peak=$(metric presence_registry_mailbox_peak || echo "?")
 
 check() { if eval "$2"; then echo "| $1 | yes |"; else echo "| $1 | **no** |"; missed=1; fi; }
@@ -199,7 +223,11 @@ targets=$(
   check "after a large update ≤ 1.5 × idle" "at_most $large_per $(awk -v a="$idle_per" 'BEGIN {print a * 1.5}')"
   check "storm: all online within $STORM_LIMIT_SECS s" "[ -z \"${storm_failed:-}\" ] && at_most $storm_secs $STORM_LIMIT_SECS"
   check "setup ≥ 8,000/s" "[ $setup -ge 8000 ]"
-  check "5,000/s: p99 ≤ 2 ms, p99.9 ≤ 5 ms" "[ -n \"${p99_5000:-}\" ] && [ ${p99_5000:-999999} -le 2000 ] && [ ${p999_5000:-999999} -le 5000 ]"
+  if [ -n "${p99_5000:-}" ]; then
+    check "5,000/s: p99 ≤ 2 ms, p99.9 ≤ 5 ms" "[ $p99_5000 -le 2000 ] && [ $p999_5000 -le 5000 ]"
+  else
+    echo "| 5,000/s: p99 ≤ 2 ms, p99.9 ≤ 5 ms | not measured (RATES=\"$RATES\") |"
+  fi
   check "every invoke answered, no errors" "$invoke_ok"
   exit $missed
 ) && missed=0 || missed=1
@@ -211,12 +239,14 @@ command: N=$N RATES="$RATES" PHASE_SECS=$PHASE_SECS bash loadtest/bench.sh
 
 | figure | value |
 |---|---|
+| machine, idle: CPU taken away for ≥ 2 ms | $gaps_ge_2ms times in $GAP_SECS s over $(nproc) CPUs, longest $max_gap_ms ms ($share_in_gaps% of the time) |
 | visitors connected | $total (server open files: $open; $ramp_failures connect attempts failed in the ramp) |
 | connection setup | $setup sockets/s |
 | server RSS | baseline $((baseline / 1024)) MiB, idle with visitors $((idle / 1024)) MiB |
 | RSS per idle visitor connection | $idle_per KiB |
 | RSS per idle agent socket ($AGENT_SOCKETS sockets after $AGENT_WARMUP) | $agent_per KiB |
 | peak RSS per visitor during the ramp (VmHWM) | $peak_per KiB |
+| RSS per visitor after the invoke phases | $(per "$after_invokes" "$baseline" "$total") KiB |
 | RSS per visitor after one $LARGE_BYTES-byte update each | $large_per KiB |
 | reconnect storm: all $total online again | $storm_secs s after the restart began ($storm_after_ready s after the new server answered; $storm_retries attempts retried) |
 | registry mailbox, peak depth in the storm | $mailbox_peak messages |

@@ -44,13 +44,20 @@ if [ "$AGENTS" -gt 0 ]; then args+=(--idle-agent-sockets "$AGENTS"); fi
 "$root/target/release/loadtest" "${args[@]}" > "$out/loadtest.log" 2>&1 &
 load_pid=$!
 field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$out/status.json" "$1" 2>/dev/null || echo 0; }
-for _ in $(seq 1 1200); do
-  [ "$(field connected)" -ge "$VISITORS" ] && [ "$(field agent_sockets)" -ge "$AGENTS" ] && break
-  sleep 0.1
-done
+# Waits until CONDITION holds, at most SECS; 1 if not.
+wait_for() {
+  local deadline=$(( $(date +%s) + $1 )); shift
+  until eval "$@"; do
+    [ "$(date +%s)" -lt "$deadline" ] || return 1
+    sleep 0.1
+  done
+}
+wait_for 120 '[ "$(field connected)" -ge "$VISITORS" ] && [ "$(field agent_sockets)" -ge "$AGENTS" ]' \
+  || { echo "only $(field connected) visitors and $(field agent_sockets) agent sockets connected" >&2; exit 1; }
 if [ "$LARGE_BYTES" -gt 0 ]; then
   kill -USR1 "$load_pid"
-  for _ in $(seq 1 600); do [ "$(field large_updates)" -ge "$VISITORS" ] && break; sleep 0.1; done
+  wait_for 60 '[ "$(field large_updates)" -ge "$VISITORS" ]' \
+    || { echo "only $(field large_updates) of $VISITORS large updates sent" >&2; exit 1; }
 fi
 sleep "$SETTLE_SECS"
 kill -KILL "$server"

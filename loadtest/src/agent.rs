@@ -246,11 +246,7 @@ async fn hold_idle_socket(agent: &Agent, stats: &Stats) {
             Ok(Some(Ok(_))) => {}
             Ok(Some(Err(_))) | Ok(None) => {
                 *guard = None;
-                let _ = stats.agent_sockets.fetch_update(
-                    std::sync::atomic::Ordering::Relaxed,
-                    std::sync::atomic::Ordering::Relaxed,
-                    |n| n.checked_sub(1),
-                );
+                stats.agent_socket_closed();
                 stats.error("agent socket closed while idle".to_owned());
                 return;
             }
@@ -412,6 +408,7 @@ async fn socket_invoke(agent: &Agent, visitorid: &str, n: u64, stats: &Stats) {
         Stats::count(&stats.lost);
         stats.error(format!("agent socket send: {e}"));
         *guard = None;
+        stats.agent_socket_closed();
         return;
     }
     let answer = tokio::time::timeout(Duration::from_secs(30), async {
@@ -445,6 +442,7 @@ async fn socket_invoke(agent: &Agent, visitorid: &str, n: u64, stats: &Stats) {
             Stats::count(&stats.lost);
             stats.error("agent socket: no answer");
             *guard = None;
+            stats.agent_socket_closed();
         }
     }
 }

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod backoff;
 mod login_key;
 mod options;
 mod report;
@@ -39,6 +40,11 @@ async fn main() -> std::process::ExitCode {
 
 /// Runs one load test; `Ok(false)` when `--check` found errors.
 async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
+    if options.idle_agent_sockets > 0 && options.invoke_rate > 0.0 {
+        return Err(
+            "--idle-agent-sockets needs --invoke-rate 0 (idle agents do not invoke)".into(),
+        );
+    }
     // Every visitor holds a socket: use the whole open-file allowance.
     let limit = rlimit::increase_nofile_limit(u64::MAX)?;
     let needed = options.visitors as u64 + 256;

@@ -23,7 +23,9 @@ pub struct Options {
     pub same_node: bool,
     /// A visitor whose socket is closed or fails reconnects, as the
     /// visitor script does: to the next node in the list (or through the
-    /// same balancer URL), after 250 ms doubling to 4 s, with jitter.
+    /// same balancer URL), after the visitor script's backoff: full
+    /// jitter from 500 ms doubling to 20 s, never longer than the time
+    /// already offline.
     /// Closes are then counted as drops, not errors, and only visitors
     /// still offline at the end count against `--check`.
     #[arg(long)]

@@ -47,6 +47,9 @@ pub struct Stats {
     pub round_trip_us: Mutex<Histogram<u64>>,
     /// First and last visitor connection of the ramp-up.
     ramp: Mutex<(Option<Instant>, Option<Instant>)>,
+    /// The same two moments as Unix milliseconds, for `--status-file`
+    /// readers that add up the setup rate of several processes.
+    ramp_wall_ms: Mutex<(Option<u64>, Option<u64>)>,
     /// Visitor ids welcomed by the server, for agents that pick locally.
     pub online: Mutex<Vec<String>>,
 }
@@ -80,6 +83,7 @@ impl Default for Stats {
                 Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
             ),
             ramp: Mutex::new((None, None)),
+            ramp_wall_ms: Mutex::new((None, None)),
             online: Mutex::new(Vec::new()),
         }
     }
@@ -104,6 +108,13 @@ impl Stats {
         ramp.0.get_or_insert(now);
         ramp.1 = Some(now);
         drop(ramp);
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut wall = lock(&self.ramp_wall_ms);
+        wall.0.get_or_insert(wall_ms);
+        wall.1 = Some(wall_ms);
+        drop(wall);
         lock(&self.online).push(visitorid.to_owned());
     }
 
@@ -127,10 +138,18 @@ impl Stats {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
+    /// An agent socket counted in `agent_sockets` was closed or given up.
+    pub fn agent_socket_closed(&self) {
+        let _ = self
+            .agent_sockets
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
     /// The live counts as one JSON object (for `--status-file`).
     pub fn status_json(&self, options: &Options) -> serde_json::Value {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let errors: u64 = lock(&self.errors).values().sum();
+        let (first_connect_ms, last_connect_ms) = *lock(&self.ramp_wall_ms);
         serde_json::json!({
             "shard": options.shard,
             "visitors": options.visitors,
@@ -150,6 +169,8 @@ impl Stats {
             "agent_sockets": get(&self.agent_sockets),
             "retry_causes": lock(&self.retry_causes).clone(),
             "errors": errors,
+            "first_connect_ms": first_connect_ms,
+            "last_connect_ms": last_connect_ms,
         })
     }
 

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::backoff::Retry;
 use crate::options::{self, Options};
 use crate::report::{lock, Stats};
 
@@ -72,34 +73,6 @@ struct Visitor {
     retry: Arc<Mutex<Retry>>,
     /// The last round of large updates this visitor sent.
     large_rounds: Arc<AtomicUsize>,
-}
-
-/// Where a visitor connects next, and when (with `--reconnect`).
-struct Retry {
-    node: usize,
-    failures: u32,
-    at: Instant,
-}
-
-/// The visitor script's reconnect backoff (`backoffDelay` in
-/// `presence-visitor.js`): full jitter, a uniform delay in
-/// [0, min(20 s, 500 ms * 2^attempt)], never below 500 ms.
-pub fn sdk_backoff(attempt: u32, random: f64) -> Duration {
-    const MIN_MS: f64 = 500.0;
-    const MAX_MS: f64 = 20_000.0;
-    let ceiling = (MIN_MS * 2f64.powi(attempt.min(16) as i32)).min(MAX_MS);
-    Duration::from_millis((random * ceiling).floor().max(MIN_MS) as u64)
-}
-
-impl Retry {
-    /// After a drop or a failed attempt: the next node, after the visitor
-    /// script's backoff for this many failures in a row.
-    fn move_on(&mut self, nodes: usize) {
-        self.node = (self.node + 1) % nodes.max(1);
-        let delay = sdk_backoff(self.failures, rand::rng().random::<f64>());
-        self.failures += 1;
-        self.at = Instant::now() + delay;
-    }
 }
 
 /// Rounds of `--large-update-bytes` asked for (one per SIGUSR1), and the
@@ -210,11 +183,7 @@ async fn connect(user: &mut GooseUser) -> TransactionResult {
         opened.as_ref().err().map(String::as_str),
     )
     .await?;
-    let mut retry = Retry {
-        node: home,
-        failures: 0,
-        at: Instant::now(),
-    };
+    let mut retry = Retry::new(home);
     let socket = match opened {
         Ok(socket) => {
             Stats::count(&stats.connects);
@@ -278,7 +247,7 @@ async fn reconnect(
     match opened {
         Ok(socket) => {
             *guard = Some(socket);
-            retry.failures = 0;
+            retry.succeeded();
             Stats::count(&stats.connects);
             Stats::count(&stats.reconnects);
             stats.socket_opened();
@@ -321,10 +290,15 @@ async fn serve(user: &mut GooseUser) -> TransactionResult {
     let slice_end = tokio::time::Instant::now() + serve_slice(options);
     let mut served = Vec::new();
     loop {
+        // Listening before the round is checked: a round started between
+        // the check and the select still wakes this visitor.
+        let round_started = LARGE_UPDATE.notified();
+        tokio::pin!(round_started);
+        round_started.as_mut().enable();
         large_update_if_due(socket, &visitor, options, stats).await;
         let polled = tokio::select! {
             polled = tokio::time::timeout_at(slice_end, socket.next()) => Some(polled),
-            _ = LARGE_UPDATE.notified(), if options.large_update_bytes > 0 => None,
+            _ = &mut round_started, if options.large_update_bytes > 0 => None,
         };
         let Some(polled) = polled else {
             continue;
@@ -401,6 +375,7 @@ async fn serve(user: &mut GooseUser) -> TransactionResult {
                 stats.error(format!("reconnect: {e}"));
             }
         } else {
+            visitor.retry.lock().await.succeeded();
             Stats::count(&stats.connects);
             stats.socket_opened();
         }
@@ -429,21 +404,4 @@ async fn serve(user: &mut GooseUser) -> TransactionResult {
         .await?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sdk_backoff;
-    use std::time::Duration;
-
-    #[test]
-    fn backoff_is_the_visitor_scripts_full_jitter() {
-        // presence-visitor.js: max(500, floor(random * min(20000, 500 * 2^attempt))).
-        assert_eq!(sdk_backoff(0, 0.0), Duration::from_millis(500));
-        assert_eq!(sdk_backoff(0, 0.999), Duration::from_millis(500));
-        assert_eq!(sdk_backoff(3, 0.5), Duration::from_millis(2000));
-        assert_eq!(sdk_backoff(3, 0.1), Duration::from_millis(500));
-        assert_eq!(sdk_backoff(10, 0.5), Duration::from_millis(10_000));
-        assert_eq!(sdk_backoff(40, 0.999), Duration::from_millis(19_980));
-    }
 }

@@ -36,14 +36,27 @@ function load(storage) {
 test("backoff is full jitter between 500 ms and 20 s", () => {
   const { PresenceVisitor } = load();
   const delay = PresenceVisitor.backoffDelay;
-  assert.equal(delay(0, () => 0), 500, "never below the floor");
-  assert.equal(delay(0, () => 0.999), 500);
-  assert.equal(delay(3, () => 0.5), 2000);
-  assert.equal(delay(10, () => 0.999999), 19999);
-  assert.equal(delay(1000, () => 0.999999), 19999, "capped at 20 s");
+  const long = 3600 * 1000; // offline long enough not to bound the wait
+  assert.equal(delay(0, 0, () => 0), 500, "never below the floor");
+  assert.equal(delay(0, long, () => 0.999), 500);
+  assert.equal(delay(3, long, () => 0.5), 2000);
+  assert.equal(delay(10, long, () => 0.999999), 19999);
+  assert.equal(delay(1000, long, () => 0.999999), 19999, "capped at 20 s");
   for (let attempt = 0; attempt < 40; attempt++) {
-    const d = delay(attempt);
+    const d = delay(attempt, long);
     assert.ok(d >= 500 && d <= 20000, `attempt ${attempt}: ${d}`);
+  }
+});
+
+test("backoff never waits longer than the time already offline", () => {
+  const { PresenceVisitor } = load();
+  const delay = PresenceVisitor.backoffDelay;
+  // Four refused attempts in 2.5 s would allow 8 s; the cap is the 2.5 s.
+  assert.equal(delay(4, 2500, () => 0.999999), 2499);
+  assert.equal(delay(4, 100, () => 0.999999), 500, "the floor still holds");
+  for (let offline = 0; offline < 30000; offline += 250) {
+    const d = delay(20, offline, () => 0.999999);
+    assert.ok(d <= Math.max(500, offline), `offline ${offline}: ${d}`);
   }
 });
 

@@ -161,6 +161,19 @@ async fn connect(
     probe
 }
 
+/// Connection `a` updates its presence, so the next invoke goes to it.
+async fn update_then_invoke(
+    harness: &Harness,
+    seen: &mut mpsc::UnboundedReceiver<(&'static str, VisitorCommand)>,
+) {
+    harness
+        .presence_update(key(), "a", data(json!({"url": "/a2"})))
+        .await
+        .expect("update");
+    let _pending = invoke(harness);
+    assert_eq!(seen.recv().await.expect("routed").0, "a");
+}
+
 fn invoke(harness: &Harness) -> oneshot::Receiver<Result<InvokeOutcome, DomainError>> {
     let (responder, outcome) = oneshot::channel();
     harness.route(
@@ -213,12 +226,7 @@ async fn invokes_go_to_the_most_recently_active_tab() {
     let _pending = invoke(&registry);
     assert_eq!(seen.recv().await.expect("routed").0, "b");
 
-    registry
-        .presence_update(key(), "a", data(json!({"url": "/a2"})))
-        .await
-        .expect("update");
-    let _pending = invoke(&registry);
-    assert_eq!(seen.recv().await.expect("routed").0, "a");
+    update_then_invoke(&registry, &mut seen).await;
     let state = registry.lookup(&key());
     assert_eq!(state.connections, 2);
     assert_eq!(state.data, json!({"url": "/a2"}));
@@ -404,4 +412,24 @@ async fn commands_parked_for_a_stalled_new_socket_fail_past_its_mailbox() {
     for mut delivered in parked {
         assert!(delivered.try_recv().is_err(), "queued, not answered");
     }
+}
+
+#[actix::test]
+async fn the_mailbox_depth_returns_to_zero_once_every_message_is_handled() {
+    let mut registry = registry(0);
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let _a = connect(&mut registry, "a", &seen_tx).await;
+    let _events = watch(&registry).await;
+    update_then_invoke(&registry, &mut seen).await;
+    registry.unwatch(key(), 1);
+    registry.unwatch_all(2);
+    disconnect(&registry, "a");
+    // Every kind of message went through; `stats` is handled after them
+    // (one mailbox, in order) and counts itself as handled.
+    let stats = registry.stats().await.expect("stats");
+    assert_eq!(stats.mailbox_depth, 0, "every message sent was handled");
+    assert!(
+        stats.mailbox_peak >= 1,
+        "the peak remembers the busiest moment"
+    );
 }

@@ -24,13 +24,19 @@
   const TOKEN_ERRORS = new Set(["token_expired", "token_revoked", "unauthorized"]);
 
   /**
-   * Full-jitter backoff: uniform in [0, min(max, min * 2^attempt)], never
-   * below the floor.
+   * Full-jitter backoff: uniform in [0, min(max, min * 2^attempt, offline)],
+   * never below the floor: the wait is never longer than the time already
+   * spent offline (the visitor script's rule).
    * @param {number} attempt
+   * @param {number} offlineMs time since the connection was lost
    * @param {() => number} [random]
    */
-  function backoffDelay(attempt, random = Math.random) {
-    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt, 16));
+  function backoffDelay(attempt, offlineMs, random = Math.random) {
+    const ceiling = Math.min(
+      BACKOFF_MAX_MS,
+      BACKOFF_MIN_MS * 2 ** Math.min(attempt, 16),
+      Math.max(BACKOFF_MIN_MS, offlineMs),
+    );
     return Math.max(BACKOFF_MIN_MS, Math.floor(random() * ceiling));
   }
 
@@ -230,6 +236,8 @@
       this.queue = [];
       this.nextId = 1;
       this.attempt = 0;
+      /** When the last ready connection was lost (ms since the epoch). */
+      this.offlineSince = null;
       this.ready = false;
       this.stopped = true;
       this.ws = null;
@@ -385,7 +393,9 @@
         // Refused for a reason a retry will not fix (origin, group).
         this.stopped = true;
       } else {
-        this.timer = setTimeout(() => this.open(), backoffDelay(this.attempt++));
+        if (this.offlineSince === null) this.offlineSince = Date.now();
+        const delay = backoffDelay(this.attempt++, Date.now() - this.offlineSince);
+        this.timer = setTimeout(() => this.open(), delay);
       }
     }
 
@@ -409,6 +419,7 @@
         case "ready":
           this.ready = true;
           this.attempt = 0;
+          this.offlineSince = null;
           this.session = strip(frame);
           for (const visitorid of this.watches.keys()) this.send({ type: "watch", visitorid });
           for (const queued of this.queue.splice(0)) {

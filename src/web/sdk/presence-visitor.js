@@ -18,14 +18,23 @@
   const BACKOFF_MAX_MS = 20000;
 
   /**
-   * Full-jitter backoff: a uniform delay in [0, min(max, min * 2^attempt)],
-   * never below `BACKOFF_MIN_MS`.
+   * Full-jitter backoff: a uniform delay in
+   * [0, min(max, min * 2^attempt, offline)], never below `BACKOFF_MIN_MS`.
+   * The wait is never longer than the time already spent offline, so a
+   * visitor is back within about twice the outage: after a server restart
+   * every refused attempt would otherwise double the window, and the last
+   * visitors came back seconds after the server did.
    * @param {number} attempt reconnects tried so far (0 for the first)
+   * @param {number} offlineMs time since the connection was lost
    * @param {() => number} [random] a uniform source in [0, 1)
    * @returns {number} milliseconds to wait
    */
-  function backoffDelay(attempt, random = Math.random) {
-    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt, 16));
+  function backoffDelay(attempt, offlineMs, random = Math.random) {
+    const ceiling = Math.min(
+      BACKOFF_MAX_MS,
+      BACKOFF_MIN_MS * 2 ** Math.min(attempt, 16),
+      Math.max(BACKOFF_MIN_MS, offlineMs),
+    );
     return Math.max(BACKOFF_MIN_MS, Math.floor(random() * ceiling));
   }
 
@@ -148,6 +157,8 @@
       this.onclose = null;
       this.ws = null;
       this.attempt = 0;
+      /** When the last welcomed connection was lost (ms since the epoch). */
+      this.offlineSince = null;
       this.stopped = true;
       this.timer = null;
       /** @type {Map<string, {resolve: Function, reject: Function}>} */
@@ -228,7 +239,9 @@
         if (this.onclose) this.onclose({ code: event.code, reason: event.reason });
         // 1008 means the server refused us (bad hello, identity): do not hammer it.
         if (!this.stopped && event.code !== 1008) {
-          this.timer = setTimeout(() => this.open(), backoffDelay(this.attempt++));
+          if (this.offlineSince === null) this.offlineSince = Date.now();
+          const delay = backoffDelay(this.attempt++, Date.now() - this.offlineSince);
+          this.timer = setTimeout(() => this.open(), delay);
         }
       };
     }
@@ -250,6 +263,7 @@
         case "welcome":
           this.welcomed = true;
           this.attempt = 0;
+          this.offlineSince = null;
           if (this.onready) this.onready();
           break;
         case "invoke":
