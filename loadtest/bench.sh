@@ -18,7 +18,8 @@
 #   storm    the server is restarted under all N visitors, which reconnect
 #            with the visitor script's backoff: seconds until all are online,
 #            and the registry mailbox's peak depth meanwhile.
-# Prints one table and exits 1 if a target of issue 18 was missed.
+# Prints one table and exits 1 if a target of issue 18 was missed or not
+# measured (RATES without 5000).
 #
 #   bash loadtest/bench.sh                 # N=19000, rates 1000 2000 5000
 #   N=15000 RATES="2000" PHASE_SECS=20 bash loadtest/bench.sh
@@ -92,7 +93,7 @@ at_most() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a <= b)}'; }
 echo "== machine: CPU gaps over $GAP_SECS s with nothing else running"
 python3 "$root/loadtest/vcpu_gaps.py" "$GAP_SECS" | tee "$out/machine.txt"
 machine=$(tail -1 "$out/machine.txt")
-gaps_ge_2ms=$(sed -n 's/.*gaps_ge_2ms=\([0-9]*\).*/\1/p' <<<"$machine")
+gaps_ge_2ms=$(sed -n 's/^gaps_ge_2ms=\([0-9]*\).*/\1/p' <<<"$machine")
 max_gap_ms=$(sed -n 's/.*max_gap_ms=\([0-9.]*\).*/\1/p' <<<"$machine")
 share_in_gaps=$(sed -n 's/.*share_in_gaps_ge_2ms=\([0-9.]*\).*/\1/p' <<<"$machine")
 
@@ -146,15 +147,20 @@ for ((s = 0; s < shards; s++)); do
   visitor_pids+=($!)
 done
 wait_for 300 '[ "$(status_sum connected)" -ge "$total" ]' || { echo "ramp: not all visitors connected" >&2; exit 1; }
-# The setup rate from the first to the last first connection over all the
-# processes (their own clocks' readings, not this script's polling of
-# status files, which would add up to a quarter of a second).
+# The setup rate from the first connection to the last socket opened over
+# all the processes (their own clocks' readings, not this script's polling
+# of status files, which would add up to a quarter of a second); a visitor
+# whose first attempt failed counts when its reconnect opened. 0 if a
+# process reported no connection.
 setup=$(python3 - "$total" "$out"/status-*.json <<'PY'
 import json, sys
 stats = [json.load(open(p)) for p in sys.argv[2:]]
-first = min(s["first_connect_ms"] for s in stats)
-last = max(s["last_connect_ms"] for s in stats)
-print(round(int(sys.argv[1]) / max(last - first, 1) * 1000))
+firsts = [s.get("first_connect_ms") for s in stats]
+lasts = [s.get("last_open_ms") for s in stats]
+if None in firsts or None in lasts:
+    print(0)
+else:
+    print(round(int(sys.argv[1]) / max(max(lasts) - min(firsts), 1) * 1000))
 PY
 )
 ramp_failures=$(status_sum connect_failures)
@@ -226,7 +232,9 @@ targets=$(
   if [ -n "${p99_5000:-}" ]; then
     check "5,000/s: p99 ≤ 2 ms, p99.9 ≤ 5 ms" "[ $p99_5000 -le 2000 ] && [ $p999_5000 -le 5000 ]"
   else
-    echo "| 5,000/s: p99 ≤ 2 ms, p99.9 ≤ 5 ms | not measured (RATES=\"$RATES\") |"
+    # Not shown to hold, so not held: the exit status stays 1.
+    echo "| 5,000/s: p99 ≤ 2 ms, p99.9 ≤ 5 ms | **not measured** (RATES=\"$RATES\") |"
+    missed=1
   fi
   check "every invoke answered, no errors" "$invoke_ok"
   exit $missed

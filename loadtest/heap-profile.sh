@@ -32,7 +32,7 @@ chmod +x "$out/server"
 source "$root/loadtest/server.sh"
 load_pid=""
 cleanup() {
-  [ -z "$load_pid" ] || { kill -INT "$load_pid" 2>/dev/null; wait "$load_pid" 2>/dev/null || true; }
+  [ -z "$load_pid" ] || { kill -INT "$load_pid" 2>/dev/null || true; wait "$load_pid" 2>/dev/null || true; }
   stop_server
 }
 trap cleanup EXIT

@@ -42,6 +42,8 @@ def steal_ticks():
 
 def main():
     secs = float(sys.argv[1]) if len(sys.argv) > 1 else 20.0
+    if not secs >= 1:
+        sys.exit("vcpu_gaps.py: SECS must be at least 1")
     cpus = sorted(os.sched_getaffinity(0))
     results = multiprocessing.Queue()
     steal_before = steal_ticks()

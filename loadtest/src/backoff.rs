@@ -15,8 +15,8 @@ pub struct Retry {
 }
 
 /// The visitor script's reconnect backoff (`backoffDelay` in
-/// `presence-visitor.js`): full jitter, a uniform delay in
-/// [0, min(20 s, 500 ms * 2^attempt, offline)], never below 500 ms.
+/// `presence-visitor.js`): a uniform delay in
+/// [500 ms, min(20 s, 500 ms * 2^attempt, max(500 ms, offline))].
 pub fn sdk_backoff(attempt: u32, offline: Duration, random: f64) -> Duration {
     const MIN_MS: f64 = 500.0;
     const MAX_MS: f64 = 20_000.0;
@@ -24,7 +24,7 @@ pub fn sdk_backoff(attempt: u32, offline: Duration, random: f64) -> Duration {
     let ceiling = (MIN_MS * 2f64.powi(attempt.min(16) as i32))
         .min(MAX_MS)
         .min(offline_ms);
-    Duration::from_millis((random * ceiling).floor().max(MIN_MS) as u64)
+    Duration::from_millis((MIN_MS + (random * (ceiling - MIN_MS)).floor()) as u64)
 }
 
 impl Retry {
@@ -62,19 +62,18 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn backoff_is_the_visitor_scripts_full_jitter() {
-        // presence-visitor.js:
-        // max(500, floor(random * min(20000, 500 * 2^attempt, max(500, offline)))).
+    fn backoff_is_the_visitor_scripts_jitter() {
+        // presence-visitor.js: 500 + floor(random * (ceiling - 500)), with
+        // ceiling = min(20000, 500 * 2^attempt, max(500, offline)).
         let long = Duration::from_secs(3600);
-        assert_eq!(
-            sdk_backoff(0, Duration::ZERO, 0.0),
-            Duration::from_millis(500)
-        );
-        assert_eq!(sdk_backoff(0, long, 0.999), Duration::from_millis(500));
-        assert_eq!(sdk_backoff(3, long, 0.5), Duration::from_millis(2000));
-        assert_eq!(sdk_backoff(3, long, 0.1), Duration::from_millis(500));
-        assert_eq!(sdk_backoff(10, long, 0.5), Duration::from_millis(10_000));
-        assert_eq!(sdk_backoff(40, long, 0.999), Duration::from_millis(19_980));
+        let ms = Duration::from_millis;
+        assert_eq!(sdk_backoff(0, Duration::ZERO, 0.0), ms(500));
+        assert_eq!(sdk_backoff(0, long, 0.999), ms(500));
+        assert_eq!(sdk_backoff(3, long, 0.5), ms(2250));
+        assert_eq!(sdk_backoff(1, long, 0.5), ms(750));
+        assert_eq!(sdk_backoff(3, long, 0.1), ms(850));
+        assert_eq!(sdk_backoff(10, long, 0.999_999), ms(19_999));
+        assert_eq!(sdk_backoff(40, long, 0.999_999), ms(19_999));
     }
 
     #[test]

@@ -47,8 +47,10 @@ pub struct Stats {
     pub round_trip_us: Mutex<Histogram<u64>>,
     /// First and last visitor connection of the ramp-up.
     ramp: Mutex<(Option<Instant>, Option<Instant>)>,
-    /// The same two moments as Unix milliseconds, for `--status-file`
-    /// readers that add up the setup rate of several processes.
+    /// For `--status-file` readers that add up the setup rate of several
+    /// processes, as Unix milliseconds: the first visitor's first
+    /// connection, and the latest socket opened (a first connection or a
+    /// reconnect after a failed first attempt).
     ramp_wall_ms: Mutex<(Option<u64>, Option<u64>)>,
     /// Visitor ids welcomed by the server, for agents that pick locally.
     pub online: Mutex<Vec<String>>,
@@ -108,13 +110,7 @@ impl Stats {
         ramp.0.get_or_insert(now);
         ramp.1 = Some(now);
         drop(ramp);
-        let wall_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let mut wall = lock(&self.ramp_wall_ms);
-        wall.0.get_or_insert(wall_ms);
-        wall.1 = Some(wall_ms);
-        drop(wall);
+        lock(&self.ramp_wall_ms).0.get_or_insert(unix_ms());
         lock(&self.online).push(visitorid.to_owned());
     }
 
@@ -130,6 +126,7 @@ impl Stats {
 
     pub fn socket_opened(&self) {
         Self::count(&self.connected);
+        lock(&self.ramp_wall_ms).1 = Some(unix_ms());
     }
 
     pub fn socket_dropped(&self) {
@@ -149,7 +146,7 @@ impl Stats {
     pub fn status_json(&self, options: &Options) -> serde_json::Value {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let errors: u64 = lock(&self.errors).values().sum();
-        let (first_connect_ms, last_connect_ms) = *lock(&self.ramp_wall_ms);
+        let (first_connect_ms, last_open_ms) = *lock(&self.ramp_wall_ms);
         serde_json::json!({
             "shard": options.shard,
             "visitors": options.visitors,
@@ -170,7 +167,7 @@ impl Stats {
             "retry_causes": lock(&self.retry_causes).clone(),
             "errors": errors,
             "first_connect_ms": first_connect_ms,
-            "last_connect_ms": last_connect_ms,
+            "last_open_ms": last_open_ms,
         })
     }
 
@@ -296,4 +293,11 @@ fn invoke_errors(errors: &BTreeMap<String, u64>) -> u64 {
         .filter(|(code, _)| code.starts_with("invoke:"))
         .map(|(_, n)| n)
         .sum()
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -33,13 +33,14 @@ function load(storage) {
   return { PresenceVisitor: sandbox.PresenceVisitor, sockets, dispatch: sandbox.dispatch };
 }
 
-test("backoff is full jitter between 500 ms and 20 s", () => {
+test("backoff is uniform between 500 ms and its ceiling, at most 20 s", () => {
   const { PresenceVisitor } = load();
   const delay = PresenceVisitor.backoffDelay;
   const long = 3600 * 1000; // offline long enough not to bound the wait
   assert.equal(delay(0, 0, () => 0), 500, "never below the floor");
   assert.equal(delay(0, long, () => 0.999), 500);
-  assert.equal(delay(3, long, () => 0.5), 2000);
+  assert.equal(delay(3, long, () => 0.5), 2250, "halfway between 500 and 4000");
+  assert.equal(delay(1, long, () => 0.5), 750, "not clamped up to the floor");
   assert.equal(delay(10, long, () => 0.999999), 19999);
   assert.equal(delay(1000, long, () => 0.999999), 19999, "capped at 20 s");
   for (let attempt = 0; attempt < 40; attempt++) {
@@ -57,6 +58,11 @@ test("backoff never waits longer than the time already offline", () => {
   for (let offline = 0; offline < 30000; offline += 250) {
     const d = delay(20, offline, () => 0.999999);
     assert.ok(d <= Math.max(500, offline), `offline ${offline}: ${d}`);
+  }
+  // Called without the time offline (the old signature): bounded by the
+  // attempt alone, never NaN (which would make setTimeout fire at once).
+  for (const d of [delay(3), delay(3, undefined, () => 0.999999), delay(3, NaN)]) {
+    assert.ok(d >= 500 && d <= 4000, `${d}`);
   }
 });
 

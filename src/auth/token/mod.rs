@@ -266,21 +266,17 @@ impl TokenService {
             return Err(TokenError::Malformed);
         }
         let now = self.clock.now_secs();
-        let verified = match self.verified.get(token, |kid| self.keys.verifying_key(kid)) {
-            Some(hit) => hit,
-            None => {
-                let verified = self.verify_signed(token)?;
-                if verified.claims.exp.saturating_add(LEEWAY_SECS) > now {
-                    self.verified.insert(token, verified.clone(), now);
-                }
-                verified
+        if let Some(hit) = self.verified.get(token, |kid| self.keys.verifying_key(kid)) {
+            let checked = self.check_live(&hit, now);
+            if matches!(checked, Err(TokenError::Expired | TokenError::Revoked)) {
+                self.verified.remove(token);
             }
-        };
-        let checked = self.check_live(&verified, now);
-        if matches!(checked, Err(TokenError::Expired | TokenError::Revoked)) {
-            self.verified.remove(token);
+            return checked.map(|()| hit.claims);
         }
-        checked.map(|()| verified.claims)
+        let verified = self.verify_signed(token)?;
+        self.check_live(&verified, now)?;
+        self.verified.insert(token, verified.clone(), now);
+        Ok(verified.claims)
     }
 
     /// The checks that hold for good once made: the header, the key, the
@@ -327,7 +323,12 @@ impl TokenService {
         if claims.exp < claims.iat || claims.exp - claims.iat > self.max_lifetime_secs {
             return Err(TokenError::LifetimeTooLong);
         }
-        Ok(Verified { key, claims, nbf })
+        Ok(Verified {
+            kid: key.kid.as_str().into(),
+            key: Arc::downgrade(&key),
+            claims,
+            nbf,
+        })
     }
 
     /// The checks that can change after signing, made on every use: the

@@ -4,14 +4,16 @@
 //! it in full (three header parses, an HMAC, two claim deserialisations)
 //! was a fifth of the server's CPU at 5,000 invokes/s. An entry is keyed by
 //! the exact token string, so only a byte-identical token ever hits, and it
-//! remembers the key object it was verified with. A hit re-checks
-//! everything that can change after signing: that the same key still
-//! verifies (a retired or replaced key misses), the time claims against the
-//! injectable clock, and revocation. The cache is bounded; when full,
-//! expired entries are dropped, and if that frees nothing it is emptied
+//! remembers the key object it was verified with (weakly: a purged key's
+//! secret is not kept alive by the cache). A hit re-checks everything that
+//! can change after signing: that the same key still verifies (a retired,
+//! replaced or purged key misses), the time claims against the injectable
+//! clock, and revocation. Only tokens that passed every check are
+//! remembered. The cache is bounded; when full, expired entries are
+//! dropped, and if that frees less than an eighth of it, it is emptied
 //! (every token then verifies in full once more).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
 use serde_json::Value;
@@ -19,15 +21,17 @@ use serde_json::Value;
 use super::keyring::SigningKey;
 use super::AgentClaims;
 
-/// Entries at most: a token string and its claims take about 600 bytes,
-/// so the bound is a few MiB, far above the tokens live on one node.
+/// Entries at most: a typical token and its claims take under 1 KiB, and
+/// a token may be up to 4 KiB, so the bound is 4 to 20 MiB, above the
+/// tokens live on one node.
 pub const MAX_VERIFIED_TOKENS: usize = 4096;
 
 /// What a full check of one token established.
 #[derive(Clone)]
 pub struct Verified {
-    /// The key the signature was checked with.
-    pub key: Arc<SigningKey>,
+    /// The `kid` of the key the signature was checked with, and that key.
+    pub kid: Box<str>,
+    pub key: Weak<SigningKey>,
     pub claims: AgentClaims,
     /// The token's `nbf`, as sent (its form was already checked).
     pub nbf: Option<Value>,
@@ -55,8 +59,10 @@ impl VerifiedTokens {
         current: impl FnOnce(&str) -> Option<Arc<SigningKey>>,
     ) -> Option<Verified> {
         let hit = self.entries.get(token)?.value().clone();
-        match current(&hit.key.kid) {
-            Some(key) if Arc::ptr_eq(&key, &hit.key) => Some(hit),
+        // The weak reference keeps the allocation, so an address equal to
+        // the current key's is that very key, never a later one.
+        match current(&hit.kid) {
+            Some(key) if std::ptr::eq(Arc::as_ptr(&key), hit.key.as_ptr()) => Some(hit),
             _ => {
                 self.entries.remove(token);
                 None
@@ -69,7 +75,9 @@ impl VerifiedTokens {
     pub fn insert(&self, token: &str, verified: Verified, now: u64) {
         if self.entries.len() >= self.capacity {
             self.entries.retain(|_, entry| entry.claims.exp > now);
-            if self.entries.len() >= self.capacity {
+            // Freeing only a few would mean a sweep on nearly every miss.
+            let room = self.capacity.saturating_sub(self.entries.len());
+            if room < (self.capacity / 8).max(1) {
                 self.entries.clear();
             }
         }
@@ -94,7 +102,8 @@ mod tests {
 
     fn verified(key: &Arc<SigningKey>, exp: u64) -> Verified {
         Verified {
-            key: key.clone(),
+            kid: key.kid.as_str().into(),
+            key: Arc::downgrade(key),
             claims: AgentClaims {
                 iss: "presence-server".into(),
                 aud: "presence".into(),
@@ -128,6 +137,23 @@ mod tests {
         assert_eq!(cache.len(), 0);
         cache.insert("a.b.c", verified(&key, 100), 0);
         assert!(cache.get("a.b.c", |_| None).is_none());
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn a_purged_key_is_not_kept_alive_and_never_hits_again() {
+        let key = Arc::new(SigningKey::new("k".into(), 0, &[1; 32]));
+        let cache = VerifiedTokens::new(8);
+        cache.insert("a.b.c", verified(&key, 100), 0);
+        let weak = Arc::downgrade(&key);
+        drop(key);
+        assert_eq!(
+            weak.strong_count(),
+            0,
+            "the cache holds no strong reference"
+        );
+        let successor = Arc::new(SigningKey::new("k".into(), 0, &[1; 32]));
+        assert!(cache.get("a.b.c", |_| Some(successor.clone())).is_none());
         assert_eq!(cache.len(), 0);
     }
 

@@ -24,21 +24,27 @@
   const TOKEN_ERRORS = new Set(["token_expired", "token_revoked", "unauthorized"]);
 
   /**
-   * Full-jitter backoff: uniform in [0, min(max, min * 2^attempt, offline)],
-   * never below the floor: the wait is never longer than the time already
-   * spent offline (the visitor script's rule).
+   * Jittered backoff: uniform in [min, min(max, min * 2^attempt, offline)]:
+   * the wait is never longer than the time already spent offline (the
+   * visitor script's rule).
    * @param {number} attempt
-   * @param {number} offlineMs time since the connection was lost
+   * @param {number} [offlineMs] time since the connection was lost (no
+   *   bound if not a finite number)
    * @param {() => number} [random]
    */
   function backoffDelay(attempt, offlineMs, random = Math.random) {
+    const offline = Number.isFinite(offlineMs) ? offlineMs : BACKOFF_MAX_MS;
     const ceiling = Math.min(
       BACKOFF_MAX_MS,
       BACKOFF_MIN_MS * 2 ** Math.min(attempt, 16),
-      Math.max(BACKOFF_MIN_MS, offlineMs),
+      Math.max(BACKOFF_MIN_MS, offline),
     );
-    return Math.max(BACKOFF_MIN_MS, Math.floor(random() * ceiling));
+    return BACKOFF_MIN_MS + Math.floor(random() * (ceiling - BACKOFF_MIN_MS));
   }
+
+  /** A clock that does not jump with the wall clock (ms). */
+  const monotonicNow = () =>
+    typeof performance !== "undefined" ? performance.now() : Date.now();
 
   /** An error reported by the server (or the SDK), with its stable code. */
   class PresenceError extends Error {
@@ -236,7 +242,7 @@
       this.queue = [];
       this.nextId = 1;
       this.attempt = 0;
-      /** When the last ready connection was lost (ms since the epoch). */
+      /** When the last ready connection was lost (`monotonicNow`). */
       this.offlineSince = null;
       this.ready = false;
       this.stopped = true;
@@ -385,17 +391,20 @@
       this.failPending("disconnected", "the connection to the presence server closed");
       if (this.onclose) this.onclose({ code: event.code, reason: event.reason });
       if (this.stopped) return;
+      if (this.offlineSince === null) this.offlineSince = monotonicNow();
+      const offline = monotonicNow() - this.offlineSince;
       if (this.tokenFailed) {
-        // Renew at once; watches are sent again on the next ready.
+        // Renew at once the first time; a fresh token refused again (a
+        // clock skew, say) backs off like any other failure. Watches are
+        // sent again on the next ready.
         Authorization.clear(this.groupid);
-        this.timer = setTimeout(() => this.open(), 0);
+        const attempt = this.attempt++;
+        this.timer = setTimeout(() => this.open(), attempt === 0 ? 0 : backoffDelay(attempt, offline));
       } else if (event.code === 1008) {
         // Refused for a reason a retry will not fix (origin, group).
         this.stopped = true;
       } else {
-        if (this.offlineSince === null) this.offlineSince = Date.now();
-        const delay = backoffDelay(this.attempt++, Date.now() - this.offlineSince);
-        this.timer = setTimeout(() => this.open(), delay);
+        this.timer = setTimeout(() => this.open(), backoffDelay(this.attempt++, offline));
       }
     }
 

@@ -18,25 +18,32 @@
   const BACKOFF_MAX_MS = 20000;
 
   /**
-   * Full-jitter backoff: a uniform delay in
-   * [0, min(max, min * 2^attempt, offline)], never below `BACKOFF_MIN_MS`.
-   * The wait is never longer than the time already spent offline, so a
-   * visitor is back within about twice the outage: after a server restart
-   * every refused attempt would otherwise double the window, and the last
-   * visitors came back seconds after the server did.
+   * Jittered backoff: a uniform delay in [min, ceiling], where the ceiling
+   * is min(max, min * 2^attempt, offline). The wait is never longer than
+   * the time already spent offline, so a visitor is back within about twice
+   * the outage: after a server restart every refused attempt would
+   * otherwise double the window, and the last visitors came back seconds
+   * after the server did. Uniform over the whole window (not clamped up to
+   * the floor), so clients that lost the same server do not retry in step.
    * @param {number} attempt reconnects tried so far (0 for the first)
-   * @param {number} offlineMs time since the connection was lost
+   * @param {number} [offlineMs] time since the connection was lost (no
+   *   bound if not a finite number)
    * @param {() => number} [random] a uniform source in [0, 1)
    * @returns {number} milliseconds to wait
    */
   function backoffDelay(attempt, offlineMs, random = Math.random) {
+    const offline = Number.isFinite(offlineMs) ? offlineMs : BACKOFF_MAX_MS;
     const ceiling = Math.min(
       BACKOFF_MAX_MS,
       BACKOFF_MIN_MS * 2 ** Math.min(attempt, 16),
-      Math.max(BACKOFF_MIN_MS, offlineMs),
+      Math.max(BACKOFF_MIN_MS, offline),
     );
-    return Math.max(BACKOFF_MIN_MS, Math.floor(random() * ceiling));
+    return BACKOFF_MIN_MS + Math.floor(random() * (ceiling - BACKOFF_MIN_MS));
   }
+
+  /** A clock that does not jump with the wall clock (ms). */
+  const monotonicNow = () =>
+    typeof performance !== "undefined" ? performance.now() : Date.now();
 
   /**
    * Presence data values must be strings or numbers; everything else is
@@ -157,7 +164,7 @@
       this.onclose = null;
       this.ws = null;
       this.attempt = 0;
-      /** When the last welcomed connection was lost (ms since the epoch). */
+      /** When the last welcomed connection was lost (`monotonicNow`). */
       this.offlineSince = null;
       this.stopped = true;
       this.timer = null;
@@ -239,8 +246,8 @@
         if (this.onclose) this.onclose({ code: event.code, reason: event.reason });
         // 1008 means the server refused us (bad hello, identity): do not hammer it.
         if (!this.stopped && event.code !== 1008) {
-          if (this.offlineSince === null) this.offlineSince = Date.now();
-          const delay = backoffDelay(this.attempt++, Date.now() - this.offlineSince);
+          if (this.offlineSince === null) this.offlineSince = monotonicNow();
+          const delay = backoffDelay(this.attempt++, monotonicNow() - this.offlineSince);
           this.timer = setTimeout(() => this.open(), delay);
         }
       };
