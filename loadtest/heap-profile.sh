@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Heap profile of idle sockets: runs the release server under heaptrack,
 # connects VISITORS idle visitors (or AGENTS idle agent sockets), and
-# optionally has every visitor send one LARGE_BYTES message first; then,
+# optionally has every visitor send one LARGE_BYTES message first, and
+# optionally runs INVOKE_RATE REST invokes/s at them for INVOKE_SECS; then,
 # with the sockets idle, kills the server (SIGKILL, so nothing is freed on
 # the way out) and prints where the heap still held goes, per socket:
 # heaptrack's "leaked" memory is exactly what was live at the kill.
@@ -11,12 +12,15 @@
 #   bash loadtest/heap-profile.sh                  # 2000 idle visitors
 #   LARGE_BYTES=61440 bash loadtest/heap-profile.sh
 #   VISITORS=0 AGENTS=1000 bash loadtest/heap-profile.sh
+#   INVOKE_RATE=1000 INVOKE_SECS=10 bash loadtest/heap-profile.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 VISITORS=${VISITORS:-2000}
 AGENTS=${AGENTS:-0}
 LARGE_BYTES=${LARGE_BYTES:-0}
 SETTLE_SECS=${SETTLE_SECS:-5}
+INVOKE_RATE=${INVOKE_RATE:-0}
+INVOKE_SECS=${INVOKE_SECS:-10}
 TOP=${TOP:-25}
 for tool in heaptrack heaptrack_print rustfilt; do
   command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 2; }
@@ -59,6 +63,12 @@ if [ "$LARGE_BYTES" -gt 0 ]; then
   wait_for 60 '[ "$(field large_updates)" -ge "$VISITORS" ]' \
     || { echo "only $(field large_updates) of $VISITORS large updates sent" >&2; exit 1; }
 fi
+if [ "$INVOKE_RATE" -gt 0 ]; then
+  "$root/target/release/loadtest" --server "$SERVER_URL" --visitors 0 --invoke-rate "$INVOKE_RATE" --target-shards 1 \
+    --target-per-shard "$VISITORS" --ramp-rate 1000 --duration-secs "$INVOKE_SECS" \
+    > "$out/invokes.log" 2>&1 || { echo "the invoke phase failed:" >&2; tail -5 "$out/invokes.log" >&2; exit 1; }
+  grep "invoke round trip" "$out/invokes.log"
+fi
 sleep "$SETTLE_SECS"
 kill -KILL "$server"
 wait "$SERVER_PID" || true
@@ -67,6 +77,6 @@ sockets=$(( VISITORS + AGENTS ))
 file=$(ls -S "$out"/heap*.zst | head -1)
 heaptrack_print --print-flamegraph "$out/stacks.txt" --flamegraph-cost-type leaked "$file" > "$out/summary.txt"
 rustfilt < "$out/stacks.txt" > "$out/stacks.demangled.txt"
-echo "== heap live with $VISITORS idle visitors + $AGENTS agent sockets (large message: $LARGE_BYTES bytes)"
+echo "== heap live with $VISITORS idle visitors + $AGENTS agent sockets (large message: $LARGE_BYTES bytes; invokes: $INVOKE_RATE/s for $INVOKE_SECS s)"
 python3 "$root/loadtest/heap_sites.py" "$out/stacks.demangled.txt" "$sockets" "$TOP"
 echo "profile: $file"
