@@ -43,6 +43,8 @@ pub enum Command {
         #[arg(long, value_enum)]
         role: Option<ServerRole>,
     },
+    /// Print the REST API's OpenAPI 3.1 document (as served at /openapi.json).
+    Openapi,
     /// Print a partner login key ($1$<exp>$<sig>) signed with the group's api_key.
     LoginKey {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]

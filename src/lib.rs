@@ -22,6 +22,7 @@ mod transport;
 
 pub use server::{bind, run, run_with_clock, RunningServer, ServerError};
 pub use store::Store;
+pub use transport::http::openapi_json;
 
 /// Configuration: the typed, validated config and its sections.
 pub mod config {

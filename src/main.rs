@@ -28,6 +28,10 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Openapi => {
+            println!("{}", presence_server::openapi_json());
+            ExitCode::SUCCESS
+        }
         Command::LoginKey {
             config,
             group,

@@ -141,3 +141,15 @@ fn check_config_warns_about_hashes_off_the_recommended_parameters() {
         "the dummy takes the costliest parameters: {out}"
     );
 }
+
+#[test]
+fn openapi_prints_the_document_the_server_serves() {
+    let printed = succeeds(binary().arg("openapi"));
+    let doc: serde_json::Value = serde_json::from_str(&printed).expect("JSON");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    let served: serde_json::Value =
+        serde_json::from_str(presence_server::openapi_json()).expect("JSON");
+    assert_eq!(doc, served);
+    assert!(doc["paths"]["/presence/{groupid}/visitors/{visitorid}/invoke"]["post"].is_object());
+}

@@ -376,6 +376,24 @@ async fn unknown_paths_and_methods_get_json_errors() {
         (status, body["error"].clone()),
         (405, json!("method_not_allowed"))
     );
+    // The 405 names the methods the path serves.
+    for (path, allow) in [
+        ("/presence/72/visitors/v-1/invoke", "POST"),
+        ("/presence/72/visitors/v-1/confirm", "POST, DELETE"),
+        ("/healthz", "GET"),
+    ] {
+        let resp = server
+            .http
+            .put(server.url(path))
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(resp.status().as_u16(), 405, "{path}");
+        assert_eq!(resp.headers().get("allow").unwrap(), allow, "{path}");
+    }
     let (status, body) = server.get("/healthz", None, None).await;
     assert_eq!((status, body), (200, json!({"status":"ok"})));
+    // The API document, served without a token.
+    let (status, doc) = server.get("/openapi.json", None, None).await;
+    assert_eq!((status, doc["openapi"].clone()), (200, json!("3.1.0")));
 }

@@ -175,3 +175,37 @@ async fn preflights_read_percent_encoded_groups_as_the_router_does() {
         200
     );
 }
+
+#[actix_web::test]
+async fn logout_ends_nothing_quietly_and_refuses_a_body_it_cannot_read() {
+    let server = TestServer::start().await;
+    // No session named anywhere: nothing to end, as for an unknown one.
+    for body in ["", "null", "{}"] {
+        let resp = server
+            .http
+            .post(server.url("/auth/logout"))
+            .insert_header(("Content-Type", "application/json"))
+            .send_body(body)
+            .await
+            .expect("logout");
+        assert_eq!(resp.status().as_u16(), 204, "{body:?}");
+    }
+    // A body that is sent must be the one logout reads: never ignored.
+    for body in [
+        r#"{"gssnid": 5}"#,
+        r#"{"session": "x"}"#,
+        "[1]",
+        "{not json",
+    ] {
+        let mut resp = server
+            .http
+            .post(server.url("/auth/logout"))
+            .insert_header(("Content-Type", "application/json"))
+            .send_body(body)
+            .await
+            .expect("logout");
+        assert_eq!(resp.status().as_u16(), 400, "{body}");
+        let error: Value = resp.json().await.expect("error body");
+        assert_eq!(error["error"], "bad_request", "{body}");
+    }
+}

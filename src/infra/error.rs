@@ -324,8 +324,95 @@ pub async fn on_blocking_pool<T: Send + 'static>(
 }
 
 /// `{"error": code, "message": text}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    #[schema(value_type = ErrorCode)]
     pub error: &'static str,
+    /// What went wrong, for a person; not for matching on.
     pub message: String,
 }
+
+/// Every code [`DomainError::code`] gives a public client, for the OpenAPI
+/// document's `ErrorCode` enum. A test reads `code()` in this file and
+/// fails if the two differ. (The internal listener's callers get a few
+/// more, from [`DomainError::InternalAuth`]; they are not public.)
+pub const ERROR_CODES: &[&str] = &[
+    "bad_request",
+    "bad_duration",
+    "bad_credentials_form",
+    "groupid_required",
+    "payload_too_large",
+    "invalid_credentials",
+    "unauthorized",
+    "wrong_group",
+    "origin_not_allowed",
+    "presence_not_subscribed",
+    "not_a_member",
+    "forbidden",
+    "function_not_allowed",
+    "confirmation_required",
+    "role_not_allowed",
+    "unknown_agent",
+    "bad_policy",
+    "confirmation_not_found",
+    "confirmation_settled",
+    "too_many_pending",
+    "unknown_group",
+    "sso_not_configured",
+    "visitor_not_present",
+    "bad_presence_data",
+    "not_found",
+    "unknown_token",
+    "session_key_not_found",
+    "method_not_allowed",
+    "too_many_attempts",
+    "invoke_timeout",
+    "too_many_connections",
+    "request_timeout",
+    "shutting_down",
+    "server_busy",
+    "at_capacity",
+    "internal",
+    "bad_frame",
+    "malformed_json",
+    "unknown_type",
+    "message_too_large",
+    "rate_limited",
+    "too_many_errors",
+    "heartbeat_timeout",
+    "binary_not_supported",
+    "auth_required",
+    "auth_timeout",
+    "already_authenticated",
+    "hello_required",
+    "hello_timeout",
+    "already_joined",
+    "bad_hello",
+    "bad_visitor_id",
+    "identity_required",
+    "identity_invalid",
+    "not_ready",
+    "unknown_invoke",
+    "too_many_watches",
+    "token_revoked",
+    "token_expired",
+    "session_keys_exhausted",
+    "cluster_unavailable",
+    "not_served_here",
+    "no_signing_key",
+];
+
+/// The `ErrorCode` schema: the machine-readable `error` of every error body.
+pub struct ErrorCode;
+
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(ERROR_CODES.iter().copied()))
+            .description(Some("What went wrong, for a program to match on."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}

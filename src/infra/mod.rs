@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod ids;
 pub mod internal_auth;
+pub mod json_integer;
 pub mod jwt;
 pub mod metrics;
 pub mod rate;

@@ -9,8 +9,9 @@ use serde_json::Value;
 use crate::infra::ids::{GroupId, VisitorKey};
 
 /// The lookup document of a visitor, as REST and the agent socket show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct VisitorState {
+    #[schema(value_type = u64)]
     pub groupid: GroupId,
     pub visitorid: String,
     pub online: bool,

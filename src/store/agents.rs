@@ -10,7 +10,7 @@ use super::{decode, encode, remove_expired_before, Store, StoreError, TREE_AGENT
 use crate::infra::config::Role;
 
 /// How an agent came to exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentSource {
     /// A `[[groups.users]]` entry.

@@ -12,7 +12,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use super::{decode, encode, Store, StoreError, TREE_CONFIRMATIONS, TREE_GRANTS};
 
 /// Where a confirmation prompt stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConfirmationStatus {
     Pending,
@@ -35,13 +35,30 @@ impl ConfirmationStatus {
 }
 
 /// Who the visitor is told is asking.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentCard {
+    /// 1 to 100 printable characters, not only spaces.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        example = "Fred Agent"
+    )]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        max_length = 254,
+        pattern = r"^[!-?A-~]+@[!-~]+$",
+        example = "fred@shop.example"
+    )]
     pub email: Option<String>,
+    /// Digits (at least 3), spaces and `-().`, with an optional leading `+`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        max_length = 32,
+        pattern = r"^\+?[ ().\-]*([0-9][ ().\-]*){3,}$",
+        example = "+1 555 0100"
+    )]
     pub phone: Option<String>,
 }
 

@@ -18,6 +18,7 @@ use crate::infra::ids::{fill_random, GroupId};
 use crate::infra::metrics::Metrics;
 use crate::store::cluster::ClusterLink;
 use crate::store::{Store, StoreError};
+pub use survey::Found;
 pub use throttle::{RefusalThrottle, Suppressed, REFUSALS_PER_CLIENT_PER_MINUTE};
 
 /// Longest user agent kept, in characters.
@@ -30,7 +31,7 @@ pub const TRUNCATED: &str = "…[truncated]";
 pub const MAX_PAGE: usize = 1000;
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Issued,
@@ -52,11 +53,12 @@ impl Outcome {
 }
 
 /// One audit record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Unix milliseconds.
     pub at: u64,
     pub outcome: Outcome,
+    #[schema(value_type = Option<u64>)]
     pub groupid: Option<GroupId>,
     pub username: Option<String>,
     pub credential: Option<CredentialKind>,
@@ -147,7 +149,7 @@ pub struct Query {
 }
 
 /// One page of results, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page {
     pub records: Vec<AuditRecord>,
     /// Pass back as `cursor` for the next (older) page; null at the end.

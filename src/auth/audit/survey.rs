@@ -36,7 +36,7 @@ use crate::store::cluster::{ClusterLink, RequestError, WireError};
 const KIND: &str = "audit_page";
 
 /// A merged page: the single-node page, and whether a node was missing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MergedPage {
     pub records: Vec<AuditRecord>,
     pub next_cursor: Option<String>,
@@ -46,7 +46,7 @@ pub struct MergedPage {
 }
 
 /// What an audit query found: this node's page, or the cluster's.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Found {
     Local(Page),

@@ -9,7 +9,9 @@ use crate::auth::password::MAX_PASSWORD_BYTES;
 use crate::infra::error::DomainError;
 
 /// Which kind of credential was presented; recorded in the audit log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CredentialKind {
     Password,
@@ -78,7 +80,8 @@ impl Credentials {
             ["loginkey", "partnerid", "partneruserid"] => Credentials::PartnerLoginKey {
                 partner_id: map
                     .get("partnerid")
-                    .and_then(Value::as_u64)
+                    .and_then(|v| v.as_number())
+                    .and_then(crate::infra::json_integer::as_u64)
                     .ok_or_else(|| {
                         form_error("credentials.partnerid must be a positive integer")
                     })?,

@@ -46,7 +46,7 @@ pub use commands::{
     CheckConfirmation, EndConfirmation, FindSession, Invoke, Lookup, Pending, Signal,
     StartConfirmation,
 };
-pub use visitor_list::{ListVisitors, VisitorQuery};
+pub use visitor_list::{ListVisitors, VisitorPage, VisitorQuery};
 pub use watches::Watches;
 
 /// Who asks: a verified agent token, the Origin its request or socket
@@ -58,7 +58,7 @@ pub struct Caller<'a> {
 }
 
 /// A visitor's lookup document as one agent sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VisitorView {
     #[serde(flatten)]
     pub state: VisitorState,

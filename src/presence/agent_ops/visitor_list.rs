@@ -69,7 +69,7 @@ impl VisitorQuery {
 }
 
 /// One page of the list.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct VisitorPage {
     pub visitors: Vec<VisitorView>,
     /// Pass as `cursor` for the next page; `null` on the last.

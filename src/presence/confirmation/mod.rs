@@ -59,11 +59,15 @@ use tickets::TicketHolders;
 pub const MAX_PROMPTS_PER_VISITOR: usize = 8;
 
 /// What an agent asks for when it starts a prompt.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmOptions {
     /// Number of buttons, 2 to 9 (default 3).
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::infra::json_integer::optional_usize"
+    )]
+    #[schema(minimum = 2, maximum = 9)]
     pub choices: Option<usize>,
     /// Who the visitor is told is asking; defaults to the agent's
     /// configured name.
@@ -72,7 +76,7 @@ pub struct ConfirmOptions {
 }
 
 /// The agent's view of a started prompt: the answer to read out.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Started {
     pub confirmation: String,
     pub answer: String,
@@ -82,10 +86,11 @@ pub struct Started {
 }
 
 /// A prompt as its agent may poll it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConfirmationView {
     pub confirmation: String,
     pub visitorid: String,
+    #[schema(value_type = crate::store::ConfirmationStatus)]
     pub status: &'static str,
     /// When an unanswered prompt expires (Unix seconds).
     pub expires: u64,

@@ -15,7 +15,7 @@ use crate::infra::error::DomainError;
 use crate::store::{AgentCard, ConfirmationStatus};
 
 /// What the visitor's function returned.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum InvokeOutcome {
     /// `{"ok": true, "value": ...}`

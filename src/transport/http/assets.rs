@@ -109,9 +109,11 @@ const ASSETS: &[Asset] = &[
 
 /// Registers a GET route per embedded file.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/console/config.json").route(web::get().to(console_config)));
+    cfg.service(
+        super::resource("/console/config.json", "GET").route(web::get().to(console_config)),
+    );
     for asset in ASSETS {
-        cfg.service(super::resource(asset.path).route(web::get().to(
+        cfg.service(super::resource(asset.path, "GET").route(web::get().to(
             move |settings: web::Data<ConsoleSettings>| async move { serve(asset, &settings) },
         )));
     }

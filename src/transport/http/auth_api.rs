@@ -6,9 +6,11 @@
 //! audited: issued tokens before they are handed out, refusals with their
 //! reason, within the audit throttle's limits (see `auth_audit`).
 
+use super::openapi::{AgentErrors, BodyErrors, ServerErrors};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::auth_audit::{
     begin_attempt, client_of, failed_attempt, forgive_attempt, refuse, write_audit, write_refusal,
@@ -21,26 +23,41 @@ use crate::auth::audit::{AuditRecord, Outcome};
 use crate::auth::sign_in::{CredentialKind, Credentials};
 use crate::auth::token::TokenError;
 use crate::infra::config::{Role, MIN_TOKEN_SECS};
-use crate::infra::error::{on_blocking_pool, DomainError};
+use crate::infra::error::{on_blocking_pool, DomainError, ErrorBody};
 use crate::infra::ids::GroupId;
+use crate::infra::json_integer;
 use crate::presence::origin::RequestOrigin;
 use crate::store::IssuedToken as IssuedTokenOwner;
 
 /// The body of `POST /auth/token`. `duration` and `credentials` are checked
 /// by hand so that each gets its own error code (and an audit record).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct TokenRequest {
+    /// The group (tenant) to sign in to.
+    #[schema(value_type = u64, example = 72, maximum = 9007199254740991.0)]
+    #[serde(deserialize_with = "json_integer::u64")]
     groupid: GroupId,
+    /// Token lifetime in seconds, from 60 to `auth.token_max_secs` (7200
+    /// unless configured; default `auth.token_default_secs`).
     #[serde(default)]
+    #[schema(value_type = Option<u64>, minimum = 60, maximum = 7200)]
     duration: Option<Value>,
+    /// One of: `{"username", "password"}`; `{"partnerid", "loginkey"}` (a
+    /// partner login key); `{"jwt"}` (a customer-signed SSO token); `{}` with
+    /// the `gssnid` website-session cookie.
     #[serde(default)]
+    #[schema(value_type = super::openapi::CredentialForms, required)]
     credentials: Option<Value>,
 }
 
-#[derive(Serialize)]
+/// An issued agent token.
+#[derive(Serialize, ToSchema)]
 struct TokenResponse {
+    /// The JWT, for `Authorization: Bearer` and the agent socket's `auth`.
     token: String,
+    /// When it expires (Unix seconds).
     expires: u64,
+    #[schema(value_type = u64)]
     groupid: GroupId,
     username: String,
     role: Role,
@@ -48,6 +65,22 @@ struct TokenResponse {
 
 /// `POST /auth/token`. If an issued token cannot be recorded, it is not
 /// handed out.
+#[utoipa::path(
+    post,
+    path = "/auth/token",
+    tag = "auth",
+    summary = "Issue an agent token",
+    description = "Checks the credentials and issues a short-lived agent token signed with the current key. Every attempt that names a configured group is audited.",
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "Issued", body = TokenResponse),
+        (status = 400, description = "`bad_request` (not the JSON this route reads), `bad_duration`, `bad_credentials_form`", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`origin_not_allowed`, `presence_not_subscribed`, `not_a_member`, `role_not_allowed`, `unknown_agent`", body = ErrorBody),
+        (status = 404, description = "`unknown_group`, `not_served_here` (split roles: a presence node)", body = ErrorBody),
+        ServerErrors, BodyErrors,
+    ),
+)]
 pub async fn issue_token(
     app: web::Data<AuthDeps>,
     req: HttpRequest,
@@ -98,7 +131,7 @@ fn duration_of(app: &AuthDeps, duration: Option<Value>) -> Result<u64, DomainErr
     };
     let secs = match duration {
         None | Some(Value::Null) => app.config.auth.token_default_secs,
-        Some(Value::Number(n)) => n.as_u64().ok_or_else(bad)?,
+        Some(Value::Number(n)) => json_integer::as_u64(&n).ok_or_else(bad)?,
         Some(_) => return Err(bad()),
     };
     if (MIN_TOKEN_SECS..=max).contains(&secs) {
@@ -287,14 +320,41 @@ pub(super) async fn revoke_token(
     Ok((sockets_closed, record))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
+    /// The `jti` claim of the token to revoke.
+    #[schema(min_length = 1, max_length = 128)]
     jti: String,
+}
+
+/// A revoked token.
+#[derive(Serialize, ToSchema)]
+struct TokenRevoked {
+    /// Its `jti`.
+    revoked: String,
+    /// Denylisted until then, its expiry (Unix seconds).
+    until: u64,
+    /// Sockets that were using it, now closed.
+    sockets_closed: usize,
 }
 
 /// `POST /auth/revoke`: the token's own user, or an administrator of its
 /// group, denylists it until it expires; sockets using it close at once.
+#[utoipa::path(
+    post,
+    path = "/auth/revoke",
+    tag = "auth",
+    summary = "Revoke a token",
+    description = "The token's own user, or an administrator of its group, denylists it until it expires; sockets using it close at once with `token_revoked`.",
+    request_body = RevokeRequest,
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "Revoked", body = TokenRevoked),
+        (status = 404, description = "`unknown_token`: no live token has this `jti`; `not_served_here` (split roles)", body = ErrorBody),
+        AgentErrors, BodyErrors,
+    ),
+)]
 pub async fn revoke(
     app: web::Data<AuthDeps>,
     req: HttpRequest,
@@ -325,9 +385,9 @@ pub async fn revoke(
     let (sockets_closed, record) = revoke_token(&app, &req, &jti, &owner, &caller.sub).await?;
     write_audit(&app, vec![record]).await?;
     tracing::info!(%jti, by = %caller.sub, sockets_closed, "token revoked");
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "revoked": jti,
-        "until": owner.exp,
-        "sockets_closed": sockets_closed,
-    })))
+    Ok(HttpResponse::Ok().json(TokenRevoked {
+        revoked: jti,
+        until: owner.exp,
+        sockets_closed,
+    }))
 }

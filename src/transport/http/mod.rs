@@ -10,6 +10,8 @@ pub mod cors;
 mod deps;
 pub mod error_response;
 pub(crate) mod guards;
+mod health;
+mod openapi;
 mod presence_api;
 pub mod request_log;
 pub mod role_gate;
@@ -17,12 +19,7 @@ mod session_api;
 mod sockets;
 mod sso_start;
 
-use std::sync::Arc;
-
-use crate::auth::token::ReceivedKeys;
-use crate::infra::clock::SharedClock;
-use crate::store::cluster::ClusterLink;
-use crate::transport::internal::handover::{self, HandoverStatus};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::infra::error::DomainError;
@@ -30,6 +27,8 @@ use crate::infra::error::DomainError;
 pub use agent_auth::AgentAuth;
 pub use assets::ConsoleSettings;
 pub use deps::{AuthDeps, HttpLimits};
+pub use health::{Health, HealthBody, RoleHealth};
+pub use openapi::document_json as openapi_json;
 
 /// Registers every route on an app.
 pub fn configure(cfg: &mut web::ServiceConfig, limits: &HttpLimits) {
@@ -49,54 +48,69 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &HttpLimits) {
             .error_handler(|err, _| DomainError::BadRequest(format!("bad query: {err}")).into()),
     )
     .configure(assets::configure)
-    .service(resource("/healthz").route(web::get().to(healthz)))
-    .service(resource("/auth/token").route(web::post().to(auth_api::issue_token)))
-    .service(resource("/auth/login").route(web::post().to(session_api::login)))
-    .service(resource("/auth/logout").route(web::post().to(session_api::logout)))
-    .service(resource("/auth/revoke").route(web::post().to(auth_api::revoke)))
-    .service(resource("/auth/sso/{groupid}").route(web::get().to(sso_start::start)))
-    .service(resource("/visitor/ws").route(web::get().to(sockets::visitor_socket)))
-    .service(resource("/agent/ws").route(web::get().to(sockets::agent_socket)))
-    .service(resource("/admin/{groupid}/audit").route(web::get().to(admin_api::audit)))
-    .service(resource("/admin/{groupid}/agents").route(web::get().to(admin_api::list_agents)))
+    .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
+    .service(resource("/openapi.json", "GET").route(web::get().to(openapi::openapi_json)))
+    .service(resource("/auth/token", "POST").route(web::post().to(auth_api::issue_token)))
+    .service(resource("/auth/login", "POST").route(web::post().to(session_api::login)))
+    .service(resource("/auth/logout", "POST").route(web::post().to(session_api::logout)))
+    .service(resource("/auth/revoke", "POST").route(web::post().to(auth_api::revoke)))
+    .service(resource("/auth/sso/{groupid}", "GET").route(web::get().to(sso_start::start)))
+    .service(resource("/visitor/ws", "GET").route(web::get().to(sockets::visitor_socket)))
+    .service(resource("/agent/ws", "GET").route(web::get().to(sockets::agent_socket)))
+    .service(resource("/admin/{groupid}/audit", "GET").route(web::get().to(admin_api::audit)))
     .service(
-        resource("/admin/{groupid}/agents/{username}/revoke")
+        resource("/admin/{groupid}/agents", "GET").route(web::get().to(admin_api::list_agents)),
+    )
+    .service(
+        resource("/admin/{groupid}/agents/{username}/revoke", "POST")
             .route(web::post().to(admin_api::revoke_agent)),
     )
     .service(
-        resource("/presence/{groupid}/visitors").route(web::get().to(admin_api::list_visitors)),
+        resource("/presence/{groupid}/visitors", "GET")
+            .route(web::get().to(admin_api::list_visitors)),
     )
     .service(
-        resource("/presence/{groupid}/visitors/{visitorid}")
+        resource("/presence/{groupid}/visitors/{visitorid}", "GET")
             .route(web::get().to(presence_api::lookup)),
     )
     .service(
-        resource("/presence/{groupid}/visitors/{visitorid}/invoke")
+        resource("/presence/{groupid}/visitors/{visitorid}/invoke", "POST")
             .route(web::post().to(presence_api::invoke)),
     )
     .service(
-        resource("/presence/{groupid}/sessions/{key}")
+        resource("/presence/{groupid}/sessions/{key}", "GET")
             .route(web::get().to(presence_api::find_session)),
     )
     .service(
-        resource("/presence/{groupid}/visitors/{visitorid}/signal")
+        resource("/presence/{groupid}/visitors/{visitorid}/signal", "POST")
             .route(web::post().to(presence_api::signal)),
     )
     .service(
-        resource("/presence/{groupid}/visitors/{visitorid}/confirm")
-            .route(web::post().to(presence_api::start_confirmation))
-            .route(web::delete().to(presence_api::end_confirmation)),
+        resource(
+            "/presence/{groupid}/visitors/{visitorid}/confirm",
+            "POST, DELETE",
+        )
+        .route(web::post().to(presence_api::start_confirmation))
+        .route(web::delete().to(presence_api::end_confirmation)),
     )
     .service(
-        resource("/presence/{groupid}/visitors/{visitorid}/confirm/{cid}")
-            .route(web::get().to(presence_api::confirmation_status)),
+        resource(
+            "/presence/{groupid}/visitors/{visitorid}/confirm/{cid}",
+            "GET",
+        )
+        .route(web::get().to(presence_api::confirmation_status)),
     );
 }
 
-/// A resource whose unmatched methods get a JSON 405.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(|| async {
-        DomainError::MethodNotAllowed.error_response()
+/// A resource whose unmatched methods get a JSON 405 naming the methods it
+/// serves in `Allow` (RFC 9110 §15.5.6).
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        let mut response = DomainError::MethodNotAllowed.error_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        response
     }))
 }
 
@@ -105,83 +119,27 @@ pub async fn not_found() -> HttpResponse {
     DomainError::NotFound.error_response()
 }
 
-/// What `/healthz` reports on.
-pub struct Health {
-    /// Cluster mode: the node's link to Redis.
-    pub cluster: Option<ClusterLink>,
-    /// Split roles: what this node serves, and its side of the handover.
-    pub role: RoleHealth,
-}
-
-/// A split role's part of `/healthz`.
-pub enum RoleHealth {
-    All,
-    /// The keys received, judged stale past `key_rotation_secs` + 5 min.
-    Auth {
-        keys: Arc<ReceivedKeys>,
-        clock: SharedClock,
-        rotation_secs: u64,
-        started_ms: u64,
-    },
-    /// Each auth node's handover.
-    Presence(Arc<HandoverStatus>),
-}
-
-/// `{"status":"ok"}` on one node (as always). In cluster mode 200
-/// `{"status":"ok","mode":"redis","node":id,"nodes":N}` while Redis is
-/// reachable, else 503 with `"status":"degraded"`. A split role adds
-/// `"role"`; an auth node `"signing_key": {"kid", "last_received_ms",
-/// "stale"}` (503 while it has no key, `"status":"degraded"` when stale); a
-/// presence node `"handover": [{"last_ok_ms", "error", "current"}]`.
-async fn healthz(health: web::Data<Health>) -> HttpResponse {
-    let mut body = serde_json::json!({"status": "ok"});
-    let mut healthy = true;
-    if let Some(link) = &health.cluster {
-        let reachable = link.is_reachable();
-        healthy &= reachable;
-        body["mode"] = "redis".into();
-        body["node"] = link.node_id().into();
-        body["nodes"] = link.live_nodes().len().into();
-        if !reachable {
-            body["status"] = "degraded".into();
-        }
+/// An optional JSON object body. None (only whitespace, or `null`) is
+/// `T::default()`; one that is sent must be an object that parses as `T`,
+/// so that a typo is a 400, never silently the defaults.
+pub(crate) fn optional_json_object<T: serde::de::DeserializeOwned + Default>(
+    body: Result<web::Bytes, actix_web::Error>,
+    what: &str,
+) -> Result<T, DomainError> {
+    let body = body.map_err(|e| match e.as_response_error().status_code().as_u16() {
+        413 => DomainError::PayloadTooLarge(format!("the body is too large: {e}")),
+        _ => DomainError::BadRequest(format!("cannot read the body: {e}")),
+    })?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
     }
-    match &health.role {
-        RoleHealth::All => {}
-        RoleHealth::Auth {
-            keys,
-            clock,
-            rotation_secs,
-            started_ms,
-        } => {
-            let status = keys.status();
-            let stale = handover::is_stale(
-                status.last_received_ms.or(Some(*started_ms)),
-                clock.now_ms(),
-                *rotation_secs,
-            );
-            body["role"] = "auth".into();
-            body["signing_key"] = serde_json::json!({
-                "kid": status.signing,
-                "last_received_ms": status.last_received_ms,
-                "stale": stale,
-            });
-            if status.signing.is_none() {
-                healthy = false;
-                body["status"] = "no_signing_key".into();
-            } else if stale && healthy {
-                body["status"] = "degraded".into();
-            }
-        }
-        RoleHealth::Presence(handover) => {
-            body["role"] = "presence".into();
-            body["handover"] = serde_json::to_value(handover.snapshot()).unwrap_or_default();
-        }
-    }
-    if healthy {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
+    let bad = |e: serde_json::Error| DomainError::BadRequest(format!("bad {what}: {e}"));
+    match serde_json::from_slice(&body).map_err(bad)? {
+        serde_json::Value::Null => Ok(T::default()),
+        object @ serde_json::Value::Object(_) => serde_json::from_value(object).map_err(bad),
+        _ => Err(DomainError::BadRequest(format!(
+            "the {what} must be a JSON object"
+        ))),
     }
 }
 

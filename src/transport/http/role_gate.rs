@@ -77,7 +77,7 @@ mod tests {
         ] {
             assert_eq!(owner_of(path), Some(ServerRole::Presence), "{path}");
         }
-        for path in ["/healthz", "/authx", "/internal/keys", "/"] {
+        for path in ["/healthz", "/openapi.json", "/authx", "/internal/keys", "/"] {
             assert_eq!(owner_of(path), None, "{path}");
         }
     }

@@ -6,9 +6,11 @@
 //! A username found in several groups must name its group (`groupid`);
 //! failed sign-ins are audited under the group asked for, and only there.
 
+use super::openapi::{BodyErrors, ServerErrors};
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth_audit::{
     begin_attempt, client_of, failed_attempt, forgive_attempt, write_audit, write_refusal,
@@ -17,23 +19,52 @@ use super::AuthDeps;
 use crate::auth::audit::{AuditRecord, Outcome};
 use crate::auth::password::MAX_PASSWORD_BYTES;
 use crate::auth::sign_in::CredentialKind;
-use crate::infra::error::{on_blocking_pool, DomainError};
+use crate::infra::error::{on_blocking_pool, DomainError, ErrorBody};
 use crate::infra::ids::GroupId;
 use crate::presence::origin::RequestOrigin;
 
 /// Name of the website-session cookie.
 pub const SESSION_COOKIE: &str = "gssnid";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
     /// The group to sign in to; required when the username is in several.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::infra::json_integer::optional_u64")]
+    #[schema(value_type = Option<u64>, example = 72, maximum = 9007199254740991.0)]
     groupid: Option<GroupId>,
+    #[schema(example = "fred.demo", max_length = 256)]
     username: String,
+    #[schema(max_length = 256)]
     password: String,
 }
 
+/// A started website session.
+#[derive(Serialize, ToSchema)]
+struct SessionStarted {
+    /// The session id, also set as the `gssnid` cookie.
+    gssnid: String,
+    /// When it ends unless used (Unix seconds).
+    expires: u64,
+    #[schema(value_type = u64)]
+    groupid: GroupId,
+}
+
 /// `POST /auth/login`: starts a website session.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "auth",
+    summary = "Start a website session",
+    description = "Checks a password and starts a session bound to that (group, user). The `gssnid` cookie (HttpOnly, SameSite=Lax) then gets tokens from `POST /auth/token` with empty credentials.",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Started; the `gssnid` cookie is set", body = SessionStarted),
+        (status = 400, description = "`bad_request` (not the JSON this route reads, or over the length limits), `groupid_required` (the username is in several groups)", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        (status = 404, description = "`unknown_group`, `not_served_here` (split roles)", body = ErrorBody),
+        ServerErrors, BodyErrors,
+    ),
+)]
 pub async fn login(
     app: web::Data<AuthDeps>,
     req: HttpRequest,
@@ -106,13 +137,17 @@ pub async fn login(
     tracing::info!(group, username = %username, "website session started");
     Ok(HttpResponse::Ok()
         .cookie(session_cookie(&app, session.id.clone(), None))
-        .json(
-            serde_json::json!({"gssnid": session.id, "expires": session.expires, "groupid": group}),
-        ))
+        .json(SessionStarted {
+            gssnid: session.id,
+            expires: session.expires,
+            groupid: group,
+        }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LogoutRequest {
+    /// The session to end; without it, the `gssnid` cookie's.
     #[serde(default)]
     gssnid: Option<String>,
 }
@@ -121,21 +156,34 @@ pub struct LogoutRequest {
 /// and revokes the tokens it issued (their sockets close at once). With
 /// the cookie, the request must come from the console or one of the
 /// session's group's origins.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    summary = "End a website session",
+    description = "Ends the session named in the body or the `gssnid` cookie and revokes every token it issued (their sockets close). Ending an unknown session, or none, is not an error.",
+    request_body(content = Option<LogoutRequest>, description = "Optional: the session id, else the cookie's"),
+    responses(
+        (status = 204, description = "Ended (or there was none to end); the cookie is cleared"),
+        (status = 400, description = "`bad_request`: the body is not the JSON this route reads", body = ErrorBody),
+        (status = 403, description = "`origin_not_allowed`: a cookie request from an origin that is not the console's or the session's group's", body = ErrorBody),
+        (status = 404, description = "`not_served_here` (split roles)", body = ErrorBody),
+        ServerErrors, BodyErrors,
+    ),
+)]
 pub async fn logout(
     app: web::Data<AuthDeps>,
     req: HttpRequest,
-    body: Option<web::Json<LogoutRequest>>,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, DomainError> {
-    let from_body = body.and_then(|b| b.into_inner().gssnid);
+    let body: LogoutRequest = super::optional_json_object(body, "logout body")?;
+    let from_body = body.gssnid;
     let from_cookie = from_body.is_none();
     let id = from_body.or_else(|| req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()));
-    let Some(id) = id else {
-        return Err(DomainError::BadRequest(
-            "no gssnid in the body or cookie".into(),
-        ));
-    };
-    // Ending an unknown session is not an error: the outcome is the same.
-    if id.len() <= MAX_PASSWORD_BYTES {
+    // Ending an unknown session, or none, is not an error: the outcome is
+    // the same (no session, the cookie cleared).
+    let id = id.unwrap_or_default();
+    if !id.is_empty() && id.len() <= MAX_PASSWORD_BYTES {
         // Reading a session may delete it, and ending one flushes: both run
         // on the blocking pool.
         let sessions = app.auth.sessions().clone();

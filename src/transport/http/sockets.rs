@@ -8,6 +8,8 @@
 //! the inbound frame guard (size, fragment and rate limits at each frame
 //! header) before actix's frame parser sees them.
 
+use super::openapi::ServerErrors;
+use crate::infra::error::ErrorBody;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
@@ -23,10 +25,12 @@ use crate::transport::ws_guard::{FrameGuard, GuardLimits, InboundHandle};
 use std::sync::Arc;
 
 /// The optional query of `GET /visitor/ws`.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VisitorSocketQuery {
     /// The group the hello will name; lets a full group refuse the upgrade.
     #[serde(default)]
+    #[param(value_type = Option<u64>, maximum = 9007199254740991.0)]
     groupid: Option<GroupId>,
 }
 
@@ -40,6 +44,21 @@ fn guarded(
 }
 
 /// `GET /visitor/ws`
+#[utoipa::path(
+    get,
+    path = "/visitor/ws",
+    tag = "sockets",
+    summary = "The visitor script's WebSocket",
+    description = "Upgrades to a WebSocket; the first frame must be `hello` within `presence.hello_timeout_ms`. The frames and close codes are in the README (Visitor socket protocol).",
+    params(VisitorSocketQuery),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol"),
+        (status = 400, description = "`bad_request`: not a WebSocket upgrade, or a bad query", body = ErrorBody),
+        (status = 403, description = "`origin_not_allowed`: the Origin is in no group's list", body = ErrorBody),
+        (status = 404, description = "`not_served_here` (split roles: an auth node)", body = ErrorBody),
+        ServerErrors,
+    ),
+)]
 pub async fn visitor_socket(
     deps: web::Data<VisitorSocketDeps>,
     req: HttpRequest,
@@ -70,6 +89,20 @@ pub async fn visitor_socket(
 }
 
 /// `GET /agent/ws`
+#[utoipa::path(
+    get,
+    path = "/agent/ws",
+    tag = "sockets",
+    summary = "The agent console's WebSocket",
+    description = "Upgrades to a WebSocket; the first frame must be `auth` with an agent token within `presence.hello_timeout_ms`. The frames and close codes are in the README (Agent socket protocol).",
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol"),
+        (status = 400, description = "`bad_request`: not a WebSocket upgrade", body = ErrorBody),
+        (status = 403, description = "`origin_not_allowed`: the Origin is in no group's list", body = ErrorBody),
+        (status = 404, description = "`not_served_here` (split roles: an auth node)", body = ErrorBody),
+        ServerErrors,
+    ),
+)]
 pub async fn agent_socket(
     deps: web::Data<AgentSocketDeps>,
     req: HttpRequest,

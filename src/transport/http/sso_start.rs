@@ -7,6 +7,8 @@
 //! `return_to` may only name a console page, so this is never an open
 //! redirect.
 
+use super::openapi::ServerErrors;
+use crate::infra::error::ErrorBody;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -20,10 +22,17 @@ const DEFAULT_RETURN: &str = "/console";
 /// Longest accepted `return_to`.
 const MAX_RETURN_LEN: usize = 2048;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StartQuery {
+    /// The console page to land on (default `/console`): `/console` or a
+    /// path under it, with an optional query.
     #[serde(default)]
+    #[param(
+        pattern = r"^/console(/[A-Za-z0-9_\-]+)*/?(\?[A-Za-z0-9_=&%\-]*)?$",
+        max_length = 2048
+    )]
     return_to: Option<String>,
 }
 
@@ -39,6 +48,19 @@ fn is_console_path(path: &str) -> bool {
 }
 
 /// `GET /auth/sso/{groupid}?return_to=/console/view?...`
+#[utoipa::path(
+    get,
+    path = "/auth/sso/{groupid}",
+    tag = "auth",
+    summary = "Start a console sign-in at the group's identity provider",
+    params(("groupid" = u64, Path, description = "The group (tenant) id", example = 72, maximum = 9007199254740991.0), StartQuery),
+    responses(
+        (status = 302, description = "To the group's `sso.login_url`, with `groupid` and `return_to`", headers(("Location" = String, description = "The identity provider's login URL"))),
+        (status = 400, description = "`bad_request`: `return_to` is not a console path, or a bad group id", body = ErrorBody),
+        (status = 404, description = "`unknown_group`, `sso_not_configured` (no `sso.login_url`), `not_served_here` (split roles)", body = ErrorBody),
+        ServerErrors,
+    ),
+)]
 pub async fn start(
     app: web::Data<AuthDeps>,
     groupid: web::Path<GroupId>,

@@ -35,7 +35,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub const STALE_AFTER_ROTATION_MS: u64 = 5 * 60 * 1000;
 
 /// One auth node, as `/healthz` shows it (no URL: it may be private).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct TargetStatus {
     /// When it last confirmed the keys (Unix ms).
     pub last_ok_ms: Option<u64>,
