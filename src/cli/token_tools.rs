@@ -1,0 +1,403 @@
+//! The token tools' access to the signing keys and the token records:
+//! `gen-token` and `check-token` (this file), `keys list|rotate`
+//! (`key_tools.rs`).
+//!
+//! They open what the server opens, through the same seams: on a single
+//! node the [`KeyRing`] (or, on an auth-role data dir, the
+//! [`ReceivedKeys`]) and the denylist in sled's `server.data_dir`, whose
+//! exclusive lock a running server holds, so every tool refuses then
+//! ([`ToolError::Held`]); in cluster mode the ring and the revocations in
+//! Redis ([`RedisKeys`], [`SharedRevocations`]) over a link that never
+//! joins the cluster (no lease, no subscriber), so the tools work while
+//! nodes run.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::auth::audit::{Audit, AuditRecord, Outcome};
+use crate::auth::sign_in::CredentialKind;
+use crate::auth::token::{
+    IssuedToken, KeyRing, ReceivedKeys, RedisKeys, Revocations, SharedRevocations,
+    SigningKeySource, TokenError, TokenService,
+};
+use crate::infra::clock::{SharedClock, SystemClock};
+use crate::infra::config::{valid_username, Config, ServerRole, MIN_TOKEN_SECS};
+use crate::infra::error::DomainError;
+use crate::infra::ids::GroupId;
+use crate::infra::metrics::Metrics;
+use crate::store::cluster::ClusterLink;
+use crate::store::{Store, StoreError};
+
+/// Why a tool could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The config did not load (exit 2).
+    #[error("{0}")]
+    Config(String),
+    /// A running server holds the data dir (single node).
+    #[error("a server holds the data dir {0}; stop it, or use cluster mode ([cluster] mode = \"redis\"), where the keys live in Redis")]
+    Held(String),
+    /// The request was refused: bad group, user, ttl, role.
+    #[error("{0}")]
+    Refused(String),
+    /// Storage or Redis failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<StoreError> for ToolError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Held(dir) => ToolError::Held(dir),
+            e => ToolError::Failed(e.to_string()),
+        }
+    }
+}
+
+/// What a tool needs of the data dir and the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads only: refuse a data dir (or a Redis ring) no server created,
+    /// rather than creating one.
+    Read,
+    /// May create the data dir and the first key, as the server would.
+    Write,
+}
+
+/// The keys and token records of one deployment, opened as its server
+/// opens them.
+pub struct TokenTools {
+    pub(super) config: Config,
+    pub(super) clock: SharedClock,
+    pub(super) tokens: TokenService,
+    /// Single node: the data dir, held while the tool runs.
+    pub(super) store: Option<Arc<Store>>,
+    /// Single node, presence side: the ring itself (to rotate it).
+    pub(super) ring: Option<Arc<KeyRing>>,
+    /// Cluster mode: the shared ring (to rotate it) and the runtime that
+    /// waits on it.
+    pub(super) shared: Option<(RedisKeys, tokio::runtime::Runtime)>,
+}
+
+impl TokenTools {
+    /// Opens the keys and records `config` names.
+    pub fn open(config: Config, access: Access) -> Result<Self, ToolError> {
+        let clock: SharedClock = Arc::new(SystemClock);
+        if config.cluster.is_redis() {
+            return Self::open_cluster(config, clock, access);
+        }
+        let dir = &config.server.data_dir;
+        if access == Access::Read && !dir.is_dir() {
+            return Err(ToolError::Failed(format!(
+                "no data dir at {}: no server has run with this config",
+                dir.display()
+            )));
+        }
+        let store = Arc::new(Store::open(dir)?);
+        let auth = &config.auth;
+        let (keys, ring): (Arc<dyn SigningKeySource>, _) = match config.server.role {
+            ServerRole::Auth => (
+                Arc::new(ReceivedKeys::load(
+                    store.clone(),
+                    clock.clone(),
+                    auth.token_max_secs,
+                )?),
+                None,
+            ),
+            _ => {
+                if access == Access::Read && store.signing_keys()?.is_empty() {
+                    return Err(ToolError::Failed(format!(
+                        "the key ring in {} is empty: no server has run with this config",
+                        dir.display()
+                    )));
+                }
+                let ring = Arc::new(KeyRing::load_or_create(
+                    store.clone(),
+                    clock.clone(),
+                    auth.key_rotation_secs,
+                    auth.token_max_secs,
+                )?);
+                (ring.clone(), Some(ring))
+            }
+        };
+        let revocations = Revocations::load(store.clone())?;
+        let tokens = TokenService::new(keys, revocations, clock.clone(), auth.token_max_secs);
+        Ok(Self {
+            config,
+            clock,
+            tokens,
+            store: Some(store),
+            ring,
+            shared: None,
+        })
+    }
+
+    /// Cluster mode: the ring and revocations in Redis, whatever the role
+    /// (auth nodes verify with the keys presence nodes hand over from this
+    /// ring).
+    fn open_cluster(config: Config, clock: SharedClock, access: Access) -> Result<Self, ToolError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ToolError::Failed(format!("cannot start a runtime: {e}")))?;
+        let auth = config.auth.clone();
+        let cluster = config.cluster.clone();
+        let opened: Result<_, ToolError> = runtime.block_on(async {
+            let link = ClusterLink::connect(&cluster, Arc::new(Metrics::new()))
+                .await
+                .map_err(|e| ToolError::Failed(format!("cluster: {e}")))?;
+            if access == Access::Read {
+                let hash = link.key("signing_keys");
+                let held: u64 = link
+                    .run("count signing keys", move |mut conn| async move {
+                        redis::cmd("HLEN").arg(hash).query_async(&mut conn).await
+                    })
+                    .await
+                    .map_err(StoreError::from)?;
+                if held == 0 {
+                    return Err(ToolError::Failed(
+                        "the cluster's key ring in Redis is empty: no node has run with this config"
+                            .into(),
+                    ));
+                }
+            }
+            let keys = RedisKeys::load(
+                &link,
+                clock.clone(),
+                auth.key_rotation_secs,
+                auth.token_max_secs,
+                crate::server::housekeeping::interval(auth.key_rotation_secs),
+            )
+            .await?;
+            let revocations = SharedRevocations::load(&link, clock.clone()).await?;
+            Ok((keys, revocations))
+        });
+        let (keys, revocations) = opened?;
+        let tokens = TokenService::new(
+            Arc::new(keys.clone()),
+            Revocations::Shared(revocations),
+            clock.clone(),
+            auth.token_max_secs,
+        );
+        Ok(Self {
+            config,
+            clock,
+            tokens,
+            store: None,
+            ring: None,
+            shared: Some((keys, runtime)),
+        })
+    }
+
+    /// The key source the tools sign and verify with.
+    pub(super) fn keys(&self) -> &dyn SigningKeySource {
+        self.tokens.keys()
+    }
+}
+
+/// What `gen-token` did.
+pub struct Generated {
+    pub issued: IssuedToken,
+    /// Why no audit record was written, if none was (cluster mode, the
+    /// node-local data dir held by a running node).
+    pub unaudited: Option<String>,
+}
+
+/// `gen-token`: a token for the configured user `username` of `group`,
+/// living `ttl` seconds, with the claims `POST /auth/token` gives it (its
+/// role and display name from the config), recorded in the issued-token
+/// index (so it can be revoked) and in the audit log with credential
+/// `cli` before it is printed.
+pub fn gen_token(
+    tools: &TokenTools,
+    group: GroupId,
+    username: &str,
+    ttl: u64,
+) -> Result<Generated, ToolError> {
+    let config = &tools.config;
+    let refused = |m: String| Err(ToolError::Refused(m));
+    let Some(group_config) = config.group(group) else {
+        return refused(format!("group {group} is not in the config"));
+    };
+    if !group_config.presence {
+        return refused(format!(
+            "group {group} has no Presence subscription (presence = false): the server refuses its tokens"
+        ));
+    }
+    if !valid_username(username) {
+        return refused(format!(
+            "--user {username:?} is not a valid username (1 to 128 of A-Z a-z 0-9 . _ @ + -)"
+        ));
+    }
+    let Some(user) = group_config.users.iter().find(|u| u.username == username) else {
+        return refused(format!(
+            "user {username} is not configured in group {group} ([[groups.users]]); gen-token issues tokens only to configured users (an SSO user's scope comes from the customer's signed token)"
+        ));
+    };
+    let max = config.auth.token_max_secs;
+    if !(MIN_TOKEN_SECS..=max).contains(&ttl) {
+        return refused(format!(
+            "--ttl must be {MIN_TOKEN_SECS} to auth.token_max_secs ({max}) seconds"
+        ));
+    }
+    if tools.keys().signing_key().is_none() {
+        return Err(ToolError::Refused(format!(
+            "{}: an auth-role data dir gets its keys from the presence node; start the pair once",
+            DomainError::NoSigningKey
+        )));
+    }
+    let issued = tools
+        .tokens
+        .issue_scoped(username, group, user.role, ttl, user.name.clone(), None)
+        .map_err(|e| ToolError::Failed(format!("the token could not be issued: {e}")))?;
+    let unaudited = audit_issue(tools, &issued)?;
+    Ok(Generated { issued, unaudited })
+}
+
+/// Writes the `issued` audit record: into the tool's open store, or (in
+/// cluster mode) into the node-local data dir unless a node holds it;
+/// then the reason it was not written.
+fn audit_issue(tools: &TokenTools, issued: &IssuedToken) -> Result<Option<String>, ToolError> {
+    let store = match &tools.store {
+        Some(store) => store.clone(),
+        None => match Store::open(&tools.config.server.data_dir) {
+            Ok(store) => Arc::new(store),
+            Err(StoreError::Held(dir)) => {
+                return Ok(Some(format!(
+                    "no audit record written: a node holds its data dir {dir} (the token is recorded in Redis and can be revoked)"
+                )))
+            }
+            Err(e) => return Err(ToolError::Failed(format!("audit: {e}"))),
+        },
+    };
+    let audit = Audit::new(
+        store.clone(),
+        tools.clock.clone(),
+        tools.config.auth.audit_retention_days,
+        Arc::new(Metrics::new()),
+    );
+    let claims = &issued.claims;
+    let mut record = AuditRecord::new(Outcome::Issued, audit.now_ms())
+        .with_client(None, Some("presence-server gen-token"));
+    record.groupid = Some(claims.groupid);
+    record.username = Some(claims.sub.clone());
+    record.credential = Some(CredentialKind::Cli);
+    record.role = Some(claims.role);
+    record.jti = Some(claims.jti.clone());
+    record.iat = Some(claims.iat);
+    record.exp = Some(claims.exp);
+    let operator = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    record.reason = Some(format!("issued by the command line (OS user {operator})"));
+    audit
+        .record(&record)
+        .map_err(|e| ToolError::Failed(format!("audit: {e}; the token was not printed")))?;
+    if tools.store.is_none() {
+        store.close()?;
+    }
+    Ok(None)
+}
+
+/// What `check-token` found.
+pub struct Checked {
+    pub outcome: Result<(), TokenError>,
+    pub report: Value,
+}
+
+/// The error the server gives for `e`: the agent socket's own codes for
+/// an expired or revoked token, otherwise what a REST request gets.
+fn server_error(e: &TokenError) -> DomainError {
+    match e {
+        TokenError::Expired => DomainError::TokenExpired,
+        TokenError::Revoked => DomainError::TokenRevoked,
+        e => e.to_domain(),
+    }
+}
+
+/// Whether the signature was checked before `e` was found (the decoded
+/// claims are then the signer's).
+fn signature_checked(e: &TokenError) -> bool {
+    matches!(
+        e,
+        TokenError::Expired
+            | TokenError::IssuedInFuture
+            | TokenError::NotYetValid
+            | TokenError::Revoked
+            | TokenError::LifetimeTooLong
+    )
+}
+
+/// One base64url JSON part of a token, decoded without any check.
+fn decode_part(token: &str, index: usize) -> Value {
+    token
+        .split('.')
+        .nth(index)
+        .and_then(|part| URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// `check-token`: verifies `token` as the server does (signature against
+/// the ring, claims, time, revocation) and reports the outcome with the
+/// decoded header and claims; those of a token that failed before its
+/// signature was checked are marked unverified.
+pub fn check_token(tools: &TokenTools, token: &str) -> Checked {
+    let token = token.trim();
+    let outcome = tools.tokens.verify(token).map(|_| ());
+    let (header, claims) = (decode_part(token, 0), decode_part(token, 1));
+    let mut report = json!({ "valid": outcome.is_ok() });
+    let trusted = match &outcome {
+        Ok(()) => true,
+        Err(e) => {
+            let error = server_error(e);
+            report["error"] = json!(error.code());
+            report["reason"] = json!(e.reason());
+            report["message"] = json!(e.to_string());
+            signature_checked(e)
+        }
+    };
+    report["signature_verified"] = json!(trusted);
+    if trusted {
+        report["header"] = header;
+        report["claims"] = claims.clone();
+    } else {
+        report["unverified_header"] = header;
+        report["unverified_claims"] = claims.clone();
+        report["note"] =
+            json!("decoded without verification: nothing in the unverified parts can be trusted");
+    }
+    if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+        let now = tools.clock.now_secs();
+        report["expires_in_secs"] = json!(exp as i128 - now as i128);
+    }
+    Checked { outcome, report }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_and_revocation_get_the_sockets_codes_others_the_rest_one() {
+        assert_eq!(server_error(&TokenError::Expired).code(), "token_expired");
+        assert_eq!(server_error(&TokenError::Revoked).code(), "token_revoked");
+        assert_eq!(server_error(&TokenError::BadSignature).code(), "unauthorized");
+        assert_eq!(
+            server_error(&TokenError::KeysUnavailable).code(),
+            "cluster_unavailable"
+        );
+        assert!(!signature_checked(&TokenError::BadSignature));
+        assert!(!signature_checked(&TokenError::UnknownKey));
+        assert!(signature_checked(&TokenError::Expired));
+    }
+
+    #[test]
+    fn undecodable_parts_are_null() {
+        assert_eq!(decode_part("not a token", 1), Value::Null);
+        assert_eq!(decode_part("e30.eyJhIjoxfQ.x", 1), json!({"a": 1}));
+    }
+}
