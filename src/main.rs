@@ -46,7 +46,8 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        command @ (Command::GenToken { .. } | Command::CheckToken { .. } | Command::Keys { .. }) => {
+        command
+        @ (Command::GenToken { .. } | Command::CheckToken { .. } | Command::Keys { .. }) => {
             cli::token_commands::run(command)
         }
         Command::CheckConfig { config, role } => match cli::check_config(&config, role) {

@@ -121,7 +121,11 @@ fn check_token(path: &std::path::Path, role: Option<ServerRole>, token: &str) ->
     }
 }
 
-fn list_keys(path: &std::path::Path, role: Option<ServerRole>, json: bool) -> Result<(), ToolError> {
+fn list_keys(
+    path: &std::path::Path,
+    role: Option<ServerRole>,
+    json: bool,
+) -> Result<(), ToolError> {
     let tools = open(path, role, Access::Read)?;
     let keys = key_tools::list(&tools);
     if json {

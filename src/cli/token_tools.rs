@@ -385,7 +385,10 @@ mod tests {
     fn expiry_and_revocation_get_the_sockets_codes_others_the_rest_one() {
         assert_eq!(server_error(&TokenError::Expired).code(), "token_expired");
         assert_eq!(server_error(&TokenError::Revoked).code(), "token_revoked");
-        assert_eq!(server_error(&TokenError::BadSignature).code(), "unauthorized");
+        assert_eq!(
+            server_error(&TokenError::BadSignature).code(),
+            "unauthorized"
+        );
         assert_eq!(
             server_error(&TokenError::KeysUnavailable).code(),
             "cluster_unavailable"
