@@ -4,123 +4,19 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use common::cluster::{eventually, join, RedisServer, TEST_LEASE_MS, TEST_REDIS_TIMEOUT_MS};
+use common::tools::{check_token, gen_token, kid, list_keys, tool, ConfigFile};
 use common::TestServer;
 use presence_server::clock::{Clock, ManualClock, SystemClock};
 use presence_server::config::Role;
-use serde_json::{json, Value};
-use tempfile::TempDir;
+use serde_json::json;
 
 const LOOKUP: &str = "/presence/72/visitors/v-nobody";
-
-/// A config file of the test config on `data`, plus `extra` TOML.
-struct ConfigFile {
-    _dir: TempDir,
-    path: PathBuf,
-}
-
-impl ConfigFile {
-    fn new(data: &Path, extra: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, common::config_toml(data) + extra).expect("write config");
-        Self { _dir: dir, path }
-    }
-
-    fn path(&self) -> &str {
-        self.path.to_str().expect("utf-8 path")
-    }
-}
-
-/// What one run of the binary printed.
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `presence-server args...` (with `stdin`) off the test's runtime,
-/// so in-process servers keep serving meanwhile.
-async fn tool(args: &[&str], stdin: Option<&str>) -> Ran {
-    let (args, stdin): (Vec<String>, _) = (
-        args.iter().map(|a| a.to_string()).collect(),
-        stdin.map(str::to_owned),
-    );
-    let out: Output = actix_web::rt::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_presence-server"))
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut input = child.stdin.take().expect("stdin");
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).expect("write stdin");
-        }
-        drop(input);
-        child.wait_with_output().expect("output")
-    })
-    .await
-    .expect("join");
-    Ran {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).expect("utf-8"),
-        stderr: String::from_utf8(out.stderr).expect("utf-8"),
-    }
-}
-
-/// `gen-token` for `user` of group 72, which must succeed: the token.
-async fn gen_token(config: &ConfigFile, user: &str, ttl: &str) -> String {
-    let ran = tool(
-        &[
-            "gen-token",
-            "--config",
-            config.path(),
-            "--group",
-            "72",
-            "--user",
-            user,
-            "--ttl",
-            ttl,
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
-    ran.stdout.trim().to_owned()
-}
-
-/// `check-token`: the exit code, the first line, and the JSON report.
-async fn check_token(config: &ConfigFile, token: &str) -> (Option<i32>, String, Value) {
-    let ran = tool(&["check-token", "--config", config.path(), token], None).await;
-    let (first, rest) = ran.stdout.split_once('\n').unwrap_or((&ran.stdout, ""));
-    let report =
-        serde_json::from_str(rest).unwrap_or_else(|e| panic!("{e}: {}{}", ran.stdout, ran.stderr));
-    (ran.code, first.to_owned(), report)
-}
-
-/// `keys list --json`.
-async fn list_keys(config: &ConfigFile) -> Vec<Value> {
-    let ran = tool(&["keys", "list", "--json", "--config", config.path()], None).await;
-    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
-    serde_json::from_str(&ran.stdout).expect("json")
-}
-
-fn kid(token: &str) -> String {
-    jsonwebtoken::decode_header(token)
-        .expect("header")
-        .kid
-        .expect("kid")
-}
 
 #[actix_web::test]
 async fn a_generated_token_works_on_a_server_started_after_and_is_revocable_and_audited() {

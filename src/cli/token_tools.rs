@@ -219,6 +219,13 @@ pub fn gen_token(
 ) -> Result<Generated, ToolError> {
     let config = &tools.config;
     let refused = |m: String| Err(ToolError::Refused(m));
+    if config.server.role == ServerRole::Presence && !config.cluster.is_redis() {
+        // The auth node answers `/auth/revoke` from its own index: a token
+        // indexed here could never be revoked.
+        return refused(
+            "split roles without Redis: the auth node issues and revokes tokens, so generate them on the auth node's data dir (--role auth)".into(),
+        );
+    }
     let Some(group_config) = config.group(group) else {
         return refused(format!("group {group} is not in the config"));
     };
