@@ -53,6 +53,16 @@ async fn a_generated_token_works_on_a_server_started_after_and_is_revocable_and_
     assert_eq!(record["credential"], "cli");
     assert_eq!(record["exp"], claims.exp);
 
+    // Seen: the agent list says when it was last issued a token.
+    let (status, body) = server.get("/admin/72/agents", Some(&ada), None).await;
+    assert_eq!(status, 200, "{body}");
+    let agents = body["agents"].as_array().expect("agents");
+    let listed = agents.iter().find(|a| a["username"] == "fred.demo");
+    assert!(
+        listed.is_some_and(|a| a["last_seen"].as_u64() >= Some(claims.iat)),
+        "{body}"
+    );
+
     // Indexed: its user revokes it like any other token.
     let (status, body) = server
         .post(
@@ -175,6 +185,46 @@ async fn gen_token_refuses_unknown_groups_users_and_lifetimes_out_of_range() {
     assert_eq!(ran.code, Some(2), "{}", ran.stderr);
     let ran = tool(&["check-token", "--config", c], None).await;
     assert_eq!(ran.code, Some(2), "usage: no token: {}", ran.stderr);
+
+    // Reading tools never create a data dir (nor a key ring).
+    let ran = tool(&["check-token", "--config", c, "x.y.z"], None).await;
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("no server has run with this config"),
+        "{}",
+        ran.stderr
+    );
+    let ran = tool(&["keys", "list", "--config", c], None).await;
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        std::fs::read_dir(data.path())
+            .expect("dir")
+            .next()
+            .is_none(),
+        "still empty"
+    );
+
+    // Cluster mode with no Redis: a clear error, no token.
+    let port = common::cluster::free_port();
+    let nowhere = ConfigFile::new(
+        data.path(),
+        &format!("\n[cluster]\nmode = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/0\"\nredis_timeout_ms = 300\n"),
+    );
+    let args = [
+        "gen-token",
+        "--config",
+        nowhere.path(),
+        "--group",
+        "72",
+        "--user",
+        "fred.demo",
+    ];
+    let ran = tool(&args, None).await;
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(ran.stderr.contains("did not answer"), "{}", ran.stderr);
+    assert!(ran.stdout.is_empty());
+    let ran = tool(&["check-token", "--config", nowhere.path(), "x.y.z"], None).await;
+    assert_eq!(ran.code, Some(2), "could not check: {}", ran.stderr);
 }
 
 #[actix_web::test]

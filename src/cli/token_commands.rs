@@ -68,8 +68,11 @@ fn gen_token(
     user: &str,
     ttl: Option<u64>,
 ) -> Result<(), ToolError> {
-    let tools = open(path, role, Access::Write)?;
-    let ttl = ttl.unwrap_or(tools.config.auth.token_default_secs);
+    let config = Config::load_as(path, role).map_err(|e| ToolError::Config(e.to_string()))?;
+    let ttl = ttl.unwrap_or(config.auth.token_default_secs);
+    // A request the server would refuse opens (and creates) nothing.
+    token_tools::requested_user(&config, group, user, ttl)?;
+    let tools = TokenTools::open(config, Access::Write)?;
     let generated = token_tools::gen_token(&tools, group, user, ttl)?;
     if let Some(note) = &generated.unaudited {
         eprintln!("presence-server: warning: {note}");

@@ -18,18 +18,18 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::auth::audit::{Audit, AuditRecord, Outcome};
-use crate::auth::sign_in::CredentialKind;
+use crate::auth::sign_in::{CredentialKind, ProvisionedAgents, RedisAgents};
 use crate::auth::token::{
     IssuedToken, KeyRing, ReceivedKeys, RedisKeys, Revocations, SharedRevocations,
     SigningKeySource, TokenError, TokenService,
 };
 use crate::infra::clock::{SharedClock, SystemClock};
-use crate::infra::config::{valid_username, Config, ServerRole, MIN_TOKEN_SECS};
+use crate::infra::config::{valid_username, Config, ServerRole, UserConfig, MIN_TOKEN_SECS};
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
 use crate::infra::metrics::Metrics;
 use crate::store::cluster::ClusterLink;
-use crate::store::{Store, StoreError};
+use crate::store::{AgentRecord, AgentSource, Store, StoreError};
 
 /// Why a tool could not do its work.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +75,9 @@ pub struct TokenTools {
     pub(super) tokens: TokenService,
     /// Single node: the data dir, held while the tool runs.
     pub(super) store: Option<Arc<Store>>,
+    /// Agents seen or provisioned (last issued a token), as the server
+    /// keeps them.
+    agents: Arc<dyn ProvisionedAgents>,
     /// Single node, presence side: the ring itself (to rotate it).
     pub(super) ring: Option<Arc<KeyRing>>,
     /// Cluster mode: the shared ring (to rotate it) and the runtime that
@@ -90,7 +93,8 @@ impl TokenTools {
             return Self::open_cluster(config, clock, access);
         }
         let dir = &config.server.data_dir;
-        if access == Access::Read && !dir.is_dir() {
+        // sled keeps its pages in `db`: without it, no server has run here.
+        if access == Access::Read && !dir.join("db").is_file() {
             return Err(ToolError::Failed(format!(
                 "no data dir at {}: no server has run with this config",
                 dir.display()
@@ -129,6 +133,7 @@ impl TokenTools {
             config,
             clock,
             tokens,
+            agents: store.clone(),
             store: Some(store),
             ring,
             shared: None,
@@ -173,9 +178,9 @@ impl TokenTools {
             )
             .await?;
             let revocations = SharedRevocations::load(&link, clock.clone()).await?;
-            Ok((keys, revocations))
+            Ok((keys, revocations, RedisAgents::new(&link)))
         });
-        let (keys, revocations) = opened?;
+        let (keys, revocations, agents) = opened?;
         let tokens = TokenService::new(
             Arc::new(keys.clone()),
             Revocations::Shared(revocations),
@@ -186,6 +191,7 @@ impl TokenTools {
             config,
             clock,
             tokens,
+            agents: Arc::new(agents),
             store: None,
             ring: None,
             shared: Some((keys, runtime)),
@@ -206,18 +212,16 @@ pub struct Generated {
     pub unaudited: Option<String>,
 }
 
-/// `gen-token`: a token for the configured user `username` of `group`,
-/// living `ttl` seconds, with the claims `POST /auth/token` gives it (its
-/// role and display name from the config), recorded in the issued-token
-/// index (so it can be revoked) and in the audit log with credential
-/// `cli` before it is printed.
-pub fn gen_token(
-    tools: &TokenTools,
+/// The configured user a `gen-token` request names, once the request is
+/// one the server would grant: a group with Presence, a valid and
+/// configured username, a lifetime in the server's range, and a data dir
+/// whose index `/auth/revoke` reads. Checked before anything is opened.
+pub fn requested_user<'c>(
+    config: &'c Config,
     group: GroupId,
     username: &str,
     ttl: u64,
-) -> Result<Generated, ToolError> {
-    let config = &tools.config;
+) -> Result<&'c UserConfig, ToolError> {
     let refused = |m: String| Err(ToolError::Refused(m));
     if config.server.role == ServerRole::Presence && !config.cluster.is_redis() {
         // The auth node answers `/auth/revoke` from its own index: a token
@@ -250,12 +254,40 @@ pub fn gen_token(
             "--ttl must be {MIN_TOKEN_SECS} to auth.token_max_secs ({max}) seconds"
         ));
     }
+    Ok(user)
+}
+
+/// `gen-token`: a token for the configured user `username` of `group`,
+/// living `ttl` seconds, with the claims `POST /auth/token` gives it (its
+/// role and display name from the config), recorded in the issued-token
+/// index (so it can be revoked) and in the audit log with credential
+/// `cli` before it is printed.
+pub fn gen_token(
+    tools: &TokenTools,
+    group: GroupId,
+    username: &str,
+    ttl: u64,
+) -> Result<Generated, ToolError> {
+    let user = requested_user(&tools.config, group, username, ttl)?;
     if tools.keys().signing_key().is_none() {
         return Err(ToolError::Refused(format!(
             "{}: an auth-role data dir gets its keys from the presence node; start the pair once",
             DomainError::NoSigningKey
         )));
     }
+    // Last issued a token now, as a sign-in records it.
+    let seen = AgentRecord {
+        username: username.to_owned(),
+        name: user.name.clone(),
+        role: user.role,
+        source: AgentSource::Config,
+        first_seen: 0,
+        last_seen: 0,
+    };
+    tools
+        .agents
+        .touch_agent(group, &seen, tools.clock.now_secs())
+        .map_err(|e| ToolError::Failed(format!("the agent record could not be written: {e}")))?;
     let issued = tools
         .tokens
         .issue_scoped(username, group, user.role, ttl, user.name.clone(), None)
