@@ -2,6 +2,7 @@
 //! tools (`gen-token`, `check-token`, `keys`) are in `cli/`.
 
 mod key_tools;
+mod token_check;
 pub mod token_commands;
 mod token_tools;
 

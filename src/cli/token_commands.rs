@@ -9,6 +9,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use super::key_tools;
+use super::token_check;
 use super::token_tools::{self, Access, TokenTools, ToolError};
 use super::{Command, KeysCommand};
 use crate::auth::token::MAX_TOKEN_BYTES;
@@ -108,7 +109,7 @@ fn check_token(path: &std::path::Path, role: Option<ServerRole>, token: &str) ->
         Ok(tools) => tools,
         Err(e) => return fail(&e, 2),
     };
-    let checked = token_tools::check_token(&tools, &token);
+    let checked = token_check::check_token(&tools, &token);
     match &checked.outcome {
         Ok(()) => say("valid"),
         Err(e) => say(&format!(
