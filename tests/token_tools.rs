@@ -51,6 +51,12 @@ async fn a_generated_token_works_on_a_server_started_after_and_is_revocable_and_
         .unwrap_or_else(|| panic!("no audit record: {body}"));
     assert_eq!(record["outcome"], "issued");
     assert_eq!(record["credential"], "cli");
+    assert_eq!(record["user_agent"], "presence-server gen-token");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("issued by the command line (OS user "),
+        "{record}"
+    );
     assert_eq!(record["exp"], claims.exp);
 
     // Seen: the agent list says when it was last issued a token.

@@ -324,9 +324,14 @@ fn audit_issue(tools: &TokenTools, issued: &IssuedToken) -> Result<Option<String
     record.jti = Some(claims.jti.clone());
     record.iat = Some(claims.iat);
     record.exp = Some(claims.exp);
-    let operator = std::env::var("USER")
+    // Informative only (the environment says it), so kept short and plain.
+    let operator: String = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .unwrap_or_else(|_| "unknown".into())
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect();
     record.reason = Some(format!("issued by the command line (OS user {operator})"));
     audit
         .record(&record)
