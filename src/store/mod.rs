@@ -269,4 +269,14 @@ mod tests {
         assert!(matches!(still_held.signing_keys(), Err(StoreError::Closed)));
         Store::open(dir.path()).expect("reopens while the old handle lives");
     }
+
+    #[test]
+    fn a_held_directory_is_refused_as_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _holder = Store::open(dir.path()).expect("open");
+        match Store::open(dir.path()) {
+            Err(StoreError::Held(held)) => assert_eq!(held, dir.path().display().to_string()),
+            other => panic!("expected Held, got {:?}", other.err()),
+        }
+    }
 }
