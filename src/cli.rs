@@ -1,4 +1,10 @@
-//! The command line: `serve` (the default) and operator tools.
+//! The command line: `serve` (the default) and operator tools; the token
+//! tools (`gen-token`, `check-token`, `keys`) are in `cli/`.
+
+mod key_tools;
+mod token_check;
+pub mod token_commands;
+mod token_tools;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -58,6 +64,62 @@ pub enum Command {
         /// Seconds until the key expires.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+    },
+    /// Print an agent token for a configured user, signed with the current
+    /// key (refused while a server holds the data dir, unless in cluster
+    /// mode).
+    GenToken {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Open the data dir as this role would (overrides `server.role`).
+        #[arg(long, value_enum)]
+        role: Option<ServerRole>,
+        /// The group id.
+        #[arg(long)]
+        group: u64,
+        /// The configured username; the token gets its role and name.
+        #[arg(long)]
+        user: String,
+        /// Seconds the token lives (auth.token_default_secs if omitted).
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// Say whether a token is valid, why not (the server's error code), and
+    /// its claims. Exit 0 valid, 1 invalid, 2 usage or config error.
+    CheckToken {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        #[arg(long, value_enum)]
+        role: Option<ServerRole>,
+        /// The token; `-` reads it from stdin (keeps it out of `ps`).
+        token: String,
+    },
+    /// The signing key ring: list it (no secret bytes), or rotate now.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+/// `keys list` and `keys rotate`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Show every key: kid, state, created, active from, age, retirement.
+    List {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        #[arg(long, value_enum)]
+        role: Option<ServerRole>,
+        /// One JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a fresh key the signer now; the old one keeps verifying.
+    Rotate {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        #[arg(long, value_enum)]
+        role: Option<ServerRole>,
     },
 }
 

@@ -50,6 +50,10 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        command
+        @ (Command::GenToken { .. } | Command::CheckToken { .. } | Command::Keys { .. }) => {
+            cli::token_commands::run(command)
+        }
         Command::CheckConfig { config, role } => match cli::check_config(&config, role) {
             Ok(checked) => {
                 println!("{}: ok", config.display());

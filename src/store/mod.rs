@@ -87,6 +87,9 @@ pub enum StoreError {
     Corrupt { tree: &'static str, reason: String },
     #[error("the store is closed")]
     Closed,
+    /// Another live process (a running server) holds the directory's lock.
+    #[error("the data directory {0} is held by another process (a running server)")]
+    Held(String),
     /// Cluster mode: Redis did not answer in time, or refused.
     #[error("shared state: {0}")]
     Unavailable(#[source] crate::infra::error::SharedStateUnavailable),
@@ -219,15 +222,16 @@ const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 /// internal handle drops, which its I/O threads can delay by a moment after
 /// a close in the same process (a restart in tests or an embedding host);
 /// sled offers no event for it, so a held lock is retried for up to
-/// [`LOCK_WAIT`]. Another live process holding the directory still fails.
+/// [`LOCK_WAIT`]. Another live process holding the directory still fails,
+/// with [`StoreError::Held`].
 fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     let started = std::time::Instant::now();
     loop {
         match sled::Config::new().path(dir).flush_every_ms(None).open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && started.elapsed() < LOCK_WAIT =>
-            {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(StoreError::Held(dir.display().to_string()));
+                }
                 std::thread::sleep(LOCK_RETRY);
             }
             other => return Ok(other?),
@@ -264,5 +268,15 @@ mod tests {
         store.close().expect("close");
         assert!(matches!(still_held.signing_keys(), Err(StoreError::Closed)));
         Store::open(dir.path()).expect("reopens while the old handle lives");
+    }
+
+    #[test]
+    fn a_held_directory_is_refused_as_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _holder = Store::open(dir.path()).expect("open");
+        match Store::open(dir.path()) {
+            Err(StoreError::Held(held)) => assert_eq!(held, dir.path().display().to_string()),
+            other => panic!("expected Held, got {:?}", other.err()),
+        }
     }
 }

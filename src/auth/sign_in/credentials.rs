@@ -20,6 +20,9 @@ pub enum CredentialKind {
     Session,
     /// A customer-signed SSO JWT.
     Sso,
+    /// No credential: issued by an operator with `presence-server
+    /// gen-token`, on the server's machine.
+    Cli,
 }
 
 impl CredentialKind {
@@ -30,6 +33,7 @@ impl CredentialKind {
             CredentialKind::UsernameLoginKey => "username_login_key",
             CredentialKind::Session => "session",
             CredentialKind::Sso => "sso",
+            CredentialKind::Cli => "cli",
         }
     }
 }

@@ -102,6 +102,13 @@ pub trait SigningKeySource: Send + Sync {
         Vec::new()
     }
 
+    /// Every key this source holds, with its activation time, for
+    /// `presence-server keys list` (the handover's keys, unless the source
+    /// holds keys it does not hand over).
+    fn listed_keys(&self) -> Vec<(Arc<SigningKey>, u64)> {
+        self.handover_keys()
+    }
+
     /// Split roles, presence side: a retired key is kept until its
     /// successor has been held by an auth node for a whole token lifetime
     /// (`ledger` says since when, `None` while none has it), so an auth
@@ -211,19 +218,27 @@ impl KeyRing {
         let now_ms = self.clock.now_ms();
         let mut done = KeyMaintenance::default();
         if now_ms.saturating_sub(self.current().created_at_ms) >= self.rotation_secs * 1000 {
-            let stored = generate(&self.clock);
-            // Durable before anyone signs with it.
-            self.store.put_signing_key(&stored)?;
-            let key = Arc::new(SigningKey::from_stored(&stored));
-            self.by_kid.insert(key.kid.clone(), key.clone());
-            *self
-                .current
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = key;
-            done.rotated_to = Some(stored.kid);
+            done.rotated_to = Some(self.rotate_now()?);
         }
         done.purged = self.purge(now_ms)?;
         Ok(done)
+    }
+
+    /// Makes a fresh key the signer at once, whatever the current key's
+    /// age (the rotation [`KeyRing::maintain`] makes when one is due, and
+    /// `presence-server keys rotate`); the old key keeps verifying until
+    /// it is purged. Returns the new `kid`.
+    pub fn rotate_now(&self) -> Result<String, StoreError> {
+        let stored = generate(&self.clock);
+        // Durable before anyone signs with it.
+        self.store.put_signing_key(&stored)?;
+        let key = Arc::new(SigningKey::from_stored(&stored));
+        self.by_kid.insert(key.kid.clone(), key.clone());
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = key;
+        Ok(stored.kid)
     }
 
     /// Removes keys retired more than `token_max_secs` + leeway ago.

@@ -123,7 +123,7 @@ impl TokenError {
 
     /// The error a request refused with this gets: 503
     /// `cluster_unavailable` when the cluster could not vouch either way,
-    /// otherwise 401 `invalid_token`.
+    /// otherwise 401 `unauthorized`.
     pub fn to_domain(&self) -> DomainError {
         match self {
             TokenError::Unavailable | TokenError::KeysUnavailable => {

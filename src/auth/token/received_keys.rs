@@ -198,6 +198,14 @@ impl SigningKeySource for ReceivedKeys {
         self.by_kid.get(kid).map(|e| e.value().clone())
     }
 
+    fn listed_keys(&self) -> Vec<(Arc<SigningKey>, u64)> {
+        let order = self.order.read().unwrap_or_else(|p| p.into_inner());
+        order
+            .iter()
+            .map(|held| (held.key.clone(), held.active_at_ms))
+            .collect()
+    }
+
     /// Purges; never rotates (presence nodes generate every key).
     fn maintain(&self) -> Result<KeyMaintenance, StoreError> {
         Ok(KeyMaintenance {

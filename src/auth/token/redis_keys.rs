@@ -318,34 +318,60 @@ impl Ring {
         if won.is_none() {
             return Ok(());
         }
+        if let Some(kid) = self.write_rotation(now, self.rotation_ms).await? {
+            lock(&self.done).rotated_to = Some(kid);
+        }
+        Ok(())
+    }
+
+    /// Writes a fresh key, signing [`ACTIVATION_DELAY_MS`] from `now`, if
+    /// no key was created within `period_ms` before `now` (the script
+    /// decides, atomically), then tells every node. Its `kid`, if written.
+    async fn write_rotation(&self, now: u64, period_ms: u64) -> Result<Option<String>, StoreError> {
         let entry = generate(now, ACTIVATION_DELAY_MS);
-        let (hash, kid, value, period) = (
-            self.hash(),
-            entry.key.kid.clone(),
-            entry.wire(),
-            self.rotation_ms,
-        );
+        let (hash, kid, value) = (self.hash(), entry.key.kid.clone(), entry.wire());
         let written: i64 = self
             .link
             .run("rotate signing key", move |mut conn| async move {
                 ROTATE
                     .key(hash)
                     .arg(now)
-                    .arg(period)
+                    .arg(period_ms)
                     .arg(kid)
                     .arg(value)
                     .invoke_async(&mut conn)
                     .await
             })
             .await?;
-        if written == 1 {
-            let kid = entry.key.kid.clone();
-            self.insert(entry);
-            lock(&self.done).rotated_to = Some(kid.clone());
-            // The poll catches a node that misses this.
-            let _ = self.link.broadcast("keys", json!({ "kid": kid })).await;
+        if written != 1 {
+            return Ok(None);
         }
-        Ok(())
+        let kid = entry.key.kid.clone();
+        self.insert(entry);
+        // The poll catches a node that misses this.
+        let _ = self.link.broadcast("keys", json!({ "kid": kid })).await;
+        Ok(Some(kid))
+    }
+}
+
+impl RedisKeys {
+    /// Rotates now, whatever the newest key's age (`presence-server keys
+    /// rotate`): the rotation a due pass makes, without the rotation lock
+    /// (a pass rotating at the same moment adds a second key; both
+    /// verify). Every node reads the key on the `keys` notice or its next
+    /// poll; it signs [`ACTIVATION_DELAY_MS`] later. Returns its `kid` and
+    /// activation time.
+    pub async fn rotate_now(&self) -> Result<(String, u64), StoreError> {
+        self.inner.refresh().await?;
+        let now = self.inner.clock.now_ms();
+        match self.inner.write_rotation(now, 0).await? {
+            Some(kid) => Ok((kid, now.saturating_add(ACTIVATION_DELAY_MS))),
+            None => Err(StoreError::Corrupt {
+                tree: "signing_keys",
+                reason: "a key in Redis was created after this machine's clock: check the clocks"
+                    .into(),
+            }),
+        }
     }
 }
 

@@ -382,3 +382,32 @@ fn a_token_verified_before_is_still_checked_in_full_each_time() {
     assert_eq!(f.service.verify(&issued.token), Err(TokenError::Revoked));
     assert_eq!(f.service.verify(&issued.token), Err(TokenError::Revoked));
 }
+
+#[test]
+fn rotate_now_switches_the_signer_at_once_durably_and_keeps_the_old_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock: SharedClock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let store = Arc::new(Store::open(dir.path()).expect("store"));
+    let (service, ring) = single_node(store.clone(), clock.clone());
+    let old = service
+        .issue("fred.demo", 72, Role::Agent, 3600)
+        .expect("issue")
+        .token;
+    let old_kid = ring.current().kid.clone();
+    let new_kid = ring.rotate_now().expect("rotate");
+    assert_ne!(new_kid, old_kid, "not due, rotated anyway");
+    assert_eq!(ring.current().kid, new_kid);
+    assert!(service.verify(&old).is_ok(), "the old key still verifies");
+    let maintained = ring.maintain().expect("maintain");
+    assert_eq!(
+        maintained,
+        KeyMaintenance::default(),
+        "a fresh key is not due"
+    );
+    drop((service, ring));
+    store.close().expect("close");
+    let store = Arc::new(Store::open(dir.path()).expect("reopen"));
+    let (service, ring) = single_node(store, clock);
+    assert_eq!(ring.current().kid, new_kid, "durable before it signs");
+    assert!(service.verify(&old).is_ok());
+}
