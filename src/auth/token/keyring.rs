@@ -229,7 +229,15 @@ impl KeyRing {
     /// `presence-server keys rotate`); the old key keeps verifying until
     /// it is purged. Returns the new `kid`.
     pub fn rotate_now(&self) -> Result<String, StoreError> {
-        let stored = generate(&self.clock);
+        let mut stored = generate(&self.clock);
+        // Strictly newer than the key it replaces, even within one
+        // millisecond, so that a restart picks the same signer.
+        let current_ms = self
+            .current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .created_at_ms;
+        stored.created_at_ms = stored.created_at_ms.max(current_ms + 1);
         // Durable before anyone signs with it.
         self.store.put_signing_key(&stored)?;
         let key = Arc::new(SigningKey::from_stored(&stored));
