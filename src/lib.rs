@@ -27,7 +27,8 @@ pub use store::Store;
 pub mod config {
     pub use crate::infra::config::{
         ClusterConfig, ClusterMode, Config, ConfigError, GroupConfig, LogFormat, PresenceConfig,
-        Role, ServerRole, SsoAlgorithm, SsoConfig, UserConfig,
+        Role, ServerRole, SsoAlgorithm, SsoConfig, UserConfig, WebhookEventType,
+        WebhookSubscription, WebhooksConfig,
     };
 }
 

@@ -48,7 +48,7 @@ pub use commands::{
     ConnectionFilter, InvokeOutcome, InvokeRequest, Prompt, SignalRequest, VisitorCommand,
 };
 use directory::Directory;
-pub use directory::LocalHooks;
+pub use directory::{LocalHooks, Transition};
 pub use entry::LiveConnection;
 use entry::{Grace, Routed, VisitorEntry};
 pub use handle::{RegistryHandle, Undelivered};
@@ -150,6 +150,8 @@ impl Registry {
         if !expired {
             return;
         }
+        let hook = self.directory.hooks.transition.get();
+        let last = hook.map(|_| self.lookup(key));
         if let Some(entry) = self.visitors.remove(key) {
             for command in entry.grace.map(|g| g.parked).unwrap_or_default() {
                 command.fail(DomainError::went_offline());
@@ -157,6 +159,9 @@ impl Registry {
         }
         self.publish(key);
         self.notify(key, EventKind::Disconnected);
+        if let (Some(hook), Some(last)) = (hook, last) {
+            hook(key, Transition::Offline(last));
+        }
     }
 
     fn route(&mut self, key: &VisitorKey, command: VisitorCommand, ctx: &mut Context<Self>) {
@@ -213,6 +218,9 @@ impl Handler<Connect> for Registry {
             );
             self.publish(&msg.key);
             self.notify(&msg.key, EventKind::Connected);
+            if let Some(hook) = self.directory.hooks.transition.get() {
+                hook(&msg.key, Transition::Online(self.lookup(&msg.key)));
+            }
             return Ok(());
         };
         let (merged, changed) = entry

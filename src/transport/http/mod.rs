@@ -16,6 +16,7 @@ pub mod role_gate;
 mod session_api;
 mod sockets;
 mod sso_start;
+mod webhooks_api;
 
 use std::sync::Arc;
 
@@ -62,6 +63,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &HttpLimits) {
     .service(
         resource("/admin/{groupid}/agents/{username}/revoke")
             .route(web::post().to(admin_api::revoke_agent)),
+    )
+    .service(
+        resource("/admin/{groupid}/webhooks/failed").route(web::get().to(webhooks_api::failed)),
+    )
+    .service(
+        resource("/admin/{groupid}/webhooks/failed/replay")
+            .route(web::post().to(webhooks_api::replay)),
     )
     .service(
         resource("/presence/{groupid}/visitors").route(web::get().to(admin_api::list_visitors)),
