@@ -12,6 +12,7 @@ pub mod confirm;
 pub mod raw_ws;
 pub mod roles;
 pub mod spread;
+pub mod webhook_receiver;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, OnceLock};

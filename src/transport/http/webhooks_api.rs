@@ -106,11 +106,12 @@ pub async fn failed(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReplayBody {
-    ids: Vec<String>,
+    #[serde(default)]
+    ids: Option<Vec<String>>,
 }
 
-/// `POST /admin/{groupid}/webhooks/failed/replay`, with no body (every
-/// letter, up to 1,000 per call) or `{"ids": [...]}`: back into the outbox
+/// `POST /admin/{groupid}/webhooks/failed/replay`, with no body, `null` or
+/// `{}` (every letter, up to 1,000 per call) or `{"ids": [...]}`: back into the outbox
 /// with a fresh retry horizon. Answers `{"replayed": n, "more": bool}`.
 pub async fn replay(
     outbox: web::Data<Outbox>,
@@ -121,19 +122,21 @@ pub async fn replay(
 ) -> Result<HttpResponse, DomainError> {
     let group = group.into_inner();
     auth.require_admin(&ops, group)?;
-    let only = match body.iter().all(u8::is_ascii_whitespace) {
+    let parsed: Option<ReplayBody> = match body.iter().all(u8::is_ascii_whitespace) {
         true => None,
-        false => {
-            let parsed: ReplayBody = serde_json::from_slice(&body)
-                .map_err(|e| DomainError::BadRequest(format!("bad body: {e}")))?;
-            if parsed.ids.is_empty() || parsed.ids.len() > crate::presence::webhooks::MAX_REPLAY {
+        false => serde_json::from_slice(&body)
+            .map_err(|e| DomainError::BadRequest(format!("bad body: {e}")))?,
+    };
+    let only = match parsed.and_then(|p| p.ids) {
+        None => None,
+        Some(ids) => {
+            if ids.is_empty() || ids.len() > crate::presence::webhooks::MAX_REPLAY {
                 return Err(DomainError::BadRequest(format!(
                     "ids must list 1 to {} dead letter ids (or send no body to replay all)",
                     crate::presence::webhooks::MAX_REPLAY
                 )));
             }
-            let ids = parsed
-                .ids
+            let ids = ids
                 .iter()
                 .map(|id| parse_id(id, "ids[]"))
                 .collect::<Result<Vec<u64>, _>>()?;

@@ -1,0 +1,434 @@
+//! Presence webhooks against a real HTTP receiver: signatures, when events
+//! fire (navigation sends nothing), retries after 500s and timeouts, order
+//! per visitor, the dead letters and their replay through the admin
+//! routes (group-scoped), and a `kill -9` of the sender losing nothing.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+
+use common::webhook_receiver::{verify, Answer, Receiver, Recorded};
+use common::TestServer;
+use presence_server::config::{Config, WebhookEventType, WebhookSubscription};
+use serde_json::{json, Value};
+
+const SECRET: &str = "whsec_test_0123456789";
+
+fn subscribe(config: &mut Config, url: &str) {
+    config.groups[0].webhooks = vec![WebhookSubscription {
+        url: url.to_owned(),
+        events: vec![
+            WebhookEventType::VisitorOnline,
+            WebhookEventType::VisitorOffline,
+            WebhookEventType::Confirmation,
+        ],
+        secret: SECRET.to_owned().into(),
+    }];
+    config.presence.reconnect_grace_ms = 400;
+    config.webhooks.backoff_base_ms = 50;
+    config.webhooks.backoff_max_ms = 200;
+    config.webhooks.timeout_ms = 500;
+}
+
+fn of_visitor<'a>(seen: &'a [Recorded], visitor: &str) -> Vec<&'a Recorded> {
+    seen.iter()
+        .filter(|r| r.json()["visitorid"] == visitor)
+        .collect()
+}
+
+fn types(seen: &[&Recorded]) -> Vec<String> {
+    seen.iter()
+        .map(|r| r.json()["type"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[actix_web::test]
+async fn events_are_signed_and_navigation_sends_nothing() {
+    let receiver = Receiver::start().await;
+    let server = TestServer::start_with(|c| subscribe(c, &receiver.url)).await;
+
+    let first = server.visitor("v-nav", json!({"page": "/home"})).await;
+    let seen = receiver
+        .wait_for("visitor_online", |s| !of_visitor(s, "v-nav").is_empty())
+        .await;
+    let online = of_visitor(&seen, "v-nav")[0].clone();
+    let body = online.json();
+    assert_eq!(body["type"], "visitor_online");
+    assert_eq!(body["groupid"], 72);
+    assert_eq!(body["data"]["presence"]["page"], "/home");
+    assert!(body["id"].as_str().is_some_and(|id| id.starts_with("evt_")));
+    assert!(body["timestamp"].as_u64().is_some());
+    assert_eq!(online.headers["content-type"], "application/json");
+    assert_eq!(
+        online.headers["presence-event-id"],
+        body["id"].as_str().unwrap()
+    );
+    let signature = &online.headers["presence-signature"];
+    assert!(verify(SECRET, signature, &online.body, 300), "{signature}");
+    // Anything else fails: a changed body, another secret, a stale t.
+    let tampered = online.body.replace("/home", "/hone");
+    assert!(!verify(SECRET, signature, &tampered, 300));
+    assert!(!verify(
+        "whsec_someone_else_0000",
+        signature,
+        &online.body,
+        300
+    ));
+    let t: u64 = signature[2..signature.find(',').unwrap()].parse().unwrap();
+    let v1 = &signature[signature.find("v1=").unwrap() + 3..];
+    let old = format!("t={},v1={v1}", t - 1000);
+    assert!(!verify(SECRET, &old, &online.body, 300));
+
+    // A navigation: the page closes and the next opens within the grace.
+    first.close().await;
+    let second = server.visitor("v-nav", json!({"page": "/cart"})).await;
+    // A second visitor goes online and offline meanwhile: once its offline
+    // arrives, v-nav's grace (started earlier) has long ended without one.
+    let other = server.visitor("v-other", json!({})).await;
+    other.close().await;
+    receiver
+        .wait_for("v-other offline", |s| {
+            types(&of_visitor(s, "v-other")) == ["visitor_online", "visitor_offline"]
+        })
+        .await;
+    assert_eq!(
+        types(&of_visitor(&receiver.requests(), "v-nav")),
+        ["visitor_online"]
+    );
+
+    second.close().await;
+    let seen = receiver
+        .wait_for("v-nav offline", |s| of_visitor(s, "v-nav").len() == 2)
+        .await;
+    let nav = of_visitor(&seen, "v-nav");
+    assert_eq!(types(&nav), ["visitor_online", "visitor_offline"]);
+    let offline = nav[1].json();
+    assert_eq!(offline["data"]["presence"]["page"], "/cart");
+    assert_ne!(offline["id"], body["id"]);
+    assert!(verify(
+        SECRET,
+        &nav[1].headers["presence-signature"],
+        &nav[1].body,
+        300
+    ));
+    server.shutdown().await;
+}
+
+#[actix_web::test]
+async fn retries_after_500s_and_timeouts_keep_each_visitors_order() {
+    let receiver = Receiver::start().await;
+    // The first event's first three attempts fail: 500, 500, no answer.
+    receiver.script(&[Answer::Status(500), Answer::Status(500), Answer::Stall]);
+    let server = TestServer::start_with(|c| subscribe(c, &receiver.url)).await;
+    let visitor = server.visitor("v-order", json!({})).await;
+    receiver
+        .wait_for("the first attempt", |s| !s.is_empty())
+        .await;
+    // The offline event is queued while the online one still retries.
+    visitor.close().await;
+    let seen = receiver
+        .wait_for("both delivered", |s| {
+            s.iter().filter(|r| r.delivered()).count() == 2
+        })
+        .await;
+    let answers: Vec<(String, Answer)> = seen
+        .iter()
+        .map(|r| (r.json()["type"].as_str().unwrap().to_owned(), r.answer))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            ("visitor_online".to_owned(), Answer::Status(500)),
+            ("visitor_online".to_owned(), Answer::Status(500)),
+            ("visitor_online".to_owned(), Answer::Stall),
+            ("visitor_online".to_owned(), Answer::Status(200)),
+            ("visitor_offline".to_owned(), Answer::Status(200)),
+        ],
+        "the offline event waited for the online one"
+    );
+    // Every retry is the same event and body, signed afresh.
+    let online: Vec<&Recorded> = seen.iter().take(4).collect();
+    assert!(online.iter().all(|r| r.body == online[0].body));
+    assert!(online
+        .iter()
+        .all(|r| verify(SECRET, &r.headers["presence-signature"], &r.body, 300)));
+    let metrics = common::scrape(&server).await;
+    assert_eq!(
+        common::sample(&metrics, "presence_webhook_deliveries_total"),
+        2.0
+    );
+    assert_eq!(
+        common::sample(
+            &metrics,
+            "presence_webhook_failed_attempts_total{reason=\"status\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        common::sample(
+            &metrics,
+            "presence_webhook_failed_attempts_total{reason=\"timeout\"}"
+        ),
+        1.0
+    );
+    server.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_dead_letter_after_the_horizon_is_listed_and_replayed_by_its_groups_admin_only() {
+    let receiver = Receiver::start().await;
+    receiver.answer_by_default(Answer::Status(500));
+    let server = TestServer::start_with(|c| {
+        subscribe(c, &receiver.url);
+        c.webhooks.retry_horizon_secs = 1;
+    })
+    .await;
+    let admin = server.admin_token("ada.admin", 72);
+    let _visitor = server.visitor("v-dead", json!({})).await;
+    let listed = loop {
+        let (status, page) = server
+            .get("/admin/72/webhooks/failed", Some(&admin), None)
+            .await;
+        assert_eq!(status, 200, "{page}");
+        if !page["failed"].as_array().unwrap().is_empty() {
+            break page;
+        }
+        receiver
+            .wait_for("another attempt", {
+                let before = receiver.requests().len();
+                move |s| s.len() > before
+            })
+            .await;
+    };
+    let letter = &listed["failed"][0];
+    assert_eq!(letter["type"], "visitor_online");
+    assert_eq!(letter["visitorid"], "v-dead");
+    assert_eq!(letter["reason"], "horizon");
+    assert_eq!(letter["last_error"], "HTTP 500");
+    assert!(letter["attempts"].as_u64().unwrap() >= 2);
+    assert_eq!(letter["payload"]["type"], "visitor_online");
+    let attempts_before = receiver.requests().len();
+
+    // Another group's administrator, and an agent of this one, get 403.
+    let other_admin = server.admin_token("multi", 73);
+    let agent = server.token("fred.demo", 72);
+    for (token, error) in [(&other_admin, "wrong_group"), (&agent, "forbidden")] {
+        let (status, body) = server
+            .get("/admin/72/webhooks/failed", Some(token), None)
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some(error)),
+            "{body}"
+        );
+        let (status, _) = server
+            .post(
+                "/admin/72/webhooks/failed/replay",
+                Some(token),
+                None,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, 403);
+    }
+    // Group 73's own list is empty: letters are per group.
+    let (status, page) = server
+        .get("/admin/73/webhooks/failed", Some(&other_admin), None)
+        .await;
+    assert_eq!(
+        (status, page["failed"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let (status, _) = server
+        .post(
+            "/admin/73/webhooks/failed/replay",
+            Some(&other_admin),
+            None,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(!server
+        .get("/admin/72/webhooks/failed", Some(&admin), None)
+        .await
+        .1["failed"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // Bad input is refused with a clear error.
+    for bad in [
+        json!({"ids": []}),
+        json!({"ids": ["x"]}),
+        json!({"nope": 1}),
+    ] {
+        let (status, body) = server
+            .post("/admin/72/webhooks/failed/replay", Some(&admin), None, &bad)
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("bad_request")),
+            "{bad}"
+        );
+    }
+    let (status, _) = server
+        .get("/admin/72/webhooks/failed?cursor=zz", Some(&admin), None)
+        .await;
+    assert_eq!(status, 400);
+    // No deliveries while dead.
+    assert_eq!(receiver.requests().len(), attempts_before);
+
+    receiver.answer_by_default(Answer::Status(200));
+    let id = letter["id"].as_str().unwrap();
+    let (status, body) = server
+        .post(
+            "/admin/72/webhooks/failed/replay",
+            Some(&admin),
+            None,
+            &json!({"ids": [id]}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body),
+        (200, &json!({"replayed": 1, "more": false}))
+    );
+    let seen = receiver
+        .wait_for("the replayed delivery", |s| {
+            s.iter().any(Recorded::delivered)
+        })
+        .await;
+    let delivered = seen.iter().find(|r| r.delivered()).unwrap();
+    assert_eq!(delivered.json()["id"], letter["payload"]["id"]);
+    assert!(verify(
+        SECRET,
+        &delivered.headers["presence-signature"],
+        &delivered.body,
+        300
+    ));
+    let (_, page) = server
+        .get("/admin/72/webhooks/failed", Some(&admin), None)
+        .await;
+    assert_eq!(page["failed"], json!([]));
+    server.shutdown().await;
+}
+
+/// The binary, with a config file.
+struct Node {
+    child: Child,
+    addr: String,
+}
+
+fn start_node(config_path: &std::path::Path) -> Node {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_presence-server"))
+        .args(["serve", "--config"])
+        .arg(config_path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["message"] == "listening" {
+                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+        }
+    });
+    let addr = rx.recv_timeout(common::WAIT).expect("listening");
+    Node { child, addr }
+}
+
+#[actix_web::test]
+async fn kill_9_of_the_sender_loses_no_event_in_the_outbox() {
+    let receiver = Receiver::start().await;
+    receiver.answer_by_default(Answer::Status(500));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("presence.toml");
+    let mut file = std::fs::File::create(&config_path).expect("config");
+    write!(
+        file,
+        r#"
+[server]
+bind = "127.0.0.1:0"
+data_dir = "{data}"
+log_format = "json"
+
+[webhooks]
+backoff_base_ms = 50
+backoff_max_ms = 200
+
+[[groups]]
+id = 72
+name = "demo"
+presence = true
+webhooks = [{{url = "{url}", events = ["visitor_online", "visitor_offline"], secret = "{SECRET}"}}]
+"#,
+        data = dir.path().join("data").display(),
+        url = receiver.url,
+    )
+    .expect("write config");
+    let mut node = start_node(&config_path);
+    let client = awc::Client::default();
+    let mut sockets = Vec::new();
+    for i in 0..5 {
+        let (_, mut ws) = client
+            .ws(format!("ws://{}/visitor/ws", node.addr))
+            .connect()
+            .await
+            .expect("connect");
+        use futures_util::{SinkExt, StreamExt};
+        let hello = json!({"type": "hello", "groupid": 72, "visitorid": format!("v-{i}")});
+        ws.send(awc::ws::Message::Text(hello.to_string().into()))
+            .await
+            .expect("hello");
+        let welcome = ws.next().await.expect("frame").expect("ok");
+        assert!(matches!(welcome, awc::ws::Frame::Text(_)));
+        sockets.push(ws);
+    }
+    // Each event was tried, so each is in the outbox (written before any
+    // attempt); none was acknowledged.
+    let seen = receiver
+        .wait_for("an attempt of each event", |s| {
+            (0..5).all(|i| !of_visitor(s, &format!("v-{i}")).is_empty())
+        })
+        .await;
+    let ids: std::collections::BTreeSet<String> = seen
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 5);
+    let status = Command::new("kill")
+        .args(["-9", &node.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    node.child.wait().expect("reaped");
+    drop(sockets);
+
+    receiver.answer_by_default(Answer::Status(200));
+    let mut node = start_node(&config_path);
+    let seen = receiver
+        .wait_for("every event delivered after the restart", |s| {
+            let delivered: std::collections::BTreeSet<String> = s
+                .iter()
+                .filter(|r| r.delivered())
+                .map(|r| r.json()["id"].as_str().unwrap().to_owned())
+                .collect();
+            ids.is_subset(&delivered)
+        })
+        .await;
+    for r in seen.iter().filter(|r| r.delivered()) {
+        assert!(verify(
+            SECRET,
+            &r.headers["presence-signature"],
+            &r.body,
+            300
+        ));
+    }
+    node.child.kill().expect("stop");
+    node.child.wait().expect("reaped");
+}
