@@ -213,7 +213,13 @@ async fn a_dead_letter_after_the_horizon_is_listed_and_replayed_by_its_groups_ad
     // Another group's administrator, and an agent of this one, get 403.
     let other_admin = server.admin_token("multi", 73);
     let agent = server.token("fred.demo", 72);
-    for (token, error) in [(&other_admin, "wrong_group"), (&agent, "forbidden")] {
+    // multi administers 73 but is only an agent of 72.
+    let multi_in_72 = server.token("multi", 72);
+    for (token, error) in [
+        (&other_admin, "wrong_group"),
+        (&agent, "forbidden"),
+        (&multi_in_72, "forbidden"),
+    ] {
         let (status, body) = server
             .get("/admin/72/webhooks/failed", Some(token), None)
             .await;
@@ -309,6 +315,49 @@ async fn a_dead_letter_after_the_horizon_is_listed_and_replayed_by_its_groups_ad
         .get("/admin/72/webhooks/failed", Some(&admin), None)
         .await;
     assert_eq!(page["failed"], json!([]));
+    server.shutdown().await;
+}
+
+#[actix_web::test]
+async fn settled_confirmations_are_events_with_their_outcome() {
+    use common::confirm::{confirm_path, press, prompt, start};
+    let receiver = Receiver::start().await;
+    let server = TestServer::start_with(|c| subscribe(c, &receiver.url)).await;
+    let fred = server.token("fred.demo", 72);
+    let mut visitor = server.visitor("v-conf", json!({})).await;
+    let started = start(&server, &fred, "v-conf", json!({})).await;
+    let cid = started["confirmation"].clone();
+    prompt(&mut visitor, &cid).await;
+    press(&mut visitor, &cid, started["answer"].clone()).await;
+    let is_confirmation = |r: &Recorded| r.json()["type"] == "confirmation";
+    let seen = receiver
+        .wait_for("the confirmed event", |s| s.iter().any(is_confirmation))
+        .await;
+    let event = seen.iter().find(|r| is_confirmation(r)).unwrap().json();
+    assert_eq!(event["visitorid"], "v-conf");
+    assert_eq!(event["data"]["confirmation_id"], cid);
+    assert_eq!(event["data"]["outcome"], "confirmed");
+    assert_eq!(event["data"]["agent"], "fred.demo");
+    assert!(event["data"]["confirmed_until"].as_u64().is_some());
+
+    // A second prompt the agent ends: outcome `ended`.
+    let started = start(&server, &fred, "v-conf", json!({})).await;
+    let second = started["confirmation"].clone();
+    // The first prompt's close and ticket come first.
+    loop {
+        let frame = visitor.recv().await;
+        if frame["type"] == "confirm" && frame["id"] == second {
+            break;
+        }
+    }
+    let (status, _) = server.delete(&confirm_path("v-conf"), &fred).await;
+    assert_eq!(status, 200);
+    let seen = receiver
+        .wait_for("the ended event", |s| s.iter().filter(|r| is_confirmation(r)).count() == 2)
+        .await;
+    let ended = seen.iter().filter(|r| is_confirmation(r)).nth(1).unwrap().json();
+    assert_eq!(ended["data"]["confirmation_id"], second);
+    assert_eq!(ended["data"]["outcome"], "ended");
     server.shutdown().await;
 }
 
