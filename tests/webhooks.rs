@@ -353,9 +353,16 @@ async fn settled_confirmations_are_events_with_their_outcome() {
     let (status, _) = server.delete(&confirm_path("v-conf"), &fred).await;
     assert_eq!(status, 200);
     let seen = receiver
-        .wait_for("the ended event", |s| s.iter().filter(|r| is_confirmation(r)).count() == 2)
+        .wait_for("the ended event", |s| {
+            s.iter().filter(|r| is_confirmation(r)).count() == 2
+        })
         .await;
-    let ended = seen.iter().filter(|r| is_confirmation(r)).nth(1).unwrap().json();
+    let ended = seen
+        .iter()
+        .filter(|r| is_confirmation(r))
+        .nth(1)
+        .unwrap()
+        .json();
     assert_eq!(ended["data"]["confirmation_id"], second);
     assert_eq!(ended["data"]["outcome"], "ended");
     server.shutdown().await;

@@ -182,6 +182,7 @@ pub async fn run_with_clock(
             let presence =
                 ClusterPresence::start(link.clone(), local, bus.clone(), clock.clone(), &config)
                     .await;
+            presence.emit_webhooks(webhooks.clone());
             let registry: Arc<dyn PresenceDirectory> = Arc::new(presence.clone());
             (bus, registry, Some(presence))
         }

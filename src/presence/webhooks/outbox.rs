@@ -162,6 +162,11 @@ impl Outbox {
         self.clock.now_ms()
     }
 
+    /// Counts an event refused before it reached the outbox.
+    pub fn refused(&self, reason: &'static str) {
+        self.metrics.webhooks.refused(reason);
+    }
+
     /// Queues `event` for its receivers without waiting (the registry's
     /// path). Refused, with a metric and a log, if the queue is full.
     pub fn emit(&self, event: WebhookEvent) {

@@ -1,0 +1,137 @@
+//! Presence webhooks in cluster mode: exactly one node emits each event,
+//! wherever the visitor's tabs are and however it moves between nodes,
+//! and when the node holding a visitor dies, the node that reaps it emits
+//! the `visitor_offline`.
+
+mod common;
+
+use common::cluster::{node_toml, Cluster, ProcessNode, TEST_LEASE_MS};
+use common::webhook_receiver::{verify, Receiver, Recorded};
+use presence_server::config::{Config, WebhookEventType, WebhookSubscription};
+use serde_json::json;
+
+const SECRET: &str = "whsec_cluster_0123456789";
+
+fn subscribe(config: &mut Config, url: &str) {
+    config.groups[0].webhooks = vec![WebhookSubscription {
+        url: url.to_owned(),
+        events: vec![
+            WebhookEventType::VisitorOnline,
+            WebhookEventType::VisitorOffline,
+        ],
+        secret: SECRET.to_owned().into(),
+    }];
+    config.presence.reconnect_grace_ms = 500;
+    config.webhooks.backoff_base_ms = 50;
+    config.webhooks.backoff_max_ms = 200;
+}
+
+fn types_of(seen: &[Recorded], visitor: &str) -> Vec<String> {
+    seen.iter()
+        .filter(|r| r.json()["visitorid"] == visitor)
+        .map(|r| r.json()["type"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[actix_web::test]
+async fn one_node_emits_each_event_wherever_the_visitor_is() {
+    let receiver = Receiver::start().await;
+    let url = receiver.url.clone();
+    let cluster = Cluster::start_with(3, move |_, c| subscribe(c, &url)).await;
+
+    let on_0 = cluster.node(0).visitor("v-c", json!({"page": "/a"})).await;
+    receiver
+        .wait_for("online", |s| types_of(s, "v-c") == ["visitor_online"])
+        .await;
+    // A second tab on another node, the first closing, a navigation from
+    // node 1 to node 2 within the grace: the visitor never goes offline.
+    let on_1 = cluster.node(1).visitor("v-c", json!({"page": "/b"})).await;
+    on_0.close().await;
+    on_1.close().await;
+    let on_2 = cluster.node(2).visitor("v-c", json!({"page": "/c"})).await;
+    on_2.close().await;
+    let seen = receiver
+        .wait_for("offline", |s| types_of(s, "v-c").len() == 2)
+        .await;
+    assert_eq!(
+        types_of(&seen, "v-c"),
+        ["visitor_online", "visitor_offline"]
+    );
+    // Every node's grace for v-c has ended before the sentinel's does: a
+    // second emitter would have shown by the time its offline arrives.
+    let sentinel = cluster.node(1).visitor("v-sentinel", json!({})).await;
+    sentinel.close().await;
+    let seen = receiver
+        .wait_for("the sentinel's offline", |s| {
+            types_of(s, "v-sentinel").len() == 2
+        })
+        .await;
+    assert_eq!(
+        types_of(&seen, "v-c"),
+        ["visitor_online", "visitor_offline"]
+    );
+    for r in &seen {
+        assert!(verify(
+            SECRET,
+            &r.headers["presence-signature"],
+            &r.body,
+            300
+        ));
+    }
+    for node in cluster.nodes {
+        node.shutdown().await;
+    }
+}
+
+#[actix_web::test]
+async fn the_reaper_of_a_dead_node_emits_its_visitors_offline_once() {
+    let receiver = Receiver::start().await;
+    let url = receiver.url.clone();
+    let cluster = Cluster::start_with(2, move |_, c| subscribe(c, &url)).await;
+    let toml = node_toml(&cluster.redis.url(), TEST_LEASE_MS).replacen(
+        "origins = [\"http://allowed.test\", \"http://localhost:8080\"]",
+        &format!(
+            "origins = [\"http://allowed.test\", \"http://localhost:8080\"]\nwebhooks = [{{url = \"{}\", events = [\"visitor_online\", \"visitor_offline\"], secret = \"{SECRET}\"}}]",
+            receiver.url
+        ),
+        1,
+    );
+    assert!(toml.contains("webhooks = ["));
+    let mut doomed = ProcessNode::start(&toml, &[]);
+    common::cluster::wait_for_nodes(cluster.node(0), 3).await;
+    let client = doomed.client();
+    let _socket = client.visitor("v-doomed", json!({})).await;
+    receiver
+        .wait_for("online from the doomed node", |s| {
+            s.iter()
+                .any(|r| r.delivered() && r.json()["visitorid"] == "v-doomed")
+        })
+        .await;
+    doomed.kill();
+    let seen = receiver
+        .wait_for("offline from the reaper", |s| {
+            types_of(s, "v-doomed").len() == 2
+        })
+        .await;
+    let offline = seen
+        .iter()
+        .find(|r| r.json()["type"] == "visitor_offline")
+        .unwrap()
+        .json();
+    assert_eq!(offline["data"]["reason"], "node_died");
+    // A sentinel after the reap: no second offline came meanwhile.
+    let sentinel = cluster.node(1).visitor("v-sentinel", json!({})).await;
+    sentinel.close().await;
+    let seen = receiver
+        .wait_for("the sentinel's offline", |s| {
+            types_of(s, "v-sentinel").len() == 2
+        })
+        .await;
+    assert_eq!(
+        types_of(&seen, "v-doomed"),
+        ["visitor_online", "visitor_offline"]
+    );
+    for node in cluster.nodes {
+        node.shutdown().await;
+    }
+}
