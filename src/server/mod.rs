@@ -28,7 +28,9 @@ use crate::presence::cluster::{ClusterEventBus, ClusterPresence, MutedBus};
 use crate::presence::confirmation;
 use crate::presence::events::{EventBus, LocalEventBus};
 use crate::presence::origin::OriginPolicy;
-use crate::presence::registry::{PresenceDirectory, RegistryHandle, Transition};
+use crate::presence::registry::{
+    PresenceDirectory, RegistryHandle, Transition, TransitionListener,
+};
 use crate::presence::webhooks::{Outbox, WebhookEvent, WebhookSubscriptions};
 use crate::store::cluster::ClusterLink;
 use crate::store::{Store, StoreError};
@@ -404,16 +406,23 @@ pub async fn run_with_clock(
 
 /// Single node: the registry's transitions are the visitor's, and become
 /// `visitor_online` and `visitor_offline` events.
+struct SingleNodeTransitions(Arc<Outbox>);
+
+impl TransitionListener for SingleNodeTransitions {
+    fn wants(&self, key: &crate::infra::ids::VisitorKey, online: bool) -> bool {
+        self.0.wants_presence(key.group, online)
+    }
+
+    fn transition(&self, _key: &crate::infra::ids::VisitorKey, transition: Transition) {
+        let now = self.0.now_ms();
+        self.0.emit(match &transition {
+            Transition::Online(state) => WebhookEvent::visitor_online(state, now),
+            Transition::Offline(last) => WebhookEvent::visitor_offline(last, now),
+        });
+    }
+}
+
 fn emit_transitions(registry: &RegistryHandle, outbox: &Arc<Outbox>) {
-    let outbox = outbox.clone();
-    let _ = registry
-        .hooks()
-        .transition
-        .set(Arc::new(move |_key, transition| {
-            let now = outbox.now_ms();
-            outbox.emit(match &transition {
-                Transition::Online(state) => WebhookEvent::visitor_online(state, now),
-                Transition::Offline(last) => WebhookEvent::visitor_offline(last, now),
-            });
-        }));
+    let listener = Arc::new(SingleNodeTransitions(outbox.clone()));
+    let _ = registry.hooks().transition.set(listener);
 }

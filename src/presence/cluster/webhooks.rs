@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::infra::clock::SharedClock;
 use crate::infra::ids::{GroupId, VisitorKey};
-use crate::presence::registry::{RegistryHandle, Transition};
+use crate::presence::registry::{RegistryHandle, Transition, TransitionListener};
 use crate::presence::visitor::VisitorState;
 use crate::presence::webhooks::{Outbox, WebhookEvent};
 use crate::store::cluster::ClusterLink;
@@ -114,11 +114,8 @@ impl ClusterWebhooks {
             clock,
             transitions,
         });
-        let me = this.clone();
-        let _ = local
-            .hooks()
-            .transition
-            .set(Arc::new(move |key, transition| me.heard(key, transition)));
+        let listener: Arc<dyn TransitionListener> = this.clone();
+        let _ = local.hooks().transition.set(listener);
         link.runtime().spawn(this.clone().decide(incoming));
         let me = this.clone();
         link.on_reap(Arc::new(move |node| {
@@ -130,17 +127,6 @@ impl ClusterWebhooks {
         }));
         link.runtime().spawn(this.clone().watch_leaving());
         this
-    }
-
-    fn heard(&self, key: &VisitorKey, transition: Transition) {
-        if self
-            .transitions
-            .try_send((key.clone(), transition))
-            .is_err()
-        {
-            self.outbox.refused("queue_full");
-            tracing::error!(visitor = %key, "webhook transition queue full: event dropped");
-        }
     }
 
     async fn decide(self: Arc<Self>, mut incoming: mpsc::Receiver<(VisitorKey, Transition)>) {
@@ -282,6 +268,24 @@ impl ClusterWebhooks {
                         .await;
                 }
             }
+        }
+    }
+}
+
+impl TransitionListener for ClusterWebhooks {
+    /// Groups that want neither event cost no Redis round trip.
+    fn wants(&self, key: &VisitorKey, _online: bool) -> bool {
+        self.outbox.wants_presence(key.group, true) || self.outbox.wants_presence(key.group, false)
+    }
+
+    fn transition(&self, key: &VisitorKey, transition: Transition) {
+        if self
+            .transitions
+            .try_send((key.clone(), transition))
+            .is_err()
+        {
+            self.outbox.refused("queue_full");
+            tracing::error!(visitor = %key, "webhook transition queue full: event dropped");
         }
     }
 }

@@ -124,8 +124,14 @@ pub enum Transition {
     Offline(VisitorState),
 }
 
-/// Told of a transition.
-pub type TransitionHook = Arc<dyn Fn(&VisitorKey, Transition) + Send + Sync>;
+/// Hears a visitor's transitions on this node (the webhooks).
+pub trait TransitionListener: Send + Sync {
+    /// Whether it wants this visitor's online (`true`) or offline
+    /// transitions at all; the registry builds nothing when it does not.
+    fn wants(&self, key: &VisitorKey, online: bool) -> bool;
+    /// A transition it wants; must not block.
+    fn transition(&self, key: &VisitorKey, transition: Transition);
+}
 
 /// Hooks into the local registry: cluster mode's (`changed`, `park`, unset
 /// on one node) and the webhooks' (`transition`).
@@ -134,7 +140,7 @@ pub struct LocalHooks {
     /// Told, in the registry actor, when a visitor's first connection on
     /// this node opens and when its grace period here ends offline; it must
     /// not block.
-    pub transition: OnceLock<TransitionHook>,
+    pub transition: OnceLock<Arc<dyn TransitionListener>>,
     /// Told after every publish, with the key that changed.
     pub changed: OnceLock<ChangeHook>,
     /// Takes the commands the registry would park (no open connection

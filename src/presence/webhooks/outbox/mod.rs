@@ -20,13 +20,18 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
+mod attempts;
+mod dead_letters;
+
+pub use dead_letters::MAX_REPLAY;
+
 use super::event::WebhookEvent;
 use super::lanes::{LaneKey, Lanes};
 use super::subscriptions::{Receiver, WebhookSubscriptions};
 use crate::infra::clock::SharedClock;
-use crate::infra::config::WebhooksConfig;
-use crate::infra::error::{off_thread, DomainError};
-use crate::infra::ids::{fill_random, GroupId};
+use crate::infra::config::{WebhookEventType, WebhooksConfig};
+use crate::infra::error::off_thread;
+use crate::infra::ids::GroupId;
 use crate::infra::metrics::Metrics;
 use crate::store::{DeadLetter, OutboxDelivery, Store, StoreError};
 
@@ -35,8 +40,6 @@ use crate::store::{DeadLetter, OutboxDelivery, Store, StoreError};
 const QUEUE: usize = 65_536;
 /// Events written per batch at most.
 const BATCH: usize = 512;
-/// Dead letters replayed per call at most.
-pub const MAX_REPLAY: usize = 1_000;
 
 struct Queued {
     event: WebhookEvent,
@@ -160,6 +163,16 @@ impl Outbox {
 
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    /// Whether a receiver of `group` wants its `visitor_online` (`online`)
+    /// or `visitor_offline` events.
+    pub fn wants_presence(&self, group: GroupId, online: bool) -> bool {
+        let event = match online {
+            true => WebhookEventType::VisitorOnline,
+            false => WebhookEventType::VisitorOffline,
+        };
+        self.subscriptions.wants(group, event)
     }
 
     /// Counts an event refused before it reached the outbox.
@@ -347,176 +360,5 @@ impl Outbox {
     /// Resolves when a lane may have become ready.
     pub async fn woken(&self) {
         self.wake.notified().await;
-    }
-
-    /// Loads a ready head. `None` if it left the outbox meanwhile, or its
-    /// receiver is no longer subscribed (then it is dead-lettered).
-    pub async fn prepare(&self, lane: LaneKey, seq: u64) -> Option<ReadyDelivery> {
-        let store = self.store.clone();
-        let loaded = off_thread("webhook outbox", move || store.webhook_delivery(seq)).await;
-        let delivery = match loaded {
-            Ok(Some(delivery)) => delivery,
-            Ok(None) => {
-                self.finished(&lane);
-                return None;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the webhook outbox");
-                self.retry_lane(&lane, 1);
-                return None;
-            }
-        };
-        match self.subscriptions.receiver(lane.group, &lane.url) {
-            Some(receiver) => Some(ReadyDelivery {
-                lane,
-                delivery,
-                receiver,
-            }),
-            None => {
-                let mut delivery = delivery;
-                delivery.last_error = Some("the receiver is no longer subscribed".into());
-                self.dead_letter(lane, delivery, "unsubscribed").await;
-                None
-            }
-        }
-    }
-
-    /// Records how an attempt went: delivered leaves the outbox; a failure
-    /// is retried after a jittered, doubling delay, or dead-lettered once
-    /// the next try would fall past the retry horizon.
-    pub async fn record(&self, ready: ReadyDelivery, attempt: Attempt) {
-        let ReadyDelivery {
-            lane, mut delivery, ..
-        } = ready;
-        match attempt {
-            Attempt::Delivered => {
-                let (store, seq) = (self.store.clone(), delivery.seq);
-                if let Err(e) =
-                    off_thread("webhook outbox", move || store.webhook_delivered(seq)).await
-                {
-                    // It stays queued: delivered again after a restart.
-                    tracing::error!(error = %e, "cannot remove a delivered webhook");
-                }
-                self.metrics.webhooks.delivered();
-                self.finished(&lane);
-            }
-            Attempt::Failed { reason, error } => {
-                self.metrics.webhooks.attempt_failed(reason);
-                delivery.attempts = delivery.attempts.saturating_add(1);
-                delivery.last_error = Some(error);
-                let now = self.clock.now_ms();
-                let next = now.saturating_add(self.backoff_ms(delivery.attempts));
-                let horizon = delivery
-                    .created_ms
-                    .saturating_add(self.config.retry_horizon_secs.saturating_mul(1000));
-                if next > horizon {
-                    self.dead_letter(lane, delivery, "horizon").await;
-                    return;
-                }
-                delivery.next_attempt_ms = next;
-                let store = self.store.clone();
-                let saved = delivery.clone();
-                if let Err(e) =
-                    off_thread("webhook outbox", move || store.webhook_retry_later(&saved)).await
-                {
-                    tracing::error!(error = %e, "cannot record a failed webhook attempt");
-                }
-                lock(&self.lanes).retry_at(&lane, next);
-                self.wake.notify_one();
-            }
-        }
-    }
-
-    /// The delay before attempt `attempts + 1`: `backoff_base_ms` doubled
-    /// per failure, capped at `backoff_max_ms`, drawn uniformly from its
-    /// upper half (jitter, so receivers that come back are not hit by
-    /// every lane at once).
-    fn backoff_ms(&self, attempts: u32) -> u64 {
-        let shift = attempts.saturating_sub(1).min(40);
-        let ceiling = self
-            .config
-            .backoff_base_ms
-            .saturating_mul(1u64 << shift)
-            .min(self.config.backoff_max_ms);
-        let mut bytes = [0u8; 8];
-        fill_random(&mut bytes);
-        let half = ceiling / 2;
-        half + u64::from_le_bytes(bytes) % (ceiling - half + 1)
-    }
-
-    async fn dead_letter(&self, lane: LaneKey, delivery: OutboxDelivery, reason: &'static str) {
-        tracing::warn!(
-            event = %delivery.event_id, url = %delivery.url, attempts = delivery.attempts,
-            reason, "webhook delivery gave up: dead letter"
-        );
-        let letter = DeadLetter {
-            delivery,
-            failed_ms: self.clock.now_ms(),
-            reason: reason.to_owned(),
-        };
-        let (store, keep) = (self.store.clone(), self.config.max_dead_letters);
-        match off_thread("webhook outbox", move || {
-            store.webhook_dead_letter(&letter, keep)
-        })
-        .await
-        {
-            Ok(()) => {
-                self.metrics.webhooks.dead_lettered(reason);
-                self.finished(&lane);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot dead-letter a webhook delivery");
-                self.retry_lane(&lane, self.config.backoff_max_ms);
-            }
-        }
-    }
-
-    fn finished(&self, lane: &LaneKey) {
-        let mut lanes = lock(&self.lanes);
-        lanes.finished(lane, self.clock.now_ms());
-        self.metrics.webhooks.set_outbox_depth(lanes.depth());
-        drop(lanes);
-        self.wake.notify_one();
-    }
-
-    fn retry_lane(&self, lane: &LaneKey, after_ms: u64) {
-        lock(&self.lanes).retry_at(lane, self.clock.now_ms().saturating_add(after_ms));
-    }
-
-    /// The group's dead letters after `after`, oldest first.
-    pub async fn dead_letters(
-        &self,
-        group: GroupId,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<(Vec<DeadLetter>, bool), DomainError> {
-        let store = self.store.clone();
-        off_thread("webhook dead letters", move || {
-            store.webhook_dead_letters(group, after, limit)
-        })
-        .await
-    }
-
-    /// Queues the group's dead letters again (`only` those, or the oldest
-    /// [`MAX_REPLAY`]) with a fresh horizon, after everything queued now.
-    /// Returns how many, and whether more letters remain.
-    pub async fn replay(
-        &self,
-        group: GroupId,
-        only: Option<Vec<u64>>,
-    ) -> Result<(usize, bool), DomainError> {
-        let store = self.store.clone();
-        let now = self.clock.now_ms();
-        let (queued, more) = off_thread("webhook dead letters", move || {
-            store.replay_webhook_dead_letters(group, only.as_deref(), MAX_REPLAY, |d| {
-                d.attempts = 0;
-                d.created_ms = now;
-                d.next_attempt_ms = now;
-                d.last_error = None;
-            })
-        })
-        .await?;
-        self.enqueued(&queued);
-        Ok((queued.len(), more))
     }
 }
