@@ -3,6 +3,7 @@
 //! or never (it holds the connection until the sender gives up).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hmac::{Hmac, Mac};
@@ -46,6 +47,10 @@ struct Shared {
     script: Mutex<VecDeque<Answer>>,
     default: Mutex<Option<Answer>>,
     changed: Notify,
+    /// Requests received and not yet answered (or given up), now and at
+    /// most.
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 pub struct Receiver {
@@ -75,6 +80,11 @@ impl Receiver {
     /// The answer once the script is used up.
     pub fn answer_by_default(&self, answer: Answer) {
         *self.shared.default.lock().unwrap() = Some(answer);
+    }
+
+    /// The most requests that were open at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.shared.peak.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -145,6 +155,8 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         .pop_front()
         .or(*shared.default.lock().unwrap())
         .unwrap_or(Answer::Status(200));
+    let open = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.peak.fetch_max(open, Ordering::SeqCst);
     shared.requests.lock().unwrap().push(Recorded {
         headers,
         body,
@@ -163,6 +175,7 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
             let _ = tokio::time::timeout(WAIT, stream.read(&mut chunk)).await;
         }
     }
+    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Verifies `Presence-Signature` over `body` as a receiver would: the

@@ -32,8 +32,7 @@ impl Outbox {
                 receiver,
             }),
             None => {
-                let mut delivery = delivery;
-                delivery.last_error = Some("the receiver is no longer subscribed".into());
+                // `reason` says why; `last_error` keeps the last attempt's.
                 self.dead_letter(lane, delivery, "unsubscribed").await;
                 None
             }

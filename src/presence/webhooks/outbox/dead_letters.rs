@@ -11,6 +11,18 @@ use crate::store::{DeadLetter, OutboxDelivery};
 /// Dead letters replayed per call at most.
 pub const MAX_REPLAY: usize = 1_000;
 
+/// A receiver URL as logs show it: a query string may carry a receiver's
+/// own token, so it is left out.
+fn without_query(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_query(None);
+            parsed.to_string()
+        }
+        Err(_) => String::new(),
+    }
+}
+
 impl Outbox {
     pub(super) async fn dead_letter(
         &self,
@@ -19,7 +31,7 @@ impl Outbox {
         reason: &'static str,
     ) {
         tracing::warn!(
-            event = %delivery.event_id, url = %delivery.url, attempts = delivery.attempts,
+            event = %delivery.event_id, receiver = %without_query(&delivery.url), attempts = delivery.attempts,
             reason, "webhook delivery gave up: dead letter"
         );
         let letter = DeadLetter {
