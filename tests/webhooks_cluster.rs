@@ -135,3 +135,56 @@ async fn the_reaper_of_a_dead_node_emits_its_visitors_offline_once() {
         node.shutdown().await;
     }
 }
+
+#[actix_web::test]
+async fn a_stopped_nodes_visitors_go_offline_after_the_grace_unless_they_moved() {
+    let receiver = Receiver::start().await;
+    let url = receiver.url.clone();
+    // A grace long enough for the reconnect below on a loaded machine.
+    let mut cluster = Cluster::start_with(2, move |_, c| {
+        subscribe(c, &url);
+        c.presence.reconnect_grace_ms = 3000;
+    })
+    .await;
+    let stays = cluster.node(1).visitor("v-stays", json!({})).await;
+    let leaves = cluster.node(1).visitor("v-leaves", json!({})).await;
+    receiver
+        .wait_for("both online", |s| {
+            s.len() == 2 && s.iter().all(Recorded::delivered)
+        })
+        .await;
+    drop((stays, leaves));
+    // SIGTERM's path: sockets close, the node withdraws and leaves.
+    cluster.nodes.remove(1).shutdown().await;
+    // v-stays's page reconnects to the other node within the grace.
+    let _back = cluster.node(0).visitor("v-stays", json!({})).await;
+    let seen = receiver
+        .wait_for("v-leaves offline", |s| types_of(s, "v-leaves").len() == 2)
+        .await;
+    let offline = seen
+        .iter()
+        .find(|r| r.json()["type"] == "visitor_offline")
+        .unwrap()
+        .json();
+    assert_eq!(offline["visitorid"], "v-leaves");
+    assert_eq!(offline["data"]["reason"], "node_left");
+    let sentinel = cluster.node(0).visitor("v-sentinel", json!({})).await;
+    sentinel.close().await;
+    let seen = receiver
+        .wait_for("the sentinel's offline", |s| {
+            types_of(s, "v-sentinel").len() == 2
+        })
+        .await;
+    assert_eq!(
+        types_of(&seen, "v-stays"),
+        ["visitor_online"],
+        "it moved: no offline, no second online"
+    );
+    assert_eq!(
+        types_of(&seen, "v-leaves"),
+        ["visitor_online", "visitor_offline"]
+    );
+    for node in cluster.nodes {
+        node.shutdown().await;
+    }
+}
