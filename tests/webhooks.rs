@@ -292,7 +292,10 @@ async fn a_dead_letter_after_the_horizon_is_listed_and_replayed_by_its_groups_ad
         .await;
     assert_eq!(
         (status, &body),
-        (200, &json!({"replayed": 1, "more": false}))
+        (
+            200,
+            &json!({"replayed": 1, "more": false, "partial": false, "missing": []})
+        )
     );
     let seen = receiver
         .wait_for("the replayed delivery", |s| {

@@ -188,3 +188,74 @@ async fn a_stopped_nodes_visitors_go_offline_after_the_grace_unless_they_moved()
         node.shutdown().await;
     }
 }
+
+#[actix_web::test]
+async fn any_node_lists_and_replays_every_nodes_dead_letters() {
+    let receiver = Receiver::start().await;
+    receiver.answer_by_default(common::webhook_receiver::Answer::Status(500));
+    let url = receiver.url.clone();
+    let cluster = Cluster::start_with(2, move |_, c| {
+        subscribe(c, &url);
+        c.webhooks.retry_horizon_secs = 1;
+    })
+    .await;
+    let _visitor = cluster.node(1).visitor("v-letter", json!({})).await;
+    let admin = cluster.node(0).admin_token("ada.admin", 72);
+    let page = common::cluster::eventually(
+        std::time::Duration::from_secs(10),
+        "the dead letter, seen from the other node",
+        || async {
+            let (status, page) = cluster
+                .node(0)
+                .get("/admin/72/webhooks/failed", Some(&admin), None)
+                .await;
+            assert_eq!(status, 200, "{page}");
+            (page["failed"].as_array()?.len() == 1).then_some(page)
+        },
+    )
+    .await;
+    assert_eq!(page["partial"], false);
+    let id = page["failed"][0]["id"].as_str().unwrap().to_owned();
+    assert!(id.contains('@'), "{id}: named with its node");
+    // Paging: a cursor at the only letter ends the list.
+    let (status, next) = cluster
+        .node(0)
+        .get(
+            &format!("/admin/72/webhooks/failed?cursor={id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, next["failed"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    receiver.answer_by_default(common::webhook_receiver::Answer::Status(200));
+    let (status, body) = cluster
+        .node(0)
+        .post(
+            "/admin/72/webhooks/failed/replay",
+            Some(&admin),
+            None,
+            &json!({"ids": [id]}),
+        )
+        .await;
+    assert_eq!((status, &body["replayed"]), (200, &json!(1)), "{body}");
+    let seen = receiver
+        .wait_for("the replayed delivery", |s| {
+            s.iter().any(Recorded::delivered)
+        })
+        .await;
+    assert_eq!(
+        seen.iter().find(|r| r.delivered()).unwrap().json()["visitorid"],
+        "v-letter"
+    );
+    let (_, page) = cluster
+        .node(1)
+        .get("/admin/72/webhooks/failed", Some(&admin), None)
+        .await;
+    assert_eq!(page["failed"], json!([]));
+    for node in cluster.nodes {
+        node.shutdown().await;
+    }
+}

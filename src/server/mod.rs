@@ -185,6 +185,7 @@ pub async fn run_with_clock(
                 ClusterPresence::start(link.clone(), local, bus.clone(), clock.clone(), &config)
                     .await;
             presence.emit_webhooks(webhooks.clone());
+            webhooks.join_cluster(link);
             let registry: Arc<dyn PresenceDirectory> = Arc::new(presence.clone());
             (bus, registry, Some(presence))
         }

@@ -150,7 +150,12 @@ impl Registry {
         if !expired {
             return;
         }
-        let hook = (self.directory.hooks.transition.get()).filter(|h| h.wants(key, false));
+        let hook = self
+            .directory
+            .hooks
+            .transition
+            .get()
+            .filter(|h| h.wants(key, false));
         let last = hook.map(|_| self.lookup(key));
         if let Some(entry) = self.visitors.remove(key) {
             for command in entry.grace.map(|g| g.parked).unwrap_or_default() {

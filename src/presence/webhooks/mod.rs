@@ -15,5 +15,5 @@ mod outbox;
 mod subscriptions;
 
 pub use event::WebhookEvent;
-pub use outbox::{Attempt, Outbox, ReadyDelivery, MAX_REPLAY};
+pub use outbox::{Attempt, NamedLetter, Outbox, ReadyDelivery, MAX_REPLAY};
 pub use subscriptions::WebhookSubscriptions;

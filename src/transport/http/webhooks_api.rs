@@ -11,8 +11,7 @@ use super::AgentAuth;
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
 use crate::presence::agent_ops::AgentOps;
-use crate::presence::webhooks::Outbox;
-use crate::store::DeadLetter;
+use crate::presence::webhooks::{NamedLetter, Outbox};
 
 /// Letters per page when `limit` is not given, and at most.
 const DEFAULT_PAGE: usize = 100;
@@ -45,11 +44,12 @@ struct FailedDelivery {
     payload: Value,
 }
 
-impl From<DeadLetter> for FailedDelivery {
-    fn from(letter: DeadLetter) -> Self {
+impl From<NamedLetter> for FailedDelivery {
+    fn from(named: NamedLetter) -> Self {
+        let NamedLetter { id, letter } = named;
         let d = letter.delivery;
         Self {
-            id: d.seq.to_string(),
+            id,
             payload: serde_json::from_str(&d.body).unwrap_or(Value::Null),
             event_id: d.event_id,
             kind: d.event_type,
@@ -62,11 +62,6 @@ impl From<DeadLetter> for FailedDelivery {
             last_error: d.last_error,
         }
     }
-}
-
-fn parse_id(raw: &str, what: &str) -> Result<u64, DomainError> {
-    raw.parse()
-        .map_err(|_| DomainError::BadRequest(format!("{what} must be a dead letter id")))
 }
 
 /// `GET /admin/{groupid}/webhooks/failed?limit=&cursor=`: the group's dead
@@ -87,19 +82,15 @@ pub async fn failed(
             "limit must be 1 to {MAX_PAGE}"
         )));
     }
-    let after = params
-        .cursor
-        .as_deref()
-        .map(|c| parse_id(c, "cursor"))
-        .transpose()?;
-    let (letters, more) = outbox.dead_letters(group, after, limit).await?;
-    let next_cursor = more
-        .then(|| letters.last().map(|l| l.delivery.seq.to_string()))
-        .flatten();
-    let failed: Vec<FailedDelivery> = letters.into_iter().map(Into::into).collect();
+    let page = outbox
+        .letters(group, params.cursor.as_deref(), limit)
+        .await?;
+    let failed: Vec<FailedDelivery> = page.letters.into_iter().map(Into::into).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "failed": failed,
-        "next_cursor": next_cursor,
+        "next_cursor": page.next_cursor,
+        "partial": !page.missing.is_empty(),
+        "missing": page.missing,
     })))
 }
 
@@ -136,14 +127,17 @@ pub async fn replay(
                     crate::presence::webhooks::MAX_REPLAY
                 )));
             }
-            let ids = ids
-                .iter()
-                .map(|id| parse_id(id, "ids[]"))
-                .collect::<Result<Vec<u64>, _>>()?;
             Some(ids)
         }
     };
-    let (replayed, more) = outbox.replay(group, only).await?;
-    tracing::info!(group, replayed, by = %auth.claims.sub, "webhook dead letters replayed");
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "replayed": replayed, "more": more })))
+    let done = outbox.replay_letters(group, only).await?;
+    tracing::info!(
+        group, replayed = done.replayed, by = %auth.claims.sub, "webhook dead letters replayed"
+    );
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "replayed": done.replayed,
+        "more": done.more,
+        "partial": !done.missing.is_empty(),
+        "missing": done.missing,
+    })))
 }

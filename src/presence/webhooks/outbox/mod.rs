@@ -22,8 +22,10 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 mod attempts;
 mod dead_letters;
+mod letters;
 
 pub use dead_letters::MAX_REPLAY;
+pub use letters::NamedLetter;
 
 use super::event::WebhookEvent;
 use super::lanes::{LaneKey, Lanes};
@@ -77,6 +79,8 @@ pub struct Outbox {
     unwritten: AtomicUsize,
     written: Notify,
     runtime: tokio::runtime::Handle,
+    /// Cluster mode: the link other nodes' letters are reached through.
+    cluster: std::sync::OnceLock<crate::store::cluster::ClusterLink>,
     /// Taken (and shut down in the background) by [`Outbox::stop`].
     owned: Mutex<Option<tokio::runtime::Runtime>>,
 }
@@ -134,6 +138,7 @@ impl Outbox {
             unwritten: AtomicUsize::new(0),
             written: Notify::new(),
             runtime: owned.handle().clone(),
+            cluster: std::sync::OnceLock::new(),
             owned: Mutex::new(Some(owned)),
         });
         outbox.runtime.spawn(outbox.clone().write_loop(incoming));
