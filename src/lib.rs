@@ -28,7 +28,8 @@ pub use transport::http::openapi_json;
 pub mod config {
     pub use crate::infra::config::{
         ClusterConfig, ClusterMode, Config, ConfigError, GroupConfig, LogFormat, PresenceConfig,
-        Role, ServerRole, SsoAlgorithm, SsoConfig, UserConfig,
+        Role, ServerRole, SsoAlgorithm, SsoConfig, UserConfig, WebhookEventType,
+        WebhookSubscription, WebhooksConfig,
     };
 }
 

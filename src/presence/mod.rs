@@ -16,3 +16,4 @@ pub mod origin;
 pub mod registry;
 pub mod session_keys;
 pub mod visitor;
+pub mod webhooks;

@@ -28,7 +28,10 @@ use crate::presence::cluster::{ClusterEventBus, ClusterPresence, MutedBus};
 use crate::presence::confirmation;
 use crate::presence::events::{EventBus, LocalEventBus};
 use crate::presence::origin::OriginPolicy;
-use crate::presence::registry::{PresenceDirectory, RegistryHandle};
+use crate::presence::registry::{
+    PresenceDirectory, RegistryHandle, Transition, TransitionListener,
+};
+use crate::presence::webhooks::{Outbox, WebhookEvent, WebhookSubscriptions};
 use crate::store::cluster::ClusterLink;
 use crate::store::{Store, StoreError};
 use crate::transport::agent_session::AgentSocketDeps;
@@ -145,15 +148,27 @@ pub async fn run_with_clock(
         )
         .map_err(|m| config::ConfigError::new("server.trusted_proxies", m))?,
     );
+    // Webhooks: the outbox (resumed from sled) and its delivery.
+    let webhooks = Outbox::start(
+        store.clone(),
+        Arc::new(WebhookSubscriptions::from_config(&config)),
+        config.webhooks.clone(),
+        metrics.clone(),
+        clock.clone(),
+    )?;
+    crate::transport::webhooks::start(webhooks.clone())
+        .map_err(|m| config::ConfigError::new("webhooks", m))?;
     // The single-node presence directory and event bus.
     let local_bus: Arc<dyn EventBus> = Arc::new(LocalEventBus::default());
     let (live_agents, registry, cluster_presence) = match &cluster {
         None => {
-            let registry: Arc<dyn PresenceDirectory> = Arc::new(RegistryHandle::start(
+            let local = RegistryHandle::start(
                 Arc::new(config.presence.clone()),
                 clock.clone(),
                 local_bus.clone(),
-            ));
+            );
+            emit_transitions(&local, &webhooks);
+            let registry: Arc<dyn PresenceDirectory> = Arc::new(local);
             (local_bus, registry, None)
         }
         Some(link) => {
@@ -169,6 +184,8 @@ pub async fn run_with_clock(
             let presence =
                 ClusterPresence::start(link.clone(), local, bus.clone(), clock.clone(), &config)
                     .await;
+            presence.emit_webhooks(webhooks.clone());
+            webhooks.join_cluster(link);
             let registry: Arc<dyn PresenceDirectory> = Arc::new(presence.clone());
             (bus, registry, Some(presence))
         }
@@ -192,6 +209,7 @@ pub async fn run_with_clock(
         confirmations.join_cluster(link);
         crate::presence::admission::GroupCensus::start(link, &gate, &config);
     }
+    confirmations.emit_webhooks(webhooks.clone());
     confirmations.resume().await?;
     let chores = housekeeping::Chores::new(
         tokens.clone(),
@@ -244,6 +262,7 @@ pub async fn run_with_clock(
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     });
+    let webhooks_data = web::Data::from(webhooks.clone());
     let http_limits = web::Data::new(http::HttpLimits {
         body_limit: config.presence.max_message_bytes,
         request_body_timeout: config.server.request_body_timeout(),
@@ -323,6 +342,7 @@ pub async fn run_with_clock(
             .app_data(agent_sockets.clone())
             .app_data(role.clone())
             .app_data(console.clone())
+            .app_data(webhooks_data.clone())
             .wrap(from_fn(http::guards::body_deadline))
             .wrap(from_fn(http::cors::cors))
             .wrap(from_fn(http::role_gate::role_gate))
@@ -377,9 +397,33 @@ pub async fn run_with_clock(
             audit,
             cluster,
             cluster_presence,
+            webhooks,
         },
         metrics_server,
         internal_server: role_parts.internal,
         housekeeping,
     })
+}
+
+/// Single node: the registry's transitions are the visitor's, and become
+/// `visitor_online` and `visitor_offline` events.
+struct SingleNodeTransitions(Arc<Outbox>);
+
+impl TransitionListener for SingleNodeTransitions {
+    fn wants(&self, key: &crate::infra::ids::VisitorKey, online: bool) -> bool {
+        self.0.wants_presence(key.group, online)
+    }
+
+    fn transition(&self, _key: &crate::infra::ids::VisitorKey, transition: Transition) {
+        let now = self.0.now_ms();
+        self.0.emit(match &transition {
+            Transition::Online(state) => WebhookEvent::visitor_online(state, now),
+            Transition::Offline(last) => WebhookEvent::visitor_offline(last, now),
+        });
+    }
+}
+
+fn emit_transitions(registry: &RegistryHandle, outbox: &Arc<Outbox>) {
+    let listener = Arc::new(SingleNodeTransitions(outbox.clone()));
+    let _ = registry.hooks().transition.set(listener);
 }

@@ -42,6 +42,8 @@ pub(super) struct Parts {
     pub(super) cluster: Option<crate::store::cluster::ClusterLink>,
     /// Cluster mode: the cluster-wide presence directory.
     pub(super) cluster_presence: Option<crate::presence::cluster::ClusterPresence>,
+    /// The webhook outbox and its delivery.
+    pub(super) webhooks: Arc<crate::presence::webhooks::Outbox>,
 }
 
 impl RunningServer {
@@ -94,6 +96,12 @@ impl RunningServer {
         self.parts.metrics.socket_buffer_peak()
     }
 
+    /// Swaps the webhook subscriptions for those of `config` (validated):
+    /// events emitted after this go to its receivers. For a config reload.
+    pub fn replace_webhook_subscriptions(&self, config: &crate::infra::config::Config) {
+        self.parts.webhooks.subscriptions().replace(config);
+    }
+
     /// Live visitors, connections and watches.
     pub async fn stats(&self) -> Option<RegistryStats> {
         self.parts.registry.stats().await.ok()
@@ -140,6 +148,10 @@ impl RunningServer {
             link.leave().await;
             link.close();
         }
+        // Events already emitted reach the outbox; deliveries in flight
+        // stop (they stay queued, and are sent again after the restart).
+        self.parts.webhooks.drain(Duration::from_secs(2)).await;
+        self.parts.webhooks.stop();
         // Flush and release the database now, rather than whenever the
         // last worker lets go of the app state, so the data directory can be
         // reopened at once (by a restart in the same process, or a test).

@@ -25,6 +25,10 @@
 //!   node first confirmed it holds the key.
 //! - `revocation_outbox` (auth role without Redis): `jti` → big-endian
 //!   `exp`, revocations not yet confirmed by the presence node.
+//! - `webhook_outbox`: big-endian sequence → [`OutboxDelivery`], webhook
+//!   deliveries not yet acknowledged, in event order.
+//! - `webhook_dead_letters`: big-endian group + sequence → [`DeadLetter`],
+//!   deliveries that gave up, until replayed.
 
 use std::path::Path;
 use std::sync::RwLock;
@@ -60,6 +64,10 @@ const TREE_RECEIVED_KEYS: &str = "received_keys";
 const TREE_KEY_HANDOVERS: &str = "key_handovers";
 /// Name of the auth role's undelivered revocations.
 const TREE_REVOCATION_OUTBOX: &str = "revocation_outbox";
+/// Name of the webhook outbox.
+const TREE_WEBHOOK_OUTBOX: &str = "webhook_outbox";
+/// Name of the webhook dead letters.
+const TREE_WEBHOOK_DEAD: &str = "webhook_dead_letters";
 
 mod agents;
 mod audit;
@@ -69,6 +77,7 @@ mod handover;
 mod session_keys;
 mod sessions;
 mod tokens;
+mod webhooks;
 pub use agents::{AgentRecord, AgentSource};
 pub use confirmations::{
     grant_key, AgentCard, ConfirmationGrant, ConfirmationRecord, ConfirmationStatus, Settled,
@@ -77,6 +86,7 @@ pub use handover::ReceivedKey;
 pub use session_keys::StoredSessionKey;
 pub use sessions::StoredSession;
 pub use tokens::{IssuedToken, StoredSigningKey};
+pub use webhooks::{DeadLetter, OutboxDelivery};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +135,8 @@ struct Trees {
     received_keys: sled::Tree,
     key_handovers: sled::Tree,
     revocation_outbox: sled::Tree,
+    webhook_outbox: sled::Tree,
+    webhook_dead: sled::Tree,
 }
 
 /// The embedded database. [`Store::close`] releases it (and its directory
@@ -152,6 +164,8 @@ impl Store {
         let received_keys = db.open_tree(TREE_RECEIVED_KEYS)?;
         let key_handovers = db.open_tree(TREE_KEY_HANDOVERS)?;
         let revocation_outbox = db.open_tree(TREE_REVOCATION_OUTBOX)?;
+        let webhook_outbox = db.open_tree(TREE_WEBHOOK_OUTBOX)?;
+        let webhook_dead = db.open_tree(TREE_WEBHOOK_DEAD)?;
         Ok(Self {
             trees: RwLock::new(Some(Trees {
                 db,
@@ -169,6 +183,8 @@ impl Store {
                 received_keys,
                 key_handovers,
                 revocation_outbox,
+                webhook_outbox,
+                webhook_dead,
             })),
         })
     }

@@ -10,5 +10,6 @@ pub mod internal;
 pub mod metrics_server;
 pub mod protocol;
 pub mod visitor_session;
+pub mod webhooks;
 pub mod ws_guard;
 pub mod ws_support;

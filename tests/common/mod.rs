@@ -13,6 +13,7 @@ pub mod raw_ws;
 pub mod roles;
 pub mod spread;
 pub mod tools;
+pub mod webhook_receiver;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, OnceLock};

@@ -2,7 +2,8 @@
 //! then `PRESENCE__SECTION__KEY` environment variables, and validated once at
 //! start-up so that a bad value is reported with its key before anything runs.
 //!
-//! Secrets (`api_key`, `password_hash`, `visitor_identity_secret`) are held in
+//! Secrets (`api_key`, `password_hash`, `visitor_identity_secret`, webhook
+//! `secret`s) are held in
 //! [`secrecy::SecretString`], whose `Debug` prints a redaction marker, so a
 //! config dumped to a log never carries them.
 
@@ -11,6 +12,7 @@ mod server;
 mod sso;
 mod validate;
 mod values;
+mod webhooks;
 
 pub(crate) use validate::{valid_allow_pattern, valid_username};
 pub use validate::{valid_function_name, MIN_TOKEN_SECS};
@@ -30,6 +32,10 @@ pub use server::{ServerConfig, ServerRole};
 pub use sso::{load_public_key, SsoAlgorithm, SsoConfig};
 pub use validate::ConfigError;
 pub use values::{function_allowed, normalize_origin, parse_network, ForwardedHeader};
+pub use webhooks::{
+    WebhookEventType, WebhookSubscription, WebhooksConfig, MAX_WEBHOOKS_PER_GROUP,
+    MIN_WEBHOOK_SECRET_LEN,
+};
 
 /// Prefix of environment overrides: `PRESENCE__SERVER__BIND=...`.
 pub const ENV_PREFIX: &str = "PRESENCE__";
@@ -46,6 +52,8 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub cluster: ClusterConfig,
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
 }
@@ -251,6 +259,9 @@ pub struct GroupConfig {
     /// Agent single sign-on with customer-signed JWTs.
     #[serde(default)]
     pub sso: Option<SsoConfig>,
+    /// Receivers of the group's presence and confirmation events.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookSubscription>,
     #[serde(default)]
     pub users: Vec<UserConfig>,
 }

@@ -7,6 +7,7 @@
 
 mod cluster;
 mod roles;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use crate::infra::error::DomainError;
 
 pub use cluster::ClusterMetrics;
 pub use roles::RoleMetrics;
+pub use webhooks::WebhookMetrics;
 
 /// The kind of a socket: `visitor` or `agent`.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -90,6 +92,8 @@ pub struct Metrics {
     pub cluster: ClusterMetrics,
     /// The split roles' counters.
     pub roles: RoleMetrics,
+    /// Webhook delivery's counters.
+    pub webhooks: WebhookMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -224,9 +228,11 @@ impl Metrics {
         );
         let cluster = ClusterMetrics::register(&mut registry);
         let roles = RoleMetrics::register(&mut registry);
+        let webhooks = WebhookMetrics::register(&mut registry);
         Self {
             cluster,
             roles,
+            webhooks,
             invokes_reparked,
             visitor_closes,
             audit_records,

@@ -26,6 +26,7 @@ mod room;
 mod stored_portion;
 mod sync;
 mod watchers;
+mod webhooks;
 mod writer;
 
 use std::sync::Arc;
@@ -73,6 +74,8 @@ struct Inner {
     clock: SharedClock,
     limits: Arc<PresenceConfig>,
     groups: Vec<GroupId>,
+    /// Who emits presence webhooks (set once, before `link.start()`).
+    webhooks: std::sync::OnceLock<Arc<webhooks::ClusterWebhooks>>,
 }
 
 impl ClusterPresence {
@@ -99,6 +102,7 @@ impl ClusterPresence {
                 local,
                 clock,
                 limits,
+                webhooks: std::sync::OnceLock::new(),
             }),
         };
         presence.install();
@@ -296,9 +300,27 @@ impl ClusterPresence {
         })
     }
 
+    /// Emits this node's share of the presence webhooks into `outbox`
+    /// (README "Webhooks", cluster mode). Call before `link.start()`.
+    pub fn emit_webhooks(&self, outbox: Arc<crate::presence::webhooks::Outbox>) {
+        let inner = &self.inner;
+        let webhooks = webhooks::ClusterWebhooks::start(
+            &inner.link,
+            &inner.local,
+            outbox,
+            inner.clock.clone(),
+        );
+        let _ = inner.webhooks.set(webhooks);
+    }
+
     /// The node is stopping (its sockets are closed): announce every local
-    /// visitor in grace and delete this node's entries.
+    /// visitor in grace and delete this node's entries; the webhook
+    /// memberships go once that grace has ended.
     pub async fn withdraw(&self) {
+        if let Some(webhooks) = self.inner.webhooks.get() {
+            let until = self.inner.clock.now_ms() + self.inner.limits.reconnect_grace_ms;
+            webhooks.leaving(until).await;
+        }
         self.inner.writer.drained(Duration::from_secs(1)).await;
         self.inner
             .writer

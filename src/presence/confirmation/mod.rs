@@ -116,6 +116,8 @@ pub struct Confirmations {
     holders: Arc<TicketHolders>,
     /// Cluster mode: the link open prompts are shared through.
     cluster: std::sync::OnceLock<crate::store::cluster::ClusterLink>,
+    /// Where settled prompts go as `confirmation` webhook events.
+    webhooks: std::sync::OnceLock<Arc<crate::presence::webhooks::Outbox>>,
 }
 
 /// Runs a call of the records off the async workers (it may flush to disk).
@@ -151,6 +153,7 @@ impl Confirmations {
             failures,
             holders: Arc::default(),
             cluster: std::sync::OnceLock::new(),
+            webhooks: std::sync::OnceLock::new(),
         })
     }
 

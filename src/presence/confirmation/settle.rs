@@ -13,9 +13,16 @@ use super::{
 use crate::infra::error::DomainError;
 use crate::infra::ids::VisitorKey;
 use crate::presence::registry::VisitorCommand;
+use crate::presence::webhooks::{Outbox, WebhookEvent};
 use crate::store::{grant_key, ConfirmationGrant, ConfirmationRecord, Settled};
 
 impl Confirmations {
+    /// Sends every settled prompt to `outbox` as a `confirmation` event
+    /// (set once, at start-up).
+    pub fn emit_webhooks(&self, outbox: Arc<Outbox>) {
+        let _ = self.webhooks.set(outbox);
+    }
+
     /// Settles a prompt with the visitor's answer (`None` declines), given
     /// on `connection`. A correct answer makes `connection` the grant's only
     /// holder, and `connection` alone gets its ticket, after its
@@ -174,6 +181,11 @@ impl Confirmations {
             "confirmation settled"
         );
         self.metrics.confirmation_settled(record.status.as_str());
+        if let Some(outbox) = self.webhooks.get() {
+            // In the outbox before the agent hears of it.
+            let event = WebhookEvent::confirmation(record, self.clock.now_ms());
+            outbox.emit_durable(event).await;
+        }
         self.agents.confirmation_settled(record);
         let (id, status) = (record.id.clone(), record.status);
         self.registry

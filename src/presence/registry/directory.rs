@@ -114,9 +114,33 @@ pub type ChangeHook = Arc<dyn Fn(&VisitorKey) + Send + Sync>;
 /// Takes a command the registry would park.
 pub type ParkHook = Arc<dyn Fn(VisitorKey, super::VisitorCommand) + Send + Sync>;
 
-/// Cluster mode's hooks into the local registry (unset on one node).
+/// A visitor's presence on this node began or ended.
+#[derive(Debug, Clone)]
+pub enum Transition {
+    /// Its first connection here opened: its lookup document now.
+    Online(VisitorState),
+    /// Its grace period here ended with no connection: its lookup document
+    /// just before.
+    Offline(VisitorState),
+}
+
+/// Hears a visitor's transitions on this node (the webhooks).
+pub trait TransitionListener: Send + Sync {
+    /// Whether it wants this visitor's online (`true`) or offline
+    /// transitions at all; the registry builds nothing when it does not.
+    fn wants(&self, key: &VisitorKey, online: bool) -> bool;
+    /// A transition it wants; must not block.
+    fn transition(&self, key: &VisitorKey, transition: Transition);
+}
+
+/// Hooks into the local registry: cluster mode's (`changed`, `park`, unset
+/// on one node) and the webhooks' (`transition`).
 #[derive(Default)]
 pub struct LocalHooks {
+    /// Told, in the registry actor, when a visitor's first connection on
+    /// this node opens and when its grace period here ends offline; it must
+    /// not block.
+    pub transition: OnceLock<Arc<dyn TransitionListener>>,
     /// Told after every publish, with the key that changed.
     pub changed: OnceLock<ChangeHook>,
     /// Takes the commands the registry would park (no open connection

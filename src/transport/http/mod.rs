@@ -18,6 +18,7 @@ pub mod role_gate;
 mod session_api;
 mod sockets;
 mod sso_start;
+mod webhooks_api;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -64,6 +65,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &HttpLimits) {
     .service(
         resource("/admin/{groupid}/agents/{username}/revoke", "POST")
             .route(web::post().to(admin_api::revoke_agent)),
+    )
+    .service(
+        resource("/admin/{groupid}/webhooks/failed", "GET")
+            .route(web::get().to(webhooks_api::failed)),
+    )
+    .service(
+        resource("/admin/{groupid}/webhooks/failed/replay", "POST")
+            .route(web::post().to(webhooks_api::replay)),
     )
     .service(
         resource("/presence/{groupid}/visitors", "GET")

@@ -13,7 +13,11 @@ use crate::infra::error::DomainError;
 /// The role that serves `path`, if only one does.
 pub fn owner_of(path: &str) -> Option<ServerRole> {
     let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
-    if under("/auth") || under("/admin") {
+    // `/admin/{groupid}/webhooks/...`: the outbox is on the presence nodes.
+    let webhooks = path.split('/').nth(3) == Some("webhooks");
+    if under("/admin") && webhooks {
+        Some(ServerRole::Presence)
+    } else if under("/auth") || under("/admin") {
         Some(ServerRole::Auth)
     } else if under("/presence")
         || under("/sdk")
@@ -70,6 +74,8 @@ mod tests {
             "/visitor/ws",
             "/agent/ws",
             "/presence/72/visitors",
+            "/admin/72/webhooks/failed",
+            "/admin/72/webhooks/failed/replay",
             "/sdk/presence-agent.js",
             "/console",
             "/console/config.json",

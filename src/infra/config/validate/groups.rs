@@ -97,6 +97,7 @@ pub(super) fn validate_groups(config: &Config) -> Result<(), ConfigError> {
             validate_sso(i, sso)?;
         }
         validate_users(i, group)?;
+        super::webhooks::validate_group_webhooks(i, group, config.webhooks.allow_http)?;
     }
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! Start-up validation of [`Config`]: every rule names the key it checks, so
 //! an operator sees `groups[0].origins[1]: ...` rather than a bare failure.
 //! The server, presence and auth sections are checked here; the groups,
-//! their users and SSO settings in [`groups`].
+//! their users and SSO settings in [`groups`], webhooks in [`webhooks`].
 
 mod groups;
+mod webhooks;
 
 use std::fmt;
 
@@ -64,6 +65,7 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
     validate_auth(config)?;
     config.cluster.validate()?;
     config.server.validate_role(config.cluster.is_redis())?;
+    webhooks::validate_webhooks_section(config)?;
     groups::validate_groups(config)
 }
 

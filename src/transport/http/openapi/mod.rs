@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
-use super::{admin_api, auth_api, health, session_api, sockets, sso_start};
+use super::{admin_api, auth_api, health, session_api, sockets, sso_start, webhooks_api};
 use super::{presence_api, HealthBody};
 use crate::infra::error::{ErrorBody, ErrorCode};
 
@@ -44,6 +44,8 @@ pub use credentials::CredentialForms;
         admin_api::list_agents,
         admin_api::revoke_agent,
         admin_api::list_visitors,
+        webhooks_api::failed,
+        webhooks_api::replay,
         presence_api::lookup,
         presence_api::invoke,
         presence_api::find_session,

@@ -21,6 +21,8 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/admin/{groupid}/audit", &["get"]),
     ("/admin/{groupid}/agents", &["get"]),
     ("/admin/{groupid}/agents/{username}/revoke", &["post"]),
+    ("/admin/{groupid}/webhooks/failed", &["get"]),
+    ("/admin/{groupid}/webhooks/failed/replay", &["post"]),
     ("/presence/{groupid}/visitors", &["get"]),
     ("/presence/{groupid}/visitors/{visitorid}", &["get"]),
     ("/presence/{groupid}/visitors/{visitorid}/invoke", &["post"]),
