@@ -42,12 +42,27 @@ pub(super) struct Parts {
     pub(super) cluster: Option<crate::store::cluster::ClusterLink>,
     /// Cluster mode: the cluster-wide presence directory.
     pub(super) cluster_presence: Option<crate::presence::cluster::ClusterPresence>,
+    /// Re-reads and applies the config.
+    pub(super) reloader: Arc<super::reload::Reloader>,
 }
 
 impl RunningServer {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Re-reads the config file and environment and applies them, as
+    /// SIGHUP and `POST /internal/reload` do.
+    pub async fn reload(&self) -> crate::infra::config::ReloadReport {
+        use crate::infra::config::ConfigReloader;
+        self.parts.reloader.clone().reload().await
+    }
+
+    /// Registers a hook called with the new config after every applied
+    /// reload (for parts that must follow the config, e.g. webhooks).
+    pub fn on_config_applied(&self, listener: super::reload::ReloadListener) {
+        self.parts.reloader.on_applied(listener);
     }
 
     /// The address `/metrics` is served on, if metrics are on.

@@ -6,6 +6,7 @@
 //! in tests count apart.
 
 mod cluster;
+mod reload;
 mod roles;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use prometheus_client::registry::Registry;
 use crate::infra::error::DomainError;
 
 pub use cluster::ClusterMetrics;
+pub use reload::ReloadMetrics;
 pub use roles::RoleMetrics;
 
 /// The kind of a socket: `visitor` or `agent`.
@@ -90,6 +92,8 @@ pub struct Metrics {
     pub cluster: ClusterMetrics,
     /// The split roles' counters.
     pub roles: RoleMetrics,
+    /// Live config reloads.
+    pub reloads: ReloadMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -224,9 +228,11 @@ impl Metrics {
         );
         let cluster = ClusterMetrics::register(&mut registry);
         let roles = RoleMetrics::register(&mut registry);
+        let reloads = ReloadMetrics::register(&mut registry);
         Self {
             cluster,
             roles,
+            reloads,
             invokes_reparked,
             visitor_closes,
             audit_records,

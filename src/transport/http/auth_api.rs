@@ -90,14 +90,14 @@ pub async fn issue_token(
 }
 
 fn duration_of(app: &AuthDeps, duration: Option<Value>) -> Result<u64, DomainError> {
-    let max = app.config.auth.token_max_secs;
+    let max = app.config.load().auth.token_max_secs;
     let bad = || {
         DomainError::BadDuration(format!(
             "duration must be an integer from {MIN_TOKEN_SECS} to {max} seconds"
         ))
     };
     let secs = match duration {
-        None | Some(Value::Null) => app.config.auth.token_default_secs,
+        None | Some(Value::Null) => app.config.load().auth.token_default_secs,
         Some(Value::Number(n)) => n.as_u64().ok_or_else(bad)?,
         Some(_) => return Err(bad()),
     };
@@ -115,8 +115,8 @@ async fn attempt(
     record: &mut AuditRecord,
     lockouts: &mut Vec<AuditRecord>,
 ) -> Result<TokenResponse, Refusal> {
-    let group = app
-        .config
+    let config = app.config.current();
+    let group = config
         .group(body.groupid)
         .ok_or_else(|| refuse(DomainError::UnknownGroup(body.groupid)))?;
     let origin = RequestOrigin::from_headers(req.headers());

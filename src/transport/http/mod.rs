@@ -20,6 +20,7 @@ mod sso_start;
 use std::sync::Arc;
 
 use crate::auth::token::ReceivedKeys;
+use crate::infra::config::ConfigReloader;
 use crate::infra::clock::SharedClock;
 use crate::store::cluster::ClusterLink;
 use crate::transport::internal::handover::{self, HandoverStatus};
@@ -111,6 +112,8 @@ pub struct Health {
     pub cluster: Option<ClusterLink>,
     /// Split roles: what this node serves, and its side of the handover.
     pub role: RoleHealth,
+    /// The config in force and the last reload.
+    pub reloader: Arc<dyn ConfigReloader>,
 }
 
 /// A split role's part of `/healthz`.
@@ -133,15 +136,31 @@ pub enum RoleHealth {
 /// `"role"`; an auth node `"signing_key": {"kid", "last_received_ms",
 /// "stale"}` (503 while it has no key, `"status":"degraded"` when stale); a
 /// presence node `"handover": [{"last_ok_ms", "error", "current"}]`.
+/// Every node adds `"config_hash"` (the config in force) and
+/// `"last_reload"` (`null`, or `{"outcome", "at_ms", "error",
+/// "config_hash"}`); cluster mode `"node_config_hashes": {node: hash}`.
+/// A failed reload does not make a node unhealthy: its old config serves.
 async fn healthz(health: web::Data<Health>) -> HttpResponse {
     let mut body = serde_json::json!({"status": "ok"});
     let mut healthy = true;
+    body["config_hash"] = health.reloader.config_hash().into();
+    body["last_reload"] = match health.reloader.last_reload() {
+        Some(report) => serde_json::json!({
+            "outcome": report.outcome,
+            "at_ms": report.at_ms,
+            "error": report.error,
+            "config_hash": report.config_hash,
+        }),
+        None => serde_json::Value::Null,
+    };
     if let Some(link) = &health.cluster {
         let reachable = link.is_reachable();
         healthy &= reachable;
         body["mode"] = "redis".into();
         body["node"] = link.node_id().into();
         body["nodes"] = link.live_nodes().len().into();
+        body["node_config_hashes"] =
+            serde_json::to_value(link.node_config_hashes()).unwrap_or_default();
         if !reachable {
             body["status"] = "degraded".into();
         }
