@@ -70,7 +70,8 @@ impl RunningServer {
         self.metrics_server.as_ref().map(|m| m.addr)
     }
 
-    /// The address of the internal listener (split roles only).
+    /// The address of the internal listener (split roles, or role `all` with
+    /// `server.internal_secret` set).
     pub fn internal_addr(&self) -> Option<SocketAddr> {
         self.internal_server.as_ref().map(|s| s.addr)
     }

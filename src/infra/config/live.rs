@@ -156,7 +156,8 @@ mod tests {
     fn config(extra: &str) -> Config {
         Config::from_toml_str(&format!(
             "{extra}\n[[groups]]\nid = 1\nname = \"a\"\npresence = true\n\
-             visitor_identity_secret = \"0123456789abcdef0123456789abcdef\"\n"
+             visitor_identity_secret = \"0123456789abcdef0123456789abcdef\"\n\
+             visitor_identity_issuer = \"https://a.example\"\n"
         ))
         .expect("valid")
     }
