@@ -27,8 +27,8 @@ pub use store::Store;
 pub mod config {
     pub use crate::infra::config::{
         ClusterConfig, ClusterMode, Config, ConfigError, ConfigSource, GroupConfig, LogFormat,
-        PresenceConfig, ReloadChanges, ReloadOutcome, ReloadReport, Role, ServerRole,
-        SsoAlgorithm, SsoConfig, UserConfig,
+        PresenceConfig, ReloadChanges, ReloadOutcome, ReloadReport, Role, ServerRole, SsoAlgorithm,
+        SsoConfig, UserConfig,
     };
 }
 

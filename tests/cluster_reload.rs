@@ -35,7 +35,8 @@ async fn start_node(redis_url: &str) -> (Node, String) {
 /// (One hash for every call: the same user reads the same on every node.)
 fn with_user(toml: &str, username: &str) -> String {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let hash = HASH.get_or_init(|| presence_server::password::hash_password(PASSWORD).expect("hash"));
+    let hash =
+        HASH.get_or_init(|| presence_server::password::hash_password(PASSWORD).expect("hash"));
     let at = toml.find("[[groups.users]]").expect("users");
     format!(
         "{}[[groups.users]]\nusername = \"{username}\"\npassword_hash = \"{hash}\"\n\n{}",
@@ -76,7 +77,10 @@ async fn reload_all_reaches_every_node_and_healthz_shows_each_hash() {
     let first = hashes_seen(&a.server, 2, "both nodes' hashes on node a").await;
     let hash = first["config_hash"].clone();
     let hashes = first["node_config_hashes"].as_object().expect("hashes");
-    assert!(hashes.values().all(|h| *h == hash), "same files, same hash: {first}");
+    assert!(
+        hashes.values().all(|h| *h == hash),
+        "same files, same hash: {first}"
+    );
     assert_eq!(sign_in(&b.server, "newbie").await, 401);
 
     std::fs::write(&a.path, with_user(&toml_a, "newbie")).expect("rewrite");
@@ -128,7 +132,10 @@ async fn reload_all_reaches_every_node_and_healthz_shows_each_hash() {
         (hashes.get(&a_id)? == &Value::from(report.config_hash.clone())).then_some(body)
     })
     .await;
-    assert_eq!(drift["config_hash"], new_hash, "node b kept its own: {drift}");
+    assert_eq!(
+        drift["config_hash"], new_hash,
+        "node b kept its own: {drift}"
+    );
     assert_eq!(sign_in(&a.server, "solo").await, 200);
     assert_eq!(sign_in(&b.server, "solo").await, 401);
 

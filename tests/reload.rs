@@ -22,7 +22,9 @@ const LOCAL_ORIGIN: &str = "http://localhost:8080";
 fn base_toml(dir: &Path) -> String {
     common::config_toml(&dir.join("data")).replacen(
         "[server]\n",
-        &format!("[server]\ninternal_bind = \"127.0.0.1:0\"\ninternal_secret = \"{INTERNAL_SECRET}\"\n"),
+        &format!(
+            "[server]\ninternal_bind = \"127.0.0.1:0\"\ninternal_secret = \"{INTERNAL_SECRET}\"\n"
+        ),
         1,
     )
 }
@@ -85,7 +87,11 @@ impl Reloadable {
     }
 
     fn internal_url(&self) -> String {
-        let addr = self.server.running().internal_addr().expect("internal listener");
+        let addr = self
+            .server
+            .running()
+            .internal_addr()
+            .expect("internal listener");
         format!("http://{addr}")
     }
 
@@ -131,7 +137,10 @@ async fn a_user_added_to_the_file_signs_in_without_a_restart() {
     let node = Reloadable::start().await;
     let toml = node.toml.clone();
     let (status, body) = node.sign_in(72, "newbie").await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_credentials")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_credentials"))
+    );
     let before = node.health().await["config_hash"].clone();
     // A socket open before the reload stays open through it.
     let mut visitor = node.server.visitor("v-stays", json!({})).await;
@@ -150,14 +159,25 @@ async fn a_user_added_to_the_file_signs_in_without_a_restart() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["online"], true, "the socket survived the reload");
-    visitor.send(json!({"type": "presence", "data": {"page": "/after"}})).await;
+    visitor
+        .send(json!({"type": "presence", "data": {"page": "/after"}}))
+        .await;
     let health = node.health().await;
     assert_eq!(health["config_hash"], report["config_hash"]);
     assert_eq!(health["last_reload"]["outcome"], "applied");
     assert_eq!(health["last_reload"]["error"], Value::Null);
     let metrics = scrape(&node.server).await;
-    assert_eq!(sample(&metrics, "presence_config_reloads_total{outcome=\"applied\"}"), 1.0);
-    assert_eq!(sample(&metrics, "presence_config_last_reload{outcome=\"applied\"}"), 1.0);
+    assert_eq!(
+        sample(
+            &metrics,
+            "presence_config_reloads_total{outcome=\"applied\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&metrics, "presence_config_last_reload{outcome=\"applied\"}"),
+        1.0
+    );
     assert!(sample(&metrics, "presence_config_last_reload_timestamp_seconds") > 0.0);
     node.server.shutdown().await;
 }
@@ -183,12 +203,21 @@ async fn a_removed_user_s_socket_closes_as_revoked_and_the_token_stops_verifying
         .server
         .get("/presence/72/visitors/v1", Some(&fred), None)
         .await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("unauthorized")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
     let (status, _) = node.sign_in(72, "fred.demo").await;
     assert_eq!(status, 401, "a removed user cannot sign in again");
     // Others are untouched: ada's socket still answers and her token works.
-    assert_eq!(node.server.status("/presence/72/visitors/v1", &ada).await, 200);
-    ada_socket.send(json!({"type": "lookup", "id": "a", "visitorid": "v1"})).await;
+    assert_eq!(
+        node.server.status("/presence/72/visitors/v1", &ada).await,
+        200
+    );
+    ada_socket
+        .send(json!({"type": "lookup", "id": "a", "visitorid": "v1"}))
+        .await;
     let answer = ada_socket.recv().await;
     assert_ne!(answer["type"], "error", "{answer}");
     node.server.shutdown().await;
@@ -228,7 +257,11 @@ async fn a_removed_group_closes_its_agents_as_revoked_and_its_visitors_with_1008
         .server
         .get("/presence/73/visitors/v73", Some(&olga), None)
         .await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("unauthorized")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
     // `multi` kept its group-72 record and signs in there.
     node.token(72, "multi").await;
     node.server.shutdown().await;
@@ -273,9 +306,21 @@ async fn a_bad_file_is_refused_naming_the_key_and_the_old_config_keeps_serving()
     let error = health["last_reload"]["error"].as_str().expect("error");
     assert!(error.contains("groups[0].origins[1]"), "{error}");
     let metrics = scrape(&node.server).await;
-    assert_eq!(sample(&metrics, "presence_config_reloads_total{outcome=\"failed\"}"), 1.0);
-    assert_eq!(sample(&metrics, "presence_config_last_reload{outcome=\"failed\"}"), 1.0);
-    assert_eq!(sample(&metrics, "presence_config_last_reload{outcome=\"applied\"}"), 0.0);
+    assert_eq!(
+        sample(
+            &metrics,
+            "presence_config_reloads_total{outcome=\"failed\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&metrics, "presence_config_last_reload{outcome=\"failed\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&metrics, "presence_config_last_reload{outcome=\"applied\"}"),
+        0.0
+    );
 
     // A file that is not TOML, and a missing file, fail the same way.
     node.rewrite("[[groups]\nid = ");
@@ -284,11 +329,20 @@ async fn a_bad_file_is_refused_naming_the_key_and_the_old_config_keeps_serving()
     std::fs::remove_file(&node.path).expect("remove");
     let report = node.server.running().reload().await;
     assert_eq!(report.outcome, ReloadOutcome::Failed);
-    assert!(report.error.as_deref().unwrap_or("").contains("not found"), "{report:?}");
+    assert!(
+        report.error.as_deref().unwrap_or("").contains("not found"),
+        "{report:?}"
+    );
     assert_eq!(report.config_hash, hash.as_str().expect("hash"));
     node.token(72, "ada.admin").await;
     let metrics = scrape(&node.server).await;
-    assert_eq!(sample(&metrics, "presence_config_reloads_total{outcome=\"failed\"}"), 3.0);
+    assert_eq!(
+        sample(
+            &metrics,
+            "presence_config_reloads_total{outcome=\"failed\"}"
+        ),
+        3.0
+    );
     node.server.shutdown().await;
 }
 
@@ -329,29 +383,55 @@ async fn an_origin_removed_closes_its_live_sockets_with_1008_and_refuses_new_one
     assert_eq!(report["changes"]["visitor_sockets_closed"], 1, "{report}");
     assert_eq!(report["changes"]["agent_sockets_closed"], 1, "{report}");
 
-    assert_closed(&leaving.closed().await, CloseCode::Policy, "origin_not_allowed");
-    assert_closed(&agent.closed().await, CloseCode::Policy, "origin_not_allowed");
+    assert_closed(
+        &leaving.closed().await,
+        CloseCode::Policy,
+        "origin_not_allowed",
+    );
+    assert_closed(
+        &agent.closed().await,
+        CloseCode::Policy,
+        "origin_not_allowed",
+    );
     // The visitor from an origin still listed stays online.
     let (status, body) = node
         .server
         .get("/presence/72/visitors/v-kept", Some(&token), None)
         .await;
-    assert_eq!((status, body["online"].as_bool()), (200, Some(true)), "{body}");
-    staying.send(json!({"type": "presence", "data": {"still": true}})).await;
+    assert_eq!(
+        (status, body["online"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    staying
+        .send(json!({"type": "presence", "data": {"still": true}}))
+        .await;
 
     // New requests and sockets from the removed origin are refused.
     let (status, body) = node
         .server
-        .get("/presence/72/visitors/v-kept", Some(&token), Some(LOCAL_ORIGIN))
+        .get(
+            "/presence/72/visitors/v-kept",
+            Some(&token),
+            Some(LOCAL_ORIGIN),
+        )
         .await;
-    assert_eq!((status, body["error"].as_str()), (403, Some("origin_not_allowed")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("origin_not_allowed")),
+        "{body}"
+    );
     match node.server.socket("/visitor/ws", Some(LOCAL_ORIGIN)).await {
         // Refused at the upgrade (no group lists the origin any more) ...
         Err(_) => {}
         // ... or at the hello.
         Ok(mut socket) => {
             socket.send(hello("v-again")).await;
-            assert_closed(&socket.closed().await, CloseCode::Policy, "origin_not_allowed");
+            assert_closed(
+                &socket.closed().await,
+                CloseCode::Policy,
+                "origin_not_allowed",
+            );
         }
     }
     node.server.shutdown().await;
@@ -380,13 +460,26 @@ async fn a_restart_only_change_is_refused_naming_each_key() {
     assert_eq!(health["config_hash"], hash);
     assert_eq!(health["last_reload"]["outcome"], "refused");
     let metrics = scrape(&node.server).await;
-    assert_eq!(sample(&metrics, "presence_config_reloads_total{outcome=\"refused\"}"), 1.0);
+    assert_eq!(
+        sample(
+            &metrics,
+            "presence_config_reloads_total{outcome=\"refused\"}"
+        ),
+        1.0
+    );
 
     // The data directory and bind address are restart-only too.
     node.rewrite(&toml.replace("[server]\n", "[server]\nbacklog = 1024\n"));
     let report = node.server.running().reload().await;
     assert_eq!(report.outcome, ReloadOutcome::Refused);
-    assert!(report.error.as_deref().unwrap_or("").contains("server.backlog"), "{report:?}");
+    assert!(
+        report
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("server.backlog"),
+        "{report:?}"
+    );
     node.server.shutdown().await;
 }
 
@@ -413,7 +506,10 @@ async fn internal_reload_refuses_unsigned_and_forged_calls() {
     );
     let (status, body) =
         internal_post(&node.internal_url(), "/internal/reload", &forged, b"{}").await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("bad_signature")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("bad_signature"))
+    );
     // Signed for another path: refused too.
     let elsewhere = presence_server::internal_auth::sign(
         INTERNAL_SECRET.as_bytes(),
@@ -429,7 +525,10 @@ async fn internal_reload_refuses_unsigned_and_forged_calls() {
     assert_eq!(node.health().await["last_reload"], Value::Null);
     assert_eq!(node.sign_in(72, "newbie").await.0, 401);
     // The public listener never serves it.
-    let (status, _) = node.server.post("/internal/reload", None, None, &json!({})).await;
+    let (status, _) = node
+        .server
+        .post("/internal/reload", None, None, &json!({}))
+        .await;
     assert_eq!(status, 404);
     node.server.shutdown().await;
 }
@@ -487,7 +586,10 @@ async fn sighup_reloads_a_server_process_and_the_cli_asks_it_over_the_internal_l
     assert_eq!(report["outcome"], "applied");
     // The file is the base without fred: newbie, added by the SIGHUP, goes
     // too.
-    assert_eq!(report["changes"]["users_removed"], json!(["72/fred.demo", "72/newbie"]));
+    assert_eq!(
+        report["changes"]["users_removed"],
+        json!(["72/fred.demo", "72/newbie"])
+    );
     assert_eq!(report["changes"]["users_added"], Value::Array(vec![]));
     assert_eq!(health().await["config_hash"], report["config_hash"]);
 
@@ -501,7 +603,10 @@ async fn sighup_reloads_a_server_process_and_the_cli_asks_it_over_the_internal_l
         .expect("run reload");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("restart_required") && stderr.contains("server.workers"), "{stderr}");
+    assert!(
+        stderr.contains("restart_required") && stderr.contains("server.workers"),
+        "{stderr}"
+    );
     let log = std::fs::read_to_string(&node.log).expect("log");
     assert!(log.contains("config reload refused"), "{log}");
     assert_eq!(health().await["last_reload"]["outcome"], "refused");

@@ -236,10 +236,7 @@ async fn start(
         housekeeping::interval(config.auth.key_rotation_secs),
     );
     let origins = web::Data::new(OriginPolicy::from_config(&config));
-    let groups = Arc::new(GroupAccess::new(
-        live.clone(),
-        origins.clone().into_inner(),
-    ));
+    let groups = Arc::new(GroupAccess::new(live.clone(), origins.clone().into_inner()));
     let live_sockets = Arc::new(LiveSockets::default());
     let limits = Arc::new(config.presence.clone());
     let ops = web::Data::new(AgentOps::new(

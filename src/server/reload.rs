@@ -139,7 +139,11 @@ impl Reloader {
                 format!(
                     "changed {}: only a restart applies {}",
                     restart_only.join(", "),
-                    if restart_only.len() == 1 { "it" } else { "them" }
+                    if restart_only.len() == 1 {
+                        "it"
+                    } else {
+                        "them"
+                    }
                 ),
             ));
         }
@@ -150,7 +154,12 @@ impl Reloader {
         })
         .await
         .map_err(failed)?
-        .map_err(|e| failed(ConfigError::new("groups.users.password_hash", e.to_string())))?;
+        .map_err(|e| {
+            failed(ConfigError::new(
+                "groups.users.password_hash",
+                e.to_string(),
+            ))
+        })?;
         let accounts = Accounts::build(new.clone(), Arc::new(passwords))
             .map_err(|message| failed(ConfigError::new("groups.sso", message)))?;
         for warning in new.warnings() {

@@ -225,7 +225,13 @@ impl Authenticator {
     /// password is still checked against the dummy hash), or
     /// `groupid_required` when several groups have it.
     pub fn sign_in_group(&self, username: &str) -> Result<Option<GroupId>, DomainError> {
-        match self.accounts.load().by_username.get(username).map(Vec::as_slice) {
+        match self
+            .accounts
+            .load()
+            .by_username
+            .get(username)
+            .map(Vec::as_slice)
+        {
             None | Some([]) => Ok(None),
             Some([(group, _)]) => Ok(Some(*group)),
             Some(_) => Err(DomainError::GroupIdRequired),

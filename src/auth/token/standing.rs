@@ -99,13 +99,19 @@ mod tests {
         assert!(standing.stands(&claims(1, "ann", 100)));
         assert!(!standing.stands(&claims(2, "ann", 100)), "unknown group");
         standing.removed(&[(1, "ann".into())], &[], 200, 7200);
-        assert!(!standing.stands(&claims(1, "ann", 200)), "issued until removal");
+        assert!(
+            !standing.stands(&claims(1, "ann", 200)),
+            "issued until removal"
+        );
         assert!(standing.stands(&claims(1, "ann", 201)), "issued after");
         assert!(standing.stands(&claims(1, "bob", 100)), "another user");
         standing.removed(&[], &[(1, "ann".into())], 300, 7200);
         assert!(standing.stands(&claims(1, "ann", 100)), "restored");
         standing.removed(&[(1, "ann".into())], &[], 400, 7200);
         standing.removed(&[], &[], 400 + 7200 + 10, 7200);
-        assert!(standing.stands(&claims(1, "ann", 100)), "forgotten past every token");
+        assert!(
+            standing.stands(&claims(1, "ann", 100)),
+            "forgotten past every token"
+        );
     }
 }

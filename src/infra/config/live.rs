@@ -132,7 +132,10 @@ pub fn settings_hash(config: &Config) -> String {
     for group in &config.groups {
         hasher.update(format!("{group:?}\n"));
         let secrets = [&group.api_key, &group.visitor_identity_secret];
-        for secret in secrets.into_iter().chain(group.users.iter().map(|u| &u.password_hash)) {
+        for secret in secrets
+            .into_iter()
+            .chain(group.users.iter().map(|u| &u.password_hash))
+        {
             let text = secret.as_ref().map(|s| s.expose_secret());
             // Length-prefixed, so no two lists of secrets hash alike.
             let text = text.unwrap_or("");

@@ -119,11 +119,7 @@ impl AgentOps {
 
     /// Steps 1 to 4: as [`AgentOps::admit`], and the token must be an
     /// administrator's.
-    pub fn admit_admin(
-        &self,
-        caller: &Caller,
-        group: GroupId,
-    ) -> Result<GroupRef, DomainError> {
+    pub fn admit_admin(&self, caller: &Caller, group: GroupId) -> Result<GroupRef, DomainError> {
         let config = self.admit(caller, group)?;
         if caller.claims.role != Role::Administrator {
             return Err(DomainError::Forbidden(

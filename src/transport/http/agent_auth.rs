@@ -9,10 +9,10 @@ use actix_web::{web, FromRequest, HttpRequest};
 
 use crate::auth::token::AgentClaims;
 use crate::auth::token::TokenService;
-use crate::presence::admission::GroupRef;
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
 use crate::infra::metrics::Metrics;
+use crate::presence::admission::GroupRef;
 use crate::presence::agent_ops::{AgentOps, Caller};
 use crate::presence::origin::RequestOrigin;
 

@@ -20,8 +20,8 @@ mod sso_start;
 use std::sync::Arc;
 
 use crate::auth::token::ReceivedKeys;
-use crate::infra::config::ConfigReloader;
 use crate::infra::clock::SharedClock;
+use crate::infra::config::ConfigReloader;
 use crate::store::cluster::ClusterLink;
 use crate::transport::internal::handover::{self, HandoverStatus};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
