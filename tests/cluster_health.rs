@@ -31,7 +31,10 @@ async fn a_single_node_answers_as_before() {
     let (status, body) = server.get("/healthz", None, None).await;
     assert_eq!(status, 200);
     // As before, plus the config in force and the last reload (none yet).
-    let hash = body["config_hash"].as_str().expect("config hash").to_owned();
+    let hash = body["config_hash"]
+        .as_str()
+        .expect("config hash")
+        .to_owned();
     assert!(hash.starts_with("sha256:"), "{body}");
     assert_eq!(
         body,

@@ -377,5 +377,5 @@ async fn unknown_paths_and_methods_get_json_errors() {
         (405, json!("method_not_allowed"))
     );
     let (status, body) = server.get("/healthz", None, None).await;
-    assert_eq!((status, body), (200, json!({"status":"ok"})));
+    assert_eq!((status, body["status"].clone()), (200, json!("ok")));
 }

@@ -210,6 +210,11 @@ async fn a_removed_user_s_socket_closes_as_revoked_and_the_token_stops_verifying
     );
     let (status, _) = node.sign_in(72, "fred.demo").await;
     assert_eq!(status, 401, "a removed user cannot sign in again");
+    let reasons = node.server.running().audit_reasons(72);
+    assert!(
+        reasons.iter().any(|r| r.contains("config reload")),
+        "the revocation is audited: {reasons:?}"
+    );
     // Others are untouched: ada's socket still answers and her token works.
     assert_eq!(
         node.server.status("/presence/72/visitors/v1", &ada).await,

@@ -292,6 +292,7 @@ async fn start(
         groups,
         standing,
         tokens: tokens.clone(),
+        audit: auth_deps.audit.clone(),
         events: auth_deps.events.clone(),
         sockets: live_sockets,
         metrics: metrics.clone(),

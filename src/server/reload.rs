@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_core::future::BoxFuture;
 
+use crate::auth::audit::{Audit, AuditRecord, Outcome};
 use crate::auth::password::{self, PasswordChecker};
 use crate::auth::sign_in::{Accounts, Authenticator};
 use crate::auth::token::{ConfiguredStanding, TokenService};
@@ -44,6 +45,8 @@ pub struct Reloader {
     pub(super) groups: Arc<GroupAccess>,
     pub(super) standing: Arc<ConfiguredStanding>,
     pub(super) tokens: Arc<TokenService>,
+    /// Where the removed users' revocations are recorded.
+    pub(super) audit: Arc<Audit>,
     pub(super) events: Arc<dyn EventBus>,
     pub(super) sockets: Arc<LiveSockets>,
     pub(super) metrics: Arc<Metrics>,
@@ -205,13 +208,20 @@ impl Reloader {
         if removed.is_empty() {
             return 0;
         }
-        let (tokens, users) = (self.tokens.clone(), removed.to_vec());
+        let (tokens, audit, users) = (self.tokens.clone(), self.audit.clone(), removed.to_vec());
         let revoked = on_blocking_pool("reload revocations", move || {
             let mut revoked = Vec::new();
             for (group, user) in &users {
                 let live = tokens.revocations().live_tokens_of(*group, user, now)?;
                 for (jti, owner) in live {
                     tokens.revocations().revoke(&jti, owner.exp)?;
+                    let mut record = AuditRecord::new(Outcome::Revoked, audit.now_ms());
+                    record.groupid = Some(owner.groupid);
+                    record.username = Some(owner.sub.clone());
+                    record.jti = Some(jti.clone());
+                    record.exp = Some(owner.exp);
+                    record.reason = Some("revoked by a config reload: the user was removed".into());
+                    audit.record(&record)?;
                     revoked.push(jti);
                 }
             }
