@@ -307,8 +307,18 @@ fn diff(old: &Config, new: &Config) -> ReloadChanges {
     }
 }
 
+/// Without Unix signals there is no SIGHUP: reload over HTTP.
+#[cfg(not(unix))]
+pub(super) fn on_sighup(
+    _reloader: Arc<Reloader>,
+    _shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// Reloads on every SIGHUP until `shutdown` (SIGHUP no longer ends the
 /// process once this runs).
+#[cfg(unix)]
 pub(super) fn on_sighup(
     reloader: Arc<Reloader>,
     shutdown: tokio_util::sync::CancellationToken,

@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod confirm;
 pub mod raw_ws;
+pub mod reload;
 pub mod roles;
 pub mod spread;
 

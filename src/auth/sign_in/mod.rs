@@ -8,6 +8,7 @@
 //! credentials. A login key is signed by one group's `api_key` and is a
 //! credential for that group only.
 
+mod accounts;
 pub mod agents;
 pub mod credentials;
 pub mod lockout;
@@ -18,7 +19,6 @@ pub mod sessions;
 mod single_sign_on;
 pub mod sso;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -28,12 +28,12 @@ use crate::auth::password::{CheckError, PasswordChecker};
 use crate::auth::policy::Policy;
 use crate::infra::capacity::KeyedSlots;
 use crate::infra::clock::SharedClock;
-use crate::infra::config::{Config, GroupConfig, Role, UserConfig};
+use crate::infra::config::{Config, GroupConfig, Role};
 use crate::infra::error::{on_blocking_pool, DomainError};
 use crate::infra::ids::GroupId;
 use crate::store::{AgentRecord, AgentSource};
-use sso::SsoVerifier;
 
+pub use accounts::Accounts;
 pub use agents::{ProvisionedAgents, RedisAgents};
 pub use credentials::{CredentialKind, Credentials};
 pub use lockout::{InMemoryLockout, LockoutCounters};
@@ -91,52 +91,6 @@ pub struct SignInState {
     pub used_sso_tokens: Arc<dyn UsedSsoTokens>,
     /// Agents seen or provisioned.
     pub agents: Arc<dyn ProvisionedAgents>,
-}
-
-/// The configured accounts and what is derived from them (the password
-/// checker sized by their hashes, the usernames' records, the SSO
-/// verifiers): built whole from one config, swapped whole by a reload.
-pub struct Accounts {
-    config: Arc<Config>,
-    passwords: Arc<PasswordChecker>,
-    by_username: HashMap<String, Records>,
-    sso: HashMap<GroupId, SsoVerifier>,
-}
-
-impl Accounts {
-    /// Derives everything from `config`; an SSO key that does not load is
-    /// the error.
-    pub fn build(config: Arc<Config>, passwords: Arc<PasswordChecker>) -> Result<Self, String> {
-        let sso = SsoVerifier::for_groups(&config.groups, &config.server.public_url)?;
-        let mut by_username: HashMap<String, Records> = HashMap::new();
-        for group in &config.groups {
-            for (i, user) in group.users.iter().enumerate() {
-                by_username
-                    .entry(user.username.clone())
-                    .or_default()
-                    .push((group.id, i));
-            }
-        }
-        Ok(Self {
-            config,
-            passwords,
-            by_username,
-            sso,
-        })
-    }
-
-    fn user(&self, group: GroupId, index: usize) -> Option<(&GroupConfig, &UserConfig)> {
-        let group = self.config.group(group)?;
-        Some((group, group.users.get(index)?))
-    }
-
-    /// `username`'s record in `group`, and nowhere else: no credential is
-    /// ever checked against another group's record.
-    fn record_in(&self, username: &str, group: GroupId) -> Option<(&GroupConfig, &UserConfig)> {
-        let records = self.by_username.get(username)?;
-        let (g, i) = records.iter().find(|(g, _)| *g == group)?;
-        self.user(*g, *i)
-    }
 }
 
 /// Checks credentials against the configured users.

@@ -184,6 +184,24 @@ async fn attempt(
     };
     record.username = Some(agent.username.clone());
     record.role = Some(agent.role);
+    // A reload may have removed the group or user while the credentials
+    // were being checked: the config in force decides (an SSO agent
+    // needs no configured record).
+    let in_force = app.config.load();
+    match in_force.group(group.id) {
+        None => return Err(refuse(DomainError::UnknownGroup(group.id))),
+        Some(now)
+            if agent.kind != CredentialKind::Sso
+                && !now.users.iter().any(|u| u.username == agent.username) =>
+        {
+            return Err(Refusal::new(
+                DomainError::NotAMember(group.id),
+                "removed_by_reload",
+            ));
+        }
+        Some(_) => {}
+    }
+    drop(in_force);
     if !group.presence {
         return Err(refuse(DomainError::PresenceNotSubscribed(group.id)));
     }
