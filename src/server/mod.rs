@@ -192,9 +192,14 @@ async fn start(
                 clock.clone(),
                 Arc::new(MutedBus(local_bus)),
             );
-            let presence =
-                ClusterPresence::start(link.clone(), local, bus.clone(), clock.clone(), &config)
-                    .await;
+            let presence = ClusterPresence::start(
+                link.clone(),
+                local,
+                bus.clone(),
+                clock.clone(),
+                live.clone(),
+            )
+            .await;
             let registry: Arc<dyn PresenceDirectory> = Arc::new(presence.clone());
             (bus, registry, Some(presence))
         }
