@@ -21,7 +21,7 @@ use crate::auth::password::{self, PasswordChecker};
 use crate::auth::sign_in::Authenticator;
 use crate::auth::token::{ConfiguredStanding, TokenService};
 use crate::infra::clock::{SharedClock, SystemClock};
-use crate::infra::config::{Config, ConfigReloader, ConfigSource, LiveConfig};
+use crate::infra::config::{Config, ConfigSource, LiveConfig};
 use crate::infra::{capacity, config, ids, metrics};
 use crate::presence::admission::GroupAccess;
 use crate::presence::agent_ops::AgentOps;
@@ -309,18 +309,7 @@ async fn start(
         listeners: std::sync::Mutex::new(Vec::new()),
     });
     if let Some(link) = &cluster {
-        link.set_config_hash(reloader.config_hash());
-        let (asked, runtime) = (reloader.clone(), link.runtime().clone());
-        link.on_control(
-            crate::store::cluster::RELOAD_BROADCAST,
-            Arc::new(move |from, _body| {
-                tracing::info!(from, "reload broadcast: reloading the config");
-                let reloader = asked.clone();
-                runtime.spawn(async move {
-                    reloader.reload().await;
-                });
-            }),
-        );
+        reload::on_broadcast(link, &reloader);
     }
     reload::on_sighup(reloader.clone(), shutdown.clone())?;
     let role_parts = roles::start(roles::RoleInputs {

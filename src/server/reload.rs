@@ -16,7 +16,7 @@ use futures_core::future::BoxFuture;
 use crate::auth::audit::{Audit, AuditRecord, Outcome};
 use crate::auth::password::{self, PasswordChecker};
 use crate::auth::sign_in::{Accounts, Authenticator};
-use crate::auth::token::{ConfiguredStanding, TokenService};
+use crate::auth::token::{ConfiguredStanding, Removal, TokenService};
 use crate::infra::clock::SharedClock;
 use crate::infra::config::{
     restart_only_changes, settings_hash, Config, ConfigError, ConfigReloader, ConfigSource,
@@ -179,8 +179,13 @@ impl Reloader {
         let now = self.clock.now_secs();
         let removed = removed_users(&old, &new);
         let restored = restored_users(&old, &new);
-        self.standing
-            .removed(&removed, &restored, now, new.auth.token_max_secs);
+        let removal = Removal {
+            users: &removed,
+            groups: &changes.groups_removed,
+            restored_users: &restored,
+            restored_groups: &changes.groups_added,
+        };
+        self.standing.removed(removal, now, new.auth.token_max_secs);
         changes.tokens_revoked = self.revoke_tokens(&removed, now).await;
         let removed: HashSet<(GroupId, String)> = removed.into_iter().collect();
         changes.agent_sockets_revoked = self
@@ -305,6 +310,24 @@ fn diff(old: &Config, new: &Config) -> ReloadChanges {
         users_removed: named(removed_users(old, new)),
         ..ReloadChanges::default()
     }
+}
+
+/// Cluster mode: publishes this node's config hash on its beats, and
+/// reloads on every `reload` broadcast (`presence-server reload --all`).
+/// Register before the link starts.
+pub(super) fn on_broadcast(link: &ClusterLink, reloader: &Arc<Reloader>) {
+    link.set_config_hash(reloader.config_hash());
+    let (asked, runtime) = (reloader.clone(), link.runtime().clone());
+    link.on_control(
+        crate::store::cluster::RELOAD_BROADCAST,
+        Arc::new(move |from, _body| {
+            tracing::info!(from, "reload broadcast: reloading the config");
+            let reloader = asked.clone();
+            runtime.spawn(async move {
+                reloader.run().await;
+            });
+        }),
+    );
 }
 
 /// Without Unix signals there is no SIGHUP: reload over HTTP.

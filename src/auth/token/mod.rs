@@ -32,7 +32,7 @@ pub use received_keys::{HandoverError, ReceivedKeys};
 pub use redis_keys::RedisKeys;
 pub use redis_revocations::SharedRevocations;
 pub use revocation::{RevocationForwarder, Revocations};
-pub use standing::{ConfiguredStanding, Standing};
+pub use standing::{ConfiguredStanding, Removal, Standing};
 use verified::{Verified, VerifiedTokens, MAX_VERIFIED_TOKENS};
 
 /// `aud` of every agent token.

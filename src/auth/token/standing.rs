@@ -1,9 +1,11 @@
-//! Whether a token still stands after a config reload: its group must
-//! still be configured, and an agent removed from `[[groups.users]]` loses
-//! every token issued up to its removal (whatever credential signed it in;
-//! a later token, from SSO with `auto_provision`, is the agent's anew).
-//! Checked on every verify, so a removed group's or user's token stops
-//! working on the next request; their sockets are closed by the reload.
+//! Whether a token still stands after a config reload. A group removed by
+//! a reload loses every token issued up to its removal, whatever kind of
+//! agent holds it; so does an agent removed from `[[groups.users]]` (a
+//! later token, from SSO with `auto_provision`, is the agent's anew).
+//! Checked on every verify, so such a token stops verifying on its next
+//! request; the reload closes the sockets. (A token of a group that was
+//! not configured at start-up still verifies, and group admission refuses
+//! it with `unknown_group`, as it always has.)
 
 use std::sync::Arc;
 
@@ -19,56 +21,76 @@ pub trait Standing: Send + Sync {
     fn stands(&self, claims: &AgentClaims) -> bool;
 }
 
-/// The config in force decides: the group must exist, and the agent must
-/// not have been removed after the token was issued.
+/// Removals made by reloads, each with the Unix second it was applied.
 pub struct ConfiguredStanding {
     live: Arc<LiveConfig>,
-    /// (group, username) → the Unix second a reload removed the user.
-    removed: DashMap<(GroupId, String), u64>,
+    /// (group, username) → when a reload removed the user.
+    removed_users: DashMap<(GroupId, String), u64>,
+    /// group → when a reload removed it.
+    removed_groups: DashMap<GroupId, u64>,
 }
 
 impl ConfiguredStanding {
     pub fn new(live: Arc<LiveConfig>) -> Self {
         Self {
             live,
-            removed: DashMap::new(),
+            removed_users: DashMap::new(),
+            removed_groups: DashMap::new(),
         }
     }
 
-    /// A reload removed `users` at `now_secs`: their tokens issued until
-    /// then stop standing. Those `restored` (configured again) stand anew;
-    /// removals older than any token can live are forgotten.
-    pub fn removed(
-        &self,
-        users: &[(GroupId, String)],
-        restored: &[(GroupId, String)],
-        now_secs: u64,
-        token_max_secs: u64,
-    ) {
-        for user in users {
-            self.removed.insert(user.clone(), now_secs);
+    /// A reload at `now_secs` removed `users` and `groups`: their tokens
+    /// issued until then stop standing. Those `restored` (configured
+    /// again) stand anew; removals older than any token can live are
+    /// forgotten.
+    pub fn removed(&self, removal: Removal<'_>, now_secs: u64, token_max_secs: u64) {
+        for user in removal.users {
+            self.removed_users.insert(user.clone(), now_secs);
         }
-        for user in restored {
-            self.removed.remove(user);
+        for group in removal.groups {
+            self.removed_groups.insert(*group, now_secs);
+        }
+        for user in removal.restored_users {
+            self.removed_users.remove(user);
+        }
+        for group in removal.restored_groups {
+            self.removed_groups.remove(group);
         }
         let horizon = token_max_secs.saturating_add(2 * LEEWAY_SECS);
-        self.removed
-            .retain(|_, at| at.saturating_add(horizon) > now_secs);
+        let recent = |at: &mut u64| at.saturating_add(horizon) > now_secs;
+        self.removed_users.retain(|_, at| recent(at));
+        self.removed_groups.retain(|_, at| recent(at));
     }
+}
+
+/// What one reload removed and restored.
+#[derive(Default)]
+pub struct Removal<'a> {
+    pub users: &'a [(GroupId, String)],
+    pub groups: &'a [GroupId],
+    pub restored_users: &'a [(GroupId, String)],
+    pub restored_groups: &'a [GroupId],
 }
 
 impl Standing for ConfiguredStanding {
     fn stands(&self, claims: &AgentClaims) -> bool {
-        if self.live.load().group(claims.groupid).is_none() {
+        let issued_before = |at: &u64| claims.iat <= *at;
+        if !self.removed_groups.is_empty()
+            && self.live.load().group(claims.groupid).is_none()
+            && self
+                .removed_groups
+                .get(&claims.groupid)
+                .is_some_and(|at| issued_before(&at))
+        {
             return false;
         }
-        if self.removed.is_empty() {
+        if self.removed_users.is_empty() {
             return true;
         }
-        match self.removed.get(&(claims.groupid, claims.sub.clone())) {
-            Some(at) => claims.iat > *at,
-            None => true,
-        }
+        !self
+            .removed_users
+            .get(&(claims.groupid, claims.sub.clone()))
+            .is_some_and(|at| issued_before(&at))
     }
 }
 
@@ -93,24 +115,49 @@ mod tests {
     }
 
     #[test]
-    fn a_removed_group_or_user_no_longer_stands() {
+    fn a_group_or_user_removed_by_a_reload_no_longer_stands() {
         let config = Config::from_toml_str("[[groups]]\nid = 1\nname = \"a\"\n").expect("config");
-        let standing = ConfiguredStanding::new(Arc::new(LiveConfig::new(Arc::new(config))));
+        let live = Arc::new(LiveConfig::new(Arc::new(config)));
+        let standing = ConfiguredStanding::new(live.clone());
         assert!(standing.stands(&claims(1, "ann", 100)));
-        assert!(!standing.stands(&claims(2, "ann", 100)), "unknown group");
-        standing.removed(&[(1, "ann".into())], &[], 200, 7200);
+        assert!(
+            standing.stands(&claims(2, "ann", 100)),
+            "never configured: admission says unknown_group"
+        );
+        let users = [(1, "ann".to_owned())];
+        let removal = Removal {
+            users: &users,
+            ..Removal::default()
+        };
+        standing.removed(removal, 200, 7200);
         assert!(
             !standing.stands(&claims(1, "ann", 200)),
             "issued until removal"
         );
         assert!(standing.stands(&claims(1, "ann", 201)), "issued after");
         assert!(standing.stands(&claims(1, "bob", 100)), "another user");
-        standing.removed(&[], &[(1, "ann".into())], 300, 7200);
+        let restored = Removal {
+            restored_users: &users,
+            ..Removal::default()
+        };
+        standing.removed(restored, 300, 7200);
         assert!(standing.stands(&claims(1, "ann", 100)), "restored");
-        standing.removed(&[(1, "ann".into())], &[], 400, 7200);
-        standing.removed(&[], &[], 400 + 7200 + 10, 7200);
+
+        live.replace(Arc::new(Config::default()));
+        let groups = [1];
+        let removal = Removal {
+            groups: &groups,
+            ..Removal::default()
+        };
+        standing.removed(removal, 400, 7200);
         assert!(
-            standing.stands(&claims(1, "ann", 100)),
+            !standing.stands(&claims(1, "sso-agent", 400)),
+            "every agent of the group"
+        );
+        assert!(standing.stands(&claims(1, "sso-agent", 401)));
+        standing.removed(Removal::default(), 400 + 7200 + 10, 7200);
+        assert!(
+            standing.stands(&claims(1, "sso-agent", 100)),
             "forgotten past every token"
         );
     }
