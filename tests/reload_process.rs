@@ -48,8 +48,29 @@ async fn internal_reload_refuses_unsigned_and_forged_calls() {
     let (status, _) =
         internal_post(&node.internal_url(), "/internal/reload", &elsewhere, b"{}").await;
     assert_eq!(status, 401);
-    // Nothing was reloaded.
+    // None of those reloaded anything.
     assert_eq!(node.health().await["last_reload"], Value::Null);
+    // A signed call replayed: the first reloads, the copy is refused.
+    let signed = presence_server::internal_auth::sign(
+        INTERNAL_SECRET.as_bytes(),
+        "POST",
+        "/internal/reload",
+        b"{}",
+        SystemClock.now_ms(),
+    );
+    node.rewrite(&node.toml);
+    let (status, body) =
+        internal_post(&node.internal_url(), "/internal/reload", &signed, b"{}").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        internal_post(&node.internal_url(), "/internal/reload", &signed, b"{}").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("replayed_request"))
+    );
+    node.rewrite(&with_user(&node.toml, "newbie"));
+    // Only the one signed call reloaded (the unchanged file).
+    assert_eq!(node.health().await["last_reload"]["outcome"], "applied");
     assert_eq!(node.sign_in(72, "newbie").await.0, 401);
     // The public listener never serves it.
     let (status, _) = node

@@ -1,7 +1,8 @@
-//! Live config reload of secrets and keys: SSO public keys (a rotated-out
-//! key stops signing agents in, a new one starts, a key that does not load
-//! fails the reload naming it), visitor identity secrets, and
-//! the allow-list, each taking effect without a restart.
+//! Live config reload of secrets, keys and policy settings: SSO public
+//! keys (a rotated-out key stops signing agents in, a new one starts, a key
+//! that does not load fails the reload naming it), visitor identity
+//! secrets, the allow-list and a group's visitor cap, each taking effect
+//! without a restart.
 
 mod common;
 
@@ -160,6 +161,34 @@ async fn a_narrowed_allow_list_applies_to_the_next_invoke() {
         (status, body["error"].as_str()),
         (403, Some("function_not_allowed")),
         "{body}"
+    );
+    node.server.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_visitor_cap_added_by_a_reload_holds_new_sockets_to_it() {
+    let node = Reloadable::start().await;
+    let _first = node.server.visitor("v-1", json!({})).await;
+    node.rewrite(&node.toml.replacen(
+        "presence = true\n",
+        "presence = true\nmax_visitors = 2\n",
+        1,
+    ));
+    let report = node.server.running().reload().await;
+    assert_eq!(report.outcome, ReloadOutcome::Applied, "{report:?}");
+    let _second = node.server.visitor("v-2", json!({})).await;
+    let mut third = node
+        .server
+        .socket("/visitor/ws", None)
+        .await
+        .expect("connect");
+    third
+        .send(json!({"type": "hello", "groupid": 72, "visitorid": "v-3"}))
+        .await;
+    common::assert_closed(
+        &third.closed().await,
+        awc::ws::CloseCode::Again,
+        "too_many_connections",
     );
     node.server.shutdown().await;
 }
