@@ -172,9 +172,6 @@ impl Reloader {
             tracing::warn!(group = warning.group, user = %warning.username, "{warning}");
         }
 
-        self.live.replace(new.clone());
-        self.auth.replace_accounts(accounts);
-        self.origins.replace(&new);
         let mut changes = diff(&old, &new);
         let now = self.clock.now_secs();
         let removed = removed_users(&old, &new);
@@ -185,7 +182,13 @@ impl Reloader {
             restored_users: &restored,
             restored_groups: &changes.groups_added,
         };
+        // Removed users stop standing before the swap (a removed group
+        // once it is gone from the config in force), so no token of
+        // theirs verifies in between.
         self.standing.removed(removal, now, new.auth.token_max_secs);
+        self.live.replace(new.clone());
+        self.auth.replace_accounts(accounts);
+        self.origins.replace(&new);
         changes.tokens_revoked = self.revoke_tokens(&removed, now).await;
         let removed: HashSet<(GroupId, String)> = removed.into_iter().collect();
         changes.agent_sockets_revoked = self
