@@ -51,6 +51,20 @@ pub enum Command {
     },
     /// Print the REST API's OpenAPI 3.1 document (as served at /openapi.json).
     Openapi,
+    /// Ask the running server to reload its config file and environment:
+    /// `POST /internal/reload` to this node's internal listener (needs
+    /// `server.internal_secret`), or with `--all` a reload broadcast to
+    /// every node of the cluster (`[cluster] mode = "redis"`).
+    Reload {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Load the config as this role would.
+        #[arg(long, value_enum)]
+        role: Option<ServerRole>,
+        /// Every node of the cluster, each reloading its own file.
+        #[arg(long)]
+        all: bool,
+    },
     /// Print a partner login key ($1$<exp>$<sig>) signed with the group's api_key.
     LoginKey {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
@@ -211,6 +225,52 @@ pub fn check_config_notes(config: &Config) -> Vec<String> {
         crate::auth::password::dummy_params(hashes.iter().map(|h| h.phc))
     ));
     notes
+}
+
+/// `reload`: asks this node (signed `POST /internal/reload`) or, with
+/// `all`, every node of the cluster (a `reload` broadcast) to reload; what
+/// to print on success.
+pub async fn reload(config: &Config, all: bool) -> Result<String, String> {
+    if all {
+        if !config.cluster.is_redis() {
+            return Err(
+                "--all needs [cluster] mode = \"redis\"; a single node reloads without --all (or on SIGHUP)"
+                    .into(),
+            );
+        }
+        let nodes = crate::store::cluster::publish_reload(&config.cluster).await?;
+        if nodes == 0 {
+            return Err("no node is listening on the cluster's control channel".into());
+        }
+        return Ok(format!(
+            "reload published to {nodes} node(s); each reloads its own config file (see /healthz: config_hash, last_reload)"
+        ));
+    }
+    if !config.server.runs_internal_listener() {
+        return Err(
+            "server.internal_secret is not set, so this node serves no /internal/reload; set it (at least 32 bytes) or send the process SIGHUP"
+                .into(),
+        );
+    }
+    let mut addr = config.server.internal_addr().map_err(|e| e.to_string())?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let caller = crate::transport::internal::SignedCaller::new(
+        config.server.internal_secret(),
+        std::sync::Arc::new(crate::infra::clock::SystemClock),
+    )?;
+    let report: serde_json::Value = caller
+        .post(
+            &format!("http://{addr}"),
+            crate::transport::internal::RELOAD_PATH,
+            b"{}".to_vec(),
+        )
+        .await?;
+    Ok(serde_json::to_string_pretty(&report).unwrap_or_default())
 }
 
 #[cfg(test)]

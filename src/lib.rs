@@ -20,16 +20,16 @@ mod server;
 mod store;
 mod transport;
 
-pub use server::{bind, run, run_with_clock, RunningServer, ServerError};
+pub use server::{bind, run, run_with_clock, run_with_source, RunningServer, ServerError};
 pub use store::Store;
 pub use transport::http::openapi_json;
 
 /// Configuration: the typed, validated config and its sections.
 pub mod config {
     pub use crate::infra::config::{
-        ClusterConfig, ClusterMode, Config, ConfigError, GroupConfig, LogFormat, PresenceConfig,
-        Role, ServerRole, SsoAlgorithm, SsoConfig, UserConfig, WebhookEventType,
-        WebhookSubscription, WebhooksConfig,
+        ClusterConfig, ClusterMode, Config, ConfigError, ConfigSource, GroupConfig, LogFormat,
+        PresenceConfig, ReloadChanges, ReloadOutcome, ReloadReport, Role, ServerRole, SsoAlgorithm,
+        SsoConfig, UserConfig, WebhookEventType, WebhookSubscription, WebhooksConfig,
     };
 }
 

@@ -54,6 +54,24 @@ fn main() -> ExitCode {
         @ (Command::GenToken { .. } | Command::CheckToken { .. } | Command::Keys { .. }) => {
             cli::token_commands::run(command)
         }
+        Command::Reload { config, role, all } => {
+            let result = Config::load_as(&config, role)
+                .map_err(|e| e.to_string())
+                .and_then(|config| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| format!("runtime: {e}"))?
+                        .block_on(cli::reload(&config, all))
+                });
+            match result {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Command::CheckConfig { config, role } => match cli::check_config(&config, role) {
             Ok(checked) => {
                 println!("{}: ok", config.display());
@@ -75,7 +93,11 @@ fn serve(path: &std::path::Path, role: Option<ServerRole>) -> ExitCode {
     presence_server::telemetry::init(config.server.log_format);
     let result = actix_web::rt::System::new().block_on(async move {
         let listener = presence_server::bind(&config)?;
-        presence_server::run(config, listener)
+        let source = presence_server::config::ConfigSource {
+            path: path.to_owned(),
+            role,
+        };
+        presence_server::run_with_source(config, listener, source)
             .await?
             .run_until_signal()
             .await

@@ -30,7 +30,16 @@ async fn a_single_node_answers_as_before() {
     let server = common::TestServer::start().await;
     let (status, body) = server.get("/healthz", None, None).await;
     assert_eq!(status, 200);
-    assert_eq!(body, serde_json::json!({"status": "ok"}));
+    // As before, plus the config in force and the last reload (none yet).
+    let hash = body["config_hash"]
+        .as_str()
+        .expect("config hash")
+        .to_owned();
+    assert!(hash.starts_with("sha256:"), "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "ok", "config_hash": hash, "last_reload": null})
+    );
 }
 
 #[actix_web::test]

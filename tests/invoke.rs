@@ -392,7 +392,7 @@ async fn unknown_paths_and_methods_get_json_errors() {
         assert_eq!(resp.headers().get("allow").unwrap(), allow, "{path}");
     }
     let (status, body) = server.get("/healthz", None, None).await;
-    assert_eq!((status, body), (200, json!({"status":"ok"})));
+    assert_eq!((status, body["status"].clone()), (200, json!("ok")));
     // The API document, served without a token.
     let (status, doc) = server.get("/openapi.json", None, None).await;
     assert_eq!((status, doc["openapi"].clone()), (200, json!("3.1.0")));

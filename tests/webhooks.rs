@@ -150,11 +150,18 @@ async fn retries_after_500s_and_timeouts_keep_each_visitors_order() {
     assert!(online
         .iter()
         .all(|r| verify(SECRET, &r.headers["presence-signature"], &r.body, 300)));
-    let metrics = common::scrape(&server).await;
-    assert_eq!(
-        common::sample(&metrics, "presence_webhook_deliveries_total"),
-        2.0
-    );
+    // The receiver records a 200 before the sender has read it: wait for
+    // the sender to count it.
+    let metrics = common::cluster::eventually(
+        std::time::Duration::from_secs(10),
+        "both deliveries counted",
+        || async {
+            let metrics = common::scrape(&server).await;
+            (common::sample(&metrics, "presence_webhook_deliveries_total") == 2.0)
+                .then_some(metrics)
+        },
+    )
+    .await;
     assert_eq!(
         common::sample(
             &metrics,

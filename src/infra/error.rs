@@ -168,6 +168,14 @@ pub enum DomainError {
     /// `replayed_request`).
     #[error("{1}")]
     InternalAuth(&'static str, String),
+    /// A config reload found a bad file or value (named); the config in
+    /// force stays.
+    #[error("{0}")]
+    ConfigInvalid(String),
+    /// A config reload changed keys only a restart applies (named); the
+    /// config in force stays.
+    #[error("{0}")]
+    RestartRequired(String),
 }
 
 impl DomainError {
@@ -241,6 +249,8 @@ impl DomainError {
             DomainError::NotServedHere(..) => "not_served_here",
             DomainError::NoSigningKey => "no_signing_key",
             DomainError::InternalAuth(code, _) => code,
+            DomainError::ConfigInvalid(_) => "config_invalid",
+            DomainError::RestartRequired(_) => "restart_required",
         }
     }
 
@@ -400,6 +410,8 @@ pub const ERROR_CODES: &[&str] = &[
     "cluster_unavailable",
     "not_served_here",
     "no_signing_key",
+    "config_invalid",
+    "restart_required",
 ];
 
 /// The `ErrorCode` schema: the machine-readable `error` of every error body.

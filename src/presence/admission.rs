@@ -12,33 +12,58 @@ use dashmap::DashMap;
 use futures_util::FutureExt;
 
 use crate::infra::capacity::{ConnectionGate, VisitorsElsewhere};
-use crate::infra::config::{Config, GroupConfig};
+use crate::infra::config::{Config, GroupConfig, LiveConfig, PresenceConfig};
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
 use crate::presence::origin::{OriginPolicy, RequestOrigin};
 use crate::store::cluster::ClusterLink;
 
-/// The configured groups and their Origin rules.
+/// The configured groups and their Origin rules, as in force now (a
+/// reload replaces both).
 pub struct GroupAccess {
-    config: Arc<Config>,
+    live: Arc<LiveConfig>,
     origins: Arc<OriginPolicy>,
+    /// The presence settings: restart-only, read from the start-up config.
+    presence: Arc<PresenceConfig>,
+}
+
+/// One group of the config in force when it was looked up; holding it
+/// keeps that config alive, so a reload in between never changes it.
+#[derive(Clone)]
+pub struct GroupRef {
+    config: Arc<Config>,
+    index: usize,
+}
+
+impl GroupRef {
+    fn find(config: Arc<Config>, group: GroupId) -> Option<Self> {
+        let index = config.groups.iter().position(|g| g.id == group)?;
+        Some(Self { config, index })
+    }
+}
+
+impl std::ops::Deref for GroupRef {
+    type Target = GroupConfig;
+
+    fn deref(&self) -> &GroupConfig {
+        &self.config.groups[self.index]
+    }
 }
 
 impl GroupAccess {
-    pub fn new(config: Arc<Config>, origins: Arc<OriginPolicy>) -> Self {
-        Self { config, origins }
+    pub fn new(live: Arc<LiveConfig>, origins: Arc<OriginPolicy>) -> Self {
+        let presence = Arc::new(live.load().presence.clone());
+        Self {
+            live,
+            origins,
+            presence,
+        }
     }
 
     /// The group's config, if a request from `origin` may use it.
-    pub fn admit(
-        &self,
-        group: GroupId,
-        origin: &RequestOrigin,
-    ) -> Result<&GroupConfig, DomainError> {
-        let config = self
-            .config
-            .group(group)
-            .ok_or(DomainError::UnknownGroup(group))?;
+    pub fn admit(&self, group: GroupId, origin: &RequestOrigin) -> Result<GroupRef, DomainError> {
+        let config =
+            GroupRef::find(self.live.current(), group).ok_or(DomainError::UnknownGroup(group))?;
         if !config.presence {
             return Err(DomainError::PresenceNotSubscribed(group));
         }
@@ -47,14 +72,23 @@ impl GroupAccess {
     }
 
     /// The group's config, checks aside (tokens can outlive a config change).
-    pub fn group(&self, group: GroupId) -> Option<&GroupConfig> {
-        self.config.group(group)
+    pub fn group(&self, group: GroupId) -> Option<GroupRef> {
+        GroupRef::find(self.live.current(), group)
     }
 
-    /// The server's whole config.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The presence settings (limits and timeouts; restart-only).
+    pub fn presence(&self) -> &PresenceConfig {
+        &self.presence
     }
+}
+
+fn capped_groups(config: &Config) -> Vec<GroupId> {
+    config
+        .groups
+        .iter()
+        .filter(|g| g.max_visitors.is_some())
+        .map(|g| g.id)
+        .collect()
 }
 
 /// Cluster mode's count of `groups[].max_visitors` over every node.
@@ -96,18 +130,11 @@ impl VisitorsElsewhere for GroupCensus {
 }
 
 impl GroupCensus {
-    /// Starts counting the groups of `config` that have `max_visitors`,
-    /// and makes `gate` admit on the cluster-wide count.
-    pub fn start(link: &ClusterLink, gate: &Arc<ConnectionGate>, config: &Config) {
-        let capped: Vec<GroupId> = config
-            .groups
-            .iter()
-            .filter(|g| g.max_visitors.is_some())
-            .map(|g| g.id)
-            .collect();
-        if capped.is_empty() {
-            return;
-        }
+    /// Starts counting the groups of the config in force that have
+    /// `max_visitors` (read again every beat, so a reload that adds or
+    /// drops a cap applies), and makes `gate` admit on the cluster-wide
+    /// count.
+    pub fn start(link: &ClusterLink, gate: &Arc<ConnectionGate>, live: Arc<LiveConfig>) {
         let census = Arc::new(Self {
             link: link.clone(),
             elsewhere: DashMap::new(),
@@ -115,14 +142,17 @@ impl GroupCensus {
         });
         gate.count_elsewhere(census.clone());
         let reaping = link.clone();
-        let groups = capped.clone();
+        let reaped = live.clone();
         link.on_reap(Arc::new(move |node| {
-            let keys: Vec<String> = groups
+            let keys: Vec<String> = capped_groups(&reaped.load())
                 .iter()
                 .map(|g| reaping.key(&format!("group_visitors:{g}")))
                 .collect();
             reaping
                 .run("group visitors reap", move |mut conn| async move {
+                    if keys.is_empty() {
+                        return Ok(());
+                    }
                     let mut pipe = redis::pipe();
                     for key in keys {
                         pipe.hdel(key, &node).ignore();
@@ -138,6 +168,11 @@ impl GroupCensus {
             loop {
                 tick.tick().await;
                 let Some(gate) = gate.upgrade() else { return };
+                let capped = capped_groups(&live.load());
+                if capped.is_empty() {
+                    *census.refreshed.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                    continue;
+                }
                 if census.refresh(&gate, &capped).await.is_ok() {
                     *census.refreshed.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
                 }

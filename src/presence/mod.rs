@@ -12,6 +12,7 @@ pub mod confirmation;
 pub mod data;
 pub mod events;
 pub mod invoke;
+pub mod live_sockets;
 pub mod origin;
 pub mod registry;
 pub mod session_keys;

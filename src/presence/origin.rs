@@ -13,6 +13,9 @@
 //! be the console's own (`server.public_url`) or on the group's list.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use actix_web::http::header::{self, HeaderMap};
 
@@ -48,19 +51,82 @@ impl RequestOrigin {
     }
 }
 
-/// Which origins may call which group.
+/// Which origins may call which group: the rules of the config in force,
+/// replaced whole by a reload (each check reads one set of rules).
 #[derive(Debug, Default)]
 pub struct OriginPolicy {
+    rules: ArcSwap<OriginRules>,
+}
+
+impl OriginPolicy {
+    /// Builds the policy from validated config.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            rules: ArcSwap::from_pointee(OriginRules::from_config(config)),
+        }
+    }
+
+    /// Puts the rules of a reloaded config in force: new requests and
+    /// sockets are checked against them.
+    pub fn replace(&self, config: &Config) {
+        self.rules.store(Arc::new(OriginRules::from_config(config)));
+    }
+
+    /// Whether `origin` is the console's (it alone may send cookies
+    /// cross-origin, to an auth node).
+    pub fn is_console(&self, origin: &RequestOrigin) -> bool {
+        self.rules.load().is_console(origin)
+    }
+
+    /// `Ok` if the origin is the console's own or `group` allows it: the
+    /// sign-in endpoints serve the console for every group.
+    pub fn check_console_or_group(
+        &self,
+        group: GroupId,
+        origin: &RequestOrigin,
+    ) -> Result<(), DomainError> {
+        self.rules.load().check_console_or_group(group, origin)
+    }
+
+    /// The check of a request authenticated by the session cookie alone:
+    /// it must carry an Origin that is the console's, or on the list of
+    /// `group` (any group's, when the session's group is unknown).
+    pub fn check_cookie_request(
+        &self,
+        group: Option<GroupId>,
+        origin: &RequestOrigin,
+    ) -> Result<(), DomainError> {
+        self.rules.load().check_cookie_request(group, origin)
+    }
+
+    /// Whether any group allows the origin (before the group is known).
+    pub fn allowed_anywhere(&self, origin: &RequestOrigin) -> bool {
+        self.rules.load().allowed_anywhere(origin)
+    }
+
+    /// Whether `group` allows the origin.
+    pub fn allowed_for_group(&self, group: GroupId, origin: &RequestOrigin) -> bool {
+        self.rules.load().allowed_for_group(group, origin)
+    }
+
+    /// `Ok` if `group` allows the origin, else `origin_not_allowed`.
+    pub fn check_group(&self, group: GroupId, origin: &RequestOrigin) -> Result<(), DomainError> {
+        self.rules.load().check_group(group, origin)
+    }
+}
+
+/// One config's origin lists.
+#[derive(Debug, Default)]
+struct OriginRules {
     per_group: HashMap<GroupId, HashSet<String>>,
     union: HashSet<String>,
     /// The origin of `server.public_url`, where the console is served.
     console: Option<String>,
 }
 
-impl OriginPolicy {
-    /// Builds the policy from validated config.
-    pub fn from_config(config: &Config) -> Self {
-        let mut policy = OriginPolicy::default();
+impl OriginRules {
+    fn from_config(config: &Config) -> Self {
+        let mut policy = OriginRules::default();
         for group in &config.groups {
             let set: HashSet<String> = group
                 .origins
@@ -83,13 +149,13 @@ impl OriginPolicy {
 
     /// Whether `origin` is the console's (it alone may send cookies
     /// cross-origin, to an auth node).
-    pub fn is_console(&self, origin: &RequestOrigin) -> bool {
+    fn is_console(&self, origin: &RequestOrigin) -> bool {
         matches!(origin, RequestOrigin::Valid(o) if self.console.as_deref() == Some(o.as_str()))
     }
 
     /// `Ok` if the origin is the console's own or `group` allows it: the
     /// sign-in endpoints serve the console for every group.
-    pub fn check_console_or_group(
+    fn check_console_or_group(
         &self,
         group: GroupId,
         origin: &RequestOrigin,
@@ -103,7 +169,7 @@ impl OriginPolicy {
     /// The check of a request authenticated by the session cookie alone:
     /// it must carry an Origin that is the console's, or on the list of
     /// `group` (any group's, when the session's group is unknown).
-    pub fn check_cookie_request(
+    fn check_cookie_request(
         &self,
         group: Option<GroupId>,
         origin: &RequestOrigin,
@@ -128,7 +194,7 @@ impl OriginPolicy {
     }
 
     /// Whether any group allows the origin (before the group is known).
-    pub fn allowed_anywhere(&self, origin: &RequestOrigin) -> bool {
+    fn allowed_anywhere(&self, origin: &RequestOrigin) -> bool {
         match origin {
             RequestOrigin::Absent => true,
             RequestOrigin::Valid(o) => self.union.contains(o),
@@ -137,7 +203,7 @@ impl OriginPolicy {
     }
 
     /// Whether `group` allows the origin.
-    pub fn allowed_for_group(&self, group: GroupId, origin: &RequestOrigin) -> bool {
+    fn allowed_for_group(&self, group: GroupId, origin: &RequestOrigin) -> bool {
         match origin {
             RequestOrigin::Absent => true,
             RequestOrigin::Valid(o) => self
@@ -149,7 +215,7 @@ impl OriginPolicy {
     }
 
     /// `Ok` if `group` allows the origin, else `origin_not_allowed`.
-    pub fn check_group(&self, group: GroupId, origin: &RequestOrigin) -> Result<(), DomainError> {
+    fn check_group(&self, group: GroupId, origin: &RequestOrigin) -> Result<(), DomainError> {
         if self.allowed_for_group(group, origin) {
             Ok(())
         } else {

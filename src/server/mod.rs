@@ -3,6 +3,7 @@
 //! down in order. The only module that knows every layer.
 
 pub mod housekeeping;
+mod reload;
 mod roles;
 mod running;
 mod seams;
@@ -18,15 +19,16 @@ use crate::auth::audit::Audit;
 use crate::auth::identity_verifier::IdentityVerifier;
 use crate::auth::password::{self, PasswordChecker};
 use crate::auth::sign_in::Authenticator;
-use crate::auth::token::TokenService;
+use crate::auth::token::{ConfiguredStanding, TokenService};
 use crate::infra::clock::{SharedClock, SystemClock};
-use crate::infra::config::Config;
+use crate::infra::config::{Config, ConfigSource, LiveConfig};
 use crate::infra::{capacity, config, ids, metrics};
 use crate::presence::admission::GroupAccess;
 use crate::presence::agent_ops::AgentOps;
 use crate::presence::cluster::{ClusterEventBus, ClusterPresence, MutedBus};
 use crate::presence::confirmation;
 use crate::presence::events::{EventBus, LocalEventBus};
+use crate::presence::live_sockets::LiveSockets;
 use crate::presence::origin::OriginPolicy;
 use crate::presence::registry::{
     PresenceDirectory, RegistryHandle, Transition, TransitionListener,
@@ -82,16 +84,38 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<RunningServer,
     run_with_clock(config, listener, Arc::new(SystemClock)).await
 }
 
+/// Starts the server on `listener` with the config loaded from `source`,
+/// which a live reload (SIGHUP, `POST /internal/reload`, a cluster's
+/// `reload` broadcast) reads again.
+pub async fn run_with_source(
+    config: Config,
+    listener: TcpListener,
+    source: ConfigSource,
+) -> Result<RunningServer, ServerError> {
+    start(config, listener, Arc::new(SystemClock), Some(source)).await
+}
+
 /// Starts the server with an injected wall clock (tests drive token expiry
-/// and key ages with it).
+/// and key ages with it). Without a config source, a reload fails saying
+/// there is no file to read.
 pub async fn run_with_clock(
     config: Config,
     listener: TcpListener,
     clock: SharedClock,
 ) -> Result<RunningServer, ServerError> {
+    start(config, listener, clock, None).await
+}
+
+async fn start(
+    config: Config,
+    listener: TcpListener,
+    clock: SharedClock,
+    source: Option<ConfigSource>,
+) -> Result<RunningServer, ServerError> {
     config.validate()?;
     ids::check_random_source()?;
     let config = Arc::new(config);
+    let live = Arc::new(LiveConfig::new(config.clone()));
     let store = Arc::new(Store::open(&config.server.data_dir)?);
     let metrics = Arc::new(metrics::Metrics::new());
     let cluster = match config.cluster.is_redis() {
@@ -109,6 +133,8 @@ pub async fn run_with_clock(
         clock.clone(),
         config.auth.token_max_secs,
     ));
+    let standing = Arc::new(ConfiguredStanding::new(live.clone()));
+    tokens.check_standing(standing.clone());
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -181,9 +207,14 @@ pub async fn run_with_clock(
                 clock.clone(),
                 Arc::new(MutedBus(local_bus)),
             );
-            let presence =
-                ClusterPresence::start(link.clone(), local, bus.clone(), clock.clone(), &config)
-                    .await;
+            let presence = ClusterPresence::start(
+                link.clone(),
+                local,
+                bus.clone(),
+                clock.clone(),
+                live.clone(),
+            )
+            .await;
             presence.emit_webhooks(webhooks.clone());
             webhooks.join_cluster(link);
             let registry: Arc<dyn PresenceDirectory> = Arc::new(presence.clone());
@@ -207,7 +238,7 @@ pub async fn run_with_clock(
     );
     if let Some(link) = &cluster {
         confirmations.join_cluster(link);
-        crate::presence::admission::GroupCensus::start(link, &gate, &config);
+        crate::presence::admission::GroupCensus::start(link, &gate, live.clone());
     }
     confirmations.emit_webhooks(webhooks.clone());
     confirmations.resume().await?;
@@ -228,10 +259,8 @@ pub async fn run_with_clock(
         housekeeping::interval(config.auth.key_rotation_secs),
     );
     let origins = web::Data::new(OriginPolicy::from_config(&config));
-    let groups = Arc::new(GroupAccess::new(
-        config.clone(),
-        origins.clone().into_inner(),
-    ));
+    let groups = Arc::new(GroupAccess::new(live.clone(), origins.clone().into_inner()));
+    let live_sockets = Arc::new(LiveSockets::default());
     let limits = Arc::new(config.presence.clone());
     let ops = web::Data::new(AgentOps::new(
         groups.clone(),
@@ -243,7 +272,7 @@ pub async fn run_with_clock(
     ));
     let shutdown = CancellationToken::new();
     let visitor_sockets = web::Data::new(VisitorSocketDeps {
-        groups,
+        groups: groups.clone(),
         identity: IdentityVerifier::new(clock.clone()),
         registry: registry.clone(),
         gate: gate.clone(),
@@ -251,6 +280,7 @@ pub async fn run_with_clock(
         confirmations: confirmations.clone(),
         limits: limits.clone(),
         metrics: metrics.clone(),
+        sockets: live_sockets.clone(),
         shutdown: shutdown.clone(),
     });
     let agent_sockets = web::Data::new(AgentSocketDeps {
@@ -260,6 +290,7 @@ pub async fn run_with_clock(
         gate: gate.clone(),
         limits,
         metrics: metrics.clone(),
+        sockets: live_sockets.clone(),
         shutdown: shutdown.clone(),
     });
     let webhooks_data = web::Data::from(webhooks.clone());
@@ -269,7 +300,7 @@ pub async fn run_with_clock(
         trusted_proxies: trusted_proxies.clone(),
     });
     let auth_deps = web::Data::new(http::AuthDeps {
-        config: config.clone(),
+        config: live.clone(),
         auth,
         tokens: tokens.clone(),
         audit,
@@ -277,6 +308,35 @@ pub async fn run_with_clock(
         events: live_agents,
         metrics: metrics.clone(),
     });
+    let reloader = Arc::new(reload::Reloader {
+        source,
+        live: live.clone(),
+        auth: auth_deps.auth.clone(),
+        origins: auth_deps.origins.clone(),
+        groups,
+        standing,
+        tokens: tokens.clone(),
+        audit: auth_deps.audit.clone(),
+        events: auth_deps.events.clone(),
+        sockets: live_sockets,
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+        cluster: cluster.clone(),
+        hash: std::sync::Mutex::new(config::settings_hash(&config)),
+        last: std::sync::Mutex::new(None),
+        running: tokio::sync::Mutex::new(()),
+        listeners: std::sync::Mutex::new(Vec::new()),
+    });
+    // A reload's new receivers take the group's next events; deliveries
+    // already queued for a removed receiver end as `unsubscribed`.
+    let subscriptions = webhooks.clone();
+    reloader.on_applied(Arc::new(move |config| {
+        subscriptions.subscriptions().replace(config)
+    }));
+    if let Some(link) = &cluster {
+        reload::on_broadcast(link, &reloader);
+    }
+    reload::on_sighup(reloader.clone(), shutdown.clone())?;
     let role_parts = roles::start(roles::RoleInputs {
         config: config.clone(),
         store: store.clone(),
@@ -287,11 +347,13 @@ pub async fn run_with_clock(
         audit: auth_deps.audit.clone(),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
+        reloader: reloader.clone(),
     })?;
     let audit = auth_deps.audit.clone();
     let health = web::Data::new(http::Health {
         cluster: cluster.clone(),
         role: role_parts.health,
+        reloader: reloader.clone(),
     });
     let role = web::Data::new(config.server.role);
     let console = web::Data::new(http::ConsoleSettings::new(match config.server.role {
@@ -398,6 +460,7 @@ pub async fn run_with_clock(
             cluster,
             cluster_presence,
             webhooks,
+            reloader,
         },
         metrics_server,
         internal_server: role_parts.internal,

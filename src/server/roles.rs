@@ -11,7 +11,7 @@ use super::ServerError;
 use crate::auth::audit::Audit;
 use crate::auth::token::{ReceivedKeys, TokenService};
 use crate::infra::clock::SharedClock;
-use crate::infra::config::{Config, ServerRole};
+use crate::infra::config::{Config, ConfigReloader, ServerRole};
 use crate::infra::internal_auth::InternalVerifier;
 use crate::infra::metrics::Metrics;
 use crate::presence::events::EventBus;
@@ -38,6 +38,7 @@ pub(super) struct RoleInputs {
     pub audit: Arc<Audit>,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
+    pub reloader: Arc<dyn ConfigReloader>,
 }
 
 /// Starts this role's side of the split (nothing for `all`).
@@ -52,12 +53,24 @@ pub(super) fn start(inputs: RoleInputs) -> Result<RoleParts, ServerError> {
         audit,
         metrics,
         shutdown,
+        reloader,
     } = inputs;
     let server = &config.server;
+    let internal_deps = |received| InternalDeps {
+        verifier: InternalVerifier::new(server.internal_secret()),
+        clock: clock.clone(),
+        received,
+        tokens: tokens.clone(),
+        events: events.clone(),
+        audit: audit.clone(),
+        metrics: metrics.clone(),
+        reloader: reloader.clone(),
+    };
     if !server.role.is_split() {
+        // Role `all` listens only to serve `/internal/reload`, if asked to.
         return Ok(RoleParts {
             health: RoleHealth::All,
-            internal: None,
+            internal: internal::start(&config, internal_deps(None))?,
         });
     }
     let caller = SignedCaller::new(server.internal_secret(), clock.clone())
@@ -106,17 +119,6 @@ pub(super) fn start(inputs: RoleInputs) -> Result<RoleParts, ServerError> {
             &server.auth_internal_urls,
         )),
     };
-    let internal = internal::start(
-        &config,
-        InternalDeps {
-            verifier: InternalVerifier::new(server.internal_secret()),
-            clock,
-            received,
-            tokens,
-            events,
-            audit,
-            metrics,
-        },
-    )?;
+    let internal = internal::start(&config, internal_deps(received))?;
     Ok(RoleParts { health, internal })
 }

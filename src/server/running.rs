@@ -44,6 +44,8 @@ pub(super) struct Parts {
     pub(super) cluster_presence: Option<crate::presence::cluster::ClusterPresence>,
     /// The webhook outbox and its delivery.
     pub(super) webhooks: Arc<crate::presence::webhooks::Outbox>,
+    /// Re-reads and applies the config.
+    pub(super) reloader: Arc<super::reload::Reloader>,
 }
 
 impl RunningServer {
@@ -52,12 +54,26 @@ impl RunningServer {
         self.addr
     }
 
+    /// Re-reads the config file and environment and applies them, as
+    /// SIGHUP and `POST /internal/reload` do.
+    pub async fn reload(&self) -> crate::infra::config::ReloadReport {
+        use crate::infra::config::ConfigReloader;
+        self.parts.reloader.clone().reload().await
+    }
+
+    /// Registers a hook called with the new config after every applied
+    /// reload (for parts that must follow the config, e.g. webhooks).
+    pub fn on_config_applied(&self, listener: super::reload::ReloadListener) {
+        self.parts.reloader.on_applied(listener);
+    }
+
     /// The address `/metrics` is served on, if metrics are on.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_server.as_ref().map(|m| m.addr)
     }
 
-    /// The address of the internal listener (split roles only).
+    /// The address of the internal listener (split roles, or role `all` with
+    /// `server.internal_secret` set).
     pub fn internal_addr(&self) -> Option<SocketAddr> {
         self.internal_server.as_ref().map(|s| s.addr)
     }

@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod confirm;
 pub mod raw_ws;
+pub mod reload;
 pub mod roles;
 pub mod spread;
 pub mod tools;
@@ -216,6 +217,30 @@ impl TestServer {
             spread.wait_until_joined(&server).await;
         }
         server
+    }
+
+    /// Starts from the config file at `path` (which a live reload reads
+    /// again), on `dir`; never spread over a cluster.
+    pub async fn start_from_file(dir: Arc<TempDir>, path: &std::path::Path) -> Self {
+        if std::env::var_os("RUST_LOG").is_some() {
+            presence_server::telemetry::init(presence_server::config::LogFormat::Text);
+        }
+        let config = Config::load(path).expect("config file loads");
+        let source = presence_server::config::ConfigSource {
+            path: path.to_owned(),
+            role: None,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let server = presence_server::run_with_source(config, listener, source)
+            .await
+            .expect("server starts");
+        Self {
+            addr: server.local_addr(),
+            server: Some(server),
+            dir,
+            http: http_client(),
+            spread: None,
+        }
     }
 
     /// What `probe` reads after a change made through a socket (a close, a

@@ -8,6 +8,7 @@
 //! credentials. A login key is signed by one group's `api_key` and is a
 //! credential for that group only.
 
+mod accounts;
 pub mod agents;
 pub mod credentials;
 pub mod lockout;
@@ -18,21 +19,21 @@ pub mod sessions;
 mod single_sign_on;
 pub mod sso;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use secrecy::ExposeSecret;
 
 use crate::auth::password::{CheckError, PasswordChecker};
 use crate::auth::policy::Policy;
 use crate::infra::capacity::KeyedSlots;
 use crate::infra::clock::SharedClock;
-use crate::infra::config::{Config, GroupConfig, Role, UserConfig};
+use crate::infra::config::{Config, GroupConfig, Role};
 use crate::infra::error::{on_blocking_pool, DomainError};
 use crate::infra::ids::GroupId;
 use crate::store::{AgentRecord, AgentSource};
-use sso::SsoVerifier;
 
+pub use accounts::Accounts;
 pub use agents::{ProvisionedAgents, RedisAgents};
 pub use credentials::{CredentialKind, Credentials};
 pub use lockout::{InMemoryLockout, LockoutCounters};
@@ -94,15 +95,12 @@ pub struct SignInState {
 
 /// Checks credentials against the configured users.
 pub struct Authenticator {
-    config: Arc<Config>,
-    passwords: Arc<PasswordChecker>,
+    accounts: ArcSwap<Accounts>,
     sessions: Arc<dyn WebsiteSessions>,
     lockout: Arc<dyn LockoutCounters>,
     used_sso_tokens: Arc<dyn UsedSsoTokens>,
     clock: SharedClock,
-    by_username: HashMap<String, Records>,
     agents: Arc<dyn ProvisionedAgents>,
-    sso: HashMap<GroupId, SsoVerifier>,
     /// Password checks in flight per client address.
     checks_in_flight: Arc<KeyedSlots<String>>,
 }
@@ -119,28 +117,21 @@ impl Authenticator {
         clock: SharedClock,
         state: SignInState,
     ) -> Result<Self, String> {
-        let sso = SsoVerifier::for_groups(&config.groups, &config.server.public_url)?;
-        let mut by_username: HashMap<String, Records> = HashMap::new();
-        for group in &config.groups {
-            for (i, user) in group.users.iter().enumerate() {
-                by_username
-                    .entry(user.username.clone())
-                    .or_default()
-                    .push((group.id, i));
-            }
-        }
         Ok(Self {
-            config,
-            passwords,
+            accounts: ArcSwap::from_pointee(Accounts::build(config, passwords)?),
             sessions: state.sessions,
             lockout: state.lockout,
             used_sso_tokens: state.used_sso_tokens,
             clock,
-            by_username,
             agents: state.agents,
-            sso,
             checks_in_flight: KeyedSlots::new(),
         })
+    }
+
+    /// Puts accounts built from a reloaded config in force; sign-ins
+    /// already past their record lookup finish on the old ones.
+    pub fn replace_accounts(&self, accounts: Accounts) {
+        self.accounts.store(Arc::new(accounts));
     }
 
     /// Website sessions (their calls may flush: run them off the async
@@ -183,25 +174,18 @@ impl Authenticator {
         self.lockout.as_ref()
     }
 
-    fn user(&self, group: GroupId, index: usize) -> Option<(&GroupConfig, &UserConfig)> {
-        let group = self.config.group(group)?;
-        Some((group, group.users.get(index)?))
-    }
-
-    /// `username`'s record in `group`, and nowhere else: no credential is
-    /// ever checked against another group's record.
-    fn record_in(&self, username: &str, group: GroupId) -> Option<(&GroupConfig, &UserConfig)> {
-        let records = self.by_username.get(username)?;
-        let (g, i) = records.iter().find(|(g, _)| *g == group)?;
-        self.user(*g, *i)
-    }
-
     /// The group a website sign-in without `groupid` is for: the one group
     /// `username` belongs to, `Ok(None)` for a name no group has (its
     /// password is still checked against the dummy hash), or
     /// `groupid_required` when several groups have it.
     pub fn sign_in_group(&self, username: &str) -> Result<Option<GroupId>, DomainError> {
-        match self.by_username.get(username).map(Vec::as_slice) {
+        match self
+            .accounts
+            .load()
+            .by_username
+            .get(username)
+            .map(Vec::as_slice)
+        {
             None | Some([]) => Ok(None),
             Some([(group, _)]) => Ok(Some(*group)),
             Some(_) => Err(DomainError::GroupIdRequired),
@@ -232,12 +216,13 @@ impl Authenticator {
             ),
             None => None,
         };
-        let record = group.and_then(|g| self.record_in(username, g));
+        let accounts = self.accounts.load_full();
+        let record = group.and_then(|g| accounts.record_in(username, g));
         let hash = record
             .and_then(|(_, u)| u.password_hash.as_ref())
             .map(|h| h.expose_secret().to_owned());
         let known = hash.is_some();
-        let matches = self
+        let matches = accounts
             .passwords
             .clone()
             .check_off_thread(password, hash)
@@ -266,6 +251,7 @@ impl Authenticator {
     ) -> Result<Authenticated, AuthFailure> {
         let kind = credentials.kind();
         let mut session = None;
+        let accounts = self.accounts.load_full();
         let username = match credentials {
             Credentials::Password { username, password } => {
                 self.check_password(&username, password, Some(group.id), client)
@@ -277,7 +263,7 @@ impl Authenticator {
                 partner_user_id,
                 login_key,
             } => {
-                let partner = self
+                let partner = accounts
                     .config
                     .group(partner_id)
                     .ok_or_else(|| AuthFailure::invalid("unknown_partner", None))?;
@@ -286,6 +272,7 @@ impl Authenticator {
                     .iter()
                     .find(|u| u.partner_user_id.as_deref() == Some(partner_user_id.as_str()));
                 self.check_login_key(
+                    &accounts,
                     partner,
                     &partner_user_id,
                     &login_key,
@@ -308,14 +295,14 @@ impl Authenticator {
                 username,
                 login_key,
             } => {
-                let (home, user) = self
+                let (home, user) = accounts
                     .record_in(&username, group.id)
                     .ok_or_else(|| AuthFailure::invalid("unknown_user", Some(&username)))?;
                 let puid = user
                     .partner_user_id
                     .as_deref()
                     .ok_or_else(|| AuthFailure::invalid("no_partner_user_id", Some(&username)))?;
-                self.check_login_key(home, puid, &login_key, Some(&username))?;
+                self.check_login_key(&accounts, home, puid, &login_key, Some(&username))?;
                 username
             }
             Credentials::Sso { jwt } => return self.single_sign_on(group, &jwt).await,
@@ -386,6 +373,7 @@ impl Authenticator {
 
     fn check_login_key(
         &self,
+        accounts: &Accounts,
         partner: &GroupConfig,
         partner_user_id: &str,
         key: &str,
@@ -401,7 +389,7 @@ impl Authenticator {
             partner.id,
             partner_user_id,
             self.clock.now_secs(),
-            self.config.auth.login_key_max_future_secs,
+            accounts.config.auth.login_key_max_future_secs,
         )
         .map_err(|e| {
             AuthFailure::invalid(

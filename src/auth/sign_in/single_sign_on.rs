@@ -48,7 +48,8 @@ impl Authenticator {
         group: &GroupConfig,
         jwt: &str,
     ) -> Result<Authenticated, AuthFailure> {
-        let verifier = self
+        let accounts = self.accounts.load_full();
+        let verifier = accounts
             .sso
             .get(&group.id)
             .ok_or_else(|| AuthFailure::invalid("sso_not_configured", None))?;

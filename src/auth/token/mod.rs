@@ -12,6 +12,7 @@ mod redis_key_wire;
 mod redis_keys;
 mod redis_revocations;
 mod revocation;
+mod standing;
 mod verified;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use received_keys::{HandoverError, ReceivedKeys};
 pub use redis_keys::RedisKeys;
 pub use redis_revocations::SharedRevocations;
 pub use revocation::{RevocationForwarder, Revocations};
+pub use standing::{ConfiguredStanding, Removal, Standing};
 use verified::{Verified, VerifiedTokens, MAX_VERIFIED_TOKENS};
 
 /// `aud` of every agent token.
@@ -159,6 +161,8 @@ pub struct TokenService {
     clock: SharedClock,
     max_lifetime_secs: u64,
     verified: VerifiedTokens,
+    /// Whether a token's group and agent are still configured.
+    standing: std::sync::OnceLock<Arc<dyn Standing>>,
 }
 
 impl TokenService {
@@ -176,7 +180,15 @@ impl TokenService {
             clock,
             max_lifetime_secs,
             verified: VerifiedTokens::new(MAX_VERIFIED_TOKENS),
+            standing: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes every verify also ask `standing` whether the token's group
+    /// and agent still stand (set once, at start-up); a token that does
+    /// not is refused as revoked.
+    pub fn check_standing(&self, standing: Arc<dyn Standing>) {
+        let _ = self.standing.set(standing);
     }
 
     /// Where the keys come from (housekeeping rotates them through it).
@@ -346,6 +358,9 @@ impl TokenService {
             return Err(TokenError::IssuedInFuture);
         }
         if self.revocations.is_revoked(&claims.jti) {
+            return Err(TokenError::Revoked);
+        }
+        if self.standing.get().is_some_and(|s| !s.stands(claims)) {
             return Err(TokenError::Revoked);
         }
         Ok(())

@@ -124,14 +124,16 @@ impl ConnectionGate {
         self.per_group.counts()
     }
 
-    /// Takes a visitor slot of `group`, capped at `max_visitors`.
+    /// Takes a visitor slot of `group`, capped at `max_visitors`. Every
+    /// group's sockets are counted, capped or not, so a cap a config
+    /// reload adds counts the sockets already open.
     pub fn admit_to_group(
         &self,
         group: GroupId,
         max_visitors: Option<usize>,
     ) -> Result<Option<GroupSlot>, DomainError> {
         let Some(cap) = max_visitors else {
-            return Ok(None);
+            return Ok(self.per_group.take(group, usize::MAX));
         };
         let elsewhere = match self.elsewhere.get() {
             Some(counts) => counts.of(group)?,
@@ -325,8 +327,14 @@ mod tests {
         let slot = gate.admit_to_group(72, Some(1)).expect("room");
         assert!(slot.is_some());
         assert!(gate.admit_to_group(72, Some(1)).is_err());
-        assert!(gate.admit_to_group(72, None).expect("no cap").is_none());
+        let uncapped = gate.admit_to_group(72, None).expect("no cap");
+        assert!(uncapped.is_some(), "counted even without a cap");
         drop(slot);
+        assert!(
+            gate.admit_to_group(72, Some(1)).is_err(),
+            "a socket admitted without a cap counts under one a reload adds"
+        );
+        drop(uncapped);
         assert!(gate.admit_to_group(72, Some(1)).is_ok());
     }
 }

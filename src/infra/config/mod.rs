@@ -8,6 +8,8 @@
 //! config dumped to a log never carries them.
 
 mod cluster;
+mod live;
+mod reload;
 mod server;
 mod sso;
 mod validate;
@@ -28,6 +30,8 @@ use serde::{Deserialize, Serialize};
 use crate::infra::ids::GroupId;
 
 pub use cluster::{ClusterConfig, ClusterMode};
+pub use live::{restart_only_changes, settings_hash, ConfigSource, LiveConfig};
+pub use reload::{ConfigReloader, ReloadChanges, ReloadOutcome, ReloadReport};
 pub use server::{ServerConfig, ServerRole};
 pub use sso::{load_public_key, SsoAlgorithm, SsoConfig};
 pub use validate::ConfigError;

@@ -169,6 +169,13 @@ impl ServerConfig {
         })
     }
 
+    /// Whether this process runs the internal listener: a split role
+    /// always, role `all` when `internal_secret` is set (for
+    /// `POST /internal/reload`).
+    pub fn runs_internal_listener(&self) -> bool {
+        self.role.is_split() || !self.internal_secret().is_empty()
+    }
+
     /// The internal calls' shared secret.
     pub fn internal_secret(&self) -> &[u8] {
         self.internal_secret.expose_secret().as_bytes()
@@ -191,7 +198,7 @@ impl ServerConfig {
         if !self.auth_url.is_empty() {
             public_base(&self.auth_url, "server.auth_url")?;
         }
-        if !self.role.is_split() {
+        if !self.runs_internal_listener() {
             return Ok(());
         }
         let addr = self.internal_addr()?;
@@ -204,7 +211,10 @@ impl ServerConfig {
         if self.internal_secret().len() < MIN_INTERNAL_SECRET_BYTES {
             return Err(ConfigError::new(
                 "server.internal_secret",
-                format!("must be at least {MIN_INTERNAL_SECRET_BYTES} bytes in a split deployment"),
+                format!(
+                    "must be at least {MIN_INTERNAL_SECRET_BYTES} bytes in a split deployment or \
+                     to serve /internal/reload"
+                ),
             ));
         }
         match self.role {

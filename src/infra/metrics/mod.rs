@@ -6,6 +6,7 @@
 //! in tests count apart.
 
 mod cluster;
+mod reload;
 mod roles;
 mod webhooks;
 
@@ -22,6 +23,7 @@ use prometheus_client::registry::Registry;
 use crate::infra::error::DomainError;
 
 pub use cluster::ClusterMetrics;
+pub use reload::ReloadMetrics;
 pub use roles::RoleMetrics;
 pub use webhooks::WebhookMetrics;
 
@@ -94,6 +96,8 @@ pub struct Metrics {
     pub roles: RoleMetrics,
     /// Webhook delivery's counters.
     pub webhooks: WebhookMetrics,
+    /// Live config reloads.
+    pub reloads: ReloadMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -229,10 +233,12 @@ impl Metrics {
         let cluster = ClusterMetrics::register(&mut registry);
         let roles = RoleMetrics::register(&mut registry);
         let webhooks = WebhookMetrics::register(&mut registry);
+        let reloads = ReloadMetrics::register(&mut registry);
         Self {
             cluster,
             roles,
             webhooks,
+            reloads,
             invokes_reparked,
             visitor_closes,
             audit_records,

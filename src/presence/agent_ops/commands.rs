@@ -58,7 +58,7 @@ impl Invoke<'_> {
         ops.check_scope(caller.claims, &key, Some(&self.func))?;
         let only_to = ops
             .confirmations
-            .check_gate(group, &key, &caller.claims.sub)?;
+            .check_gate(&group, &key, &caller.claims.sub)?;
         let registry = ops.registry.clone();
         let metrics = ops.metrics.clone();
         let (func, args) = (self.func, self.args);
@@ -90,7 +90,7 @@ impl Signal<'_> {
         ops.check_scope(caller.claims, &key, None)?;
         let only_to = ops
             .confirmations
-            .check_gate(group, &key, &caller.claims.sub)?;
+            .check_gate(&group, &key, &caller.claims.sub)?;
         let registry = ops.registry.clone();
         let presence = ops.presence().clone();
         let data = self.data;
@@ -116,7 +116,7 @@ impl StartConfirmation<'_> {
         let options = self.options?;
         ops.check_scope(caller.claims, &key, None)?;
         let claims = caller.claims;
-        let card = card_for(group, &claims.sub, claims.name.as_deref(), options.agent)?;
+        let card = card_for(&group, &claims.sub, claims.name.as_deref(), options.agent)?;
         let confirmations = ops.confirmations.clone();
         let agent = claims.sub.clone();
         Ok(Box::pin(async move {

@@ -31,11 +31,11 @@ use serde::Serialize;
 
 use crate::auth::sign_in::LockoutCounters;
 use crate::auth::token::AgentClaims;
-use crate::infra::config::{function_allowed, GroupConfig, PresenceConfig, Role};
+use crate::infra::config::{function_allowed, PresenceConfig, Role};
 use crate::infra::error::DomainError;
 use crate::infra::ids::{GroupId, VisitorId, VisitorKey};
 use crate::infra::metrics::Metrics;
-use crate::presence::admission::GroupAccess;
+use crate::presence::admission::{GroupAccess, GroupRef};
 use crate::presence::confirmation::Confirmations;
 use crate::presence::origin::RequestOrigin;
 use crate::presence::registry::PresenceDirectory;
@@ -96,13 +96,18 @@ impl AgentOps {
         }
     }
 
+    /// The groups and their admission rules.
+    pub fn groups(&self) -> &GroupAccess {
+        &self.groups
+    }
+
     /// The presence settings (limits and timeouts).
     fn presence(&self) -> &PresenceConfig {
-        &self.groups.config().presence
+        self.groups.presence()
     }
 
     /// Steps 1 to 3: the caller may act on `group`.
-    pub fn admit(&self, caller: &Caller, group: GroupId) -> Result<&GroupConfig, DomainError> {
+    pub fn admit(&self, caller: &Caller, group: GroupId) -> Result<GroupRef, DomainError> {
         if caller.claims.groupid != group {
             return Err(DomainError::WrongGroup {
                 token: caller.claims.groupid,
@@ -114,11 +119,7 @@ impl AgentOps {
 
     /// Steps 1 to 4: as [`AgentOps::admit`], and the token must be an
     /// administrator's.
-    pub fn admit_admin(
-        &self,
-        caller: &Caller,
-        group: GroupId,
-    ) -> Result<&GroupConfig, DomainError> {
+    pub fn admit_admin(&self, caller: &Caller, group: GroupId) -> Result<GroupRef, DomainError> {
         let config = self.admit(caller, group)?;
         if caller.claims.role != Role::Administrator {
             return Err(DomainError::Forbidden(
@@ -134,7 +135,7 @@ impl AgentOps {
         caller: &Caller,
         group: GroupId,
         visitorid: &str,
-    ) -> Result<(&GroupConfig, VisitorKey), DomainError> {
+    ) -> Result<(GroupRef, VisitorKey), DomainError> {
         let config = self.admit(caller, group)?;
         let visitor = VisitorId::parse(visitorid).map_err(DomainError::BadRequest)?;
         Ok((config, VisitorKey::new(group, visitor)))

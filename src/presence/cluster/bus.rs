@@ -62,6 +62,10 @@ impl EventBus for ClusterEventBus {
         self.local.revoke(jti)
     }
 
+    fn revoke_agents(&self, removed: &dyn Fn(GroupId, &str) -> bool) -> usize {
+        self.local.revoke_agents(removed)
+    }
+
     fn confirmation_settled(&self, record: &ConfirmationRecord) {
         let Ok(body) = serde_json::to_value(record) else {
             return self.local.confirmation_settled(record);
@@ -126,6 +130,10 @@ impl EventBus for MutedBus {
 
     fn revoke(&self, jti: &str) -> usize {
         self.0.revoke(jti)
+    }
+
+    fn revoke_agents(&self, removed: &dyn Fn(GroupId, &str) -> bool) -> usize {
+        self.0.revoke_agents(removed)
     }
 
     fn confirmation_settled(&self, record: &ConfirmationRecord) {

@@ -36,7 +36,7 @@ use actix::Recipient;
 use futures_core::future::LocalBoxFuture;
 
 use crate::infra::clock::SharedClock;
-use crate::infra::config::{Config, PresenceConfig};
+use crate::infra::config::{LiveConfig, PresenceConfig};
 use crate::infra::error::DomainError;
 use crate::infra::ids::{GroupId, VisitorId, VisitorKey};
 use crate::presence::data::PresenceData;
@@ -73,9 +73,11 @@ struct Inner {
     watchers: watchers::Watchers,
     clock: SharedClock,
     limits: Arc<PresenceConfig>,
-    groups: Vec<GroupId>,
     /// Who emits presence webhooks (set once, before `link.start()`).
     webhooks: std::sync::OnceLock<Arc<webhooks::ClusterWebhooks>>,
+    /// The config in force: its groups are the ones re-read (a reload may
+    /// add or remove some).
+    live: Arc<LiveConfig>,
 }
 
 impl ClusterPresence {
@@ -88,16 +90,16 @@ impl ClusterPresence {
         local: RegistryHandle,
         bus: Arc<dyn EventBus>,
         clock: SharedClock,
-        config: &Config,
+        live: Arc<LiveConfig>,
     ) -> Self {
-        let limits = Arc::new(config.presence.clone());
+        let limits = Arc::new(live.load().presence.clone());
         let presence = Self {
             inner: Arc::new(Inner {
                 room: room::Room::new(limits.max_pending_invokes),
                 watchers: watchers::Watchers::new(bus),
                 replica: replica::Replica::default(),
                 writer: Arc::new(writer::Writer::new()),
-                groups: config.groups.iter().map(|g| g.id).collect(),
+                live,
                 link,
                 local,
                 clock,

@@ -4,7 +4,7 @@
 //! re-read once the others have had time to re-publish.
 
 use super::{writer, ClusterPresence, PRUNE_AFTER};
-use crate::infra::ids::{VisitorId, VisitorKey};
+use crate::infra::ids::{GroupId, VisitorId, VisitorKey};
 use crate::presence::registry::Portion;
 
 /// One `HSCAN` reply: the next cursor and `(field, value)` pairs.
@@ -40,7 +40,8 @@ impl ClusterPresence {
     pub(super) async fn reload(&self, _generation: u64) -> bool {
         let mut complete = true;
         let me = self.inner.link.node_id().to_owned();
-        for &group in &self.inner.groups {
+        let groups: Vec<GroupId> = self.inner.live.load().groups.iter().map(|g| g.id).collect();
+        for group in groups {
             let hash = self.inner.link.key(&format!("presence:{group}"));
             let mut cursor = 0u64;
             loop {

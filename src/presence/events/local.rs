@@ -77,6 +77,20 @@ impl EventBus for LocalEventBus {
             .unwrap_or(0)
     }
 
+    fn revoke_agents(&self, removed: &dyn Fn(GroupId, &str) -> bool) -> usize {
+        let mut closed = 0;
+        for agent in self.by_agent.iter() {
+            let (group, username) = agent.key();
+            if removed(*group, username) {
+                for events in agent.value().values() {
+                    events.do_send(AgentEvent::TokenRevoked);
+                }
+                closed += agent.value().len();
+            }
+        }
+        closed
+    }
+
     fn confirmation_settled(&self, record: &ConfirmationRecord) {
         let Some(sockets) = self.by_agent.get(&(record.groupid, record.agent.clone())) else {
             return;

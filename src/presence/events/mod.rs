@@ -78,6 +78,12 @@ pub trait EventBus: Send + Sync {
     /// Tells every socket using `jti` to close; returns how many.
     fn revoke(&self, jti: &str) -> usize;
 
+    /// Tells this node's sockets of every agent `(group, username)` that
+    /// `removed` picks to close as revoked (a config reload removed their
+    /// group or user); returns how many. This node only: a reload applies
+    /// where it was made.
+    fn revoke_agents(&self, removed: &dyn Fn(GroupId, &str) -> bool) -> usize;
+
     /// Tells the sockets of the agent that started the prompt how it ended.
     fn confirmation_settled(&self, record: &ConfirmationRecord);
 

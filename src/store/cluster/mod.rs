@@ -19,6 +19,7 @@
 //! of shared entries and their re-reads.
 
 mod channels;
+mod config_drift;
 mod nodes;
 mod reaping;
 mod replica_map;
@@ -39,6 +40,7 @@ use crate::infra::error::SharedStateUnavailable;
 use crate::infra::ids;
 use crate::infra::metrics::Metrics;
 
+pub use config_drift::{publish_reload, RELOAD_BROADCAST};
 pub use nodes::NodeEvent;
 pub use replica_map::{scan_values, ReplicaMap};
 pub use rpc::{RequestError, RpcReply, WireError};

@@ -65,6 +65,10 @@ pub(super) struct NodeTable {
     /// When the oldest of this node's beats sent since it last heard one
     /// was sent (None: every beat sent has been heard back).
     unheard_since: Mutex<Option<Instant>>,
+    /// This node's config hash, carried by its beats.
+    pub(super) config_hash: Mutex<String>,
+    /// The live peers' config hashes, from their beats.
+    pub(super) config_hashes: Mutex<HashMap<String, String>>,
 }
 
 impl NodeTable {
@@ -78,6 +82,8 @@ impl NodeTable {
             dead: Mutex::default(),
             own_beat: Mutex::new(Instant::now()),
             unheard_since: Mutex::new(None),
+            config_hash: Mutex::default(),
+            config_hashes: Mutex::default(),
         }
     }
 }
@@ -157,6 +163,7 @@ impl ClusterLink {
 
     fn gone(&self, node: &str, event: NodeEvent) {
         lock(&self.inner.nodes.dead).insert(node.to_owned());
+        lock(&self.inner.nodes.config_hashes).remove(node);
         if lock(&self.inner.nodes.peers).remove(node).is_some() {
             self.node_event(event);
         }
@@ -178,7 +185,13 @@ impl ClusterLink {
 
 pub(super) fn start(link: &ClusterLink) {
     let beats = link.clone();
-    link.on_control("beat", Arc::new(move |from, _body| beats.heard(from)));
+    link.on_control(
+        "beat",
+        Arc::new(move |from, body| {
+            beats.heard(from);
+            beats.heard_config_hash(from, body);
+        }),
+    );
     let leaves = link.clone();
     link.on_control(
         "leave",
@@ -293,7 +306,7 @@ async fn renew(link: &ClusterLink, first: bool) {
     }
     // Noted before it is sent: hearing it back clears it.
     let oldest_unheard = *lock(&link.inner.nodes.unheard_since).get_or_insert_with(Instant::now);
-    match link.broadcast("beat", json!({})).await {
+    match link.broadcast("beat", link.beat_body()).await {
         // Not even this node's subscriber got it: the subscription is gone.
         Ok(0) => link.inner.channels.force_reconnect(),
         // Resubscribe only if a beat sent three heartbeats ago has still

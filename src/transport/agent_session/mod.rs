@@ -21,6 +21,7 @@ use crate::infra::metrics::Metrics;
 use crate::presence::agent_ops::{AgentOps, Caller, Watches};
 use crate::presence::confirmation::ConfirmOptions;
 use crate::presence::events::{AgentEvent, EventBus};
+use crate::presence::live_sockets::{AdmissionWithdrawn, LiveSocketKind, LiveSockets};
 use crate::presence::origin::RequestOrigin;
 use crate::presence::visitor::VisitorEvent;
 use crate::transport::protocol::{parse_frame, AgentInbound, ServerFrame};
@@ -51,6 +52,8 @@ pub struct AgentSocketDeps {
     pub gate: Arc<ConnectionGate>,
     pub limits: Arc<PresenceConfig>,
     pub metrics: Arc<Metrics>,
+    /// This node's admitted sockets, rechecked by a config reload.
+    pub sockets: Arc<LiveSockets>,
     /// Cancelled when shutdown begins; the socket then closes with 1001.
     pub shutdown: CancellationToken,
 }
@@ -67,6 +70,8 @@ pub struct AgentSession {
     in_flight: usize,
     /// This socket's slot under the connection limit.
     permit: ConnectionPermit,
+    /// Its entry among the live sockets, once authenticated.
+    live_socket: Option<u64>,
 }
 
 impl AgentSession {
@@ -87,6 +92,7 @@ impl AgentSession {
             watches: Watches::new(NEXT_WATCHER_ID.fetch_add(1, Ordering::Relaxed)),
             in_flight: 0,
             permit,
+            live_socket: None,
         }
     }
 
@@ -129,6 +135,21 @@ impl AgentSession {
                 .unsubscribe(&claims.jti, claims.groupid, &claims.sub, watcher);
             return fail_and_close(ctx, &DomainError::TokenRevoked);
         }
+        let recorded = deps.sockets.add(
+            deps.ops.groups(),
+            claims.groupid,
+            &self.origin,
+            LiveSocketKind::Agent,
+            ctx.address().recipient(),
+        );
+        match recorded {
+            Ok(id) => self.live_socket = Some(id),
+            Err(e) => {
+                deps.events
+                    .unsubscribe(&claims.jti, claims.groupid, &claims.sub, watcher);
+                return fail_and_close(ctx, &e);
+            }
+        }
         ctx.text(
             ServerFrame::Ready {
                 groupid: claims.groupid,
@@ -166,6 +187,9 @@ impl Actor for AgentSession {
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
         self.permit.release();
+        if let Some(id) = self.live_socket.take() {
+            self.deps.sockets.remove(id);
+        }
         if let Some(claims) = &self.claims {
             self.deps.events.unsubscribe(
                 &claims.jti,
@@ -176,6 +200,15 @@ impl Actor for AgentSession {
         }
         self.watches.clear(&self.deps.ops);
         actix::Running::Stop
+    }
+}
+
+impl Handler<AdmissionWithdrawn> for AgentSession {
+    type Result = ();
+
+    /// A reload's rules no longer admit this socket.
+    fn handle(&mut self, withdrawn: AdmissionWithdrawn, ctx: &mut Self::Context) {
+        fail_and_close(ctx, &withdrawn.0);
     }
 }
 

@@ -266,7 +266,7 @@ pub async fn revoke_agent(
     })
     .await?
     .map_err(DomainError::from)?;
-    let known = app.auth.knows(config, &username).await?;
+    let known = app.auth.knows(&config, &username).await?;
     if !known && tokens.is_empty() {
         return Err(DomainError::NotFound);
     }

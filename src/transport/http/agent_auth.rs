@@ -9,10 +9,10 @@ use actix_web::{web, FromRequest, HttpRequest};
 
 use crate::auth::token::AgentClaims;
 use crate::auth::token::TokenService;
-use crate::infra::config::GroupConfig;
 use crate::infra::error::DomainError;
 use crate::infra::ids::GroupId;
 use crate::infra::metrics::Metrics;
+use crate::presence::admission::GroupRef;
 use crate::presence::agent_ops::{AgentOps, Caller};
 use crate::presence::origin::RequestOrigin;
 
@@ -73,11 +73,7 @@ impl AgentAuth {
 
     /// Checks that the token may act on `group` as its administrator (see
     /// [`AgentOps::admit_admin`]).
-    pub fn require_admin<'a>(
-        &self,
-        ops: &'a AgentOps,
-        group: GroupId,
-    ) -> Result<&'a GroupConfig, DomainError> {
+    pub fn require_admin(&self, ops: &AgentOps, group: GroupId) -> Result<GroupRef, DomainError> {
         ops.admit_admin(&self.caller(None), group)
     }
 }

@@ -123,14 +123,14 @@ pub async fn issue_token(
 }
 
 fn duration_of(app: &AuthDeps, duration: Option<Value>) -> Result<u64, DomainError> {
-    let max = app.config.auth.token_max_secs;
+    let max = app.config.load().auth.token_max_secs;
     let bad = || {
         DomainError::BadDuration(format!(
             "duration must be an integer from {MIN_TOKEN_SECS} to {max} seconds"
         ))
     };
     let secs = match duration {
-        None | Some(Value::Null) => app.config.auth.token_default_secs,
+        None | Some(Value::Null) => app.config.load().auth.token_default_secs,
         Some(Value::Number(n)) => json_integer::as_u64(&n).ok_or_else(bad)?,
         Some(_) => return Err(bad()),
     };
@@ -148,8 +148,8 @@ async fn attempt(
     record: &mut AuditRecord,
     lockouts: &mut Vec<AuditRecord>,
 ) -> Result<TokenResponse, Refusal> {
-    let group = app
-        .config
+    let config = app.config.current();
+    let group = config
         .group(body.groupid)
         .ok_or_else(|| refuse(DomainError::UnknownGroup(body.groupid)))?;
     let origin = RequestOrigin::from_headers(req.headers());
@@ -217,6 +217,24 @@ async fn attempt(
     };
     record.username = Some(agent.username.clone());
     record.role = Some(agent.role);
+    // A reload may have removed the group or user while the credentials
+    // were being checked: the config in force decides (an SSO agent
+    // needs no configured record).
+    let in_force = app.config.load();
+    match in_force.group(group.id) {
+        None => return Err(refuse(DomainError::UnknownGroup(group.id))),
+        Some(now)
+            if agent.kind != CredentialKind::Sso
+                && !now.users.iter().any(|u| u.username == agent.username) =>
+        {
+            return Err(Refusal::new(
+                DomainError::NotAMember(group.id),
+                "removed_by_reload",
+            ));
+        }
+        Some(_) => {}
+    }
+    drop(in_force);
     if !group.presence {
         return Err(refuse(DomainError::PresenceNotSubscribed(group.id)));
     }

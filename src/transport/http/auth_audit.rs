@@ -162,9 +162,9 @@ pub(super) async fn failed_attempt(
         .into_iter()
         .map(|what| {
             let limit = if what == "account" {
-                app.config.auth.lockout_failures
+                app.config.load().auth.lockout_failures
             } else {
-                app.config.auth.lockout_client_failures
+                app.config.load().auth.lockout_client_failures
             };
             tracing::warn!(what, "lockout");
             let mut record = base.clone();
@@ -172,7 +172,7 @@ pub(super) async fn failed_attempt(
             record.at = app.audit.now_ms();
             record.reason = Some(format!(
                 "{what} locked after {limit} failures in {} s",
-                app.config.auth.lockout_window_secs
+                app.config.load().auth.lockout_window_secs
             ));
             record
         })

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::auth::audit::Audit;
 use crate::auth::sign_in::Authenticator;
 use crate::auth::token::TokenService;
-use crate::infra::config::Config;
+use crate::infra::config::LiveConfig;
 use crate::infra::metrics::Metrics;
 use crate::presence::events::EventBus;
 use crate::presence::origin::OriginPolicy;
@@ -19,7 +19,8 @@ use crate::transport::client_addr::TrustedProxies;
 /// What the authorization endpoints use: `/auth/*`, SSO start and the
 /// administrator's audit, agent and revocation endpoints.
 pub struct AuthDeps {
-    pub config: Arc<Config>,
+    /// The config in force (a reload replaces it).
+    pub config: Arc<LiveConfig>,
     /// Checks credentials, lockouts and memberships.
     pub auth: Arc<Authenticator>,
     /// Issues, verifies and revokes agent tokens.

@@ -37,7 +37,10 @@ pub fn status(error: &DomainError) -> StatusCode {
         | DomainError::UnknownToken
         | DomainError::SessionKeyNotFound
         | DomainError::ConfirmationNotFound => StatusCode::NOT_FOUND,
-        DomainError::ConfirmationSettled(_) => StatusCode::CONFLICT,
+        DomainError::ConfirmationSettled(_) | DomainError::RestartRequired(_) => {
+            StatusCode::CONFLICT
+        }
+        DomainError::ConfigInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         DomainError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         DomainError::TooManyPending(_)
         | DomainError::TooManyPrompts(_)

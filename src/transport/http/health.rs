@@ -1,6 +1,7 @@
 //! `GET /healthz`: whether this node serves, and on what it depends (Redis
 //! in cluster mode, the key handover between split roles).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
@@ -9,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::auth::token::ReceivedKeys;
 use crate::infra::clock::SharedClock;
+use crate::infra::config::{ConfigReloader, ReloadReport};
 use crate::store::cluster::ClusterLink;
 use crate::transport::internal::handover::{self, HandoverStatus, TargetStatus};
 
@@ -18,6 +20,8 @@ pub struct Health {
     pub cluster: Option<ClusterLink>,
     /// Split roles: what this node serves, and its side of the handover.
     pub role: RoleHealth,
+    /// The config in force and the last reload.
+    pub reloader: Arc<dyn ConfigReloader>,
 }
 
 /// A split role's part of `/healthz`.
@@ -42,6 +46,12 @@ pub struct HealthBody {
     /// `no_signing_key` (an auth node before its first handover).
     #[schema(example = "ok")]
     pub status: &'static str,
+    /// The hash of the config in force (`sha256:…`); nodes that differ
+    /// run different configs.
+    pub config_hash: String,
+    /// The last reload since start-up; `null` before the first. A failed
+    /// reload does not make a node unhealthy: its old config serves.
+    pub last_reload: Option<LastReload>,
     /// Cluster mode: `redis`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<&'static str>,
@@ -51,6 +61,10 @@ pub struct HealthBody {
     /// Cluster mode: the live nodes this node sees.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nodes: Option<usize>,
+    /// Cluster mode: each live node's config hash (`null` until known), so
+    /// drift shows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_config_hashes: Option<BTreeMap<String, Option<String>>>,
     /// Split roles: `auth` or `presence`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'static str>,
@@ -61,6 +75,30 @@ pub struct HealthBody {
     /// `server.auth_internal_urls` order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handover: Option<Vec<TargetStatus>>,
+}
+
+/// The last reload, as `/healthz` shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LastReload {
+    /// `applied`, `refused` (a restart-only key changed) or `failed`.
+    pub outcome: crate::infra::config::ReloadOutcome,
+    /// When it ended (Unix ms).
+    pub at_ms: u64,
+    /// Why it was refused or failed, naming the key.
+    pub error: Option<String>,
+    /// The hash of the config in force afterwards.
+    pub config_hash: String,
+}
+
+impl From<ReloadReport> for LastReload {
+    fn from(report: ReloadReport) -> Self {
+        Self {
+            outcome: report.outcome,
+            at_ms: report.at_ms,
+            error: report.error,
+            config_hash: report.config_hash,
+        }
+    }
 }
 
 /// An auth node's signing key, as `/healthz` shows it.
@@ -80,7 +118,7 @@ pub struct SigningKeyHealth {
     path = "/healthz",
     tag = "operations",
     summary = "Health",
-    description = "200 while this node serves. Cluster mode adds `mode`, `node` and `nodes`, and is 503 `degraded` while Redis is unreachable. An auth-role node is 503 `no_signing_key` until its first key arrives.",
+    description = "200 while this node serves, with the hash of the config in force and the last reload. Cluster mode adds `mode`, `node`, `nodes` and every node's config hash, and is 503 `degraded` while Redis is unreachable. An auth-role node is 503 `no_signing_key` until its first key arrives.",
     responses(
         (status = 200, description = "Serving", body = HealthBody),
         (status = 503, description = "Not serving: Redis unreachable (cluster mode) or no signing key (auth role)", body = HealthBody),
@@ -89,9 +127,12 @@ pub struct SigningKeyHealth {
 pub async fn healthz(health: web::Data<Health>) -> HttpResponse {
     let mut body = HealthBody {
         status: "ok",
+        config_hash: health.reloader.config_hash(),
+        last_reload: health.reloader.last_reload().map(LastReload::from),
         mode: None,
         node: None,
         nodes: None,
+        node_config_hashes: None,
         role: None,
         signing_key: None,
         handover: None,
@@ -103,6 +144,7 @@ pub async fn healthz(health: web::Data<Health>) -> HttpResponse {
         body.mode = Some("redis");
         body.node = Some(link.node_id().to_owned());
         body.nodes = Some(link.live_nodes().len());
+        body.node_config_hashes = Some(link.node_config_hashes());
         if !reachable {
             body.status = "degraded";
         }

@@ -81,7 +81,7 @@ pub async fn login(
         )));
     }
     let group = match groupid {
-        Some(id) if app.config.group(id).is_none() => {
+        Some(id) if app.config.load().group(id).is_none() => {
             tracing::info!(group = id, "login refused: unknown group");
             app.metrics.auth_failed("unknown_group");
             app.audit.not_recorded("unknown_group");
@@ -236,7 +236,7 @@ async fn revoke_session_tokens(
 /// Max-Age (the server's idle timeout, extended on each use, decides), except
 /// `Some(0)` to delete it.
 fn session_cookie(app: &AuthDeps, value: String, max_age_secs: Option<i64>) -> Cookie<'static> {
-    let secure = app.config.server.public_url.starts_with("https://");
+    let secure = app.config.load().server.public_url.starts_with("https://");
     let mut cookie = Cookie::build(SESSION_COOKIE, value)
         .path("/")
         .http_only(true)

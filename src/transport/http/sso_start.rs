@@ -67,8 +67,8 @@ pub async fn start(
     query: web::Query<StartQuery>,
 ) -> Result<HttpResponse, DomainError> {
     let groupid = groupid.into_inner();
-    let group = app
-        .config
+    let config = app.config.current();
+    let group = config
         .group(groupid)
         .ok_or(DomainError::UnknownGroup(groupid))?;
     let login_url = group
@@ -83,7 +83,7 @@ pub async fn start(
         ));
     }
     // The console's own server: `server.console_url` on an auth node.
-    let public = app.config.server.console_origin_url().trim_end_matches('/');
+    let public = config.server.console_origin_url().trim_end_matches('/');
     // Both URLs were validated at start-up.
     let mut target = url::Url::parse(login_url)
         .map_err(|e| DomainError::Internal(format!("sso.login_url: {e}")))?;

@@ -7,6 +7,10 @@
 //! - Presence role: `POST /internal/revoked`, an auth node without Redis
 //!   passing on revocations (answered after they are denied and their
 //!   sockets closed).
+//! - Every role: `POST /internal/reload`, a live config reload (answered
+//!   with its report: 200 when applied, 409 `restart_required` or 422
+//!   `config_invalid` otherwise). Role `all` runs the listener only when
+//!   `server.internal_secret` is set, for this route alone.
 //!
 //! Every call is signed (`infra::internal_auth`); a refused one gets 401
 //! with its reason as the code, a metric, a warning, and an audit record
@@ -29,7 +33,7 @@ use crate::auth::audit::{Audit, AuditRecord, Outcome};
 use crate::auth::token::handover::KeyHandover;
 use crate::auth::token::{ReceivedKeys, TokenService};
 use crate::infra::clock::SharedClock;
-use crate::infra::config::{Config, ServerRole};
+use crate::infra::config::{Config, ConfigReloader, ReloadOutcome, ServerRole};
 use crate::infra::error::{on_blocking_pool, DomainError};
 use crate::infra::internal_auth::{
     InternalVerifier, SignedHeaders, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
@@ -43,6 +47,8 @@ pub use caller::SignedCaller;
 pub const KEYS_PATH: &str = "/internal/keys";
 /// Path of the revocation notice.
 pub const REVOKED_PATH: &str = "/internal/revoked";
+/// Path of the live config reload.
+pub const RELOAD_PATH: &str = "/internal/reload";
 /// Largest internal request body.
 pub const MAX_INTERNAL_BODY: usize = 1 << 20;
 /// Most revocations one notice carries.
@@ -63,6 +69,8 @@ pub struct InternalDeps {
     pub events: Arc<dyn EventBus>,
     pub audit: Arc<Audit>,
     pub metrics: Arc<Metrics>,
+    /// Re-reads and applies the config.
+    pub reloader: Arc<dyn ConfigReloader>,
 }
 
 /// A running internal listener.
@@ -71,10 +79,11 @@ pub struct InternalServer {
     pub handle: ServerHandle,
 }
 
-/// Starts the internal listener of a split role (none for `all`).
+/// Starts the internal listener of a split role, or of role `all` with an
+/// internal secret (none otherwise).
 pub fn start(config: &Config, deps: InternalDeps) -> std::io::Result<Option<InternalServer>> {
     let role = config.server.role;
-    if !role.is_split() {
+    if !config.server.runs_internal_listener() {
         return Ok(None);
     }
     let listener = TcpListener::bind(&config.server.internal_bind)?;
@@ -86,8 +95,10 @@ pub fn start(config: &Config, deps: InternalDeps) -> std::io::Result<Option<Inte
             .app_data(web::PayloadConfig::new(MAX_INTERNAL_BODY));
         let app = match role {
             ServerRole::Auth => app.route(KEYS_PATH, web::post().to(receive_keys)),
-            _ => app.route(REVOKED_PATH, web::post().to(receive_revocations)),
+            ServerRole::Presence => app.route(REVOKED_PATH, web::post().to(receive_revocations)),
+            ServerRole::All => app,
         };
+        let app = app.route(RELOAD_PATH, web::post().to(reload_config));
         app.default_service(web::to(crate::transport::http::not_found))
     })
     .workers(1)
@@ -193,6 +204,23 @@ async fn receive_keys(
             crate::auth::token::HandoverError::Store(e) => DomainError::from(e),
         })?;
     Ok(HttpResponse::Ok().json(receipt))
+}
+
+/// `POST /internal/reload` (every role): reloads the config, answering
+/// with the report once it is in force, or with why not.
+async fn reload_config(
+    deps: web::Data<InternalDeps>,
+    req: HttpRequest,
+    body: Bytes,
+) -> Result<HttpResponse, DomainError> {
+    authenticate(&deps, &req, &body).await?;
+    let report = deps.reloader.clone().reload().await;
+    let error = report.error.clone().unwrap_or_default();
+    match report.outcome {
+        ReloadOutcome::Applied => Ok(HttpResponse::Ok().json(report)),
+        ReloadOutcome::Refused => Err(DomainError::RestartRequired(error)),
+        ReloadOutcome::Failed => Err(DomainError::ConfigInvalid(error)),
+    }
 }
 
 /// The body of `POST /internal/revoked`.

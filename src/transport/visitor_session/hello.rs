@@ -54,7 +54,7 @@ impl VisitorSession {
             let identity = self
                 .deps
                 .identity
-                .check(group, visitor.as_str(), identity)?;
+                .check(&group, visitor.as_str(), identity)?;
             Ok((
                 group.max_visitors,
                 VisitorKey::new(groupid, visitor),
@@ -68,6 +68,17 @@ impl VisitorSession {
         };
         if let Err(e) = self.admit_to_group(groupid, max_visitors) {
             return fail_and_close(ctx, &e);
+        }
+        let recorded = self.deps.sockets.add(
+            &self.deps.groups,
+            groupid,
+            &self.origin,
+            LiveSocketKind::Visitor,
+            ctx.address().recipient(),
+        );
+        match recorded {
+            Ok(id) => self.live_socket = Some(id),
+            Err(e) => return fail_and_close(ctx, &e),
         }
         // Before the registry routes to it: a ticket holder may be the one
         // waiting invokes are for (in cluster mode, every node hears of

@@ -33,6 +33,7 @@ use crate::presence::coalescer::{Offer, PresenceCoalescer};
 use crate::presence::confirmation::Confirmations;
 use crate::presence::confirmation::{ConfirmationStatus, MAX_TICKETS_PER_HELLO};
 use crate::presence::data::PresenceData;
+use crate::presence::live_sockets::{AdmissionWithdrawn, LiveSocketKind, LiveSockets};
 use crate::presence::origin::RequestOrigin;
 use crate::presence::registry::{
     InvokeOutcome, InvokeRequest, LiveConnection, PresenceDirectory, Prompt, VisitorCommand,
@@ -86,6 +87,8 @@ pub struct VisitorSocketDeps {
     pub confirmations: Arc<Confirmations>,
     pub limits: Arc<PresenceConfig>,
     pub metrics: Arc<Metrics>,
+    /// This node's admitted sockets, rechecked by a config reload.
+    pub sockets: Arc<LiveSockets>,
     /// Cancelled when shutdown begins; the socket then closes with 1001.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -122,6 +125,8 @@ pub struct VisitorSession {
     group: Option<GroupAdmission>,
     /// Presence updates on their way to the registry.
     presence: PresenceCoalescer,
+    /// Its entry among the live sockets, once admitted at hello.
+    live_socket: Option<u64>,
 }
 
 impl VisitorSession {
@@ -151,6 +156,7 @@ impl VisitorSession {
             permit,
             group,
             presence,
+            live_socket: None,
         }
     }
 
@@ -160,6 +166,9 @@ impl VisitorSession {
         // socket that is closing.
         self.open.store(false, Ordering::Release);
         self.permit.release();
+        if let Some(id) = self.live_socket.take() {
+            self.deps.sockets.remove(id);
+        }
         self.deps
             .session_keys
             .connection_closed(&self.connection_id);
@@ -219,6 +228,15 @@ impl Actor for VisitorSession {
     fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
         self.leave();
         actix::Running::Stop
+    }
+}
+
+impl Handler<AdmissionWithdrawn> for VisitorSession {
+    type Result = ();
+
+    /// A reload's rules no longer admit this socket.
+    fn handle(&mut self, withdrawn: AdmissionWithdrawn, ctx: &mut Self::Context) {
+        fail_and_close(ctx, &withdrawn.0);
     }
 }
 
