@@ -94,6 +94,11 @@ fn validation_errors_name_the_offending_key() {
             format!("[server]\nbind = \"nope\"\n{MINIMAL}"),
             "server.bind",
         ),
+        // 2^53: past what every JSON reader holds exactly.
+        (
+            MINIMAL.replace("id = 72", "id = 9007199254740992"),
+            "groups[0].id",
+        ),
         (
             format!("[server]\npublic_url = \"ftp://x\"\n{MINIMAL}"),
             "server.public_url",

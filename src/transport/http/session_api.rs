@@ -61,6 +61,7 @@ struct SessionStarted {
         (status = 200, description = "Started; the `gssnid` cookie is set", body = SessionStarted),
         (status = 400, description = "`bad_request` (not the JSON this route reads, or over the length limits), `groupid_required` (the username is in several groups)", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`origin_not_allowed`: a browser Origin that is neither the console's nor the group's", body = ErrorBody),
         (status = 404, description = "`unknown_group`, `not_served_here` (split roles)", body = ErrorBody),
         ServerErrors, BodyErrors,
     ),

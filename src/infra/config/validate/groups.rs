@@ -9,6 +9,9 @@ use secrecy::ExposeSecret;
 use super::{check, valid_allow_pattern, valid_username, ConfigError};
 use crate::infra::config::{normalize_origin, Config, GroupConfig, SsoConfig};
 
+/// The largest group id: 2^53 - 1.
+pub const MAX_GROUP_ID: u64 = 9_007_199_254_740_991;
+
 pub(super) fn validate_groups(config: &Config) -> Result<(), ConfigError> {
     check(
         !config.groups.is_empty(),
@@ -24,6 +27,13 @@ pub(super) fn validate_groups(config: &Config) -> Result<(), ConfigError> {
             format!("duplicate group id {}", group.id),
         )?;
         check(group.id >= 1, at("id"), "must be a positive integer")?;
+        // The API documents group ids as integers every JSON reader holds
+        // exactly (a JavaScript console included).
+        check(
+            group.id <= MAX_GROUP_ID,
+            at("id"),
+            format!("must be at most {MAX_GROUP_ID} (2^53 - 1)"),
+        )?;
         check(
             group.max_visitors.is_none_or(|m| m >= 1),
             at("max_visitors"),
