@@ -212,6 +212,20 @@ async fn a_bad_file_is_refused_naming_the_key_and_the_old_config_keeps_serving()
     node.rewrite("[[groups]\nid = ");
     let report = node.server.running().reload().await;
     assert_eq!(report.outcome, ReloadOutcome::Failed, "{report:?}");
+    // A broken line that holds a secret: the error gives its place, and
+    // neither the log nor the public /healthz ever shows the secret.
+    let key_line = format!("api_key = \"{}\"", common::API_KEY_72);
+    let broken = node
+        .toml
+        .replacen(&key_line, &key_line[..key_line.len() - 1], 1);
+    assert_ne!(broken, node.toml);
+    node.rewrite(&broken);
+    let report = node.server.running().reload().await;
+    assert_eq!(report.outcome, ReloadOutcome::Failed, "{report:?}");
+    let health = node.health().await;
+    assert!(!health.to_string().contains(common::API_KEY_72), "{health}");
+    let error = health["last_reload"]["error"].as_str().expect("error");
+    assert!(error.contains("line"), "{error}");
     std::fs::remove_file(&node.path).expect("remove");
     let report = node.server.running().reload().await;
     assert_eq!(report.outcome, ReloadOutcome::Failed);
@@ -227,7 +241,7 @@ async fn a_bad_file_is_refused_naming_the_key_and_the_old_config_keeps_serving()
             &metrics,
             "presence_config_reloads_total{outcome=\"failed\"}"
         ),
-        3.0
+        4.0
     );
     node.server.shutdown().await;
 }

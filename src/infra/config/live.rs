@@ -129,15 +129,26 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
 
 /// `sha256:` and the hex SHA-256 of the settings every node of a cluster
 /// should share: `[[groups]]` (secrets included, so a differing secret
-/// shows as drift; only their hash leaves the process), `[presence]` and
-/// `[auth]`. `[server]` and `[cluster]` are left out: addresses, data
-/// directories and Redis URLs differ between nodes by design.
+/// shows as drift; only their hash leaves the process; SSO key files by
+/// their contents), `[presence]`, `[auth]` and `[webhooks]`. `[server]`
+/// and `[cluster]` are left out: addresses, data directories and Redis
+/// URLs differ between nodes by design.
 pub fn settings_hash(config: &Config) -> String {
     let mut hasher = Sha256::new();
     hasher.update(format!("{:?}\n", config.presence));
     hasher.update(format!("{:?}\n", config.auth));
+    hasher.update(format!("{:?}\n", config.webhooks));
     for group in &config.groups {
         hasher.update(format!("{group:?}\n"));
+        // An SSO key named by its path: what the file holds now, so a key
+        // rotated on one node's disk only shows as drift.
+        for source in group.sso.iter().flat_map(|sso| &sso.public_keys) {
+            if !source.trim_start().starts_with("-----BEGIN") {
+                let held = std::fs::read(source).unwrap_or_default();
+                hasher.update((held.len() as u64).to_le_bytes());
+                hasher.update(&held);
+            }
+        }
         let secrets = [&group.api_key, &group.visitor_identity_secret];
         let webhook_secrets = group
             .webhooks
@@ -207,5 +218,27 @@ mod tests {
         let mut origin = base.clone();
         origin.groups[0].origins.push("https://b.example".into());
         assert_ne!(settings_hash(&origin), hash);
+        let mut tuned = base.clone();
+        tuned.webhooks.timeout_ms += 1;
+        assert_ne!(settings_hash(&tuned), hash, "[webhooks] counts");
+    }
+
+    #[test]
+    fn an_sso_key_file_counts_by_what_it_holds() {
+        let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("idp.pub.pem");
+        std::fs::copy(format!("{keys}group72-a.pub.pem"), &path).expect("copy");
+        let keyed = Config::from_toml_str(&format!(
+            "[[groups]]\nid = 1\nname = \"a\"\npresence = true\n\
+             visitor_identity_secret = \"0123456789abcdef0123456789abcdef\"\n\
+             visitor_identity_issuer = \"https://a.example\"\n\
+             [groups.sso]\nissuer = \"idp\"\npublic_keys = [{:?}]\n",
+            path.display().to_string()
+        ))
+        .expect("valid");
+        let first = settings_hash(&keyed);
+        std::fs::copy(format!("{keys}group72-b.pub.pem"), &path).expect("rotate");
+        assert_ne!(settings_hash(&keyed), first, "same path, another key");
     }
 }

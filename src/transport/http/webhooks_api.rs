@@ -51,6 +51,7 @@ struct FailedDelivery {
     #[serde(rename = "type")]
     kind: String,
     visitorid: String,
+    /// The receiver, without its query string.
     url: String,
     attempts: u32,
     /// Unix ms it was queued, and it gave up.
@@ -103,7 +104,13 @@ impl From<NamedLetter> for FailedDelivery {
             event_id: d.event_id,
             kind: d.event_type,
             visitorid: d.visitorid,
-            url: d.url,
+            // As the logs show it: a query string may carry a credential.
+            url: d
+                .url
+                .split(['?', '#'])
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
             attempts: d.attempts,
             queued_at: d.created_ms,
             failed_at: letter.failed_ms,

@@ -32,8 +32,35 @@ impl ConfigError {
             err.path.join(".")
         };
         // figment's Display repeats the key; the kind alone reads better.
-        Self::new(key, err.kind.to_string())
+        Self::new(key, without_values(&err.kind.to_string()))
     }
+}
+
+/// A parser's message without what the file said: no source excerpt (a
+/// TOML error quotes the offending line, which may hold a secret) and no
+/// quoted values (`found string "..."`). The key, line and column stay.
+/// The message reaches logs and, after a failed reload, `/healthz`.
+fn without_values(message: &str) -> String {
+    let excerpt = |line: &str| {
+        let rest = line
+            .trim_start()
+            .trim_start_matches(|c: char| c.is_ascii_digit());
+        let rest = rest.trim_start();
+        rest.starts_with('|') || (!rest.is_empty() && rest.chars().all(|c| c == '^' || c == ' '))
+    };
+    let kept: Vec<&str> = message
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !excerpt(line))
+        .collect();
+    let mut out = String::with_capacity(message.len());
+    for (i, piece) in kept.join("; ").split('"').enumerate() {
+        // Odd pieces are inside quotes.
+        match i % 2 {
+            0 => out.push_str(piece),
+            _ => out.push_str("\"…\""),
+        }
+    }
+    out
 }
 
 impl fmt::Display for ConfigError {
@@ -290,5 +317,21 @@ pub(crate) fn valid_allow_pattern(pattern: &str) -> bool {
         Some("") => true,
         Some(prefix) => valid_function_name(prefix),
         None => valid_function_name(pattern),
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::without_values;
+
+    #[test]
+    fn a_parse_error_keeps_its_place_but_not_the_line_it_quotes() {
+        let toml = "TOML parse error at line 90, column 11\n   |\n90 | api_key = \"LEAKED-key\n   |           ^\ninvalid basic string\n";
+        let clean = without_values(toml);
+        assert!(!clean.contains("LEAKED"), "{clean}");
+        assert!(clean.contains("line 90, column 11"), "{clean}");
+        assert!(clean.contains("invalid basic string"), "{clean}");
+        let typed = without_values("invalid type: found string \"s3cret\", expected u64");
+        assert_eq!(typed, "invalid type: found string \"…\", expected u64");
     }
 }
