@@ -230,6 +230,25 @@ pub fn check_config_notes(config: &Config) -> Vec<String> {
 /// `reload`: asks this node (signed `POST /internal/reload`) or, with
 /// `all`, every node of the cluster (a `reload` broadcast) to reload; what
 /// to print on success.
+/// This node's internal listener (an unspecified bind address is reached on
+/// loopback) and a caller that signs with `server.internal_secret`.
+pub(crate) fn internal_caller(
+    config: &Config,
+) -> Result<(String, crate::transport::internal::SignedCaller), String> {
+    let mut addr = config.server.internal_addr().map_err(|e| e.to_string())?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let caller = crate::transport::internal::SignedCaller::new(
+        config.server.internal_secret(),
+        std::sync::Arc::new(crate::infra::clock::SystemClock),
+    )?;
+    Ok((format!("http://{addr}"), caller))
+}
+
 pub async fn reload(config: &Config, all: bool) -> Result<String, String> {
     if all {
         if !config.cluster.is_redis() {
@@ -252,20 +271,10 @@ pub async fn reload(config: &Config, all: bool) -> Result<String, String> {
                 .into(),
         );
     }
-    let mut addr = config.server.internal_addr().map_err(|e| e.to_string())?;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr.ip() {
-            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    let caller = crate::transport::internal::SignedCaller::new(
-        config.server.internal_secret(),
-        std::sync::Arc::new(crate::infra::clock::SystemClock),
-    )?;
+    let (base, caller) = internal_caller(config)?;
     let report: serde_json::Value = caller
         .post(
-            &format!("http://{addr}"),
+            &base,
             crate::transport::internal::RELOAD_PATH,
             b"{}".to_vec(),
         )

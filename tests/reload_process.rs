@@ -159,3 +159,84 @@ async fn sighup_reloads_a_server_process_and_the_cli_asks_it_over_the_internal_l
     assert!(log.contains("config reload refused"), "{log}");
     assert_eq!(health().await["last_reload"]["outcome"], "refused");
 }
+
+#[actix_web::test]
+async fn internal_audit_takes_only_signed_command_line_issue_records() {
+    let node = Reloadable::start().await;
+    let sign = |body: &[u8]| {
+        presence_server::internal_auth::sign(
+            INTERNAL_SECRET.as_bytes(),
+            "POST",
+            "/internal/audit",
+            body,
+            SystemClock.now_ms(),
+        )
+    };
+    let record = |credential: &str| {
+        json!({"at": SystemClock.now_ms(), "outcome": "issued", "groupid": 72,
+               "username": "fred.demo", "credential": credential, "role": "agent",
+               "jti": format!("cli-{credential}"), "iat": 1, "exp": 2, "remote": null,
+               "user_agent": "presence-server gen-token", "reason": "test"})
+        .to_string()
+        .into_bytes()
+    };
+    // Unsigned, or signed with another secret: refused.
+    let cli = record("cli");
+    let client = common::http_client();
+    let unsigned = client
+        .post(format!("{}/internal/audit", node.internal_url()))
+        .send_body(cli.clone())
+        .await
+        .expect("response");
+    assert_eq!(unsigned.status().as_u16(), 401);
+    let forged = presence_server::internal_auth::sign(
+        b"not-the-secret-not-the-secret-not-the-secret",
+        "POST",
+        "/internal/audit",
+        &cli,
+        SystemClock.now_ms(),
+    );
+    let (status, _) = internal_post(&node.internal_url(), "/internal/audit", &forged, &cli).await;
+    assert_eq!(status, 401);
+    // Signed, but not a command-line issue (a forged sign-in): refused.
+    let password = record("password");
+    let (status, body) = internal_post(
+        &node.internal_url(),
+        "/internal/audit",
+        &sign(&password),
+        &password,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+    let (status, _) = internal_post(
+        &node.internal_url(),
+        "/internal/audit",
+        &sign(b"[1]"),
+        b"[1]",
+    )
+    .await;
+    assert_eq!(status, 400);
+    // The real thing is recorded, and only it.
+    let (status, body) =
+        internal_post(&node.internal_url(), "/internal/audit", &sign(&cli), &cli).await;
+    assert_eq!(status, 200, "{body}");
+    let admin = node.server.admin_token("ada.admin", 72);
+    let (status, body) = node
+        .server
+        .get("/admin/72/audit?username=fred.demo", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let jtis: Vec<&str> = body["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["jti"].as_str())
+        .collect();
+    assert!(jtis.contains(&"cli-cli"), "{body}");
+    assert!(!jtis.contains(&"cli-password"), "{body}");
+    node.server.shutdown().await;
+}

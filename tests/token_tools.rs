@@ -10,6 +10,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use common::cluster::{eventually, join, RedisServer, TEST_LEASE_MS, TEST_REDIS_TIMEOUT_MS};
+use common::roles::INTERNAL_SECRET;
 use common::tools::{check_token, gen_token, kid, list_keys, tool, ConfigFile};
 use common::TestServer;
 use presence_server::clock::{Clock, ManualClock, SystemClock};
@@ -311,11 +312,46 @@ async fn keys_list_shows_no_secret_and_rotate_changes_the_signer_keeping_old_tok
 async fn in_cluster_mode_the_tools_work_while_a_node_runs_on_the_same_data_dir() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let node = TestServer::start_with(|c| join(c, &url, TEST_LEASE_MS)).await;
+    let node = TestServer::start_with(|c| {
+        join(c, &url, TEST_LEASE_MS);
+        c.server.internal_bind = "127.0.0.1:0".into();
+        c.server.internal_secret = INTERNAL_SECRET.to_owned().into();
+    })
+    .await;
     let cluster = format!(
         "\n[cluster]\nmode = \"redis\"\nredis_url = \"{url}\"\nnode_lease_ms = {TEST_LEASE_MS}\nredis_timeout_ms = {TEST_REDIS_TIMEOUT_MS}\n"
     );
-    let config = ConfigFile::new(node.dir.path(), &cluster);
+    // Without the node's internal listener, the token has nowhere to be
+    // audited: it is not printed.
+    let unlisted = ConfigFile::new(node.dir.path(), &cluster);
+    let refused = tool(
+        &[
+            "gen-token",
+            "--config",
+            unlisted.path(),
+            "--group",
+            "72",
+            "--user",
+            "fred.demo",
+            "--ttl",
+            "600",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(refused.stdout.trim().is_empty(), "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("the token was not printed"),
+        "{}",
+        refused.stderr
+    );
+    let internal = node.running().internal_addr().expect("internal listener");
+    let config = ConfigFile::with_server(
+        node.dir.path(),
+        &format!("internal_bind = \"{internal}\"\ninternal_secret = \"{INTERNAL_SECRET}\"\n"),
+        &cluster,
+    );
 
     let ran = tool(
         &[
@@ -333,13 +369,27 @@ async fn in_cluster_mode_the_tools_work_while_a_node_runs_on_the_same_data_dir()
     )
     .await;
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
-    assert!(
-        ran.stderr
-            .contains("no audit record written: a node holds its data dir"),
-        "{}",
-        ran.stderr
-    );
     let token = ran.stdout.trim().to_owned();
+    // The node recorded the issue in its own audit log, before the print.
+    let ada = node.admin_token("ada.admin", 72);
+    let (status, body) = node
+        .get("/admin/72/audit?username=fred.demo", Some(&ada), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let payload = token.split('.').nth(1).expect("payload");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("json");
+    let jti = claims["jti"].as_str().expect("jti").to_owned();
+    assert!(
+        body["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .any(|r| {
+                r["jti"] == jti.as_str() && r["credential"] == "cli" && r["outcome"] == "issued"
+            }),
+        "{body}"
+    );
     assert_eq!(
         node.status(LOOKUP, &token).await,
         200,

@@ -292,30 +292,13 @@ pub fn gen_token(
     Ok(Generated { issued, unaudited })
 }
 
-/// Writes the `issued` audit record: into the tool's open store, or (in
-/// cluster mode) into the node-local data dir unless a node holds it;
-/// then the reason it was not written.
+/// Writes the `issued` audit record before the token is printed: into the
+/// tool's open store; in cluster mode into the node-local data dir, or,
+/// while a node holds it, through that node's internal listener (which
+/// flushes it before answering). With neither, the token is not printed.
 fn audit_issue(tools: &TokenTools, issued: &IssuedToken) -> Result<Option<String>, ToolError> {
-    let store = match &tools.store {
-        Some(store) => store.clone(),
-        None => match Store::open(&tools.config.server.data_dir) {
-            Ok(store) => Arc::new(store),
-            Err(StoreError::Held(dir)) => {
-                return Ok(Some(format!(
-                    "no audit record written: a node holds its data dir {dir} (the token is recorded in Redis and can be revoked)"
-                )))
-            }
-            Err(e) => return Err(ToolError::Failed(format!("audit: {e}"))),
-        },
-    };
-    let audit = Audit::new(
-        store.clone(),
-        tools.clock.clone(),
-        tools.config.auth.audit_retention_days,
-        Arc::new(Metrics::new()),
-    );
     let claims = &issued.claims;
-    let mut record = AuditRecord::new(Outcome::Issued, audit.now_ms())
+    let mut record = AuditRecord::new(Outcome::Issued, tools.clock.now_ms())
         .with_client(None, Some("presence-server gen-token"));
     record.groupid = Some(claims.groupid);
     record.username = Some(claims.sub.clone());
@@ -333,11 +316,53 @@ fn audit_issue(tools: &TokenTools, issued: &IssuedToken) -> Result<Option<String
         .take(64)
         .collect();
     record.reason = Some(format!("issued by the command line (OS user {operator})"));
+    let store = match &tools.store {
+        Some(store) => store.clone(),
+        None => match Store::open(&tools.config.server.data_dir) {
+            Ok(store) => Arc::new(store),
+            Err(StoreError::Held(dir)) => return audit_through_node(tools, &record, &dir),
+            Err(e) => return Err(ToolError::Failed(format!("audit: {e}"))),
+        },
+    };
+    let audit = Audit::new(
+        store,
+        tools.clock.clone(),
+        tools.config.auth.audit_retention_days,
+        Arc::new(Metrics::new()),
+    );
     audit
         .record(&record)
         .map_err(|e| ToolError::Failed(format!("audit: {e}; the token was not printed")))?;
-    if tools.store.is_none() {
-        store.close()?;
+    Ok(None)
+}
+
+/// Cluster mode, a node holding the data dir: the node records it.
+fn audit_through_node(
+    tools: &TokenTools,
+    record: &AuditRecord,
+    dir: &str,
+) -> Result<Option<String>, ToolError> {
+    let not_printed = |why: String| {
+        ToolError::Refused(format!(
+            "a node holds the data dir {dir} and keeps its audit log, so the token's audit record goes through its internal listener: {why}; the token was not printed"
+        ))
+    };
+    if !tools.config.server.runs_internal_listener() {
+        return Err(not_printed(
+            "set server.internal_bind and server.internal_secret as the node has them".into(),
+        ));
     }
+    let Some((_, runtime)) = &tools.shared else {
+        return Err(not_printed("not in cluster mode".into()));
+    };
+    let (base, caller) = crate::cli::internal_caller(&tools.config).map_err(not_printed)?;
+    let body = serde_json::to_vec(record).map_err(|e| not_printed(e.to_string()))?;
+    runtime
+        .block_on(caller.post::<serde_json::Value>(
+            &base,
+            crate::transport::internal::AUDIT_PATH,
+            body,
+        ))
+        .map_err(not_printed)?;
     Ok(None)
 }

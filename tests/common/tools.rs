@@ -22,6 +22,16 @@ impl ConfigFile {
         Self { _dir: dir, path }
     }
 
+    /// The same, with `server` lines added to its `[server]` table.
+    pub fn with_server(data: &Path, server: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        let toml =
+            super::config_toml(data).replacen("[server]\n", &format!("[server]\n{server}"), 1);
+        std::fs::write(&path, toml + extra).expect("write config");
+        Self { _dir: dir, path }
+    }
+
     pub fn path(&self) -> &str {
         self.path.to_str().expect("utf-8 path")
     }

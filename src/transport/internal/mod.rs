@@ -7,6 +7,8 @@
 //! - Presence role: `POST /internal/revoked`, an auth node without Redis
 //!   passing on revocations (answered after they are denied and their
 //!   sockets closed).
+//! - Every role: `POST /internal/audit`, the audit record of a token
+//!   `gen-token` issued while this node holds its data dir (cluster mode).
 //! - Every role: `POST /internal/reload`, a live config reload (answered
 //!   with its report: 200 when applied, 409 `restart_required` or 422
 //!   `config_invalid` otherwise). Role `all` runs the listener only when
@@ -30,11 +32,12 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde::Deserialize;
 
 use crate::auth::audit::{Audit, AuditRecord, Outcome};
+use crate::auth::sign_in::CredentialKind;
 use crate::auth::token::handover::KeyHandover;
 use crate::auth::token::{ReceivedKeys, TokenService};
 use crate::infra::clock::SharedClock;
 use crate::infra::config::{Config, ConfigReloader, ReloadOutcome, ServerRole};
-use crate::infra::error::{on_blocking_pool, DomainError};
+use crate::infra::error::{off_thread, on_blocking_pool, DomainError};
 use crate::infra::internal_auth::{
     InternalVerifier, SignedHeaders, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
@@ -49,6 +52,9 @@ pub const KEYS_PATH: &str = "/internal/keys";
 pub const REVOKED_PATH: &str = "/internal/revoked";
 /// Path of the live config reload.
 pub const RELOAD_PATH: &str = "/internal/reload";
+/// Path of a command-line token's audit record (`gen-token` in cluster
+/// mode, while this node holds the data dir the tool would write to).
+pub const AUDIT_PATH: &str = "/internal/audit";
 /// Largest internal request body.
 pub const MAX_INTERNAL_BODY: usize = 1 << 20;
 /// Most revocations one notice carries.
@@ -98,7 +104,9 @@ pub fn start(config: &Config, deps: InternalDeps) -> std::io::Result<Option<Inte
             ServerRole::Presence => app.route(REVOKED_PATH, web::post().to(receive_revocations)),
             ServerRole::All => app,
         };
-        let app = app.route(RELOAD_PATH, web::post().to(reload_config));
+        let app = app
+            .route(RELOAD_PATH, web::post().to(reload_config))
+            .route(AUDIT_PATH, web::post().to(record_cli_audit));
         app.default_service(web::to(crate::transport::http::not_found))
     })
     .workers(1)
@@ -221,6 +229,30 @@ async fn reload_config(
         ReloadOutcome::Refused => Err(DomainError::RestartRequired(error)),
         ReloadOutcome::Failed => Err(DomainError::ConfigInvalid(error)),
     }
+}
+
+/// `POST /internal/audit` (every role): records the audit record of a token
+/// `gen-token` issued, flushed before the answer (the tool prints the token
+/// only then). Only that kind of record is taken.
+async fn record_cli_audit(
+    deps: web::Data<InternalDeps>,
+    req: HttpRequest,
+    body: Bytes,
+) -> Result<HttpResponse, DomainError> {
+    authenticate(&deps, &req, &body).await?;
+    let record: AuditRecord = serde_json::from_slice(&body)
+        .map_err(|e| DomainError::BadRequest(format!("bad audit record: {e}")))?;
+    let cli_issue = record.outcome == Outcome::Issued
+        && record.credential == Some(CredentialKind::Cli)
+        && record.jti.is_some();
+    if !cli_issue {
+        return Err(DomainError::BadRequest(
+            "only the issued record of a command-line token is taken here".into(),
+        ));
+    }
+    let audit = deps.audit.clone();
+    off_thread("audit", move || audit.record(&record)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"recorded": true})))
 }
 
 /// The body of `POST /internal/revoked`.
