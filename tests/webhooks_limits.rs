@@ -101,3 +101,34 @@ async fn deliveries_for_a_removed_receiver_become_dead_letters() {
     assert_eq!(page["failed"][0]["last_error"], "HTTP 503");
     server.shutdown().await;
 }
+
+#[actix_web::test]
+async fn a_receiver_that_hangs_holds_only_its_share_and_the_others_go_on() {
+    let stuck = Receiver::start().await;
+    stuck.answer_by_default(Answer::Stall);
+    let healthy = Receiver::start().await;
+    let server = TestServer::start_with(|c| {
+        subscribe(c, &stuck.url);
+        let mut second = c.groups[0].webhooks[0].clone();
+        second.url = healthy.url.clone();
+        c.groups[0].webhooks.push(second);
+        c.webhooks.max_concurrency = 2;
+        c.webhooks.max_concurrency_per_receiver = 1;
+        // Far past the wait below: without the share, the stuck receiver's
+        // older lanes would hold both slots that long.
+        c.webhooks.timeout_ms = 60_000;
+    })
+    .await;
+    let mut visitors = Vec::new();
+    for i in 0..4 {
+        visitors.push(server.visitor(&format!("v-{i}"), json!({})).await);
+    }
+    healthy
+        .wait_for("the healthy receiver gets every event", |s| {
+            (0..4).all(|i| s.iter().any(|r| r.json()["visitorid"] == format!("v-{i}")))
+        })
+        .await;
+    assert_eq!(stuck.peak_in_flight(), 1, "the stuck one holds one slot");
+    assert_eq!(stuck.requests().len(), 1, "and its other lanes wait");
+    server.shutdown().await;
+}

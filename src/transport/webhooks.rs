@@ -1,8 +1,9 @@
 //! Webhook delivery: takes ready deliveries from the presence core's
 //! [`Outbox`], POSTs each to its receiver signed with the subscription's
 //! secret, and reports how it went. At most `webhooks.max_concurrency`
-//! requests are in flight; each has `webhooks.timeout_ms`; redirects are
-//! not followed (a 3xx is a failure).
+//! requests are in flight (and `max_concurrency_per_receiver` to one
+//! receiver: the outbox's lanes keep that share); each has
+//! `webhooks.timeout_ms`; redirects are not followed (a 3xx is a failure).
 //!
 //! `Presence-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
 //! t + "." + body)>`, Stripe's shape; `t` is the attempt's time, so a retry

@@ -120,7 +120,8 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         secrets { redis_url });
     changed_keys!(changed, "webhooks", WebhooksConfig, &old.webhooks, &new.webhooks,
         fields {
-            timeout_ms, max_concurrency, max_payload_bytes, retry_horizon_secs,
+            timeout_ms, max_concurrency, max_concurrency_per_receiver, max_payload_bytes,
+            retry_horizon_secs,
             backoff_base_ms, backoff_max_ms, max_outbox, max_dead_letters, allow_http,
         }
         secrets {});

@@ -48,6 +48,10 @@ pub struct WebhooksConfig {
     pub timeout_ms: u64,
     /// Deliveries in flight at once, over every receiver.
     pub max_concurrency: usize,
+    /// Deliveries in flight at once to one receiver URL (at most
+    /// `max_concurrency`), so that a receiver that hangs cannot hold every
+    /// slot: other receivers' events go on.
+    pub max_concurrency_per_receiver: usize,
     /// Largest event body; a larger event is not queued (metric, log).
     pub max_payload_bytes: usize,
     /// How long an event is retried before it goes to the dead letters.
@@ -70,6 +74,7 @@ impl Default for WebhooksConfig {
         Self {
             timeout_ms: 10_000,
             max_concurrency: 16,
+            max_concurrency_per_receiver: 4,
             max_payload_bytes: 65_536,
             retry_horizon_secs: 86_400,
             backoff_base_ms: 1_000,

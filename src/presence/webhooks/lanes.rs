@@ -3,7 +3,9 @@
 //! in flight, so a later event for a visitor is never delivered before an
 //! earlier one; while the head retries, the rest of its lane waits, and
 //! other lanes go on. Idle lanes wait in `ready`, ordered by the time
-//! their head may be tried.
+//! their head may be tried. At most `per_receiver` heads of one receiver
+//! URL are in flight, so a receiver that hangs holds only its share of the
+//! delivery slots while every other receiver's lanes go on.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -23,15 +25,27 @@ struct Lane {
     busy: bool,
 }
 
-#[derive(Default)]
 pub(super) struct Lanes {
     lanes: HashMap<LaneKey, Lane>,
     /// Idle, non-empty lanes by when their head may go.
     ready: BTreeSet<(u64, LaneKey)>,
     depth: usize,
+    /// Heads in flight, by receiver URL.
+    in_flight: HashMap<String, usize>,
+    per_receiver: usize,
 }
 
 impl Lanes {
+    pub(super) fn new(per_receiver: usize) -> Self {
+        Self {
+            lanes: HashMap::new(),
+            ready: BTreeSet::new(),
+            depth: 0,
+            in_flight: HashMap::new(),
+            per_receiver: per_receiver.max(1),
+        }
+    }
+
     /// Deliveries queued (in flight included).
     pub(super) fn depth(&self) -> usize {
         self.depth
@@ -51,16 +65,25 @@ impl Lanes {
     /// their head.
     pub(super) fn take_ready(&mut self, now_ms: u64, max: usize) -> Vec<(LaneKey, u64)> {
         let mut out = Vec::new();
-        while out.len() < max {
-            let Some(first) = self.ready.first() else {
-                break;
-            };
-            if first.0 > now_ms {
+        let mut chosen = Vec::new();
+        // Oldest first; a lane whose receiver is at its share waits in
+        // place (it keeps its turn) and later lanes of others go.
+        let mut taking: HashMap<&str, usize> = HashMap::new();
+        for entry in &self.ready {
+            if out.len() + chosen.len() >= max || entry.0 > now_ms {
                 break;
             }
-            let Some((_, key)) = self.ready.pop_first() else {
-                break;
-            };
+            let url = entry.1.url.as_str();
+            let busy = self.in_flight.get(url).copied().unwrap_or(0);
+            let taken = taking.entry(url).or_insert(0);
+            if busy + *taken < self.per_receiver {
+                *taken += 1;
+                chosen.push(entry.clone());
+            }
+        }
+        for entry in chosen {
+            self.ready.remove(&entry);
+            let (_, key) = entry;
             let Some(lane) = self.lanes.get_mut(&key) else {
                 continue;
             };
@@ -68,9 +91,20 @@ impl Lanes {
                 continue;
             };
             lane.busy = true;
+            *self.in_flight.entry(key.url.clone()).or_insert(0) += 1;
             out.push((key, head));
         }
         out
+    }
+
+    /// A head of `url` is no longer in flight.
+    fn landed(&mut self, url: &str) {
+        if let Some(count) = self.in_flight.get_mut(url) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.in_flight.remove(url);
+            }
+        }
     }
 
     /// When the next idle lane may go.
@@ -87,7 +121,13 @@ impl Lanes {
         if lane.queue.pop_front().is_some() {
             self.depth = self.depth.saturating_sub(1);
         }
-        lane.busy = false;
+        let was_busy = std::mem::take(&mut lane.busy);
+        if was_busy {
+            self.landed(&key.url);
+        }
+        let Some(lane) = self.lanes.get_mut(key) else {
+            return;
+        };
         if lane.queue.is_empty() {
             self.lanes.remove(key);
         } else {
@@ -98,8 +138,11 @@ impl Lanes {
     /// The head of `key` failed and stays: it goes again at `at_ms`.
     pub(super) fn retry_at(&mut self, key: &LaneKey, at_ms: u64) {
         if let Some(lane) = self.lanes.get_mut(key) {
-            lane.busy = false;
+            let was_busy = std::mem::take(&mut lane.busy);
             self.ready.insert((at_ms, key.clone()));
+            if was_busy {
+                self.landed(&key.url);
+            }
         }
     }
 }
@@ -118,7 +161,7 @@ mod tests {
 
     #[test]
     fn a_lane_sends_one_at_a_time_in_order_and_waits_for_a_retry() {
-        let mut lanes = Lanes::default();
+        let mut lanes = Lanes::new(usize::MAX);
         lanes.push(key("a"), 1, 0);
         lanes.push(key("a"), 2, 0);
         lanes.push(key("b"), 3, 0);
@@ -134,5 +177,41 @@ mod tests {
         lanes.finished(&key("b"), 61);
         assert_eq!(lanes.depth(), 0);
         assert_eq!(lanes.next_ready_ms(), None);
+    }
+
+    fn at(url: &str, v: &str) -> LaneKey {
+        LaneKey {
+            url: url.into(),
+            group: 1,
+            visitor: v.into(),
+        }
+    }
+
+    #[test]
+    fn a_receiver_holds_at_most_its_share_and_the_others_go_on() {
+        let mut lanes = Lanes::new(2);
+        for v in ["a", "b", "c", "d"] {
+            lanes.push(at("stuck", v), 1, 0);
+        }
+        lanes.push(at("healthy", "e"), 2, 5);
+        let first = lanes.take_ready(10, 16);
+        assert_eq!(
+            first,
+            vec![
+                (at("stuck", "a"), 1),
+                (at("stuck", "b"), 1),
+                (at("healthy", "e"), 2)
+            ],
+            "two of the stuck receiver's lanes, then the healthy one's"
+        );
+        assert!(lanes.take_ready(10, 16).is_empty(), "stuck is at its share");
+        // One stuck attempt fails: its lane waits, and a waiting one of the
+        // same receiver takes the freed slot, oldest first.
+        lanes.retry_at(&at("stuck", "a"), 100);
+        assert_eq!(lanes.take_ready(10, 16), vec![(at("stuck", "c"), 1)]);
+        lanes.finished(&at("stuck", "b"), 20);
+        lanes.finished(&at("stuck", "c"), 20);
+        assert_eq!(lanes.take_ready(20, 16), vec![(at("stuck", "d"), 1)]);
+        assert_eq!(lanes.take_ready(100, 16), vec![(at("stuck", "a"), 1)]);
     }
 }

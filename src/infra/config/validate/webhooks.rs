@@ -27,6 +27,11 @@ pub(super) fn validate_webhooks_section(config: &Config) -> Result<(), ConfigErr
         "must be 1 to 1024",
     )?;
     check(
+        (1..=1024).contains(&w.max_concurrency_per_receiver),
+        at("max_concurrency_per_receiver"),
+        "must be 1 to 1024 (above webhooks.max_concurrency it is that)",
+    )?;
+    check(
         (1024..=1_048_576).contains(&w.max_payload_bytes),
         at("max_payload_bytes"),
         "must be 1024 to 1048576",

@@ -116,7 +116,11 @@ impl Outbox {
                 tree: "webhook_outbox",
                 reason: format!("cannot start the webhook runtime: {e}"),
             })?;
-        let mut lanes = Lanes::default();
+        let mut lanes = Lanes::new(
+            config
+                .max_concurrency_per_receiver
+                .min(config.max_concurrency),
+        );
         let left = store.webhook_outbox()?;
         for d in &left {
             lanes.push(lane_of(d), d.seq, d.next_attempt_ms);
