@@ -7,6 +7,7 @@ mod reload;
 mod roles;
 mod running;
 mod seams;
+mod webhooks;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -30,10 +31,7 @@ use crate::presence::confirmation;
 use crate::presence::events::{EventBus, LocalEventBus};
 use crate::presence::live_sockets::LiveSockets;
 use crate::presence::origin::OriginPolicy;
-use crate::presence::registry::{
-    PresenceDirectory, RegistryHandle, Transition, TransitionListener,
-};
-use crate::presence::webhooks::{Outbox, WebhookEvent, WebhookSubscriptions};
+use crate::presence::registry::{PresenceDirectory, RegistryHandle};
 use crate::store::cluster::ClusterLink;
 use crate::store::{Store, StoreError};
 use crate::transport::agent_session::AgentSocketDeps;
@@ -174,16 +172,7 @@ async fn start(
         )
         .map_err(|m| config::ConfigError::new("server.trusted_proxies", m))?,
     );
-    // Webhooks: the outbox (resumed from sled) and its delivery.
-    let webhooks = Outbox::start(
-        store.clone(),
-        Arc::new(WebhookSubscriptions::from_config(&config)),
-        config.webhooks.clone(),
-        metrics.clone(),
-        clock.clone(),
-    )?;
-    crate::transport::webhooks::start(webhooks.clone())
-        .map_err(|m| config::ConfigError::new("webhooks", m))?;
+    let webhooks = webhooks::start(&config, &store, &metrics, &clock)?;
     // The single-node presence directory and event bus.
     let local_bus: Arc<dyn EventBus> = Arc::new(LocalEventBus::default());
     let (live_agents, registry, cluster_presence) = match &cluster {
@@ -193,7 +182,7 @@ async fn start(
                 clock.clone(),
                 local_bus.clone(),
             );
-            emit_transitions(&local, &webhooks);
+            webhooks::emit_transitions(&local, &webhooks);
             let registry: Arc<dyn PresenceDirectory> = Arc::new(local);
             (local_bus, registry, None)
         }
@@ -327,12 +316,7 @@ async fn start(
         running: tokio::sync::Mutex::new(()),
         listeners: std::sync::Mutex::new(Vec::new()),
     });
-    // A reload's new receivers take the group's next events; deliveries
-    // already queued for a removed receiver end as `unsubscribed`.
-    let subscriptions = webhooks.clone();
-    reloader.on_applied(Arc::new(move |config| {
-        subscriptions.subscriptions().replace(config)
-    }));
+    webhooks::follow_reloads(&reloader, &webhooks);
     if let Some(link) = &cluster {
         reload::on_broadcast(link, &reloader);
     }
@@ -466,27 +450,4 @@ async fn start(
         internal_server: role_parts.internal,
         housekeeping,
     })
-}
-
-/// Single node: the registry's transitions are the visitor's, and become
-/// `visitor_online` and `visitor_offline` events.
-struct SingleNodeTransitions(Arc<Outbox>);
-
-impl TransitionListener for SingleNodeTransitions {
-    fn wants(&self, key: &crate::infra::ids::VisitorKey, online: bool) -> bool {
-        self.0.wants_presence(key.group, online)
-    }
-
-    fn transition(&self, _key: &crate::infra::ids::VisitorKey, transition: Transition) {
-        let now = self.0.now_ms();
-        self.0.emit(match &transition {
-            Transition::Online(state) => WebhookEvent::visitor_online(state, now),
-            Transition::Offline(last) => WebhookEvent::visitor_offline(last, now),
-        });
-    }
-}
-
-fn emit_transitions(registry: &RegistryHandle, outbox: &Arc<Outbox>) {
-    let listener = Arc::new(SingleNodeTransitions(outbox.clone()));
-    let _ = registry.hooks().transition.set(listener);
 }

@@ -47,11 +47,12 @@ pub struct AuditParams {
     cursor: Option<String>,
 }
 
-/// The group id in an administrator path.
+/// The group id in an administrator path (the document's parameter; the
+/// handlers read it as a bare `web::Path<GroupId>`).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
-struct GroupPath {
+pub(super) struct GroupPath {
     /// The group (tenant) id.
     #[param(value_type = u64, example = 72, maximum = 9007199254740991.0)]
     groupid: GroupId,

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use utoipa::{IntoParams, ToSchema};
 
+use super::admin_api::GroupPath;
 use super::openapi::{AgentErrors, BodyErrors};
 use super::AgentAuth;
 use crate::infra::error::DomainError;
@@ -30,16 +31,6 @@ pub struct FailedParams {
     /// The `next_cursor` of the previous page.
     #[param(pattern = r"^[0-9]{1,19}(@[A-Za-z0-9_\-]{1,64})?$")]
     cursor: Option<String>,
-}
-
-/// The group id in the path.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-struct GroupPath {
-    /// The group (tenant) id.
-    #[param(value_type = u64, example = 72, maximum = 9007199254740991.0)]
-    groupid: GroupId,
 }
 
 /// One dead letter as the administrator sees it.
