@@ -79,6 +79,28 @@ RUNS = [
 ]
 
 
+# CPython 3.11 (Debian bookworm's 3.11.2 and 3.11.7 alike) sometimes fails
+# inside hypothesis while it generates cases, with this SystemError (the
+# interpreter's AST recursion-depth check; fixed in 3.12). It is not a finding
+# about the API, so only a run that failed with it is run again.
+INTERPRETER_BUG = "AST constructor recursion depth mismatch"
+ATTEMPTS = 3
+
+
+def run_schemathesis(command, cwd, report_dir):
+    """One pass; its exit code. Printed as it runs."""
+    for attempt in range(1, ATTEMPTS + 1):
+        shutil.rmtree(report_dir, ignore_errors=True)
+        result = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        print(result.stdout, end="", flush=True)
+        if result.returncode == 0 or INTERPRETER_BUG not in result.stdout or attempt == ATTEMPTS:
+            return result.returncode
+        print(f"api_check: CPython's '{INTERPRETER_BUG}' inside hypothesis (not an API finding); "
+              f"running the pass again ({attempt + 1}/{ATTEMPTS})", flush=True)
+    return 1
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -318,8 +340,7 @@ def main():
                        "--workers", "2", "--seed", "19", "--report", "har",
                        "--report-dir", str(report / name), "--wait-for-schema", "10", *selection]
             print(f"api_check: {name}:", " ".join(command[:2] + ["<config>"] + command[3:]), flush=True)
-            result = subprocess.run(command, cwd=work)
-            failed |= result.returncode != 0
+            failed |= run_schemathesis(command, work, report / name) != 0
         hars = list(report.glob("*/har-*.json"))
         if len(hars) != len(RUNS):
             sys.exit(f"api_check: expected {len(RUNS)} HAR reports, found {len(hars)}")
